@@ -1,0 +1,1 @@
+"""The ``hq`` command line: a thin shell over the library."""

@@ -1,0 +1,35 @@
+"""``hq``: the entrypoint. Sub-commands live in their own modules and are mounted here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hikyuu_qlib.cli.data import data_app
+from hikyuu_qlib.cli.model import model_app
+from hikyuu_qlib.observability.logs import LogFormat, configure_logging
+
+app = typer.Typer(
+    name="hq",
+    help="hikyuu-qlib: A-share research over Hikyuu and Qlib stores.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+    log_format: Annotated[str, typer.Option("--log-format", help="text or json (on stderr)")] = "text",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="same as --log-level DEBUG")] = False,
+) -> None:
+    fmt: LogFormat = "json" if log_format == "json" else "text"
+    configure_logging("DEBUG" if verbose else log_level, fmt)
+
+
+def main() -> None:
+    app()

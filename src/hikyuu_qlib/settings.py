@@ -1,0 +1,61 @@
+"""Settings: environment (``HQ_*``), an optional TOML config file, then defaults.
+
+The config file is ``$HQ_CONFIG`` when set, else ``~/.hikyuu_qlib/config.toml`` when it exists.
+Keys are the field names below, e.g. ``source = "hikyuu:/data/stock"``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_HOME = Path("~/.hikyuu_qlib").expanduser()
+
+
+def _default_workers() -> int:
+    return max(2, min(8, (os.cpu_count() or 2) * 2))
+
+
+class Settings(BaseSettings):
+    """Everything the composition root needs to wire adapters."""
+
+    model_config = SettingsConfigDict(env_prefix="HQ_", extra="forbid", frozen=True)
+
+    source: str = Field("synthetic", description="market data source spec (hikyuu:PATH, qlib:PATH, synthetic)")
+    home: Path = Field(DEFAULT_HOME, description="where registry, artifacts and caches live by default")
+    database_url: str | None = Field(None, description="model registry URL; default sqlite under home")
+    cache_dir: Path | None = Field(None, description="feature cache directory; default home/cache")
+    io_workers: int = Field(default_factory=_default_workers, ge=1, le=64)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("HQ_CONFIG")
+        path = Path(config).expanduser() if config else DEFAULT_HOME / "config.toml"
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def registry_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'registry.db'}"
+
+    @property
+    def feature_cache_dir(self) -> Path:
+        return self.cache_dir or self.home / "cache"
