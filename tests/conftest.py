@@ -1,0 +1,79 @@
+"""Shared fixtures: the real data in ../shared/data and the real services.
+
+With ``CI=true`` a missing data directory or service fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when ``condition`` is false, or fail when running in CI."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(os.environ.get("HQ_TEST_DATA", REPO.parent / "shared" / "data")).expanduser()
+    require(root.is_dir(), f"test data not found at {root} (set HQ_TEST_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def hikyuu_dir(data_root: Path) -> Path:
+    path = data_root / "hikyuu"
+    require((path / "stock.db").is_file(), f"Hikyuu test store not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qlib_dir(data_root: Path) -> Path:
+    path = data_root / "qlib_cn"
+    require((path / "calendars" / "day.txt").is_file(), f"Qlib test store not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    url = os.environ.get("HQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    require(_port_open("127.0.0.1", 5432), "PostgreSQL not reachable on 127.0.0.1:5432")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("HQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    require(_port_open("127.0.0.1", 6379), "Redis not reachable on 127.0.0.1:6379")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pyqlib(qlib_dir: Path):  # type: ignore[no-untyped-def]
+    """pyqlib initialised on the shared Qlib store (once per session)."""
+    try:
+        import qlib
+    except ImportError:
+        require(False, "pyqlib is not installed (pip install -e '.[qlib]')")
+        raise
+    qlib.init(provider_uri=str(qlib_dir), region="cn", kernels=1)
+    return qlib
