@@ -10,6 +10,12 @@ import polars as pl
 from hikyuu_qlib.domain import Adjust, DateRange, KType, Market, StockCode, StockType
 
 
+class Progress(Protocol):
+    """Progress callback for long work: ``done`` of ``total`` items, the last one named ``item``."""
+
+    def __call__(self, done: int, total: int, item: str) -> None: ...
+
+
 @runtime_checkable
 class MarketData(Protocol):
     """A market data store: stock lists, calendars, universes and bars as columnar frames.
@@ -61,6 +67,10 @@ class MarketData(Protocol):
         dates: DateRange | None = None,
     ) -> pl.DataFrame:
         """Bars of one code (see ``BAR_SCHEMA``), sorted by datetime."""
+        ...
+
+    def weights(self, code: StockCode) -> pl.DataFrame:
+        """Split and dividend events of one code (see ``WEIGHT_SCHEMA``); empty when the store has none."""
         ...
 
     def close(self) -> None: ...

@@ -20,6 +20,11 @@ Stocks frame: code, market, symbol, name, type (StockType value), valid, start_d
 (end_date null while listed), lot (minimum trade number), tick (price step).
 
 Membership frame (point-in-time universes): code, start, end (both inclusive, Datetime(ms)).
+
+Weights frame (split and dividend events of one code, Hikyuu's stkWeight in natural units), sorted by date:
+date (Datetime(ms), the ex-date), count_as_gift, count_for_sell, count_of_increasement (shares per 10
+held), price_for_sell (yuan a share), bonus (yuan per 10 shares), suogu (split/consolidation ratio,
+0 when none), total_count, free_count (10k shares).
 """
 
 from __future__ import annotations
@@ -57,6 +62,19 @@ STOCK_SCHEMA: dict[str, pl.DataType] = {
 }
 
 MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {"code": pl.String(), "start": DATETIME, "end": DATETIME}
+
+
+WEIGHT_SCHEMA: dict[str, pl.DataType] = {
+    "date": DATETIME,
+    "count_as_gift": pl.Float64(),
+    "count_for_sell": pl.Float64(),
+    "price_for_sell": pl.Float64(),
+    "bonus": pl.Float64(),
+    "count_of_increasement": pl.Float64(),
+    "suogu": pl.Float64(),
+    "total_count": pl.Float64(),
+    "free_count": pl.Float64(),
+}
 
 
 def empty_bars(with_factor: bool = False) -> pl.DataFrame:
