@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Result  # noqa: E402
+from common import Result
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
@@ -27,7 +27,9 @@ def available() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("suite", choices=available())
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--json", type=Path, required=True, help="where to write the results")
@@ -44,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         ratio = "" if r["ratio"] is None else f"  ratio {r['ratio']:.1f}x (goal {r['goal_ratio']})"
         anchor = "" if r["anchor_s"] is None else f"  {r['anchor']} {r['anchor_s']:.4f}s"
         print(f"{r['name']:<60} ours {r['ours_s']:.4f}s{anchor}{ratio}", file=sys.stderr)
-    print(f"suite {args.suite}: {len(records)} results in {time.perf_counter() - started:.1f}s -> {args.json}",
-          file=sys.stderr)
+    print(
+        f"suite {args.suite}: {len(records)} results in {time.perf_counter() - started:.1f}s -> {args.json}",
+        file=sys.stderr,
+    )
     return 0
 
 

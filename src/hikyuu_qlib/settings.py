@@ -29,7 +29,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HQ_", extra="forbid", frozen=True)
 
-    source: str = Field("synthetic", description="market data source spec (hikyuu:PATH, qlib:PATH, synthetic)")
+    source: str = Field(
+        "synthetic", description="market data source spec (hikyuu:PATH, qlib:PATH, synthetic)"
+    )
     home: Path = Field(DEFAULT_HOME, description="where registry, artifacts and caches live by default")
     database_url: str | None = Field(None, description="model registry URL; default sqlite under home")
     cache_dir: Path | None = Field(None, description="feature cache directory; default home/cache")

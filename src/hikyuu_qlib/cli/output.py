@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ log = logging.getLogger("hikyuu_qlib.cli")
 T = TypeVar("T")
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -93,7 +93,11 @@ def frame_table(frame: pl.DataFrame, title: str | None = None, max_rows: int = 2
     for name in frame.columns:
         numeric = frame.schema[name].is_numeric()
         table.add_column(name, justify="right" if numeric else "left")
-    shown = frame if frame.height <= max_rows else pl.concat([frame.head(max_rows // 2), frame.tail(max_rows // 2)])
+    shown = (
+        frame
+        if frame.height <= max_rows
+        else pl.concat([frame.head(max_rows // 2), frame.tail(max_rows // 2)])
+    )
     for i, row in enumerate(shown.iter_rows()):
         if frame.height > max_rows and i == max_rows // 2:
             table.add_row(*(["…"] * len(frame.columns)))
@@ -111,8 +115,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_frame(frame: pl.DataFrame, fmt: OutputFormat, out: Path | None, *, title: str | None = None,
-                extra: dict[str, Any] | None = None) -> None:
+def write_frame(
+    frame: pl.DataFrame,
+    fmt: OutputFormat,
+    out: Path | None,
+    *,
+    title: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write a frame in the requested format to ``out`` or stdout."""
     if fmt is OutputFormat.parquet:
         if out is None:
@@ -128,7 +138,12 @@ def write_frame(frame: pl.DataFrame, fmt: OutputFormat, out: Path | None, *, tit
             log.info("wrote %d rows to %s", frame.height, out)
         return
     if fmt is OutputFormat.json:
-        document = {"rows": frame.height, "columns": frame.columns, "data": frame_records(frame), **(extra or {})}
+        document = {
+            "rows": frame.height,
+            "columns": frame.columns,
+            "data": frame_records(frame),
+            **(extra or {}),
+        }
         if out is None:
             emit_json(document)
         else:

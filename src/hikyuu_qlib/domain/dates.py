@@ -58,7 +58,9 @@ class DateRange:
         """Parse ``START:END`` where either side may be empty."""
         start, sep, end = text.partition(":")
         if not sep:
-            raise InvalidDateRangeError(f"invalid date range {text!r}: expected START:END, e.g. 2010-01-01:2014-12-31")
+            raise InvalidDateRangeError(
+                f"invalid date range {text!r}: expected START:END, e.g. 2010-01-01:2014-12-31"
+            )
         return cls.of(start or None, end or None)
 
     def __str__(self) -> str:

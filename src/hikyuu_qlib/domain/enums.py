@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 from hikyuu_qlib.domain.errors import InvalidInputError, UnsupportedKTypeError
 
 
-class Market(str, Enum):
+class Market(StrEnum):
     """A-share exchanges."""
 
     SH = "SH"
@@ -22,7 +22,7 @@ class Market(str, Enum):
             raise InvalidInputError(f"unknown market {text!r}: expected one of SH, SZ, BJ") from None
 
 
-class KType(str, Enum):
+class KType(StrEnum):
     """Bar periods, named as Hikyuu names them."""
 
     DAY = "day"
@@ -74,7 +74,7 @@ _INTRADAY = frozenset({KType.MIN, KType.MIN5, KType.MIN15, KType.MIN30, KType.MI
 _DAY_PERIODS = frozenset({KType.WEEK, KType.MONTH, KType.QUARTER, KType.HALFYEAR, KType.YEAR})
 
 
-class Adjust(str, Enum):
+class Adjust(StrEnum):
     """Price adjustment for splits and dividends (复权)."""
 
     NONE = "none"

@@ -35,9 +35,9 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
     """Send the package's logs to stderr; replaces earlier handlers set by this function."""
     root = logging.getLogger("hikyuu_qlib")
-    for handler in list(root.handlers):
-        if getattr(handler, "_hq", False):
-            root.removeHandler(handler)
+    for old in list(root.handlers):
+        if getattr(old, "_hq", False):
+            root.removeHandler(old)
     handler: logging.Handler
     if fmt == "json":
         handler = logging.StreamHandler(sys.stderr)
@@ -47,7 +47,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
         from rich.logging import RichHandler
 
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
-    handler._hq = True  # type: ignore[attr-defined]
+    setattr(handler, "_hq", True)  # noqa: B010 - marks handlers this function owns
     root.addHandler(handler)
     root.setLevel(level.upper())
     root.propagate = False

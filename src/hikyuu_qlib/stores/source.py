@@ -50,8 +50,10 @@ class SourceSpec:
         if kind == "synthetic":
             return cls("synthetic", None, _parse_synthetic(text, rest))
         if not sep or not rest:
-            raise InvalidSourceError(f"invalid source {text!r}: {kind} needs a path, e.g. {kind}:/data/{kind}")
-        return cls(kind, Path(rest).expanduser())  # type: ignore[arg-type]
+            raise InvalidSourceError(
+                f"invalid source {text!r}: {kind} needs a path, e.g. {kind}:/data/{kind}"
+            )
+        return cls(kind, Path(rest).expanduser())
 
     def __str__(self) -> str:
         if self.kind == "synthetic":
@@ -65,8 +67,9 @@ class SourceSpec:
 
 def _parse_synthetic(text: str, rest: str) -> SyntheticParams:
     seed_text, _, query = rest.partition("?")
+    defaults = SyntheticParams()
     try:
-        seed = int(seed_text) if seed_text else SyntheticParams.seed
+        seed = int(seed_text) if seed_text else defaults.seed
         options = dict(parse_qsl(query, strict_parsing=True)) if query else {}
         unknown = set(options) - {"stocks", "years", "start"}
         if unknown:
@@ -75,9 +78,9 @@ def _parse_synthetic(text: str, rest: str) -> SyntheticParams:
             )
         params = SyntheticParams(
             seed=seed,
-            stocks=int(options.get("stocks", SyntheticParams.stocks)),
-            years=int(options.get("years", SyntheticParams.years)),
-            start=dt.date.fromisoformat(options["start"]) if "start" in options else SyntheticParams.start,
+            stocks=int(options.get("stocks", defaults.stocks)),
+            years=int(options.get("years", defaults.years)),
+            start=dt.date.fromisoformat(options["start"]) if "start" in options else defaults.start,
         )
     except ValueError as exc:
         raise InvalidSourceError(f"invalid source {text!r}: {exc}") from None
