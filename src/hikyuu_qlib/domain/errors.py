@@ -10,9 +10,17 @@ Every error the library raises on purpose derives from :class:`HQError`::
     │   └── UnsupportedKTypeError    a ktype the store does not hold
     ├── NotFoundError                something named does not exist (also a LookupError)
     │   ├── StoreNotFoundError       a missing data directory or file
-    │   └── UnknownCodeError         a code the store does not know
+    │   ├── UnknownCodeError         a code the store does not know
+    │   ├── ModelNotFoundError       a model id (or id prefix) the registry does not hold
+    │   └── ArtifactNotFoundError    a model artifact file that is missing
     ├── DataFormatError              a file that exists but cannot be read (corrupt, truncated)
-    └── LoadErrors                   a batch load in which some codes failed (carries the report)
+    │   └── ArtifactIntegrityError   an artifact whose sha256 or size does not match its record
+    ├── LoadErrors                   a batch load in which some codes failed (carries the report)
+    └── RegistryUnavailableError     the registry database kept failing after bounded retries
+
+    Model registry input errors (all InvalidInputError):
+        UnknownModelTypeError, UnknownModelStatusError, IllegalTransitionError,
+        InvalidHyperparametersError, InvalidMetricsError, InvalidCursorError, AmbiguousIdError
 
 Messages always quote the offending input (code, path, field) so that a user can act on them.
 """
@@ -69,3 +77,50 @@ class LoadErrors(HQError):
         self.errors = dict(errors)
         lines = "; ".join(f"{code}: {err}" for code, err in sorted(self.errors.items()))
         super().__init__(f"{len(self.errors)} code(s) failed to load: {lines}")
+
+
+# --- model registry -------------------------------------------------------------------------------
+
+
+class UnknownModelTypeError(InvalidInputError):
+    """A model type that is not one of :class:`~hikyuu_qlib.domain.model.ModelType`."""
+
+
+class UnknownModelStatusError(InvalidInputError):
+    """A model status that is not one of :class:`~hikyuu_qlib.domain.model.ModelStatus`."""
+
+
+class IllegalTransitionError(InvalidInputError):
+    """A status change that the model lifecycle does not allow."""
+
+
+class InvalidHyperparametersError(InvalidInputError):
+    """Hyperparameters that are not a JSON object."""
+
+
+class InvalidMetricsError(InvalidInputError):
+    """Metrics that are not JSON or hold NaN/infinite numbers."""
+
+
+class InvalidCursorError(InvalidInputError):
+    """A page cursor that was tampered with, is malformed, or belongs to another query or registry."""
+
+
+class AmbiguousIdError(InvalidInputError):
+    """An id prefix that matches more than one model."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """A model id (or id prefix) that the registry does not hold."""
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """A model artifact that is missing from the artifact store."""
+
+
+class ArtifactIntegrityError(DataFormatError):
+    """An artifact whose content does not match the sha256 (or size) recorded for it."""
+
+
+class RegistryUnavailableError(HQError):
+    """The registry database kept failing with transient faults after the bounded retries."""

@@ -1,0 +1,360 @@
+"""The model record: what the registry keeps about one trained (or training) model.
+
+A :class:`Model` is immutable; changes return a new record (``transition``, ``with_metrics`` …).
+Validation happens on construction, so a record that exists is a valid record:
+
+* ``model_type`` and ``status`` must be known (:class:`UnknownModelTypeError`, :class:`UnknownModelStatusError`);
+* ``hyperparameters`` must be a JSON object (:class:`InvalidHyperparametersError`);
+* ``metrics`` must be JSON with finite numbers only (:class:`InvalidMetricsError`);
+* status changes follow :data:`TRANSITIONS` (:class:`IllegalTransitionError`).
+
+The id is a ULID: unique and sortable by creation time. ``version`` counts models of the same name
+(1, 2, …) and is assigned by the registry on first save, so a new record has ``version=None``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+from ulid import ULID
+
+from hikyuu_qlib.domain.errors import (
+    IllegalTransitionError,
+    InvalidHyperparametersError,
+    InvalidInputError,
+    InvalidMetricsError,
+    UnknownModelStatusError,
+    UnknownModelTypeError,
+)
+
+JSONObject = dict[str, Any]
+
+
+class ModelType(str, Enum):
+    """Model families the platform trains (Qlib's names where Qlib has one)."""
+
+    LIGHTGBM = "lightgbm"
+    XGBOOST = "xgboost"
+    CATBOOST = "catboost"
+    LINEAR = "linear"
+    MLP = "mlp"
+    LSTM = "lstm"
+    GRU = "gru"
+    TRANSFORMER = "transformer"
+    TABNET = "tabnet"
+    DOUBLE_ENSEMBLE = "double_ensemble"
+
+    @classmethod
+    def parse(cls, text: str | ModelType) -> ModelType:
+        if isinstance(text, ModelType):
+            return text
+        key = str(text).strip().lower().replace("-", "_")
+        key = {"lgb": "lightgbm", "lgbm": "lightgbm", "xgb": "xgboost", "doubleensemble": "double_ensemble"}.get(
+            key, key
+        )
+        try:
+            return cls(key)
+        except ValueError:
+            names = ", ".join(m.value for m in cls)
+            raise UnknownModelTypeError(f"unknown model type {text!r}: expected one of {names}") from None
+
+
+class ModelStatus(str, Enum):
+    """Lifecycle: created → training → trained → deployed → archived; failed from created or training."""
+
+    CREATED = "created"
+    TRAINING = "training"
+    TRAINED = "trained"
+    DEPLOYED = "deployed"
+    ARCHIVED = "archived"
+    FAILED = "failed"
+
+    @classmethod
+    def parse(cls, text: str | ModelStatus) -> ModelStatus:
+        if isinstance(text, ModelStatus):
+            return text
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            names = ", ".join(m.value for m in cls)
+            raise UnknownModelStatusError(f"unknown model status {text!r}: expected one of {names}") from None
+
+    def can_become(self, target: ModelStatus) -> bool:
+        return target in TRANSITIONS[self]
+
+
+TRANSITIONS: Mapping[ModelStatus, frozenset[ModelStatus]] = {
+    ModelStatus.CREATED: frozenset({ModelStatus.TRAINING, ModelStatus.FAILED, ModelStatus.ARCHIVED}),
+    ModelStatus.TRAINING: frozenset({ModelStatus.TRAINED, ModelStatus.FAILED}),
+    ModelStatus.TRAINED: frozenset({ModelStatus.DEPLOYED, ModelStatus.ARCHIVED}),
+    ModelStatus.DEPLOYED: frozenset({ModelStatus.ARCHIVED}),
+    ModelStatus.FAILED: frozenset({ModelStatus.ARCHIVED}),
+    ModelStatus.ARCHIVED: frozenset(),
+}
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SEGMENT_NAMES = ("train", "valid", "test")
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    """Where a model's file lives: a URI, its sha256 (hex) and its size in bytes."""
+
+    uri: str
+    sha256: str
+    size: int
+
+    def __post_init__(self) -> None:
+        if not self.uri:
+            raise InvalidInputError("artifact uri must not be empty")
+        if not _SHA256.match(self.sha256):
+            raise InvalidInputError(f"invalid artifact sha256 {self.sha256!r}: expected 64 lowercase hex digits")
+        if self.size < 0:
+            raise InvalidInputError(f"invalid artifact size {self.size!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """Train/valid/test date spans (each inclusive, each optional)."""
+
+    train: tuple[dt.date, dt.date] | None = None
+    valid: tuple[dt.date, dt.date] | None = None
+    test: tuple[dt.date, dt.date] | None = None
+
+    def __post_init__(self) -> None:
+        for name in SEGMENT_NAMES:
+            span = getattr(self, name)
+            if span is not None and span[0] > span[1]:
+                raise InvalidInputError(f"inverted {name} segment: {span[0]} is after {span[1]}")
+
+    def to_json(self) -> JSONObject:
+        return {
+            name: [span[0].isoformat(), span[1].isoformat()]
+            for name in SEGMENT_NAMES
+            if (span := getattr(self, name)) is not None
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Segments:
+        if not data:
+            return cls()
+        unknown = set(data) - set(SEGMENT_NAMES)
+        if unknown:
+            raise InvalidInputError(f"unknown segment(s) {sorted(unknown)}: expected train, valid, test")
+        spans: dict[str, tuple[dt.date, dt.date]] = {}
+        for name, value in data.items():
+            try:
+                start, end = value
+                spans[name] = (_as_date(start), _as_date(end))
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"invalid {name} segment {value!r}: expected [start, end]") from None
+        return cls(**spans)
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def config_hash(
+    model_type: ModelType, hyperparameters: Mapping[str, Any], feature_set: str, universe: str,
+    segments: Segments, label: str,
+) -> str:
+    """sha256 of the canonical JSON of everything that defines a training run."""
+    config = {
+        "model_type": model_type.value,
+        "hyperparameters": hyperparameters,
+        "feature_set": feature_set,
+        "universe": universe,
+        "segments": segments.to_json(),
+        "label": label,
+    }
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_hyperparameters(value: Any) -> JSONObject:
+    """A JSON object of hyperparameters (finite numbers), or :class:`InvalidHyperparametersError`."""
+    if not isinstance(value, Mapping):
+        raise InvalidHyperparametersError(f"hyperparameters must be a JSON object, got {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidHyperparametersError(f"hyperparameters are not JSON: {exc}") from None
+    return dict(value)
+
+
+def check_metrics(value: Any) -> JSONObject:
+    """A JSON object of metrics whose numbers are all finite, or :class:`InvalidMetricsError`."""
+    if not isinstance(value, Mapping):
+        raise InvalidMetricsError(f"metrics must be a JSON object, got {type(value).__name__}")
+    _check_finite(value, "metrics")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidMetricsError(f"metrics are not JSON: {exc}") from None
+    return dict(value)
+
+
+def _check_finite(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidMetricsError(f"metric {path} is {value}: metrics must be finite numbers")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
+
+
+def check_tags(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"tags must be a mapping of strings, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or not isinstance(item, str):
+            raise InvalidInputError(f"invalid tag {key!r}={item!r}: keys and values are non-empty strings")
+    return dict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """One model record. Build new ones with :meth:`Model.new`."""
+
+    id: str
+    name: str
+    model_type: ModelType
+    version: int | None = None
+    status: ModelStatus = ModelStatus.CREATED
+    hyperparameters: JSONObject = field(default_factory=dict)
+    feature_set: str = ""
+    universe: str = ""
+    segments: Segments = field(default_factory=Segments)
+    label: str = ""
+    metrics: JSONObject = field(default_factory=dict)
+    artifact: ArtifactRef | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    config_hash: str = ""
+    created_at: dt.datetime = field(default_factory=utcnow)
+    updated_at: dt.datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        try:
+            ULID.from_str(self.id)
+        except (ValueError, TypeError):
+            raise InvalidInputError(f"invalid model id {self.id!r}: expected a 26-character ULID") from None
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidInputError(f"invalid model name {self.name!r}: must be a non-empty string")
+        if self.version is not None and (not isinstance(self.version, int) or self.version < 1):
+            raise InvalidInputError(f"invalid model version {self.version!r}: expected a positive integer")
+        set_(self, "model_type", ModelType.parse(self.model_type))
+        set_(self, "status", ModelStatus.parse(self.status))
+        set_(self, "hyperparameters", check_hyperparameters(self.hyperparameters))
+        set_(self, "metrics", check_metrics(self.metrics))
+        set_(self, "tags", check_tags(self.tags))
+        if not isinstance(self.segments, Segments):
+            set_(self, "segments", Segments.from_json(self.segments))
+        for name in ("created_at", "updated_at"):
+            when = getattr(self, name)
+            if not isinstance(when, dt.datetime):
+                raise InvalidInputError(f"invalid {name} {when!r}: expected a datetime")
+            if when.tzinfo is None:
+                set_(self, name, when.replace(tzinfo=dt.UTC))
+        if not self.config_hash:
+            set_(self, "config_hash", config_hash(
+                self.model_type, self.hyperparameters, self.feature_set, self.universe, self.segments, self.label
+            ))
+
+    @classmethod
+    def new(
+        cls,
+        name: str,
+        model_type: ModelType | str,
+        *,
+        hyperparameters: Mapping[str, Any] | None = None,
+        feature_set: str = "",
+        universe: str = "",
+        segments: Segments | Mapping[str, Any] | None = None,
+        label: str = "",
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        status: ModelStatus | str = ModelStatus.CREATED,
+        artifact: ArtifactRef | None = None,
+        now: dt.datetime | None = None,
+    ) -> Model:
+        """A fresh record with a new ULID, ``created_at = updated_at = now`` and its config hash."""
+        when = now or utcnow()
+        segs = segments if isinstance(segments, Segments) else Segments.from_json(segments)
+        return cls(
+            id=str(ULID.from_datetime(when)),
+            name=name,
+            model_type=ModelType.parse(model_type),
+            status=ModelStatus.parse(status),
+            hyperparameters=dict(hyperparameters or {}),
+            feature_set=feature_set,
+            universe=universe,
+            segments=segs,
+            label=label,
+            metrics=dict(metrics or {}),
+            artifact=artifact,
+            tags=dict(tags or {}),
+            created_at=when,
+            updated_at=when,
+        )
+
+    def transition(self, target: ModelStatus | str, *, now: dt.datetime | None = None) -> Model:
+        """The record in status ``target``, or :class:`IllegalTransitionError` if the lifecycle forbids it."""
+        to = ModelStatus.parse(target)
+        if not self.status.can_become(to):
+            allowed = ", ".join(sorted(s.value for s in TRANSITIONS[self.status])) or "none"
+            raise IllegalTransitionError(
+                f"model {self.id} cannot go from {self.status.value} to {to.value} (allowed: {allowed})"
+            )
+        return replace(self, status=to, updated_at=now or utcnow())
+
+    def with_metrics(self, metrics: Mapping[str, Any], *, now: dt.datetime | None = None) -> Model:
+        return replace(self, metrics={**self.metrics, **check_metrics(metrics)}, updated_at=now or utcnow())
+
+    def with_artifact(self, artifact: ArtifactRef, *, now: dt.datetime | None = None) -> Model:
+        return replace(self, artifact=artifact, updated_at=now or utcnow())
+
+    def with_tags(self, tags: Mapping[str, str], *, now: dt.datetime | None = None) -> Model:
+        return replace(self, tags={**self.tags, **check_tags(tags)}, updated_at=now or utcnow())
+
+    def to_json(self) -> JSONObject:
+        """A JSON-ready dict (enums as values, datetimes as ISO strings)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "model_type": self.model_type.value,
+            "status": self.status.value,
+            "hyperparameters": self.hyperparameters,
+            "feature_set": self.feature_set,
+            "universe": self.universe,
+            "segments": self.segments.to_json(),
+            "label": self.label,
+            "metrics": self.metrics,
+            "artifact": None if self.artifact is None else {
+                "uri": self.artifact.uri, "sha256": self.artifact.sha256, "size": self.artifact.size
+            },
+            "tags": self.tags,
+            "config_hash": self.config_hash,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
