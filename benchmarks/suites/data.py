@@ -1,0 +1,229 @@
+"""Suite ``data``: market data access against pyqlib and against Hikyuu's stated figures.
+
+- Qlib store, CSI300 2010–2020, 5 raw fields: ours vs pyqlib ``D.features`` (goal ratio ≥ 20).
+- 100 CSI300 stocks × 6 years as a bars frame: ours vs pyqlib (goal ≤ 50 ms; old adapter 8.6 s).
+- RSS growth for 100 stocks × 1 year (goal ≤ 10 MB).
+- Hikyuu store, every stock, forward-adjusted, plus MA20: bars/s cold (a fresh process; files may sit in
+  the OS page cache) on the shared store and on a generated whole-market store (≥ 15 M bars);
+  goal ≥ 5 M bars/s, and MA20 over all bars in memory ≤ 100 ms. Anchor: Hikyuu's own 19 M bars in 6 s.
+- Async: 100 codes by ``load_many`` vs sequential loads, with the largest event-loop stall (goal ≤ 10 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import REPO, Result, data_root, rss_mb, timed
+
+log = logging.getLogger("bench.data")
+
+FIELDS = ["$open", "$high", "$low", "$close", "$volume"]
+HIKYUU_STATED_BARS = 19_000_000
+HIKYUU_STATED_S = 6.0
+
+
+def run(quick: bool) -> list[Result]:
+    qlib_dir = data_root() / "qlib_cn"
+    hikyuu_dir = data_root() / "hikyuu"
+    results: list[Result] = []
+    results += qlib_suite(qlib_dir, quick)
+    results += hikyuu_suite(hikyuu_dir, quick)
+    results += async_suite(qlib_dir, quick)
+    return results
+
+
+# --------------------------------------------------------------------------------------------- qlib
+
+
+def qlib_suite(qlib_dir: Path, quick: bool) -> list[Result]:
+    import qlib
+    from qlib.data import D
+
+    from hikyuu_qlib import DateRange
+    from hikyuu_qlib.app import open_market
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    qlib.init(provider_uri=str(qlib_dir), region="cn", kernels=1)
+    start, end = ("2019-01-01", "2020-12-31") if quick else ("2010-01-01", "2020-12-31")
+    store = QlibStore.open(qlib_dir)
+    dates = DateRange.of(start, end)
+
+    anchor_s, qlib_frame = timed(lambda: D.features(D.instruments("csi300"), FIELDS, start, end), repeat=2)
+    ours_s, ours = timed(lambda: store.features("csi300", FIELDS, dates), repeat=5)
+    same_shape = ours.height == len(qlib_frame)
+    results = [
+        Result(
+            "qlib csi300 5 raw fields " + f"{start[:4]}-{end[:4]}",
+            ours_s,
+            "pyqlib D.features",
+            anchor_s,
+            goal_ratio=20,
+            extra={"rows": ours.height, "qlib_rows": len(qlib_frame), "same_rows": same_shape},
+        )
+    ]
+
+    members = store.members("csi300", DateRange.of("2015-01-01", "2020-12-31"))
+    codes = members["code"].unique(maintain_order=True).head(100).to_list()
+    six = ("2015-01-01", "2020-12-31")
+    anchor_s, _ = timed(lambda: D.features(codes, FIELDS, *six), repeat=2)
+    with open_market(f"qlib:{qlib_dir}") as md:
+        ours_s, frame = timed(lambda: md.load_many(codes, start=six[0], end=six[1]).raise_for_errors(), repeat=5)
+        results.append(
+            Result(
+                "qlib 100 csi300 stocks x 6 years as bars frame",
+                ours_s,
+                "pyqlib D.features",
+                anchor_s,
+                extra={"rows": frame.height, "goal_max_s": 0.05, "goal_met": ours_s <= 0.05, "old_design_s": 8.6},
+            )
+        )
+        del frame
+        gc.collect()
+        before = rss_mb()
+        one_year = md.load_many(codes, start="2020-01-01", end="2020-12-31").raise_for_errors()
+        growth = rss_mb() - before
+        results.append(
+            Result(
+                "qlib 100 stocks x 1 year RSS growth",
+                0.0,
+                extra={"rss_growth_mb": round(growth, 2), "rows": one_year.height, "goal_max_mb": 10,
+                       "goal_met": growth <= 10, "old_design_mb": 132},
+            )
+        )
+    return results
+
+
+# ------------------------------------------------------------------------------------------- hikyuu
+
+
+def hikyuu_suite(hikyuu_dir: Path, quick: bool) -> list[Result]:
+    results = [_hikyuu_all_ma20("shared hikyuu store", hikyuu_dir)]
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from make_market_store import ensure_market_store
+
+    market = ensure_market_store(quick=quick) if _accepts_quick(ensure_market_store) else ensure_market_store()
+    results.append(_hikyuu_all_ma20("whole-market hikyuu store", market))
+    return results
+
+
+def _accepts_quick(fn: Any) -> bool:
+    import inspect
+
+    return "quick" in inspect.signature(fn).parameters
+
+
+_COLD_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+from hikyuu_qlib import Adjust
+from hikyuu_qlib.stores.hikyuu import HikyuuStore
+from hikyuu_qlib.factors.rolling import grouped_rolling_mean
+t_import = time.perf_counter() - t0
+t0 = time.perf_counter()
+store = HikyuuStore.open(sys.argv[1])
+frame = store.read_all(adjust=Adjust.FORWARD)
+t_load = time.perf_counter() - t0
+t1 = time.perf_counter()
+ma = grouped_rolling_mean(frame, "close", 20)
+t_ma = time.perf_counter() - t1
+# warm: the frame is in memory; MA20 again, best of 5
+best = min((lambda s: (grouped_rolling_mean(frame, "close", 20), time.perf_counter() - s)[1])(time.perf_counter())
+           for _ in range(5))
+print(json.dumps({"bars": frame.height, "codes": frame["code"].n_unique(), "load_s": t_load,
+                  "ma_cold_s": t_ma, "ma_warm_s": best, "import_s": t_import,
+                  "ma_nonnull": int(ma.is_not_null().sum())}))
+"""
+
+
+def _hikyuu_all_ma20(label: str, path: Path) -> Result:
+    proc = subprocess.run(
+        [sys.executable, "-c", _COLD_SCRIPT, str(path)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"cold load of {path} failed:\n{proc.stderr[-4000:]}")
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours_s = m["load_s"] + m["ma_cold_s"]
+    bars_per_s = m["bars"] / ours_s
+    anchor_s = HIKYUU_STATED_S * m["bars"] / HIKYUU_STATED_BARS
+    return Result(
+        f"{label}: all stocks forward-adjusted + MA20, cold",
+        ours_s,
+        "Hikyuu stated 19M bars in 6 s (16 cores), scaled to these bars",
+        anchor_s,
+        extra={
+            "bars": m["bars"],
+            "codes": m["codes"],
+            "bars_per_s": round(bars_per_s),
+            "goal_bars_per_s": 5_000_000,
+            "goal_met": bars_per_s >= 5_000_000,
+            "ma20_warm_s": round(m["ma_warm_s"], 4),
+            "ma20_warm_goal_s": 0.1,
+            "ma20_warm_goal_met": m["ma_warm_s"] <= 0.1,
+            "hikyuu_warm_stated_s": 0.166,
+            "load_s": round(m["load_s"], 3),
+            "ma20_cold_s": round(m["ma_cold_s"], 4),
+        },
+    )
+
+
+# -------------------------------------------------------------------------------------------- async
+
+
+def async_suite(qlib_dir: Path, quick: bool) -> list[Result]:
+    from hikyuu_qlib import DateRange
+    from hikyuu_qlib.app import open_market, open_market_async
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    store = QlibStore.open(qlib_dir)
+    codes = store.members("csi300", DateRange.of("2015-01-01", "2020-12-31"))["code"].unique().sort().head(100)
+    code_list = codes.to_list()
+    store.close()
+
+    with open_market(f"qlib:{qlib_dir}") as md:
+        sequential_s, seq = timed(lambda: md.load_many(code_list, concurrency=1).raise_for_errors(), repeat=3)
+
+    async def measure() -> tuple[float, float, int]:
+        async with open_market_async(f"qlib:{qlib_dir}") as amd:
+            await amd.load_many(code_list[:5])  # warm the executor threads
+            stall = 0.0
+            done = asyncio.Event()
+
+            async def ticker() -> None:
+                nonlocal stall
+                while not done.is_set():
+                    t = time.perf_counter()
+                    await asyncio.sleep(0.001)
+                    stall = max(stall, time.perf_counter() - t - 0.001)
+
+            tick = asyncio.create_task(ticker())
+            await asyncio.sleep(0.01)
+            best = float("inf")
+            rows = 0
+            for _ in range(3):
+                t0 = time.perf_counter()
+                result = await amd.load_many(code_list, concurrency=8)
+                best = min(best, time.perf_counter() - t0)
+                rows = result.raise_for_errors().height
+            done.set()
+            await tick
+            return best, stall, rows
+
+    ours_s, stall, rows = asyncio.run(measure())
+    return [
+        Result(
+            "async load_many 100 codes vs sequential loads",
+            ours_s,
+            "sequential sync loads",
+            sequential_s,
+            extra={"rows": rows, "sequential_rows": seq.height, "max_loop_stall_ms": round(stall * 1000, 3),
+                   "stall_goal_ms": 10, "goal_met": stall <= 0.010},
+        )
+    ]
