@@ -125,7 +125,7 @@ import json, sys, time
 t0 = time.perf_counter()
 from hikyuu_qlib import Adjust
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
-from hikyuu_qlib.factors.rolling import grouped_rolling_mean
+from hikyuu_qlib.factors.grouped import grouped_rolling_mean
 t_import = time.perf_counter() - t0
 t0 = time.perf_counter()
 store = HikyuuStore.open(sys.argv[1])
