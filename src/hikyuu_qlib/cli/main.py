@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from hikyuu_qlib.cli.data import data_app
+from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
 
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.command("demo")(demo)
 
 
 @app.callback()

@@ -1,0 +1,140 @@
+"""The sync and async clients over real stores: one frame, per-code errors, bounded concurrency, streams."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from hikyuu_qlib import AsyncMarketDataClient, LoadErrors, MarketDataClient, StockCode
+from hikyuu_qlib.app import open_store
+from hikyuu_qlib.domain import InvalidCodeError, UnknownCodeError
+from hikyuu_qlib.domain.schema import BAR_SCHEMA
+from hikyuu_qlib.ports import MarketData
+
+CODES = ["SZ000001", "sh600000", "600004.SH"]
+
+
+class CountingStore:
+    """Delegates to a real store and records how many reads run at once and on which threads."""
+
+    def __init__(self, inner: MarketData) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+        self.threads: set[str] = set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def read_bars(self, code, **kw):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.threads.add(threading.current_thread().name)
+        try:
+            threading.Event().wait(0.01)  # hold the slot so overlap is observable
+            return self._inner.read_bars(code, **kw)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+def test_bars_returns_one_sorted_frame(hikyuu_dir: Path) -> None:
+    with MarketDataClient(open_store(f"hikyuu:{hikyuu_dir}")) as md:
+        frame = md.bars(CODES, start="2011-01-01", end="2011-12-31")
+    assert frame.columns[: len(BAR_SCHEMA)] == list(BAR_SCHEMA)
+    assert frame["code"].unique().sort().to_list() == ["SH600000", "SH600004", "SZ000001"]
+    assert frame.equals(frame.sort("code", "datetime"))
+    assert frame["datetime"].min().year == 2011 and frame["datetime"].max().year == 2011
+    row = frame.filter((pl.col("code") == "SH600000") & (pl.col("datetime") == pl.datetime(2011, 12, 6)))
+    assert row["close"].item() == pytest.approx(8.73)
+
+
+def test_load_many_reports_each_bad_code_and_loads_the_rest(hikyuu_dir: Path) -> None:
+    with MarketDataClient(open_store(f"hikyuu:{hikyuu_dir}"), max_workers=3) as md:
+        result = md.load_many([*CODES, "SH999999", "XX12"], concurrency=3)
+        assert set(result.errors) == {"SH999999", "XX12"}
+        assert isinstance(result.errors["SH999999"], UnknownCodeError)
+        assert isinstance(result.errors["XX12"], InvalidCodeError)
+        assert "SH999999" in str(result.errors["SH999999"])
+        assert result.frame["code"].n_unique() == 3
+        with pytest.raises(LoadErrors) as info:
+            md.bars(["SH600000", "SH999999"])
+        assert set(info.value.errors) == {"SH999999"}
+
+
+def test_sync_concurrency_is_bounded(hikyuu_dir: Path) -> None:
+    store = CountingStore(open_store(f"hikyuu:{hikyuu_dir}"))
+    codes = ["SH600000", "SH600004", "SH600005", "SZ000001", "SZ000002", "SZ000004", "SZ000005"]
+    with MarketDataClient(store, max_workers=8) as md:  # type: ignore[arg-type]
+        result = md.load_many(codes, concurrency=2)
+    assert result.ok and result.frame["code"].n_unique() == 7
+    assert 1 < store.peak <= 2
+
+
+async def test_async_matches_sync_runs_off_loop_and_is_bounded(hikyuu_dir: Path) -> None:
+    codes = ["SH600000", "SH600004", "SH600005", "SZ000001", "SZ000002", "SZ000004", "SZ000005"]
+    with MarketDataClient(open_store(f"hikyuu:{hikyuu_dir}")) as md:
+        expected = md.bars(codes, adjust="forward")
+    store = CountingStore(open_store(f"hikyuu:{hikyuu_dir}"))
+    async with AsyncMarketDataClient(store, max_workers=8) as amd:  # type: ignore[arg-type]
+        result = await amd.load_many([*codes, "SZ999999"], adjust="forward", concurrency=3)
+    assert result.frame.equals(expected)
+    assert set(result.errors) == {"SZ999999"}
+    assert 1 < store.peak <= 3
+    assert store.threads and all(name.startswith("hq-aio") for name in store.threads)
+    assert threading.current_thread().name not in store.threads
+
+
+async def test_async_loads_concurrently_with_other_tasks(hikyuu_dir: Path) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    store = CountingStore(open_store(f"hikyuu:{hikyuu_dir}"))
+    async with AsyncMarketDataClient(store, max_workers=2) as amd:  # type: ignore[arg-type]
+        task = asyncio.create_task(ticker())
+        await amd.load_many(["SH600000", "SH600004", "SH600005", "SZ000001"] * 3, concurrency=1)
+        task.cancel()
+    assert ticks >= 5  # 12 reads of >= 10 ms each left the loop free to tick
+
+
+def test_stream_yields_bounded_chunks_that_add_up(hikyuu_dir: Path) -> None:
+    codes = ["SH000001", "SH600000", "SZ000001", "SZ000002"]
+    with MarketDataClient(open_store(f"hikyuu:{hikyuu_dir}")) as md:
+        whole = md.bars(codes)
+        chunks = list(md.stream(codes, chunk_rows=1000))
+        assert all(c.height == 1000 for c in chunks[:-1]) and 0 < chunks[-1].height <= 1000
+        assert pl.concat(chunks).equals(whole)
+        with pytest.raises(LoadErrors, match="SZ999999"):
+            list(md.stream(["SH600000", "SZ999999"], chunk_rows=100))
+
+
+async def test_async_stream_matches_sync(hikyuu_dir: Path) -> None:
+    codes = ["SH600000", "SZ000001", "SZ000002"]
+    with MarketDataClient(open_store(f"hikyuu:{hikyuu_dir}")) as md:
+        whole = md.bars(codes)
+    async with AsyncMarketDataClient(open_store(f"hikyuu:{hikyuu_dir}")) as amd:
+        chunks = [c async for c in amd.stream(codes, chunk_rows=777)]
+    assert max(c.height for c in chunks) == 777
+    assert pl.concat(chunks).equals(whole)
+
+
+def test_qlib_store_through_the_client(qlib_dir: Path) -> None:
+    with MarketDataClient(open_store(f"qlib:{qlib_dir}")) as md:
+        members = md.members("csi300", start="2020-01-01", end="2020-12-31")
+        codes = members["code"].unique().sort().head(20).to_list()
+        result = md.load_many(codes, start="2020-01-01", end="2020-12-31", concurrency=4)
+    assert result.ok
+    assert result.frame["code"].n_unique() == 20
+    assert "factor" in result.frame.columns
+    assert StockCode.parse(codes[0])
