@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from hikyuu_qlib.domain.enums import Market
 from hikyuu_qlib.domain.errors import InvalidCodeError
 
-_PREFIXED = re.compile(r"^(?P<market>[A-Za-z]{2})\.?(?P<symbol>[0-9A-Za-z]{6})$")
-_SUFFIXED = re.compile(r"^(?P<symbol>[0-9A-Za-z]{6})\.(?P<market>[A-Za-z]{2})$")
+_PREFIXED = re.compile(r"^(?P<market>[A-Za-z]{2})\.?(?P<symbol>[0-9]{6})$")
+_SUFFIXED = re.compile(r"^(?P<symbol>[0-9]{6})\.(?P<market>[A-Za-z]{2})$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -17,7 +17,7 @@ class StockCode:
     """A security on an A-share exchange, e.g. ``SH600000``.
 
     Accepted spellings: ``sh600000``, ``SH600000``, ``600000.SH``, ``SH.600000``.
-    The canonical form (``str(code)``) is the market in upper case followed by the six-character symbol,
+    The canonical form (``str(code)``) is the market in upper case followed by the six-digit symbol,
     which is also Hikyuu's table name and Qlib's instrument name.
     """
 
@@ -27,8 +27,8 @@ class StockCode:
     def __post_init__(self) -> None:
         if not isinstance(self.market, Market):
             raise InvalidCodeError(f"invalid market {self.market!r} in stock code")
-        if len(self.symbol) != 6 or not self.symbol.isalnum():
-            raise InvalidCodeError(f"invalid symbol {self.symbol!r}: expected 6 characters such as 600000")
+        if len(self.symbol) != 6 or not self.symbol.isdigit():
+            raise InvalidCodeError(f"invalid symbol {self.symbol!r}: expected 6 digits such as 600000")
 
     @classmethod
     def parse(cls, text: str | StockCode) -> StockCode:
@@ -50,7 +50,7 @@ class StockCode:
             raise InvalidCodeError(
                 f"invalid stock code {text!r}: unknown market {market_text!r} (expected SH, SZ or BJ)"
             ) from None
-        return cls(market, match.group("symbol").upper())
+        return cls(market, match.group("symbol"))
 
     def __str__(self) -> str:
         return f"{self.market.value}{self.symbol}"
