@@ -1,0 +1,160 @@
+"""HDF5 K-line tables: lazy, locked file handles and vectorised unit and datetime conversion."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from hikyuu_qlib.domain import DataFormatError, UnknownCodeError
+
+#: Hikyuu's K-line record, in the field order its importers write.
+RECORD_DTYPE = np.dtype(
+    [
+        ("datetime", "<u8"),
+        ("openPrice", "<u4"),
+        ("highPrice", "<u4"),
+        ("lowPrice", "<u4"),
+        ("closePrice", "<u4"),
+        ("transAmount", "<u8"),
+        ("transCount", "<u8"),
+    ]
+)
+INDEX_DTYPE = np.dtype([("datetime", "<u8"), ("start", "<u8")])
+RECORD_FIELDS: tuple[str, ...] = tuple(RECORD_DTYPE.names or ())
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+
+
+def days_from_civil(year: I64, month: I64, day: I64) -> I64:
+    """Days since 1970-01-01 of proleptic Gregorian dates, vectorised (no string parsing)."""
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    mp = (month + 9) % 12
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    result: I64 = era * 146097 + doe - 719468
+    return result
+
+
+def civil_from_days(days: I64) -> tuple[I64, I64, I64]:
+    """Inverse of :func:`days_from_civil`: (year, month, day) arrays."""
+    z = days + 719468
+    era = np.floor_divide(z, 146097)
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    return year.astype(np.int64), month.astype(np.int64), day.astype(np.int64)
+
+
+def ymdhm_to_ms(values: npt.NDArray[Any], *, where: str = "") -> I64:
+    """Convert Hikyuu's integer ``YYYYMMDDhhmm`` datetimes to ms since the epoch.
+
+    Raises :class:`DataFormatError` (naming ``where``) for any value that is not a valid datetime.
+    """
+    v = np.asarray(values).astype(np.int64, copy=False)
+    if v.size == 0:
+        return np.empty(0, dtype=np.int64)
+    year = v // 100_000_000
+    month = v // 1_000_000 % 100
+    day = v // 10_000 % 100
+    hour = v // 100 % 100
+    minute = v % 100
+    days = days_from_civil(year, month, day)
+    bad = (year < 1900) | (year > 2200) | (month < 1) | (month > 12) | (day < 1) | (hour > 23) | (minute > 59)
+    _, m2, d2 = civil_from_days(days)
+    bad |= (m2 != month) | (d2 != day)
+    if bad.any():
+        first = int(v[np.argmax(bad)])
+        raise DataFormatError(f"{where}: invalid datetime {first} ({int(bad.sum())} bad value(s))")
+    result: I64 = days * 86_400_000 + hour * 3_600_000 + minute * 60_000
+    return result
+
+
+def ms_to_ymdhm(ms: I64) -> U64:
+    """Inverse of :func:`ymdhm_to_ms` (minutes precision)."""
+    days = np.floor_divide(ms, 86_400_000)
+    rest = ms - days * 86_400_000
+    year, month, day = civil_from_days(days)
+    hour = rest // 3_600_000
+    minute = rest // 60_000 % 60
+    out = year * 100_000_000 + month * 1_000_000 + day * 10_000 + hour * 100 + minute
+    result: U64 = out.astype(np.uint64)
+    return result
+
+
+class H5File:
+    """One HDF5 file, opened read-only on first use and guarded by a lock for thread pools."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: h5py.File | None = None
+
+    def _handle(self) -> h5py.File:
+        if self._file is None:
+            try:
+                self._file = h5py.File(self.path, "r")
+            except FileNotFoundError:
+                raise DataFormatError(f"{self.path}: file disappeared") from None
+            except OSError as exc:
+                raise DataFormatError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+        return self._file
+
+    def names(self, group: str = "data") -> list[str]:
+        """Table names under ``group`` (empty when the group is absent)."""
+        with self._lock:
+            f = self._handle()
+            try:
+                node = f.get(group)
+                return sorted(node.keys()) if isinstance(node, h5py.Group) else []
+            except (OSError, RuntimeError, KeyError) as exc:
+                raise DataFormatError(f"{self.path}: cannot list /{group} ({exc})") from None
+
+    def has(self, group: str, name: str) -> bool:
+        with self._lock:
+            try:
+                return f"{group}/{name}" in self._handle()
+            except (OSError, RuntimeError) as exc:
+                raise DataFormatError(f"{self.path}: cannot read /{group} ({exc})") from None
+
+    def read(self, group: str, name: str, *, required: tuple[str, ...] = RECORD_FIELDS) -> npt.NDArray[Any]:
+        """The whole table ``/group/name`` as a structured array (fields checked by name)."""
+        with self._lock:
+            f = self._handle()
+            try:
+                node = f.get(f"{group}/{name}")
+                if node is None:
+                    raise UnknownCodeError(f"{name}: no table /{group}/{name} in {self.path}")
+                data = np.asarray(node[()])
+            except UnknownCodeError:
+                raise
+            except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+                raise DataFormatError(f"{self.path}: cannot read /{group}/{name} ({exc})") from None
+        return check_fields(data, required, f"{self.path}:/{group}/{name}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                finally:
+                    self._file = None
+
+
+def check_fields(data: npt.NDArray[Any], required: tuple[str, ...], where: str) -> npt.NDArray[Any]:
+    names = data.dtype.names or ()
+    missing = [n for n in required if n not in names]
+    if data.ndim != 1 or missing:
+        raise DataFormatError(f"{where}: not a Hikyuu table (missing field(s) {missing or data.dtype})")
+    return data

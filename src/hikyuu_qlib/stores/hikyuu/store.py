@@ -1,0 +1,287 @@
+"""``HikyuuStore``: the MarketData adapter over a Hikyuu data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hikyuu_qlib.domain import (
+    Adjust,
+    DateRange,
+    KType,
+    Market,
+    NotFoundError,
+    StockCode,
+    StockType,
+    UnknownCodeError,
+    UnsupportedKTypeError,
+)
+from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, WEIGHT_SCHEMA, conform_bars, empty_bars
+from hikyuu_qlib.stores.hikyuu.adjust import adjust_bars
+from hikyuu_qlib.stores.hikyuu.basedb import BaseInfo, StockRow
+from hikyuu_qlib.stores.hikyuu.config import StoreLayout, resolve_layout
+from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
+from hikyuu_qlib.stores.hikyuu.h5 import INDEX_DTYPE, H5File, ymdhm_to_ms
+from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND, DAY_GROUPS, DERIVED, aggregate, check_starts
+
+#: Universes served by :meth:`HikyuuStore.members` and the stock types they hold.
+EQUITY_TYPES: tuple[StockType, ...] = (StockType.A_SHARE, StockType.CHINEXT, StockType.STAR)
+UNIVERSES: dict[str, Market | None] = {"all": None, "sh": Market.SH, "sz": Market.SZ, "bj": Market.BJ}
+CALENDAR_CODE = StockCode(Market.SH, "000001")
+
+
+class HikyuuStore:
+    """A Hikyuu store: ``{sh,sz,bj}_{day,1min,5min}.h5`` plus ``stock.db``.
+
+    Units: prices in yuan, volume in shares (day bars of non-index securities are stored in lots),
+    amount in yuan. Day bars are stamped at midnight; period bars at the period end.
+    Safe to share between threads: HDF5 files open lazily and are read under a lock.
+    """
+
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+        self._db = BaseInfo(layout.db)
+        self._files: dict[Path, H5File] = {}
+        self._lock = threading.Lock()
+        self._calendars: dict[KType, pl.Series] = {}
+
+    @classmethod
+    def open(cls, path: Path) -> HikyuuStore:
+        """Open a data directory, a ``hikyuu.ini`` or a directory holding one."""
+        return cls(resolve_layout(Path(path)))
+
+    # -- MarketData -------------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return f"hikyuu:{self.layout.source_path}"
+
+    def data_version(self) -> str:
+        digest = hashlib.sha256()
+        for path in [self.layout.db, *sorted(self.layout.files.values())]:
+            try:
+                st = path.stat()
+            except OSError:
+                digest.update(f"{path}:missing".encode())
+                continue
+            digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+        return digest.hexdigest()[:16]
+
+    def markets(self) -> list[Market]:
+        return self._db.markets()
+
+    def ktypes(self) -> frozenset[KType]:
+        kinds = {kind for (_, kind) in self.layout.files}
+        out = {k for k, kind in BASE_KIND.items() if kind in kinds}
+        out |= {k for k, (_, base) in DERIVED.items() if base in kinds}
+        return frozenset(out)
+
+    def stocks(
+        self,
+        *,
+        market: Market | None = None,
+        types: Sequence[StockType] | None = None,
+        valid: bool | None = True,
+    ) -> pl.DataFrame:
+        return self._db.stocks(market=market, types=types, valid=valid)
+
+    def calendar(self, *, ktype: KType = KType.DAY, dates: DateRange | None = None) -> pl.Series:
+        self._require_ktype(ktype)
+        cal = self._calendars.get(ktype)
+        if cal is None:
+            cal = self._build_calendar(ktype)
+            self._calendars[ktype] = cal
+        if dates is not None:
+            cal = cal.filter((cal >= dates.start) & (cal <= dates.end))
+        return cal
+
+    def members(self, universe: str, dates: DateRange | None = None) -> pl.DataFrame:
+        key = universe.strip().lower()
+        if key not in UNIVERSES:
+            raise NotFoundError(
+                f"unknown universe {universe!r} in {self.source}: known universes are {', '.join(UNIVERSES)}"
+            )
+        spans = self._db.members(UNIVERSES[key], EQUITY_TYPES)
+        if dates is not None:
+            spans = spans.filter((pl.col("start") <= dates.end) & (pl.col("end") >= dates.start))
+        return spans.select([pl.col(n).cast(t) for n, t in MEMBERSHIP_SCHEMA.items()]).sort("code", "start")
+
+    def read_bars(
+        self,
+        code: StockCode,
+        *,
+        ktype: KType = KType.DAY,
+        adjust: Adjust = Adjust.NONE,
+        dates: DateRange | None = None,
+    ) -> pl.DataFrame:
+        code = StockCode.parse(code)
+        row = self._require_code(code)
+        self._require_ktype(ktype)
+        if ktype in DERIVED:
+            group, base = DERIVED[ktype]
+            cols = self._columns(code, row, base)
+            frame = self._period_frame(code, row, cols, base, group, adjust, dates)
+        else:
+            cols = self._columns(code, row, BASE_KIND[ktype])
+            if dates is not None:
+                lo, hi = _bounds(cols.datetime, dates)
+                cols = cols.take(slice(lo, hi))
+            frame = cols.frame(str(code))
+            if adjust is not Adjust.NONE:
+                frame = adjust_bars(frame, self.weights(code), adjust)
+        return conform_bars(frame)
+
+    def weights(self, code: StockCode) -> pl.DataFrame:
+        code = StockCode.parse(code)
+        row = self._db.lookup(code)
+        if row is None:
+            return pl.DataFrame(schema=WEIGHT_SCHEMA)
+        return self._db.weights([row.stockid]).drop("stockid")
+
+    def close(self) -> None:
+        with self._lock:
+            files = list(self._files.values())
+            self._files.clear()
+        for f in files:
+            f.close()
+        self._db.close()
+
+    def __enter__(self) -> HikyuuStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HikyuuStore({str(self.layout.source_path)!r})"
+
+    # -- bulk -------------------------------------------------------------------------------------
+    def read_all(
+        self,
+        ktype: KType = KType.DAY,
+        adjust: Adjust = Adjust.NONE,
+        codes: Sequence[StockCode] | None = None,
+        workers: int | None = None,
+    ) -> pl.DataFrame:
+        """Every (or the given) stock's bars in one frame sorted by (code, datetime); see ``bulk``."""
+        from hikyuu_qlib.stores.hikyuu.bulk import read_all
+
+        return read_all(self, ktype=ktype, adjust=adjust, codes=codes, workers=workers)
+
+    # -- internals --------------------------------------------------------------------------------
+    @property
+    def base_info(self) -> BaseInfo:
+        return self._db
+
+    def h5(self, market: Market, kind: str) -> H5File | None:
+        path = self.layout.file(market, kind)
+        if path is None:
+            return None
+        with self._lock:
+            handle = self._files.get(path)
+            if handle is None:
+                handle = self._files[path] = H5File(path)
+            return handle
+
+    def _require_ktype(self, ktype: KType) -> None:
+        if ktype not in self.ktypes():
+            have = ", ".join(sorted(k.value for k in self.ktypes())) or "none"
+            raise UnsupportedKTypeError(
+                f"ktype {ktype.value!r} is not in Hikyuu store {self.layout.source_path} (it has: {have})"
+            )
+
+    def _require_code(self, code: StockCode) -> StockRow:
+        row = self._db.lookup(code)
+        if row is None:
+            raise UnknownCodeError(f"unknown code {code}: not in {self.layout.db}")
+        return row
+
+    def _file_for(self, code: StockCode, kind: str) -> H5File:
+        handle = self.h5(code.market, kind)
+        if handle is None:
+            raise UnknownCodeError(
+                f"{code}: Hikyuu store {self.layout.datadir} has no {code.market.value.lower()} {kind} file"
+            )
+        return handle
+
+    def _columns(self, code: StockCode, row: StockRow, kind: str) -> Columns:
+        handle = self._file_for(code, kind)
+        rec = handle.read("data", code.hikyuu_table)
+        scale = LOT if (kind == "day" and row.volume_in_lots) else 1.0
+        cols = Columns.from_records(rec, volume_scale=scale, where=f"{handle.path}:/data/{code}")
+        if cols.datetime.size > 1 and bool(np.any(np.diff(cols.datetime) < 0)):
+            cols = cols.take(np.argsort(cols.datetime, kind="stable"))
+        return cols
+
+    def _period_frame(
+        self,
+        code: StockCode,
+        row: StockRow,
+        cols: Columns,
+        base: str,
+        group: str,
+        adjust: Adjust,
+        dates: DateRange | None,
+    ) -> pl.DataFrame:
+        handle = self._file_for(code, base)
+        where = f"{handle.path}:/{group}/{code}"
+        index = handle.read(group, code.hikyuu_table, required=tuple(INDEX_DTYPE.names or ()))
+        labels = ymdhm_to_ms(index["datetime"], where=where)
+        starts = check_starts(index["start"], len(cols), where)
+        keep = np.ones(labels.shape[0], dtype=bool)
+        if dates is not None:
+            lo_ms, hi_ms = _ms(dates)
+            keep = (labels >= lo_ms) & (labels <= hi_ms)
+        if not keep.any():
+            return empty_bars()
+        first, last = int(np.argmax(keep)), int(keep.size - 1 - np.argmax(keep[::-1]))
+        row_lo = int(starts[first])
+        row_hi = int(starts[last + 1]) if last + 1 < starts.size else len(cols)
+        part = cols.take(slice(row_lo, row_hi))
+        if adjust is not Adjust.NONE:
+            adjusted = adjust_bars(part.frame(str(code)), self.weights(code), adjust)
+            names = ("open", "high", "low", "close", "volume", "amount")
+            values = [adjusted.get_column(c).to_numpy() for c in names]
+            part = Columns(part.datetime, *values)
+        rel = starts[first : last + 1] - row_lo
+        agg = aggregate(rel, part.open, part.high, part.low, part.close, part.volume, part.amount)
+        return Columns(labels[first : last + 1], *agg).frame(str(code))
+
+    def _build_calendar(self, ktype: KType) -> pl.Series:
+        kind = BASE_KIND.get(ktype) or DERIVED[ktype][1]
+        group = "data" if ktype in BASE_KIND else DERIVED[ktype][0]
+        arrays: list[Any] = []
+        sh = self.h5(Market.SH, kind)
+        if sh is not None and sh.has(group, CALENDAR_CODE.hikyuu_table):
+            arrays.append(sh.read(group, CALENDAR_CODE.hikyuu_table, required=("datetime",))["datetime"])
+        else:
+            for market in Market:
+                handle = self.h5(market, kind)
+                if handle is None:
+                    continue
+                for name in handle.names(group):
+                    arrays.append(handle.read(group, name, required=("datetime",))["datetime"])
+        values = np.unique(np.concatenate(arrays)) if arrays else np.empty(0, np.uint64)
+        ms = ymdhm_to_ms(values, where=f"calendar of {self.layout.datadir}")
+        return pl.Series("datetime", ms, dtype=pl.Int64).cast(DATETIME)
+
+
+def _ms(dates: DateRange) -> tuple[int, int]:
+    lo = pl.Series([dates.start, dates.end]).cast(DATETIME).cast(pl.Int64).to_list()
+    return int(lo[0]), int(lo[1])
+
+
+def _bounds(ms: Any, dates: DateRange) -> tuple[int, int]:
+    lo_ms, hi_ms = _ms(dates)
+    return int(np.searchsorted(ms, lo_ms, side="left")), int(np.searchsorted(ms, hi_ms, side="right"))
+
+
+__all__ = ["DAY_GROUPS", "HikyuuStore"]
