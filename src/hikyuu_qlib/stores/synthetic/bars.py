@@ -11,12 +11,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import polars as pl
 
-from hikyuu_qlib.domain.schema import BAR_SCHEMA, DATETIME, WEIGHT_SCHEMA
+from hikyuu_qlib.domain.schema import BAR_SCHEMA, WEIGHT_SCHEMA
 from hikyuu_qlib.stores.synthetic.prices import Paths, ar1
 from hikyuu_qlib.stores.synthetic.universe import Universe
 
@@ -41,60 +39,64 @@ def share_counts(rng: np.random.Generator, uni: Universe, paths: Paths) -> tuple
 def build_bars(
     rng: np.random.Generator, days: np.ndarray, uni: Universe, paths: Paths, free: np.ndarray
 ) -> pl.DataFrame:
-    """The unadjusted day bars of every stock (``BAR_SCHEMA``, sorted by code and datetime)."""
-    shape = paths.close.shape
-    close, ref, vol = paths.close, paths.ref, paths.vol
-    up = np.floor(ref * (1.0 + uni.limits) * 100.0 + _EPS) / 100.0
-    dn = np.ceil(ref * (1.0 - uni.limits) * 100.0 - _EPS) / 100.0
+    """The unadjusted day bars of every stock (``BAR_SCHEMA``, sorted by code and datetime).
+
+    Works on the trading cells only, gathered in (stock, day) order into flat arrays.
+    """
+    n_days, n = paths.close.shape
+    stock, day = np.nonzero(paths.trading.T)
+    flat = day * n + stock
+    size = len(flat)
+
+    def cells(matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(matrix.reshape(-1)[flat])
+
+    close, ref, vol, pending = cells(paths.close), cells(paths.ref), cells(paths.vol), cells(paths.pending)
+    limit = uni.limits[stock]
+    up = np.floor(ref * (1.0 + limit) * 100.0 + _EPS) / 100.0
+    dn = np.ceil(ref * (1.0 - limit) * 100.0 - _EPS) / 100.0
     ret = np.log(close / ref)
 
-    gap = 0.3 * ret + rng.standard_normal(shape) * 0.3 * vol
-    open_ = np.clip(np.round(ref * np.exp(gap), 2), dn, up)
+    gap = 0.3 * ret + rng.standard_normal(size) * 0.3 * vol
+    open_ = np.clip(np.round(ref * (1.0 + gap), 2), dn, up)
     top = np.maximum(open_, close)
     bottom = np.minimum(open_, close)
-    high = np.clip(np.round(top * np.exp(np.abs(rng.standard_normal(shape)) * 0.45 * vol), 2), top, up)
-    high = np.maximum(high, top)
-    low = np.clip(np.round(bottom * np.exp(-np.abs(rng.standard_normal(shape)) * 0.45 * vol), 2), dn, bottom)
-    low = np.maximum(np.minimum(low, bottom), 0.01)
+    high = np.clip(np.round(top * (1.0 + np.abs(rng.standard_normal(size)) * 0.45 * vol), 2), top, up)
+    low = np.clip(np.round(bottom * (1.0 - np.abs(rng.standard_normal(size)) * 0.45 * vol), 2), dn, bottom)
+    low = np.maximum(low, 0.01)
 
-    at_limit = ((close >= up - _EPS) & (paths.pending > 0.0)) | ((close <= dn + _EPS) & (paths.pending < 0.0))
-    sealed = at_limit & (rng.random(shape) < 0.7)
+    at_limit = ((close >= up - _EPS) & (pending > 0.0)) | ((close <= dn + _EPS) & (pending < 0.0))
+    sealed = at_limit & (rng.random(size) < 0.7)
     open_ = np.where(sealed, close, open_)
     high = np.where(sealed, close, high)
     low = np.where(sealed, close, low)
 
-    base = rng.normal(np.log(0.012), 0.5, shape[1])
-    noise = ar1(rng, 0.7, shape) * 0.35
-    turnover = np.exp(base + 0.5 * np.abs(ret) / vol - GAMMA * paths.quality + noise - 0.6)
+    base = np.asarray(rng.normal(np.log(0.012), 0.5, size=n))[stock]
+    noise = cells(ar1(rng, 0.7, (n_days, n))) * 0.35
+    turnover = np.exp(base + 0.5 * np.abs(ret) / vol - GAMMA * cells(paths.quality) + noise - 0.6)
     turnover = np.where(sealed, turnover * 0.1, np.minimum(turnover, 0.5))
-    volume = np.maximum(np.round(turnover * free / 100.0), 1.0) * 100.0
-    vwap = (open_ + high + low + close) / 4.0 * np.exp(rng.standard_normal(shape) * 0.002)
+    volume = np.maximum(np.round(turnover * cells(free) / 100.0), 1.0) * 100.0
+    vwap = (open_ + high + low + close) / 4.0 * (1.0 + rng.standard_normal(size) * 0.002)
     amount = np.round(np.clip(vwap, low, high) * volume, 2)
-
-    mask = paths.trading.T
-    n_bars = mask.sum(axis=1)
-    stamps = days.astype("datetime64[ms]")
-    day_idx = np.broadcast_to(np.arange(shape[0]), (shape[1], shape[0]))[mask]
-
-    def cells(matrix: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(matrix.T[mask])
 
     frame = pl.DataFrame(
         {
-            "code": np.repeat(uni.codes, n_bars),
-            "datetime": stamps[day_idx],
-            "open": cells(open_),
-            "high": cells(high),
-            "low": cells(low),
-            "close": cells(close),
-            "volume": cells(volume),
-            "amount": cells(amount),
+            "code": pl.Series(uni.codes.tolist(), dtype=pl.String).gather(stock),
+            "datetime": days.astype("datetime64[ms]")[day],
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "amount": amount,
         }
     )
     return frame.cast(BAR_SCHEMA)  # type: ignore[arg-type]
 
 
-def build_weights(days: np.ndarray, uni: Universe, paths: Paths, total: np.ndarray, free: np.ndarray) -> pl.DataFrame:
+def build_weights(
+    days: np.ndarray, uni: Universe, paths: Paths, total: np.ndarray, free: np.ndarray
+) -> pl.DataFrame:
     """Weight records of every stock: ``code`` plus ``WEIGHT_SCHEMA``, sorted by code and date."""
     ev = paths.events
     zeros = np.zeros(len(ev.day))
@@ -114,10 +116,3 @@ def build_weights(days: np.ndarray, uni: Universe, paths: Paths, total: np.ndarr
     )
     schema: dict[str, pl.DataType] = {"code": pl.String(), **WEIGHT_SCHEMA}
     return frame.cast(schema).sort("code", "date")  # type: ignore[arg-type]
-
-
-def as_datetime(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day)
-
-
-__all__ = ["DATETIME", "as_datetime", "build_bars", "build_weights", "share_counts"]

@@ -4,9 +4,9 @@
 * ``csi100`` / ``csi300``: CSI-like size indexes of the 100 / 300 largest stocks. Rebalanced on the first
   trading day of the span and on the first trading day on or after 15 June and 15 December; ranked by
   the mean total market value (close x total shares) over the 120 trading days before the rebalance
-  (the previous close on the first day); eligible are stocks listed that day (suspended ones too) and listed for at least
-  60 trading days (or before the span began). A delisted stock leaves on its last bar. With fewer
-  eligible stocks than the index size every eligible stock is a member.
+  (the previous close on the first day); eligible are stocks listed that day (suspended ones too)
+  for at least 60 trading days (or listed before the span began). A delisted stock leaves on its
+  last bar. With fewer eligible stocks than the index size every eligible stock is a member.
 """
 
 from __future__ import annotations
@@ -41,33 +41,35 @@ def rebalance_days(days: np.ndarray) -> np.ndarray:
 
 
 def index_spans(
-    days: np.ndarray, uni: Universe, trading: np.ndarray, ref: np.ndarray, total: np.ndarray, size: int
-) -> pl.DataFrame:
-    """Membership spans of the top-``size`` index (see the module docstring)."""
-    n_days, n = trading.shape
+    days: np.ndarray, uni: Universe, ref: np.ndarray, total: np.ndarray, sizes: dict[str, int]
+) -> dict[str, pl.DataFrame]:
+    """Membership spans of top-k size indexes, one frame per name in ``sizes`` (see the module docstring)."""
+    n_days, n = ref.shape
     reb = rebalance_days(days)
-    alive = (np.arange(n_days)[:, None] >= uni.first_day) & (np.arange(n_days)[:, None] <= uni.last_day)
-    cap = np.where(alive, ref * total, 0.0)  # ref is the previous close (ex-right on ex-dates)
-    csum = np.vstack([np.zeros(n), np.cumsum(cap, axis=0)])
-    cnt = np.vstack([np.zeros(n), np.cumsum(alive, axis=0)])
-    lo = np.maximum(reb - _WINDOW, 0)
-    hi = np.maximum(reb, 1)  # the previous close on day 0
-    num, den = csum[hi] - csum[lo], cnt[hi] - cnt[lo]
-    proxy = np.where(reb[:, None] == 0, cap[0], num / np.maximum(den, 1.0))
+    steps = np.arange(n_days)[:, None]
+    proxy = np.empty((len(reb), n))
+    for k, day in enumerate(reb):
+        lo = max(int(day) - _WINDOW, 0)
+        hi = max(int(day), 1)  # day 0: the previous close, i.e. the first reference price
+        alive = (steps[lo:hi] >= uni.first_day) & (steps[lo:hi] <= uni.last_day)
+        cap = np.where(alive, ref[lo:hi] * total[lo:hi], 0.0)
+        proxy[k] = cap.sum(axis=0) / np.maximum(alive.sum(axis=0), 1)
+    listed = (reb[:, None] >= uni.first_day) & (reb[:, None] <= uni.last_day)
     seasoned = (reb[:, None] - uni.first_day >= _SEASONING) | (uni.start_dates < days[0])
-    eligible = alive[reb] & seasoned
+    eligible = listed & seasoned
     score = np.where(eligible, proxy, -np.inf)
     rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1)
-    member = eligible & (rank < size)
-
-    padded = np.vstack([np.zeros(n, dtype=np.int8), member.astype(np.int8), np.zeros(n, dtype=np.int8)])
-    step = np.diff(padded, axis=0)
-    s_stock, s_k = np.nonzero(step.T == 1)
-    e_stock, e_k = np.nonzero(step.T == -1)
     period_end = np.append(reb[1:] - 1, n_days - 1)
-    start = reb[s_k]
-    end = np.minimum(period_end[e_k - 1], uni.last_day[e_stock])
-    return _frame(uni.codes[s_stock], days[start], days[end])
+    out: dict[str, pl.DataFrame] = {}
+    for name, size in sizes.items():
+        member = eligible & (rank < size)
+        padded = np.vstack([np.zeros(n, dtype=np.int8), member.astype(np.int8), np.zeros(n, dtype=np.int8)])
+        step = np.diff(padded, axis=0)
+        s_stock, s_k = np.nonzero(step.T == 1)
+        e_stock, e_k = np.nonzero(step.T == -1)
+        end = np.minimum(period_end[e_k - 1], uni.last_day[e_stock])
+        out[name] = _frame(uni.codes[s_stock], days[reb[s_k]], days[end])
+    return out
 
 
 def _frame(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> pl.DataFrame:

@@ -12,8 +12,9 @@ Model of the daily log return of stock *i* on day *t* (before limits)::
   latent "quality" that also lowers the stock's turnover (see :mod:`.bars`), plus a very weak pull of the
   price towards its starting level (keeps prices in a plausible range over long spans).
 
-Prices live on the 0.01 tick. A day's close is limited to ``[ceil(ref * (1 - limit)), floor(ref * (1 + limit))]``
-ticks of the reference price ``ref`` (the previous close, or on an ex-date the ex-right reference price); the
+Prices live on the 0.01 tick. A day's close is limited to
+``[ceil(ref * (1 - limit)), floor(ref * (1 + limit))]`` ticks of the reference price ``ref`` (the
+previous close, or on an ex-date the ex-right reference price); the
 part of the return that the limit cuts off is carried to the next trading days (so strong moves produce
 runs of limit days), as is the return accrued while a stock is suspended.
 
@@ -66,7 +67,8 @@ class Paths:
 
 def standard_t(rng: np.random.Generator, dof: float, size: tuple[int, ...]) -> np.ndarray:
     """Student-t draws scaled to unit variance."""
-    return rng.standard_t(dof, size=size) * np.sqrt((dof - 2.0) / dof)
+    scale = float(np.sqrt((dof - 2.0) / dof))
+    return np.asarray(rng.standard_t(dof, size=size)) * scale
 
 
 def ar1(rng: np.random.Generator, rho: float, size: tuple[int, int], burn: int = 200) -> np.ndarray:

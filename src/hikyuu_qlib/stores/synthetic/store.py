@@ -7,8 +7,8 @@ The market is generated on first use (under a lock) and kept in the instance; th
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -29,8 +29,8 @@ from hikyuu_qlib.domain import (
     UnknownCodeError,
     UnsupportedKTypeError,
 )
-from hikyuu_qlib.domain.schema import DATETIME, STOCK_SCHEMA, WEIGHT_SCHEMA
-from hikyuu_qlib.stores.hikyuu.adjust import adjust_bars
+from hikyuu_qlib.domain.schema import DATETIME, PRICE_COLUMNS, STOCK_SCHEMA, WEIGHT_SCHEMA
+from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, adjust_bars, affine_coefficients
 from hikyuu_qlib.stores.source import SourceSpec, SyntheticParams
 from hikyuu_qlib.stores.synthetic.bars import build_bars, build_weights, share_counts
 from hikyuu_qlib.stores.synthetic.calendar import trading_days
@@ -61,7 +61,9 @@ def generate(params: SyntheticParams) -> _Market:
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([params.seed, 0x51C]).spawn(4)]
     days = trading_days(params.start, params.years)
     if len(days) < 2:
-        raise InvalidInputError(f"synthetic span of {params.years} year(s) from {params.start} has no trading days")
+        raise InvalidInputError(
+            f"synthetic span of {params.years} year(s) from {params.start} has no trading days"
+        )
     uni = make_universe(streams[0], params.stocks, days)
     paths = simulate_closes(streams[1], days, uni)
     total, free = share_counts(streams[2], uni, paths)
@@ -87,8 +89,7 @@ def generate(params: SyntheticParams) -> _Market:
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slices = {str(c): (int(o), int(k)) for c, o, k in zip(uni.codes, offsets, counts, strict=True)}
     members = {"all": all_spans(days, uni, paths.trading)}
-    for name, size in INDEX_SIZES.items():
-        members[name] = index_spans(days, uni, paths.trading, paths.ref, total, size)
+    members.update(index_spans(days, uni, paths.ref, total, INDEX_SIZES))
     return _Market(days, stocks, bars, slices, weights, members)
 
 
@@ -167,8 +168,11 @@ class SyntheticStore:
         self._check_ktype(ktype)
         days = pl.Series("datetime", self._data().days.astype("datetime64[ms]")).cast(DATETIME)
         if ktype is not KType.DAY:
-            days = days.to_frame().select(period_label(pl.col("datetime"), ktype)).to_series().unique(
-                maintain_order=True
+            days = (
+                days.to_frame()
+                .select(period_label(pl.col("datetime"), ktype))
+                .to_series()
+                .unique(maintain_order=True)
             )
         if dates is not None:
             days = days.filter((days >= dates.start) & (days <= dates.end))
@@ -178,7 +182,9 @@ class SyntheticStore:
         key = universe.strip().lower()
         spans = self._data().members.get(key)
         if spans is None:
-            raise InvalidInputError(f"unknown universe {universe!r}: the synthetic store has {', '.join(UNIVERSES)}")
+            raise InvalidInputError(
+                f"unknown universe {universe!r}: the synthetic store has {', '.join(UNIVERSES)}"
+            )
         if dates is not None:
             spans = spans.filter((pl.col("start") <= dates.end) & (pl.col("end") >= dates.start))
         return spans
@@ -235,14 +241,39 @@ class SyntheticStore:
 
 
 def _adjust_all(market: _Market, adjust: Adjust) -> pl.DataFrame:
-    by_code = {str(k[0]): w.drop("code") for k, w in market.weights.partition_by("code", as_dict=True).items()}
-    parts = []
-    for code, (offset, length) in market.slices.items():
-        bars = market.bars.slice(offset, length)
-        weights = by_code.get(code)
-        parts.append(bars if weights is None else adjust_bars(bars, weights, adjust))
-    return pl.concat(parts)
-
-
-def _as_datetime(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day)
+    """All codes adjusted at once: Hikyuu's per-bar affine maps (from the shared adjust module) per code,
+    then one vectorised pass applying them the way ``adjust_bars`` does (prices ``a*P + b``, volume ``/a``,
+    amount following ``close * volume``)."""
+    bars = market.bars
+    bar_ms = bars.get_column("datetime").cast(pl.Int64).to_numpy()
+    a = np.ones(bars.height)
+    b = np.zeros(bars.height)
+    w = market.weights
+    w_codes = w.get_column("code").to_numpy()
+    cols = {c: w.get_column(c).to_numpy() for c in WEIGHT_SCHEMA if c != "date"}
+    w_ms = w.get_column("date").cast(pl.Int64).to_numpy()
+    bounds = np.flatnonzero(np.r_[True, w_codes[1:] != w_codes[:-1], True]) if w.height else np.zeros(1, int)
+    for lo, hi in itertools.pairwise(bounds):
+        offset, length = market.slices[str(w_codes[lo])]
+        part = slice(lo, hi)
+        events = WeightEvents.from_arrays(
+            w_ms[part],
+            cols["count_as_gift"][part],
+            cols["count_for_sell"][part],
+            cols["price_for_sell"][part],
+            cols["bonus"][part],
+            cols["count_of_increasement"][part],
+            cols["suogu"][part],
+        )
+        rows = slice(offset, offset + length)
+        a[rows], b[rows] = affine_coefficients(bar_ms[rows], events, adjust)
+    a_s, b_s = pl.lit(pl.Series(a)), pl.lit(pl.Series(b))
+    ratio = (pl.col("close") * a_s + b_s) / (pl.col("close") * a_s)
+    return bars.with_columns(
+        *[(pl.col(c) * a_s + b_s).alias(c) for c in PRICE_COLUMNS],
+        (pl.col("volume") / a_s).alias("volume"),
+        pl.when(pl.col("close") != 0)
+        .then(pl.col("amount") * ratio)
+        .otherwise(pl.col("amount"))
+        .alias("amount"),
+    )

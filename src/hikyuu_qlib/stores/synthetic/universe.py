@@ -58,7 +58,7 @@ def _board_counts(rng: np.random.Generator, n: int) -> np.ndarray:
     if rest:
         extra = rng.choice(len(_BOARDS), size=rest, p=shares)
         counts += np.bincount(extra, minlength=len(_BOARDS))
-    return counts
+    return np.asarray(counts, dtype=np.int64)
 
 
 def make_universe(rng: np.random.Generator, n: int, days: np.ndarray) -> Universe:
@@ -73,8 +73,8 @@ def make_universe(rng: np.random.Generator, n: int, days: np.ndarray) -> Univers
     for (market, base, span, _, stype, limit), k in zip(_BOARDS, counts, strict=True):
         if k == 0:
             continue
-        offsets = np.sort(rng.choice(np.arange(1, span), size=k - 1, replace=False)) if k > 1 else []
-        numbers = np.concatenate([[base], base + np.asarray(offsets, dtype=np.int64)])
+        offsets = np.sort(rng.choice(np.arange(1, span), size=k - 1, replace=False))
+        numbers = np.concatenate([[base], base + offsets.astype(np.int64)])
         symbols.append(np.char.zfill(numbers.astype(str), 6))
         markets.append(np.full(k, market))
         types.append(np.full(k, int(stype), dtype=np.int32))
