@@ -1,0 +1,138 @@
+"""Qlib feature bins: ``features/<instrument>/<field>.<freq>.bin``.
+
+Layout: little-endian float32. Element 0 is the calendar index of the first value (stored as a float),
+then one value per calendar step, contiguous, NaN in gaps. A file is valid when its size is a positive
+multiple of 4, its header is a non-negative integer below the calendar length, and its values end
+within the calendar. Any other file raises :class:`DataFormatError` naming the file and the field.
+
+Reads use ``os.pread`` on the header and on exactly the requested slice, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from hikyuu_qlib.domain import DataFormatError
+from hikyuu_qlib.stores.qlib._io import write_atomic
+
+F32 = np.dtype("<f4")
+Float32Array = npt.NDArray[np.float32]
+EMPTY = np.empty(0, dtype=F32)
+_HEADER = struct.Struct("<f")
+#: When the bytes before the requested slice are at most this many, header and slice come in one read.
+PREFIX_READ_LIMIT = 64 * 1024
+
+
+def bin_path(root: Path, folder: str, field: str, freq: str) -> Path:
+    """Where Qlib keeps one field of one instrument (folder and field lower-cased, as Qlib does)."""
+    return root / "features" / folder.lower() / f"{field.lower()}.{freq.lower()}.bin"
+
+
+@dataclass(frozen=True, slots=True)
+class BinSlice:
+    """Values of one field for calendar indices ``start .. start + len(values) - 1``."""
+
+    start: int
+    values: Float32Array
+
+    @property
+    def end(self) -> int:
+        """Last calendar index (``start - 1`` when empty)."""
+        return self.start + len(self.values) - 1
+
+
+def _check_header(path: Path | str, field: str, size: int, head: bytes, n_calendar: int) -> tuple[int, int]:
+    if size < 4 or size % 4:
+        raise DataFormatError(
+            f"corrupt bin {path} (field {field!r}): size {size} bytes is not a positive multiple of 4"
+        )
+    first: float = _HEADER.unpack_from(head)[0]
+    if not math.isfinite(first) or first < 0 or first != int(first):
+        raise DataFormatError(
+            f"corrupt bin {path} (field {field!r}): header start index {first!r} "
+            "is not a non-negative integer"
+        )
+    start = int(first)
+    length = size // 4 - 1
+    if start >= n_calendar and (length > 0 or start > n_calendar):
+        raise DataFormatError(
+            f"corrupt bin {path} (field {field!r}): start index {start} is beyond the calendar "
+            f"({n_calendar} entries)"
+        )
+    if start + length > n_calendar:
+        raise DataFormatError(
+            f"corrupt bin {path} (field {field!r}): {length} values from index {start} run past the calendar "
+            f"({n_calendar} entries)"
+        )
+    return start, length
+
+
+def read_bin(path: Path | str, field: str, n_calendar: int, lo: int = 0, hi: int | None = None) -> BinSlice:
+    """Values of calendar indices ``[lo, hi]`` that the file holds (may be empty).
+
+    Raises FileNotFoundError when the file is missing (callers turn it into a domain error) and
+    DataFormatError when it is corrupt.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        want = size if hi is None else min(size, 4 * (hi + 2))
+        prefix = 4 * lo <= PREFIX_READ_LIMIT
+        head = os.pread(fd, want if prefix else 4, 0) if size >= 4 else b""
+        start, length = _check_header(path, field, size, head, n_calendar)
+        end = start + length - 1
+        last = end if hi is None else min(hi, end)
+        first = max(lo, start)
+        if first > last:
+            return BinSlice(first, EMPTY)
+        count = last - first + 1
+        offset = 4 * (first - start + 1)
+        raw = head[offset : offset + 4 * count] if prefix else os.pread(fd, 4 * count, offset)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise DataFormatError(f"cannot read bin {path} (field {field!r}): {exc}") from exc
+    finally:
+        os.close(fd)
+    if len(raw) != 4 * count:
+        raise DataFormatError(f"corrupt bin {path} (field {field!r}): truncated while reading")
+    return BinSlice(first, np.frombuffer(raw, dtype=F32))
+
+
+def encode_bin(start: int, values: npt.ArrayLike) -> bytes:
+    """The bytes of a bin holding ``values`` from calendar index ``start``."""
+    data = np.asarray(values, dtype=F32)
+    return np.concatenate([np.array([start], dtype=F32), data]).astype(F32, copy=False).tobytes()
+
+
+def write_bin(path: Path, start: int, values: npt.ArrayLike) -> None:
+    """Write a whole bin atomically."""
+    if start < 0:
+        raise ValueError(f"bin start index must be non-negative, got {start}")
+    write_atomic(path, encode_bin(start, values))
+
+
+def append_bin(path: Path, field: str, n_calendar: int, start: int, values: Float32Array) -> int:
+    """Extend an existing bin with ``values`` from calendar index ``start`` (gap filled with NaN).
+
+    The existing bytes are kept as they are (history is never rewritten); values at indices the file
+    already holds are dropped. The result replaces the file atomically. Returns the number of values added.
+    """
+    old = path.read_bytes()
+    old_start, old_length = _check_header(path, field, len(old), old[:4], n_calendar)
+    next_index = old_start + old_length
+    if start < next_index:
+        values = values[next_index - start :]
+        start = next_index
+    if len(values) == 0:
+        return 0
+    gap = np.full(start - next_index, np.nan, dtype=F32)
+    write_atomic(path, old + gap.tobytes() + np.asarray(values, dtype=F32).tobytes())
+    return len(values)

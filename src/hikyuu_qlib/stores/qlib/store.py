@@ -1,0 +1,333 @@
+"""QlibStore: a Qlib provider directory as a :class:`~hikyuu_qlib.ports.MarketData` store.
+
+Two ways in:
+
+* :meth:`QlibStore.features` — raw fields with Qlib's exact semantics (rows and float32 values identical
+  to ``qlib.data.D.features``; see :mod:`.reader`), read straight from the bins with ``os.pread``.
+* :meth:`QlibStore.read_bars` — one code as platform bars (original or adjusted prices; see :mod:`.bars`).
+
+Differences from Qlib, on purpose: instruments without data are silently absent from ``features`` (as in
+Qlib), but ``read_bars`` raises :class:`UnknownCodeError` for them; a bin that is missing or corrupt for an
+instrument that exists is an error (``LoadErrors`` listing every failing instrument), never a silent gap.
+
+Stocks come from ``instruments/all.txt``: type inferred from the code (SH000xxx / SZ399xxx index, SH688
+STAR, SZ30x ChiNext, else A-share), no names, valid = listed on the calendar's last day, lot 100 and
+tick 0.01. Qlib holds adjustment factors, not split/dividend events, so :meth:`weights` is empty.
+
+Calendars and instruments files are parsed once and re-parsed when their size or mtime changes; all
+state is behind a lock, so one store serves concurrent readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from hikyuu_qlib.domain import (
+    Adjust,
+    DateRange,
+    KType,
+    Market,
+    NotFoundError,
+    StockCode,
+    StockType,
+    StoreNotFoundError,
+    UnknownCodeError,
+    UnsupportedKTypeError,
+)
+from hikyuu_qlib.domain.errors import InvalidCodeError
+from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, STOCK_SCHEMA, WEIGHT_SCHEMA
+from hikyuu_qlib.stores.qlib.bars import to_bars
+from hikyuu_qlib.stores.qlib.bins import bin_path
+from hikyuu_qlib.stores.qlib.calendar import KTYPE_OF, calendar_path, freq_of, locate, read_calendar
+from hikyuu_qlib.stores.qlib.instruments import instruments_dir, read_instruments, universes
+from hikyuu_qlib.stores.qlib.reader import Target, feature_folders, read_features, read_instrument
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DatetimeArray = npt.NDArray[np.datetime64]
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+class QlibStore:
+    """Market data from a Qlib provider directory (``calendars/``, ``instruments/``, ``features/``)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, Path], tuple[tuple[int, int], Any]] = {}
+
+    @classmethod
+    def open(cls, path: Path | str) -> QlibStore:
+        """Open a provider directory.
+
+        Raises :class:`StoreNotFoundError` when it or its ``calendars/day.txt`` is missing.
+        """
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise StoreNotFoundError(f"Qlib provider directory not found: {root}")
+        if not calendar_path(root, "day").is_file():
+            missing = calendar_path(root, "day")
+            raise StoreNotFoundError(f"not a Qlib provider directory: {missing} is missing")
+        return cls(root)
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    @property
+    def source(self) -> str:
+        return f"qlib:{self._root}"
+
+    def _cached(self, kind: str, path: Path, load: Callable[[Path], T]) -> T:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise
+        key = (st.st_size, st.st_mtime_ns)
+        with self._lock:
+            hit = self._cache.get((kind, path))
+            if hit is not None and hit[0] == key:
+                return hit[1]  # type: ignore[no-any-return]
+        value = load(path)
+        with self._lock:
+            self._cache[(kind, path)] = (key, value)
+        return value
+
+    def _calendar(self, freq: str) -> DatetimeArray:
+        path = calendar_path(self._root, freq)
+        try:
+            return self._cached("calendar", path, read_calendar)
+        except FileNotFoundError:
+            available = ", ".join(sorted(KTYPE_OF.get(f, KType.DAY).value for f in self._freqs())) or "none"
+            raise UnsupportedKTypeError(
+                f"{self.source} has no calendar for frequency {freq!r} ({path} missing); "
+                f"available: {available}"
+            ) from None
+
+    def _freqs(self) -> list[str]:
+        folder = self._root / "calendars"
+        return sorted(p.stem for p in folder.glob("*.txt") if "_future" not in p.stem)
+
+    def _spans(self, universe: str) -> pl.DataFrame:
+        name = universe.strip().lower()
+        path = instruments_dir(self._root) / f"{name}.txt"
+        try:
+            return self._cached("instruments", path, read_instruments)
+        except FileNotFoundError:
+            available = ", ".join(universes(self._root)) or "none"
+            raise NotFoundError(
+                f"unknown universe {universe!r} in {self.source}: no {path}; available: {available}"
+            ) from None
+
+    # -- MarketData -----------------------------------------------------------------------------------
+
+    def data_version(self) -> str:
+        """Digest of the size and mtime of every calendar, instruments and bin file."""
+        digest = hashlib.sha1()
+        for sub in ("calendars", "instruments"):
+            _stat_tree(self._root / sub, digest, depth=0)
+        _stat_tree(self._root / "features", digest, depth=1)
+        return digest.hexdigest()[:16]
+
+    def markets(self) -> list[Market]:
+        codes = self._spans("all")["code"].str.slice(0, 2).unique().to_list()
+        return [m for m in Market if m.value in codes]
+
+    def ktypes(self) -> frozenset[KType]:
+        return frozenset(KTYPE_OF[f] for f in self._freqs() if f in KTYPE_OF)
+
+    def stocks(
+        self,
+        *,
+        market: Market | None = None,
+        types: Sequence[StockType] | None = None,
+        valid: bool | None = True,
+    ) -> pl.DataFrame:
+        last = self._calendar("day")[-1] if len(self._calendar("day")) else np.datetime64("NaT", "ms")
+        spans = self._spans("all")
+        market_of = pl.col("code").str.slice(0, 2)
+        frame = (
+            spans.filter(market_of.is_in([m.value for m in Market]) & (pl.col("code").str.len_chars() == 8))
+            .group_by("code")
+            .agg(pl.col("start").min(), pl.col("end").max())
+            .with_columns(
+                market_of.alias("market"),
+                pl.col("code").str.slice(2).alias("symbol"),
+                pl.lit(None, dtype=pl.String).alias("name"),
+                _type_expr().alias("type"),
+                (pl.col("end") >= pl.lit(last).cast(DATETIME)).alias("valid"),
+                pl.col("start").dt.date().alias("start_date"),
+                pl.lit(100, dtype=pl.Int64).alias("lot"),
+                pl.lit(0.01).alias("tick"),
+            )
+            .with_columns(
+                pl.when(pl.col("valid")).then(None).otherwise(pl.col("end").dt.date()).alias("end_date")
+            )
+        )
+        if market is not None:
+            frame = frame.filter(pl.col("market") == market.value)
+        if types is not None:
+            frame = frame.filter(pl.col("type").is_in([int(t) for t in types]))
+        if valid is not None:
+            frame = frame.filter(pl.col("valid") == valid)
+        return frame.select([pl.col(c).cast(t) for c, t in STOCK_SCHEMA.items()]).sort("code")
+
+    def calendar(self, *, ktype: KType = KType.DAY, dates: DateRange | None = None) -> pl.Series:
+        cal = self._calendar(freq_of(ktype))
+        lo, hi = locate(cal, dates)
+        return pl.Series("datetime", cal[lo : hi + 1] if hi >= lo else cal[:0]).cast(DATETIME)
+
+    def members(self, universe: str, dates: DateRange | None = None) -> pl.DataFrame:
+        spans = self._spans(universe).select(list(MEMBERSHIP_SCHEMA))
+        if dates is not None:
+            spans = spans.filter(
+                (pl.col("end") >= pl.lit(dates.start).cast(DATETIME))
+                & (pl.col("start") <= pl.lit(dates.end).cast(DATETIME))
+            )
+        return spans.sort(["code", "start"])
+
+    def read_bars(
+        self,
+        code: StockCode,
+        *,
+        ktype: KType = KType.DAY,
+        adjust: Adjust = Adjust.NONE,
+        dates: DateRange | None = None,
+    ) -> pl.DataFrame:
+        code = StockCode.parse(code)
+        freq = freq_of(ktype)
+        cal = self._calendar(freq)
+        folder = code.qlib_folder
+        if not (self._root / "features" / folder).is_dir():
+            raise UnknownCodeError(f"unknown code {code} in {self.source}: no features/{folder} folder")
+        fields = list(BAR_FIELDS)
+        fields += [f for f in ("factor", "amount") if bin_path(self._root, folder, f, freq).is_file()]
+        got = read_instrument(self._root, Target(str(code), folder), fields, freq, len(cal), 0, len(cal) - 1)
+        if got is None:
+            index = np.empty(0, dtype=np.int64)
+            columns = [np.empty(0, dtype=np.float32) for _ in fields]
+        else:
+            index, columns = got
+        bars = to_bars(str(code), cal[index], dict(zip(fields, columns, strict=True)), adjust)
+        if dates is not None:
+            bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
+        return bars
+
+    def weights(self, code: StockCode) -> pl.DataFrame:
+        """Always empty: Qlib stores adjustment factors, not split/dividend events."""
+        return pl.DataFrame(schema=WEIGHT_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- raw Qlib access ------------------------------------------------------------------------------
+
+    def instruments(self, universe: str = "all") -> list[str]:
+        """Canonical codes listed in ``instruments/<universe>.txt`` (sorted, unique)."""
+        return sorted(set(self._spans(universe)["code"].to_list()))
+
+    def features(
+        self,
+        instruments: str | Sequence[str | StockCode],
+        fields: Sequence[str],
+        dates: DateRange | None = None,
+        freq: str = "day",
+    ) -> pl.DataFrame:
+        """Raw fields as ``D.features`` returns them: ``code, datetime, <field>…`` (Float32).
+
+        ``instruments`` is a universe name (rows limited to membership spans, like
+        ``D.instruments(name)``), a single code, or a list of codes (no span masking). Instruments
+        without data are absent, as in Qlib. ``dates`` is aligned to the calendar as Qlib aligns
+        ``start_time``/``end_time``. Failing instruments raise :class:`LoadErrors` (all of them).
+        """
+        if isinstance(fields, str):
+            fields = [fields]
+        cal = self._calendar(freq)
+        lo, hi = locate(cal, dates)
+        targets = self._targets(instruments, cal)
+        return read_features(self._root, cal, freq, targets, fields, lo, hi)
+
+    def _targets(self, instruments: str | Sequence[str | StockCode], cal: DatetimeArray) -> list[Target]:
+        if isinstance(instruments, str):
+            name = instruments.strip().lower()
+            if (instruments_dir(self._root) / f"{name}.txt").is_file():
+                return self._universe_targets(name, cal)
+            try:
+                instruments = [StockCode.parse(instruments)]
+            except InvalidCodeError:
+                available = ", ".join(universes(self._root)) or "none"
+                raise NotFoundError(
+                    f"{instruments!r} is neither a universe of {self.source} ({available}) nor a stock code"
+                ) from None
+        codes = sorted({str(StockCode.parse(c)) for c in instruments})
+        return [Target(c, c.lower()) for c in codes]
+
+    def _universe_targets(self, name: str, cal: DatetimeArray) -> list[Target]:
+        spans = self._spans(name)
+        path = instruments_dir(self._root) / f"{name}.txt"
+        return self._cached("targets", path, lambda _p: _span_targets(spans, cal))
+
+
+def _span_targets(spans: pl.DataFrame, cal: DatetimeArray) -> list[Target]:
+    """Per-instrument calendar-index spans of a universe (Qlib's membership mask, as index ranges)."""
+    starts = np.searchsorted(cal, spans["start"].to_numpy().astype("datetime64[ms]"), side="left")
+    ends = np.searchsorted(cal, spans["end"].to_numpy().astype("datetime64[ms]"), side="right") - 1
+    grouped: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for code, name, a, b in zip(
+        spans["code"].to_list(), spans["name"].to_list(), starts.tolist(), ends.tolist(), strict=True
+    ):
+        grouped.setdefault((code, name.lower()), []).append((a, b))
+    return [Target(code, folder, tuple(s)) for (code, folder), s in sorted(grouped.items())]
+
+
+def _type_expr() -> pl.Expr:
+    code = pl.col("code")
+    return (
+        pl.when(code.str.starts_with("SH000") | code.str.starts_with("SZ399"))
+        .then(pl.lit(int(StockType.INDEX)))
+        .when(code.str.starts_with("SH688"))
+        .then(pl.lit(int(StockType.STAR)))
+        .when(code.str.starts_with("SZ30"))
+        .then(pl.lit(int(StockType.CHINEXT)))
+        .otherwise(pl.lit(int(StockType.A_SHARE)))
+    )
+
+
+def _stat_tree(folder: Path, digest: Any, depth: int) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        digest.update(f"{folder}:missing;".encode())
+        return
+    for entry in entries:
+        if entry.is_dir():
+            if depth > 0:
+                _stat_tree(Path(entry.path), digest, depth - 1)
+            continue
+        st = entry.stat()
+        digest.update(f"{entry.path}:{st.st_size}:{st.st_mtime_ns};".encode())
+
+
+__all__ = ["QlibStore", "feature_folders"]
