@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     cache_dir: Path | None = Field(None, description="feature cache directory; default home/cache")
     io_workers: int = Field(default_factory=_default_workers, ge=1, le=64)
     log_level: str = "INFO"
+    # model registry: connection pool and transient-fault retries
+    registry_pool_size: int = Field(5, ge=1, le=200, description="connections kept open in the pool")
+    registry_max_overflow: int = Field(10, ge=0, le=500, description="extra connections under load")
+    registry_pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
+    registry_pool_pre_ping: bool = Field(True, description="test a pooled connection before handing it out")
+    registry_pool_recycle: int = Field(1800, description="seconds after which a connection is replaced (-1: never)")
+    registry_busy_timeout_ms: int = Field(5000, ge=0, description="SQLite busy timeout")
+    registry_retry_attempts: int = Field(8, ge=1, le=50, description="tries of an operation on transient faults")
 
     @classmethod
     def settings_customise_sources(

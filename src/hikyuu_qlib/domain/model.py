@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from ulid import ULID
@@ -38,7 +38,7 @@ from hikyuu_qlib.domain.errors import (
 JSONObject = dict[str, Any]
 
 
-class ModelType(str, Enum):
+class ModelType(StrEnum):
     """Model families the platform trains (Qlib's names where Qlib has one)."""
 
     LIGHTGBM = "lightgbm"
@@ -67,7 +67,7 @@ class ModelType(str, Enum):
             raise UnknownModelTypeError(f"unknown model type {text!r}: expected one of {names}") from None
 
 
-class ModelStatus(str, Enum):
+class ModelStatus(StrEnum):
     """Lifecycle: created → training → trained → deployed → archived; failed from created or training."""
 
     CREATED = "created"

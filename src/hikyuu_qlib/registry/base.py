@@ -1,0 +1,111 @@
+"""What the async repository and the sync facade share: statements, cursor checks, page building."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, ModelNotFoundError
+from hikyuu_qlib.domain.model import Model
+from hikyuu_qlib.registry import query as q
+from hikyuu_qlib.registry.codec import from_row, to_row, with_version
+from hikyuu_qlib.registry.cursor import CursorCodec
+from hikyuu_qlib.registry.engine import Backend, RegistryOptions, parse_url
+from hikyuu_qlib.registry.retry import RetryPolicy
+from hikyuu_qlib.registry.tables import registry_meta
+
+CURSOR_KEY_STATEMENT = sa.select(registry_meta.c.value).where(registry_meta.c.key == "cursor_key")
+_ID_CHARS = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+class RegistryCore:
+    """Backend-specific statements built once, and the pure parts of each operation."""
+
+    def __init__(self, url: str, options: RegistryOptions | None = None) -> None:
+        backend, _ = parse_url(url)
+        self.url = url
+        self.backend: Backend = backend
+        self.options = options or RegistryOptions()
+        self.policy = RetryPolicy(attempts=self.options.retry_attempts)
+        self.upsert_one = q.upsert_one_statement(backend)
+        self.upsert_many = q.upsert_many_sql(backend)
+        self.get_one = q.get_statement()
+        self.get_many = q.get_many_statement()
+        self.delete_many = q.delete_many_statement()
+        self._cursors: CursorCodec | None = None
+
+    def set_cursor_key(self, key: str | None) -> None:
+        if not key:
+            raise InvalidInputError("registry has no cursor key: the schema is incomplete")
+        self._cursors = CursorCodec(key.encode())
+
+    @property
+    def cursors(self) -> CursorCodec:
+        if self._cursors is None:
+            raise InvalidInputError("the registry is not open: use it as a context manager or call open()")
+        return self._cursors
+
+    @staticmethod
+    def check_limit(limit: int) -> int:
+        if not isinstance(limit, int) or limit < 1 or limit > q.MAX_LIMIT:
+            raise InvalidInputError(f"invalid limit {limit!r}: expected 1 to {q.MAX_LIMIT}")
+        return limit
+
+    def after(self, cursor: str | None, order: q.ModelOrder, flt: q.ModelFilter) -> list[Any] | None:
+        return None if cursor is None else self.cursors.decode(cursor, order.value, flt.fingerprint())
+
+    def page(self, rows: Sequence[Sequence[Any]], order: q.ModelOrder, flt: q.ModelFilter,
+             limit: int) -> q.Page[Model]:
+        """Rows fetched with ``limit + 1``: the extra row only tells that there is a next page."""
+        items = [from_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = self.cursors.encode(order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1]))
+        return q.Page(items, next_cursor)
+
+    @staticmethod
+    def chunks(models: Sequence[Model]) -> list[tuple[list[Model], dict[str, str]]]:
+        """Batches of at most ``CHUNK`` models, the last save of an id winning, as ``(models, {rows})``."""
+        unique = list({m.id: m for m in models}.values())
+        out = []
+        for start in range(0, len(unique), q.CHUNK):
+            part = unique[start:start + q.CHUNK]
+            rows = [{"ord": i, **to_row(m)} for i, m in enumerate(part)]
+            out.append((part, {"rows": json.dumps(rows, separators=(",", ":"))}))
+        return out
+
+    @staticmethod
+    def with_versions(models: Sequence[Model], versions: Iterable[tuple[str, int]]) -> list[Model]:
+        by_id = dict(versions)
+        return [with_version(m, by_id[m.id]) for m in models]
+
+    @staticmethod
+    def check_ids(ids: Iterable[str]) -> list[str]:
+        out = list(ids)
+        for i in out:
+            if not isinstance(i, str):
+                raise InvalidInputError(f"invalid model id {i!r}")
+        return out
+
+    @staticmethod
+    def normalise_prefix(prefix: str) -> str:
+        text = prefix.strip().upper()
+        if not text or not set(text) <= _ID_CHARS or len(text) > 26:
+            raise ModelNotFoundError(f"no model with id {prefix!r}: ids are ULIDs such as 01J9ZQ5K…")
+        return text
+
+    @staticmethod
+    def resolved(prefix: str, ids: Sequence[str]) -> str:
+        if not ids:
+            raise ModelNotFoundError(f"no model with id or id prefix {prefix!r}")
+        if len(ids) > 1:
+            raise AmbiguousIdError(f"id prefix {prefix!r} matches several models ({', '.join(ids)}, …): "
+                                   "give more characters")
+        return ids[0]
+
+
+def not_found(model_id: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"no model with id {model_id!r}")

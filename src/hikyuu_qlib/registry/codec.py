@@ -1,0 +1,86 @@
+"""Model record ⇄ table row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType, Segments
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_TYPES = {m.value: m for m in ModelType}
+_STATUSES = {m.value: m for m in ModelStatus}
+
+
+def to_micros(when: dt.datetime) -> int:
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def to_row(model: Model) -> dict[str, Any]:
+    """Bind parameters of one model (``version`` is left to the database)."""
+    artifact = model.artifact
+    return {
+        "id": model.id,
+        "name": model.name,
+        "model_type": model.model_type.value,
+        "status": model.status.value,
+        "hyperparameters": model.hyperparameters,
+        "feature_set": model.feature_set,
+        "universe": model.universe,
+        "segments": model.segments.to_json(),
+        "label": model.label,
+        "metrics": model.metrics,
+        "artifact_uri": None if artifact is None else artifact.uri,
+        "artifact_sha256": None if artifact is None else artifact.sha256,
+        "artifact_size": None if artifact is None else artifact.size,
+        "tags": model.tags,
+        "config_hash": model.config_hash,
+        "created_at": to_micros(model.created_at),
+        "updated_at": to_micros(model.updated_at),
+    }
+
+
+def from_row(row: Sequence[Any]) -> Model:
+    """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
+    record is rebuilt without re-running the checks (reads are the hot path)."""
+    (id_, name, version, model_type, status, hyper, feature_set, universe, segments, label, metrics,
+     a_uri, a_sha, a_size, tags, chash, created, updated) = row
+    model = object.__new__(Model)
+    set_ = object.__setattr__
+    set_(model, "id", id_)
+    set_(model, "name", name)
+    set_(model, "version", version)
+    set_(model, "model_type", _TYPES.get(model_type) or ModelType.parse(model_type))
+    set_(model, "status", _STATUSES.get(status) or ModelStatus.parse(status))
+    set_(model, "hyperparameters", hyper)
+    set_(model, "feature_set", feature_set)
+    set_(model, "universe", universe)
+    set_(model, "segments", Segments.from_json(segments) if segments else _NO_SEGMENTS)
+    set_(model, "label", label)
+    set_(model, "metrics", metrics)
+    set_(model, "artifact", None if a_uri is None else ArtifactRef(a_uri, a_sha, a_size))
+    set_(model, "tags", tags)
+    set_(model, "config_hash", chash)
+    set_(model, "created_at", from_micros(created))
+    set_(model, "updated_at", from_micros(updated))
+    return model
+
+
+_NO_SEGMENTS = Segments()
+
+
+def with_version(model: Model, version: int) -> Model:
+    """The same record with the version the database assigned (no re-validation)."""
+    if model.version == version:
+        return model
+    copy = object.__new__(Model)
+    for name in Model.__slots__:
+        object.__setattr__(copy, name, getattr(model, name))
+    object.__setattr__(copy, "version", version)
+    return copy

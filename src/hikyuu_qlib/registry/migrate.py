@@ -1,0 +1,49 @@
+"""Apply the Alembic migrations on open, once, under a lock (concurrent openers wait, then see head)."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _config() -> Config:
+    config = Config(str(MIGRATIONS / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(conn: sa.Connection) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+def upgrade(conn: sa.Connection) -> None:
+    """Bring the schema to head inside the connection's (write) transaction."""
+    if conn.dialect.name == "postgresql":
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar() or "public"
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"hq_registry:{schema}"})
+    current = current_revision(conn)
+    if current == head_revision():
+        return
+    log.info("migrating registry schema from %s to %s", current or "empty", head_revision())
+    config = _config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")

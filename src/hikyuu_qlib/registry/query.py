@@ -1,0 +1,208 @@
+"""Filters, orders, pages and the SQL statements of the registry (built once per dialect).
+
+Every filter and order has an index (see ``tables``): status, type and created range use
+``(status|model_type, created_at, id)`` / ``(created_at, id)``; name and the name order use the unique
+``(name, version)``; tags use ``model_tags (key, value, model_id)`` on SQLite and a GIN index on PostgreSQL.
+Pages are keyset pages: ``WHERE key >= last AND (key > last OR tiebreak > last_tiebreak)``, which seeks
+the index instead of skipping rows, so a page costs the same at any depth.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.model import ModelStatus, ModelType
+from hikyuu_qlib.registry.codec import to_micros
+from hikyuu_qlib.registry.tables import COLUMNS, UPDATABLE, model_tags, models
+
+T = TypeVar("T")
+MAX_LIMIT = 10_000
+CHUNK = 1000  # rows per multi-row upsert statement (one JSON parameter each)
+
+
+class ModelOrder(StrEnum):
+    """Orders offered by ``find``: by creation time, or by name then version; ``-`` is descending."""
+
+    CREATED = "created"
+    CREATED_DESC = "-created"
+    NAME = "name"
+    NAME_DESC = "-name"
+
+    @classmethod
+    def parse(cls, text: str | ModelOrder) -> ModelOrder:
+        if isinstance(text, ModelOrder):
+            return text
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise InvalidInputError(f"unknown order {text!r}: expected created, -created, name or -name") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFilter:
+    """Conditions of ``find``/``count``/``iterate``; all given ones must hold."""
+
+    status: ModelStatus | None = None
+    model_type: ModelType | None = None
+    name: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created_from: dt.datetime | None = None  # inclusive
+    created_to: dt.datetime | None = None  # exclusive
+
+    def __post_init__(self) -> None:
+        if self.status is not None:
+            object.__setattr__(self, "status", ModelStatus.parse(self.status))
+        if self.model_type is not None:
+            object.__setattr__(self, "model_type", ModelType.parse(self.model_type))
+        for name in ("created_from", "created_to"):
+            when = getattr(self, name)
+            if when is not None and when.tzinfo is None:
+                object.__setattr__(self, name, when.replace(tzinfo=dt.UTC))
+
+    def fingerprint(self) -> str:
+        doc = {
+            "s": self.status and self.status.value,
+            "t": self.model_type and self.model_type.value,
+            "n": self.name,
+            "g": sorted(self.tags.items()),
+            "a": self.created_from and to_micros(self.created_from),
+            "b": self.created_to and to_micros(self.created_to),
+        }
+        return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of results and the cursor of the next one (``None`` on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def conditions(flt: ModelFilter, backend: str) -> list[sa.ColumnElement[bool]]:
+    m = models.c
+    where: list[sa.ColumnElement[bool]] = []
+    if flt.status is not None:
+        where.append(m.status == flt.status.value)
+    if flt.model_type is not None:
+        where.append(m.model_type == flt.model_type.value)
+    if flt.name is not None:
+        where.append(m.name == flt.name)
+    if flt.created_from is not None:
+        where.append(m.created_at >= to_micros(flt.created_from))
+    if flt.created_to is not None:
+        where.append(m.created_at < to_micros(flt.created_to))
+    for key, value in sorted(flt.tags.items()):
+        if backend == "postgresql":
+            where.append(sa.type_coerce(m.tags, postgresql.JSONB).contains({key: value}))
+        else:
+            t = model_tags.c
+            where.append(m.id.in_(sa.select(t.model_id).where(t.key == key, t.value == value)))
+    return where
+
+
+def order_keys(order: ModelOrder) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any], bool]:
+    """(primary key column, tie-break column, descending)."""
+    if order in (ModelOrder.CREATED, ModelOrder.CREATED_DESC):
+        return models.c.created_at, models.c.id, order is ModelOrder.CREATED_DESC
+    return models.c.name, models.c.version, order is ModelOrder.NAME_DESC
+
+
+def row_keys(order: ModelOrder, row: Sequence[Any]) -> list[Any]:
+    if order in (ModelOrder.CREATED, ModelOrder.CREATED_DESC):
+        return [row[COLUMNS.index("created_at")], row[0]]
+    return [row[1], row[2]]
+
+
+def find_statement(flt: ModelFilter, order: ModelOrder, after: list[Any] | None, limit: int,
+                   backend: str) -> sa.Select[Any]:
+    first, second, desc = order_keys(order)
+    where = conditions(flt, backend)
+    if after is not None:
+        if len(after) != 2:
+            raise InvalidInputError("invalid cursor keys")
+        a, b = after
+        if desc:
+            where.append(sa.and_(first <= a, sa.or_(first < a, second < b)))
+        else:
+            where.append(sa.and_(first >= a, sa.or_(first > a, second > b)))
+    ordering = [first.desc(), second.desc()] if desc else [first.asc(), second.asc()]
+    return sa.select(models).where(*where).order_by(*ordering).limit(limit)
+
+
+def count_statement(flt: ModelFilter, backend: str) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).select_from(models).where(*conditions(flt, backend))
+
+
+def get_statement() -> sa.Select[Any]:
+    return sa.select(models).where(models.c.id == sa.bindparam("id"))
+
+
+def get_many_statement() -> sa.Select[Any]:
+    return sa.select(models).where(models.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+def delete_many_statement() -> sa.Delete:
+    return sa.delete(models).where(models.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+def prefix_statement(prefix: str) -> sa.Select[Any]:
+    """Ids starting with ``prefix`` (a range on the primary key, so it seeks); two are enough to decide."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return sa.select(models.c.id).where(models.c.id >= prefix, models.c.id < upper).order_by(models.c.id).limit(2)
+
+
+def upsert_one_statement(backend: str) -> sa.Insert:
+    """One statement: insert with ``version = max(version of name) + 1``, or update the mutable fields."""
+    ins = postgresql.insert(models) if backend == "postgresql" else sqlite.insert(models)
+    next_version = (
+        sa.select(sa.func.coalesce(sa.func.max(models.c.version), 0) + 1)
+        .where(models.c.name == sa.bindparam("name"))
+        .scalar_subquery()
+    )
+    values: dict[str, Any] = {c: sa.bindparam(c) for c in COLUMNS if c != "version"}
+    values["version"] = next_version
+    stmt = ins.values(values)
+    return stmt.on_conflict_do_update(
+        index_elements=[models.c.id], set_={c: stmt.excluded[c] for c in UPDATABLE}
+    ).returning(models.c.version)
+
+
+def upsert_many_sql(backend: str) -> sa.TextClause:
+    """A multi-row upsert of the rows in one JSON array parameter ``:rows``.
+
+    Versions are numbered per name inside the batch (``row_number``) above the stored maximum; the
+    SELECT reads a snapshot from before the insert on both backends. Returns ``(id, version)``.
+    """
+    cols = [c for c in COLUMNS if c != "version"]
+    json_cols = {"hyperparameters", "segments", "metrics", "tags"}
+    if backend == "postgresql":
+        types = {c: ("jsonb" if c in json_cols else "bigint" if c in {"artifact_size", "created_at",
+                 "updated_at"} else "text") for c in cols}
+        source = (f"SELECT ord, {', '.join(cols)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS j("
+                  + ", ".join(["ord bigint", *(f"{c} {types[c]}" for c in cols)]) + ")")
+    else:
+        def extract(c: str) -> str:
+            path = f"'$.{c}'"
+            if c in json_cols:
+                return f"json(json_extract(j.value, {path}))"
+            return f"json_extract(j.value, {path})"
+        source = "SELECT j.key AS ord, " + ", ".join(f"{extract(c)} AS {c}" for c in cols) + \
+            " FROM json_each(:rows) AS j"
+    version = ("(SELECT coalesce(max(m.version), 0) FROM models AS m WHERE m.name = v.name)"
+               " + row_number() OVER (PARTITION BY v.name ORDER BY v.ord)")
+    updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATABLE)
+    sql = (f"INSERT INTO models ({', '.join(cols)}, version) "
+           f"SELECT {', '.join('v.' + c for c in cols)}, {version} FROM ({source}) AS v WHERE true "
+           f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING id, version")
+    return sa.text(sql)

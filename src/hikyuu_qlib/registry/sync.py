@@ -1,0 +1,293 @@
+"""The sync facade: the same registry through a real blocking path (``sqlite3`` or psycopg 3).
+
+For scripts, notebooks, the CLI and the latency-bound work. It does not wrap the async repository in
+an event loop: it has its own SQLAlchemy sync engine and pool over the same schema, statements,
+retries and cursors (a cursor from one works with the other). Statements are built and compiled by
+SQLAlchemy once and run on the pooled DBAPI connection (see :mod:`hikyuu_qlib.registry.driver`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import sqlalchemy as sa
+
+from hikyuu_qlib.domain.errors import IllegalTransitionError
+from hikyuu_qlib.domain.model import Model, ModelStatus
+from hikyuu_qlib.registry import migrate
+from hikyuu_qlib.registry import query as q
+from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
+from hikyuu_qlib.registry.codec import to_micros, with_version
+from hikyuu_qlib.registry.driver import RowCodec, compile_statement, ids_condition, ids_param
+from hikyuu_qlib.registry.engine import WRITE, RegistryOptions, create_sync_registry_engine
+from hikyuu_qlib.registry.retry import is_connection_lost, retry_sync
+from hikyuu_qlib.registry.tables import COLUMNS, models
+
+T = TypeVar("T")
+Cursor = Any  # a DBAPI cursor (sqlite3 or psycopg)
+
+
+class ModelRegistry:
+    """Models in a SQLite file or PostgreSQL, blocking. Same operations as the async repository."""
+
+    def __init__(self, url: str, options: RegistryOptions | None = None) -> None:
+        self._core = RegistryCore(url, options)
+        self._rows = RowCodec(self._core.backend)
+        self._engine: sa.Engine | None = None
+        self._sql: dict[str, str] = {}
+        self._defaults: dict[str, dict[str, Any]] = {}
+
+    @property
+    def backend(self) -> str:
+        return self._core.backend
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            raise RuntimeError("the registry is not open: use `with` or call open()")
+        return self._engine
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def open(self) -> Self:
+        """Create the engine and pool, apply migrations, load the cursor key, compile the statements."""
+        if self._engine is not None:
+            return self
+        _, engine = create_sync_registry_engine(self._core.url, self._core.options)
+        self._engine = engine
+        try:
+            writer = engine.execution_options(**WRITE)
+
+            def upgrade() -> None:
+                with writer.begin() as conn:
+                    migrate.upgrade(conn)
+
+            retry_sync(upgrade, self._core.policy)
+            self._compile(engine.dialect)
+            self._core.set_cursor_key(self._run(lambda cur: self._scalar(cur, "cursor_key"), write=False))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _compile(self, dialect: sa.Dialect) -> None:
+        select_all = f"SELECT {', '.join(COLUMNS)} FROM models"
+        backend = self._core.backend
+        compiled = {
+            "upsert": compile_statement(self._core.upsert_one, dialect),
+            "upsert_many": compile_statement(self._core.upsert_many, dialect),
+            "get": compile_statement(self._core.get_one, dialect),
+            "cursor_key": compile_statement(CURSOR_KEY_STATEMENT, dialect),
+        }
+        self._sql = {name: c.sql for name, c in compiled.items()}
+        # constants bound in the statements (e.g. coalesce(max(version), 0) + 1)
+        self._defaults = {name: {k: v for k, v in c.params.items() if v is not None}
+                          for name, c in compiled.items()}
+        self._sql["get_many"] = f"{select_all} WHERE {ids_condition(backend)}"
+        self._sql["delete_many"] = f"DELETE FROM models WHERE {ids_condition(backend)}"
+
+    def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- transactions -------------------------------------------------------------------------------
+
+    def _run(self, work: Callable[[Cursor], T], *, write: bool) -> T:
+        """One transaction on a pooled connection, retried as a whole on transient faults.
+
+        SQLite reads run in autocommit (one statement, its own snapshot); writes take the write lock
+        up front (``BEGIN IMMEDIATE``), so they wait on the busy timeout instead of failing.
+        """
+        engine = self.engine
+        sqlite = self._core.backend == "sqlite"
+
+        def attempt() -> T:
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                if write and sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                result = work(cursor)
+                if write or not sqlite:
+                    raw.commit()
+                return result
+            except BaseException as error:
+                if is_connection_lost(error):
+                    raw.invalidate(error if isinstance(error, Exception) else None)
+                else:
+                    try:
+                        raw.rollback()
+                    except Exception:
+                        raw.invalidate()
+                raise
+            finally:
+                raw.close()
+
+        return retry_sync(attempt, self._core.policy)
+
+    def _scalar(self, cursor: Cursor, name: str, params: dict[str, Any] | None = None) -> Any:
+        defaults = self._defaults.get(name)
+        cursor.execute(self._sql[name], {**defaults, **(params or {})} if defaults else (params or {}))
+        row = cursor.fetchone()
+        return None if row is None else row[0]
+
+    # --- writes -------------------------------------------------------------------------------------
+
+    def save(self, model: Model) -> Model:
+        """Insert or update one model in one upsert statement; returns it with its version."""
+        params = self._rows.params(model)
+        version = self._run(lambda cur: self._scalar(cur, "upsert", params), write=True)
+        return with_version(model, int(version))
+
+    def save_many(self, items: Sequence[Model]) -> list[Model]:
+        """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
+        chunks = self._core.chunks(items)
+        if not chunks:
+            return []
+        sql = self._sql["upsert_many"]
+
+        def work(cur: Cursor) -> list[tuple[str, int]]:
+            out: list[tuple[str, int]] = []
+            for _, params in chunks:
+                cur.execute(sql, params)
+                out.extend((r[0], r[1]) for r in cur.fetchall())
+            return out
+
+        return self._core.with_versions([m for part, _ in chunks for m in part], self._run(work, write=True))
+
+    def delete(self, model_id: str) -> bool:
+        """Delete one model; ``False`` when there was none."""
+        return self.delete_many([model_id]) == 1
+
+    def delete_many(self, ids: Iterable[str]) -> int:
+        """Delete models by id in one transaction; returns how many existed."""
+        wanted = self._core.check_ids(ids)
+        if not wanted:
+            return 0
+        backend, sql = self._core.backend, self._sql["delete_many"]
+
+        def work(cur: Cursor) -> int:
+            total = 0
+            for i in range(0, len(wanted), q.CHUNK):
+                cur.execute(sql, {"ids": ids_param(backend, wanted[i:i + q.CHUNK])})
+                total += cur.rowcount
+            return total
+
+        return self._run(work, write=True)
+
+    def transition(self, model_id: str, target: ModelStatus | str) -> Model:
+        """Move a model to ``target`` if the lifecycle allows it (compare-and-set on the status)."""
+        for _ in range(self._core.policy.attempts):
+            current = self.get(model_id)
+            changed = current.transition(target)
+            stmt = (sa.update(models).where(models.c.id == changed.id, models.c.status == current.status.value)
+                    .values(status=changed.status.value, updated_at=to_micros(changed.updated_at)))
+            compiled = compile_statement(stmt, self.engine.dialect)
+
+            def work(cur: Cursor, c: Any = compiled) -> int:
+                cur.execute(c.sql, c.params)
+                return int(cur.rowcount)
+
+            if self._run(work, write=True) == 1:
+                return changed
+        raise IllegalTransitionError(f"model {model_id} kept changing status; try again")
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def find_by_id(self, model_id: str) -> Model | None:
+        """The model with this id, or ``None``."""
+        sql = self._sql["get"]
+
+        def work(cur: Cursor) -> Any:
+            cur.execute(sql, {"id": model_id})
+            return cur.fetchone()
+
+        row = self._run(work, write=False)
+        return None if row is None else self._rows.model(row)
+
+    def get(self, model_id: str) -> Model:
+        """The model with this id, or :class:`ModelNotFoundError`."""
+        found = self.find_by_id(model_id)
+        if found is None:
+            raise not_found(model_id)
+        return found
+
+    def get_many(self, ids: Iterable[str]) -> list[Model]:
+        """The models with these ids, in the order asked; unknown ids are left out."""
+        wanted = self._core.check_ids(ids)
+        unique = list(dict.fromkeys(wanted))
+        if not unique:
+            return []
+        backend, sql = self._core.backend, self._sql["get_many"]
+
+        def work(cur: Cursor) -> list[Any]:
+            rows: list[Any] = []
+            for i in range(0, len(unique), q.CHUNK):
+                cur.execute(sql, {"ids": ids_param(backend, unique[i:i + q.CHUNK])})
+                rows.extend(cur.fetchall())
+            return rows
+
+        found = {m.id: m for m in map(self._rows.model, self._run(work, write=False))}
+        return [found[i] for i in wanted if i in found]
+
+    def _select(self, stmt: sa.Select[Any]) -> list[Any]:
+        compiled = compile_statement(stmt, self.engine.dialect)
+
+        def work(cur: Cursor) -> list[Any]:
+            cur.execute(compiled.sql, compiled.params)
+            return list(cur.fetchall())
+
+        return self._run(work, write=False)
+
+    def find(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
+             limit: int = 100, cursor: str | None = None) -> q.Page[Model]:
+        """One keyset page of matching models and the cursor of the next page."""
+        flt = flt or q.ModelFilter()
+        order = q.ModelOrder.parse(order)
+        limit = self._core.check_limit(limit)
+        stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
+        rows = self._select(stmt)
+        if self._rows.decode_json:
+            rows = [_decoded(r) for r in rows]
+        return self._core.page(rows, order, flt, limit)
+
+    def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
+                batch: int = 1000) -> Iterator[Model]:
+        """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat)."""
+        cursor: str | None = None
+        while True:
+            page = self.find(flt, order=order, limit=batch, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def count(self, flt: q.ModelFilter | None = None) -> int:
+        return int(self._select(q.count_statement(flt or q.ModelFilter(), self._core.backend))[0][0])
+
+    def resolve(self, prefix: str) -> str:
+        """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""
+        rows = self._select(q.prefix_statement(self._core.normalise_prefix(prefix)))
+        return self._core.resolved(prefix, [r[0] for r in rows])
+
+
+_JSON_AT = tuple(COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "tags"))
+
+
+def _decoded(row: Sequence[Any]) -> list[Any]:
+    values = list(row)
+    for i in _JSON_AT:
+        if isinstance(values[i], str):
+            values[i] = json.loads(values[i])
+    return values

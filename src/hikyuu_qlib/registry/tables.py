@@ -1,0 +1,67 @@
+"""The registry schema as SQLAlchemy Core tables (the migrations create it; queries use it).
+
+``models`` holds one row per model. JSON fields are ``JSON`` on SQLite and ``JSONB`` on PostgreSQL;
+times are integer microseconds since the Unix epoch (UTC), which sort and compare exactly on both backends.
+
+Tag filters use an index on both backends: a GIN index on ``tags`` (PostgreSQL, ``@>``), and on SQLite
+the ``model_tags`` side table that triggers keep in step with ``models.tags`` (so a save stays one statement).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True, comment="ULID"),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, comment="1, 2, … per name"),
+    sa.Column("model_type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("hyperparameters", JSONType, nullable=False),
+    sa.Column("feature_set", sa.String(200), nullable=False),
+    sa.Column("universe", sa.String(200), nullable=False),
+    sa.Column("segments", JSONType, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("metrics", JSONType, nullable=False),
+    sa.Column("artifact_uri", sa.Text, nullable=True),
+    sa.Column("artifact_sha256", sa.String(64), nullable=True),
+    sa.Column("artifact_size", sa.BigInteger, nullable=True),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
+    sa.Column("updated_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
+    sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
+    sa.Index("ix_models_created", "created_at", "id"),
+    sa.Index("ix_models_status_created", "status", "created_at", "id"),
+    sa.Index("ix_models_type_created", "model_type", "created_at", "id"),
+)
+
+# SQLite only: maintained by triggers from models.tags (see the initial migration).
+model_tags = sa.Table(
+    "model_tags",
+    metadata,
+    sa.Column("model_id", sa.String(26), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("model_id", "key"),
+    sa.Index("ix_model_tags_key_value", "key", "value", "model_id"),
+)
+
+# One row per registry: its id and the secret that signs page cursors.
+registry_meta = sa.Table(
+    "registry_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+COLUMNS: tuple[str, ...] = tuple(c.name for c in models.columns)
+# Fields a re-save may change; id, name, version and created_at are fixed at first save.
+UPDATABLE: tuple[str, ...] = tuple(c for c in COLUMNS if c not in {"id", "name", "version", "created_at"})
