@@ -6,9 +6,16 @@ Nothing here runs at import time; entrypoints (CLI, HTTP, scripts) call these fa
 from __future__ import annotations
 
 from hikyuu_qlib.marketdata import AsyncMarketDataClient, MarketDataClient
+from typing import TYPE_CHECKING, Any, Literal, overload
+
 from hikyuu_qlib.ports import MarketData
 from hikyuu_qlib.settings import Settings
 from hikyuu_qlib.stores.source import SourceSpec
+
+if TYPE_CHECKING:
+    from hikyuu_qlib.registry.artifacts import LocalArtifactStore
+    from hikyuu_qlib.registry.repository import AsyncModelRepository
+    from hikyuu_qlib.registry.sync import ModelRegistry
 
 
 def open_store(source: str | SourceSpec) -> MarketData:
@@ -54,3 +61,42 @@ def open_market_async(
     return AsyncMarketDataClient(
         open_store(resolve_source(source, settings)), max_workers=settings.io_workers
     )
+
+
+@overload
+def open_registry(url: str | None = None, *, settings: Settings | None = None, sync: Literal[True],
+                  **options: Any) -> ModelRegistry: ...
+
+
+@overload
+def open_registry(url: str | None = None, *, settings: Settings | None = None, sync: Literal[False] = False,
+                  **options: Any) -> AsyncModelRepository: ...
+
+
+def open_registry(url: str | None = None, *, settings: Settings | None = None, sync: bool = False,
+                  **options: Any) -> AsyncModelRepository | ModelRegistry:
+    """The model registry at ``url`` (else ``HQ_DATABASE_URL``/settings, else ``sqlite:///~/.hikyuu_qlib/registry.db``).
+
+    Returns an unopened async repository (``async with open_registry() as repo``), or with ``sync=True``
+    the blocking facade (``with open_registry(sync=True) as reg``). ``options`` override
+    :class:`~hikyuu_qlib.registry.engine.RegistryOptions` fields (pool_size, schema, application_name …).
+    """
+    from hikyuu_qlib.registry.engine import RegistryOptions
+
+    settings = settings or Settings()
+    resolved = url or settings.registry_url
+    registry_options = RegistryOptions.from_settings(settings, **options)
+    if sync:
+        from hikyuu_qlib.registry.sync import ModelRegistry
+
+        return ModelRegistry(resolved, registry_options)
+    from hikyuu_qlib.registry.repository import AsyncModelRepository
+
+    return AsyncModelRepository(resolved, registry_options)
+
+
+def open_artifacts(settings: Settings | None = None) -> LocalArtifactStore:
+    """The artifact store under ``settings.home / "artifacts"``."""
+    from hikyuu_qlib.registry.artifacts import LocalArtifactStore
+
+    return LocalArtifactStore((settings or Settings()).home / "artifacts")

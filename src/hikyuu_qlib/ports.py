@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import polars as pl
 
 from hikyuu_qlib.domain import Adjust, DateRange, KType, Market, StockCode, StockType
+from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
+
+if TYPE_CHECKING:
+    from hikyuu_qlib.registry.query import ModelFilter, ModelOrder, Page
 
 
 class Progress(Protocol):
@@ -74,3 +79,57 @@ class MarketData(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ModelRepository(Protocol):
+    """The model registry, asynchronously (``hikyuu_qlib.registry.AsyncModelRepository``).
+
+    An async context manager; ``save`` is one upsert, ``save_many`` all-or-nothing, ``find`` keyset-paged.
+    The sync facade (``hikyuu_qlib.registry.ModelRegistry``) offers the same operations, blocking.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def save(self, model: Model) -> Model: ...
+
+    async def save_many(self, items: Sequence[Model]) -> list[Model]: ...
+
+    async def get(self, model_id: str) -> Model: ...
+
+    async def get_many(self, ids: Iterable[str]) -> list[Model]: ...
+
+    async def find(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ...,
+                   limit: int = 100, cursor: str | None = None) -> Page[Model]: ...
+
+    def iterate(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ...,
+                batch: int = 1000) -> AsyncIterator[Model]: ...
+
+    async def count(self, flt: ModelFilter | None = None) -> int: ...
+
+    async def delete(self, model_id: str) -> bool: ...
+
+    async def delete_many(self, ids: Iterable[str]) -> int: ...
+
+    async def transition(self, model_id: str, target: ModelStatus | str) -> Model: ...
+
+    async def resolve(self, prefix: str) -> str: ...
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """Where model files live, content-addressed and checksum-verified on read."""
+
+    def put_bytes(self, data: bytes) -> ArtifactRef: ...
+
+    def put_file(self, path: str | Path) -> ArtifactRef: ...
+
+    def get_bytes(self, ref: ArtifactRef) -> bytes: ...
+
+    def get_path(self, ref: ArtifactRef) -> Path: ...
+
+    def save_lightgbm(self, booster: Any) -> ArtifactRef: ...
+
+    def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
