@@ -1,0 +1,1 @@
+"""Factors: Alpha158 and its label, processors, point-in-time universes and the feature cache."""
