@@ -305,14 +305,14 @@ class Model:
             name=name,
             model_type=ModelType.parse(model_type),
             status=ModelStatus.parse(status),
-            hyperparameters=dict(hyperparameters or {}),
+            hyperparameters=hyperparameters if hyperparameters is not None else {},  # type: ignore[arg-type]
             feature_set=feature_set,
             universe=universe,
             segments=segs,
             label=label,
-            metrics=dict(metrics or {}),
+            metrics=metrics if metrics is not None else {},  # type: ignore[arg-type]
             artifact=artifact,
-            tags=dict(tags or {}),
+            tags=tags if tags is not None else {},  # type: ignore[arg-type]
             created_at=when,
             updated_at=when,
         )

@@ -104,7 +104,8 @@ def conditions(flt: ModelFilter, backend: str) -> list[sa.ColumnElement[bool]]:
         where.append(m.created_at < to_micros(flt.created_to))
     for key, value in sorted(flt.tags.items()):
         if backend == "postgresql":
-            where.append(sa.type_coerce(m.tags, postgresql.JSONB).contains({key: value}))
+            wanted = sa.cast(sa.literal(json.dumps({key: value}), sa.Text), postgresql.JSONB)
+            where.append(sa.type_coerce(m.tags, postgresql.JSONB).contains(wanted))
         else:
             t = model_tags.c
             where.append(m.id.in_(sa.select(t.model_id).where(t.key == key, t.value == value)))
@@ -181,8 +182,9 @@ def upsert_one_statement(backend: str) -> sa.Insert:
 def upsert_many_sql(backend: str) -> sa.TextClause:
     """A multi-row upsert of the rows in one JSON array parameter ``:rows``.
 
-    Versions are numbered per name inside the batch (``row_number``) above the stored maximum; the
-    SELECT reads a snapshot from before the insert on both backends. Returns ``(id, version)``.
+    Versions are numbered per name inside the batch (``row_number``, counting only ids not stored yet)
+    above the stored maximum; the SELECT reads a snapshot from before the insert on both backends.
+    Returns ``(id, version)``.
     """
     cols = [c for c in COLUMNS if c != "version"]
     json_cols = {"hyperparameters", "segments", "metrics", "tags"}
@@ -200,7 +202,8 @@ def upsert_many_sql(backend: str) -> sa.TextClause:
         source = "SELECT j.key AS ord, " + ", ".join(f"{extract(c)} AS {c}" for c in cols) + \
             " FROM json_each(:rows) AS j"
     version = ("(SELECT coalesce(max(m.version), 0) FROM models AS m WHERE m.name = v.name)"
-               " + row_number() OVER (PARTITION BY v.name ORDER BY v.ord)")
+               " + row_number() OVER (PARTITION BY v.name,"
+               " EXISTS (SELECT 1 FROM models AS k WHERE k.id = v.id) ORDER BY v.ord)")
     updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATABLE)
     sql = (f"INSERT INTO models ({', '.join(cols)}, version) "
            f"SELECT {', '.join('v.' + c for c in cols)}, {version} FROM ({source}) AS v WHERE true "
