@@ -62,7 +62,8 @@ class HikyuuWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self.filters = tables.Filters(complevel=complevel, complib="zlib", shuffle=True)
         self._files: dict[tuple[Market, str], tables.File] = {}
-        self._db = sqlite3.connect(self.root / "stock.db")
+        self._last_dates: dict[Market, int] = {}
+        self._db = sqlite3.connect(self.root / "stock.db", timeout=60.0)
         for ddl in DDL:
             self._db.execute(ddl)
         self._db.executemany("INSERT OR IGNORE INTO Market VALUES (?,?,?,?,?,?,?,?,?,?)", MARKET_ROWS)
@@ -240,10 +241,7 @@ class HikyuuWriter:
         if kind != "day" or ymdhm.shape[0] == 0:
             return
         last = int(ymdhm[-1]) // 10000
-        self._db.execute(
-            "UPDATE Market SET lastDate = ? WHERE marketid = ? AND (lastDate IS NULL OR lastDate < ?)",
-            (last, MARKET_IDS[market], last),
-        )
+        self._last_dates[market] = max(last, self._last_dates.get(market, 0))
 
     def _file(self, market: Market, kind: str) -> tables.File:
         key = (market, kind)
@@ -259,6 +257,10 @@ class HikyuuWriter:
         for handle in self._files.values():
             handle.close()
         self._files.clear()
+        self._db.executemany(
+            "UPDATE Market SET lastDate = ? WHERE marketid = ? AND (lastDate IS NULL OR lastDate < ?)",
+            [(d, MARKET_IDS[m], d) for m, d in self._last_dates.items()],
+        )
         self._db.commit()
         self._db.close()
         self._write_ini()
