@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hikyuu_qlib.domain import DateRange, InvalidInputError, StoreNotFoundError
+from hikyuu_qlib.domain import DateRange, InvalidInputError, KType, StockCode, StoreNotFoundError
 from hikyuu_qlib.stores.qlib import QlibStore, QlibWriter
 
 CODES = ["SH600000", "SH600036", "SZ000001", "SZ302132", "SH000300"]
@@ -149,3 +149,42 @@ def test_pyqlib_reads_what_we_wrote(tmp_path: Path, source: QlibStore, frames: p
     got = pyqlib_read(out, CODES, FIELDS, "2012-01-01", "2013-12-31", tmp_path / "r.parquet")
     assert got.columns == frames.columns
     assert got.equals(frames)
+
+
+def test_intraday_frequency(tmp_path: Path) -> None:
+    """A 1-minute provider dir: KType.MIN is served from calendars/1min.txt and *.1min.bin."""
+    minutes = pl.datetime_range(
+        dt.datetime(2024, 1, 2, 9, 31),
+        dt.datetime(2024, 1, 2, 9, 40),
+        interval="1m",
+        time_unit="ms",
+        eager=True,
+    ).alias("datetime")
+    bars = pl.DataFrame(
+        {
+            "datetime": minutes,
+            "open": np.linspace(10, 11, 10),
+            "high": np.linspace(10.1, 11.1, 10),
+            "low": np.linspace(9.9, 10.9, 10),
+            "close": np.linspace(10, 11, 10),
+            "volume": np.full(10, 500.0),
+            "factor": np.full(10, 2.0),
+        }
+    ).with_columns(
+        pl.when(pl.col("datetime").dt.minute() == 35).then(np.nan).otherwise(pl.col("close")).alias("close")
+    )
+    for freq in ("day", "1min"):
+        writer = QlibWriter(tmp_path, freq=freq)
+        writer.write_calendar(minutes.dt.truncate("1d").unique() if freq == "day" else minutes)
+    QlibWriter(tmp_path, freq="1min", append=True).write_features("SZ000001", bars)
+    assert (tmp_path / "calendars" / "1min.txt").read_text().splitlines()[0] == "2024-01-02 09:31:00"
+    store = QlibStore.open(tmp_path)
+    assert store.ktypes() == frozenset({KType.DAY, KType.MIN})
+    got = store.read_bars(StockCode.parse("SZ000001"), ktype=KType.MIN)
+    assert got.height == 9 and dt.datetime(2024, 1, 2, 9, 35) not in got["datetime"].to_list()
+    np.testing.assert_allclose(
+        got["close"].to_numpy(), bars.drop_nans("close")["close"].to_numpy() / 2.0, rtol=1e-6
+    )
+    np.testing.assert_allclose(got["volume"].to_numpy(), 1000.0)
+    raw = store.features(["SZ000001"], ["close"], freq="1min")
+    assert raw.height == 10 and raw["close"].is_nan().sum() == 1
