@@ -50,8 +50,7 @@ def bars(store: SyntheticStore) -> pl.DataFrame:
 
 
 def _ex_dates(store: SyntheticStore) -> pl.DataFrame:
-    weights = store._data().weights  # the whole market's records, for the test only
-    return weights.select("code", pl.col("date").alias("datetime"), pl.lit(True).alias("ex"))
+    return store.all_weights().select("code", pl.col("date").alias("datetime"), pl.lit(True).alias("ex"))
 
 
 # --- contract -------------------------------------------------------------------------------------
@@ -281,6 +280,7 @@ def test_weights_and_continuous_forward_adjusted_prices(store: SyntheticStore, b
     assert weights.schema == pl.Schema(WEIGHT_SCHEMA)
     assert weights.height >= 3 and weights.get_column("date").is_sorted()
     assert (weights.get_column("bonus") > 0).any()
+    assert_frame_equal(weights, store.all_weights().filter(pl.col("code") == "SH600000").drop("code"))
     everything = _ex_dates(store)
     assert everything.height > 1000
     raw = bars.join(everything, on=["code", "datetime"]).with_columns(

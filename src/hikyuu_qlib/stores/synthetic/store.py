@@ -222,6 +222,10 @@ class SyntheticStore:
         key = self._code(code)
         return self._data().weights.filter(pl.col("code") == key).select(list(WEIGHT_SCHEMA))
 
+    def all_weights(self) -> pl.DataFrame:
+        """Every code's weight records in one frame: ``code`` plus ``WEIGHT_SCHEMA``, by code and date."""
+        return self._data().weights
+
     def frame(self, adjust: Adjust = Adjust.NONE) -> pl.DataFrame:
         """Every stock's day bars in one frame (``BAR_SCHEMA``, sorted by code and datetime)."""
         market = self._data()
