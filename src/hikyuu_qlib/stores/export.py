@@ -34,6 +34,9 @@ counted in ``off_calendar_rows`` (real stores have such days, e.g. early-1990s S
 from the SH000001 index that Hikyuu's calendar follows); ``extend_calendar=True`` first reads every code's
 raw bars and adds their dates to the calendar instead, at the cost of a second read per code.
 A code that fails to read is recorded in the report; the others are exported.
+
+Files are replaced one by one (atomically each); an existing directory is written over, and feature
+folders of codes that are not exported this time are left in place (they are not in ``all.txt``).
 """
 
 from __future__ import annotations

@@ -270,14 +270,16 @@ class QlibStore:
             fields = [fields]
         cal = self._calendar(freq)
         lo, hi = locate(cal, dates)
-        targets = self._targets(instruments, cal)
+        targets = self._targets(instruments, cal, freq)
         return read_features(self._root, cal, freq, targets, fields, lo, hi)
 
-    def _targets(self, instruments: str | Sequence[str | StockCode], cal: DatetimeArray) -> list[Target]:
+    def _targets(
+        self, instruments: str | Sequence[str | StockCode], cal: DatetimeArray, freq: str = "day"
+    ) -> list[Target]:
         if isinstance(instruments, str):
             name = instruments.strip().lower()
             if (instruments_dir(self._root) / f"{name}.txt").is_file():
-                return self._universe_targets(name, cal)
+                return self._universe_targets(name, cal, freq)
             try:
                 instruments = [StockCode.parse(instruments)]
             except InvalidCodeError:
@@ -288,10 +290,12 @@ class QlibStore:
         codes = sorted({str(StockCode.parse(c)) for c in instruments})
         return [Target(c, c.lower()) for c in codes]
 
-    def _universe_targets(self, name: str, cal: DatetimeArray) -> list[Target]:
+    def _universe_targets(self, name: str, cal: DatetimeArray, freq: str) -> list[Target]:
         spans = self._spans(name)
         path = instruments_dir(self._root) / f"{name}.txt"
-        return self._cached("targets", path, lambda _p: _span_targets(spans, cal))
+        # index spans depend on the calendar too: a re-read calendar is a new array
+        kind = f"targets:{freq}:{id(cal)}:{len(cal)}"
+        return self._cached(kind, path, lambda _p: _span_targets(spans, cal))
 
 
 def _span_targets(spans: pl.DataFrame, cal: DatetimeArray) -> list[Target]:
