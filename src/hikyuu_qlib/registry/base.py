@@ -37,6 +37,15 @@ class RegistryCore:
         self.delete_many = q.delete_many_statement()
         self._cursors: CursorCodec | None = None
 
+    def save_params(self, model: Model) -> dict[str, Any]:
+        """Parameters of ``upsert_one``: SQLAlchemy's JSON type encodes dicts on SQLite; the
+        PostgreSQL statement is SQL text and takes JSON as text."""
+        if self.backend == "postgresql":
+            from hikyuu_qlib.registry.driver import RowCodec
+
+            return RowCodec.params(model)
+        return to_row(model)
+
     def set_cursor_key(self, key: str | None) -> None:
         if not key:
             raise InvalidInputError("registry has no cursor key: the schema is incomplete")

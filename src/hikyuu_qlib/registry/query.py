@@ -163,8 +163,15 @@ def prefix_statement(prefix: str) -> sa.Select[Any]:
     return sa.select(models.c.id).where(models.c.id >= prefix, models.c.id < upper).order_by(models.c.id).limit(2)
 
 
-def upsert_one_statement(backend: str) -> sa.Insert:
-    """One statement: insert with ``version = max(version of name) + 1``, or update the mutable fields."""
+def upsert_one_statement(backend: str) -> sa.Executable:
+    """One statement: insert with the next version of the name, or update the mutable fields.
+
+    SQLite (one writer at a time): ``version = max(version of name) + 1`` in a scalar subquery.
+    PostgreSQL (concurrent writers): a data-modifying CTE bumps ``model_names.last_version`` for a new id;
+    its row lock orders concurrent saves of one name, so versions never collide (no retry storm).
+    """
+    if backend == "postgresql":
+        return _pg_upsert_one()
     ins = postgresql.insert(models) if backend == "postgresql" else sqlite.insert(models)
     next_version = (
         sa.select(sa.func.coalesce(sa.func.max(models.c.version), 0) + 1)
@@ -179,6 +186,48 @@ def upsert_one_statement(backend: str) -> sa.Insert:
     ).returning(models.c.version)
 
 
+def _pg_columns() -> tuple[list[str], dict[str, str]]:
+    cols = [c for c in COLUMNS if c != "version"]
+    json_cols = {"hyperparameters", "segments", "metrics", "tags"}
+    big = {"artifact_size", "created_at", "updated_at"}
+    return cols, {c: "jsonb" if c in json_cols else "bigint" if c in big else "text" for c in cols}
+
+
+def _pg_upsert_one() -> sa.TextClause:
+    cols, types = _pg_columns()
+    updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATABLE)
+    values = ", ".join(f"CAST(:{c} AS {types[c]})" for c in cols)
+    sql = (
+        "WITH bumped AS (INSERT INTO model_names (name, last_version) "
+        "SELECT CAST(:name AS text), 1 WHERE NOT EXISTS (SELECT 1 FROM models WHERE id = CAST(:id AS text)) "
+        "ON CONFLICT (name) DO UPDATE SET last_version = model_names.last_version + 1 RETURNING last_version) "
+        f"INSERT INTO models ({', '.join(cols)}, version) "
+        f"SELECT {values}, coalesce((SELECT last_version FROM bumped), 0) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING version"
+    )
+    return sa.text(sql)
+
+
+def _pg_upsert_many() -> sa.TextClause:
+    cols, types = _pg_columns()
+    updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATABLE)
+    record = ", ".join(["ord bigint", *(f"{c} {types[c]}" for c in cols)])
+    sql = (
+        f"WITH v AS (SELECT j.*, NOT EXISTS (SELECT 1 FROM models AS k WHERE k.id = j.id) AS is_new "
+        f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS j({record})), "
+        "counts AS (SELECT name, count(*) AS n FROM v WHERE is_new GROUP BY name), "
+        "bumped AS (INSERT INTO model_names (name, last_version) SELECT name, n FROM counts ORDER BY name "
+        "ON CONFLICT (name) DO UPDATE SET last_version = model_names.last_version + excluded.last_version "
+        "RETURNING name, last_version) "
+        f"INSERT INTO models ({', '.join(cols)}, version) "
+        f"SELECT {', '.join('v.' + c for c in cols)}, CASE WHEN v.is_new THEN b.last_version - c.n "
+        "+ row_number() OVER (PARTITION BY v.name, v.is_new ORDER BY v.ord) ELSE 0 END "
+        "FROM v LEFT JOIN bumped AS b ON b.name = v.name LEFT JOIN counts AS c ON c.name = v.name "
+        f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING id, version"
+    )
+    return sa.text(sql)
+
+
 def upsert_many_sql(backend: str) -> sa.TextClause:
     """A multi-row upsert of the rows in one JSON array parameter ``:rows``.
 
@@ -186,21 +235,17 @@ def upsert_many_sql(backend: str) -> sa.TextClause:
     above the stored maximum; the SELECT reads a snapshot from before the insert on both backends.
     Returns ``(id, version)``.
     """
+    if backend == "postgresql":
+        return _pg_upsert_many()
     cols = [c for c in COLUMNS if c != "version"]
     json_cols = {"hyperparameters", "segments", "metrics", "tags"}
-    if backend == "postgresql":
-        types = {c: ("jsonb" if c in json_cols else "bigint" if c in {"artifact_size", "created_at",
-                 "updated_at"} else "text") for c in cols}
-        source = (f"SELECT ord, {', '.join(cols)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS j("
-                  + ", ".join(["ord bigint", *(f"{c} {types[c]}" for c in cols)]) + ")")
-    else:
-        def extract(c: str) -> str:
-            path = f"'$.{c}'"
-            if c in json_cols:
-                return f"json(json_extract(j.value, {path}))"
-            return f"json_extract(j.value, {path})"
-        source = "SELECT j.key AS ord, " + ", ".join(f"{extract(c)} AS {c}" for c in cols) + \
-            " FROM json_each(:rows) AS j"
+
+    def extract(c: str) -> str:
+        path = f"'$.{c}'"
+        return f"json(json_extract(j.value, {path}))" if c in json_cols else f"json_extract(j.value, {path})"
+
+    source = ("SELECT j.key AS ord, " + ", ".join(f"{extract(c)} AS {c}" for c in cols)
+              + " FROM json_each(:rows) AS j")
     version = ("(SELECT coalesce(max(m.version), 0) FROM models AS m WHERE m.name = v.name)"
                " + row_number() OVER (PARTITION BY v.name,"
                " EXISTS (SELECT 1 FROM models AS k WHERE k.id = v.id) ORDER BY v.ord)")

@@ -137,7 +137,7 @@ class AsyncModelRepository:
 
     async def save(self, model: Model) -> Model:
         """Insert or update one model in one upsert statement; returns it with its version."""
-        params = to_row(model)
+        params = self._core.save_params(model)
 
         async def work(conn: AsyncConnection) -> int:
             return int((await conn.execute(self._core.upsert_one, params)).scalar_one())

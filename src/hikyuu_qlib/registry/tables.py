@@ -54,6 +54,14 @@ model_tags = sa.Table(
     sa.Index("ix_model_tags_key_value", "key", "value", "model_id"),
 )
 
+# PostgreSQL only: the last version handed out per name (see query.upsert_one_statement).
+model_names = sa.Table(
+    "model_names",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("last_version", sa.Integer, nullable=False),
+)
+
 # One row per registry: its id and the secret that signs page cursors.
 registry_meta = sa.Table(
     "registry_meta",

@@ -74,6 +74,12 @@ def upgrade() -> None:
             "END"
         )
     else:
+        # the last version handed out per name: its row lock serialises concurrent first saves of a name
+        op.create_table(
+            "model_names",
+            sa.Column("name", sa.String(200), primary_key=True),
+            sa.Column("last_version", sa.Integer, nullable=False),
+        )
         op.create_index("ix_models_tags", "models", ["tags"], postgresql_using="gin",
                         postgresql_ops={"tags": "jsonb_path_ops"})
 
@@ -81,5 +87,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.drop_table("model_tags")
+    else:
+        op.drop_table("model_names")
     op.drop_table("registry_meta")
     op.drop_table("models")
