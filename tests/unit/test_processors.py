@@ -72,9 +72,17 @@ def test_cross_sectional_matches_qlib(pyqlib: object, frame: pl.DataFrame, name:
     from qlib.data.dataset import processor as qp
 
     planted = frame.with_columns(  # infinities, so that ProcessInf has work
-        pl.when(pl.col("code") == frame["code"][0]).then(float("inf")).otherwise(pl.col("VSTD5")).alias("VSTD5")
+        pl.when(pl.col("code") == frame["code"][0])
+        .then(float("inf"))
+        .otherwise(pl.col("VSTD5"))
+        .alias("VSTD5")
     )
-    ours_proc = {"CSZScoreNorm": CSZScoreNorm, "CSRankNorm": CSRankNorm, "ProcessInf": ProcessInf, "Fillna": Fillna}
+    ours_proc = {
+        "CSZScoreNorm": CSZScoreNorm,
+        "CSRankNorm": CSRankNorm,
+        "ProcessInf": ProcessInf,
+        "Fillna": Fillna,
+    }
     theirs_proc = getattr(qp, name)(fields_group="feature") if name != "ProcessInf" else qp.ProcessInf()
     df = _pandas(planted)
     if name == "Fillna":
@@ -99,7 +107,9 @@ def test_a_planted_future_value_cannot_leak(frame: pl.DataFrame) -> None:
     planted = frame.with_columns([pl.when(where).then(1e12).otherwise(pl.col(c)).alias(c) for c in COLUMNS])
 
     def chain() -> ProcessorChain:
-        return ProcessorChain([ProcessInf(COLUMNS), RobustZScoreNorm(COLUMNS), CSZScoreNorm(COLUMNS), Fillna(COLUMNS)])
+        return ProcessorChain(
+            [ProcessInf(COLUMNS), RobustZScoreNorm(COLUMNS), CSZScoreNorm(COLUMNS), Fillna(COLUMNS)]
+        )
 
     clean, dirty = chain().fit(frame, FIT), chain().fit(planted, FIT)
     robust_clean, robust_dirty = clean.steps[1], dirty.steps[1]
@@ -109,7 +119,10 @@ def test_a_planted_future_value_cannot_leak(frame: pl.DataFrame) -> None:
     b = dirty.transform(planted).filter(pl.col("datetime") != future)
     assert a.equals(b)
     # the planted value itself is visible where it lives, so the test can fail if it leaked nowhere
-    assert dirty.transform(planted).filter(where)["KMID"].item() != clean.transform(frame).filter(where)["KMID"].item()
+    assert (
+        dirty.transform(planted).filter(where)["KMID"].item()
+        != clean.transform(frame).filter(where)["KMID"].item()
+    )
     # a fit window that includes the planted date does move the statistics (the check has teeth)
     wide = chain().fit(planted, DateRange.of("2018-01-01", "2018-12-31")).steps[1]
     assert isinstance(wide, RobustZScoreNorm)
