@@ -80,30 +80,36 @@ def read_bin(path: Path | str, field: str, n_calendar: int, lo: int = 0, hi: int
     Raises FileNotFoundError when the file is missing (callers turn it into a domain error) and
     DataFormatError when it is corrupt.
     """
+    first, values = read_span(path, field, n_calendar, lo, n_calendar - 1 if hi is None else hi)
+    return BinSlice(first, values)
+
+
+def read_span(path: Path | str, field: str, n_calendar: int, lo: int, hi: int) -> tuple[int, Float32Array]:
+    """The hot path of :func:`read_bin`: ``(first index, values)`` without the wrapper object."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        want = size if hi is None else min(size, 4 * (hi + 2))
-        prefix = 4 * lo <= PREFIX_READ_LIMIT
-        head = os.pread(fd, want if prefix else 4, 0) if size >= 4 else b""
+        prefix = lo <= PREFIX_READ_LIMIT // 4
+        head = os.pread(fd, min(size, 4 * (hi + 2)) if prefix else 4, 0) if size >= 4 else b""
         start, length = _check_header(path, field, size, head, n_calendar)
-        end = start + length - 1
-        last = end if hi is None else min(hi, end)
+        last = min(hi, start + length - 1)
         first = max(lo, start)
         if first > last:
-            return BinSlice(first, EMPTY)
+            return first, EMPTY
         count = last - first + 1
         offset = 4 * (first - start + 1)
-        raw = head[offset : offset + 4 * count] if prefix else os.pread(fd, 4 * count, offset)
+        if not prefix:
+            head = os.pread(fd, 4 * count, offset)
+            offset = 0
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise DataFormatError(f"cannot read bin {path} (field {field!r}): {exc}") from exc
     finally:
         os.close(fd)
-    if len(raw) != 4 * count:
+    if len(head) < offset + 4 * count:
         raise DataFormatError(f"corrupt bin {path} (field {field!r}): truncated while reading")
-    return BinSlice(first, np.frombuffer(raw, dtype=F32))
+    return first, np.frombuffer(head, dtype=F32, count=count, offset=offset)
 
 
 def encode_bin(start: int, values: npt.ArrayLike) -> bytes:

@@ -25,7 +25,7 @@ import polars as pl
 
 from hikyuu_qlib.domain import DataFormatError, InvalidInputError, LoadErrors
 from hikyuu_qlib.domain.schema import DATETIME
-from hikyuu_qlib.stores.qlib.bins import F32, BinSlice, read_bin
+from hikyuu_qlib.stores.qlib.bins import F32, BinSlice, read_span
 
 IntArray = npt.NDArray[np.int64]
 Spans = Sequence[tuple[int, int]]
@@ -52,7 +52,7 @@ def field_name(field: str) -> str:
 def feature_folders(root: Path) -> set[str]:
     """Names of the instrument folders under ``features`` (lower case, as Qlib writes them)."""
     try:
-        return {entry.name for entry in os.scandir(root / "features") if entry.is_dir()}
+        return set(os.listdir(root / "features"))
     except FileNotFoundError:
         return set()
 
@@ -69,11 +69,12 @@ def read_instrument(
         if lo > hi:
             return None
     slices: list[BinSlice] = []
-    folder = os.path.join(root, "features", target.folder.lower())
+    folder = f"{root}/features/{target.folder.lower()}/"
+    suffix = f".{freq.lower()}.bin"
     for field in fields:
-        path = f"{folder}/{field.lower()}.{freq.lower()}.bin"
+        path = folder + field.lower() + suffix
         try:
-            slices.append(read_bin(path, field, n_calendar, lo, hi))
+            slices.append(BinSlice(*read_span(path, field, n_calendar, lo, hi)))
         except FileNotFoundError:
             raise DataFormatError(
                 f"instrument {target.code} has no field {field!r}: {path} is missing"
