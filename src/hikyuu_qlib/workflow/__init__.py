@@ -1,0 +1,1 @@
+"""One-command workflows: a validated YAML config drives the whole research run."""

@@ -1,0 +1,189 @@
+"""The workflow file: pydantic models that reject unknown keys, with ``${VAR}`` / ``${VAR:-default}``
+environment interpolation applied to the YAML text before validation.
+
+A run is identified by :meth:`WorkflowConfig.run_id` together with the data version of its source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hikyuu_qlib.domain import DateRange, InvalidInputError
+from hikyuu_qlib.stores.source import SourceSpec
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Segments(_Strict):
+    """Train / valid / test date ranges, each ``START:END``."""
+
+    train: str
+    valid: str
+    test: str
+
+    @field_validator("train", "valid", "test")
+    @classmethod
+    def _range(cls, value: str) -> str:
+        DateRange.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Segments:
+        train, valid, test = (DateRange.parse(s) for s in (self.train, self.valid, self.test))
+        if not (train.end < valid.start and valid.end < test.start):
+            raise ValueError("segments must be ordered and disjoint: train < valid < test")
+        return self
+
+    def ranges(self) -> dict[str, DateRange]:
+        return {name: DateRange.parse(getattr(self, name)) for name in ("train", "valid", "test")}
+
+
+class ProcessorSpec(_Strict):
+    """One processor, by name; ``fields`` says which columns it touches."""
+
+    name: Literal["dropna_label", "cs_zscore", "cs_rank", "robust_zscore", "fillna", "process_inf"]
+    fields: Literal["feature", "label", "all"] = "feature"
+    clip: float | None = Field(3.0, description="robust_zscore: clip at ± this many MADs")
+    fill_value: float = 0.0
+
+
+class Processors(_Strict):
+    infer: list[ProcessorSpec] = Field(
+        default_factory=lambda: [ProcessorSpec(name="robust_zscore"), ProcessorSpec(name="fillna")]
+    )
+    learn: list[ProcessorSpec] = Field(
+        default_factory=lambda: [
+            ProcessorSpec(name="dropna_label"),
+            ProcessorSpec(name="cs_zscore", fields="label"),
+        ]
+    )
+
+
+class ModelSpec(_Strict):
+    preset: Literal["qlib-lgb-alpha158"] = "qlib-lgb-alpha158"
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="override preset params"
+    )
+    seed: int = 0
+    num_threads: int | None = None
+    name: str | None = None
+
+
+class TopkDropoutSpec(_Strict):
+    kind: Literal["topk_dropout"] = "topk_dropout"
+    topk: Annotated[int, Field(ge=1)] = 50
+    n_drop: Annotated[int, Field(ge=0)] = 5
+    risk_degree: Annotated[float, Field(gt=0, le=1)] = 0.95
+    hold_thresh: Annotated[int, Field(ge=1)] = 1
+    only_tradable: bool = False
+
+    @model_validator(mode="after")
+    def _drop_le_topk(self) -> TopkDropoutSpec:
+        if self.n_drop > self.topk:
+            raise ValueError(f"n_drop ({self.n_drop}) cannot exceed topk ({self.topk})")
+        return self
+
+
+class BacktestSpec(_Strict):
+    account: Annotated[float, Field(gt=0)] = 100_000_000
+    benchmark: str | None = "SH000300"
+    deal_price: Literal["close", "open"] = "close"
+    open_cost: Annotated[float, Field(ge=0)] = 0.0005
+    close_cost: Annotated[float, Field(ge=0)] = 0.0015
+    min_cost: Annotated[float, Field(ge=0)] = 5
+    stamp_tax: Annotated[float, Field(ge=0)] = 0.0
+    limit_threshold: float | None = 0.095
+    trade_unit: Annotated[int, Field(ge=1)] = 100
+
+
+class Outputs(_Strict):
+    dir: Path = Path("hq-output/runs")
+    predictions: Literal["parquet", "csv"] = "parquet"
+    report: bool = True
+
+
+class WorkflowConfig(_Strict):
+    """A whole research run, equivalent to Qlib's benchmark workflow files."""
+
+    source: str
+    universe: str = "csi300"
+    factors: Literal["alpha158"] = "alpha158"
+    label: Literal["Ref($close,-2)/Ref($close,-1) - 1"] = "Ref($close,-2)/Ref($close,-1) - 1"
+    processors: Processors = Field(default_factory=Processors)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    segments: Segments
+    strategy: TopkDropoutSpec = Field(default_factory=TopkDropoutSpec)
+    backtest: BacktestSpec = Field(default_factory=BacktestSpec)
+    outputs: Outputs = Field(default_factory=Outputs)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        SourceSpec.parse(value)
+        return value
+
+    def canonical_json(self) -> str:
+        return json.dumps(
+            self.model_dump(mode="json", exclude={"outputs"}), sort_keys=True, separators=(",", ":")
+        )
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes the results (outputs excluded)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def run_id(self, data_version: str) -> str:
+        """The run's identity: the config hash and the data version of its source."""
+        digest = hashlib.sha256(f"{self.config_hash()}|{data_version}".encode()).hexdigest()
+        return digest[:16]
+
+
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; an unset variable without a default is an error."""
+    values = os.environ if env is None else env
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in values:
+            return values[name]
+        if default is not None:
+            return default
+        raise InvalidInputError(
+            f"environment variable {name!r} is not set and has no default (${{{name}:-…}})"
+        )
+
+    return _VAR.sub(replace, text)
+
+
+def load_workflow(path: Path, env: dict[str, str] | None = None) -> WorkflowConfig:
+    """Read, interpolate and validate a workflow file; errors name the file and the offending keys."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        from hikyuu_qlib.domain import NotFoundError
+
+        raise NotFoundError(f"workflow file not found: {path}") from None
+    try:
+        raw: Any = yaml.safe_load(interpolate(text, env))
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"{path}: expected a mapping at the top level")
+    try:
+        return WorkflowConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInputError(f"{path}: invalid workflow: {problems}") from None
