@@ -37,7 +37,7 @@ models = sa.Table(
     sa.Column("config_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
     sa.Column("updated_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
-    sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
+    sa.Index("uq_models_name_version", "name", "version", unique=True),
     sa.Index("ix_models_created", "created_at", "id"),
     sa.Index("ix_models_status_created", "status", "created_at", "id"),
     sa.Index("ix_models_type_created", "model_type", "created_at", "id"),

@@ -41,8 +41,8 @@ def upgrade() -> None:
         sa.Column("config_hash", sa.String(64), nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
-        sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
     )
+    op.create_index("uq_models_name_version", "models", ["name", "version"], unique=True)
     op.create_index("ix_models_created", "models", ["created_at", "id"])
     op.create_index("ix_models_status_created", "models", ["status", "created_at", "id"])
     op.create_index("ix_models_type_created", "models", ["model_type", "created_at", "id"])
