@@ -128,6 +128,7 @@ def test_adjust_none_has_unit_factor(hikyuu: HikyuuStore, tmp_path: Path) -> Non
     assert (got["factor"] == 1.0).all()
     np.testing.assert_allclose(got["close"].to_numpy(), raw["close"].to_numpy(), rtol=2e-7)
     np.testing.assert_allclose(got["volume"].to_numpy(), raw["volume"].to_numpy(), rtol=2e-7)
+    np.testing.assert_allclose(got["amount"].to_numpy(), raw["amount"].to_numpy(), rtol=2e-7)
 
 
 def test_any_market_data_store_exports(qlib_dir: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hikyuu_qlib.app import open_store
 from hikyuu_qlib.domain import (
     Adjust,
     DataFormatError,
@@ -71,6 +72,8 @@ def test_open_missing_directory_names_the_path(tmp_path: Path) -> None:
 
 def test_implements_market_data(store: QlibStore, qlib_dir: Path) -> None:
     assert isinstance(store, MarketData)
+    with open_store(f"qlib:{qlib_dir}") as opened:
+        assert isinstance(opened, QlibStore) and opened.source == store.source
     assert store.source == f"qlib:{qlib_dir}"
     assert store.ktypes() == frozenset({KType.DAY})
     assert set(store.markets()) == {Market.SH, Market.SZ}
