@@ -9,9 +9,9 @@ Qlib's conventions, with ``factor = adjusted close / original close`` on each da
 
 * ``$close`` is the store's adjusted close for ``adjust`` (with ``Adjust.FORWARD`` it equals the store's
   forward-adjusted close; ``$factor`` = adjusted / traded close); ``$open, $high, $low`` are the traded
-  prices × ``$factor``, so that
-  ``$price / $factor`` is the traded price for every price, as Qlib assumes. For stores whose adjustment
-  is proportional (Qlib, synthetic) these equal the store's adjusted open/high/low; Hikyuu's forward
+  prices × ``$factor``, so that ``$price / $factor`` is the traded price for every price, as Qlib
+  assumes. For stores whose adjustment is proportional (Qlib, synthetic) these equal the store's
+  adjusted open/high/low; Hikyuu's forward
   adjustment also subtracts cash dividends, so there they differ slightly from Hikyuu's own adjusted
   open/high/low (their order is kept, as one factor scales the whole bar). With ``Adjust.NONE`` prices
   are the traded ones and ``$factor`` is 1;
