@@ -124,9 +124,9 @@ def test_stock_list(store: SyntheticStore) -> None:
     assert everything.schema == pl.Schema(STOCK_SCHEMA)
     assert everything.height == 300
     assert {"SH600000", "SZ000001", "SZ300001", "SH688001"} <= set(everything.get_column("code"))
-    chinext = everything.filter(pl.col("code").str.starts_with("SZ300"))
+    chinext = everything.filter(pl.col("code").str.starts_with("SZ30"))
     assert chinext.get_column("type").unique().to_list() == [int(StockType.CHINEXT)]
-    star = everything.filter(pl.col("code").str.starts_with("SH688"))
+    star = everything.filter(pl.col("code").str.starts_with("SH68"))
     assert star.get_column("type").unique().to_list() == [int(StockType.STAR)]
     assert set(star.get_column("lot")) == {200}
     delisted = everything.filter(~pl.col("valid"))
@@ -281,6 +281,7 @@ def test_weights_and_continuous_forward_adjusted_prices(store: SyntheticStore, b
     assert weights.height >= 3 and weights.get_column("date").is_sorted()
     assert (weights.get_column("bonus") > 0).any()
     assert_frame_equal(weights, store.all_weights().filter(pl.col("code") == "SH600000").drop("code"))
+    assert store.frame(Adjust.FORWARD).get_column("low").min() > 0.5  # type: ignore[operator]
     everything = _ex_dates(store)
     assert everything.height > 1000
     raw = bars.join(everything, on=["code", "datetime"]).with_columns(
@@ -353,3 +354,5 @@ def test_bad_codes_and_ktypes(store: SyntheticStore) -> None:
         store.read_bars(StockCode.parse("SH600000"), ktype=KType.MIN5)
     with pytest.raises(UnsupportedKTypeError, match="min"):
         store.calendar(ktype=KType.MIN)
+    with pytest.raises(InvalidInputError, match="1 to 20000 stocks, got 0"):
+        SyntheticStore(SyntheticParams(stocks=0)).frame()

@@ -35,7 +35,7 @@ from hikyuu_qlib.stores.synthetic.universe import Universe
 A_REV = 0.045  # weight of the 5-day reversal in units of daily volatility
 B_QUALITY = 0.035  # weight of the latent quality
 Q_RHO = 0.97  # persistence of the latent quality (half-life ~ 23 days)
-KAPPA = 1.0 / 750.0  # daily pull of log price towards its starting level
+KAPPA = 1.0 / 500.0  # daily pull of log price towards its starting level
 DRIFT = 0.0002
 _GARCH_A, _GARCH_B = 0.07, 0.9
 _EPS = 1e-7
@@ -138,7 +138,7 @@ def simulate_closes(rng: np.random.Generator, days: np.ndarray, uni: Universe) -
     base = DRIFT + market[:, None] * beta + sector_ret
 
     ev_day, ev_stock = _event_plan(rng, days, trading, uni.first_day)
-    ev_yield = rng.uniform(0.003, 0.03, len(ev_day))
+    ev_yield = rng.uniform(0.002, 0.02, len(ev_day))
     ev_stock_only = rng.random(len(ev_day)) < 0.1
     ev_gift_draw = rng.random(len(ev_day))
     ev_gift_size = rng.choice(np.array([2.0, 3.0, 5.0, 10.0]), size=len(ev_day))
@@ -175,7 +175,9 @@ def simulate_closes(rng: np.random.Generator, days: np.ndarray, uni: Universe) -
         if hi > lo:
             idx = ev_stock[lo:hi]
             bonus = np.where(ev_stock_only[lo:hi], 0.0, np.round(ev_yield[lo:hi] * prev[idx] * 10.0, 2))
-            gift = np.where((prev[idx] > 20.0) & (ev_gift_draw[lo:hi] < 0.4), ev_gift_size[lo:hi], 0.0)
+            # dear stocks issue bonus shares more often
+            gift_odds = np.clip((prev[idx] - 15.0) / 50.0, 0.0, 0.8)
+            gift = np.where(ev_gift_draw[lo:hi] < gift_odds, ev_gift_size[lo:hi], 0.0)
             ex = np.round((prev[idx] - bonus / 10.0) / (1.0 + gift / 10.0), 2)
             ref[idx] = np.maximum(ex, 0.01)
             log_anchor[idx] -= np.log(prev[idx] / ref[idx])

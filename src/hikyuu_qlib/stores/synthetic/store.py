@@ -39,7 +39,7 @@ from hikyuu_qlib.stores.synthetic.periods import aggregate, period_label
 from hikyuu_qlib.stores.synthetic.prices import simulate_closes
 from hikyuu_qlib.stores.synthetic.universe import make_universe
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 KTYPES: frozenset[KType] = frozenset(
     {KType.DAY, KType.WEEK, KType.MONTH, KType.QUARTER, KType.HALFYEAR, KType.YEAR}
 )

@@ -1,7 +1,7 @@
 """The synthetic stock list: codes, names, boards, sectors, listing and delisting days.
 
-Boards and their shares of the list: Shanghai main board (600/601/603, 45 %), Shenzhen main board
-(000/002, 35 %), ChiNext (SZ300, 12 %) and STAR (SH688, 8 %). The first code of each board is the
+Boards and their shares of the list: Shanghai main board (600000-605999, 45 %), Shenzhen main board
+(000-004, 35 %), ChiNext (SZ300/301, 12 %) and STAR (SH688/689, 8 %). The first code of each board is the
 board's base code (``SH600000``, ``SZ000001``, ``SZ300001``, ``SH688001``) so that a list of any size
 starts with familiar codes. About 22 % of the stocks list during the span (ChiNext and STAR more
 often), about 5 % are delisted during its second half.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hikyuu_qlib.domain import StockType
+from hikyuu_qlib.domain import InvalidInputError, StockType
 
 N_SECTORS = 10
 SECTOR_WORDS = ("银行", "证券", "科技", "医药", "电子", "能源", "地产", "食品", "汽车", "化工")
@@ -23,11 +23,12 @@ _SECOND = ("达", "信", "通", "源", "泰", "科", "联", "盛", "安", "兴",
 
 # board: (market, symbol prefix base, span of symbols, share of the list, StockType, daily limit)
 _BOARDS: tuple[tuple[str, int, int, float, StockType, float], ...] = (
-    ("SH", 600000, 4000, 0.45, StockType.A_SHARE, 0.10),
-    ("SZ", 1, 3000, 0.35, StockType.A_SHARE, 0.10),
-    ("SZ", 300001, 1000, 0.12, StockType.CHINEXT, 0.20),
-    ("SH", 688001, 999, 0.08, StockType.STAR, 0.20),
+    ("SH", 600000, 6000, 0.45, StockType.A_SHARE, 0.10),
+    ("SZ", 1, 5000, 0.35, StockType.A_SHARE, 0.10),
+    ("SZ", 300001, 2000, 0.12, StockType.CHINEXT, 0.20),
+    ("SH", 688001, 1999, 0.08, StockType.STAR, 0.20),
 )
+MAX_STOCKS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ def _board_counts(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def make_universe(rng: np.random.Generator, n: int, days: np.ndarray) -> Universe:
     """Draw ``n`` stocks listed over the trading ``days`` (``datetime64[D]``)."""
+    if not 1 <= n <= MAX_STOCKS:
+        raise InvalidInputError(f"a synthetic market has 1 to {MAX_STOCKS} stocks, got {n}")
     n_days = len(days)
     counts = _board_counts(rng, n)
     markets: list[np.ndarray] = []
