@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tests.conftest import require
 
 from hikyuu_qlib.domain import Adjust, StockCode
 from hikyuu_qlib.stores.export import ExportReport, export_qlib
@@ -174,7 +176,7 @@ PYQLIB_SCRIPT = textwrap.dedent(
 def test_pyqlib_reads_the_export_and_trades(
     exported: tuple[Path, ExportReport], hikyuu: HikyuuStore, tmp_path: Path
 ) -> None:
-    pytest.importorskip("qlib")
+    require(importlib.util.find_spec("qlib") is not None, "pyqlib is not installed")
     out, _ = exported
     result = tmp_path / "pyqlib.json"
     done = subprocess.run(

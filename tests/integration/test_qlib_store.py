@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -156,25 +155,6 @@ def test_features_field_spelling_and_codes(store: QlibStore) -> None:
     assert empty.height == 0 and empty.columns == ["code", "datetime", "close"]
     with pytest.raises(NotFoundError, match="csi300"):
         store.features("nosuchuniverse", ["close"])
-
-
-def test_features_is_fast(store: QlibStore) -> None:
-    fields = FIELDS[:5]
-    dates = DateRange.of("2010-01-01", "2020-12-31")
-    store.features("csi300", fields, dates)
-    best = min(_timed(lambda: store.features("csi300", fields, dates)) for _ in range(3))
-    hundred = store.instruments("csi300")[:100]
-    small = DateRange.of("2014-01-01", "2019-12-31")
-    best_small = min(_timed(lambda: store.features(hundred, fields, small)) for _ in range(3))
-    # budget: ~100 ms and ~50 ms on a quiet machine; the bounds leave room for a busy CI runner
-    assert best < 0.4, best
-    assert best_small < 0.2, best_small
-
-
-def _timed(fn) -> float:  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 # -- read_bars -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tests.conftest import require
 
 from hikyuu_qlib.domain import DateRange, InvalidInputError, KType, StockCode, StoreNotFoundError
 from hikyuu_qlib.stores.qlib import QlibStore, QlibWriter
@@ -143,7 +145,7 @@ def pyqlib_read(
 
 
 def test_pyqlib_reads_what_we_wrote(tmp_path: Path, source: QlibStore, frames: pl.DataFrame) -> None:
-    pytest.importorskip("qlib")
+    require(importlib.util.find_spec("qlib") is not None, "pyqlib is not installed")
     out = tmp_path / "q"
     _write(out, source, frames)
     got = pyqlib_read(out, CODES, FIELDS, "2012-01-01", "2013-12-31", tmp_path / "r.parquet")
