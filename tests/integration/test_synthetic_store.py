@@ -189,6 +189,8 @@ def test_period_calendars_and_bars_use_period_end_labels(store: SyntheticStore) 
     assert row["open"] == day.get_column("open")[0] and row["close"] == day.get_column("close")[-1]
     assert row["high"] == day.get_column("high").max() and row["low"] == day.get_column("low").min()
     assert row["volume"] == pytest.approx(day.get_column("volume").sum())
+    midweek = store.read_bars(code, ktype=KType.WEEK, dates=DateRange.of("2019-06-05", "2019-06-07"))
+    assert_frame_equal(midweek, week)  # whole periods, not the days inside the range only
     half = store.read_bars(code, ktype=KType.HALFYEAR)
     assert set(half.get_column("datetime").dt.strftime("%m-%d")) == {"06-30", "12-31"}
 

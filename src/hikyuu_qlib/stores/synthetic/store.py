@@ -203,20 +203,19 @@ class SyntheticStore:
         adjust: Adjust = Adjust.NONE,
         dates: DateRange | None = None,
     ) -> pl.DataFrame:
+        """Bars of one code; period bars are built from the day bars of the periods whose end label
+        falls in ``dates`` (whole periods), adjusted relative to the bars read as Hikyuu does."""
         self._check_ktype(ktype)
         key = self._code(code)
         market = self._data()
         offset, length = market.slices[key]
         bars = market.bars.slice(offset, length)
         if dates is not None:
-            bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
+            stamp = pl.col("datetime") if ktype is KType.DAY else period_label(pl.col("datetime"), ktype)
+            bars = bars.filter(stamp.is_between(dates.start, dates.end))
         if adjust is not Adjust.NONE:
             bars = adjust_bars(bars, self.weights(key), adjust)
-        if ktype is not KType.DAY:
-            bars = aggregate(bars, ktype)
-            if dates is not None:
-                bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
-        return bars
+        return aggregate(bars, ktype)
 
     def weights(self, code: StockCode | str) -> pl.DataFrame:
         key = self._code(code)
