@@ -1,0 +1,1 @@
+"""Backtesting: the portfolio engine, the Hikyuu-style trading system, statistics and reports."""

@@ -1,0 +1,50 @@
+"""Hikyuu-style trading system: one stock or a list, signal + money manager + stops + slippage + costs.
+
+Example::
+
+    system = TradingSystem(MACross(5, 20), FixedCount(1000), stop_loss=StopLoss(0.05))
+    result = system.run(store, ["SH600000"], DateRange.of("2010-01-01", "2011-12-31"))
+    result.trades, result.daily, result.trade_statistics()
+"""
+
+from hikyuu_qlib.backtest.system.config import (
+    CostModel,
+    ExprSignal,
+    FixedCount,
+    FixedPercent,
+    FixedRisk,
+    MACross,
+    MoneyManager,
+    ScoreThreshold,
+    Signal,
+    Slippage,
+    StopLoss,
+    TakeProfit,
+)
+from hikyuu_qlib.backtest.system.engine import (
+    POSITION_SCHEMA,
+    TRADE_SCHEMA,
+    SystemResult,
+    TradingSystem,
+)
+from hikyuu_qlib.backtest.system.signals import add_signals
+
+__all__ = [
+    "POSITION_SCHEMA",
+    "TRADE_SCHEMA",
+    "CostModel",
+    "ExprSignal",
+    "FixedCount",
+    "FixedPercent",
+    "FixedRisk",
+    "MACross",
+    "MoneyManager",
+    "ScoreThreshold",
+    "Signal",
+    "Slippage",
+    "StopLoss",
+    "SystemResult",
+    "TakeProfit",
+    "TradingSystem",
+    "add_signals",
+]
