@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 
 import numpy as np
 import polars as pl
 import pytest
+from tests.conftest import require
 
 from hikyuu_qlib.domain import InvalidInputError
 from hikyuu_qlib.factors.indicators import (
@@ -244,7 +246,11 @@ def test_interleaved_codes_are_grouped(bars: pl.DataFrame) -> None:
 
 
 def test_agrees_with_talib_after_warm_up() -> None:
-    talib = pytest.importorskip("talib")
+    require(
+        importlib.util.find_spec("talib") is not None, "TA-Lib is not installed (pip install -e '.[test]')"
+    )
+    import talib
+
     frame = make_bars({"SH600000": 600}, seed=9)
     high, low, close = (frame[c].to_numpy() for c in ("high", "low", "close"))
     out = add_indicators(frame, ["MA(20)", "EMA(12)", "MACD", "RSI(14)", "BOLL(20,2)", "ATR(14)"])
