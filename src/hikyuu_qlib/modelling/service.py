@@ -1,0 +1,253 @@
+"""Use cases: train and register a model, predict with one, evaluate one. Plain functions, dependencies in.
+
+``train_and_register`` records the model (created → training → trained; failed on error), stores the
+LightGBM text model and a small JSON of the processors (steps, fitted state, feature names) in the
+artifact store, and the metrics of every segment in the record (the test segment's also at the top
+level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``, ``mse``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import polars as pl
+
+from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
+from hikyuu_qlib.factors.cache import FeatureCache
+from hikyuu_qlib.factors.label import LABEL
+from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
+from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.modelling import metrics as M
+from hikyuu_qlib.modelling import trainer
+from hikyuu_qlib.modelling.dataset import (
+    RAW_LABEL,
+    PreparedData,
+    labels,
+    matrix,
+    prepare,
+    to_record_segments,
+)
+from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor, state_tags
+from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
+from hikyuu_qlib.ports import Progress
+
+log = logging.getLogger(__name__)
+
+
+class Registry(Protocol):
+    def save(self, model: Model) -> Model: ...
+
+    def get(self, model_id: str) -> Model: ...
+
+    def transition(self, model_id: str, target: ModelStatus | str) -> Model: ...
+
+
+class Artifacts(Protocol):
+    def put_bytes(self, data: bytes) -> ArtifactRef: ...
+
+    def get_bytes(self, ref: ArtifactRef) -> bytes: ...
+
+    def save_lightgbm(self, booster: Any) -> ArtifactRef: ...
+
+    def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training run. ``None`` fields take the preset's value."""
+
+    name: str
+    segments: Mapping[str, DateRange]
+    preset: str = QLIB_LGB_ALPHA158
+    seed: int = 0
+    num_threads: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    num_boost_round: int | None = None
+    early_stopping_rounds: int | None = None
+    infer: tuple[ProcessorStep, ...] | None = None
+    learn: tuple[ProcessorStep, ...] | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainOutcome:
+    model: Model
+    metrics: dict[str, Any]
+    result: trainer.TrainResult
+    timings: dict[str, float]
+    data: PreparedData
+
+
+def train_and_register(
+    spec: TrainSpec,
+    *,
+    store: FeatureStore,
+    universe: Universe,
+    registry: Registry,
+    artifacts: Artifacts,
+    cache: FeatureCache | None = None,
+    progress: Progress | None = None,
+) -> TrainOutcome:
+    """Features → dataset → LightGBM → metrics, recorded in the registry with its artifacts."""
+    preset = get_preset(spec.preset)
+    infer = preset.infer if spec.infer is None else spec.infer
+    learn = preset.learn if spec.learn is None else spec.learn
+    params = preset.lgb_params(seed=spec.seed, num_threads=spec.num_threads, overrides=spec.params)
+    rounds = spec.num_boost_round or preset.num_boost_round
+    stopping = spec.early_stopping_rounds or preset.early_stopping_rounds
+    hyper = {
+        "preset": preset.name,
+        "params": {k: v for k, v in params.items() if k != "num_threads"},
+        "num_boost_round": rounds,
+        "early_stopping_rounds": stopping,
+        "processors": {"infer": [s.to_json() for s in infer], "learn": [s.to_json() for s in learn]},
+    }
+    tags = {
+        "source": store.source,
+        "data_version": store.data_version(),
+        "num_threads": str(params["num_threads"]),
+        **spec.tags,
+    }
+    record = registry.save(
+        Model.new(
+            spec.name,
+            preset.model_type,
+            hyperparameters=hyper,
+            feature_set=preset.feature_set,
+            universe=universe.name,
+            segments=to_record_segments(spec.segments),
+            label=preset.label,
+            tags=tags,
+        )
+    )
+    record = registry.transition(record.id, ModelStatus.TRAINING)
+    try:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        data = prepare(
+            store,
+            universe,
+            spec.segments,
+            factor_set=preset.feature_set,
+            infer=infer,
+            learn=learn,
+            cache=cache,
+        )
+        timings["features_s"] = time.perf_counter() - started
+        train_rows = data.view("train")
+        valid = None
+        if "valid" in data.segments:
+            valid_rows = data.view("valid")
+            valid = (matrix(valid_rows, data.features), labels(valid_rows))
+        result = trainer.train_lightgbm(
+            (matrix(train_rows, data.features), labels(train_rows)),
+            valid,
+            params,
+            num_boost_round=rounds,
+            early_stopping_rounds=stopping,
+            progress=progress,
+        )
+        del train_rows, valid
+        timings["train_s"] = result.seconds
+        started = time.perf_counter()
+        found = segment_metrics(result.booster, data, params.get("num_threads"))
+        timings["metrics_s"] = time.perf_counter() - started
+        found["best_iteration"] = result.best_iteration
+        found["rounds"] = result.rounds
+        model_ref = artifacts.save_lightgbm(result.booster)
+        state_ref = artifacts.put_bytes(data.state_bytes())
+        current = registry.get(record.id)
+        done = (
+            current.with_artifact(model_ref)
+            .with_metrics(M.finite_only(found))
+            .with_tags(state_tags(state_ref))
+            .transition(ModelStatus.TRAINED)
+        )
+        saved = registry.save(done)
+    except BaseException:
+        log.exception("training of model %s failed", record.id)
+        try:
+            registry.transition(record.id, ModelStatus.FAILED)
+        except Exception:  # the original error matters more
+            log.exception("could not mark model %s failed", record.id)
+        raise
+    log.info("model %s (%s v%s) trained: test ic %s", saved.id, saved.name, saved.version, found.get("ic"))
+    return TrainOutcome(saved, found, result, timings, data)
+
+
+def segment_metrics(booster: Any, data: PreparedData, num_threads: int | None = None) -> dict[str, Any]:
+    """IC/ICIR/Rank IC/Rank ICIR against the raw label and MSE against the learning label, per segment."""
+    out: dict[str, Any] = {}
+    for name in data.segments:
+        rows = data.view(name, "infer")
+        scored = rows.select("datetime", "code", pl.col(RAW_LABEL).alias(M.LABEL)).with_columns(
+            pl.Series(M.SCORE, trainer.predict(booster, matrix(rows, data.features), num_threads))
+        )
+        learn = data.view(name, "learn").select("datetime", "code", pl.col(LABEL).alias("learn_label"))
+        scored = scored.join(learn, on=["datetime", "code"], how="left")
+        out[name] = M.signal_metrics(scored, mse_label="learn_label")
+    if "test" in out:
+        out.update({k: out["test"][k] for k in ("ic", "icir", "rank_ic", "rank_icir", "mse")})
+    return out
+
+
+def predict(
+    model_id: str,
+    *,
+    predictor: Predictor,
+    store: FeatureStore,
+    universe: Universe,
+    dates: DateRange,
+    cache: FeatureCache | None = None,
+) -> pl.DataFrame:
+    """``datetime, code, score`` from a registered model (loaded once, then from the predictor's LRU)."""
+    return predictor.predict(model_id, store, universe, dates, cache=cache)
+
+
+@dataclass
+class Evaluation:
+    model: Model
+    dates: DateRange
+    summary: dict[str, float]
+    daily: pl.DataFrame  # datetime, ic, rank_ic, n
+    yearly: pl.DataFrame  # year, ic, icir, rank_ic, rank_icir, days
+
+
+def evaluate(
+    model_id: str,
+    *,
+    predictor: Predictor,
+    store: FeatureStore,
+    universe: Universe,
+    dates: DateRange,
+    cache: FeatureCache | None = None,
+) -> Evaluation:
+    """An IC report of a registered model over ``dates``: summary, per day and per year (raw label)."""
+    loaded: LoadedModel = predictor.load(model_id)
+    frame = compute_features(
+        store, universe, dates, loaded.record.feature_set or "alpha158", label=True, cache=cache
+    )
+    scored = loaded.score(frame).join(
+        frame.select("datetime", "code", pl.col(LABEL).alias(M.LABEL)), on=["datetime", "code"], how="left"
+    )
+    daily = M.daily_ic(scored)
+    summary = M.signal_metrics(scored)
+    yearly = (
+        daily.with_columns(pl.col("datetime").dt.year().alias("year"))
+        .group_by("year")
+        .agg(
+            pl.col("ic", "rank_ic").fill_nan(None).mean(),
+            (pl.col("ic").fill_nan(None).mean() / pl.col("ic").fill_nan(None).std()).alias("icir"),
+            (pl.col("rank_ic").fill_nan(None).mean() / pl.col("rank_ic").fill_nan(None).std()).alias(
+                "rank_icir"
+            ),
+            pl.len().alias("days"),
+        )
+        .sort("year")
+    )
+    return Evaluation(loaded.record, dates, summary, daily, yearly)

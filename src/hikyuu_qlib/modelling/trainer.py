@@ -1,0 +1,108 @@
+"""LightGBM training, fed exactly as Qlib's ``LGBModel.fit`` feeds it.
+
+Qlib builds ``lgb.Dataset(x.values, label=y)`` for ``train`` and ``valid`` (float32 features in
+(datetime, instrument) order, the squeezed label), trains with ``valid_sets=[train, valid]`` named
+``train``/``valid``, ``early_stopping(50)`` (which skips the training set) and ``log_evaluation(20)``.
+The booster keeps every tree; prediction and the saved model use the best iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.ports import Progress
+
+if TYPE_CHECKING:
+    import lightgbm
+
+log = logging.getLogger(__name__)
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass
+class TrainResult:
+    booster: lightgbm.Booster
+    best_iteration: int
+    rounds: int
+    seconds: float
+    evals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def train_lightgbm(
+    train: tuple[F32, F32],
+    valid: tuple[F32, F32] | None,
+    params: Mapping[str, Any],
+    *,
+    num_boost_round: int = 1000,
+    early_stopping_rounds: int = 50,
+    log_period: int = 20,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train a booster on ``(x, y)`` pairs; early stopping on ``valid`` when given."""
+    import lightgbm as lgb
+
+    x, y = train
+    if x.shape[0] == 0:
+        raise InvalidInputError("empty training data: check the universe and the train segment")
+    sets = [lgb.Dataset(x, label=y)]
+    names = ["train"]
+    if valid is not None:
+        if valid[0].shape[0] == 0:
+            raise InvalidInputError("empty validation data: check the valid segment")
+        sets.append(lgb.Dataset(valid[0], label=valid[1]))
+        names.append("valid")
+    evals: dict[str, Any] = {}
+    callbacks: list[Any] = [lgb.record_evaluation(evals), _log_callback(log_period)]
+    if valid is not None:
+        callbacks.insert(0, lgb.early_stopping(early_stopping_rounds, verbose=False))
+    if progress is not None:
+        callbacks.append(_progress_callback(progress, num_boost_round))
+    started = time.perf_counter()
+    booster = lgb.train(
+        dict(params),
+        sets[0],
+        num_boost_round=num_boost_round,
+        valid_sets=sets,
+        valid_names=names,
+        callbacks=callbacks,
+    )
+    seconds = time.perf_counter() - started
+    best = int(booster.best_iteration or booster.current_iteration())
+    log.info("lightgbm: %d rounds, best iteration %d, %.1fs", booster.current_iteration(), best, seconds)
+    return TrainResult(booster, best, int(booster.current_iteration()), seconds, evals)
+
+
+def _log_callback(period: int) -> Any:
+    def callback(env: Any) -> None:
+        if period > 0 and (env.iteration + 1) % period == 0 and env.evaluation_result_list:
+            text = "  ".join(f"{d}'s {m}: {v:.6f}" for d, m, v, *_ in env.evaluation_result_list)
+            log.debug("[%d] %s", env.iteration + 1, text)
+
+    callback.order = 10  # type: ignore[attr-defined]
+    return callback
+
+
+def _progress_callback(progress: Progress, total: int) -> Any:
+    def callback(env: Any) -> None:
+        last = env.evaluation_result_list[-1] if env.evaluation_result_list else None
+        item = f"{last[0]} {last[1]} {last[2]:.5f}" if last else ""
+        progress(env.iteration + 1, total, item)
+
+    callback.order = 40  # type: ignore[attr-defined]
+    return callback
+
+
+def predict(booster: lightgbm.Booster, x: F32, num_threads: int | None = None) -> npt.NDArray[np.float64]:
+    """Scores at the best iteration (a loaded model holds only those trees)."""
+    if x.shape[0] == 0:
+        return np.empty(0, dtype=np.float64)
+    kwargs: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
+    return np.asarray(booster.predict(x, **kwargs), dtype=np.float64)
