@@ -211,3 +211,6 @@ async def test_migrations_are_idempotent_and_url_errors_clear(target: Target) ->
         assert await repo.count() == 2
     with pytest.raises(E.InvalidInputError, match="unsupported registry URL"):
         AsyncModelRepository("mysql://x/y")
+    from hikyuu_qlib.registry import migrate
+
+    assert migrate.HEAD == migrate.head_revision()  # the fast path's constant follows the migrations

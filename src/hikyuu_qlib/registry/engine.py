@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.settings import Settings
@@ -133,6 +135,8 @@ def _sqlite_hooks(engine: Engine, options: RegistryOptions) -> None:
 
 def create_async_registry_engine(url: str, options: RegistryOptions) -> tuple[Backend, AsyncEngine]:
     """An async engine (aiosqlite or asyncpg) with the pool configured; no connection is made yet."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     backend, driver_url = _driver_url(url, asynchronous=True)
     engine = create_async_engine(driver_url, **_engine_kwargs(backend, options, asynchronous=True))
     if backend == "sqlite":

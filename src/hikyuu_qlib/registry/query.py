@@ -163,7 +163,7 @@ def prefix_statement(prefix: str) -> sa.Select[Any]:
     return sa.select(models.c.id).where(models.c.id >= prefix, models.c.id < upper).order_by(models.c.id).limit(2)
 
 
-def upsert_one_statement(backend: str) -> sa.Executable:
+def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
     """One statement: insert with the next version of the name, or update the mutable fields.
 
     SQLite (one writer at a time): ``version = max(version of name) + 1`` in a scalar subquery.
