@@ -1,0 +1,72 @@
+"""The configuration of a TopkDropout portfolio backtest (strategy, exchange rules, costs, account)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from hikyuu_qlib.domain.errors import InvalidInputError
+
+DealPrice = Literal["close", "open"]
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestConfig:
+    """Parameters of :func:`~hikyuu_qlib.backtest.engine.run_topk_backtest`.
+
+    Defaults are those of pyqlib's ``backtest_daily`` with ``TopkDropoutStrategy`` on the cn region.
+
+    * ``topk`` stocks are held; each day the ``n_drop`` worst held ones (by the previous day's score)
+      are replaced, ``hold_thresh`` is the minimum number of days held before a sell.
+    * ``risk_degree`` of the cash left after the day's sells is split equally over the day's buys.
+    * ``only_tradable`` lets the strategy skip untradable stocks when choosing; ``forbid_all_trade_at_limit``
+      blocks any trade of a stock at either limit (Qlib's default), else only buys at limit up and sells at
+      limit down are blocked.
+    * ``limit_threshold``: a stock is at limit up when ``$change >= limit_threshold`` and at limit down when
+      ``$change <= -limit_threshold``; ``None`` disables limits. When the store has no ``$change`` the
+      per-board limits of :mod:`~hikyuu_qlib.backtest.rules` apply instead.
+    * Costs: ``max(value * open_cost, min_cost)`` on buys, ``max(value * close_cost, min_cost)
+      + value * stamp_tax`` on sells (``stamp_tax`` is an extension; Qlib has none, default 0).
+    * ``trade_unit`` is in original (unadjusted) shares, applied through ``$factor``; ``None`` trades
+      fractional amounts.
+    """
+
+    topk: int
+    n_drop: int
+    risk_degree: float = 0.95
+    hold_thresh: int = 1
+    only_tradable: bool = False
+    forbid_all_trade_at_limit: bool = True
+    deal_price: DealPrice = "close"
+    open_cost: float = 0.0005
+    close_cost: float = 0.0015
+    min_cost: float = 5.0
+    stamp_tax: float = 0.0
+    limit_threshold: float | None = 0.095
+    trade_unit: int | None = 100
+    init_cash: float = 1e8
+    benchmark: str | None = "SH000300"
+
+    def __post_init__(self) -> None:
+        if self.topk < 1:
+            raise InvalidInputError(f"topk must be at least 1, got {self.topk}")
+        if self.n_drop < 0:
+            raise InvalidInputError(f"n_drop must not be negative, got {self.n_drop}")
+        if not 0.0 < self.risk_degree <= 1.0:
+            raise InvalidInputError(f"risk_degree must be in (0, 1], got {self.risk_degree}")
+        if self.hold_thresh < 0:
+            raise InvalidInputError(f"hold_thresh must not be negative, got {self.hold_thresh}")
+        if self.deal_price not in ("close", "open"):
+            raise InvalidInputError(f"deal_price must be 'close' or 'open', got {self.deal_price!r}")
+        for name in ("open_cost", "close_cost", "min_cost", "stamp_tax"):
+            value = getattr(self, name)
+            if not value >= 0.0:
+                raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}")
+        if self.limit_threshold is not None and not self.limit_threshold > 0.0:
+            raise InvalidInputError(f"limit_threshold must be positive or None, got {self.limit_threshold!r}")
+        if self.trade_unit is not None and self.trade_unit < 1:
+            raise InvalidInputError(
+                f"trade_unit must be a positive share count or None, got {self.trade_unit}"
+            )
+        if not self.init_cash > 0.0:
+            raise InvalidInputError(f"init_cash must be positive, got {self.init_cash!r}")
