@@ -1,0 +1,106 @@
+"""The self-contained HTML page: inline CSS, charts as base64 PNG data URIs, no script, no network."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;background:#f4f6f8;
+color:#1d2733}
+header{background:#1f3a5a;color:#fff;padding:18px 32px}
+header h1{margin:0;font-size:22px} header p{margin:4px 0 0;font-size:13px;opacity:.85}
+main{max-width:1180px;margin:0 auto;padding:16px 24px 40px}
+section{background:#fff;border-radius:6px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin:18px 0;
+padding:14px 20px}
+h2{font-size:17px;margin:4px 0 12px;color:#1f3a5a}
+img{max-width:100%;height:auto;display:block}
+.kpis{display:flex;flex-wrap:wrap;gap:12px}
+.kpi{flex:1 1 150px;background:#eef3f8;border-radius:6px;padding:10px 14px}
+.kpi b{display:block;font-size:20px} .kpi span{font-size:12px;color:#556}
+.tables{display:flex;flex-wrap:wrap;gap:18px} .tables>div{flex:1 1 330px}
+table{border-collapse:collapse;font-size:13px;width:100%}
+th,td{padding:4px 8px;border-bottom:1px solid #e3e7eb;text-align:right}
+th:first-child,td:first-child{text-align:left} thead th{background:#eef3f8}
+caption{text-align:left;font-weight:600;padding:6px 0}
+.neg{color:#c0392b} .pos{color:#1e8449} .note{font-size:12px;color:#667}
+"""
+
+
+def fmt(value: Any) -> str:
+    """One cell: floats with 4 significant decimals, dates as dates, None as an em dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d") if value.time() == dt.time(0) else value.isoformat(" ")
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    cls = ""
+    if isinstance(value, float) and not math.isnan(value) and value != 0:
+        cls = ' class="neg"' if value < 0 else ""
+    return f"<td{cls}>{html.escape(fmt(value))}</td>"
+
+
+def mapping_table(caption: str, values: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in values.items())
+    return f"<table><caption>{html.escape(caption)}</caption><tbody>{rows}</tbody></table>"
+
+
+def frame_table(caption: str, frame: pl.DataFrame, *, limit: int = 50) -> str:
+    shown = frame.head(limit)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in shown.iter_rows())
+    note = (f'<p class="note">{limit} of {frame.height} rows shown; the full table is in the output '
+            "directory.</p>" if frame.height > limit else "")
+    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>{note}")
+
+
+def statistics_tables(statistics: Mapping[str, Any]) -> str:
+    """Scalars in one table, each nested mapping in its own table."""
+    flat = {k: v for k, v in statistics.items() if not isinstance(v, Mapping)}
+    parts = [mapping_table("Summary", flat)] if flat else []
+    parts += [mapping_table(str(k), v) for k, v in statistics.items() if isinstance(v, Mapping)]
+    return "".join(f"<div>{p}</div>" for p in parts)
+
+
+def image(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def kpis(items: Sequence[tuple[str, str]]) -> str:
+    cells = "".join(f'<div class="kpi"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
+                    for k, v in items)
+    return f'<div class="kpis">{cells}</div>'
+
+
+def section(ident: str, title: str, body: str) -> str:
+    return f'<section id="{html.escape(ident)}"><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<link rel="icon" href="data:,">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
+        f"<main>{''.join(sections)}</main></body></html>\n"
+    )
