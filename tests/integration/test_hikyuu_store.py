@@ -17,6 +17,7 @@ from hikyuu_qlib.domain import (
     DataFormatError,
     DateRange,
     KType,
+    LoadErrors,
     Market,
     NotFoundError,
     StockCode,
@@ -304,3 +305,17 @@ def test_read_all_in_a_process_pool(store: HikyuuStore, monkeypatch: pytest.Monk
     assert frame.equals(expected)
     with pytest.raises(UnknownCodeError, match="SH689999"):
         store.read_all(codes=[StockCode.parse("SH689999")])
+
+
+def test_read_all_with_a_corrupt_file(hikyuu_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(hikyuu_dir / "stock.db", tmp_path / "stock.db")
+    shutil.copy(hikyuu_dir / "sz_day.h5", tmp_path / "sz_day.h5")
+    blob = (hikyuu_dir / "sh_day.h5").read_bytes()
+    (tmp_path / "sh_day.h5").write_bytes(blob[: len(blob) // 3])
+    with HikyuuStore.open(tmp_path) as broken:
+        with pytest.raises(LoadErrors, match=r"sh_day\.h5"):
+            broken.read_all()
+        from hikyuu_qlib.stores.hikyuu.bulk import read_all
+
+        rest = read_all(broken, on_error="skip")
+        assert rest["code"].unique().sort().to_list() == [c for c in CODES if c.startswith("SZ")]

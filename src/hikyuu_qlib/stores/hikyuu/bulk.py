@@ -13,8 +13,10 @@ import itertools
 import logging
 import multiprocessing
 import os
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import shared_memory
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -32,7 +34,7 @@ from hikyuu_qlib.domain import (
 from hikyuu_qlib.domain.schema import conform_bars, empty_bars
 from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, affine_coefficients
 from hikyuu_qlib.stores.hikyuu.basedb import group_bounds
-from hikyuu_qlib.stores.hikyuu.bulkio import Chunk, read_chunk
+from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
 
@@ -76,7 +78,8 @@ def read_all(
         if unknown:
             raise UnknownCodeError(f"unknown code(s) {', '.join(unknown[:20])}: not in {store.layout.db}")
 
-    tasks: list[Task] = []
+    plan: list[tuple[str, list[str], list[float]]] = []
+    file_errors: dict[str, str] = {}
     found: set[StockCode] = set()
     n_workers = max(1, workers or os.cpu_count() or 1)
     for market in sorted(Market, key=lambda m: m.value):
@@ -85,7 +88,12 @@ def read_all(
             continue
         names: list[str] = []
         scales: list[float] = []
-        for name in handle.names("data"):
+        try:
+            listed = handle.names("data")
+        except DataFormatError as exc:  # the whole file is unreadable: it fails, the others load
+            file_errors[str(handle.path)] = str(exc)
+            continue
+        for name in listed:
             try:
                 code = StockCode.parse(name)
             except ValueError:
@@ -96,57 +104,134 @@ def read_all(
             found.add(code)
             names.append(name)
             scales.append(LOT if (kind == "day" and row.volume_in_lots) else 1.0)
-        tasks += _split(str(handle.path), names, scales, n_workers * CHUNKS_PER_WORKER)
+        plan.append((str(handle.path), names, scales))
     if wanted is not None and wanted - found:
         missing = sorted(str(c) for c in wanted - found)
         where = store.layout.datadir
         raise UnknownCodeError(f"no {kind} table for code(s) {', '.join(missing[:20])} in {where}")
 
-    chunks = _run(tasks, n_workers, mp_context)
-    errors = {name: msg for ch in chunks for name, msg in ch.errors.items()}
+    tasks: list[Task] = []
+    errors: dict[str, str] = dict(file_errors)
+    all_names: list[str] = []
+    all_rows: list[int] = []
+    row_lo = 0
+    for path, names, scales in plan:
+        rows, scan_errors = scan_rows(path, names)
+        errors.update(scan_errors)
+        tasks += _split(path, names, rows, scales, row_lo, n_workers * CHUNKS_PER_WORKER)
+        all_names += names
+        all_rows += rows
+        row_lo += sum(rows)
+    total = row_lo
+    columns, more_errors = _run(tasks, total, n_workers, mp_context)
+    errors.update(more_errors)
+    lengths = np.asarray(all_rows, dtype=np.int64)
     if errors:
         if on_error == "raise":
             raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
         for name, msg in sorted(errors.items()):
             log.warning("read_all skipped %s: %s", name, msg)
-    chunks = [c for c in chunks if c.names]
-    if not chunks:
+        keep_table = np.array([n not in errors for n in all_names], dtype=bool)
+        keep_rows = np.repeat(keep_table, lengths)
+        columns = {c: v[keep_rows] for c, v in columns.items()}
+        all_names = [n for n, k in zip(all_names, keep_table, strict=True) if k]
+        lengths = lengths[keep_table]
+    if not all_names or total == 0:
         return empty_bars()
-    names = [n for c in chunks for n in c.names]
-    lengths = np.concatenate([c.lengths for c in chunks])
-    cols = Columns(*(np.concatenate([getattr(c, f) for c in chunks]) for f in _FIELDS))
+    cols = Columns(*(columns[f] for f in OUTPUT_COLUMNS))
     cols = _sort_within_codes(cols, lengths)
     if adjust is not Adjust.NONE:
-        _adjust_in_place(store, cols, names, lengths, adjust)
-    code_col = pl.Series("code", names, dtype=pl.String).gather(
-        pl.Series(np.repeat(np.arange(len(names), dtype=np.int64), lengths))
+        _adjust_in_place(store, cols, all_names, lengths, adjust)
+    code_col = pl.Series("code", all_names, dtype=pl.String).gather(
+        pl.Series(np.repeat(np.arange(len(all_names), dtype=np.int64), lengths))
     )
     return conform_bars(cols.frame(code_col))
 
 
-_FIELDS = ("datetime", "open", "high", "low", "close", "volume", "amount")
-
-
-Task = tuple[str, list[str], list[float]]
-
-
-def _split(path: str, names: list[str], scales: list[float], parts: int) -> list[Task]:
+def _split(
+    path: str, names: list[str], rows: list[int], scales: list[float], row_lo: int, parts: int
+) -> list[Task]:
+    """Contiguous runs of tables with about equal row counts."""
     if not names:
         return []
-    bounds = np.linspace(0, len(names), min(parts, len(names)) + 1).round().astype(int)
-    return [
-        (path, names[lo:hi], scales[lo:hi]) for lo, hi in itertools.pairwise(bounds) if hi > lo
-    ]
+    cum = np.cumsum(rows)
+    total = int(cum[-1]) if cum.size else 0
+    targets = np.linspace(0, total, min(parts, len(names)) + 1)[1:-1]
+    cuts = [0, *np.searchsorted(cum, targets, side="left").tolist(), len(names)]
+    tasks: list[Task] = []
+    for lo, hi in itertools.pairwise(cuts):
+        hi = max(hi, lo)
+        if hi <= lo:
+            continue
+        start = row_lo + (int(cum[lo - 1]) if lo > 0 else 0)
+        tasks.append(Task(path, names[lo:hi], rows[lo:hi], scales[lo:hi], start))
+    return tasks
 
 
-def _run(tasks: list[Task], workers: int, context: str | None) -> list[Chunk]:
-    total = sum(len(t[1]) for t in tasks)
-    if workers <= 1 or total < MIN_TABLES_FOR_POOL or len(tasks) <= 1:
-        return [read_chunk(*t) for t in tasks]
+def _run(
+    tasks: list[Task], total: int, workers: int, context: str | None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Run the tasks; returns the full output columns and the per-table errors."""
+    errors: dict[str, str] = {}
+    n_tables = sum(len(t.names) for t in tasks)
+    if workers <= 1 or n_tables < MIN_TABLES_FOR_POOL or len(tasks) <= 1:
+        columns = {
+            c: np.empty(total, dtype=np.int64 if c == "datetime" else np.float64) for c in OUTPUT_COLUMNS
+        }
+        for t in tasks:
+            errors.update(fill(t, columns).errors)
+        return columns, errors
     ctx = multiprocessing.get_context(context or _default_context())
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        futures = [pool.submit(read_chunk, *t) for t in tasks]
-        return [f.result() for f in futures]
+    blocks = _allocate(total) if total else None
+    try:
+        if blocks is not None:
+            names = {c: b.name for c, b in blocks.items()}
+            for t in tasks:
+                t.shm, t.total = names, total
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+            results = list(pool.map(fill, tasks))
+        for filled in results:
+            errors.update(filled.errors)
+        if blocks is None:
+            return _concat_parts(list(zip(tasks, results, strict=True)), total), errors
+        columns = {
+            c: np.ndarray((total,), dtype=np.int64 if c == "datetime" else np.float64, buffer=b.buf).copy()
+            for c, b in blocks.items()
+        }
+        return columns, errors
+    finally:
+        for block in (blocks or {}).values():
+            block.close()
+            block.unlink()
+
+
+def _allocate(total: int) -> dict[str, shared_memory.SharedMemory] | None:
+    """Shared output columns, or None when /dev/shm cannot hold them (results then travel by pipe)."""
+    need = total * 8 * len(OUTPUT_COLUMNS)
+    try:
+        if shutil.disk_usage("/dev/shm").free < need * 1.2:
+            return None
+    except OSError:
+        return None
+    blocks: dict[str, shared_memory.SharedMemory] = {}
+    try:
+        for column in OUTPUT_COLUMNS:
+            blocks[column] = shared_memory.SharedMemory(create=True, size=max(total * 8, 8))
+    except OSError:
+        for block in blocks.values():
+            block.close()
+            block.unlink()
+        return None
+    return blocks
+
+
+def _concat_parts(parts: list[tuple[Task, Filled]], total: int) -> dict[str, np.ndarray]:
+    columns: dict[str, np.ndarray] = {}
+    for c in OUTPUT_COLUMNS:
+        pieces = [f.columns[c] for _, f in parts if f.columns is not None]
+        empty = np.empty(0, dtype=np.int64 if c == "datetime" else np.float64)
+        columns[c] = np.concatenate(pieces) if pieces else empty
+    return columns
 
 
 def _default_context() -> str:
@@ -159,7 +244,7 @@ def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
         return cols
     back = np.diff(cols.datetime) < 0
     ends = np.cumsum(lengths)[:-1] - 1
-    back[ends[ends < back.size]] = False  # crossing from one code to the next
+    back[ends[(ends >= 0) & (ends < back.size)]] = False  # crossing from one code to the next
     if not back.any():
         return cols
     code_ix = np.repeat(np.arange(lengths.size), lengths)

@@ -57,27 +57,53 @@ def civil_from_days(days: I64) -> tuple[I64, I64, I64]:
     return year.astype(np.int64), month.astype(np.int64), day.astype(np.int64)
 
 
+_LUT_BASE = 19000000  # YYYYMMDD - _LUT_BASE indexes the date table
+_LUT_YEARS = (1900, 2200)
+_date_lut: I64 | None = None
+
+
+def _dates_table() -> I64:
+    """Days since the epoch for every ``YYYYMMDD - 19000000`` in 1900..2200 (-1 where no such date)."""
+    global _date_lut  # a pure cache of a constant table, built on first use
+    if _date_lut is None:
+        lo = int(days_from_civil(np.array([_LUT_YEARS[0]]), np.array([1]), np.array([1]))[0])
+        hi = int(days_from_civil(np.array([_LUT_YEARS[1]]), np.array([12]), np.array([31]))[0])
+        days = np.arange(lo, hi + 1, dtype=np.int64)
+        y, m, d = civil_from_days(days)
+        table = np.full((_LUT_YEARS[1] + 1) * 10000 - _LUT_BASE, -1, dtype=np.int64)
+        table[y * 10000 + m * 100 + d - _LUT_BASE] = days
+        _date_lut = table
+    return _date_lut
+
+
 def ymdhm_to_ms(values: npt.NDArray[Any], *, where: str = "") -> I64:
     """Convert Hikyuu's integer ``YYYYMMDDhhmm`` datetimes to ms since the epoch.
 
-    Raises :class:`DataFormatError` (naming ``where``) for any value that is not a valid datetime.
+    Vectorised through a table of every date from 1900 to 2200 (no string parsing, no per-value
+    calendar arithmetic). Raises :class:`DataFormatError` (naming ``where``) for any value that is
+    not a valid datetime.
     """
     v = np.asarray(values).astype(np.int64, copy=False)
     if v.size == 0:
         return np.empty(0, dtype=np.int64)
-    year = v // 100_000_000
-    month = v // 1_000_000 % 100
-    day = v // 10_000 % 100
-    hour = v // 100 % 100
-    minute = v % 100
-    days = days_from_civil(year, month, day)
-    bad = (year < 1900) | (year > 2200) | (month < 1) | (month > 12) | (day < 1) | (hour > 23) | (minute > 59)
-    _, m2, d2 = civil_from_days(days)
-    bad |= (m2 != month) | (d2 != day)
+    date = v // 10000
+    hm = v - date * 10000
+    idx = date - _LUT_BASE
+    table = _dates_table()
+    in_range = (idx >= 0) & (idx < table.size)
+    days = table[np.where(in_range, idx, 0)]
+    bad = ~in_range | (days < 0)
+    if hm.any():
+        hour = hm // 100
+        minute = hm - hour * 100
+        bad |= (hour > 23) | (minute > 59)
+        offset = hour * 3_600_000 + minute * 60_000
+    else:
+        offset = hm
     if bad.any():
         first = int(v[np.argmax(bad)])
         raise DataFormatError(f"{where}: invalid datetime {first} ({int(bad.sum())} bad value(s))")
-    result: I64 = days * 86_400_000 + hour * 3_600_000 + minute * 60_000
+    result: I64 = days * 86_400_000 + offset
     return result
 
 
