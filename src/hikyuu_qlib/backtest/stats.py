@@ -6,7 +6,8 @@ accumulated by addition (annualized return = mean × N, max drawdown on the cumu
 240 × 238 minutes). NaN returns are skipped, as pandas skips them.
 
 The risk-free rate for the Sharpe ratio comes from Hikyuu's ``zh_bond10`` table (10-year government
-bond yield, stored as percent × 10000) through :func:`read_zh_bond10`, as an annual rate divided by N.
+bond yield, stored as percent × 10000) through :func:`read_zh_bond10`, as an annual rate divided by N;
+each day takes the latest quote on or before it (the first quote before the table starts).
 """
 
 from __future__ import annotations
@@ -39,10 +40,8 @@ def scaler(freq: str) -> float:
 
 def _values(returns: pl.Series | F64 | list[float]) -> F64:
     if isinstance(returns, pl.Series):
-        values: F64 = returns.cast(pl.Float64).to_numpy().astype(np.float64)
-    else:
-        values = np.asarray(returns, dtype=np.float64)
-    return values[~np.isnan(values)]
+        return returns.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
+    return np.asarray(returns, dtype=np.float64)
 
 
 def risk_analysis(
@@ -52,7 +51,8 @@ def risk_analysis(
     n: float | None = None,
 ) -> dict[str, float]:
     """``mean, std, annualized_return, information_ratio, max_drawdown`` exactly as Qlib computes them."""
-    r = _values(returns)
+    everything = _values(returns)
+    r = everything[~np.isnan(everything)]
     periods = scaler(freq) if n is None else float(n)
     if len(r) == 0:
         nan = float("nan")
@@ -64,10 +64,11 @@ def risk_analysis(
         curve = np.cumsum(r)
         max_drawdown = float(np.min(curve - np.maximum.accumulate(curve)))
     elif mode == "product":
+        # Qlib divides by the length including NaN returns (pandas' cumprod skips them)
         curve = np.cumprod(1.0 + r).astype(np.float64)
-        mean = float(curve[-1] ** (1.0 / len(r)) - 1.0)
+        mean = float(curve[-1] ** (1.0 / len(everything)) - 1.0)
         std = _std(np.log1p(r).astype(np.float64))
-        annualized = float(curve[-1] ** (periods / len(r)) - 1.0)
+        annualized = float(curve[-1] ** (periods / len(everything)) - 1.0)
         max_drawdown = float(np.min(curve / np.maximum.accumulate(curve) - 1.0))
     else:
         raise InvalidInputError(f"unknown accumulation mode {mode!r}: expected 'sum' or 'product'")
@@ -116,7 +117,8 @@ def risk_free_daily(dates: pl.Series, risk_free: pl.DataFrame | None, periods: f
     right = risk_free.select(pl.col("datetime").cast(DATETIME), pl.col("rate").cast(pl.Float64))
     right = right.sort("datetime")
     joined = left.sort("datetime").join_asof(right, on="datetime", strategy="backward").sort("i")
-    return joined["rate"].fill_null(strategy="backward").fill_null(0.0).to_numpy() / periods
+    # days before the first quote take the first known rate
+    return joined["rate"].fill_null(right["rate"][0]).to_numpy() / periods
 
 
 def sharpe(returns: F64, risk_free: F64 | None = None, periods: float = 238.0) -> float:
