@@ -22,6 +22,7 @@ from hikyuu_qlib.registry.tables import COLUMNS
 
 JSON_COLUMNS = ("hyperparameters", "segments", "metrics", "tags")
 _JSON_INDEX = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
+_H, _S, _M, _T = _JSON_INDEX
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.JSONDecoder().decode
 
@@ -52,14 +53,15 @@ class RowCodec:
         return row
 
     def model(self, row: Sequence[Any]) -> Model:
-        if self.decode_json:
-            values = list(row)
-            for i in _JSON_INDEX:
-                value = values[i]
-                if isinstance(value, str):
-                    values[i] = _loads(value)
-            return from_row(values)
-        return from_row(row)
+        return from_row(self.decoded(row)) if self.decode_json else from_row(row)
+
+    @staticmethod
+    def decoded(row: Sequence[Any]) -> list[Any]:
+        """The row with its four JSON texts decoded in one parse (one ``loads`` call, not four)."""
+        values = list(row)
+        h, s, m, t = (values[i] for i in _JSON_INDEX)
+        values[_H], values[_S], values[_M], values[_T] = _loads(f"[{h},{s},{m},{t}]")
+        return values
 
 
 def ids_condition(backend: str) -> str:

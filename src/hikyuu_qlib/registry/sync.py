@@ -8,7 +8,6 @@ SQLAlchemy once and run on the pooled DBAPI connection (see :mod:`hikyuu_qlib.re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -106,20 +105,23 @@ class ModelRegistry:
     def _run(self, work: Callable[[Cursor], T], *, write: bool) -> T:
         """One transaction on a pooled connection, retried as a whole on transient faults.
 
-        SQLite reads run in autocommit (one statement, its own snapshot); writes take the write lock
-        up front (``BEGIN IMMEDIATE``), so they wait on the busy timeout instead of failing.
+        Reads run in autocommit (each is one statement with its own snapshot); SQLite writes take the
+        write lock up front (``BEGIN IMMEDIATE``), so they wait on the busy timeout instead of failing.
         """
         engine = self.engine
         sqlite = self._core.backend == "sqlite"
 
         def attempt() -> T:
             raw = engine.raw_connection()
+            autocommit = not write and not sqlite
             try:
+                if autocommit:  # a PostgreSQL read: one round trip, no BEGIN/COMMIT
+                    raw.driver_connection.autocommit = True  # type: ignore[union-attr]
                 cursor = raw.cursor()
                 if write and sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
                 result = work(cursor)
-                if write or not sqlite:
+                if write:
                     raw.commit()
                 return result
             except BaseException as error:
@@ -132,6 +134,8 @@ class ModelRegistry:
                         raw.invalidate()
                 raise
             finally:
+                if autocommit and raw.is_valid:
+                    raw.driver_connection.autocommit = False  # type: ignore[union-attr]
                 raw.close()
 
         return retry_sync(attempt, self._core.policy)
@@ -259,7 +263,7 @@ class ModelRegistry:
         stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
         rows = self._select(stmt)
         if self._rows.decode_json:
-            rows = [_decoded(r) for r in rows]
+            rows = [self._rows.decoded(r) for r in rows]
         return self._core.page(rows, order, flt, limit)
 
     def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
@@ -280,14 +284,3 @@ class ModelRegistry:
         """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""
         rows = self._select(q.prefix_statement(self._core.normalise_prefix(prefix)))
         return self._core.resolved(prefix, [r[0] for r in rows])
-
-
-_JSON_AT = tuple(COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "tags"))
-
-
-def _decoded(row: Sequence[Any]) -> list[Any]:
-    values = list(row)
-    for i in _JSON_AT:
-        if isinstance(values[i], str):
-            values[i] = json.loads(values[i])
-    return values

@@ -1,0 +1,394 @@
+"""Suite ``registry``: the model registry against the old design, on a SQLite file (WAL) and PostgreSQL.
+
+The naive baseline runs in the same process: a bare aiosqlite/asyncpg connection, SELECT then
+INSERT or UPDATE then COMMIT per model, no secondary index, LIMIT/OFFSET pages, ``find_all`` in memory.
+
+Scenarios (per backend; goals are set for SQLite, PostgreSQL figures are reported alongside):
+save 1000 one by one; ``save_many(1000)``; get among 10 k and 1 M records (p50/p99); ``get_many(100)``;
+a page of 100 at depth 1 k and 900 k; ``iterate`` over 1 M with RSS growth; 100 concurrent gets.
+``ours`` is the sync facade for latency-bound scenarios (the CLI/script path) and the async repository
+for concurrent gets; the async repository's own figures are in ``extra``. ``--quick``: 100 k instead of 1 M.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from common import Result, percentiles, rss_mb, work_dir
+
+from hikyuu_qlib.domain.model import Model
+from hikyuu_qlib.registry import AsyncModelRepository, ModelRegistry, RegistryOptions
+from hikyuu_qlib.registry.codec import to_micros
+from hikyuu_qlib.registry.driver import RowCodec
+from hikyuu_qlib.registry.tables import COLUMNS
+
+log = logging.getLogger("bench.registry")
+PG_URL = os.environ.get("HQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+GOALS = {"save_1000_s": 0.1, "save_many_1000_s": 0.020, "get_p50_s": 0.0001, "get_many_100_s": 0.001,
+         "page_s": 0.005, "iterate_rss_mb": 20.0, "concurrent_100_gets_s": 0.005}
+NAIVE_DDL = ("CREATE TABLE IF NOT EXISTS naive_models (id TEXT PRIMARY KEY, name TEXT, version INTEGER, "
+             "model_type TEXT, status TEXT, payload TEXT, created_at BIGINT)")
+
+
+def model(i: int) -> Model:
+    return Model.new(f"bench-{i % 20}", "lightgbm", hyperparameters={"num_leaves": 31, "lr": 0.05},
+                     feature_set="alpha158", universe="csi300", metrics={"ic": 0.041, "rank_ic": 0.052},
+                     tags={"batch": str(i % 5)})
+
+
+def goal(result: Result, key: str, value: float, **extra: Any) -> Result:
+    result.extra.update({"goal": GOALS[key], "goal_met": value <= GOALS[key], **extra})
+    return result
+
+
+# ------------------------------------------------------------------------------------- naive baseline
+
+
+class Naive:
+    """The old repository: one bare async connection, SELECT + INSERT/UPDATE + COMMIT, OFFSET paging."""
+
+    def __init__(self, backend: str, conn: Any) -> None:
+        self.pg, self.conn = backend == "postgresql", conn
+        self.lock = asyncio.Lock()  # one asyncpg connection runs one operation at a time
+
+    def q(self, sql: str) -> str:
+        if not self.pg:
+            return sql
+        n = 0
+        out = []
+        for ch in sql:
+            if ch == "?":
+                n += 1
+                out.append(f"${n}")
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        if self.pg:
+            async with self.lock:
+                return await self.conn.fetchrow(self.q(sql), *args)
+        return await (await self.conn.execute(sql, args)).fetchone()
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        if self.pg:
+            async with self.lock:
+                return list(await self.conn.fetch(self.q(sql), *args))
+        return list(await (await self.conn.execute(sql, args)).fetchall())
+
+    async def save(self, m: Model) -> None:
+        payload = json.dumps(m.to_json())
+        if self.pg:
+            async with self.conn.transaction():
+                await self._save(m, payload)
+        else:
+            await self._save(m, payload)
+            await self.conn.commit()
+
+    async def _save(self, m: Model, payload: str) -> None:
+        row = await self.fetchrow("SELECT id FROM naive_models WHERE id = ?", m.id)
+        if row is None:
+            version = (await self.fetchrow("SELECT coalesce(max(version), 0) + 1 FROM naive_models WHERE name = ?",
+                                           m.name))[0]
+            sql = "INSERT INTO naive_models VALUES (?, ?, ?, ?, ?, ?, ?)"
+            args = (m.id, m.name, version, m.model_type.value, m.status.value, payload, to_micros(m.created_at))
+        else:
+            sql, args = "UPDATE naive_models SET status = ?, payload = ? WHERE id = ?", (m.status.value, payload, m.id)
+        if self.pg:
+            await self.conn.execute(self.q(sql), *args)
+        else:
+            await self.conn.execute(sql, args)
+
+    async def get(self, model_id: str) -> Any:
+        return await self.fetchrow("SELECT * FROM naive_models WHERE id = ?", model_id)
+
+    async def page(self, offset: int, limit: int = 100) -> list[Any]:
+        return await self.fetch("SELECT * FROM naive_models ORDER BY created_at LIMIT ? OFFSET ?", limit, offset)
+
+
+async def open_naive(backend: str, url: str, schema: str | None) -> Naive:
+    if backend == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(url, server_settings={"search_path": schema or "public"})
+        await conn.execute(NAIVE_DDL)
+    else:
+        import aiosqlite
+
+        conn = await aiosqlite.connect(url.removeprefix("sqlite:///"))
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(NAIVE_DDL)
+        await conn.commit()
+    return Naive(backend, conn)
+
+
+# ------------------------------------------------------------------------------------------ filling
+
+
+def fill(registry: ModelRegistry, naive_url: str, backend: str, schema: str | None, total: int) -> None:
+    """Bring both tables to ``total`` rows quickly (executemany / COPY of generated rows)."""
+    have = registry.count()
+    if have >= total:
+        return
+    started = time.perf_counter()
+    base = Model.new("fill", "lightgbm", hyperparameters={"num_leaves": 31}, metrics={"ic": 0.03})
+    params = RowCodec.params(base)
+    t0 = to_micros(base.created_at) - 10**12
+    rng = random.Random(have)
+    cols = [c for c in COLUMNS]
+    raw = registry.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for start in range(have, total, 50_000):
+            rows = []
+            for i in range(start, min(total, start + 50_000)):
+                created = t0 + i * 1000
+                rid = _ulid(created, rng)
+                row = {**params, "id": rid, "name": f"fill-{i % 1000}", "version": i // 1000 + 1,
+                       "status": ("created", "trained", "deployed")[i % 3], "created_at": created,
+                       "updated_at": created, "tags": "{}"}
+                rows.append(tuple(row[c] for c in cols))
+            naive_rows = [(r[0], r[1], r[2], r[3], r[4], "{}", r[-2]) for r in rows]
+            if backend == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+                cur.executemany(f"INSERT INTO models ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                rows)
+                cur.execute(NAIVE_DDL)
+                cur.executemany("INSERT INTO naive_models VALUES (?, ?, ?, ?, ?, ?, ?)", naive_rows)
+            else:
+                with cur.copy(f"COPY models ({', '.join(cols)}) FROM STDIN") as copy:
+                    for r in rows:
+                        copy.write_row(r)
+                cur.execute(NAIVE_DDL)
+                with cur.copy("COPY naive_models FROM STDIN") as copy:
+                    for r in naive_rows:
+                        copy.write_row(r)
+            raw.commit()
+        if backend == "postgresql":
+            cur.execute("INSERT INTO model_names SELECT name, max(version) FROM models GROUP BY name "
+                        "ON CONFLICT (name) DO UPDATE SET last_version = excluded.last_version")
+            raw.commit()
+        cur.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+    log.info("filled %s to %d rows in %.1fs", backend, total, time.perf_counter() - started)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _ulid(micros: int, rng: random.Random) -> str:
+    value = ((micros // 1000) << 80) | rng.getrandbits(80)
+    return "".join(_CROCKFORD[(value >> (5 * (25 - k))) & 31] for k in range(26))
+
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+
+def sample_ids(registry: ModelRegistry, n: int) -> list[str]:
+    raw = registry.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        order = "random()" if registry.backend == "sqlite" else "random()"
+        cur.execute(f"SELECT id FROM models ORDER BY {order} LIMIT {n}")
+        return [r[0] for r in cur.fetchall()]
+    finally:
+        raw.close()
+
+
+def lat(fn: Any, ids: list[str]) -> dict[str, float]:
+    samples = []
+    for i in ids:
+        t = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - t)
+    return percentiles(samples)
+
+
+async def alat(fn: Any, ids: list[str]) -> dict[str, float]:
+    samples = []
+    for i in ids:
+        t = time.perf_counter()
+        await fn(i)
+        samples.append(time.perf_counter() - t)
+    return percentiles(samples)
+
+
+def cursor_at(registry: ModelRegistry, depth: int) -> str:
+    """The cursor a client holds after paging ``depth`` rows in created order."""
+    raw = registry.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"SELECT created_at, id FROM models ORDER BY created_at, id LIMIT 1 OFFSET {depth - 1}")
+        created, rid = cur.fetchone()
+    finally:
+        raw.close()
+    from hikyuu_qlib.registry.query import ModelFilter
+
+    return registry._core.cursors.encode("created", ModelFilter().fingerprint(), [created, rid])
+
+
+async def backend_suite(backend: str, url: str, schema: str | None, quick: bool, tag: str) -> list[Result]:
+    big = 100_000 if quick else 1_000_000
+    small = 10_000
+    options = RegistryOptions(schema=schema, application_name="hq_bench")
+    results: list[Result] = []
+    registry = ModelRegistry(url, options).open()
+    repo = await AsyncModelRepository(url, options).open()
+    naive = await open_naive(backend, url, schema)
+    try:
+        # --- writes, on a table of ~10 k rows
+        fill(registry, url, backend, schema, small)
+        models = [model(i) for i in range(1000)]
+        t = time.perf_counter()
+        for m in models:
+            registry.save(m)
+        ours = time.perf_counter() - t
+        amodels = [model(i) for i in range(1000)]
+        t = time.perf_counter()
+        for m in amodels:
+            await repo.save(m)
+        ours_async = time.perf_counter() - t
+        nmodels = [model(i) for i in range(1000)]
+        t = time.perf_counter()
+        for m in nmodels:
+            await naive.save(m)
+        anchor = time.perf_counter() - t
+        results.append(goal(Result(f"save 1000 one by one [{tag}]", ours, "naive select+insert+commit", anchor),
+                            "save_1000_s", ours, async_repository_s=round(ours_async, 4)))
+
+        many = [[model(i) for i in range(1000)] for _ in range(5)]
+        times = []
+        for batch in many[:3]:
+            t = time.perf_counter()
+            registry.save_many(batch)
+            times.append(time.perf_counter() - t)
+        atimes = []
+        for batch in many[3:]:
+            t = time.perf_counter()
+            await repo.save_many(batch)
+            atimes.append(time.perf_counter() - t)
+        results.append(goal(Result(f"save_many(1000) [{tag}]", min(times), "naive 1000 saves", anchor),
+                            "save_many_1000_s", min(times), async_repository_s=round(min(atimes), 4)))
+
+        # --- reads at 10 k and at 1 M (100 k quick)
+        for size in (small, big):
+            fill(registry, url, backend, schema, size)
+            label = f"{size // 1000}k" if size < 1_000_000 else "1M"
+            ids = sample_ids(registry, 2000)
+            lat(registry.get, ids[:200])  # warm
+            ours_p = lat(registry.get, ids)
+            async_p = await alat(repo.get, ids[:1000])
+            naive_p = await alat(naive.get, ids)
+            res = Result(f"get p50 among {label} [{tag}]", ours_p["p50"], "naive get p50", naive_p["p50"],
+                         goal_ratio=1.0)
+            res.extra.update({"p99_s": ours_p["p99"], "naive_p99_s": naive_p["p99"], "goal": GOALS["get_p50_s"],
+                              "goal_s_met": ours_p["p50"] <= GOALS["get_p50_s"],
+                              "async_repository_p50_s": async_p["p50"], "async_repository_p99_s": async_p["p99"]})
+            results.append(res)
+            chunks = [ids[i:i + 100] for i in range(0, 2000, 100)]
+            gm = sorted(_timed(registry.get_many, c) for c in chunks)
+            agm = sorted([await _atimed(repo.get_many, c) for c in chunks])
+            results.append(goal(Result(f"get_many(100) among {label} [{tag}]", gm[len(gm) // 2]),
+                                "get_many_100_s", gm[len(gm) // 2], async_repository_s=agm[len(agm) // 2]))
+            # 100 concurrent gets: async repository (coalesced) vs naive gather on one connection
+            conc, nconc = [], []
+            for c in chunks:
+                t = time.perf_counter()
+                await asyncio.gather(*(repo.get(i) for i in c))
+                conc.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                await asyncio.gather(*(naive.get(i) for i in c))
+                nconc.append(time.perf_counter() - t)
+            conc.sort()
+            nconc.sort()
+            results.append(goal(Result(f"100 concurrent gets among {label} [{tag}]", conc[len(conc) // 2],
+                                       "naive asyncio.gather", nconc[len(nconc) // 2]),
+                                "concurrent_100_gets_s", conc[len(conc) // 2]))
+
+        # --- pages of 100 at depth 1 k and 900 k (90 k quick)
+        for depth in (1000, int(big * 0.9)):
+            cursor = cursor_at(registry, depth)
+            registry.find(limit=100, cursor=cursor)
+            ours_s = min(_timed(lambda: registry.find(limit=100, cursor=cursor)) for _ in range(20))
+            apage = min([await _atimed(lambda: repo.find(limit=100, cursor=cursor)) for _ in range(10)])
+            naive_s = min([await _atimed(lambda: naive.page(depth)) for _ in range(3)])
+            results.append(goal(Result(f"page of 100 at depth {depth // 1000}k [{tag}]", ours_s,
+                                       "naive LIMIT/OFFSET", naive_s), "page_s", ours_s, async_repository_s=apage))
+
+        # --- iterate over everything, RSS growth
+        before = rss_mb()
+        peak, n = before, 0
+        t = time.perf_counter()
+        for _ in registry.iterate(batch=1000):
+            n += 1
+            if n % 20_000 == 0:
+                peak = max(peak, rss_mb())
+        elapsed = time.perf_counter() - t
+        peak = max(peak, rss_mb())
+        naive_before = rss_mb()
+        rows = await naive.fetch("SELECT * FROM naive_models LIMIT 10000")
+        naive_growth = rss_mb() - naive_before
+        del rows
+        results.append(goal(Result(f"iterate {n // 1000}k records [{tag}]", elapsed), "iterate_rss_mb",
+                            peak - before, rss_growth_mb=round(peak - before, 1), records=n,
+                            naive_find_all_10k_rss_mb=round(naive_growth, 1)))
+    finally:
+        registry.close()
+        await repo.close()
+        await naive.conn.close()
+    return results
+
+
+def _timed(fn: Any, *args: Any) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+async def _atimed(fn: Any, *args: Any) -> float:
+    t = time.perf_counter()
+    await fn(*args)
+    return time.perf_counter() - t
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def run(quick: bool) -> list[Result]:
+    root = work_dir() / "registry"
+    root.mkdir(parents=True, exist_ok=True)
+    results: list[Result] = []
+    path = root / ("quick.db" if quick else "full.db")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    results += asyncio.run(backend_suite("sqlite", f"sqlite:///{path}", None, quick, "sqlite"))
+    if _pg_up():
+        import psycopg
+
+        schema = f"hq_bench_{'quick' if quick else 'full'}"
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            results += asyncio.run(backend_suite("postgresql", PG_URL, schema, quick, "postgresql"))
+        finally:
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    else:
+        log.warning("PostgreSQL not reachable on 127.0.0.1:5432: registry[postgresql] skipped")
+    return results
