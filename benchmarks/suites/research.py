@@ -1,0 +1,295 @@
+"""Suite ``research``: Alpha158 and the whole research pipeline, ours vs pyqlib, on the real Qlib store.
+
+1. Alpha158 + label on CSI300 2010–2020: ours (``compute_features``, no feature cache, then the learn
+   processors) vs pyqlib's ``Alpha158`` handler with its default processors (infer none; learn
+   DropnaLabel, CSZScoreNorm(label)) — the LightGBM benchmark config. Goal ratio ≥ 20, peak RSS ≤ Qlib's.
+2. The whole pipeline (load → factors → train → predict the test segment), same hyperparameters, seed and
+   thread count: ours (``train_and_register`` into a temporary SQLite registry, then ``Predictor``) vs
+   Qlib (``Alpha158`` + ``DatasetH`` + ``LGBModel.fit`` + ``predict``). Test IC / Rank IC of both and
+   their differences (goal ±0.003), and how close the two sets of predictions are. Goal ratio ≥ 5.
+3. Alpha158 on every instrument of the store (``all``), 2010–2026: time and peak RSS (goal ≤ 4096 MB).
+
+Each measurement runs in its own fresh process (``python research.py worker KIND …``) whose peak RSS
+(with its children: Qlib's joblib workers) is polled with psutil, so the peaks are separate. The
+parent reads the bins once first, so both sides find them in the OS page cache.
+``--quick``: shorter spans everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import REPO, Result, data_root  # noqa: E402
+
+log = logging.getLogger("bench.research")
+
+FULL = {
+    "alpha158": ("2010-01-01", "2020-12-31"),
+    "segments": {"train": ("2010-01-01", "2014-12-31"), "valid": ("2015-01-01", "2016-12-31"),
+                 "test": ("2017-01-01", "2020-12-31")},
+    "all": ("2010-01-01", "2026-12-31"),
+}
+QUICK = {
+    "alpha158": ("2019-01-01", "2020-12-31"),
+    "segments": {"train": ("2016-01-01", "2017-12-31"), "valid": ("2018-01-01", "2018-06-30"),
+                 "test": ("2018-07-01", "2019-06-30")},
+    "all": ("2024-01-01", "2026-12-31"),
+}
+SEED = 0
+IC_TOLERANCE = 0.003
+RSS_GOAL_MB = 4096
+
+
+def run(quick: bool) -> list[Result]:
+    cfg = QUICK if quick else FULL
+    qlib_dir = data_root() / "qlib_cn"
+    _warm(qlib_dir)
+    results: list[Result] = []
+    start, end = cfg["alpha158"]
+    ours = _measure("ours_alpha158", str(qlib_dir), start, end)
+    anchor = _measure("qlib_alpha158", str(qlib_dir), start, end)
+    results.append(Result(
+        f"alpha158+label csi300 {start[:4]}-{end[:4]} (learn processors)", ours["seconds"],
+        "pyqlib Alpha158 handler (default processors)", anchor["seconds"], goal_ratio=20,
+        extra={"rows": ours["rows"], "qlib_rows": anchor["rows"], "peak_rss_mb": ours["peak_rss_mb"],
+               "qlib_peak_rss_mb": anchor["peak_rss_mb"],
+               "rss_goal_met": ours["peak_rss_mb"] <= anchor["peak_rss_mb"],
+               "feature_cache": "off (cold)"},
+    ))
+
+    segs = json.dumps(cfg["segments"])
+    with tempfile.TemporaryDirectory(prefix="hq-bench-research-") as tmp:
+        ours = _measure("ours_pipeline", str(qlib_dir), segs, tmp)
+        anchor = _measure("qlib_pipeline", str(qlib_dir), segs, tmp)
+        agreement = _agreement(Path(tmp) / "ours.parquet", Path(tmp) / "qlib.parquet")
+    d_ic = ours["ic"] - anchor["ic"]
+    d_ric = ours["rank_ic"] - anchor["rank_ic"]
+    test = cfg["segments"]["test"]
+    results.append(Result(
+        f"pipeline csi300 load+alpha158+lgb train+predict (test {test[0][:4]}-{test[1][:4]})",
+        ours["seconds"], "pyqlib Alpha158 + DatasetH + LGBModel", anchor["seconds"], goal_ratio=5,
+        extra={
+            "test_ic": ours["ic"], "qlib_test_ic": anchor["ic"], "ic_diff": d_ic,
+            "test_rank_ic": ours["rank_ic"], "qlib_test_rank_ic": anchor["rank_ic"], "rank_ic_diff": d_ric,
+            "ic_within_tolerance": abs(d_ic) <= IC_TOLERANCE and abs(d_ric) <= IC_TOLERANCE,
+            "best_iteration": ours["best_iteration"], "qlib_best_iteration": anchor["best_iteration"],
+            "stages_s": ours["stages"], "qlib_stages_s": anchor["stages"],
+            "peak_rss_mb": ours["peak_rss_mb"], "qlib_peak_rss_mb": anchor["peak_rss_mb"],
+            "num_threads": ours["num_threads"], "seed": SEED, "segments": cfg["segments"], **agreement,
+        },
+    ))
+
+    start, end = cfg["all"]
+    ours = _measure("ours_all", str(qlib_dir), start, end)
+    results.append(Result(
+        f"alpha158+label all instruments {start[:4]}-{end[:4]}", ours["seconds"], f"goal peak RSS <= {RSS_GOAL_MB} MB",
+        extra={"rows": ours["rows"], "codes": ours["codes"], "peak_rss_mb": ours["peak_rss_mb"],
+               "goal_met": ours["peak_rss_mb"] <= RSS_GOAL_MB},
+    ))
+    return results
+
+
+# --- the parent: fresh processes, peak RSS -------------------------------------------------------------
+
+
+def _warm(qlib_dir: Path) -> None:
+    for path in (qlib_dir / "features").rglob("*.bin"):
+        with path.open("rb") as f:
+            while f.read(1 << 20):
+                pass
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _measure(kind: str, *args: str) -> dict[str, Any]:
+    """Run one worker; its JSON (last stdout line) plus the peak RSS of its process tree."""
+    with tempfile.TemporaryFile() as out:
+        popen = subprocess.Popen([sys.executable, __file__, "worker", kind, *args], stdout=out, cwd=REPO,
+                                 env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        proc = psutil.Process(popen.pid)
+        peak = 0
+        while popen.poll() is None:
+            peak = max(peak, _tree_rss(proc))
+            time.sleep(0.02)
+        out.seek(0)
+        text = out.read().decode()
+    if popen.returncode != 0:
+        raise RuntimeError(f"worker {kind} failed with exit code {popen.returncode}")
+    doc: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
+    doc["peak_rss_mb"] = round(peak / 2**20, 1)
+    log.info("%s: %s", kind, doc)
+    return doc
+
+
+def _agreement(ours: Path, theirs: Path) -> dict[str, Any]:
+    import polars as pl
+
+    a = pl.read_parquet(ours)
+    b = pl.read_parquet(theirs)
+    both = a.join(b, on=["datetime", "code"], how="inner", suffix="_qlib")
+    diff = (both["score"] - both["score_qlib"]).abs()
+    return {
+        "pred_rows": a.height, "qlib_pred_rows": b.height, "pred_rows_matched": both.height,
+        "pred_max_abs_diff": float(diff.max()),  # type: ignore[arg-type]
+        "pred_corr": float(both.select(pl.corr("score", "score_qlib")).item()),
+    }
+
+
+# --- the workers ---------------------------------------------------------------------------------------
+
+
+def _emit(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _ours_alpha158(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
+    from hikyuu_qlib.domain import DateRange
+    from hikyuu_qlib.factors.pipeline import compute_features
+    from hikyuu_qlib.factors.universe import Universe
+    from hikyuu_qlib.modelling.dataset import prepare_frame
+    from hikyuu_qlib.modelling.presets import qlib_default_learn
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    began = time.perf_counter()
+    store = QlibStore.open(qlib_dir)
+    dates = DateRange.of(start, end)
+    raw = compute_features(store, Universe.from_store(store, "csi300"), dates)
+    data = prepare_frame(raw, {"train": dates}, learn=qlib_default_learn())
+    return {"seconds": time.perf_counter() - began, "rows": data.infer.height}
+
+
+def _qlib_alpha158(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
+    began = time.perf_counter()
+    import qlib
+    from qlib.contrib.data.handler import Alpha158
+
+    qlib.init(provider_uri=qlib_dir, region="cn")
+    handler = Alpha158(instruments="csi300", start_time=start, end_time=end, fit_start_time=start,
+                       fit_end_time=end)
+    return {"seconds": time.perf_counter() - began, "rows": len(handler._data)}
+
+
+def _ours_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
+    import polars as pl
+
+    from hikyuu_qlib.domain import DateRange
+    from hikyuu_qlib.factors.universe import Universe
+    from hikyuu_qlib.modelling.dataset import parse_segments
+    from hikyuu_qlib.modelling.predictor import Predictor
+    from hikyuu_qlib.modelling.presets import default_threads
+    from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
+    from hikyuu_qlib.registry import LocalArtifactStore, ModelRegistry
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    spans = {k: f"{v[0]}:{v[1]}" for k, v in json.loads(segments).items()}
+    began = time.perf_counter()
+    store = QlibStore.open(qlib_dir)
+    segs = parse_segments(spans["train"], spans["valid"], spans["test"])
+    universe = Universe.from_store(store, "csi300")
+    with ModelRegistry(f"sqlite:///{tmp}/registry.db") as registry:
+        artifacts = LocalArtifactStore(Path(tmp) / "artifacts")
+        outcome = train_and_register(TrainSpec("bench", segs, seed=SEED), store=store, universe=universe,
+                                     registry=registry, artifacts=artifacts)
+        trained = time.perf_counter()
+        test = outcome.data.view("test", "infer")
+        scores = Predictor(registry, artifacts).predict_frame(outcome.model.id, test)
+        seconds = time.perf_counter() - began
+    scores.write_parquet(Path(tmp) / "ours.parquet")
+    test_metrics = outcome.metrics["test"]
+    return {
+        "seconds": seconds, "ic": test_metrics["ic"], "rank_ic": test_metrics["rank_ic"],
+        "best_iteration": outcome.result.best_iteration, "num_threads": default_threads(),
+        "stages": {**outcome.timings, "predict_s": time.perf_counter() - trained},
+        "pred_rows": scores.height, "dates": str(DateRange.of(*json.loads(segments)["test"])),
+        "null_scores": int(scores.select(pl.col("score").is_null().sum()).item()),
+    }
+
+
+def _qlib_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
+    spans = json.loads(segments)
+    began = time.perf_counter()
+    import qlib
+    from qlib.contrib.data.handler import Alpha158
+    from qlib.contrib.eva.alpha import calc_ic
+    from qlib.contrib.model.gbdt import LGBModel
+    from qlib.data.dataset import DatasetH
+    from qlib.data.dataset.handler import DataHandlerLP
+    from qlib.workflow import R
+
+    from hikyuu_qlib.modelling.presets import get_preset
+    from hikyuu_qlib.modelling.qlib_form import from_qlib
+
+    qlib.init(provider_uri=qlib_dir, region="cn")
+    stages: dict[str, float] = {}
+    handler = Alpha158(instruments="csi300", start_time=spans["train"][0], end_time=spans["test"][1],
+                       fit_start_time=spans["train"][0], fit_end_time=spans["train"][1])
+    dataset = DatasetH(handler, segments={k: tuple(v) for k, v in spans.items()})
+    stages["features_s"] = time.perf_counter() - began
+    preset = get_preset("qlib-lgb-alpha158")
+    params = preset.lgb_params(seed=SEED)
+    params.pop("objective")
+    params.pop("verbosity")
+    model = LGBModel(loss="mse", early_stopping_rounds=preset.early_stopping_rounds,
+                     num_boost_round=preset.num_boost_round, **params)
+    with R.start(experiment_name="bench-research", uri=f"file:{tmp}/mlruns"):
+        t0 = time.perf_counter()
+        model.fit(dataset)
+        stages["train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pred = model.predict(dataset, "test")
+        stages["predict_s"] = time.perf_counter() - t0
+    seconds = time.perf_counter() - began
+    label = dataset.prepare("test", col_set="label", data_key=DataHandlerLP.DK_R)
+    ic, ric = calc_ic(pred, label.iloc[:, 0])
+    from_qlib(pred).write_parquet(Path(tmp) / "qlib.parquet")
+    assert model.model is not None
+    return {"seconds": seconds, "ic": float(ic.mean()), "rank_ic": float(ric.mean()),
+            "best_iteration": int(model.model.best_iteration), "stages": stages, "pred_rows": len(pred)}
+
+
+def _ours_all(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
+    from hikyuu_qlib.domain import DateRange
+    from hikyuu_qlib.factors.pipeline import compute_features
+    from hikyuu_qlib.factors.universe import Universe
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    began = time.perf_counter()
+    store = QlibStore.open(qlib_dir)
+    universe = Universe.from_store(store, "all")
+    frame = compute_features(store, universe, DateRange.of(start, end))
+    return {"seconds": time.perf_counter() - began, "rows": frame.height, "codes": frame["code"].n_unique()}
+
+
+WORKERS = {
+    "ours_alpha158": _ours_alpha158, "qlib_alpha158": _qlib_alpha158, "ours_pipeline": _ours_pipeline,
+    "qlib_pipeline": _qlib_pipeline, "ours_all": _ours_all,
+}
+
+if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    _emit(WORKERS[sys.argv[2]](*sys.argv[3:]))
