@@ -27,6 +27,8 @@ class BacktestConfig:
       per-board limits of :mod:`~hikyuu_qlib.backtest.rules` apply instead.
     * Costs: ``max(value * open_cost, min_cost)`` on buys, ``max(value * close_cost, min_cost)
       + value * stamp_tax`` on sells (``stamp_tax`` is an extension; Qlib has none, default 0).
+    * ``zero_volume_suspended``: also treat days with zero ``$volume`` as suspended (an extension: Qlib
+      only knows NaN closes, but stores that carry the close through suspensions have none).
     * ``trade_unit`` is in original (unadjusted) shares, applied through ``$factor``; ``None`` trades
       fractional amounts.
     """
@@ -44,6 +46,7 @@ class BacktestConfig:
     stamp_tax: float = 0.0
     limit_threshold: float | None = 0.095
     trade_unit: int | None = 100
+    zero_volume_suspended: bool = False
     init_cash: float = 1e8
     benchmark: str | None = "SH000300"
 

@@ -26,7 +26,7 @@ from hikyuu_qlib.backtest.config import BacktestConfig
 from hikyuu_qlib.backtest.kernel import run_days
 from hikyuu_qlib.backtest.market import MarketArrays, load_market
 from hikyuu_qlib.backtest.result import BacktestResult
-from hikyuu_qlib.backtest.rules import board_thresholds, close_change, deal_prices, limit_flags
+from hikyuu_qlib.backtest.rules import board_thresholds, close_change, deal_prices, limit_flags, suspended
 from hikyuu_qlib.domain import DateRange, InvalidInputError
 from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.stores.qlib import QlibStore
@@ -146,9 +146,10 @@ def _check_predictions(predictions: pl.DataFrame) -> pl.DataFrame:
 
 def _limits(market: MarketArrays, config: BacktestConfig) -> tuple[Bool, Bool]:
     """Qlib's ``limit_buy`` / ``limit_sell`` (suspension included), by ``$change`` or by board."""
+    halted = suspended(market.close, market.volume, config.zero_volume_suspended)
     if config.limit_threshold is None:
-        return limit_flags(market.change, market.close, None)
+        return limit_flags(market.change, halted, None)
     if market.has_change:
-        return limit_flags(market.change, market.close, config.limit_threshold)
+        return limit_flags(market.change, halted, config.limit_threshold)
     change = close_change(market.close, market.prev_close)
-    return limit_flags(change, market.close, board_thresholds(market.codes, market.dates))
+    return limit_flags(change, halted, board_thresholds(market.codes, market.dates))

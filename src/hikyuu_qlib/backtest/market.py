@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 Dates = npt.NDArray[np.datetime64]
-FIELDS = ("close", "open", "factor")
+FIELDS = ("close", "open", "factor", "volume")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -42,6 +42,7 @@ class MarketArrays:
     close: F64
     open: F64
     factor: F64
+    volume: F64
     change: F64
     prev_close: F64
     has_change: bool
@@ -50,7 +51,7 @@ class MarketArrays:
 
     def __post_init__(self) -> None:
         shape = (len(self.dates), len(self.codes))
-        for name in ("close", "open", "factor", "change"):
+        for name in ("close", "open", "factor", "volume", "change"):
             got = getattr(self, name).shape
             if got != shape:
                 raise InvalidInputError(f"MarketArrays.{name} has shape {got}, expected {shape}")
@@ -69,7 +70,7 @@ def load_market(
     dates: DateRange,
     benchmark: str | None = "SH000300",
 ) -> MarketArrays:
-    """Read ``$close, $open, $factor`` (and ``$change`` when every code has it) for ``codes``.
+    """Read ``$close, $open, $factor, $volume`` (and ``$change`` when every code has it) for ``codes``.
 
     ``codes`` is a list of codes or a universe name (every code that is a member at some time in
     ``dates``). ``benchmark`` is a code whose close-to-close change becomes ``bench_return``.
@@ -91,7 +92,9 @@ def load_market(
         names = sorted({str(StockCode.parse(c)) for c in codes})
     if not names:
         raise InvalidInputError(f"no codes to backtest in {codes!r}")
-    has_change = all(bin_path(store.root, c, "change", "day").is_file() for c in names)
+    # codes without a features folder have no data at all (always suspended): they do not count
+    stored = [c for c in names if bin_path(store.root, c, "close", "day").parent.is_dir()]
+    has_change = bool(stored) and all(bin_path(store.root, c, "change", "day").is_file() for c in stored)
     fields = [*FIELDS, "change"] if has_change else list(FIELDS)
     span = DateRange(ext[0].astype("datetime64[ms]").item(), ext[-1].astype("datetime64[ms]").item())
     frame = store.features(names, [f"${f}" for f in fields], span)
@@ -119,6 +122,7 @@ def load_market(
         close=dense["close"][offset:],
         open=dense["open"][offset:],
         factor=dense["factor"][offset:],
+        volume=dense["volume"][offset:],
         change=change[offset:],
         prev_close=prev_close,
         has_change=has_change,

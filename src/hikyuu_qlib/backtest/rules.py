@@ -52,15 +52,23 @@ def close_change(close: F64, prev_close: F64) -> F64:
         return close / before - 1.0
 
 
-def limit_flags(change: F64, close: F64, threshold: float | F64 | None) -> tuple[Bool, Bool]:
-    """``(no_buy, no_sell)``: limit up or suspended, limit down or suspended (Qlib's ``limit_buy/sell``)."""
-    suspended = np.isnan(close)
+def suspended(close: F64, volume: F64, zero_volume: bool) -> Bool:
+    """Qlib's suspension (NaN close); with ``zero_volume`` also days without volume (stores that
+    carry the last close through a suspension, as this project's Qlib data does)."""
+    out = np.isnan(close)
+    if zero_volume:
+        out |= volume == 0.0
+    return out
+
+
+def limit_flags(change: F64, halted: Bool, threshold: float | F64 | None) -> tuple[Bool, Bool]:
+    """``(no_buy, no_sell)``: limit up or ``halted``, limit down or ``halted`` (Qlib's ``limit_buy/sell``)."""
     if threshold is None:
-        return suspended.copy(), suspended.copy()
+        return halted.copy(), halted.copy()
     with np.errstate(invalid="ignore"):
         up = change >= threshold
         down = change <= -np.asarray(threshold)
-    return up | suspended, down | suspended
+    return up | halted, down | halted
 
 
 def deal_prices(price: F64, close: F64) -> F64:
