@@ -106,12 +106,40 @@ def test_ma_cross_fixed_count_matches_hand_computed_trades(store: HikyuuStore, b
     assert result.positions.height == 0
     assert daily["cash"][-1] == pytest.approx(100_000.0 + sum(pnl))
     held = daily.filter(pl.col("datetime") == D(2010, 3, 11)).row(0, named=True)
-    assert held["value"] == pytest.approx(1000 * _bar(bars, D(2010, 3, 11))["close"])
+    assert held["stock_value"] == pytest.approx(1000 * _bar(bars, D(2010, 3, 11))["close"])
+    assert held["holdings"] == 1
     assert held["cash"] == pytest.approx(100_000.0 - 21_000.0 - 37.80)
     assert held["turnover"] == pytest.approx(21_000.0 / 100_000.0)
     prev = pl.concat([pl.Series([100_000.0]), daily["account"][:-1]])
     net = (daily["account"] / prev - 1.0).to_numpy()
     assert (daily["return"] - daily["cost"]).to_numpy() == pytest.approx(net)
+
+
+def test_trade_statistics_of_the_round_trips(store: HikyuuStore) -> None:
+    result = TradingSystem(MACross(5, 20), FixedCount(1000)).run(store, CODE, Y2010_2011)
+    pnl = result.trades["pnl"].to_list()
+    stats = result.trade_statistics()
+    wins = [p for p in pnl if p > 0]
+    losses = [p for p in pnl if p <= 0]
+    assert stats["trades"] == len(pnl) == 14
+    assert stats["win_rate"] == pytest.approx(len(wins) / len(pnl))
+    assert stats["avg_win"] == pytest.approx(sum(wins) / len(wins))
+    assert stats["avg_loss"] == pytest.approx(sum(losses) / len(losses))
+    # by hand from the table of trades: the 4th to 7th trades all lose
+    assert stats["max_consecutive_losses"] >= 4
+    spans = zip(result.trades["entry_date"], result.trades["exit_date"], strict=True)
+    days = [(x - e).days for e, x in spans]
+    assert stats["avg_holding_days"] == pytest.approx(sum(days) / len(days))
+    invested = [e * 1000 for e in result.trades["entry_price"]]
+    returns = [p / i for p, i in zip(pnl, invested, strict=True)]
+    assert stats["avg_return"] == pytest.approx(sum(returns) / len(pnl))
+    summary = result.statistics()
+    assert "excess_return_with_cost" not in summary  # no benchmark given
+    assert summary["account"]["final_account"] == pytest.approx(100_000.0 + sum(pnl))
+    assert summary["portfolio"]["total_return"] == pytest.approx(sum(pnl) / 100_000.0)
+    system = TradingSystem(MACross(5, 20), FixedCount(1000))
+    with_bench = system.run(store, CODE, Y2010_2011, benchmark="SH000001")
+    assert "excess_return_with_cost" in with_bench.statistics()
 
 
 def test_minimum_commission_of_five_yuan(store: HikyuuStore) -> None:
@@ -208,6 +236,10 @@ def test_ex_date_pays_gift_shares_and_bonus(store: HikyuuStore) -> None:
     assert tr["income"] == pytest.approx(150.0)
     cost = _fixed_a(18380.0, sell=False) + _fixed_a(13.91 * 1300, sell=True)
     assert tr["pnl"] == pytest.approx(13.91 * 1300 - 18380.0 + 150.0 - cost)
+    # the shared round-trip statistics see the same trip: bonus and gift shares included
+    stats = result.trade_statistics()
+    assert stats["trades"] == 1.0
+    assert stats["avg_return"] == pytest.approx(tr["pnl"] / 18380.0)
 
 
 def test_one_price_bar_defers_the_fill(store: HikyuuStore) -> None:

@@ -64,10 +64,11 @@ POSITION_SCHEMA: dict[str, pl.DataType] = {
 class SystemResult:
     """What a run produced.
 
-    ``daily``: one row per calendar date — datetime, return (gross of costs, on the previous account),
-    cost (costs over the previous account), turnover (traded amount over the previous account),
-    value (market value of positions), cash, account (value + cash), bench_return (null without a
-    benchmark). ``trades``: see ``TRADE_SCHEMA``. ``positions``: open at the end (``POSITION_SCHEMA``).
+    ``daily``: one row per trading date, with the portfolio engine's columns — datetime, return (gross
+    of costs, on the previous account), cost and turnover (costs and traded amount over the previous
+    account), bench_return (null without a benchmark), account (stock_value + cash), stock_value (the
+    positions at their last close), cash, holdings (number of codes held). ``trades``: closed round
+    trips, see ``TRADE_SCHEMA``. ``positions``: still open at the end (``POSITION_SCHEMA``).
     """
 
     daily: pl.DataFrame
@@ -79,11 +80,17 @@ class SystemResult:
     def trades_of(self, code: str | StockCode) -> pl.DataFrame:
         return self.trades.filter(pl.col("code") == str(StockCode.parse(code)))
 
-    def trade_statistics(self) -> dict[str, Any]:
-        """Hikyuu-style performance statistics of the closed trades and the daily account."""
+    def statistics(self, risk_free: pl.DataFrame | None = None) -> dict[str, dict[str, float]]:
+        """The backtest package's daily statistics (risk analysis, Sharpe …) plus an account summary."""
         from hikyuu_qlib.backtest.system.statistics import system_statistics
 
-        return system_statistics(self)
+        return system_statistics(self, risk_free)
+
+    def trade_statistics(self) -> dict[str, float]:
+        """Hikyuu-style round-trip statistics (win rate, average win/loss, runs, holding days …)."""
+        from hikyuu_qlib.backtest.system.statistics import round_trip_statistics
+
+        return round_trip_statistics(self.trades)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +143,7 @@ class TradingSystem:
         costs = np.array([self.cost.commission, self.cost.min_commission, self.cost.stamp_tax,
                           self.cost.transfer_fee, self.cost.min_transfer_fee])
         mm_kind, mm_value = _mm(self.mm)
-        cash, value, cost, traded, t_int, t_flt, st, ints = kernel.run_grid(
+        cash, value, cost, traded, held, t_int, t_flt, st, ints = kernel.run_grid(
             grid.floats(bars, "open"), grid.floats(bars, "high"), grid.floats(bars, "low"),
             grid.floats(bars, "close"), grid.flags(bars, "buy"), grid.flags(bars, "sell"), gift, bonus,
             lots, is_sh, mm_kind, mm_value,
@@ -146,7 +153,7 @@ class TradingSystem:
             costs, float(self.init_cash), self.fill == "close",
         )
         bench = _bench_returns(store, benchmark, dates, cal)
-        daily = _daily(cal, cash, value, cost, traded, float(self.init_cash), bench)
+        daily = _daily(cal, cash, value, cost, traded, held, float(self.init_cash), bench)
         trades = _trades(grid, t_int, t_flt)
         positions = _positions(grid, st, ints, grid.floats(bars, "close"))
         log.info("trading system ran %d code(s) over %d dates: %d closed trade(s)",
@@ -253,7 +260,8 @@ def _bench_returns(
 
 
 def _daily(
-    cal: pl.Series, cash: Any, value: Any, cost: Any, traded: Any, init_cash: float, bench: pl.Series
+    cal: pl.Series, cash: Any, value: Any, cost: Any, traded: Any, held: Any, init_cash: float,
+    bench: pl.Series,
 ) -> pl.DataFrame:
     account = cash + value
     prev = np.concatenate([[init_cash], account[:-1]])
@@ -262,10 +270,11 @@ def _daily(
         "return": (account - prev + cost) / prev,
         "cost": cost / prev,
         "turnover": traded / prev,
-        "value": value,
-        "cash": cash,
-        "account": account,
         "bench_return": bench,
+        "account": account,
+        "stock_value": value,
+        "cash": cash,
+        "holdings": held.astype(np.int64),
     })
 
 

@@ -115,10 +115,10 @@ def run_grid(
     open_: F64, high: F64, low: F64, close: F64, buy: B1, sell: B1, gift: F64, bonus: F64,
     lot: F64, is_sh: B1, mm_kind: int, mm_value: float, stop_pct: float, profit_pct: float,
     slip: float, costs: F64, init_cash: float, at_close: bool,
-) -> tuple[F64, F64, F64, F64, I64, F64, F64, I64]:  # pragma: no cover - compiled
+) -> tuple[F64, F64, F64, F64, F64, I64, F64, F64, I64]:  # pragma: no cover - compiled
     """Run the system over the grid (NaN prices where a code has no bar).
 
-    Returns the daily cash, value, cost and traded amount; the closed trades as ints
+    Returns the daily cash, value, cost, traded amount and number of codes held; the closed trades as ints
     [code, entry_t, exit_t, reason] and floats [entry_price, exit_price, shares, pnl, cost, income];
     and the final state per code (floats as ``st`` in ``_fill``, ints [pending, reason, entry_t]).
     """
@@ -132,6 +132,7 @@ def run_grid(
     d_value = np.empty(n_t)
     d_cost = np.zeros(n_t)
     d_traded = np.zeros(n_t)
+    d_held = np.zeros(n_t)
     cap = n_c * (n_t // 2 + 1) + 1
     t_int = np.empty((cap, 4), dtype=np.int64)
     t_flt = np.empty((cap, 6))
@@ -172,7 +173,8 @@ def run_grid(
         for c in range(n_c):
             if st[c, 0] > 0:
                 value += st[c, 0] * last_close[c]
+                d_held[t] += 1.0
         d_cash[t] = acct[0]
         d_value[t] = value
     n_tr = int(acct[1])
-    return d_cash, d_value, d_cost, d_traded, t_int[:n_tr].copy(), t_flt[:n_tr].copy(), st, ints
+    return d_cash, d_value, d_cost, d_traded, d_held, t_int[:n_tr].copy(), t_flt[:n_tr].copy(), st, ints
