@@ -303,3 +303,29 @@ def test_report_loads_in_chromium_without_console_errors(chromium: str, report_d
     keep = os.environ.get("HQ_KEEP_REPORT")
     if keep:
         shutil.copytree(report_dir, keep, dirs_exist_ok=True)
+
+
+def test_report_of_the_topk_engine(chromium: str, qlib_dir: Path, tmp_path: Path) -> None:
+    """The portfolio engine's result goes through the same report (statistics from its own methods)."""
+    from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
+    from hikyuu_qlib.stores.qlib.store import QlibStore
+
+    qlib = QlibStore.open(qlib_dir)
+    span = DateRange.of("2019-01-01", "2019-12-31")
+    have = {p.name.upper() for p in (qlib_dir / "features").iterdir()}
+    codes = [c for c in qlib.members("csi300", span)["code"].unique().sort().to_list() if c in have][:30]
+    bars = pl.concat([qlib.read_bars(StockCode.parse(c), dates=span) for c in codes], how="vertical_relaxed")
+    preds = bars.sort("code", "datetime").select(
+        "datetime", "code", (1 - pl.col("close") / pl.col("close").shift(5).over("code")).alias("score")
+    ).drop_nulls()
+    result = run_topk_backtest(preds, qlib, BacktestConfig(topk=8, n_drop=2, benchmark="SH000300"))
+    paths = run_report(
+        tmp_path, result, predictions=preds, store=qlib, benchmark="SH000300", title="TopkDropout"
+    )
+    page = paths.html.read_text(encoding="utf-8")
+    for caption in ("excess_return_with_cost", "portfolio", "trades", "ic", "Holdings"):
+        assert f"<caption>{caption}</caption>" in page, caption
+    assert set(paths.pngs) == {"equity", "drawdown", "rolling_ic", "monthly_returns", "turnover"}
+    problems, dom = _load(chromium, paths.html.as_uri())
+    assert problems == []
+    assert "positions" in dom["sections"] and len(dom["images"]) == 5
