@@ -232,6 +232,7 @@ def _ours_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
 
 def _qlib_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
     spans = json.loads(segments)
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # R.start on a temporary file store
     began = time.perf_counter()
     import qlib
     from qlib.contrib.data.handler import Alpha158

@@ -9,6 +9,7 @@ import typer
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.model import model_app
+from hikyuu_qlib.cli.research import mount as mount_research
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.command("demo")(demo)
+mount_research(app, model_app)
 
 
 @app.callback()

@@ -194,3 +194,9 @@ def as_feature_source(store: MarketData, prices: PriceMode = "qlib") -> FeatureS
     if callable(getattr(store, "features", None)):
         return cast(FeatureStore, store)
     return BarsFeatureSource(store, prices=prices)
+
+
+def origin_source(store: object) -> str:
+    """The source spec of the store behind a feature source (what ``open_store`` takes back)."""
+    inner = store.store if isinstance(store, BarsFeatureSource) else store
+    return str(getattr(inner, "source", ""))

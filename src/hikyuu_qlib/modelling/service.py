@@ -24,6 +24,7 @@ from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as M
 from hikyuu_qlib.modelling import trainer
+from hikyuu_qlib.modelling.bars_source import origin_source
 from hikyuu_qlib.modelling.dataset import (
     RAW_LABEL,
     PreparedData,
@@ -108,7 +109,7 @@ def train_and_register(
         "processors": {"infer": [s.to_json() for s in infer], "learn": [s.to_json() for s in learn]},
     }
     tags = {
-        "source": store.source,
+        "source": origin_source(store),
         "data_version": store.data_version(),
         "num_threads": str(params["num_threads"]),
         **spec.tags,

@@ -1,0 +1,311 @@
+"""Research commands: ``hq model train``, ``hq model evaluate`` and ``hq predict``.
+
+Mounted by :func:`mount` (``hq model train|evaluate`` on the model app, ``hq predict`` on the root).
+With ``--format json`` stdout holds exactly one JSON document; logs and progress go to stderr.
+Features are cached under the settings' feature cache directory (``--no-cache`` to skip it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hikyuu_qlib.cli.output import emit_json, guarded, stderr_console, stdout_console
+from hikyuu_qlib.cli.progress import progress_bar
+from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from hikyuu_qlib.factors.cache import FeatureCache
+    from hikyuu_qlib.factors.pipeline import FeatureStore
+    from hikyuu_qlib.factors.universe import Universe
+    from hikyuu_qlib.settings import Settings
+
+log = logging.getLogger("hikyuu_qlib.cli.research")
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="registry URL: sqlite:///PATH or postgresql://…",
+        envvar="HQ_DATABASE_URL",
+        show_envvar=True,
+    ),
+]
+FormatOption = Annotated[
+    Format, typer.Option("--format", "-f", help="table or json (one document on stdout)")
+]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", "-s", help="hikyuu:PATH, qlib:PATH or synthetic")
+]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features without the feature cache")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", help="LightGBM threads (default: all cores)")]
+
+
+def mount(root: typer.Typer, model: typer.Typer) -> None:
+    """Add ``train`` and ``evaluate`` to ``hq model`` and ``predict`` to ``hq``."""
+    model.command("train")(train)
+    model.command("evaluate")(evaluate)
+    root.command("predict")(predict)
+
+
+# --- wiring --------------------------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    from hikyuu_qlib.settings import Settings
+
+    return Settings()
+
+
+def _open_source(source: str | None, settings: Settings) -> FeatureStore:
+    from hikyuu_qlib.app import open_store, resolve_source
+    from hikyuu_qlib.modelling.bars_source import as_feature_source
+
+    return as_feature_source(open_store(resolve_source(source, settings)))
+
+
+def _universe(store: Any, text: str, dates: DateRange) -> Universe:
+    from hikyuu_qlib.factors.universe import Universe
+
+    if "," in text:
+        return Universe.from_codes([c for c in text.split(",") if c.strip()])
+    return Universe.from_store(store, text, dates)
+
+
+def _cache(settings: Settings, no_cache: bool) -> FeatureCache | None:
+    from hikyuu_qlib.factors.cache import FeatureCache
+
+    return None if no_cache else FeatureCache(settings.feature_cache_dir)
+
+
+def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    table = Table(title=title)
+    names = ("ic", "icir", "rank_ic", "rank_icir", "mse", "days", "rows")
+    table.add_column("segment")
+    for name in names:
+        table.add_column(name, justify="right")
+    for segment in ("train", "valid", "test", "all"):
+        values = metrics.get(segment)
+        if isinstance(values, dict):
+            table.add_row(segment, *(_num(values.get(n)) for n in names))
+    return table
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+# --- commands ------------------------------------------------------------------------------------------
+
+
+@guarded
+def train(
+    train_span: Annotated[str, typer.Option("--train", help="train segment START:END")],
+    valid_span: Annotated[str | None, typer.Option("--valid", help="valid segment (early stopping)")] = None,
+    test_span: Annotated[str | None, typer.Option("--test", help="test segment")] = None,
+    source: SourceOption = None,
+    universe: Annotated[
+        str, typer.Option("--universe", "-u", help="universe name or CODE,CODE,…")
+    ] = "csi300",
+    factors: Annotated[str, typer.Option("--factors", help="factor set")] = "alpha158",
+    preset: Annotated[str, typer.Option("--preset", help="training preset")] = "qlib-lgb-alpha158",
+    name: Annotated[str | None, typer.Option("--name", help="model name (default: PRESET-UNIVERSE)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="random seed (training is deterministic for it)")] = 0,
+    threads: ThreadsOption = None,
+    rounds: Annotated[
+        int | None, typer.Option("--num-boost-round", help="override the preset's rounds")
+    ] = None,
+    no_cache: NoCacheOption = False,
+    db: DbOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
+    from hikyuu_qlib.app import open_artifacts, open_registry
+    from hikyuu_qlib.modelling.dataset import parse_segments, whole_span
+    from hikyuu_qlib.modelling.presets import get_preset
+    from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
+
+    chosen = get_preset(preset)
+    if factors != chosen.feature_set:
+        raise InvalidInputError(f"preset {preset} trains on {chosen.feature_set}, not {factors!r}")
+    settings = _settings()
+    segments = parse_segments(train_span, valid_span, test_span)
+    store = _open_source(source, settings)
+    members = _universe(store, universe, whole_span(segments))
+    spec = TrainSpec(
+        name or f"{preset}-{members.name}",
+        segments,
+        preset=preset,
+        seed=seed,
+        num_threads=threads,
+        num_boost_round=rounds,
+    )
+    stderr_console().print(f"training {spec.name} on {members.name} ({store.source})", highlight=False)
+    with (
+        open_registry(db, settings=settings, sync=True) as registry,
+        progress_bar("boosting", enabled=fmt is Format.table or sys.stderr.isatty()) as progress,
+    ):
+        outcome = train_and_register(
+            spec,
+            store=store,
+            universe=members,
+            registry=registry,
+            artifacts=open_artifacts(settings),
+            cache=_cache(settings, no_cache),
+            progress=progress,
+        )
+    doc = {
+        "model": outcome.model.to_json(),
+        "metrics": outcome.metrics,
+        "best_iteration": outcome.result.best_iteration,
+        "timings": outcome.timings,
+    }
+    if fmt is Format.json:
+        emit_json(doc)
+        return
+    stdout_console().print(
+        _metrics_table(
+            outcome.metrics, f"model {outcome.model.id} ({outcome.model.name} v{outcome.model.version})"
+        )
+    )
+    sys.stdout.write(
+        f"best iteration {outcome.result.best_iteration}; "
+        f"features {outcome.timings['features_s']:.1f}s, train {outcome.timings['train_s']:.1f}s\n"
+    )
+
+
+@guarded
+def evaluate(
+    model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
+    source: SourceOption = None,
+    universe: Annotated[str | None, typer.Option("--universe", "-u", help="default: the model's")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="default: the model's test segment")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="default: the model's test segment")] = None,
+    daily: Annotated[bool, typer.Option("--daily", help="include the IC of every day")] = False,
+    no_cache: NoCacheOption = False,
+    db: DbOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
+    from hikyuu_qlib.app import open_artifacts, open_registry
+    from hikyuu_qlib.modelling import service
+    from hikyuu_qlib.modelling.dataset import from_record_segments
+    from hikyuu_qlib.modelling.predictor import Predictor
+
+    settings = _settings()
+    with open_registry(db, settings=settings, sync=True) as registry:
+        full = registry.resolve(model_id)
+        record = registry.get(full)
+        spans = from_record_segments(record.segments)
+        default = spans.get("test") or next(iter(spans.values()), None)
+        if (start is None or end is None) and default is None:
+            raise InvalidInputError("the model has no segments: give --start and --end")
+        dates = DateRange.of(start or default.start, end or default.end)  # type: ignore[union-attr]
+        store = _open_source(source or record.tags.get("source"), settings)
+        members = _universe(store, universe or record.universe, dates)
+        predictor = Predictor(registry, open_artifacts(settings))
+        report = service.evaluate(
+            full,
+            predictor=predictor,
+            store=store,
+            universe=members,
+            dates=dates,
+            cache=_cache(settings, no_cache),
+        )
+    doc: dict[str, Any] = {
+        "id": full,
+        "name": record.name,
+        "universe": members.name,
+        "dates": str(dates),
+        "summary": report.summary,
+        "yearly": report.yearly.to_dicts(),
+    }
+    if daily:
+        doc["daily"] = report.daily.to_dicts()
+    if fmt is Format.json:
+        emit_json(doc)
+        return
+    console = stdout_console()
+    console.print(_metrics_table({"all": report.summary}, f"IC report {full} {dates}"))
+    table = Table(title="per year")
+    for column in report.yearly.columns:
+        table.add_column(column, justify="right")
+    for row in report.yearly.iter_rows():
+        table.add_row(*(_num(v) if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+@guarded
+def predict(
+    model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
+    start: Annotated[str, typer.Option("--start", help="first date")],
+    end: Annotated[str, typer.Option("--end", help="last date")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.parquet or FILE.csv")],
+    source: SourceOption = None,
+    universe: Annotated[str | None, typer.Option("--universe", "-u", help="default: the model's")] = None,
+    qlib_form: Annotated[
+        bool,
+        typer.Option(
+            "--qlib-form",
+            help="Parquet of Qlib's pandas form: MultiIndex (datetime, instrument), column score",
+        ),
+    ] = False,
+    no_cache: NoCacheOption = False,
+    db: DbOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Predict a universe over a date range with a registered model; writes (datetime, code, score)."""
+    from hikyuu_qlib.app import open_artifacts, open_registry
+    from hikyuu_qlib.modelling import service
+    from hikyuu_qlib.modelling.predictor import Predictor, write_predictions
+    from hikyuu_qlib.modelling.qlib_form import to_qlib
+
+    settings = _settings()
+    dates = DateRange.of(start, end)
+    with open_registry(db, settings=settings, sync=True) as registry:
+        full = registry.resolve(model_id)
+        record = registry.get(full)
+        store = _open_source(source or record.tags.get("source"), settings)
+        members = _universe(store, universe or record.universe, dates)
+        frame = service.predict(
+            full,
+            predictor=Predictor(registry, open_artifacts(settings)),
+            store=store,
+            universe=members,
+            dates=dates,
+            cache=_cache(settings, no_cache),
+        )
+    if qlib_form:
+        if out.suffix.lower() not in (".parquet", ".pq"):
+            raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
+        to_qlib(frame).to_frame().to_parquet(out)
+        kind = "parquet (qlib form)"
+    else:
+        kind = write_predictions(frame, str(out))
+    doc = {
+        "id": full,
+        "rows": frame.height,
+        "codes": frame["code"].n_unique(),
+        "dates": str(dates),
+        "out": str(out),
+        "format": kind,
+    }
+    if fmt is Format.json:
+        emit_json(doc)
+        return
+    sys.stdout.write(f"wrote {frame.height} predictions ({doc['codes']} codes, {dates}) to {out} [{kind}]\n")
