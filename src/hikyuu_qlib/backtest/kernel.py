@@ -11,6 +11,9 @@ Per day, in Qlib's order (``SimulatorExecutor`` serial trading of ``TopkDropoutS
 
 Amounts are in adjusted shares (Qlib's convention): original shares = amount × factor.
 Sells happen before buys, so a stock bought on a day is never sold that day (T+1 holds).
+
+Numba's on-disk cache does not follow calls across modules: after editing :mod:`.topk`, delete this
+package's ``__pycache__/*.nbi`` (or touch this file) so that :func:`run_days` is recompiled.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def round_unit(amount: float, factor: float, unit: float) -> float:  # pragma: no cover - compiled
     """Round an adjusted amount down to whole trade units of original shares (Qlib's +0.1 guard)."""
     if unit <= 0.0:
@@ -34,7 +37,7 @@ def round_unit(amount: float, factor: float, unit: float) -> float:  # pragma: n
     return (amount * factor + 0.1) // unit * unit / factor
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def run_days(
     score: F64,
     present: Bool,

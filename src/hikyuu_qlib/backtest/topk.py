@@ -12,22 +12,27 @@ score):
 
 Python list slicing is reproduced as Qlib does it: ``n_drop == 0`` makes "the bottom 0" the whole of
 ``comb`` (``list[-0:]``), and a negative count slices from the end. With ``only_tradable`` a count
-below 1 still takes one stock (Qlib's loop appends before it compares). Ties between equal, non-NaN
-scores are broken by code order (pandas' unstable quicksort may order them otherwise).
+below 1 still takes one stock (Qlib's loop appends before it compares).
+
+Ties between equal scores (a suspended stock's reversal score is 0 day after day) are ordered exactly as
+pandas orders them: ``Series.sort_values(ascending=False)`` argsorts the reversed non-NaN values with
+numpy's (unstable) quicksort and reverses the result. Without ties a stable compiled sort gives the same
+order; with ties the day's ranking calls numpy's argsort on the same array, in code order — the order
+of Qlib's sorted ``union`` and of a prediction frame sorted by instrument.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+from numba import njit, objmode
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def head_len(length: int, stop: int) -> int:  # pragma: no cover - compiled
     """``len(xs[:stop])`` for a list of ``length``."""
     if stop >= 0:
@@ -35,7 +40,13 @@ def head_len(length: int, stop: int) -> int:  # pragma: no cover - compiled
     return max(length + stop, 0)
 
 
-@njit(cache=True, nogil=True)
+def pandas_desc_order(values: F64) -> I64:
+    """Positions of ``values`` (no NaN) in the order ``pd.Series(values).sort_values(ascending=False)``."""
+    positions = np.arange(len(values), dtype=np.int64)[::-1]
+    return np.ascontiguousarray(positions[np.argsort(values[::-1], kind="quicksort")][::-1])
+
+
+@njit(cache=True)
 def rank_desc(idx: I64, score: F64) -> I64:  # pragma: no cover - compiled
     """``idx`` (in code order) ranked by ``score`` descending; NaN last, ties and NaNs in code order."""
     n = len(idx)
@@ -55,6 +66,15 @@ def rank_desc(idx: I64, score: F64) -> I64:  # pragma: no cover - compiled
     for k in range(nv):
         keys[k] = -score[valid[k]]
     order = np.argsort(keys, kind="mergesort")
+    tied = False
+    for k in range(1, nv):
+        if keys[order[k]] == keys[order[k - 1]]:
+            tied = True
+            break
+    if tied:
+        values = -keys
+        with objmode(order="int64[:]"):
+            order = pandas_desc_order(values)
     out = np.empty(n, dtype=np.int64)
     for k in range(nv):
         out[k] = valid[order[k]]
@@ -63,7 +83,7 @@ def rank_desc(idx: I64, score: F64) -> I64:  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def select(
     held: Bool,
     score: F64,
