@@ -31,20 +31,28 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import REPO, Result, data_root  # noqa: E402
+import contextlib
+
+from common import REPO, Result, data_root
 
 log = logging.getLogger("bench.research")
 
 FULL = {
     "alpha158": ("2010-01-01", "2020-12-31"),
-    "segments": {"train": ("2010-01-01", "2014-12-31"), "valid": ("2015-01-01", "2016-12-31"),
-                 "test": ("2017-01-01", "2020-12-31")},
+    "segments": {
+        "train": ("2010-01-01", "2014-12-31"),
+        "valid": ("2015-01-01", "2016-12-31"),
+        "test": ("2017-01-01", "2020-12-31"),
+    },
     "all": ("2010-01-01", "2026-12-31"),
 }
 QUICK = {
     "alpha158": ("2019-01-01", "2020-12-31"),
-    "segments": {"train": ("2016-01-01", "2017-12-31"), "valid": ("2018-01-01", "2018-06-30"),
-                 "test": ("2018-07-01", "2019-06-30")},
+    "segments": {
+        "train": ("2016-01-01", "2017-12-31"),
+        "valid": ("2018-01-01", "2018-06-30"),
+        "test": ("2018-07-01", "2019-06-30"),
+    },
     "all": ("2024-01-01", "2026-12-31"),
 }
 SEED = 0
@@ -60,14 +68,23 @@ def run(quick: bool) -> list[Result]:
     start, end = cfg["alpha158"]
     ours = _measure("ours_alpha158", str(qlib_dir), start, end)
     anchor = _measure("qlib_alpha158", str(qlib_dir), start, end)
-    results.append(Result(
-        f"alpha158+label csi300 {start[:4]}-{end[:4]} (learn processors)", ours["seconds"],
-        "pyqlib Alpha158 handler (default processors)", anchor["seconds"], goal_ratio=20,
-        extra={"rows": ours["rows"], "qlib_rows": anchor["rows"], "peak_rss_mb": ours["peak_rss_mb"],
-               "qlib_peak_rss_mb": anchor["peak_rss_mb"],
-               "rss_goal_met": ours["peak_rss_mb"] <= anchor["peak_rss_mb"],
-               "feature_cache": "off (cold)"},
-    ))
+    results.append(
+        Result(
+            f"alpha158+label csi300 {start[:4]}-{end[:4]} (learn processors)",
+            ours["seconds"],
+            "pyqlib Alpha158 handler (default processors)",
+            anchor["seconds"],
+            goal_ratio=20,
+            extra={
+                "rows": ours["rows"],
+                "qlib_rows": anchor["rows"],
+                "peak_rss_mb": ours["peak_rss_mb"],
+                "qlib_peak_rss_mb": anchor["peak_rss_mb"],
+                "rss_goal_met": ours["peak_rss_mb"] <= anchor["peak_rss_mb"],
+                "feature_cache": "off (cold)",
+            },
+        )
+    )
 
     segs = json.dumps(cfg["segments"])
     with tempfile.TemporaryDirectory(prefix="hq-bench-research-") as tmp:
@@ -77,27 +94,50 @@ def run(quick: bool) -> list[Result]:
     d_ic = ours["ic"] - anchor["ic"]
     d_ric = ours["rank_ic"] - anchor["rank_ic"]
     test = cfg["segments"]["test"]
-    results.append(Result(
-        f"pipeline csi300 load+alpha158+lgb train+predict (test {test[0][:4]}-{test[1][:4]})",
-        ours["seconds"], "pyqlib Alpha158 + DatasetH + LGBModel", anchor["seconds"], goal_ratio=5,
-        extra={
-            "test_ic": ours["ic"], "qlib_test_ic": anchor["ic"], "ic_diff": d_ic,
-            "test_rank_ic": ours["rank_ic"], "qlib_test_rank_ic": anchor["rank_ic"], "rank_ic_diff": d_ric,
-            "ic_within_tolerance": abs(d_ic) <= IC_TOLERANCE and abs(d_ric) <= IC_TOLERANCE,
-            "best_iteration": ours["best_iteration"], "qlib_best_iteration": anchor["best_iteration"],
-            "stages_s": ours["stages"], "qlib_stages_s": anchor["stages"],
-            "peak_rss_mb": ours["peak_rss_mb"], "qlib_peak_rss_mb": anchor["peak_rss_mb"],
-            "num_threads": ours["num_threads"], "seed": SEED, "segments": cfg["segments"], **agreement,
-        },
-    ))
+    results.append(
+        Result(
+            f"pipeline csi300 load+alpha158+lgb train+predict (test {test[0][:4]}-{test[1][:4]})",
+            ours["seconds"],
+            "pyqlib Alpha158 + DatasetH + LGBModel",
+            anchor["seconds"],
+            goal_ratio=5,
+            extra={
+                "test_ic": ours["ic"],
+                "qlib_test_ic": anchor["ic"],
+                "ic_diff": d_ic,
+                "test_rank_ic": ours["rank_ic"],
+                "qlib_test_rank_ic": anchor["rank_ic"],
+                "rank_ic_diff": d_ric,
+                "ic_within_tolerance": abs(d_ic) <= IC_TOLERANCE and abs(d_ric) <= IC_TOLERANCE,
+                "best_iteration": ours["best_iteration"],
+                "qlib_best_iteration": anchor["best_iteration"],
+                "stages_s": ours["stages"],
+                "qlib_stages_s": anchor["stages"],
+                "peak_rss_mb": ours["peak_rss_mb"],
+                "qlib_peak_rss_mb": anchor["peak_rss_mb"],
+                "num_threads": ours["num_threads"],
+                "seed": SEED,
+                "segments": cfg["segments"],
+                **agreement,
+            },
+        )
+    )
 
     start, end = cfg["all"]
     ours = _measure("ours_all", str(qlib_dir), start, end)
-    results.append(Result(
-        f"alpha158+label all instruments {start[:4]}-{end[:4]}", ours["seconds"], f"goal peak RSS <= {RSS_GOAL_MB} MB",
-        extra={"rows": ours["rows"], "codes": ours["codes"], "peak_rss_mb": ours["peak_rss_mb"],
-               "goal_met": ours["peak_rss_mb"] <= RSS_GOAL_MB},
-    ))
+    results.append(
+        Result(
+            f"alpha158+label all instruments {start[:4]}-{end[:4]}",
+            ours["seconds"],
+            f"goal peak RSS <= {RSS_GOAL_MB} MB",
+            extra={
+                "rows": ours["rows"],
+                "codes": ours["codes"],
+                "peak_rss_mb": ours["peak_rss_mb"],
+                "goal_met": ours["peak_rss_mb"] <= RSS_GOAL_MB,
+            },
+        )
+    )
     return results
 
 
@@ -118,18 +158,20 @@ def _tree_rss(proc: psutil.Process) -> int:
     except psutil.NoSuchProcess:
         return 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 
 def _measure(kind: str, *args: str) -> dict[str, Any]:
     """Run one worker; its JSON (last stdout line) plus the peak RSS of its process tree."""
     with tempfile.TemporaryFile() as out:
-        popen = subprocess.Popen([sys.executable, __file__, "worker", kind, *args], stdout=out, cwd=REPO,
-                                 env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        popen = subprocess.Popen(
+            [sys.executable, __file__, "worker", kind, *args],
+            stdout=out,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        )
         proc = psutil.Process(popen.pid)
         peak = 0
         while popen.poll() is None:
@@ -153,7 +195,9 @@ def _agreement(ours: Path, theirs: Path) -> dict[str, Any]:
     both = a.join(b, on=["datetime", "code"], how="inner", suffix="_qlib")
     diff = (both["score"] - both["score_qlib"]).abs()
     return {
-        "pred_rows": a.height, "qlib_pred_rows": b.height, "pred_rows_matched": both.height,
+        "pred_rows": a.height,
+        "qlib_pred_rows": b.height,
+        "pred_rows_matched": both.height,
         "pred_max_abs_diff": float(diff.max()),  # type: ignore[arg-type]
         "pred_corr": float(both.select(pl.corr("score", "score_qlib")).item()),
     }
@@ -189,8 +233,9 @@ def _qlib_alpha158(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
     from qlib.contrib.data.handler import Alpha158
 
     qlib.init(provider_uri=qlib_dir, region="cn")
-    handler = Alpha158(instruments="csi300", start_time=start, end_time=end, fit_start_time=start,
-                       fit_end_time=end)
+    handler = Alpha158(
+        instruments="csi300", start_time=start, end_time=end, fit_start_time=start, fit_end_time=end
+    )
     return {"seconds": time.perf_counter() - began, "rows": len(handler._data)}
 
 
@@ -213,8 +258,13 @@ def _ours_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
     universe = Universe.from_store(store, "csi300")
     with ModelRegistry(f"sqlite:///{tmp}/registry.db") as registry:
         artifacts = LocalArtifactStore(Path(tmp) / "artifacts")
-        outcome = train_and_register(TrainSpec("bench", segs, seed=SEED), store=store, universe=universe,
-                                     registry=registry, artifacts=artifacts)
+        outcome = train_and_register(
+            TrainSpec("bench", segs, seed=SEED),
+            store=store,
+            universe=universe,
+            registry=registry,
+            artifacts=artifacts,
+        )
         trained = time.perf_counter()
         test = outcome.data.view("test", "infer")
         scores = Predictor(registry, artifacts).predict_frame(outcome.model.id, test)
@@ -222,10 +272,14 @@ def _ours_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
     scores.write_parquet(Path(tmp) / "ours.parquet")
     test_metrics = outcome.metrics["test"]
     return {
-        "seconds": seconds, "ic": test_metrics["ic"], "rank_ic": test_metrics["rank_ic"],
-        "best_iteration": outcome.result.best_iteration, "num_threads": default_threads(),
+        "seconds": seconds,
+        "ic": test_metrics["ic"],
+        "rank_ic": test_metrics["rank_ic"],
+        "best_iteration": outcome.result.best_iteration,
+        "num_threads": default_threads(),
         "stages": {**outcome.timings, "predict_s": time.perf_counter() - trained},
-        "pred_rows": scores.height, "dates": str(DateRange.of(*json.loads(segments)["test"])),
+        "pred_rows": scores.height,
+        "dates": str(DateRange.of(*json.loads(segments)["test"])),
         "null_scores": int(scores.select(pl.col("score").is_null().sum()).item()),
     }
 
@@ -247,16 +301,25 @@ def _qlib_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
 
     qlib.init(provider_uri=qlib_dir, region="cn")
     stages: dict[str, float] = {}
-    handler = Alpha158(instruments="csi300", start_time=spans["train"][0], end_time=spans["test"][1],
-                       fit_start_time=spans["train"][0], fit_end_time=spans["train"][1])
+    handler = Alpha158(
+        instruments="csi300",
+        start_time=spans["train"][0],
+        end_time=spans["test"][1],
+        fit_start_time=spans["train"][0],
+        fit_end_time=spans["train"][1],
+    )
     dataset = DatasetH(handler, segments={k: tuple(v) for k, v in spans.items()})
     stages["features_s"] = time.perf_counter() - began
     preset = get_preset("qlib-lgb-alpha158")
     params = preset.lgb_params(seed=SEED)
     params.pop("objective")
     params.pop("verbosity")
-    model = LGBModel(loss="mse", early_stopping_rounds=preset.early_stopping_rounds,
-                     num_boost_round=preset.num_boost_round, **params)
+    model = LGBModel(
+        loss="mse",
+        early_stopping_rounds=preset.early_stopping_rounds,
+        num_boost_round=preset.num_boost_round,
+        **params,
+    )
     with R.start(experiment_name="bench-research", uri=f"file:{tmp}/mlruns"):
         t0 = time.perf_counter()
         model.fit(dataset)
@@ -269,8 +332,14 @@ def _qlib_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
     ic, ric = calc_ic(pred, label.iloc[:, 0])
     from_qlib(pred).write_parquet(Path(tmp) / "qlib.parquet")
     assert model.model is not None
-    return {"seconds": seconds, "ic": float(ic.mean()), "rank_ic": float(ric.mean()),
-            "best_iteration": int(model.model.best_iteration), "stages": stages, "pred_rows": len(pred)}
+    return {
+        "seconds": seconds,
+        "ic": float(ic.mean()),
+        "rank_ic": float(ric.mean()),
+        "best_iteration": int(model.model.best_iteration),
+        "stages": stages,
+        "pred_rows": len(pred),
+    }
 
 
 def _ours_all(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
@@ -287,8 +356,11 @@ def _ours_all(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
 
 
 WORKERS = {
-    "ours_alpha158": _ours_alpha158, "qlib_alpha158": _qlib_alpha158, "ours_pipeline": _ours_pipeline,
-    "qlib_pipeline": _qlib_pipeline, "ours_all": _ours_all,
+    "ours_alpha158": _ours_alpha158,
+    "qlib_alpha158": _qlib_alpha158,
+    "ours_pipeline": _ours_pipeline,
+    "qlib_pipeline": _qlib_pipeline,
+    "ours_all": _ours_all,
 }
 
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
