@@ -28,7 +28,7 @@ def group_starts(codes: pl.Series) -> I64:
     return np.append(starts, n).astype(np.int64)
 
 
-@njit(parallel=True, nogil=True, cache=True)  # type: ignore[misc]
+@njit(parallel=True, nogil=True, cache=True)
 def _rolling_mean(x: F64, starts: I64, n: int) -> F64:  # pragma: no cover - compiled
     out = np.empty_like(x)
     for g in prange(len(starts) - 1):

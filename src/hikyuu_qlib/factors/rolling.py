@@ -1,9 +1,9 @@
-"""Rolling window kernels with Qlib's semantics, over many codes at once.
+"""Rolling window primitives with Qlib's semantics, over one code's rows.
 
-Every kernel takes one contiguous float64 array holding all codes back to back (a frame sorted by
-(code, datetime)), the group boundaries (``starts``: the first row of each code plus the total length
-as the last element) and a tuple of window sizes; it returns one row per window size. Windows never
-cross from one code into the next, and the groups run in parallel.
+Each primitive runs over the rows ``s..e`` (one code) of an array holding all codes back to back and
+writes one value per row into a scratch array indexed from 0 (row ``i`` goes to ``i - s``); windows
+are truncated at the first row of the code. They are compiled helpers, called from the fused
+Alpha158 kernel (:mod:`hikyuu_qlib.factors.alpha158_kernel`), which runs the codes in parallel.
 
 Semantics follow what Qlib's expression engine produces through pandas (``min_periods=1``):
 
@@ -22,346 +22,380 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
+from numba import njit
 
+F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def sum_std(x: F64, starts: I64, windows: I64) -> tuple[F64, F64, F64]:  # pragma: no cover - compiled
-    """Per window: sum of valid values, their count, and their sample standard deviation."""
-    n = x.shape[0]
-    nw = windows.shape[0]
-    sums = np.empty((nw, n))
-    counts = np.empty((nw, n))
-    stds = np.empty((nw, n))
-    for g in prange(starts.shape[0] - 1):
-        s = starts[g]
-        e = starts[g + 1]
-        for k in range(nw):
-            w = windows[k]
-            cnt = 0
-            tot = 0.0
-            comp = 0.0
-            mean = 0.0
-            m2 = 0.0
-            run = 0
-            prev = np.nan
-            for i in range(s, e):
-                v = x[i]
-                if np.isfinite(v):
-                    cnt += 1
-                    y = v - comp
-                    t = tot + y
-                    comp = (t - tot) - y
-                    tot = t
-                    d = v - mean
-                    mean += d / cnt
-                    m2 += d * (v - mean)
-                    if v == prev:
-                        run += 1
-                    else:
-                        run = 1
-                    prev = v
-                if i - s >= w:
-                    old = x[i - w]
-                    if np.isfinite(old):
-                        cnt -= 1
-                        if cnt == 0:
-                            tot = 0.0
-                            comp = 0.0
-                            mean = 0.0
-                            m2 = 0.0
-                        else:
-                            y = -old - comp
-                            t = tot + y
-                            comp = (t - tot) - y
-                            tot = t
-                            d = old - mean
-                            mean -= d / cnt
-                            m2 -= d * (old - mean)
-                counts[k, i] = cnt
-                if cnt == 0:
-                    sums[k, i] = np.nan
-                    stds[k, i] = np.nan
-                    continue
-                if run >= cnt:
-                    sums[k, i] = prev * cnt
-                    stds[k, i] = 0.0 if cnt > 1 else np.nan
-                    continue
-                sums[k, i] = tot
-                if cnt < 2:
-                    stds[k, i] = np.nan
-                else:
-                    stds[k, i] = np.sqrt(max(m2, 0.0) / (cnt - 1))
-    return sums, counts, stds
+@njit(nogil=True, cache=True, error_model="numpy")
+def sum_std(
+    x: F32, s: int, e: int, windows: I64, sums: F64, counts: F64, stds: F64, want_std: bool
+) -> None:  # pragma: no cover
+    """Per window ``k``: sum of the valid values (compensated), their count and their sample std.
 
-
-@njit(parallel=True, nogil=True, cache=True)
-def corr(x: F64, y: F64, starts: I64, windows: I64) -> F64:  # pragma: no cover - compiled
-    """Per window: Pearson correlation over the pairs where both values are valid (NaN below two)."""
-    n = x.shape[0]
-    nw = windows.shape[0]
-    out = np.empty((nw, n))
-    for g in prange(starts.shape[0] - 1):
-        s = starts[g]
-        e = starts[g + 1]
-        for k in range(nw):
-            w = windows[k]
-            cnt = 0
-            mx = 0.0
-            my = 0.0
-            sxx = 0.0
-            syy = 0.0
-            sxy = 0.0
-            for i in range(s, e):
-                a = x[i]
-                b = y[i]
-                if np.isfinite(a) and np.isfinite(b):
-                    cnt += 1
-                    dx = a - mx
-                    dy = b - my
-                    mx += dx / cnt
-                    my += dy / cnt
-                    sxx += dx * (a - mx)
-                    syy += dy * (b - my)
-                    sxy += dx * (b - my)
-                if i - s >= w:
-                    a = x[i - w]
-                    b = y[i - w]
-                    if np.isfinite(a) and np.isfinite(b):
-                        cnt -= 1
-                        if cnt == 0:
-                            mx = 0.0
-                            my = 0.0
-                            sxx = 0.0
-                            syy = 0.0
-                            sxy = 0.0
-                        else:
-                            dx = a - mx
-                            dy = b - my
-                            mx -= dx / cnt
-                            my -= dy / cnt
-                            sxx -= dx * (a - mx)
-                            syy -= dy * (b - my)
-                            sxy -= dx * (b - my)
-                if cnt < 2 or sxx <= 0.0 or syy <= 0.0:
-                    out[k, i] = np.nan
-                else:
-                    out[k, i] = sxy / np.sqrt(sxx * syy)
-    return out
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def regression(x: F64, starts: I64, windows: I64) -> tuple[F64, F64, F64]:  # pragma: no cover - compiled
-    """Per window: slope, r-square and last residual of ``x`` on 1..N, as Qlib's Cython kernels.
-
-    The running sums are updated exactly as Qlib updates them, so the results agree with Qlib's
-    to rounding; the r-square is returned before Qlib's near-constant mask.
+    Outputs are ``(windows, e - s)`` scratch arrays; all windows advance together, row by row, so
+    their independent running sums overlap in the CPU. Without ``want_std`` the std is not computed.
     """
-    n = x.shape[0]
     nw = windows.shape[0]
-    slope = np.empty((nw, n))
-    rsq = np.empty((nw, n))
-    resi = np.empty((nw, n))
-    for g in prange(starts.shape[0] - 1):
-        s = starts[g]
-        e = starts[g + 1]
+    cnt = np.zeros(nw, dtype=np.int64)
+    tot = np.zeros(nw)
+    comp = np.zeros(nw)
+    mean = np.zeros(nw)
+    m2 = np.zeros(nw)
+    run = 0
+    prev = np.nan
+    for i in range(s, e):
+        v = np.float64(x[i])
+        fresh = np.isfinite(v)
+        if fresh:
+            if v == prev:
+                run += 1
+            else:
+                run = 1
+            prev = v
+        j = i - s
         for k in range(nw):
             w = windows[k]
-            na = w
-            i_sum = 0.0
-            x_sum = 0.0
-            x2_sum = 0.0
-            y_sum = 0.0
-            y2_sum = 0.0
-            xy_sum = 0.0
-            for i in range(s, e):
-                val = x[i]
-                xy_sum = xy_sum - y_sum
-                x2_sum = x2_sum + i_sum - 2 * x_sum
-                x_sum = x_sum - i_sum
-                front = x[i - w] if i - s >= w else np.nan
-                if not np.isnan(front):
-                    i_sum -= 1
-                    y_sum -= front
-                    y2_sum -= front * front
+            if fresh:
+                cnt[k] += 1
+                y = v - comp[k]
+                t = tot[k] + y
+                comp[k] = (t - tot[k]) - y
+                tot[k] = t
+                if want_std:
+                    d = v - mean[k]
+                    mean[k] += d / cnt[k]
+                    m2[k] += d * (v - mean[k])
+            if j >= w:
+                old = np.float64(x[i - w])
+                if np.isfinite(old):
+                    cnt[k] -= 1
+                    if cnt[k] == 0:
+                        tot[k] = 0.0
+                        comp[k] = 0.0
+                        mean[k] = 0.0
+                        m2[k] = 0.0
+                    else:
+                        y = -old - comp[k]
+                        t = tot[k] + y
+                        comp[k] = (t - tot[k]) - y
+                        tot[k] = t
+                        if want_std:
+                            d = old - mean[k]
+                            mean[k] -= d / cnt[k]
+                            m2[k] -= d * (old - mean[k])
+            c = cnt[k]
+            counts[k, j] = c
+            if c == 0:
+                sums[k, j] = np.nan
+                stds[k, j] = np.nan
+            elif run >= c:
+                sums[k, j] = prev * c
+                stds[k, j] = 0.0 if c > 1 else np.nan
+            else:
+                sums[k, j] = tot[k]
+                if c < 2 or not want_std:
+                    stds[k, j] = np.nan
                 else:
-                    na -= 1
-                if np.isnan(val):
-                    na += 1
-                else:
-                    i_sum += 1
-                    x_sum += w
-                    x2_sum += w * w
-                    y_sum += val
-                    y2_sum += val * val
-                    xy_sum += w * val
-                m = w - na
-                num = m * xy_sum - x_sum * y_sum
-                den_x = m * x2_sum - x_sum * x_sum
-                den_y = m * y2_sum - y_sum * y_sum
-                b = num / den_x if den_x != 0.0 else np.nan
-                slope[k, i] = b
-                prod = den_x * den_y
-                if prod > 0.0:
-                    r = num / np.sqrt(prod)
-                    rsq[k, i] = r * r
-                else:
-                    rsq[k, i] = np.nan
-                if m > 0:
-                    resi[k, i] = val - (b * w + (y_sum / m - b * (x_sum / m)))
-                else:
-                    resi[k, i] = np.nan
-    return slope, rsq, resi
+                    stds[k, j] = np.sqrt(max(m2[k], 0.0) / (c - 1))
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def extremum(x: F64, starts: I64, windows: I64, largest: bool) -> tuple[F64, F64]:  # pragma: no cover
-    """Per window: the max (or min) of the valid values, and Qlib's 1-based IdxMax (or IdxMin).
+@njit(nogil=True, cache=True, error_model="numpy")
+def gain_sums(
+    x: F32, s: int, e: int, windows: I64, gain: F64, loss: F64, total: F64
+) -> None:  # pragma: no cover
+    """Per window: the compensated sums of ``Greater(d, 0)``, ``Greater(-d, 0)`` and ``Abs(d)``.
+
+    ``d`` is ``x - Ref(x, 1)`` in float32 (NaN on a code's first row), as Qlib computes it; each sum
+    skips NaN and is exact over a run of equal values, like :func:`sum_std`.
+    """
+    nw = windows.shape[0]
+    cnt = np.zeros(nw, dtype=np.int64)
+    tot = np.zeros((3, nw))
+    comp = np.zeros((3, nw))
+    run = np.zeros(3, dtype=np.int64)
+    prev = np.full(3, np.nan)
+    vals = np.empty(3)
+    olds = np.empty(3)
+    zero = np.float32(0.0)
+    for i in range(s, e):
+        j = i - s
+        d = x[i] - x[i - 1] if j > 0 else np.float32(np.nan)
+        fresh = not np.isnan(d)
+        if fresh:
+            vals[0] = d if d > zero else zero
+            vals[1] = -d if -d > zero else zero
+            vals[2] = abs(d)
+            for m in range(3):
+                if vals[m] == prev[m]:
+                    run[m] += 1
+                else:
+                    run[m] = 1
+                prev[m] = vals[m]
+        for k in range(nw):
+            w = windows[k]
+            if fresh:
+                cnt[k] += 1
+                for m in range(3):
+                    y = vals[m] - comp[m, k]
+                    t = tot[m, k] + y
+                    comp[m, k] = (t - tot[m, k]) - y
+                    tot[m, k] = t
+            if j > w:
+                od = x[i - w] - x[i - w - 1]
+                if not np.isnan(od):
+                    cnt[k] -= 1
+                    olds[0] = od if od > zero else zero
+                    olds[1] = -od if -od > zero else zero
+                    olds[2] = abs(od)
+                    for m in range(3):
+                        if cnt[k] == 0:
+                            tot[m, k] = 0.0
+                            comp[m, k] = 0.0
+                        else:
+                            y = -olds[m] - comp[m, k]
+                            t = tot[m, k] + y
+                            comp[m, k] = (t - tot[m, k]) - y
+                            tot[m, k] = t
+            c = cnt[k]
+            for m in range(3):
+                dest = gain if m == 0 else (loss if m == 1 else total)
+                if c == 0:
+                    dest[k, j] = np.nan
+                elif run[m] >= c:
+                    dest[k, j] = prev[m] * c
+                else:
+                    dest[k, j] = tot[m, k]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def corr(x: F32, y: F32, s: int, e: int, windows: I64, out: F64) -> None:  # pragma: no cover - compiled
+    """Per window: Pearson correlation over the pairs where both values are valid (NaN below two)."""
+    nw = windows.shape[0]
+    cnt = np.zeros(nw, dtype=np.int64)
+    mx = np.zeros(nw)
+    my = np.zeros(nw)
+    sxx = np.zeros(nw)
+    syy = np.zeros(nw)
+    sxy = np.zeros(nw)
+    for i in range(s, e):
+        a = np.float64(x[i])
+        b = np.float64(y[i])
+        fresh = np.isfinite(a) and np.isfinite(b)
+        j = i - s
+        for k in range(nw):
+            w = windows[k]
+            if fresh:
+                cnt[k] += 1
+                dx = a - mx[k]
+                dy = b - my[k]
+                mx[k] += dx / cnt[k]
+                my[k] += dy / cnt[k]
+                sxx[k] += dx * (a - mx[k])
+                syy[k] += dy * (b - my[k])
+                sxy[k] += dx * (b - my[k])
+            if j >= w:
+                oa = np.float64(x[i - w])
+                ob = np.float64(y[i - w])
+                if np.isfinite(oa) and np.isfinite(ob):
+                    cnt[k] -= 1
+                    if cnt[k] == 0:
+                        mx[k] = 0.0
+                        my[k] = 0.0
+                        sxx[k] = 0.0
+                        syy[k] = 0.0
+                        sxy[k] = 0.0
+                    else:
+                        dx = oa - mx[k]
+                        dy = ob - my[k]
+                        mx[k] -= dx / cnt[k]
+                        my[k] -= dy / cnt[k]
+                        sxx[k] -= dx * (oa - mx[k])
+                        syy[k] -= dy * (ob - my[k])
+                        sxy[k] -= dx * (ob - my[k])
+            if cnt[k] < 2 or sxx[k] <= 0.0 or syy[k] <= 0.0:
+                out[k, j] = np.nan
+            else:
+                out[k, j] = sxy[k] / np.sqrt(sxx[k] * syy[k])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def regression(x: F32, s: int, e: int, w: int, slope: F64, rsq: F64, resi: F64) -> None:  # pragma: no cover
+    """Slope, r-square and last residual of ``x`` on 1..N, updated as Qlib's Cython kernels do.
+
+    The r-square is returned before Qlib's near-constant mask.
+    """
+    na = w
+    i_sum = 0.0
+    x_sum = 0.0
+    x2_sum = 0.0
+    y_sum = 0.0
+    y2_sum = 0.0
+    xy_sum = 0.0
+    for i in range(s, e):
+        val = np.float64(x[i])
+        xy_sum = xy_sum - y_sum
+        x2_sum = x2_sum + i_sum - 2 * x_sum
+        x_sum = x_sum - i_sum
+        front = np.float64(x[i - w]) if i - s >= w else np.nan
+        if not np.isnan(front):
+            i_sum -= 1
+            y_sum -= front
+            y2_sum -= front * front
+        else:
+            na -= 1
+        if np.isnan(val):
+            na += 1
+        else:
+            i_sum += 1
+            x_sum += w
+            x2_sum += w * w
+            y_sum += val
+            y2_sum += val * val
+            xy_sum += w * val
+        m = w - na
+        num = m * xy_sum - x_sum * y_sum
+        den_x = m * x2_sum - x_sum * x_sum
+        den_y = m * y2_sum - y_sum * y_sum
+        b = num / den_x if den_x != 0.0 else np.nan
+        j = i - s
+        slope[j] = b
+        prod = den_x * den_y
+        if prod > 0.0:
+            r = num / np.sqrt(prod)
+            rsq[j] = r * r
+        else:
+            rsq[j] = np.nan
+        if m > 0:
+            resi[j] = val - (b * w + (y_sum / m - b * (x_sum / m)))
+        else:
+            resi[j] = np.nan
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def extremum(
+    x: F32, s: int, e: int, w: int, largest: bool, value: F64, index: F64, queue: I64, nans: I64
+) -> None:  # pragma: no cover - compiled
+    """The max (or min) of the valid values, and Qlib's 1-based IdxMax (or IdxMin).
 
     The position is that of NumPy's ``argmax``/``argmin`` on the raw truncated window: the first NaN
     when there is one, the first extreme otherwise; NaN when the window holds no valid value.
-    A monotonic queue of candidate rows keeps this linear in the number of rows.
+    A monotonic queue of candidate rows (``queue``, ``nans``: scratch of the group's length) keeps
+    this linear in the number of rows.
     """
-    n = x.shape[0]
-    nw = windows.shape[0]
-    value = np.empty((nw, n))
-    index = np.empty((nw, n))
     sign = 1.0 if largest else -1.0
-    for g in prange(starts.shape[0] - 1):
-        s = starts[g]
-        e = starts[g + 1]
-        queue = np.empty(e - s, dtype=np.int64)
-        nans = np.empty(e - s, dtype=np.int64)
-        for k in range(nw):
-            w = windows[k]
-            head = 0
-            tail = 0
-            nan_head = 0
-            nan_tail = 0
-            for i in range(s, e):
-                lo = max(s, i - w + 1)
-                v = x[i]
-                if np.isnan(v):
-                    nans[nan_tail] = i
-                    nan_tail += 1
+    head = 0
+    tail = 0
+    nan_head = 0
+    nan_tail = 0
+    for i in range(s, e):
+        lo = max(s, i - w + 1)
+        v = np.float64(x[i])
+        if np.isnan(v):
+            nans[nan_tail] = i
+            nan_tail += 1
+        else:
+            while tail > head and sign * x[queue[tail - 1]] < sign * v:
+                tail -= 1
+            queue[tail] = i
+            tail += 1
+        while head < tail and queue[head] < lo:
+            head += 1
+        while nan_head < nan_tail and nans[nan_head] < lo:
+            nan_head += 1
+        j = i - s
+        if head == tail:
+            value[j] = np.nan
+            index[j] = np.nan
+            continue
+        value[j] = x[queue[head]]
+        first = nans[nan_head] if nan_head < nan_tail else queue[head]
+        index[j] = first - lo + 1
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _lower(buf: F64, cnt: int, v: float) -> int:  # pragma: no cover - compiled
+    lo = 0
+    hi = cnt
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _upper(buf: F64, cnt: int, v: float) -> int:  # pragma: no cover - compiled
+    lo = 0
+    hi = cnt
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] <= v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _quantile(buf: F64, cnt: int, q: float) -> float:  # pragma: no cover - compiled
+    h = (cnt - 1) * q
+    lo = int(np.floor(h))
+    hi = min(lo + 1, cnt - 1)
+    return float(buf[lo] + (buf[hi] - buf[lo]) * (h - lo))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def quantiles_rank(
+    x: F32, s: int, e: int, w: int, buf: F64, upper: F64, lower: F64, rank: F64
+) -> None:  # pragma: no cover - compiled
+    """The 0.8 and 0.2 quantiles (linear interpolation) of the valid values, and the last's rank.
+
+    ``buf`` (length ``w``) holds the window's valid values sorted; each step moves the values between
+    the leaving value's place and the arriving value's place by one, so a step costs their distance.
+    """
+    cnt = 0
+    for i in range(s, e):
+        v = np.float64(x[i])
+        has_new = np.isfinite(v)
+        old = np.float64(x[i - w]) if i - s >= w else np.nan
+        if np.isfinite(old):
+            p = _lower(buf, cnt, old)
+            if has_new:
+                # replace buf[p] by v, then slide it into place
+                if v >= old:
+                    while p + 1 < cnt and buf[p + 1] < v:
+                        buf[p] = buf[p + 1]
+                        p += 1
                 else:
-                    while tail > head and sign * x[queue[tail - 1]] < sign * v:
-                        tail -= 1
-                    queue[tail] = i
-                    tail += 1
-                while head < tail and queue[head] < lo:
-                    head += 1
-                while nan_head < nan_tail and nans[nan_head] < lo:
-                    nan_head += 1
-                if head == tail:
-                    value[k, i] = np.nan
-                    index[k, i] = np.nan
-                    continue
-                value[k, i] = x[queue[head]]
-                first = nans[nan_head] if nan_head < nan_tail else queue[head]
-                index[k, i] = first - lo + 1
-    return value, index
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def rank_last(x: F64, starts: I64, windows: I64) -> F64:  # pragma: no cover - compiled
-    """Per window: the percentile rank (average method) of the last value among the valid ones.
-
-    ``windows`` must be ascending: one backward scan per row serves every window size.
-    """
-    n = x.shape[0]
-    nw = windows.shape[0]
-    out = np.empty((nw, n))
-    longest = windows[nw - 1]
-    for g in prange(starts.shape[0] - 1):
-        s = starts[g]
-        e = starts[g + 1]
-        for i in range(s, e):
-            last = x[i]
-            if not np.isfinite(last):
-                for k in range(nw):
-                    out[k, i] = np.nan
-                continue
-            less = 0
-            equal = 0
-            valid = 0
-            k = 0
-            for back in range(min(longest, i - s + 1)):
-                v = x[i - back]
-                less += v < last
-                equal += v == last
-                valid += np.isfinite(v)
-                while k < nw and back + 1 == windows[k]:
-                    out[k, i] = (less + (equal + 1) / 2.0) / valid
-                    k += 1
-            while k < nw:
-                out[k, i] = (less + (equal + 1) / 2.0) / valid
-                k += 1
-    return out
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def quantiles(x: F64, starts: I64, windows: I64, qs: F64) -> F64:  # pragma: no cover - compiled
-    """Per window and quantile: the linearly interpolated quantile of the valid values.
-
-    Returns shape (windows, quantiles, rows). A sorted copy of each window's valid values is kept
-    up to date by insertion and deletion.
-    """
-    n = x.shape[0]
-    nw = windows.shape[0]
-    nq = qs.shape[0]
-    out = np.empty((nw, nq, n))
-    for g in prange(starts.shape[0] - 1):
-        s = starts[g]
-        e = starts[g + 1]
-        for k in range(nw):
-            w = windows[k]
-            buf = np.empty(w)
-            cnt = 0
-            for i in range(s, e):
-                if i - s >= w:
-                    old = x[i - w]
-                    if np.isfinite(old):
-                        p = np.searchsorted(buf[:cnt], old)
-                        for j in range(p, cnt - 1):
-                            buf[j] = buf[j + 1]
-                        cnt -= 1
-                v = x[i]
-                if np.isfinite(v):
-                    p = np.searchsorted(buf[:cnt], v)
-                    for j in range(cnt, p, -1):
-                        buf[j] = buf[j - 1]
-                    buf[p] = v
-                    cnt += 1
-                for m in range(nq):
-                    if cnt == 0:
-                        out[k, m, i] = np.nan
-                        continue
-                    h = (cnt - 1) * qs[m]
-                    lo = int(np.floor(h))
-                    hi = min(lo + 1, cnt - 1)
-                    frac = h - lo
-                    out[k, m, i] = buf[lo] + (buf[hi] - buf[lo]) * frac
-    return out
-
-
-def shift(x: npt.NDArray[np.float32], starts: I64, lag: int) -> npt.NDArray[np.float32]:
-    """Qlib's ``Ref(x, lag)`` within each group: the value ``lag`` rows earlier (later if negative)."""
-    out = np.full_like(x, np.nan)
-    n = x.shape[0]
-    if lag == 0 or abs(lag) >= n:
-        return x.copy() if lag == 0 else out
-    if lag > 0:
-        out[lag:] = x[:-lag]
-    else:
-        out[:lag] = x[-lag:]
-    sizes = np.diff(starts)
-    offset = np.arange(n, dtype=np.int64) - np.repeat(starts[:-1], sizes)
-    if lag > 0:
-        out[offset < lag] = np.nan
-    else:
-        out[offset >= np.repeat(sizes, sizes) + lag] = np.nan
-    return out
+                    while p > 0 and buf[p - 1] > v:
+                        buf[p] = buf[p - 1]
+                        p -= 1
+                buf[p] = v
+            else:
+                for j in range(p, cnt - 1):
+                    buf[j] = buf[j + 1]
+                cnt -= 1
+        elif has_new:
+            p = _upper(buf, cnt, v)
+            for j in range(cnt, p, -1):
+                buf[j] = buf[j - 1]
+            buf[p] = v
+            cnt += 1
+        j = i - s
+        if cnt == 0:
+            upper[j] = np.nan
+            lower[j] = np.nan
+        else:
+            upper[j] = _quantile(buf, cnt, 0.8)
+            lower[j] = _quantile(buf, cnt, 0.2)
+        if not has_new:
+            rank[j] = np.nan
+        else:
+            less = _lower(buf, cnt, v)
+            equal = _upper(buf, cnt, v) - less
+            rank[j] = (less + (equal + 1) / 2.0) / cnt
