@@ -92,7 +92,7 @@ def fill(task: Task, out: dict[str, npt.NDArray[Any]] | None = None) -> Filled:
                 if count:
                     dsid = h5py.h5d.open(fid, f"/data/{name}".encode())
                     if rec is None:
-                        rec = np.zeros(n, dtype=_record_dtype(dsid.dtype))
+                        rec = np.empty(n, dtype=_record_dtype(dsid.dtype))
                     _decode_table(dsid, count, rec, pos)
             except (OSError, RuntimeError, KeyError, ValueError, TypeError, zlib.error) as exc:
                 errors[name] = f"{task.path}: cannot read /data/{name} ({exc})"

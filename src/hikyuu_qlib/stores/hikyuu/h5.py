@@ -86,16 +86,14 @@ def ymdhm_to_ms(values: npt.NDArray[Any], *, where: str = "") -> I64:
     v = np.asarray(values).astype(np.int64, copy=False)
     if v.size == 0:
         return np.empty(0, dtype=np.int64)
-    date = v // 10000
-    hm = v - date * 10000
-    idx = date - _LUT_BASE
+    date, hm = np.divmod(v, 10000)
     table = _dates_table()
-    in_range = (idx >= 0) & (idx < table.size)
-    days = table[np.where(in_range, idx, 0)]
-    bad = ~in_range | (days < 0)
+    date -= _LUT_BASE
+    clipped = np.clip(date, 0, table.size - 1)
+    days = table[clipped]
+    bad = (days < 0) | (clipped != date)
     if hm.any():
-        hour = hm // 100
-        minute = hm - hour * 100
+        hour, minute = np.divmod(hm, 100)
         bad |= (hour > 23) | (minute > 59)
         offset = hour * 3_600_000 + minute * 60_000
     else:
