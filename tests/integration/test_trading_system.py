@@ -314,3 +314,17 @@ def test_bad_input_is_rejected_with_specific_errors(store: HikyuuStore) -> None:
         TradingSystem(MACross(5, 20), FixedCount(100)).run(store, "SH600001", Y2010_2011)
     with pytest.raises(InvalidInputError, match="duplicate"):
         TradingSystem(MACross(5, 20), FixedCount(100)).run(store, [CODE, "sh600000"], Y2010_2011)
+
+
+def test_open_position_at_the_end(store: HikyuuStore, bars: pl.DataFrame) -> None:
+    signal = ExprSignal(buy=pl.col("datetime") == D(2011, 11, 1), sell=pl.lit(False))
+    result = TradingSystem(signal, FixedCount(1000), stop_loss=StopLoss(0.5)).run(store, CODE, Y2010_2011)
+    assert result.trades.height == 0
+    pos = result.positions.row(0, named=True)
+    entry = _bar(bars, D(2011, 11, 2))["open"]
+    assert (pos["code"], pos["entry_date"], pos["entry_price"]) == (CODE, D(2011, 11, 2), entry)
+    assert pos["stop_price"] == pytest.approx(entry * 0.5) and pos["target_price"] is None
+    assert pos["last_close"] == bars["close"][-1]
+    last = result.daily.row(-1, named=True)
+    assert last["stock_value"] == pytest.approx(1000 * bars["close"][-1])
+    assert last["cash"] == pytest.approx(100_000.0 - 1000 * entry - max(1000 * entry * 0.0018, 5.0))

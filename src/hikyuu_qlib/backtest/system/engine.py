@@ -155,7 +155,10 @@ class TradingSystem:
         bench = _bench_returns(store, benchmark, dates, cal)
         daily = _daily(cal, cash, value, cost, traded, held, float(self.init_cash), bench)
         trades = _trades(grid, t_int, t_flt)
-        positions = _positions(grid, st, ints, grid.floats(bars, "close"))
+        positions = _positions(grid, st, ints, grid.floats(bars, "close")).with_columns(
+            pl.when(pl.lit(self.stop_loss is not None)).then(pl.col("stop_price")),
+            pl.when(pl.lit(self.take_profit is not None)).then(pl.col("target_price")),
+        )
         log.info("trading system ran %d code(s) over %d dates: %d closed trade(s)",
                  len(code_list), cal.len(), trades.height)
         return SystemResult(daily, trades, positions, float(self.init_cash), bars)
