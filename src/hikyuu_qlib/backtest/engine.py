@@ -11,7 +11,14 @@ Intended differences from pyqlib:
   where ``$close`` is not, over every instrument of the store; here the check covers the backtest's own
   codes only.
 * ``stamp_tax`` (sells only, no minimum) is an extension; with the default 0 the costs are Qlib's.
-* Ties between equal scores are broken by code order (pandas' sort is not stable).
+* Equal scores are ranked as pandas ranks them for a signal sorted by instrument (Qlib's datasets
+  produce it so); a pyqlib signal in another order within a day may rank its ties otherwise.
+* ``zero_volume_suspended`` (default off) is an extension for stores that carry the close through a
+  suspension with zero volume (this project's Qlib data does): Qlib only knows NaN closes.
+
+Note: this project's Qlib data stores ``$change`` in percent, so Qlib's default ``limit_threshold``
+of 0.095 blocks nearly every trade on it (as it does in pyqlib); ``limit_threshold=9.5`` is the
+realistic setting there.
 """
 
 from __future__ import annotations
