@@ -17,8 +17,9 @@ Intended differences from pyqlib:
   suspension with zero volume (this project's Qlib data does): Qlib only knows NaN closes.
 
 Note: this project's Qlib data stores ``$change`` in percent, so Qlib's default ``limit_threshold``
-of 0.095 blocks nearly every trade on it (as it does in pyqlib); ``limit_threshold=9.5`` is the
-realistic setting there.
+of 0.095 forbids buying any stock up 0.095 % or more and (with ``forbid_all_trade_at_limit``) trading
+any stock that moved that much either way — in pyqlib as here; ``limit_threshold=9.5`` is the
+realistic setting for that data.
 """
 
 from __future__ import annotations
