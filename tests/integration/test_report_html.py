@@ -27,6 +27,7 @@ from tests.conftest import require
 
 from hikyuu_qlib.backtest.report import information_coefficient, run_report, write_report
 from hikyuu_qlib.backtest.report.charts import monthly_returns
+from hikyuu_qlib.backtest.stats import read_zh_bond10
 from hikyuu_qlib.backtest.system import FixedPercent, ScoreThreshold, StopLoss, TradingSystem
 from hikyuu_qlib.domain import DateRange, InvalidInputError, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
@@ -63,7 +64,9 @@ def report_dir(store: HikyuuStore, momentum: pl.DataFrame, tmp_path_factory: pyt
                            init_cash=1_000_000.0)
     result = system.run(store, CODES, DATES, benchmark="SH000001")
     out = tmp_path_factory.mktemp("report")
-    run_report(out, result, predictions=momentum, store=store, benchmark="SH000001", title="Momentum system")
+    rates = read_zh_bond10(store.layout.db)
+    run_report(out, result, predictions=momentum, store=store, benchmark="SH000001", title="Momentum system",
+               risk_free=rates)
     return out
 
 
@@ -97,6 +100,8 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == 5
     for ident in SECTIONS:
         assert f'id="{ident}"' in page
+    # the Sharpe ratio used Hikyuu's 10-year bond yields as the risk-free rate
+    assert re.search(r"<th>risk_free_annual</th><td>0\.0[1-9]\d*", page)
 
 
 def test_monthly_returns_compound_real_daily_returns(store: HikyuuStore, tmp_path: Path) -> None:

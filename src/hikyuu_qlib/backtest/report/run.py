@@ -33,12 +33,12 @@ class Reportable(Protocol):
     def trades(self) -> pl.DataFrame: ...
 
 
-def collect_statistics(result: Reportable) -> dict[str, Any]:
-    """``statistics()`` (a mapping of tables or scalars) plus ``trade_statistics()`` as the "trades" table."""
+def collect_statistics(result: Reportable, risk_free: pl.DataFrame | None = None) -> dict[str, Any]:
+    """``statistics(risk_free)`` (tables or scalars) plus ``trade_statistics()`` as the "trades" table."""
     out: dict[str, Any] = {}
-    stats_fn: Callable[[], Mapping[str, Any]] | None = getattr(result, "statistics", None)
+    stats_fn: Callable[..., Mapping[str, Any]] | None = getattr(result, "statistics", None)
     if callable(stats_fn):
-        out.update(stats_fn())
+        out.update(stats_fn(risk_free) if risk_free is not None else stats_fn())
     trade_fn: Callable[[], Mapping[str, Any]] | None = getattr(result, "trade_statistics", None)
     if callable(trade_fn):
         out["trades"] = dict(trade_fn())
@@ -68,13 +68,15 @@ def run_report(
     title: str = "Backtest report",
     subtitle: str = "",
     statistics: Mapping[str, Any] | None = None,
+    risk_free: pl.DataFrame | None = None,
 ) -> ReportPaths:
     """Write ``report.html``, the PNGs, ``daily.parquet``/``daily.csv`` and the tables into ``out_dir``.
 
     With ``predictions`` and ``store`` the rolling IC is computed against the store's forward returns
-    (Qlib's label); ``statistics`` overrides what the result's own statistics methods give.
+    (Qlib's label); ``statistics`` overrides what the result's own statistics methods give, which get
+    ``risk_free`` (``datetime, rate``, e.g. ``backtest.stats.read_zh_bond10``) for the Sharpe ratio.
     """
-    stats = dict(statistics) if statistics is not None else collect_statistics(result)
+    stats = dict(statistics) if statistics is not None else collect_statistics(result, risk_free)
     ic = None
     if predictions is not None:
         if store is None:
