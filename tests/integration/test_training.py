@@ -48,8 +48,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, LocalA
 def _train(store: QlibStore, universe: Universe, env: tuple, seed: int = 0, **kw: object):  # type: ignore[no-untyped-def]
     registry, artifacts, cache = env
     spec = TrainSpec(f"test-{seed}", SEGMENTS, seed=seed, num_threads=2, num_boost_round=ROUNDS, **kw)  # type: ignore[arg-type]
-    return train_and_register(spec, store=store, universe=universe, registry=registry, artifacts=artifacts,
-                              cache=cache)
+    return train_and_register(
+        spec, store=store, universe=universe, registry=registry, artifacts=artifacts, cache=cache
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_another_seed_gives_another_model(first, store, universe, env) -> None: 
 
 
 def test_failure_marks_the_record_failed(store, universe, env) -> None:  # type: ignore[no-untyped-def]
-    registry, artifacts, cache = env
+    registry, artifacts, _cache = env
     spec = TrainSpec("doomed", parse_segments("1995-01-01:1995-06-30"), num_boost_round=2)
     with pytest.raises(HQError):
         train_and_register(spec, store=store, universe=universe, registry=registry, artifacts=artifacts)
@@ -130,7 +131,9 @@ def test_processors_fit_on_train_only_and_learn_view_is_qlib_ordered(first) -> N
     names = data.features
     fit = train.select(pl.col(c).fill_nan(None).median() for c in names).row(0)
     whole = raw.select(pl.col(c).fill_nan(None).median() for c in names).row(0)
-    assert [median[c] for c in names] == pytest.approx([float("nan") if v is None else v for v in fit], nan_ok=True)
+    assert [median[c] for c in names] == pytest.approx(
+        [float("nan") if v is None else v for v in fit], nan_ok=True
+    )
     assert sum(median[c] != pytest.approx(w, nan_ok=True) for c, w in zip(names, whole, strict=True)) > 100
     assert data.infer.select(pl.col("KMID").abs().max()).item() <= 3.0
     assert data.learn[LABEL].null_count() == 0 and not data.learn[LABEL].is_nan().any()

@@ -20,13 +20,20 @@ def _frame(seed: int = 3, days: int = 12, codes: int = 40) -> pl.DataFrame:
     label[rng.random(n) < 0.1] = np.nan  # missing labels are skipped pairwise
     score[:5] = 1.0  # ties, so average ranks matter
     score[5:10] = 1.0
-    return pl.DataFrame({
-        "datetime": np.repeat(np.array([dt.datetime(2020, 1, 1) + dt.timedelta(days=d) for d in range(days)],
-                                       dtype="datetime64[ms]"), codes),
-        "code": [f"SH{600000 + i}" for i in range(codes)] * days,
-        "score": score,
-        "label": label,
-    })
+    return pl.DataFrame(
+        {
+            "datetime": np.repeat(
+                np.array(
+                    [dt.datetime(2020, 1, 1) + dt.timedelta(days=d) for d in range(days)],
+                    dtype="datetime64[ms]",
+                ),
+                codes,
+            ),
+            "code": [f"SH{600000 + i}" for i in range(codes)] * days,
+            "score": score,
+            "label": label,
+        }
+    )
 
 
 def test_daily_ic_matches_pandas_pearson_and_spearman() -> None:
@@ -46,7 +53,10 @@ def test_daily_ic_matches_pandas_pearson_and_spearman() -> None:
 
 def test_constant_day_is_nan_and_left_out_of_the_mean() -> None:
     frame = _frame(days=3).with_columns(
-        pl.when(pl.col("datetime") == pl.col("datetime").min()).then(0.5).otherwise(pl.col("score")).alias("score")
+        pl.when(pl.col("datetime") == pl.col("datetime").min())
+        .then(0.5)
+        .otherwise(pl.col("score"))
+        .alias("score")
     )
     daily = M.daily_ic(frame)
     assert math.isnan(daily["ic"][0]) and math.isnan(daily["rank_ic"][0])
@@ -54,8 +64,14 @@ def test_constant_day_is_nan_and_left_out_of_the_mean() -> None:
 
 
 def test_mse_over_rows_with_both_values() -> None:
-    frame = pl.DataFrame({"datetime": [dt.datetime(2020, 1, 1)] * 4, "code": list("abcd"),
-                          "score": [1.0, 2.0, 3.0, float("nan")], "label": [1.0, 0.0, None, 5.0]})
+    frame = pl.DataFrame(
+        {
+            "datetime": [dt.datetime(2020, 1, 1)] * 4,
+            "code": list("abcd"),
+            "score": [1.0, 2.0, 3.0, float("nan")],
+            "label": [1.0, 0.0, None, 5.0],
+        }
+    )
     assert M.mse(frame) == pytest.approx((0.0 + 4.0) / 2)
 
 
@@ -69,4 +85,3 @@ def test_perfect_signal_has_ic_one() -> None:
     frame = _frame().with_columns(pl.col("score").alias("label"))
     summary = M.summarize(M.daily_ic(frame))
     assert summary["ic"] == pytest.approx(1.0) and summary["rank_ic"] == pytest.approx(1.0)
-
