@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
@@ -123,6 +124,7 @@ def read_all(
         all_rows += rows
         row_lo += sum(rows)
     total = row_lo
+    store.release_files()  # nothing HDF5 stays open across a fork
     columns, more_errors = _run(tasks, total, n_workers, mp_context)
     errors.update(more_errors)
     lengths = np.asarray(all_rows, dtype=np.int64)
@@ -235,7 +237,15 @@ def _concat_parts(parts: list[tuple[Task, Filled]], total: int) -> dict[str, np.
 
 
 def _default_context() -> str:
-    return os.environ.get("HQ_MP_CONTEXT", "spawn")
+    """``HQ_MP_CONTEXT`` if set; else fork when it is safe and available (no other Python threads that
+    could hold h5py's lock, no HDF5 file left open by the store), because a spawned worker re-imports
+    the whole package; else spawn."""
+    chosen = os.environ.get("HQ_MP_CONTEXT")
+    if chosen:
+        return chosen
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:

@@ -144,12 +144,17 @@ class HikyuuStore:
             return pl.DataFrame(schema=WEIGHT_SCHEMA)
         return self._db.weights([row.stockid]).drop("stockid")
 
-    def close(self) -> None:
+    def release_files(self) -> None:
+        """Close the open HDF5 files (they reopen on next use), e.g. before forking workers."""
         with self._lock:
             files = list(self._files.values())
-            self._files.clear()
         for f in files:
             f.close()
+
+    def close(self) -> None:
+        self.release_files()
+        with self._lock:
+            self._files.clear()
         self._db.close()
 
     def __enter__(self) -> HikyuuStore:
