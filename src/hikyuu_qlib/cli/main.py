@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from hikyuu_qlib.cli.backtest import backtest_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.model import model_app
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(backtest_app, name="backtest")
 app.command("demo")(demo)
 mount_research(app, model_app)
 

@@ -1,0 +1,148 @@
+"""``hq backtest run``: a TopkDropout portfolio backtest of predictions (a file or a registered model),
+with the HTML report, PNGs and the daily frame written to one directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+
+from hikyuu_qlib.cli.output import OutputFormat, emit_json, guarded, stdout_console
+from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
+
+log = logging.getLogger("hikyuu_qlib.cli")
+
+backtest_app = typer.Typer(
+    help="Portfolio backtests (TopkDropout, A-share rules) and reports.", no_args_is_help=True
+)
+
+
+@backtest_app.command("run")
+@guarded
+def run(
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.html, PNGs, daily frame")],
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", "-p", help="parquet/csv with datetime, code, score")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="a registered model id (or unique prefix) to predict with"),
+    ] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="market data source")] = None,
+    universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
+    start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
+    end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
+    topk: Annotated[int, typer.Option(help="stocks held")] = 50,
+    n_drop: Annotated[int, typer.Option("--n-drop", help="stocks replaced each day")] = 5,
+    benchmark: Annotated[str | None, typer.Option(help="benchmark code (empty for none)")] = "SH000300",
+    deal_price: Annotated[str, typer.Option(help="close or open")] = "close",
+    limit_threshold: Annotated[
+        float | None, typer.Option(help="limit up/down when |$change| >= this (in $change's own units)")
+    ] = 0.095,
+    open_cost: Annotated[float, typer.Option(help="cost rate of buys")] = 0.0005,
+    close_cost: Annotated[float, typer.Option(help="cost rate of sells")] = 0.0015,
+    min_cost: Annotated[float, typer.Option(help="minimum cost of a trade, yuan")] = 5.0,
+    stamp_tax: Annotated[float, typer.Option(help="stamp tax rate on sells")] = 0.0,
+    account: Annotated[float, typer.Option(help="initial cash, yuan")] = 1e8,
+    db: Annotated[str | None, typer.Option("--db", help="model registry URL")] = None,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table or json summary")
+    ] = OutputFormat.table,
+) -> None:
+    """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it."""
+    from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
+    from hikyuu_qlib.backtest.report import run_report
+    from hikyuu_qlib.research import ResearchContext
+
+    if (predictions is None) == (model is None) and predictions is None:
+        raise InvalidInputError("give --predictions FILE or --model ID")
+    config = BacktestConfig(
+        topk=topk,
+        n_drop=n_drop,
+        deal_price=deal_price,  # type: ignore[arg-type]
+        limit_threshold=limit_threshold,
+        open_cost=open_cost,
+        close_cost=close_cost,
+        min_cost=min_cost,
+        stamp_tax=stamp_tax,
+        init_cash=account,
+        benchmark=benchmark or None,
+    )
+    with ResearchContext.open(source, db=db) as ctx:
+        model_id = ctx.resolve_model(model) if model else None
+        if predictions is not None:
+            preds = read_predictions(predictions)
+        else:
+            assert model_id is not None
+            if start is None or end is None:
+                raise InvalidInputError("--model needs --start and --end")
+            preds = ctx.predict(model_id, universe, DateRange.of(start, end))
+        if start or end:
+            span = DateRange.of(start, end)
+            preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))
+        if preds.height == 0:
+            raise InvalidInputError("no predictions in the requested dates")
+        result = run_topk_backtest(preds, ctx.qlib_store(universe), config)
+        title = f"TopkDropout({topk}, {n_drop})" + (f" — model {model_id}" if model_id else "")
+        paths = run_report(
+            out,
+            result,
+            predictions=preds,
+            store=ctx.qlib_store(universe),
+            benchmark=config.benchmark,
+            title=title,
+            subtitle=ctx.source,
+            risk_free=ctx.risk_free(),
+        )
+        statistics = {**result.statistics(ctx.risk_free()), "trades": result.trade_statistics()}
+        if model_id is not None:
+            ctx.record_backtest(model_id, {"topk": topk, "n_drop": n_drop, **_flatten(statistics)})
+    doc: dict[str, Any] = {
+        "out": str(out),
+        "report": str(paths.html),
+        "daily": str(paths.daily_parquet),
+        "model_id": model_id,
+        "days": result.daily.height,
+        "statistics": statistics,
+    }
+    if fmt is OutputFormat.json:
+        emit_json(doc)
+        return
+    console = stdout_console()
+    console.print(f"[bold]report[/bold]: {paths.html}")
+    for group, values in statistics.items():
+        if isinstance(values, dict):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+            console.print(f"[bold]{group}[/bold]: {shown}")
+
+
+def read_predictions(path: Path) -> pl.DataFrame:
+    """Predictions from parquet or csv, with the columns ``datetime, code, score``."""
+    if not path.is_file():
+        raise NotFoundError(f"predictions file not found: {path}")
+    frame = (
+        pl.read_csv(path, try_parse_dates=True) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
+    )
+    missing = {"datetime", "code", "score"} - set(frame.columns)
+    if missing:
+        raise InvalidInputError(
+            f"{path}: missing column(s) {sorted(missing)}; expected datetime, code, score"
+        )
+    return frame.select(
+        pl.col("datetime").cast(pl.Datetime("ms")),
+        pl.col("code").cast(pl.String),
+        pl.col("score").cast(pl.Float64),
+    )
+
+
+def _flatten(statistics: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group, values in statistics.items():
+        if isinstance(values, dict):
+            out.update({f"{group}.{k}": v for k, v in values.items()})
+        else:
+            out[group] = values
+    return out
