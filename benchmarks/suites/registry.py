@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from common import Result, percentiles, rss_mb, work_dir
-
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.registry import AsyncModelRepository, ModelRegistry, RegistryOptions
 from hikyuu_qlib.registry.codec import to_micros
@@ -198,8 +197,7 @@ def sample_ids(registry: ModelRegistry, n: int) -> list[str]:
     raw = registry.engine.raw_connection()
     try:
         cur = raw.cursor()
-        order = "random()" if registry.backend == "sqlite" else "random()"
-        cur.execute(f"SELECT id FROM models ORDER BY {order} LIMIT {n}")
+        cur.execute(f"SELECT id FROM models ORDER BY random() LIMIT {n}")
         return [r[0] for r in cur.fetchall()]
     finally:
         raw.close()
@@ -319,9 +317,9 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
         for depth in (1000, int(big * 0.9)):
             cursor = cursor_at(registry, depth)
             registry.find(limit=100, cursor=cursor)
-            ours_s = min(_timed(lambda: registry.find(limit=100, cursor=cursor)) for _ in range(20))
-            apage = min([await _atimed(lambda: repo.find(limit=100, cursor=cursor)) for _ in range(10)])
-            naive_s = min([await _atimed(lambda: naive.page(depth)) for _ in range(3)])
+            ours_s = min(_timed(lambda c=cursor: registry.find(limit=100, cursor=c)) for _ in range(20))
+            apage = min([await _atimed(lambda c=cursor: repo.find(limit=100, cursor=c)) for _ in range(10)])
+            naive_s = min([await _atimed(lambda d=depth: naive.page(d)) for _ in range(3)])
             results.append(goal(Result(f"page of 100 at depth {depth // 1000}k [{tag}]", ours_s,
                                        "naive LIMIT/OFFSET", naive_s), "page_s", ours_s, async_repository_s=apage))
 

@@ -5,9 +5,9 @@ Nothing here runs at import time; entrypoints (CLI, HTTP, scripts) call these fa
 
 from __future__ import annotations
 
-from hikyuu_qlib.marketdata import AsyncMarketDataClient, MarketDataClient
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from hikyuu_qlib.marketdata import AsyncMarketDataClient, MarketDataClient
 from hikyuu_qlib.ports import MarketData
 from hikyuu_qlib.settings import Settings
 from hikyuu_qlib.stores.source import SourceSpec

@@ -40,10 +40,10 @@ def compile_statement(stmt: sa.ClauseElement, dialect: sa.Dialect) -> Compiled:
 
 
 class RowCodec:
-    """Models ⇄ driver rows: JSON fields are text on SQLite, and decoded by psycopg on PostgreSQL."""
+    """Models ⇄ driver rows (JSON fields as text on the way in, decoded on the way out)."""
 
     def __init__(self, backend: str) -> None:
-        self.decode_json = backend == "sqlite"
+        self.backend = backend
 
     @staticmethod
     def params(model: Model) -> dict[str, Any]:
@@ -53,13 +53,17 @@ class RowCodec:
         return row
 
     def model(self, row: Sequence[Any]) -> Model:
-        return from_row(self.decoded(row)) if self.decode_json else from_row(row)
+        return from_row(self.decoded(row))
 
     @staticmethod
-    def decoded(row: Sequence[Any]) -> list[Any]:
-        """The row with its four JSON texts decoded in one parse (one ``loads`` call, not four)."""
+    def decoded(row: Sequence[Any]) -> Sequence[Any]:
+        """The row with its four JSON texts decoded in one parse (one ``loads`` call, not four).
+
+        sqlite3 and SQLAlchemy's asyncpg setup hand JSON over as text; psycopg decodes it already."""
+        h, s, m, t = row[_H], row[_S], row[_M], row[_T]
+        if not isinstance(h, str):
+            return row
         values = list(row)
-        h, s, m, t = (values[i] for i in _JSON_INDEX)
         values[_H], values[_S], values[_M], values[_T] = _loads(f"[{h},{s},{m},{t}]")
         return values
 

@@ -99,8 +99,7 @@ def _engine_kwargs(backend: Backend, options: RegistryOptions, *, asynchronous: 
         kwargs["connect_args"] = {"timeout": options.busy_timeout_ms / 1000, "check_same_thread": False,
                                   "isolation_level": None}
         kwargs["pool_pre_ping"] = False  # a local file has no connection to lose
-        if not asynchronous:
-            kwargs["pool_reset_on_return"] = None  # the facade always commits or rolls back itself
+        kwargs["pool_reset_on_return"] = None  # every operation commits or rolls back itself
     elif asynchronous:
         settings = {"application_name": options.application_name}
         if options.schema:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa

@@ -1,9 +1,12 @@
 """The async model repository: SQLAlchemy 2 async Core over aiosqlite or asyncpg.
 
 Use it as an async context manager (``async with AsyncModelRepository(url) as repo``) or call
-``open()``/``close()``. Opening applies the migrations. Every operation is one short transaction, retried
-as a whole on transient faults (:mod:`hikyuu_qlib.registry.retry`). ``get`` calls that arrive in the
-same event-loop turn are served by one ``get_many`` query (see :class:`GetBatcher`).
+``open()``/``close()``. Opening applies the migrations (through an SQLAlchemy async connection).
+SQLAlchemy builds and compiles every statement and owns the async pool; operations run the compiled SQL
+on the pooled driver connection (:mod:`hikyuu_qlib.registry.async_driver`). Every operation is one short
+transaction, retried as a whole on transient faults (:mod:`hikyuu_qlib.registry.retry`); a connection
+found dead is invalidated so the pool replaces it. ``get`` calls that arrive in the same event-loop turn
+are served by one ``get_many`` query (see :class:`GetBatcher`).
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.registry import migrate
 from hikyuu_qlib.registry import query as q
+from hikyuu_qlib.registry.async_driver import AsyncDriver, Positional
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
-from hikyuu_qlib.registry.codec import from_row, to_row, with_version
+from hikyuu_qlib.registry.codec import to_micros, with_version
+from hikyuu_qlib.registry.driver import RowCodec, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import WRITE, RegistryOptions, create_async_registry_engine
-from hikyuu_qlib.registry.retry import retry_async
-from hikyuu_qlib.registry.tables import models
+from hikyuu_qlib.registry.retry import leaves_connection_usable, retry_async
+from hikyuu_qlib.registry.tables import COLUMNS, models
 
 T = TypeVar("T")
 
@@ -71,8 +76,9 @@ class AsyncModelRepository:
 
     def __init__(self, url: str, options: RegistryOptions | None = None) -> None:
         self._core = RegistryCore(url, options)
+        self._rows = RowCodec(self._core.backend)
         self._engine: AsyncEngine | None = None
-        self._writer: AsyncEngine | None = None
+        self._sql: dict[str, Positional] = {}
         self._batcher = GetBatcher(self._fetch_many)
 
     @property
@@ -88,22 +94,45 @@ class AsyncModelRepository:
     # --- lifecycle ----------------------------------------------------------------------------------
 
     async def open(self) -> Self:
-        """Create the engine and pool, apply migrations, load the cursor key."""
+        """Create the engine and pool, apply migrations, compile the statements, load the cursor key."""
         if self._engine is not None:
             return self
         _, engine = create_async_registry_engine(self._core.url, self._core.options)
-        self._engine, self._writer = engine, engine.execution_options(**WRITE)
+        self._engine = engine
         try:
-            await self._write(lambda conn: conn.run_sync(migrate.upgrade))
-            key = await self._read(lambda conn: _scalar(conn, CURSOR_KEY_STATEMENT))
-            self._core.set_cursor_key(key)
+            writer = engine.execution_options(**WRITE)
+
+            async def upgrade() -> None:
+                async with writer.begin() as conn:
+                    await conn.run_sync(migrate.upgrade)
+
+            await retry_async(upgrade, self._core.policy)
+            self._compile(engine.dialect)
+            rows = await self._run(lambda d: d.fetch(self._sql["cursor_key"]), write=False)
+            self._core.set_cursor_key(rows[0][0] if rows else None)
         except BaseException:
             await self.close()
             raise
         return self
 
+    def _compile(self, dialect: sa.Dialect) -> None:
+        backend = self._core.backend
+        select_all = sa.select(models)
+        many = (sa.text(f"SELECT {', '.join(COLUMNS)} FROM models WHERE {ids_condition(backend)}")
+                if backend == "sqlite" else select_all.where(models.c.id == sa.func.any(sa.bindparam("ids"))))
+        delete = (sa.text(f"DELETE FROM models WHERE {ids_condition(backend)}") if backend == "sqlite"
+                  else sa.delete(models).where(models.c.id == sa.func.any(sa.bindparam("ids"))))
+        self._sql = {
+            "upsert": Positional.compile(self._core.upsert_one, dialect),
+            "upsert_many": Positional.compile(self._core.upsert_many, dialect),
+            "get": Positional.compile(self._core.get_one, dialect),
+            "get_many": Positional.compile(many, dialect),
+            "delete_many": Positional.compile(delete, dialect),
+            "cursor_key": Positional.compile(CURSOR_KEY_STATEMENT, dialect),
+        }
+
     async def close(self) -> None:
-        engine, self._engine, self._writer = self._engine, None, None
+        engine, self._engine = self._engine, None
         if engine is not None:
             await engine.dispose()
 
@@ -116,48 +145,56 @@ class AsyncModelRepository:
 
     # --- transactions -------------------------------------------------------------------------------
 
-    async def _read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool) -> T:
+        """One transaction (reads: one autocommit statement) on a pooled connection, retried whole."""
+        engine, backend = self.engine, self._core.backend
+
         async def attempt() -> T:
-            async with self.engine.connect() as conn:
-                return await work(conn)
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver = AsyncDriver(raw.driver_connection, backend)
+                try:
+                    if write:
+                        await driver.begin()
+                    result = await work(driver)
+                    if write:
+                        await driver.commit()
+                    return result
+                except BaseException as error:
+                    if not leaves_connection_usable(error):  # lost, broken or interrupted: replace it
+                        await conn.invalidate(error if isinstance(error, Exception) else None)
+                    elif write:
+                        try:
+                            await driver.rollback()
+                        except Exception:
+                            await conn.invalidate()
+                    raise
 
-        return await retry_async(attempt, self._core.policy)
-
-    async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async def attempt() -> T:
-            assert self._writer is not None
-            async with self._writer.begin() as conn:
-                return await work(conn)
-
-        if self._writer is None:
-            raise RuntimeError("the registry is not open: use `async with` or call open()")
         return await retry_async(attempt, self._core.policy)
 
     # --- writes -------------------------------------------------------------------------------------
 
     async def save(self, model: Model) -> Model:
         """Insert or update one model in one upsert statement; returns it with its version."""
-        params = self._core.save_params(model)
-
-        async def work(conn: AsyncConnection) -> int:
-            return int((await conn.execute(self._core.upsert_one, params)).scalar_one())
-
-        version = await self._write(work)
-        return with_version(model, version)
+        params = self._rows.params(model)
+        stmt = self._sql["upsert"]
+        rows = await self._run(lambda d: d.fetch(stmt, params), write=True)
+        return with_version(model, int(rows[0][0]))
 
     async def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
         chunks = self._core.chunks(items)
         if not chunks:
             return []
+        stmt = self._sql["upsert_many"]
 
-        async def work(conn: AsyncConnection) -> list[tuple[str, int]]:
+        async def work(d: AsyncDriver) -> list[tuple[str, int]]:
             out: list[tuple[str, int]] = []
             for _, params in chunks:
-                out.extend((r[0], r[1]) for r in await conn.execute(self._core.upsert_many, params))
+                out.extend((r[0], r[1]) for r in await d.fetch(stmt, params))
             return out
 
-        versions = await self._write(work)
+        versions = await self._run(work, write=True)
         return self._core.with_versions([m for part, _ in chunks for m in part], versions)
 
     async def delete(self, model_id: str) -> bool:
@@ -169,49 +206,47 @@ class AsyncModelRepository:
         wanted = self._core.check_ids(ids)
         if not wanted:
             return 0
+        backend, stmt = self._core.backend, self._sql["delete_many"]
 
-        async def work(conn: AsyncConnection) -> int:
+        async def work(d: AsyncDriver) -> int:
             total = 0
-            for start in range(0, len(wanted), q.CHUNK):
-                result = await conn.execute(self._core.delete_many, {"ids": wanted[start:start + q.CHUNK]})
-                total += result.rowcount
+            for i in range(0, len(wanted), q.CHUNK):
+                total += await d.execute(stmt, {"ids": ids_param(backend, wanted[i:i + q.CHUNK])})
             return total
 
-        return await self._write(work)
+        return await self._run(work, write=True)
 
     async def transition(self, model_id: str, target: ModelStatus | str) -> Model:
         """Move a model to ``target`` if the lifecycle allows it (compare-and-set on the status)."""
         for _ in range(self._core.policy.attempts):
             current = await self.get(model_id)
             changed = current.transition(target)
-            stmt = (sa.update(models).where(models.c.id == changed.id, models.c.status == current.status.value)
-                    .values(status=changed.status.value, updated_at=to_row(changed)["updated_at"]))
-
-            async def work(conn: AsyncConnection, stmt: sa.Update = stmt) -> int:
-                return (await conn.execute(stmt)).rowcount
-
-            if await self._write(work) == 1:
+            update = (sa.update(models)
+                      .where(models.c.id == changed.id, models.c.status == current.status.value)
+                      .values(status=changed.status.value, updated_at=to_micros(changed.updated_at)))
+            stmt = Positional.compile(update, self.engine.dialect)
+            if await self._run(lambda d, s=stmt: d.execute(s), write=True) == 1:  # type: ignore[misc]
                 return changed
         raise IllegalTransitionError(f"model {model_id} kept changing status; try again")
 
     # --- reads --------------------------------------------------------------------------------------
 
     async def _fetch_many(self, ids: list[str]) -> dict[str, Model]:
-        async def work(conn: AsyncConnection) -> dict[str, Model]:
-            found: dict[str, Model] = {}
-            for start in range(0, len(ids), q.CHUNK):
-                result = await conn.execute(self._core.get_many, {"ids": ids[start:start + q.CHUNK]})
-                for row in result:
-                    found[row[0]] = from_row(row)
-            return found
-
+        backend = self._core.backend
         if len(ids) == 1:
-            async def one(conn: AsyncConnection) -> dict[str, Model]:
-                row = (await conn.execute(self._core.get_one, {"id": ids[0]})).first()
-                return {} if row is None else {row[0]: from_row(row)}
+            stmt = self._sql["get"]
+            rows = await self._run(lambda d: d.fetch(stmt, {"id": ids[0]}), write=False)
+        else:
+            stmt = self._sql["get_many"]
 
-            return await self._read(one)
-        return await self._read(work)
+            async def work(d: AsyncDriver) -> list[Any]:
+                out: list[Any] = []
+                for i in range(0, len(ids), q.CHUNK):
+                    out.extend(await d.fetch(stmt, {"ids": ids_param(backend, ids[i:i + q.CHUNK])}))
+                return out
+
+            rows = await self._run(work, write=False)
+        return {m.id: m for m in map(self._rows.model, rows)}
 
     async def find_by_id(self, model_id: str) -> Model | None:
         """The model with this id, or ``None``."""
@@ -232,6 +267,10 @@ class AsyncModelRepository:
         found = await self._fetch_many(list(dict.fromkeys(wanted)))
         return [found[i] for i in wanted if i in found]
 
+    async def _select(self, stmt: sa.Select[Any]) -> list[Any]:
+        compiled = Positional.compile(stmt, self.engine.dialect)
+        return list(await self._run(lambda d: d.fetch(compiled), write=False))
+
     async def find(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                    limit: int = 100, cursor: str | None = None) -> q.Page[Model]:
         """One keyset page of matching models and the cursor of the next page."""
@@ -239,12 +278,8 @@ class AsyncModelRepository:
         order = q.ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         after = self._core.after(cursor, order, flt)
-        stmt = q.find_statement(flt, order, after, limit + 1, self._core.backend)
-
-        async def work(conn: AsyncConnection) -> list[Any]:
-            return list((await conn.execute(stmt)).all())
-
-        return self._core.page(await self._read(work), order, flt, limit)
+        rows = await self._select(q.find_statement(flt, order, after, limit + 1, self._core.backend))
+        return self._core.page([self._rows.decoded(r) for r in rows], order, flt, limit)
 
     async def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                       batch: int = 1000) -> AsyncIterator[Model]:
@@ -259,23 +294,11 @@ class AsyncModelRepository:
             cursor = page.next_cursor
 
     async def count(self, flt: q.ModelFilter | None = None) -> int:
-        stmt = q.count_statement(flt or q.ModelFilter(), self._core.backend)
-
-        async def work(conn: AsyncConnection) -> int:
-            return int((await conn.execute(stmt)).scalar_one())
-
-        return await self._read(work)
+        """How many models match."""
+        rows = await self._select(q.count_statement(flt or q.ModelFilter(), self._core.backend))
+        return int(rows[0][0])
 
     async def resolve(self, prefix: str) -> str:
         """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""
-        text = self._core.normalise_prefix(prefix)
-        stmt = q.prefix_statement(text)
-
-        async def work(conn: AsyncConnection) -> list[str]:
-            return [r[0] for r in await conn.execute(stmt)]
-
-        return self._core.resolved(prefix, await self._read(work))
-
-
-async def _scalar(conn: AsyncConnection, stmt: sa.Select[Any]) -> Any:
-    return (await conn.execute(stmt)).scalar()
+        rows = await self._select(q.prefix_statement(self._core.normalise_prefix(prefix)))
+        return self._core.resolved(prefix, [r[0] for r in rows])

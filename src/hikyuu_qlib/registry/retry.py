@@ -50,16 +50,30 @@ def is_connection_lost(error: BaseException) -> bool:
     if module.startswith("psycopg") or module.startswith("asyncpg"):
         state = _sqlstate(error) or ""
         name = type(error).__name__
-        return state.startswith(("08", "57P")) or (name in {"OperationalError", "InterfaceError",
-                                                           "ConnectionDoesNotExistError"} and not state)
+        client_side = {"OperationalError", "InterfaceError", "InternalClientError", "ProtocolError",
+                       "ConnectionDoesNotExistError", "ConnectionFailureError"}
+        return state.startswith(("08", "57P")) or (name in client_side and not state)
     return isinstance(error, ConnectionError)
+
+
+def leaves_connection_usable(error: BaseException) -> bool:
+    """An error the database reported cleanly (SQLite errors; PostgreSQL errors with an SQLSTATE outside
+    the connection classes): the connection can be rolled back and reused. Anything else (client or
+    protocol errors, cancellation in the middle of a query) means the connection must be discarded."""
+    if isinstance(error, sa_exc.DBAPIError):
+        error = error.orig or error
+    if type(error).__module__.startswith("sqlite3"):
+        return True
+    state = _sqlstate(error)
+    return bool(state) and not is_connection_lost(error)
 
 
 def is_transient(error: BaseException) -> bool:
     """Whether retrying the whole operation may succeed."""
     if is_connection_lost(error):
         return True
-    if isinstance(error, sa_exc.DBAPIError) or type(error).__module__.startswith(("sqlite3", "psycopg")):
+    if isinstance(error, sa_exc.DBAPIError) or type(error).__module__.startswith(("sqlite3", "psycopg",
+                                                                                 "asyncpg")):
         orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
         state = _sqlstate(orig) or _sqlstate(getattr(orig, "__cause__", None))
         if state in _TRANSIENT_SQLSTATES or (state or "").startswith("08"):

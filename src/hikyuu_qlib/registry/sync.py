@@ -22,7 +22,7 @@ from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_fo
 from hikyuu_qlib.registry.codec import to_micros, with_version
 from hikyuu_qlib.registry.driver import RowCodec, compile_statement, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import WRITE, RegistryOptions, create_sync_registry_engine
-from hikyuu_qlib.registry.retry import is_connection_lost, retry_sync
+from hikyuu_qlib.registry.retry import leaves_connection_usable, retry_sync
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
 T = TypeVar("T")
@@ -125,7 +125,7 @@ class ModelRegistry:
                     raw.commit()
                 return result
             except BaseException as error:
-                if is_connection_lost(error):
+                if not leaves_connection_usable(error):  # lost, broken or interrupted: replace it
                     raw.invalidate(error if isinstance(error, Exception) else None)
                 else:
                     try:
@@ -261,9 +261,7 @@ class ModelRegistry:
         order = q.ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
-        rows = self._select(stmt)
-        if self._rows.decode_json:
-            rows = [self._rows.decoded(r) for r in rows]
+        rows = [self._rows.decoded(r) for r in self._select(stmt)]
         return self._core.page(rows, order, flt, limit)
 
     def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
