@@ -56,10 +56,10 @@ def _close_families(
     """ROC, MA, STD, BETA, RSQR, RESI and CORR (which shares the close's std)."""
     n = e - s
     sums, counts, stds, slope, rsq, resi = t[0, :, :n], t[1, :, :n], t[2, :, :n], t[3], t[4], t[5]
-    rolling.sum_std(c, s, e, windows, sums, counts, stds, True)
+    rolling.sum_std(c, s, e, windows, rows, sums, counts, stds, True)
     for k in range(windows.shape[0]):
         w = windows[k]
-        rolling.regression(c, s, e, w, slope[k, :n], rsq[k, :n], resi[k, :n])
+        rolling.regression(c, s, e, w, rows, slope[k, :n], rsq[k, :n], resi[k, :n])
         for i in range(s, e):
             r = rows[i]
             if r < 0:
@@ -85,10 +85,10 @@ def _extremes(
     for k in range(windows.shape[0]):
         w = windows[k]
         hi_v, hi_i, lo_v, lo_i = t[0, k, :n], t[1, k, :n], t[2, k, :n], t[3, k, :n]
-        rolling.extremum(h, s, e, w, True, hi_v, hi_i, q[0, :n], q[1, :n])
-        rolling.extremum(lo, s, e, w, False, lo_v, lo_i, q[0, :n], q[1, :n])
+        rolling.extremum(h, s, e, w, rows, True, hi_v, hi_i, q[0, :n], q[1, :n])
+        rolling.extremum(lo, s, e, w, rows, False, lo_v, lo_i, q[0, :n], q[1, :n])
         upper, lower, rank, buf = t[4, k, :n], t[5, k, :n], t[6, k, :n], t[7, 0, :w]
-        rolling.quantiles_rank(c, s, e, w, buf, upper, lower, rank)
+        rolling.quantiles_rank(c, s, e, w, rows, buf, upper, lower, rank)
         for i in range(s, e):
             r = rows[i]
             if r < 0:
@@ -116,11 +116,11 @@ def _correlation(
     """
     n = e - s
     value, tmp, cnt, sy = t[6, :, :n], t[7, :, :n], t[8, :, :n], t[9, :, :n]
-    rolling.corr(x, y, s, e, windows, value)
-    rolling.sum_std(y, s, e, windows, tmp, cnt, sy, True)
+    rolling.corr(x, y, s, e, windows, rows, value)
+    rolling.sum_std(y, s, e, windows, rows, tmp, cnt, sy, True)
     if sx.shape[1] == 0:
         sx = t[10, :, :n]
-        rolling.sum_std(x, s, e, windows, tmp, cnt, sx, True)
+        rolling.sum_std(x, s, e, windows, rows, tmp, cnt, sx, True)
     for k in range(windows.shape[0]):
         col = _col(family, k)
         for i in range(s, e):
@@ -161,7 +161,7 @@ def _gains(
     """SUMP, SUMN, SUMD (or the volume's): rolling gains and losses over the rolling total move."""
     n = e - s
     gain, loss, total = t[0, :, :n], t[1, :, :n], t[2, :, :n]
-    rolling.gain_sums(x, s, e, windows, gain, loss, total)
+    rolling.gain_sums(x, s, e, windows, rows, gain, loss, total)
     for k in range(windows.shape[0]):
         for i in range(s, e):
             r = rows[i]
@@ -181,8 +181,8 @@ def _volumes(
     n = e - s
     sums, counts, stds = t[0, :, :n], t[1, :, :n], t[2, :, :n]
     wsum, wcount, wstd = t[3, :, :n], t[4, :, :n], t[5, :, :n]
-    rolling.sum_std(v, s, e, windows, sums, counts, stds, True)
-    rolling.sum_std(wv, s, e, windows, wsum, wcount, wstd, True)
+    rolling.sum_std(v, s, e, windows, rows, sums, counts, stds, True)
+    rolling.sum_std(wv, s, e, windows, rows, wsum, wcount, wstd, True)
     for k in range(windows.shape[0]):
         for i in range(s, e):
             r = rows[i]

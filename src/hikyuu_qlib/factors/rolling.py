@@ -1,8 +1,9 @@
 """Rolling window primitives with Qlib's semantics, over one code's rows.
 
 Each primitive runs over the rows ``s..e`` (one code) of an array holding all codes back to back and
-writes one value per row into a scratch array indexed from 0 (row ``i`` goes to ``i - s``); windows
-are truncated at the first row of the code. They are compiled helpers, called from the fused
+writes one value per live row (``live[i] >= 0``; the others are only passed through) into a scratch
+array indexed from 0 (row ``i`` goes to ``i - s``); windows are truncated at the first row of the
+code. They are compiled helpers, called from the fused
 Alpha158 kernel (:mod:`hikyuu_qlib.factors.alpha158_kernel`), which runs the codes in parallel.
 
 Semantics follow what Qlib's expression engine produces through pandas (``min_periods=1``):
@@ -31,7 +32,7 @@ I64 = npt.NDArray[np.int64]
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def sum_std(
-    x: F32, s: int, e: int, windows: I64, sums: F64, counts: F64, stds: F64, want_std: bool
+    x: F32, s: int, e: int, windows: I64, live: I64, sums: F64, counts: F64, stds: F64, want_std: bool
 ) -> None:  # pragma: no cover
     """Per window ``k``: sum of the valid values (compensated), their count and their sample std.
 
@@ -86,6 +87,8 @@ def sum_std(
                             d = old - mean[k]
                             mean[k] -= d / cnt[k]
                             m2[k] -= d * (old - mean[k])
+            if live[i] < 0:
+                continue
             c = cnt[k]
             counts[k, j] = c
             if c == 0:
@@ -104,7 +107,7 @@ def sum_std(
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def gain_sums(
-    x: F32, s: int, e: int, windows: I64, gain: F64, loss: F64, total: F64
+    x: F32, s: int, e: int, windows: I64, live: I64, gain: F64, loss: F64, total: F64
 ) -> None:  # pragma: no cover
     """Per window: the compensated sums of ``Greater(d, 0)``, ``Greater(-d, 0)`` and ``Abs(d)``.
 
@@ -159,6 +162,8 @@ def gain_sums(
                             t = tot[m, k] + y
                             comp[m, k] = (t - tot[m, k]) - y
                             tot[m, k] = t
+            if live[i] < 0:
+                continue
             c = cnt[k]
             for m in range(3):
                 dest = gain if m == 0 else (loss if m == 1 else total)
@@ -171,7 +176,9 @@ def gain_sums(
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def corr(x: F32, y: F32, s: int, e: int, windows: I64, out: F64) -> None:  # pragma: no cover - compiled
+def corr(
+    x: F32, y: F32, s: int, e: int, windows: I64, live: I64, out: F64
+) -> None:  # pragma: no cover - compiled
     """Per window: Pearson correlation over the pairs where both values are valid (NaN below two)."""
     nw = windows.shape[0]
     cnt = np.zeros(nw, dtype=np.int64)
@@ -215,6 +222,8 @@ def corr(x: F32, y: F32, s: int, e: int, windows: I64, out: F64) -> None:  # pra
                         sxx[k] -= dx * (oa - mx[k])
                         syy[k] -= dy * (ob - my[k])
                         sxy[k] -= dx * (ob - my[k])
+            if live[i] < 0:
+                continue
             if cnt[k] < 2 or sxx[k] <= 0.0 or syy[k] <= 0.0:
                 out[k, j] = np.nan
             else:
@@ -222,7 +231,9 @@ def corr(x: F32, y: F32, s: int, e: int, windows: I64, out: F64) -> None:  # pra
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def regression(x: F32, s: int, e: int, w: int, slope: F64, rsq: F64, resi: F64) -> None:  # pragma: no cover
+def regression(
+    x: F32, s: int, e: int, w: int, live: I64, slope: F64, rsq: F64, resi: F64
+) -> None:  # pragma: no cover
     """Slope, r-square and last residual of ``x`` on 1..N, updated as Qlib's Cython kernels do.
 
     The r-square is returned before Qlib's near-constant mask.
@@ -255,6 +266,8 @@ def regression(x: F32, s: int, e: int, w: int, slope: F64, rsq: F64, resi: F64) 
             y_sum += val
             y2_sum += val * val
             xy_sum += w * val
+        if live[i] < 0:
+            continue
         m = w - na
         num = m * xy_sum - x_sum * y_sum
         den_x = m * x2_sum - x_sum * x_sum
@@ -276,7 +289,16 @@ def regression(x: F32, s: int, e: int, w: int, slope: F64, rsq: F64, resi: F64) 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def extremum(
-    x: F32, s: int, e: int, w: int, largest: bool, value: F64, index: F64, queue: I64, nans: I64
+    x: F32,
+    s: int,
+    e: int,
+    w: int,
+    live: I64,
+    largest: bool,
+    value: F64,
+    index: F64,
+    queue: I64,
+    nans: I64,
 ) -> None:  # pragma: no cover - compiled
     """The max (or min) of the valid values, and Qlib's 1-based IdxMax (or IdxMin).
 
@@ -305,6 +327,8 @@ def extremum(
             head += 1
         while nan_head < nan_tail and nans[nan_head] < lo:
             nan_head += 1
+        if live[i] < 0:
+            continue
         j = i - s
         if head == tail:
             value[j] = np.nan
@@ -315,33 +339,22 @@ def extremum(
         index[j] = first - lo + 1
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _lower(buf: F64, cnt: int, v: float) -> int:  # pragma: no cover - compiled
-    lo = 0
-    hi = cnt
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if buf[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """The first position whose value is not below ``v`` (branch-free halving)."""
+    if cnt == 0:
+        return 0
+    base = 0
+    size = cnt
+    while size > 1:
+        half = size >> 1
+        if buf[base + half] < v:
+            base += half
+        size -= half
+    return base + 1 if buf[base] < v else base
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _upper(buf: F64, cnt: int, v: float) -> int:  # pragma: no cover - compiled
-    lo = 0
-    hi = cnt
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if buf[mid] <= v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _quantile(buf: F64, cnt: int, q: float) -> float:  # pragma: no cover - compiled
     h = (cnt - 1) * q
     lo = int(np.floor(h))
@@ -351,12 +364,13 @@ def _quantile(buf: F64, cnt: int, q: float) -> float:  # pragma: no cover - comp
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def quantiles_rank(
-    x: F32, s: int, e: int, w: int, buf: F64, upper: F64, lower: F64, rank: F64
+    x: F32, s: int, e: int, w: int, live: I64, buf: F64, upper: F64, lower: F64, rank: F64
 ) -> None:  # pragma: no cover - compiled
     """The 0.8 and 0.2 quantiles (linear interpolation) of the valid values, and the last's rank.
 
-    ``buf`` (length ``w``) holds the window's valid values sorted; each step moves the values between
-    the leaving value's place and the arriving value's place by one, so a step costs their distance.
+    ``buf`` (length ``w``) holds the window's valid values sorted. Each step overwrites the leaving
+    value with the arriving one and slides it into place (insertion sort by one), so a step costs
+    the distance between their places; the arriving value's place then gives its rank.
     """
     cnt = 0
     for i in range(s, e):
@@ -365,27 +379,26 @@ def quantiles_rank(
         old = np.float64(x[i - w]) if i - s >= w else np.nan
         if np.isfinite(old):
             p = _lower(buf, cnt, old)
-            if has_new:
-                # replace buf[p] by v, then slide it into place
-                if v >= old:
-                    while p + 1 < cnt and buf[p + 1] < v:
-                        buf[p] = buf[p + 1]
-                        p += 1
-                else:
-                    while p > 0 and buf[p - 1] > v:
-                        buf[p] = buf[p - 1]
-                        p -= 1
-                buf[p] = v
-            else:
+            if not has_new:
                 for j in range(p, cnt - 1):
                     buf[j] = buf[j + 1]
                 cnt -= 1
         elif has_new:
-            p = _upper(buf, cnt, v)
-            for j in range(cnt, p, -1):
-                buf[j] = buf[j - 1]
-            buf[p] = v
+            p = cnt
             cnt += 1
+        else:
+            p = -1
+        if has_new:
+            # buf[p] is free: slide v into place; afterwards values left of p are <= v, right >= v
+            while p + 1 < cnt and buf[p + 1] < v:
+                buf[p] = buf[p + 1]
+                p += 1
+            while p > 0 and buf[p - 1] > v:
+                buf[p] = buf[p - 1]
+                p -= 1
+            buf[p] = v
+        if live[i] < 0:
+            continue
         j = i - s
         if cnt == 0:
             upper[j] = np.nan
@@ -396,6 +409,10 @@ def quantiles_rank(
         if not has_new:
             rank[j] = np.nan
         else:
-            less = _lower(buf, cnt, v)
-            equal = _upper(buf, cnt, v) - less
-            rank[j] = (less + (equal + 1) / 2.0) / cnt
+            less = p
+            while less > 0 and buf[less - 1] == v:
+                less -= 1
+            more = p + 1
+            while more < cnt and buf[more] == v:
+                more += 1
+            rank[j] = (less + (more - less + 1) / 2.0) / cnt
