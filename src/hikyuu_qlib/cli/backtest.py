@@ -12,6 +12,7 @@ import typer
 
 from hikyuu_qlib.cli.output import OutputFormat, emit_json, guarded, stdout_console
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
+from hikyuu_qlib.serialization import flatten
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
@@ -99,7 +100,7 @@ def run(
         )
         statistics = {**result.statistics(ctx.risk_free()), "trades": result.trade_statistics()}
         if model_id is not None:
-            ctx.record_backtest(model_id, {"topk": topk, "n_drop": n_drop, **_flatten(statistics)})
+            ctx.record_backtest(model_id, {"topk": topk, "n_drop": n_drop, **flatten(statistics)})
     doc: dict[str, Any] = {
         "out": str(out),
         "report": str(paths.html),
@@ -136,13 +137,3 @@ def read_predictions(path: Path) -> pl.DataFrame:
         pl.col("code").cast(pl.String),
         pl.col("score").cast(pl.Float64),
     )
-
-
-def _flatten(statistics: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for group, values in statistics.items():
-        if isinstance(values, dict):
-            out.update({f"{group}.{k}": v for k, v in values.items()})
-        else:
-            out[group] = values
-    return out

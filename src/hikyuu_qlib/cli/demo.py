@@ -1,20 +1,30 @@
-"""``hq demo``: the main job on the embedded default (the synthetic market), or on real data."""
+"""``hq demo``: the main job. On the embedded synthetic market by default (no files, no network, no
+services): factors, training, registration, prediction, backtest and report, then where everything is.
+With ``--source hikyuu:DIR`` or ``--source qlib:DIR`` it does the same on real data."""
 
 from __future__ import annotations
 
-import logging
-import time
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
-import polars as pl
 import typer
 
-from hikyuu_qlib.app import open_market
-from hikyuu_qlib.cli.output import OutputFormat, emit_json, frame_table, guarded, stdout_console
-from hikyuu_qlib.factors.grouped import grouped_rolling_mean
+from hikyuu_qlib.cli.output import OutputFormat, guarded
+from hikyuu_qlib.cli.run import show_run, stage_bars
+from hikyuu_qlib.domain import InvalidInputError, StockType
+from hikyuu_qlib.research import ResearchContext
+from hikyuu_qlib.workflow.config import (
+    BacktestSpec,
+    ModelSpec,
+    Outputs,
+    Segments,
+    TopkDropoutSpec,
+    WorkflowConfig,
+)
+from hikyuu_qlib.workflow.runner import run_workflow
 
-log = logging.getLogger("hikyuu_qlib.cli")
+BENCHMARKS = ("SH000300", "SH000905", "SH000001")
 
 
 @guarded
@@ -22,76 +32,71 @@ def demo(
     source: Annotated[
         str, typer.Option("--source", "-s", help="synthetic[:SEED], hikyuu:PATH or qlib:PATH")
     ] = "synthetic",
-    out: Annotated[Path, typer.Option("--out", "-o", help="where to write the outputs")] = Path("hq-output/demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="where the run directory goes")] = Path(
+        "hq-output/demo"
+    ),
+    force: Annotated[
+        bool, typer.Option("--force", help="retrain even if this exact run was done before")
+    ] = False,
+    db: Annotated[
+        str | None, typer.Option("--db", help="model registry URL", envvar="HQ_DATABASE_URL")
+    ] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json")] = OutputFormat.table,
 ) -> None:
-    """Load the whole market, forward-adjusted, compute MA20 and a market summary, and write them."""
-    run_demo(source, out, fmt)
+    """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
+    with ResearchContext.open(source, db=db) as ctx:
+        config = demo_workflow(ctx, source, out)
+        result = run_workflow(config, force=force, progress=stage_bars(fmt), context=ctx)
+    show_run(result.to_json(), fmt)
 
 
-def run_demo(source: str, out: Path, fmt: OutputFormat) -> None:
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    with open_market(source) as md:
-        stocks = md.stocks(valid=None)
-        result = md.load_many(stocks["code"], adjust="forward", concurrency=4)
-    timings["load_s"] = time.perf_counter() - t0
-    bars = result.frame
-    t1 = time.perf_counter()
-    bars = bars.with_columns(grouped_rolling_mean(bars, "close", 20).alias("ma20"))
-    timings["ma20_s"] = time.perf_counter() - t1
-    summary = _summary(bars)
-    out.mkdir(parents=True, exist_ok=True)
-    bars_path = out / "bars.parquet"
-    bars.write_parquet(bars_path)
-    summary_path = out / "summary.csv"
-    summary.write_csv(summary_path)
-    doc = {
-        "source": md.store.source,
-        "stocks": stocks.height,
-        "bars": bars.height,
-        "first": bars["datetime"].min(),
-        "last": bars["datetime"].max(),
-        "failed_codes": result.error_messages(),
-        "timings": {k: round(v, 4) for k, v in timings.items()},
-        "outputs": {"bars": str(bars_path), "summary": str(summary_path)},
-        "top_by_1y_return": summary.head(10).to_dicts(),
-    }
-    if fmt is OutputFormat.json:
-        emit_json(doc)
-        return
-    console = stdout_console()
-    console.print(
-        f"[bold]{doc['source']}[/bold]: {stocks.height} stocks, {bars.height:,} bars "
-        f"from {doc['first']:%Y-%m-%d} to {doc['last']:%Y-%m-%d}; "
-        f"loaded in {timings['load_s']:.2f}s, MA20 over all bars in {timings['ma20_s'] * 1000:.1f} ms"
-    )
-    console.print(frame_table(summary.head(10), title="top 10 by one-year return (forward-adjusted)"))
-    for name, path in doc["outputs"].items():  # type: ignore[attr-defined]
-        console.print(f"{name}: {path}")
-    if result.errors:
-        console.print(f"[yellow]{len(result.errors)} codes failed to load[/yellow] (see the log above)")
-
-
-def _summary(bars: pl.DataFrame) -> pl.DataFrame:
-    """Per code: last close, MA20, one-year return and annualised volatility."""
-    last = bars["datetime"].max()
-    year_ago = last.replace(year=last.year - 1) if last is not None else None  # type: ignore[union-attr]
-    ret = pl.col("close").pct_change().over("code")
-    return (
-        bars.with_columns(ret.alias("ret"))
-        .filter(pl.col("datetime") >= year_ago)
-        .group_by("code", maintain_order=True)
-        .agg(
-            pl.col("datetime").last().alias("last_date"),
-            pl.col("close").last().alias("close"),
-            pl.col("ma20").last().alias("ma20"),
-            (pl.col("close").last() / pl.col("close").first() - 1).alias("return_1y"),
-            (pl.col("ret").std() * (238**0.5)).alias("volatility"),
+def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> WorkflowConfig:
+    """A workflow sized to the store: the last eight years split 5/1/2 into train, valid and test."""
+    calendar = ctx.store.calendar()
+    if calendar.len() < 500:
+        raise InvalidInputError(
+            f"{ctx.source} has {calendar.len()} trading days: the demo needs at least 500"
         )
-        .filter(pl.col("last_date") == last)
-        .sort("return_1y", descending=True, nulls_last=True)
+    last: dt.datetime = calendar[-1]
+    first: dt.datetime = max(calendar[0], last.replace(year=last.year - 8))
+    days = (last - first).days
+    train_end = first + dt.timedelta(days=days * 5 // 8)
+    valid_end = first + dt.timedelta(days=days * 6 // 8)
+    universe = _universe(ctx)
+    members = ctx.store.members(universe)["code"].n_unique()
+    topk = max(2, min(50, members // 6))
+    segments = Segments(
+        train=f"{first:%Y-%m-%d}:{train_end:%Y-%m-%d}",
+        valid=f"{train_end + dt.timedelta(days=1):%Y-%m-%d}:{valid_end:%Y-%m-%d}",
+        test=f"{valid_end + dt.timedelta(days=1):%Y-%m-%d}:{last:%Y-%m-%d}",
+    )
+    return WorkflowConfig(
+        source=ctx.source,
+        universe=universe,
+        model=ModelSpec(name=f"demo-{ctx.source.split(':', 1)[0]}"),
+        segments=segments,
+        strategy=TopkDropoutSpec(topk=topk, n_drop=max(1, topk // 10)),
+        backtest=BacktestSpec(benchmark=_benchmark(ctx), limit_threshold=_limit_threshold(ctx)),
+        outputs=Outputs(dir=out),
     )
 
 
-__all__ = ["demo"]
+def _universe(ctx: ResearchContext) -> str:
+    try:
+        if ctx.store.members("csi300").height:
+            return "csi300"
+    except (InvalidInputError, LookupError):
+        pass
+    return "all"
+
+
+def _benchmark(ctx: ResearchContext) -> str | None:
+    indices = set(ctx.store.stocks(types=[StockType.INDEX], valid=None)["code"].to_list())
+    return next((code for code in BENCHMARKS if code in indices), None)
+
+
+def _limit_threshold(ctx: ResearchContext) -> float:
+    """Qlib's 0.095, or 9.5 where a Qlib store keeps ``$change`` in percent (as the shared CN data does)."""
+    store = ctx.qlib_store(_universe(ctx))
+    sample = store.features("all", ["$change"]).get_column("change").drop_nans().drop_nulls()
+    return 9.5 if sample.len() and float(sample.abs().quantile(0.99) or 0.0) > 1.0 else 0.095

@@ -11,6 +11,7 @@ from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.cli.research import mount as mount_research
+from hikyuu_qlib.cli.run import run
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(backtest_app, name="backtest")
 app.command("demo")(demo)
+app.command("run")(run)
 mount_research(app, model_app)
 
 

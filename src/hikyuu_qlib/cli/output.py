@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum, StrEnum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.serialization import to_json_text
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
@@ -48,33 +47,6 @@ def stdout_console() -> Console:
 
 def stderr_console() -> Console:
     return Console(stderr=True)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def to_json_text(document: Any) -> str:
-    """Serialise with NaN/inf as null and dates as ISO strings."""
-    return json.dumps(_clean(document), default=_jsonable, ensure_ascii=False, allow_nan=False)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def emit_json(document: Any) -> None:

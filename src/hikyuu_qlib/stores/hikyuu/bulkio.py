@@ -125,8 +125,14 @@ def fill(task: Task, out: dict[str, npt.NDArray[Any]] | None = None) -> Filled:
     return Filled(errors)
 
 
-_SCALES = {"open": ("openPrice", 0.001), "high": ("highPrice", 0.001), "low": ("lowPrice", 0.001),
-           "close": ("closePrice", 0.001), "amount": ("transAmount", 1000.0)}
+#: (field, divisor, multiplier): prices are stored x1000 (dividing gives the exact decimal), amounts in 1000s
+_SCALES = {
+    "open": ("openPrice", 1000.0, 1.0),
+    "high": ("highPrice", 1000.0, 1.0),
+    "low": ("lowPrice", 1000.0, 1.0),
+    "close": ("closePrice", 1000.0, 1.0),
+    "amount": ("transAmount", 1.0, 1000.0),
+}
 
 
 def _convert(
@@ -141,8 +147,11 @@ def _convert(
     if column == "volume":
         result: npt.NDArray[Any] = np.multiply(rec["transCount"], scale, out=dest, casting="unsafe")
         return result
-    source, factor = _SCALES[column]
-    result = np.multiply(rec[source], factor, out=dest, casting="unsafe")
+    source, divisor, multiplier = _SCALES[column]
+    if divisor != 1.0:
+        result = np.divide(rec[source], divisor, out=dest, casting="unsafe")
+    else:
+        result = np.multiply(rec[source], multiplier, out=dest, casting="unsafe")
     return result
 
 

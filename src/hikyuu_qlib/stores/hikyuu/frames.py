@@ -13,7 +13,7 @@ from hikyuu_qlib.stores.hikyuu.h5 import I64, ymdhm_to_ms
 
 F64 = npt.NDArray[np.float64]
 
-PRICE_SCALE = 0.001  # prices are stored x1000
+PRICE_DIVISOR = 1000.0  # prices are stored x1000; dividing gives the exact decimal (8700 -> 8.7)
 AMOUNT_SCALE = 1000.0  # transAmount is thousands of yuan
 LOT = 100.0  # transCount of stocks' day bars counts lots
 
@@ -36,18 +36,23 @@ class Columns:
     def from_records(cls, rec: npt.NDArray[Any], *, volume_scale: float, where: str) -> Columns:
         return cls(
             ymdhm_to_ms(rec["datetime"], where=where),
-            rec["openPrice"] * PRICE_SCALE,
-            rec["highPrice"] * PRICE_SCALE,
-            rec["lowPrice"] * PRICE_SCALE,
-            rec["closePrice"] * PRICE_SCALE,
+            rec["openPrice"] / PRICE_DIVISOR,
+            rec["highPrice"] / PRICE_DIVISOR,
+            rec["lowPrice"] / PRICE_DIVISOR,
+            rec["closePrice"] / PRICE_DIVISOR,
             rec["transCount"].astype(np.float64) * volume_scale,
             rec["transAmount"].astype(np.float64) * AMOUNT_SCALE,
         )
 
     def take(self, sel: slice | npt.NDArray[Any]) -> Columns:
         return Columns(
-            self.datetime[sel], self.open[sel], self.high[sel], self.low[sel], self.close[sel],
-            self.volume[sel], self.amount[sel],
+            self.datetime[sel],
+            self.open[sel],
+            self.high[sel],
+            self.low[sel],
+            self.close[sel],
+            self.volume[sel],
+            self.amount[sel],
         )
 
     def __len__(self) -> int:

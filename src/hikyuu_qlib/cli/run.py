@@ -1,0 +1,84 @@
+"""``hq run FILE.yaml``: one command for a whole research run (see :mod:`hikyuu_qlib.workflow.runner`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hikyuu_qlib.cli.output import OutputFormat, emit_json, guarded, stderr_console, stdout_console
+from hikyuu_qlib.cli.progress import progress_bar
+from hikyuu_qlib.ports import Progress
+
+
+@guarded
+def run(
+    workflow: Annotated[Path, typer.Argument(help="the workflow file (YAML)")],
+    force: Annotated[
+        bool, typer.Option("--force", help="retrain even if an identical run registered a model")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="outputs root (default: the file's outputs.dir)")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="model registry URL", envvar="HQ_DATABASE_URL")
+    ] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json")] = OutputFormat.table,
+) -> None:
+    """Features → train and register → predict → backtest → report, from one validated workflow file."""
+    from hikyuu_qlib.workflow.config import load_workflow
+    from hikyuu_qlib.workflow.runner import run_workflow
+
+    config = load_workflow(workflow)
+    result = run_workflow(config, force=force, db=db, out_root=out, progress=stage_bars(fmt))
+    show_run(result.to_json(), fmt)
+
+
+def stage_bars(fmt: OutputFormat) -> Callable[[str], AbstractContextManager[Progress]]:
+    """Rich progress bars on stderr for each long stage (off when stdout carries JSON)."""
+
+    def open_bar(name: str) -> AbstractContextManager[Progress]:
+        return progress_bar(name, enabled=fmt is not OutputFormat.json)
+
+    return open_bar
+
+
+def show_run(doc: dict[str, Any], fmt: OutputFormat) -> None:
+    """Print a run's summary: stage timings, key metrics and where the outputs are."""
+    if fmt is OutputFormat.json:
+        emit_json(doc)
+        return
+    console = stdout_console()
+    model = doc["metrics"]["model"]
+    portfolio = doc["metrics"]["backtest"].get("portfolio", {})
+    excess = doc["metrics"]["backtest"].get("excess_return_with_cost", {})
+    table = Table(title=f"run {doc['run_id']}" + (" (model reused)" if doc["reused_model"] else ""))
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("test IC", model.get("ic")),
+        ("test Rank IC", model.get("rank_ic")),
+        ("test ICIR", model.get("icir")),
+        ("annualised return", portfolio.get("annualized_return")),
+        ("excess return (with cost), annualised", excess.get("annualized_return")),
+        ("information ratio (with cost)", excess.get("information_ratio")),
+        ("max drawdown", portfolio.get("max_drawdown")),
+    ]
+    for name, value in rows:
+        table.add_row(name, "" if value is None else f"{value:.4f}")
+    console.print(table)
+    timings = Table(title="stage timings")
+    timings.add_column("stage")
+    timings.add_column("seconds", justify="right")
+    for stage, seconds in doc["timings"].items():
+        timings.add_row(stage, f"{seconds:.2f}")
+    timings.add_row("total", f"{sum(doc['timings'].values()):.2f}")
+    console.print(timings)
+    console.print(f"model id: {doc['model_id']}")
+    console.print(f"outputs:  {doc['out_dir']}")
+    console.print(f"report:   {doc['report']}")
+    stderr_console().print(f"open {doc['report']} in a browser to see the backtest report", highlight=False)

@@ -1,0 +1,249 @@
+"""Run a workflow: features → train and register → predict the test segment → backtest → report.
+
+Every output of a run lands in one directory, ``outputs.dir / <run id>``: the resolved ``config.yaml``,
+``metrics.json`` (model metrics, backtest statistics, stage timings), ``predictions.parquet`` (or csv),
+``model.json`` (the registry record, with its id) and ``report/`` (report.html, PNGs, daily frame).
+The directory is assembled in a hidden staging directory next to it and renamed into place at the end,
+so an interrupted run (Ctrl-C) leaves no half-written outputs; the registry marks an interrupted
+training ``failed``.
+
+Re-running an identical run (same config, same data version) reuses the registered model (found by its
+``run_id`` tag) and the cached features, unless ``force`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.ports import Progress
+from hikyuu_qlib.research import ResearchContext
+from hikyuu_qlib.serialization import flatten, to_json_text
+from hikyuu_qlib.workflow.config import WorkflowConfig
+
+log = logging.getLogger(__name__)
+
+#: Opens a progress callback for a named stage (the CLI passes Rich bars; the default is silent).
+StageProgress = Callable[[str], Any]
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    out_dir: Path
+    model_id: str
+    reused_model: bool
+    metrics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "out_dir": str(self.out_dir),
+            "model_id": self.model_id,
+            "reused_model": self.reused_model,
+            "report": str(self.out_dir / "report" / "report.html"),
+            "predictions": str(
+                next(self.out_dir.glob("predictions.*"), self.out_dir / "predictions.parquet")
+            ),
+            "metrics": self.metrics,
+            "timings": self.timings,
+        }
+
+
+@contextmanager
+def _silent(_: str) -> Iterator[Progress]:
+    def update(done: int, total: int, item: str) -> None:
+        return None
+
+    yield update
+
+
+class _Stages:
+    """Times each stage and logs it."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        log.info("stage %s …", name)
+        started = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - started, 3)
+        log.info("stage %s done in %.2fs", name, self.timings[name])
+
+
+def run_workflow(
+    config: WorkflowConfig,
+    *,
+    force: bool = False,
+    db: str | None = None,
+    out_root: Path | None = None,
+    progress: StageProgress = _silent,
+    context: ResearchContext | None = None,
+) -> RunResult:
+    """Run ``config`` end to end; see the module docstring for the outputs."""
+    own_context = context is None
+    ctx = context or ResearchContext.open(config.source, db=db)
+    try:
+        return _run(ctx, config, force=force, out_root=out_root, progress=progress)
+    finally:
+        if own_context:
+            ctx.close()
+
+
+def _run(
+    ctx: ResearchContext,
+    config: WorkflowConfig,
+    *,
+    force: bool,
+    out_root: Path | None,
+    progress: StageProgress,
+) -> RunResult:
+    from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
+    from hikyuu_qlib.backtest.report import run_report
+
+    stages = _Stages()
+    segments = config.segments.ranges()
+    whole = DateRange(segments["train"].start, segments["test"].end)
+    with stages.stage("data"), progress("qlib view") as bar:
+        store = ctx.qlib_store(config.universe, progress=bar)
+    run_id = config.run_id(store.data_version())
+    out_dir = (out_root or config.outputs.dir) / run_id
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=out_dir.parent))
+    try:
+        universe = ctx.universe(config.universe, whole)
+        model_id = None if force else _registered(ctx, run_id)
+        reused = model_id is not None
+        with stages.stage("train"):
+            if model_id is None:
+                model_id = _train(ctx, config, store, universe, segments, run_id, progress)
+        model = ctx.registry.get(model_id)
+        with stages.stage("predict"):
+            test = segments["test"]
+            preds = ctx.predictor.predict(
+                model_id, store, ctx.universe(config.universe, test), test, cache=ctx.feature_cache
+            )
+            _write_predictions(preds, staging, config.outputs.predictions)
+        bt = config.backtest
+        strategy = config.strategy
+        with stages.stage("backtest"):
+            result = run_topk_backtest(
+                preds,
+                store,
+                BacktestConfig(
+                    topk=strategy.topk,
+                    n_drop=strategy.n_drop,
+                    risk_degree=strategy.risk_degree,
+                    hold_thresh=strategy.hold_thresh,
+                    only_tradable=strategy.only_tradable,
+                    deal_price=bt.deal_price,
+                    open_cost=bt.open_cost,
+                    close_cost=bt.close_cost,
+                    min_cost=bt.min_cost,
+                    stamp_tax=bt.stamp_tax,
+                    limit_threshold=bt.limit_threshold,
+                    trade_unit=bt.trade_unit,
+                    init_cash=bt.account,
+                    benchmark=bt.benchmark,
+                ),
+            )
+            statistics = {**result.statistics(ctx.risk_free()), "trades": result.trade_statistics()}
+        with stages.stage("report"):
+            if config.outputs.report:
+                run_report(
+                    staging / "report",
+                    result,
+                    predictions=preds,
+                    store=store,
+                    benchmark=bt.benchmark,
+                    title=f"{model.name} v{model.version} — TopkDropout({strategy.topk}, {strategy.n_drop})",
+                    subtitle=f"run {run_id} on {ctx.source}",
+                    statistics=statistics,
+                )
+            ctx.record_backtest(model_id, flatten(statistics))
+        metrics = {"model": ctx.registry.get(model_id).metrics, "backtest": statistics}
+        _write_json(staging / "metrics.json", {**metrics, "timings": stages.timings, "run_id": run_id})
+        _write_json(staging / "model.json", ctx.registry.get(model_id).to_json())
+        (staging / "config.yaml").write_text(
+            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return RunResult(run_id, out_dir, model_id, reused, metrics, stages.timings)
+
+
+def _registered(ctx: ResearchContext, run_id: str) -> str | None:
+    """The trained model of an earlier identical run, if the registry has one."""
+    from hikyuu_qlib.domain.model import ModelStatus
+    from hikyuu_qlib.registry import ModelFilter
+
+    for status in (ModelStatus.TRAINED, ModelStatus.DEPLOYED):
+        page = ctx.registry.find(ModelFilter(status=status, tags={"run_id": run_id}), limit=1)
+        if page.items:
+            log.info("reusing model %s of an identical earlier run", page.items[0].id)
+            return page.items[0].id
+    return None
+
+
+def _train(
+    ctx: ResearchContext,
+    config: WorkflowConfig,
+    store: Any,
+    universe: Any,
+    segments: dict[str, DateRange],
+    run_id: str,
+    progress: StageProgress,
+) -> str:
+    from hikyuu_qlib.modelling.presets import ProcessorStep
+    from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
+
+    spec = TrainSpec(
+        config.model.name or f"{config.model.preset}-{config.universe}",
+        segments,
+        preset=config.model.preset,
+        seed=config.model.seed,
+        num_threads=config.model.num_threads,
+        params=dict(config.model.params),
+        infer=tuple(ProcessorStep.of(p) for p in config.processors.infer),
+        learn=tuple(ProcessorStep.of(p) for p in config.processors.learn),
+        tags={"run_id": run_id, "config_hash": config.config_hash()},
+    )
+    with progress("boosting") as bar:
+        outcome = train_and_register(
+            spec,
+            store=store,
+            universe=universe,
+            registry=ctx.registry,
+            artifacts=ctx.artifacts,
+            cache=ctx.feature_cache,
+            progress=bar,
+        )
+    return outcome.model.id
+
+
+def _write_predictions(preds: pl.DataFrame, out: Path, fmt: str) -> None:
+    if fmt == "csv":
+        preds.write_csv(out / "predictions.csv")
+    else:
+        preds.write_parquet(out / "predictions.parquet")
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.write_text(to_json_text(doc, indent=2))
