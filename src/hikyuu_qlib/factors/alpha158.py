@@ -7,8 +7,9 @@ over windows 5, 10, 20, 30, 60), with Qlib's names, order and expressions, quirk
 
 The engine follows Qlib's arithmetic: element-wise operators run in float32 on the float32 fields
 (as NumPy does in Qlib), rolling operators run in float64 (as pandas does), and the result is cast to
-float32 like ``D.features``. Every window kernel runs over one contiguous array of all codes
-(see :mod:`hikyuu_qlib.factors.rolling`).
+float32 like ``D.features``. One fused compiled kernel (:mod:`hikyuu_qlib.factors.alpha158_kernel`)
+runs every rolling family over all windows code by code, in parallel across codes, and writes only
+the kept rows straight into the float32 output, whose rows become the polars columns without a copy.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def _fields(bars: pl.DataFrame) -> dict[str, F32]:
     }
 
 
-def _sorted(bars: pl.DataFrame) -> bool:
+def sorted_by_code_date(bars: pl.DataFrame) -> bool:
+    """Whether ``bars`` is sorted by (code, datetime) with unique rows."""
     code, prev_code = pl.col("code"), pl.col("code").shift(1)
     later = (code > prev_code) | ((code == prev_code) & (pl.col("datetime") > pl.col("datetime").shift(1)))
     return bool(bars.select(later.fill_null(True).all()).item())
@@ -136,7 +138,7 @@ def alpha158(bars: pl.DataFrame, keep: pl.Series | None = None) -> pl.DataFrame:
     row, or only for the rows where the boolean series ``keep`` is true.
     """
     fields = _fields(bars)
-    if not _sorted(bars):
+    if not sorted_by_code_date(bars):
         raise InvalidInputError("bars frame must be sorted by (code, datetime) with unique rows")
     n = bars.height
     index = bars.select("code", "datetime")

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
 
-from hikyuu_qlib.factors import rolling
+from hikyuu_qlib.factors import rolling, rolling_order
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -85,10 +85,10 @@ def _extremes(
     for k in range(windows.shape[0]):
         w = windows[k]
         hi_v, hi_i, lo_v, lo_i = t[0, k, :n], t[1, k, :n], t[2, k, :n], t[3, k, :n]
-        rolling.extremum(h, s, e, w, rows, True, hi_v, hi_i, q[0, :n], q[1, :n])
-        rolling.extremum(lo, s, e, w, rows, False, lo_v, lo_i, q[0, :n], q[1, :n])
+        rolling_order.extremum(h, s, e, w, rows, True, hi_v, hi_i, q[0, :n], q[1, :n])
+        rolling_order.extremum(lo, s, e, w, rows, False, lo_v, lo_i, q[0, :n], q[1, :n])
         upper, lower, rank, buf = t[4, k, :n], t[5, k, :n], t[6, k, :n], t[7, 0, :w]
-        rolling.quantiles_rank(c, s, e, w, rows, buf, upper, lower, rank)
+        rolling_order.quantiles_rank(c, s, e, w, rows, buf, upper, lower, rank)
         for i in range(s, e):
             r = rows[i]
             if r < 0:

@@ -12,7 +12,7 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
-from hikyuu_qlib.factors.alpha158 import INPUTS, LOOKAHEAD, LOOKBACK, alpha158
+from hikyuu_qlib.factors.alpha158 import INPUTS, LOOKAHEAD, LOOKBACK, alpha158, sorted_by_code_date
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.factors.universe import Universe
@@ -98,7 +98,9 @@ def _compute(store: FeatureStore, universe: Universe, dates: DateRange, *, label
     span = extended_dates(calendar, dates)
     codes = universe.members_between(dates)
     fields = [*INPUTS, *(["vwap"] if codes and _has_vwap(store, codes[0]) else [])]
-    bars = store.features(codes, fields, span).sort("code", "datetime")
+    bars = store.features(codes, fields, span)
+    if not sorted_by_code_date(bars):
+        bars = bars.sort("code", "datetime")
     log.info("computing alpha158 for %d codes, %d rows", len(codes), bars.height)
     in_dates = pl.col("datetime").is_between(dates.start, dates.end)
     keep = bars.select(in_dates).to_series() & universe.mask(bars)
