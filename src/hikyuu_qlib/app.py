@@ -18,14 +18,14 @@ if TYPE_CHECKING:
     from hikyuu_qlib.registry.sync import ModelRegistry
 
 
-def open_store(source: str | SourceSpec) -> MarketData:
-    """Open the market data adapter that a source spec names."""
+def open_store(source: str | SourceSpec, *, settings: Settings | None = None) -> MarketData:
+    """Open the market data adapter that a source spec names (caches under the settings' home)."""
     spec = SourceSpec.parse(source)
     if spec.kind == "hikyuu":
         from hikyuu_qlib.stores.hikyuu import HikyuuStore
 
         assert spec.path is not None
-        return HikyuuStore.open(spec.path)
+        return HikyuuStore.open(spec.path, cache_dir=(settings or Settings()).home / "cache")
     if spec.kind == "qlib":
         from hikyuu_qlib.stores.qlib import QlibStore
 
@@ -50,7 +50,9 @@ def open_market(
 ) -> MarketDataClient:
     """A sync market data client over the named source (default: the settings' source)."""
     settings = settings or Settings()
-    return MarketDataClient(open_store(resolve_source(source, settings)), max_workers=settings.io_workers)
+    return MarketDataClient(
+        open_store(resolve_source(source, settings), settings=settings), max_workers=settings.io_workers
+    )
 
 
 def open_market_async(
@@ -59,22 +61,25 @@ def open_market_async(
     """An async market data client over the named source (default: the settings' source)."""
     settings = settings or Settings()
     return AsyncMarketDataClient(
-        open_store(resolve_source(source, settings)), max_workers=settings.io_workers
+        open_store(resolve_source(source, settings), settings=settings), max_workers=settings.io_workers
     )
 
 
 @overload
-def open_registry(url: str | None = None, *, settings: Settings | None = None, sync: Literal[True],
-                  **options: Any) -> ModelRegistry: ...
+def open_registry(
+    url: str | None = None, *, settings: Settings | None = None, sync: Literal[True], **options: Any
+) -> ModelRegistry: ...
 
 
 @overload
-def open_registry(url: str | None = None, *, settings: Settings | None = None, sync: Literal[False] = False,
-                  **options: Any) -> AsyncModelRepository: ...
+def open_registry(
+    url: str | None = None, *, settings: Settings | None = None, sync: Literal[False] = False, **options: Any
+) -> AsyncModelRepository: ...
 
 
-def open_registry(url: str | None = None, *, settings: Settings | None = None, sync: bool = False,
-                  **options: Any) -> AsyncModelRepository | ModelRegistry:
+def open_registry(
+    url: str | None = None, *, settings: Settings | None = None, sync: bool = False, **options: Any
+) -> AsyncModelRepository | ModelRegistry:
     """The model registry at ``url`` (else ``HQ_DATABASE_URL``/settings, else ``sqlite:///~/.hikyuu_qlib/registry.db``).
 
     Returns an unopened async repository (``async with open_registry() as repo``), or with ``sync=True``

@@ -49,7 +49,7 @@ class ResearchContext:
         cls, source: str | None = None, *, db: str | None = None, settings: Settings | None = None
     ) -> Self:
         settings = settings or Settings()
-        return cls(settings, open_store(resolve_source(source, settings)), db=db)
+        return cls(settings, open_store(resolve_source(source, settings), settings=settings), db=db)
 
     def __enter__(self) -> Self:
         return self

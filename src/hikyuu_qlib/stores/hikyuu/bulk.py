@@ -9,15 +9,19 @@ with per-code affine coefficients.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import multiprocessing
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -60,16 +64,91 @@ def read_all(
     workers: int | None = None,
     on_error: OnError = "raise",
     mp_context: str | None = None,
+    cache_dir: Path | None = None,
 ) -> pl.DataFrame:
     """Bars of every stock in the store (or of ``codes``), sorted by (code, datetime).
 
     ``workers``: processes to use (default: CPU count; 1 reads in-process). A table that cannot be
     read raises :class:`LoadErrors` naming each failed code, or with ``on_error="skip"`` is logged and
     left out. Derived ktypes (week … year, min15 …) are built per code through ``read_bars``.
+
+    With ``cache_dir``, a whole-store load keeps the decoded, unadjusted columns as memory-mapped numpy
+    files keyed by the store's data version: the next load (in any process) maps them instead of
+    inflating every HDF5 table again, and adjustment is applied on top. A change to any file of the
+    store changes the data version, so a stale cache is never read.
     """
     if ktype not in BASE_KIND:
         return _read_derived(store, ktype, adjust, codes, on_error)
     store._require_ktype(ktype)
+    if cache_dir is not None and codes is None:
+        base = _cached_base(store, ktype, Path(cache_dir), workers, on_error, mp_context)
+    else:
+        base = _read_base(store, ktype, codes, workers, on_error, mp_context)
+    cols, all_names, lengths = base
+    if not all_names or cols.datetime.size == 0:
+        return empty_bars()
+    if adjust is not Adjust.NONE:
+        _adjust_in_place(store, cols, all_names, lengths, adjust)
+    code_col = pl.Series("code", all_names, dtype=pl.String).gather(
+        pl.Series(np.repeat(np.arange(len(all_names), dtype=np.int64), lengths))
+    )
+    return conform_bars(cols.frame(code_col))
+
+
+Base = tuple[Columns, list[str], np.ndarray]
+
+
+def _cached_base(
+    store: HikyuuStore,
+    ktype: KType,
+    cache_dir: Path,
+    workers: int | None,
+    on_error: OnError,
+    mp_context: str | None,
+) -> Base:
+    """The decoded base columns from the cache, or read (and cached when complete)."""
+    key = hashlib.sha256(f"{store.source}|{store.data_version()}|{ktype.value}".encode()).hexdigest()[:20]
+    target = cache_dir / "hikyuu-bulk" / key
+    if (target / "names.json").is_file():
+        try:
+            names = json.loads((target / "names.json").read_text())
+            lengths = np.load(target / "lengths.npy")
+            arrays = [np.load(target / f"{c}.npy", mmap_mode="r") for c in OUTPUT_COLUMNS]
+            log.info("read_all: mapped decoded columns from %s", target)
+            return Columns(*arrays), names, lengths
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable bulk cache %s: %s", target, exc)
+    cols, names, lengths = _read_base(store, ktype, None, workers, on_error, mp_context)
+    if on_error == "raise":  # a load that skipped failing tables is incomplete: never cache it
+        _write_cache(target, cols, names, lengths)
+    return cols, names, lengths
+
+
+def _write_cache(target: Path, cols: Columns, names: list[str], lengths: np.ndarray) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for c in OUTPUT_COLUMNS:
+            np.save(staging / f"{c}.npy", getattr(cols, c))
+        np.save(staging / "lengths.npy", lengths)
+        (staging / "names.json").write_text(json.dumps(names))
+        staging.rename(target)
+        log.info("read_all: cached decoded columns at %s", target)
+    except OSError as exc:
+        log.warning("could not write the bulk cache %s: %s", target, exc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read_base(
+    store: HikyuuStore,
+    ktype: KType,
+    codes: Sequence[StockCode] | None,
+    workers: int | None,
+    on_error: OnError,
+    mp_context: str | None,
+) -> Base:
+    """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts."""
     kind = BASE_KIND[ktype]
     index = store.base_info.stock_index()
     wanted: set[StockCode] | None = None
@@ -138,16 +217,8 @@ def read_all(
         columns = {c: v[keep_rows] for c, v in columns.items()}
         all_names = [n for n, k in zip(all_names, keep_table, strict=True) if k]
         lengths = lengths[keep_table]
-    if not all_names or total == 0:
-        return empty_bars()
     cols = Columns(*(columns[f] for f in OUTPUT_COLUMNS))
-    cols = _sort_within_codes(cols, lengths)
-    if adjust is not Adjust.NONE:
-        _adjust_in_place(store, cols, all_names, lengths, adjust)
-    code_col = pl.Series("code", all_names, dtype=pl.String).gather(
-        pl.Series(np.repeat(np.arange(len(all_names), dtype=np.int64), lengths))
-    )
-    return conform_bars(cols.frame(code_col))
+    return _sort_within_codes(cols, lengths), all_names, lengths
 
 
 def _split(
@@ -283,8 +354,12 @@ def _adjust_in_place(
             continue
         lo, hi = span
         events = WeightEvents.from_arrays(
-            date_ms[lo:hi], arrays["count_as_gift"][lo:hi], arrays["count_for_sell"][lo:hi],
-            arrays["price_for_sell"][lo:hi], arrays["bonus"][lo:hi], arrays["count_of_increasement"][lo:hi],
+            date_ms[lo:hi],
+            arrays["count_as_gift"][lo:hi],
+            arrays["count_for_sell"][lo:hi],
+            arrays["price_for_sell"][lo:hi],
+            arrays["bonus"][lo:hi],
+            arrays["count_of_increasement"][lo:hi],
             arrays["suogu"][lo:hi],
         )
         r0, r1 = int(offsets[i]), int(offsets[i + 1])

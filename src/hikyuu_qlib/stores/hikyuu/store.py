@@ -45,17 +45,21 @@ class HikyuuStore:
     Safe to share between threads: HDF5 files open lazily and are read under a lock.
     """
 
-    def __init__(self, layout: StoreLayout) -> None:
+    def __init__(self, layout: StoreLayout, *, cache_dir: Path | None = None) -> None:
         self.layout = layout
+        self.cache_dir = cache_dir
         self._db = BaseInfo(layout.db)
         self._files: dict[Path, H5File] = {}
         self._lock = threading.Lock()
         self._calendars: dict[KType, pl.Series] = {}
 
     @classmethod
-    def open(cls, path: Path) -> HikyuuStore:
-        """Open a data directory, a ``hikyuu.ini`` or a directory holding one."""
-        return cls(resolve_layout(Path(path)))
+    def open(cls, path: Path, *, cache_dir: Path | None = None) -> HikyuuStore:
+        """Open a data directory, a ``hikyuu.ini`` or a directory holding one.
+
+        ``cache_dir`` lets whole-store loads (:meth:`read_all`) keep decoded columns between runs.
+        """
+        return cls(resolve_layout(Path(path)), cache_dir=cache_dir)
 
     # -- MarketData -------------------------------------------------------------------------------
     @property
@@ -179,7 +183,9 @@ class HikyuuStore:
         """Every (or the given) stock's bars in one frame sorted by (code, datetime); see ``bulk``."""
         from hikyuu_qlib.stores.hikyuu.bulk import read_all
 
-        return read_all(self, ktype=ktype, adjust=adjust, codes=codes, workers=workers)
+        return read_all(
+            self, ktype=ktype, adjust=adjust, codes=codes, workers=workers, cache_dir=self.cache_dir
+        )
 
     # -- internals --------------------------------------------------------------------------------
     @property
