@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import Result, percentiles, rss_mb, work_dir
+from common import Result, percentiles, work_dir
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.registry import AsyncModelRepository, ModelRegistry, RegistryOptions
 from hikyuu_qlib.registry.codec import to_micros
@@ -300,6 +300,8 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
                                 "get_many_100_s", gm[len(gm) // 2], async_repository_s=agm[len(agm) // 2]))
             # 100 concurrent gets: async repository (coalesced) vs naive gather on one connection
             conc, nconc = [], []
+            await asyncio.gather(*(repo.get(i) for i in chunks[0]))  # warm
+            await asyncio.gather(*(naive.get(i) for i in chunks[0]))
             for c in chunks:
                 t = time.perf_counter()
                 await asyncio.gather(*(repo.get(i) for i in c))
@@ -323,28 +325,68 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
             results.append(goal(Result(f"page of 100 at depth {depth // 1000}k [{tag}]", ours_s,
                                        "naive LIMIT/OFFSET", naive_s), "page_s", ours_s, async_repository_s=apage))
 
-        # --- iterate over everything, RSS growth
-        before = rss_mb()
-        peak, n = before, 0
-        t = time.perf_counter()
-        for _ in registry.iterate(batch=1000):
-            n += 1
-            if n % 20_000 == 0:
-                peak = max(peak, rss_mb())
-        elapsed = time.perf_counter() - t
-        peak = max(peak, rss_mb())
-        naive_before = rss_mb()
-        rows = await naive.fetch("SELECT * FROM naive_models LIMIT 10000")
-        naive_growth = rss_mb() - naive_before
-        del rows
-        results.append(goal(Result(f"iterate {n // 1000}k records [{tag}]", elapsed), "iterate_rss_mb",
-                            peak - before, rss_growth_mb=round(peak - before, 1), records=n,
-                            naive_find_all_10k_rss_mb=round(naive_growth, 1)))
+        # --- iterate over everything, RSS growth (each in a fresh process, so earlier work does not hide it)
+        ours_rss = _measure_rss(ITERATE_SCRIPT, url, schema)
+        naive_rss = _measure_rss(FIND_ALL_SCRIPT, url, schema)
+        results.append(goal(Result(f"iterate {ours_rss['n'] // 1000}k records [{tag}]", ours_rss["seconds"]),
+                            "iterate_rss_mb", ours_rss["growth_mb"], rss_growth_mb=round(ours_rss["growth_mb"], 1),
+                            records=ours_rss["n"],
+                            naive_find_all_10k_rss_mb=round(naive_rss["growth_mb"], 1)))
     finally:
         registry.close()
         await repo.close()
         await naive.conn.close()
     return results
+
+
+ITERATE_SCRIPT = """
+import json, sys, time, psutil
+from hikyuu_qlib.registry import ModelRegistry, RegistryOptions
+url, schema = sys.argv[1], sys.argv[2] or None
+proc = psutil.Process()
+with ModelRegistry(url, RegistryOptions(schema=schema)) as registry:
+    registry.find(limit=1000)  # warm: imports, pool, statement compilation
+    before = peak = proc.memory_info().rss
+    n, start = 0, time.perf_counter()
+    for _ in registry.iterate(batch=1000):
+        n += 1
+        if n % 10000 == 0:
+            peak = max(peak, proc.memory_info().rss)
+    seconds = time.perf_counter() - start
+    peak = max(peak, proc.memory_info().rss)
+print(json.dumps({"growth_mb": (peak - before) / 2**20, "n": n, "seconds": seconds}))
+"""
+
+# The old find_all: every row of the query loaded and turned into records at once (10 k rows).
+FIND_ALL_SCRIPT = """
+import json, sys, time, psutil
+from hikyuu_qlib.registry import ModelRegistry, RegistryOptions
+from hikyuu_qlib.registry.driver import RowCodec
+url, schema = sys.argv[1], sys.argv[2] or None
+proc = psutil.Process()
+with ModelRegistry(url, RegistryOptions(schema=schema)) as registry:
+    registry.find(limit=1000)
+    codec = RowCodec(registry.backend)
+    before = proc.memory_info().rss
+    start = time.perf_counter()
+    raw = registry.engine.raw_connection()
+    cur = raw.cursor()
+    cur.execute("SELECT * FROM models LIMIT 10000")
+    records = [codec.model(r) for r in cur.fetchall()]
+    seconds = time.perf_counter() - start
+    growth = (proc.memory_info().rss - before) / 2**20
+    raw.close()
+print(json.dumps({"growth_mb": growth, "n": len(records), "seconds": seconds}))
+"""
+
+
+def _measure_rss(script: str, url: str, schema: str | None) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script, url, schema or ""], capture_output=True, text=True,
+                         check=True, timeout=1800)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _timed(fn: Any, *args: Any) -> float:

@@ -60,6 +60,7 @@ def upgrade() -> None:
             sa.Column("key", sa.Text, nullable=False),
             sa.Column("value", sa.Text, nullable=False),
             sa.PrimaryKeyConstraint("model_id", "key"),
+            sqlite_with_rowid=False,  # clustered on (model_id, key): one b-tree less per tag written
         )
         op.create_index("ix_model_tags_key_value", "model_tags", ["key", "value", "model_id"])
         op.execute(
