@@ -85,10 +85,10 @@ def _extremes(
     for k in range(windows.shape[0]):
         w = windows[k]
         hi_v, hi_i, lo_v, lo_i = t[0, k, :n], t[1, k, :n], t[2, k, :n], t[3, k, :n]
-        rolling_order.extremum(h, s, e, w, rows, True, hi_v, hi_i, q[0, :n], q[1, :n])
-        rolling_order.extremum(lo, s, e, w, rows, False, lo_v, lo_i, q[0, :n], q[1, :n])
+        rolling_order.extremum(h, s, e, w, rows, q[2], True, hi_v, hi_i, q[0, :n], q[1, :n])
+        rolling_order.extremum(lo, s, e, w, rows, q[2], False, lo_v, lo_i, q[0, :n], q[1, :n])
         upper, lower, rank, buf = t[4, k, :n], t[5, k, :n], t[6, k, :n], t[7, 0, :w]
-        rolling_order.quantiles_rank(c, s, e, w, rows, buf, upper, lower, rank)
+        rolling_order.quantiles_rank(c, s, e, w, rows, q[2], buf, upper, lower, rank)
         for i in range(s, e):
             r = rows[i]
             if r < 0:
@@ -218,7 +218,12 @@ def rolling_features(
         if not keep:
             continue
         t = np.empty((11, nw, max(n, windows[-1])))
-        q = np.empty((2, n), dtype=np.int64)
+        q = np.empty((3, n), dtype=np.int64)
+        # q[2]: rows from each row to the next kept row (the order statistics skip the others)
+        gap = n + windows[-1]
+        for i in range(e - 1, s - 1, -1):
+            gap = 0 if rows[i] >= 0 else gap + 1
+            q[2, i - s] = gap
         _close_families(c, lv, s, e, windows, rows, out, t)
         _extremes(c, h, lo, s, e, windows, rows, out, t, q)
         _correlation(cx, cy, t[0, :, :0], CORD, s, e, windows, rows, out, t)

@@ -20,6 +20,7 @@ def extremum(
     e: int,
     w: int,
     live: I64,
+    ahead: I64,
     largest: bool,
     value: F64,
     index: F64,
@@ -31,7 +32,9 @@ def extremum(
     The position is that of NumPy's ``argmax``/``argmin`` on the raw truncated window: the first NaN
     when there is one, the first extreme otherwise; NaN when the window holds no valid value.
     A monotonic queue of candidate rows (``queue``, ``nans``: scratch of the group's length) keeps
-    this linear in the number of rows.
+    this linear in the number of rows. Rows whose window reaches no live row (``ahead``: distance to
+    the next live row) are skipped and the queues restart after them, which is exact: the result
+    depends on the window's values only.
     """
     sign = 1.0 if largest else -1.0
     head = 0
@@ -39,6 +42,12 @@ def extremum(
     nan_head = 0
     nan_tail = 0
     for i in range(s, e):
+        if ahead[i - s] >= w:
+            head = 0
+            tail = 0
+            nan_head = 0
+            nan_tail = 0
+            continue
         lo = max(s, i - w + 1)
         v = np.float64(x[i])
         if np.isnan(v):
@@ -90,19 +99,34 @@ def _quantile(buf: F64, cnt: int, q: float) -> float:  # pragma: no cover - comp
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def quantiles_rank(
-    x: F32, s: int, e: int, w: int, live: I64, buf: F64, upper: F64, lower: F64, rank: F64
+    x: F32,
+    s: int,
+    e: int,
+    w: int,
+    live: I64,
+    ahead: I64,
+    buf: F64,
+    upper: F64,
+    lower: F64,
+    rank: F64,
 ) -> None:  # pragma: no cover - compiled
     """The 0.8 and 0.2 quantiles (linear interpolation) of the valid values, and the last's rank.
 
     ``buf`` (length ``w``) holds the window's valid values sorted. Each step overwrites the leaving
     value with the arriving one and slides it into place (insertion sort by one), so a step costs
-    the distance between their places; the arriving value's place then gives its rank.
+    the distance between their places; the arriving value's place then gives its rank. Rows whose
+    window reaches no live row are skipped as in :func:`extremum` (``base``: the first row in ``buf``).
     """
     cnt = 0
+    base = s
     for i in range(s, e):
+        if ahead[i - s] >= w:
+            cnt = 0
+            base = i + 1
+            continue
         v = np.float64(x[i])
         has_new = np.isfinite(v)
-        old = np.float64(x[i - w]) if i - s >= w else np.nan
+        old = np.float64(x[i - w]) if i - w >= base else np.nan
         if np.isfinite(old):
             p = _lower(buf, cnt, old)
             if not has_new:
