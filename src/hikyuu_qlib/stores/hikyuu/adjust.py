@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+from numba import njit, prange
 
 from hikyuu_qlib.domain import Adjust
 from hikyuu_qlib.domain.schema import PRICE_COLUMNS
@@ -49,6 +50,8 @@ class WeightEvents:
     date_ms: I64
     den: F64
     cash: F64
+    #: which input rows became events (set by ``from_arrays``), to map events back to their codes
+    kept: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def from_frame(cls, weights: pl.DataFrame) -> WeightEvents:
@@ -80,6 +83,7 @@ class WeightEvents:
             np.ascontiguousarray(date_ms[keep], dtype=np.int64),
             np.ascontiguousarray(den[keep], dtype=np.float64),
             np.ascontiguousarray(cash[keep], dtype=np.float64),
+            keep,
         )
 
     @classmethod
@@ -134,6 +138,76 @@ def affine_coefficients(bar_ms: I64, events: WeightEvents, adjust: Adjust) -> tu
     return seg_a[k], seg_b[k]
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def _grouped_kernel(  # pragma: no cover - compiled
+    bar_ms: I64,
+    row_lo: I64,
+    row_hi: I64,
+    ev_lo: I64,
+    ev_hi: I64,
+    ev_ms: I64,
+    den: F64,
+    cash: F64,
+    forward: bool,
+    a: F64,
+    b: F64,
+) -> None:
+    for s in prange(row_lo.shape[0]):
+        r0, r1, e0, e1 = row_lo[s], row_hi[s], ev_lo[s], ev_hi[s]
+        if r1 <= r0 or e1 <= e0:
+            continue
+        first_day = (bar_ms[r0] // _MS_PER_DAY) * _MS_PER_DAY
+        end_day = (bar_ms[r1 - 1] // _MS_PER_DAY + 1) * _MS_PER_DAY
+        ca, cb = 1.0, 0.0
+        if forward:  # walk back in time, composing each event dated after the bar (within the window)
+            j = e1 - 1
+            while j >= e0 and ev_ms[j] >= end_day:
+                j -= 1
+            for i in range(r1 - 1, r0 - 1, -1):
+                while j >= e0 and ev_ms[j] > bar_ms[i]:
+                    cb = ca * cash[j] / den[j] + cb
+                    ca = ca / den[j]
+                    j -= 1
+                a[i], b[i] = ca, cb
+        else:  # walk forward, composing each event dated on or before the bar (within the window)
+            j = e0
+            while j < e1 and ev_ms[j] < first_day:
+                j += 1
+            for i in range(r0, r1):
+                while j < e1 and ev_ms[j] <= bar_ms[i]:
+                    cb = cb - ca * cash[j]
+                    ca = ca * den[j]
+                    j += 1
+                a[i], b[i] = ca, cb
+
+
+def grouped_coefficients(
+    bar_ms: I64, row_lo: I64, row_hi: I64, events: WeightEvents, ev_lo: I64, ev_hi: I64, adjust: Adjust
+) -> tuple[F64, F64]:
+    """:func:`affine_coefficients` for many codes at once (compiled, parallel over codes).
+
+    Code ``s`` owns rows ``[row_lo[s], row_hi[s])`` of ``bar_ms`` and events ``[ev_lo[s], ev_hi[s])``
+    of ``events`` (each code's events sorted by date).
+    """
+    a = np.ones(bar_ms.shape[0], dtype=np.float64)
+    b = np.zeros(bar_ms.shape[0], dtype=np.float64)
+    if adjust is not Adjust.NONE and len(events):
+        _grouped_kernel(
+            bar_ms,
+            row_lo,
+            row_hi,
+            ev_lo,
+            ev_hi,
+            events.date_ms,
+            events.den,
+            events.cash,
+            adjust is Adjust.FORWARD,
+            a,
+            b,
+        )
+    return a, b
+
+
 def adjust_bars(frame: pl.DataFrame, weights: pl.DataFrame, adjust: Adjust) -> pl.DataFrame:
     """Adjust one code's bars (``BAR_SCHEMA``) for the events in ``weights`` (``WEIGHT_SCHEMA``).
 
@@ -153,14 +227,18 @@ def adjust_with_events(frame: pl.DataFrame, events: WeightEvents, adjust: Adjust
         frame = frame.sort("datetime")
     bar_ms = frame.get_column("datetime").cast(pl.Datetime("ms")).cast(pl.Int64).to_numpy()
     a, b = affine_coefficients(bar_ms, events, adjust)
-    a_s = pl.Series("__a", a)
-    b_s = pl.Series("__b", b)
-    out = frame.with_columns(a_s, b_s)
-    exprs: list[pl.Expr] = [(pl.col(c) * pl.col("__a") + pl.col("__b")).alias(c) for c in PRICE_COLUMNS]
+    return apply_affine(frame, a, b)
+
+
+def apply_affine(frame: pl.DataFrame, a: F64, b: F64) -> pl.DataFrame:
+    """Apply per-row maps to a bars frame: prices ``a*P + b``, volume ``/a``, amount following
+    ``close * volume`` (unchanged where the close is zero). Used for one code or a whole market."""
+    a_s, b_s = pl.lit(pl.Series(a)), pl.lit(pl.Series(b))
+    exprs: list[pl.Expr] = [(pl.col(c) * a_s + b_s).alias(c) for c in PRICE_COLUMNS if c in frame.columns]
     if "volume" in frame.columns:
-        exprs.append((pl.col("volume") / pl.col("__a")).alias("volume"))
+        exprs.append((pl.col("volume") / a_s).alias("volume"))
     if "amount" in frame.columns and "close" in frame.columns:
-        ratio = (pl.col("close") * pl.col("__a") + pl.col("__b")) / (pl.col("close") * pl.col("__a"))
+        ratio = (pl.col("close") * a_s + b_s) / (pl.col("close") * a_s)
         amount = pl.when(pl.col("close") != 0).then(pl.col("amount") * ratio).otherwise(pl.col("amount"))
         exprs.append(amount.alias("amount"))
-    return out.with_columns(exprs).drop("__a", "__b")
+    return frame.with_columns(exprs)

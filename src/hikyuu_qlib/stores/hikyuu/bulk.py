@@ -37,8 +37,7 @@ from hikyuu_qlib.domain import (
     UnknownCodeError,
 )
 from hikyuu_qlib.domain.schema import conform_bars, empty_bars
-from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, affine_coefficients
-from hikyuu_qlib.stores.hikyuu.basedb import group_bounds
+from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, apply_affine, grouped_coefficients
 from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
@@ -87,12 +86,14 @@ def read_all(
     cols, all_names, lengths = base
     if not all_names or cols.datetime.size == 0:
         return empty_bars()
-    if adjust is not Adjust.NONE:
-        _adjust_in_place(store, cols, all_names, lengths, adjust)
     code_col = pl.Series("code", all_names, dtype=pl.String).gather(
         pl.Series(np.repeat(np.arange(len(all_names), dtype=np.int64), lengths))
     )
-    return conform_bars(cols.frame(code_col))
+    frame = conform_bars(cols.frame(code_col))
+    if adjust is not Adjust.NONE:
+        a, b = _coefficients(store, cols.datetime, all_names, lengths, adjust)
+        frame = apply_affine(frame, a, b)
+    return frame
 
 
 Base = tuple[Columns, list[str], np.ndarray]
@@ -333,45 +334,32 @@ def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
     return cols.take(order)
 
 
-def _adjust_in_place(
-    store: HikyuuStore, cols: Columns, names: list[str], lengths: np.ndarray, adjust: Adjust
-) -> None:
+def _coefficients(
+    store: HikyuuStore, bar_ms: np.ndarray, names: list[str], lengths: np.ndarray, adjust: Adjust
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row affine maps ``(a, b)`` of the whole frame, from every code's weight events at once."""
     index = store.base_info.stock_index()
-    ids = [index[StockCode.parse(n)].stockid for n in names]
-    weights = store.base_info.weights(ids)
-    if weights.height == 0:
-        return
-    sid = weights.get_column("stockid").to_numpy()
-    bounds = group_bounds(sid)
+    ids = np.array([index[StockCode.parse(n)].stockid for n in names], dtype=np.int64)
+    weights = store.base_info.weights(ids.tolist())
+    col = {c: weights.get_column(c).to_numpy() for c in weights.columns if c not in ("stockid", "date")}
+    sid = weights.get_column("stockid").to_numpy().astype(np.int64)
     date_ms = weights.get_column("date").cast(pl.Int64).to_numpy()
-    arrays = {c: weights.get_column(c).to_numpy() for c in weights.columns if c not in ("stockid", "date")}
-    a = np.ones(cols.datetime.size, dtype=np.float64)
-    b = np.zeros(cols.datetime.size, dtype=np.float64)
-    offsets = np.concatenate(([0], np.cumsum(lengths)))
-    for i, stockid in enumerate(ids):  # one pass per stock with weight events
-        span = bounds.get(stockid)
-        if span is None:
-            continue
-        lo, hi = span
-        events = WeightEvents.from_arrays(
-            date_ms[lo:hi],
-            arrays["count_as_gift"][lo:hi],
-            arrays["count_for_sell"][lo:hi],
-            arrays["price_for_sell"][lo:hi],
-            arrays["bonus"][lo:hi],
-            arrays["count_of_increasement"][lo:hi],
-            arrays["suogu"][lo:hi],
-        )
-        r0, r1 = int(offsets[i]), int(offsets[i + 1])
-        a[r0:r1], b[r0:r1] = affine_coefficients(cols.datetime[r0:r1], events, adjust)
-    close = cols.close
-    ratio = np.divide(close * a + b, close * a, out=np.ones_like(close), where=close != 0)
-    cols.amount = cols.amount * ratio
-    cols.open = cols.open * a + b
-    cols.high = cols.high * a + b
-    cols.low = cols.low * a + b
-    cols.close = close * a + b
-    cols.volume = cols.volume / a
+    events = WeightEvents.from_arrays(
+        date_ms,
+        col["count_as_gift"],
+        col["count_for_sell"],
+        col["price_for_sell"],
+        col["bonus"],
+        col["count_of_increasement"],
+        col["suogu"],
+    )
+    kept_sid = sid[events.kept] if events.kept is not None else sid
+    ev_lo = np.searchsorted(kept_sid, ids, side="left").astype(np.int64)
+    ev_hi = np.searchsorted(kept_sid, ids, side="right").astype(np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    return grouped_coefficients(
+        np.ascontiguousarray(bar_ms, dtype=np.int64), offsets[:-1], offsets[1:], events, ev_lo, ev_hi, adjust
+    )
 
 
 def _read_derived(

@@ -29,8 +29,8 @@ from hikyuu_qlib.domain import (
     UnknownCodeError,
     UnsupportedKTypeError,
 )
-from hikyuu_qlib.domain.schema import DATETIME, PRICE_COLUMNS, STOCK_SCHEMA, WEIGHT_SCHEMA
-from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, adjust_bars, affine_coefficients
+from hikyuu_qlib.domain.schema import DATETIME, STOCK_SCHEMA, WEIGHT_SCHEMA
+from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, adjust_bars, affine_coefficients, apply_affine
 from hikyuu_qlib.stores.source import SourceSpec, SyntheticParams
 from hikyuu_qlib.stores.synthetic.bars import build_bars, build_weights, share_counts
 from hikyuu_qlib.stores.synthetic.calendar import trading_days
@@ -245,8 +245,7 @@ class SyntheticStore:
 
 def _adjust_all(market: _Market, adjust: Adjust) -> pl.DataFrame:
     """All codes adjusted at once: Hikyuu's per-bar affine maps (from the shared adjust module) per code,
-    then one vectorised pass applying them the way ``adjust_bars`` does (prices ``a*P + b``, volume ``/a``,
-    amount following ``close * volume``)."""
+    then one vectorised pass (:func:`~hikyuu_qlib.stores.hikyuu.adjust.apply_affine`)."""
     bars = market.bars
     bar_ms = bars.get_column("datetime").cast(pl.Int64).to_numpy()
     a = np.ones(bars.height)
@@ -270,13 +269,4 @@ def _adjust_all(market: _Market, adjust: Adjust) -> pl.DataFrame:
         )
         rows = slice(offset, offset + length)
         a[rows], b[rows] = affine_coefficients(bar_ms[rows], events, adjust)
-    a_s, b_s = pl.lit(pl.Series(a)), pl.lit(pl.Series(b))
-    ratio = (pl.col("close") * a_s + b_s) / (pl.col("close") * a_s)
-    return bars.with_columns(
-        *[(pl.col(c) * a_s + b_s).alias(c) for c in PRICE_COLUMNS],
-        (pl.col("volume") / a_s).alias("volume"),
-        pl.when(pl.col("close") != 0)
-        .then(pl.col("amount") * ratio)
-        .otherwise(pl.col("amount"))
-        .alias("amount"),
-    )
+    return apply_affine(bars, a, b)
