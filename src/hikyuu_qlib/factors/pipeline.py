@@ -12,8 +12,10 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.alpha158 import INPUTS, LOOKAHEAD, LOOKBACK, alpha158, sorted_by_code_date
 from hikyuu_qlib.factors.cache import FeatureCache
+from hikyuu_qlib.factors.grouped import group_starts
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.factors.universe import Universe
 
@@ -54,6 +56,33 @@ def extended_dates(calendar: pl.Series, dates: DateRange) -> DateRange:
 def _has_vwap(store: FeatureStore, code: str) -> bool:
     root = getattr(store, "root", None)
     return isinstance(root, Path) and (root / "features" / code.lower() / "vwap.day.bin").is_file()
+
+
+def member_mask(universe: Universe, bars: pl.DataFrame) -> pl.Series:
+    """``universe.mask(bars)`` for a frame sorted by (code, datetime), from the spans alone.
+
+    Each membership span marks its rows by two binary searches in its code's dates, instead of
+    joining every row with the spans.
+    """
+    n = bars.height
+    if n == 0:
+        return universe.mask(bars)
+    starts = group_starts(bars["code"])
+    first = {code: g for g, code in enumerate(bars["code"].gather(starts[:-1]).to_list())}
+    when = bars["datetime"].cast(DATETIME).to_numpy().view(np.int64)
+    spans = universe.membership.drop_nulls().filter(pl.col("code").is_in(list(first)))
+    edges = np.zeros(n + 1, dtype=np.int64)
+    begins = spans["start"].to_numpy().view(np.int64)
+    ends = spans["end"].to_numpy().view(np.int64)
+    for code, lo_t, hi_t in zip(spans["code"].to_list(), begins, ends, strict=True):
+        g = first[code]
+        s, e = int(starts[g]), int(starts[g + 1])
+        lo = s + int(np.searchsorted(when[s:e], lo_t, side="left"))
+        hi = s + int(np.searchsorted(when[s:e], hi_t, side="right"))
+        if lo < hi:
+            edges[lo] += 1
+            edges[hi] -= 1
+    return pl.Series("member", np.cumsum(edges[:n]) > 0)
 
 
 def compute_features(
@@ -103,7 +132,7 @@ def _compute(store: FeatureStore, universe: Universe, dates: DateRange, *, label
         bars = bars.sort("code", "datetime")
     log.info("computing alpha158 for %d codes, %d rows", len(codes), bars.height)
     in_dates = pl.col("datetime").is_between(dates.start, dates.end)
-    keep = bars.select(in_dates).to_series() & universe.mask(bars)
+    keep = bars.select(in_dates).to_series() & member_mask(universe, bars)
     frame = alpha158(bars, keep=keep)
     if label:
         labels = bars.select(label_expr()).to_series().filter(keep)
