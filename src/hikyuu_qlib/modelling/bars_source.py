@@ -96,19 +96,24 @@ class BarsFeatureSource:
     # --- internals -----------------------------------------------------------------------------------
 
     def _read(self, code: str, dates: DateRange | None) -> pl.DataFrame | None:
+        """One code's bars within ``dates``; adjusted over its whole history, so that the prices and the
+        factor of a day do not depend on the window asked for."""
+        stock = StockCode.parse(code)
         adjust = Adjust.BACKWARD if self.prices == "backward" else Adjust.NONE
         try:
-            bars = self.store.read_bars(StockCode.parse(code), adjust=adjust, dates=dates)
+            bars = self.store.read_bars(stock, adjust=adjust)
         except UnknownCodeError:
             return None  # like Qlib: an instrument without data is absent
         if self.prices == "qlib" and "factor" not in bars.columns and bars.height:
-            backward = self.store.read_bars(StockCode.parse(code), adjust=Adjust.BACKWARD, dates=dates)
+            backward = self.store.read_bars(stock, adjust=Adjust.BACKWARD)
             adjusted = backward.select("datetime", pl.col("close").alias("_adj"))
             bars = (
                 bars.join(adjusted, on="datetime", how="left")
                 .with_columns((pl.col("_adj") / pl.col("close")).alias("factor"))
                 .drop("_adj")
             )
+        if dates is not None:
+            bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
         return bars
 
     def _load(self, codes: list[str], dates: DateRange | None) -> pl.DataFrame:
