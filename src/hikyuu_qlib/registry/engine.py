@@ -123,7 +123,6 @@ def _sqlite_hooks(engine: Engine, options: RegistryOptions) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         # checkpoint every ~32 MB of WAL instead of 4 MB: fewer checkpoint fsyncs on the write path
         cursor.execute("PRAGMA wal_autocheckpoint=8000")
-        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @event.listens_for(engine, "begin")
