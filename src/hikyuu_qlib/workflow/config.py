@@ -60,9 +60,9 @@ class ProcessorSpec(_Strict):
 
 
 class Processors(_Strict):
-    infer: list[ProcessorSpec] = Field(
-        default_factory=lambda: [ProcessorSpec(name="robust_zscore"), ProcessorSpec(name="fillna")]
-    )
+    """Qlib's Alpha158 defaults: nothing at inference; drop missing labels and z-score them to learn."""
+
+    infer: list[ProcessorSpec] = Field(default_factory=list)
     learn: list[ProcessorSpec] = Field(
         default_factory=lambda: [
             ProcessorSpec(name="dropna_label"),

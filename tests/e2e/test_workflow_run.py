@@ -1,0 +1,89 @@
+"""``hq run`` on the examples/ CSI300 workflow over the real Qlib store, with shortened segments."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml"
+
+
+def hq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hikyuu_qlib", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **env},
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def env(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("workflow")
+    return {
+        "HQ_QLIB_DIR": str(qlib_dir),
+        "HQ_TRAIN": "2016-01-01:2016-12-31",
+        "HQ_VALID": "2017-01-01:2017-06-30",
+        "HQ_TEST": "2017-07-01:2017-12-31",
+        "HQ_RUNS_DIR": str(tmp / "runs"),
+        "HQ_HOME": str(tmp / "home"),
+        "HQ_DATABASE_URL": f"sqlite:///{tmp / 'registry.db'}",
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(env: dict[str, str]) -> dict[str, object]:
+    proc = hq(env, "run", str(EXAMPLE), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout))
+
+
+def test_a_run_puts_every_output_in_one_directory(first_run: dict[str, object], env: dict[str, str]) -> None:
+    out = Path(str(first_run["out_dir"]))
+    assert out.parent == Path(env["HQ_RUNS_DIR"]) and out.name == first_run["run_id"]
+    for name in ("config.yaml", "metrics.json", "predictions.parquet", "model.json", "report/report.html"):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+    preds = pl.read_parquet(out / "predictions.parquet")
+    assert preds.columns == ["datetime", "code", "score"]
+    assert preds["datetime"].min().strftime("%Y-%m") == "2017-07"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["timings"]) == {"data", "train", "predict", "backtest", "report"}
+    assert -0.2 < metrics["model"]["ic"] < 0.2 and metrics["model"]["test"]["days"] > 100
+    model = json.loads((out / "model.json").read_text())
+    assert model["id"] == first_run["model_id"] and model["status"] == "trained"
+    assert model["metrics"]["backtest"]["portfolio.total_return"] is not None
+    assert model["tags"]["run_id"] == first_run["run_id"]
+
+
+def test_an_identical_run_reuses_the_model_and_force_retrains(
+    first_run: dict[str, object], env: dict[str, str]
+) -> None:
+    again = hq(env, "run", str(EXAMPLE), "--format", "json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    doc = json.loads(again.stdout)
+    assert doc["reused_model"] is True and doc["model_id"] == first_run["model_id"]
+    assert doc["run_id"] == first_run["run_id"]
+    forced = hq(env, "run", str(EXAMPLE), "--force", "--format", "json")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    doc = json.loads(forced.stdout)
+    assert doc["reused_model"] is False and doc["model_id"] != first_run["model_id"]
+    listed = hq(env, "model", "list", "--format", "json")
+    assert len(json.loads(listed.stdout)["models"]) == 2
+
+
+def test_a_bad_workflow_file_fails_clearly(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("universe: csi300", "universe: csi300\nuniverze: csi500"))
+    proc = hq(env, "run", str(bad))
+    assert proc.returncode == 2
+    assert "univerze" in proc.stderr and str(bad) in proc.stderr

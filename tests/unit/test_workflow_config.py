@@ -1,0 +1,57 @@
+"""The workflow file: strict keys, environment interpolation, run identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hikyuu_qlib.domain import InvalidInputError, NotFoundError
+from hikyuu_qlib.workflow.config import interpolate, load_workflow
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workflow_lightgbm_alpha158_csi300.yaml"
+
+
+def test_the_example_validates_with_qlib_defaults() -> None:
+    config = load_workflow(EXAMPLE, env={})
+    assert config.source == "qlib:../shared/data/qlib_cn"
+    assert config.processors.infer == []
+    assert [p.name for p in config.processors.learn] == ["dropna_label", "cs_zscore"]
+    assert (config.strategy.topk, config.strategy.n_drop) == (50, 5)
+    assert config.segments.ranges()["test"].end.year == 2020
+
+
+def test_environment_variables_are_interpolated() -> None:
+    config = load_workflow(EXAMPLE, env={"HQ_QLIB_DIR": "/data/q", "HQ_TRAIN": "2012-01-01:2012-12-31"})
+    assert config.source == "qlib:/data/q"
+    assert config.segments.train == "2012-01-01:2012-12-31"
+    assert interpolate("${A}-${B:-b}", {"A": "a"}) == "a-b"
+    with pytest.raises(InvalidInputError, match="'MISSING'"):
+        interpolate("${MISSING}", {})
+
+
+def test_unknown_keys_and_bad_values_are_rejected_with_their_path(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("  topk: 50", "  topk: 50\n  top_k: 10"))
+    with pytest.raises(InvalidInputError, match=r"strategy\.top_k"):
+        load_workflow(bad, env={})
+    bad.write_text(text.replace("n_drop: 5", "n_drop: 60"))
+    with pytest.raises(InvalidInputError, match="n_drop"):
+        load_workflow(bad, env={})
+    bad.write_text(text.replace("source: qlib:", "source: csv:"))
+    with pytest.raises(InvalidInputError, match="source"):
+        load_workflow(bad, env={})
+    with pytest.raises(InvalidInputError, match="ordered"):
+        load_workflow(EXAMPLE, env={"HQ_VALID": "2009-01-01:2009-12-31"})
+    with pytest.raises(NotFoundError, match="nope.yaml"):
+        load_workflow(tmp_path / "nope.yaml")
+
+
+def test_run_id_follows_config_and_data_but_not_outputs() -> None:
+    a = load_workflow(EXAMPLE, env={})
+    b = load_workflow(EXAMPLE, env={"HQ_RUNS_DIR": "/elsewhere"})
+    c = load_workflow(EXAMPLE, env={"HQ_TEST": "2017-01-01:2019-12-31"})
+    assert a.run_id("v1") == b.run_id("v1")
+    assert a.run_id("v1") != a.run_id("v2")
+    assert a.run_id("v1") != c.run_id("v1")
