@@ -44,7 +44,7 @@ def test_unknown_keys_and_bad_values_are_rejected_with_their_path(tmp_path: Path
         load_workflow(bad, env={})
     with pytest.raises(InvalidInputError, match="ordered"):
         load_workflow(EXAMPLE, env={"HQ_VALID": "2009-01-01:2009-12-31"})
-    with pytest.raises(NotFoundError, match="nope.yaml"):
+    with pytest.raises(NotFoundError, match=r"nope\.yaml"):
         load_workflow(tmp_path / "nope.yaml")
 
 
