@@ -116,19 +116,30 @@ class BaseInfo:
         raw = pl.DataFrame(
             rows,
             schema={
-                "market": pl.String, "symbol": pl.String, "name": pl.String, "type": pl.Int32,
-                "valid": pl.Int64, "start": pl.Int64, "end": pl.Int64, "lot": pl.Float64, "tick": pl.Float64,
+                "market": pl.String,
+                "symbol": pl.String,
+                "name": pl.String,
+                "type": pl.Int32,
+                "valid": pl.Int64,
+                "start": pl.Int64,
+                "end": pl.Int64,
+                "lot": pl.Float64,
+                "tick": pl.Float64,
             },
             orient="row",
         )
-        frame = raw.filter(pl.col("symbol").str.len_chars() == 6).with_columns(
-            pl.col("market").str.to_uppercase(),
-        ).with_columns(
-            (pl.col("market") + pl.col("symbol")).alias("code"),
-            (pl.col("valid") == 1).alias("valid"),
-            _int_date(pl.col("start")).alias("start_date"),
-            _int_date(pl.col("end")).alias("end_date"),  # 99999999 (listed) -> null
-            pl.col("lot").round(0).cast(pl.Int64),
+        frame = (
+            raw.filter(pl.col("symbol").str.len_chars() == 6)
+            .with_columns(
+                pl.col("market").str.to_uppercase(),
+            )
+            .with_columns(
+                (pl.col("market") + pl.col("symbol")).alias("code"),
+                (pl.col("valid") == 1).alias("valid"),
+                _int_date(pl.col("start")).alias("start_date"),
+                _int_date(pl.col("end")).alias("end_date"),  # 99999999 (listed) -> null
+                pl.col("lot").round(0).cast(pl.Int64),
+            )
         )
         return frame.select([pl.col(n).cast(t) for n, t in STOCK_SCHEMA.items()]).sort("code")
 
@@ -172,9 +183,16 @@ def _weights_frame(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
     raw = pl.DataFrame(
         rows,
         schema={
-            "stockid": pl.Int64, "d": pl.Int64, "gift": pl.Float64, "sell": pl.Float64,
-            "price": pl.Float64, "bonus": pl.Float64, "incr": pl.Float64, "total": pl.Float64,
-            "free": pl.Float64, "suogu": pl.Float64,
+            "stockid": pl.Int64,
+            "d": pl.Int64,
+            "gift": pl.Float64,
+            "sell": pl.Float64,
+            "price": pl.Float64,
+            "bonus": pl.Float64,
+            "incr": pl.Float64,
+            "total": pl.Float64,
+            "free": pl.Float64,
+            "suogu": pl.Float64,
         },
         orient="row",
     ).with_columns(pl.col(pl.Float64).fill_null(0.0))

@@ -181,8 +181,9 @@ class HikyuuWriter:
             written += self.write_records(code, to_records(part, lots=lots), kind, append=append)
         return written
 
-    def write_records(self, code: StockCode, records: npt.NDArray[Any], kind: str = "day", *,
-                      append: bool = False) -> int:
+    def write_records(
+        self, code: StockCode, records: npt.NDArray[Any], kind: str = "day", *, append: bool = False
+    ) -> int:
         """Write Hikyuu-unit records (any field order with Hikyuu's field names) for one code."""
         h5 = self._file(code.market, kind)
         name = code.hikyuu_table
@@ -203,8 +204,13 @@ class HikyuuWriter:
             if existing is not None:
                 existing._f_remove()
             table = h5.create_table(
-                "/data", name, description=WRITE_DTYPE, title=name, filters=self.filters,
-                expectedrows=max(int(rec.shape[0]), 1), createparents=True,
+                "/data",
+                name,
+                description=WRITE_DTYPE,
+                title=name,
+                filters=self.filters,
+                expectedrows=max(int(rec.shape[0]), 1),
+                createparents=True,
             )
             table.append(rec)
             table.flush()
@@ -231,8 +237,13 @@ class HikyuuWriter:
             if old is not None:
                 old._f_remove()
             table = h5.create_table(
-                f"/{group}", name, description=INDEX_DTYPE, title=name, filters=self.filters,
-                expectedrows=max(int(index.shape[0]), 1), createparents=True,
+                f"/{group}",
+                name,
+                description=INDEX_DTYPE,
+                title=name,
+                filters=self.filters,
+                expectedrows=max(int(index.shape[0]), 1),
+                createparents=True,
             )
             table.append(index)
             table.flush()
@@ -266,8 +277,17 @@ class HikyuuWriter:
         self._write_ini()
 
     def _write_ini(self) -> None:
-        lines = ["[hikyuu]", f"datadir = {self.root}", "", "[baseinfo]", "type = sqlite3",
-                 f"db = {self.root / 'stock.db'}", "", "[kdata]", "type = hdf5"]
+        lines = [
+            "[hikyuu]",
+            f"datadir = {self.root}",
+            "",
+            "[baseinfo]",
+            "type = sqlite3",
+            f"db = {self.root / 'stock.db'}",
+            "",
+            "[kdata]",
+            "type = hdf5",
+        ]
         for market in Market:
             for kind, suffix in FILE_KINDS.items():
                 path = self.root / f"{market.value.lower()}_{suffix}.h5"
