@@ -67,7 +67,7 @@ def _shift1(x: F32, starts: I64) -> F32:
     """``Ref(x, 1)`` within each code."""
     out = np.empty_like(x)
     out[1:] = x[:-1]
-    out[starts[:-1][starts[:-1] < x.shape[0]]] = np.nan
+    out[starts[:-1]] = np.nan  # each code's first row (group_starts makes no empty group)
     return out
 
 
