@@ -43,3 +43,16 @@ def test_static_universe_and_mask() -> None:
     frame = pl.DataFrame({"code": ["SH600000", "SZ000002"], "datetime": [day, day]})
     assert universe.mask(frame).to_list() == [True, False]
     assert universe.fingerprint() != Universe.from_codes(["SH600000"]).fingerprint()
+
+
+def test_member_mask_equals_the_join_mask(qlib_dir: Path) -> None:
+    from hikyuu_qlib.factors.pipeline import member_mask
+    from hikyuu_qlib.stores.qlib.store import QlibStore
+
+    store = QlibStore.open(qlib_dir)
+    dates = DateRange.of("2014-01-01", "2019-12-31")
+    universe = Universe.from_store(store, "csi300", dates)
+    bars = store.features(universe.codes(), ["$close"], dates).sort("code", "datetime")
+    fast = member_mask(universe, bars)
+    assert fast.equals(universe.mask(bars).alias(fast.name))
+    assert 0 < fast.sum() < bars.height  # members leave and join in these years
