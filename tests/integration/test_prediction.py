@@ -59,7 +59,7 @@ def trained(store: QlibStore, universe: Universe, tmp_path_factory: pytest.TempP
     artifacts = CountingArtifacts(root / "artifacts")
     outcome = train_and_register(
         TrainSpec(
-            "pred", SEGMENTS, num_threads=2, num_boost_round=20, params={"lambda_l1": 1.0, "lambda_l2": 1.0}
+            "pred", SEGMENTS, num_threads=2, num_boost_round=10, params={"lambda_l1": 1.0, "lambda_l2": 1.0}
         ),
         store=store,
         universe=universe,

@@ -22,7 +22,7 @@ from hikyuu_qlib.registry import LocalArtifactStore, ModelRegistry
 from hikyuu_qlib.stores.qlib import QlibStore
 
 SEGMENTS = parse_segments("2016-01-01:2017-06-30", "2017-07-01:2017-09-30", "2017-10-01:2017-12-31")
-ROUNDS = 30
+ROUNDS = 12
 
 
 @pytest.fixture(scope="module")
