@@ -78,14 +78,14 @@ def _minute_bars(code: str, days: list[dt.date], step: int) -> pl.DataFrame:
     n = len(stamps)
     i = np.arange(n, dtype=np.float64)
     milli = np.round((10 + np.sin(i / 7)) * 1000)  # prices the store can hold exactly (x1000 integers)
-    close = milli * 0.001
+    close = milli / 1000
     return pl.DataFrame(
         {
             "code": [code] * n,
             "datetime": pl.Series(stamps).cast(DATETIME),
-            "open": (milli - 10) * 0.001,
-            "high": (milli + 50 + (i % 3) * 10) * 0.001,
-            "low": (milli - 40) * 0.001,
+            "open": (milli - 10) / 1000,
+            "high": (milli + 50 + (i % 3) * 10) / 1000,
+            "low": (milli - 40) / 1000,
             "close": close,
             "volume": (1000 + i * 100).round(),
             "amount": ((1000 + i * 100) * close).round(-3),
