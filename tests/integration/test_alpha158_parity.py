@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Alpha158 and its label against pyqlib's own Alpha158 handler on the real Qlib store."""
 
 from __future__ import annotations
