@@ -89,10 +89,7 @@ class CSRankNorm:
             return _missing(c).rank("average").over("datetime") / _missing(c).count().over("datetime")
 
         exprs = [
-            ((pct(c) - 0.5) * 3.46)
-            .fill_null(float("nan"))
-            .alias(c)
-            for c in _columns(frame, self.columns)
+            ((pct(c) - 0.5) * 3.46).fill_null(float("nan")).alias(c) for c in _columns(frame, self.columns)
         ]
         return frame.with_columns(exprs)
 
@@ -109,9 +106,9 @@ class RobustZScoreNorm:
     def fit(self, frame: pl.DataFrame) -> None:
         cols = _columns(frame, self.columns)
         medians = frame.select([_missing(c).median().alias(c) for c in cols]).row(0, named=True)
-        mads = frame.select(
-            [(_missing(c) - medians[c]).abs().median().alias(c) for c in cols]
-        ).row(0, named=True)
+        mads = frame.select([(_missing(c) - medians[c]).abs().median().alias(c) for c in cols]).row(
+            0, named=True
+        )
         self.median = {c: float("nan") if medians[c] is None else float(medians[c]) for c in cols}
         self.scale = {c: float("nan") if mads[c] is None else (float(mads[c]) + EPS) * 1.4826 for c in cols}
 
@@ -156,7 +153,9 @@ class ProcessInf:
         for c in _columns(frame, self.columns):
             x = pl.col(c)
             finite_mean = pl.when(x.is_infinite()).then(None).otherwise(_missing(c)).mean().over("datetime")
-            exprs.append(pl.when(x.is_infinite()).then(finite_mean.fill_null(float("nan"))).otherwise(x).alias(c))
+            exprs.append(
+                pl.when(x.is_infinite()).then(finite_mean.fill_null(float("nan"))).otherwise(x).alias(c)
+            )
         return frame.with_columns(exprs)
 
 
