@@ -70,8 +70,7 @@ def qlib_suite(qlib_dir: Path, quick: bool) -> list[Result]:
         )
     ]
 
-    members = store.members("csi300", DateRange.of("2015-01-01", "2020-12-31"))
-    codes = members["code"].unique(maintain_order=True).head(100).to_list()
+    codes = _stored_members(store, 100)
     six = ("2015-01-01", "2020-12-31")
     anchor_s, _ = timed(lambda: D.features(codes, FIELDS, *six), repeat=2)
     with open_market(f"qlib:{qlib_dir}") as md:
@@ -111,6 +110,15 @@ def qlib_suite(qlib_dir: Path, quick: bool) -> list[Result]:
             )
         )
     return results
+
+
+def _stored_members(store: Any, n: int) -> list[str]:
+    """The first ``n`` CSI300 members of 2015–2020 that have data (38 delisted members have none)."""
+    from hikyuu_qlib import DateRange
+
+    stored = set(store.stocks(valid=None)["code"].to_list())
+    members = store.members("csi300", DateRange.of("2015-01-01", "2020-12-31"))["code"].unique().sort()
+    return [c for c in members.to_list() if c in stored][:n]
 
 
 # ------------------------------------------------------------------------------------------- hikyuu
@@ -209,15 +217,11 @@ def _hikyuu_all_ma20(label: str, path: Path) -> list[Result]:
 
 
 def async_suite(qlib_dir: Path, quick: bool) -> list[Result]:
-    from hikyuu_qlib import DateRange
     from hikyuu_qlib.app import open_market, open_market_async
     from hikyuu_qlib.stores.qlib import QlibStore
 
     store = QlibStore.open(qlib_dir)
-    codes = (
-        store.members("csi300", DateRange.of("2015-01-01", "2020-12-31"))["code"].unique().sort().head(100)
-    )
-    code_list = codes.to_list()
+    code_list = _stored_members(store, 100)
     store.close()
 
     with open_market(f"qlib:{qlib_dir}") as md:

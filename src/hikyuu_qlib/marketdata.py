@@ -36,7 +36,7 @@ from hikyuu_qlib.domain import (
     StockType,
 )
 from hikyuu_qlib.domain.schema import empty_bars
-from hikyuu_qlib.ports import MarketData
+from hikyuu_qlib.ports import BatchBarReader, MarketData
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,24 @@ def _read_one(store: MarketData, code: StockCode, query: BarQuery) -> pl.DataFra
     return store.read_bars(code, ktype=query.ktype, adjust=query.adjust, dates=query.dates)
 
 
+def _read_batch(
+    store: BatchBarReader, codes: Sequence[StockCode], query: BarQuery
+) -> tuple[pl.DataFrame, dict[str, HQError]]:
+    return store.read_many(codes, ktype=query.ktype, adjust=query.adjust, dates=query.dates)
+
+
+def _chunks(codes: Sequence[StockCode], parts: int) -> list[list[StockCode]]:
+    """``codes`` in at most ``parts`` contiguous, nearly equal runs."""
+    parts = max(1, min(parts, len(codes)))
+    size, extra = divmod(len(codes), parts)
+    out, start = [], 0
+    for i in range(parts):
+        stop = start + size + (1 if i < extra else 0)
+        out.append(list(codes[start:stop]))
+        start = stop
+    return [c for c in out if c]
+
+
 class MarketDataClient:
     """Blocking API over a store. ``with MarketDataClient(store) as md: md.bars(...)``."""
 
@@ -193,7 +211,17 @@ class MarketDataClient:
         query = BarQuery.of(start, end, ktype, adjust)
         parsed, errors = parse_code_list(codes)
         frames: list[pl.DataFrame] = []
-        if concurrency <= 1 or len(parsed) == 1:
+        if isinstance(self._store, BatchBarReader) and parsed:
+            store = self._store
+            runs = _chunks(sorted(parsed), concurrency)
+            if len(runs) == 1:
+                results = [_read_batch(store, runs[0], query)]
+            else:
+                results = list(self._executor().map(lambda run: _read_batch(store, run, query), runs))
+            for frame, failed in results:
+                frames.append(frame)
+                errors.update(failed)
+        elif concurrency <= 1 or len(parsed) == 1:
             for code in parsed:
                 try:
                     frames.append(_read_one(self._store, code, query))
@@ -337,6 +365,21 @@ class AsyncMarketDataClient:
         parsed, errors = parse_code_list(codes)
         limit = asyncio.Semaphore(concurrency or self._max_workers)
         loop = asyncio.get_running_loop()
+        if isinstance(self._store, BatchBarReader) and parsed:
+            store = self._store
+
+            async def run(codes: list[StockCode]) -> tuple[pl.DataFrame, dict[str, HQError]]:
+                async with limit:
+                    return await loop.run_in_executor(self._pool, _read_batch, store, codes, query)
+
+            results = await asyncio.gather(
+                *(run(c) for c in _chunks(sorted(parsed), concurrency or self._max_workers))
+            )
+            for _, failed in results:
+                errors.update(failed)
+            _log_failures(errors)
+            frame = await loop.run_in_executor(self._pool, combine, [f for f, _ in results])
+            return LoadResult(frame, errors)
 
         async def one(code: StockCode) -> pl.DataFrame | HQError:
             async with limit:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import polars as pl
 
-from hikyuu_qlib.domain import Adjust, DateRange, KType, Market, StockCode, StockType
+from hikyuu_qlib.domain import Adjust, DateRange, HQError, KType, Market, StockCode, StockType
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
 
 if TYPE_CHECKING:
@@ -19,6 +19,22 @@ class Progress(Protocol):
     """Progress callback for long work: ``done`` of ``total`` items, the last one named ``item``."""
 
     def __call__(self, done: int, total: int, item: str) -> None: ...
+
+
+@runtime_checkable
+class BatchBarReader(Protocol):
+    """Optional capability of a store: read many codes' bars in one columnar pass."""
+
+    def read_many(
+        self,
+        codes: Sequence[StockCode],
+        *,
+        ktype: KType = KType.DAY,
+        adjust: Adjust = Adjust.NONE,
+        dates: DateRange | None = None,
+    ) -> tuple[pl.DataFrame, dict[str, HQError]]:
+        """The bars of the codes that loaded (sorted by code, datetime) and each failing code's error."""
+        ...
 
 
 @runtime_checkable
@@ -101,11 +117,18 @@ class ModelRepository(Protocol):
 
     async def get_many(self, ids: Iterable[str]) -> list[Model]: ...
 
-    async def find(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ...,
-                   limit: int = 100, cursor: str | None = None) -> Page[Model]: ...
+    async def find(
+        self,
+        flt: ModelFilter | None = None,
+        *,
+        order: ModelOrder | str = ...,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Model]: ...
 
-    def iterate(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ...,
-                batch: int = 1000) -> AsyncIterator[Model]: ...
+    def iterate(
+        self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ..., batch: int = 1000
+    ) -> AsyncIterator[Model]: ...
 
     async def count(self, flt: ModelFilter | None = None) -> int: ...
 

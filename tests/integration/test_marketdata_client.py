@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hikyuu_qlib import AsyncMarketDataClient, LoadErrors, MarketDataClient, StockCode
+from hikyuu_qlib import Adjust, AsyncMarketDataClient, LoadErrors, MarketDataClient, StockCode
 from hikyuu_qlib.app import open_store
 from hikyuu_qlib.domain import InvalidCodeError, UnknownCodeError
 from hikyuu_qlib.domain.schema import BAR_SCHEMA
@@ -138,3 +138,17 @@ def test_qlib_store_through_the_client(qlib_dir: Path) -> None:
     assert result.frame["code"].n_unique() == 20
     assert "factor" in result.frame.columns
     assert StockCode.parse(codes[0])
+
+
+async def test_batch_reads_equal_per_code_reads_and_report_bad_codes(qlib_dir: Path) -> None:
+    store = open_store(f"qlib:{qlib_dir}")
+    codes = ["SZ000002", "SH600000", "SH600519", "SZ000001", "SH601318"]
+    expected = pl.concat([store.read_bars(StockCode.parse(c), adjust=Adjust.FORWARD) for c in sorted(codes)])
+    with MarketDataClient(open_store(f"qlib:{qlib_dir}"), max_workers=2) as md:
+        for concurrency in (1, 2, 3):
+            result = md.load_many([*codes, "SH600005"], adjust="forward", concurrency=concurrency)
+            assert result.frame.equals(expected)
+            assert set(result.errors) == {"SH600005"}  # a delisted CSI300 member without data
+    async with AsyncMarketDataClient(open_store(f"qlib:{qlib_dir}"), max_workers=2) as amd:
+        result = await amd.load_many([*codes, "SH600005"], adjust="forward", concurrency=2)
+    assert result.frame.equals(expected) and set(result.errors) == {"SH600005"}

@@ -64,3 +64,31 @@ def to_bars(
         data["amount"] = values["amount"].astype(np.float64)[traded]
     data["factor"] = factor
     return conform_bars(pl.DataFrame(data))
+
+
+def frame_to_bars(raw: pl.DataFrame, adjust: Adjust) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Bars of many instruments at once from their full-history fields (``code, datetime, open, …,
+    factor[, amount]`` as :meth:`QlibStore.features` returns them), with the semantics of
+    :func:`to_bars`; instruments whose factor is missing or not positive where a close is set are
+    returned as errors instead."""
+    traded = raw.filter(pl.col("close").is_not_nan())
+    factor = pl.col("factor").cast(pl.Float64)
+    bad = traded.filter(~(factor > 0)).group_by("code").agg(pl.col("datetime").min())
+    errors = {
+        code: f"instrument {code}: field 'factor' is missing or not positive on {when:%Y-%m-%d} where close is set"
+        for code, when in bad.iter_rows()
+    }
+    if errors:
+        traded = traded.filter(~pl.col("code").is_in(list(errors)))
+    if adjust is Adjust.NONE:
+        scale = factor
+    elif adjust is Adjust.FORWARD:
+        scale = factor.last().over("code")
+    else:
+        scale = factor.first().over("code")
+    out = traded.with_columns(
+        *[(pl.col(c).cast(pl.Float64) / scale).alias(c) for c in PRICE_FIELDS],
+        (pl.col("volume").cast(pl.Float64) * scale).alias("volume"),
+        factor.alias("factor"),
+    )
+    return conform_bars(out), errors

@@ -35,7 +35,9 @@ import polars as pl
 
 from hikyuu_qlib.domain import (
     Adjust,
+    DataFormatError,
     DateRange,
+    HQError,
     KType,
     Market,
     NotFoundError,
@@ -46,8 +48,8 @@ from hikyuu_qlib.domain import (
     UnsupportedKTypeError,
 )
 from hikyuu_qlib.domain.errors import InvalidCodeError
-from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, STOCK_SCHEMA, WEIGHT_SCHEMA
-from hikyuu_qlib.stores.qlib.bars import to_bars
+from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, STOCK_SCHEMA, WEIGHT_SCHEMA, empty_bars
+from hikyuu_qlib.stores.qlib.bars import frame_to_bars, to_bars
 from hikyuu_qlib.stores.qlib.bins import bin_path
 from hikyuu_qlib.stores.qlib.calendar import KTYPE_OF, calendar_path, freq_of, locate, read_calendar
 from hikyuu_qlib.stores.qlib.instruments import instruments_dir, read_instruments, universes
@@ -229,6 +231,68 @@ class QlibStore:
         if dates is not None:
             bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
         return bars
+
+    def read_many(
+        self,
+        codes: Sequence[StockCode],
+        *,
+        ktype: KType = KType.DAY,
+        adjust: Adjust = Adjust.NONE,
+        dates: DateRange | None = None,
+    ) -> tuple[pl.DataFrame, dict[str, HQError]]:
+        """:meth:`read_bars` of many codes in one columnar pass: the frame, and each failing code's error.
+
+        Reads every code's full history in one :meth:`features` query (forward and backward
+        adjustment need the first or last factor); if that query fails, falls back to one read per
+        code so that only the failing codes are reported.
+        """
+        errors: dict[str, HQError] = {}
+        present: list[StockCode] = []
+        for code in codes:
+            folder = StockCode.parse(code).qlib_folder
+            if (self._root / "features" / folder).is_dir():
+                present.append(StockCode.parse(code))
+            else:
+                errors[str(code)] = UnknownCodeError(
+                    f"unknown code {code} in {self.source}: no features/{folder} folder"
+                )
+        if not present:
+            return empty_bars(with_factor=True), errors
+        freq = freq_of(ktype)
+        folders = [c.qlib_folder for c in present]
+        extra = [
+            f
+            for f in ("factor", "amount")
+            if all(bin_path(self._root, d, f, freq).is_file() for d in folders)
+        ]
+        try:
+            raw = self.features(present, [*BAR_FIELDS, *extra], None, freq=freq)
+        except HQError:
+            return self._read_one_by_one(present, ktype, adjust, dates, errors)
+        if "factor" not in raw.columns:
+            raw = raw.with_columns(pl.lit(1.0, dtype=pl.Float32).alias("factor"))
+        bars, bad = frame_to_bars(raw, adjust)
+        errors.update({code: DataFormatError(message) for code, message in bad.items()})
+        if dates is not None:
+            bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
+        return bars, errors
+
+    def _read_one_by_one(
+        self,
+        codes: Sequence[StockCode],
+        ktype: KType,
+        adjust: Adjust,
+        dates: DateRange | None,
+        errors: dict[str, HQError],
+    ) -> tuple[pl.DataFrame, dict[str, HQError]]:
+        frames = []
+        for code in codes:
+            try:
+                frames.append(self.read_bars(code, ktype=ktype, adjust=adjust, dates=dates))
+            except HQError as exc:
+                errors[str(code)] = exc
+        frame = pl.concat(frames, how="diagonal_relaxed") if frames else empty_bars(with_factor=True)
+        return frame, errors
 
     def weights(self, code: StockCode) -> pl.DataFrame:
         """Always empty: Qlib stores adjustment factors, not split/dividend events."""
