@@ -55,13 +55,18 @@ def _rolling_mean(x: F64, starts: I64, n: int) -> F64:  # pragma: no cover - com
     return out
 
 
-def grouped_rolling_mean(frame: pl.DataFrame, column: str, n: int, *, by: str = "code") -> pl.Series:
+def grouped_rolling_mean(
+    frame: pl.DataFrame, column: str, n: int, *, by: str = "code", starts: I64 | None = None
+) -> pl.Series:
     """``n``-bar moving average of ``column`` within each code (NaN until ``n`` bars, or over a gap).
 
-    ``frame`` must be sorted by (``by``, datetime), as every bars frame is.
+    ``frame`` must be sorted by (``by``, datetime), as every bars frame is. ``starts`` (from
+    :func:`group_starts`) can be passed when several indicators run over the same frame, so the group
+    boundaries are found once.
     """
     if n < 1:
         raise InvalidInputError(f"window must be >= 1, got {n}")
     values = frame[column].cast(pl.Float64).to_numpy()
-    starts = group_starts(frame[by])
+    if starts is None:
+        starts = group_starts(frame[by])
     return pl.Series(f"{column}_ma{n}", _rolling_mean(np.ascontiguousarray(values), starts, n))
