@@ -87,3 +87,33 @@ def test_a_bad_workflow_file_fails_clearly(env: dict[str, str], tmp_path: Path) 
     proc = hq(env, "run", str(bad))
     assert proc.returncode == 2
     assert "univerze" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_ctrl_c_leaves_no_half_written_outputs(env: dict[str, str], tmp_path: Path) -> None:
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    local = {**env, "HQ_RUNS_DIR": str(runs), "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'reg.db'}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hikyuu_qlib", "--log-format", "json", "run", str(EXAMPLE), "--force"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **local},
+        cwd=REPO,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:  # wait until training is under way
+        if "stage train" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=300)
+    assert proc.returncode == 130
+    leftovers = list(runs.iterdir()) if runs.exists() else []
+    assert leftovers == []  # neither a run directory nor a staging directory
+    listed = hq(local, "model", "list", "--format", "json")
+    statuses = [m["status"] for m in json.loads(listed.stdout)["models"]]
+    assert statuses in ([], ["failed"])  # an interrupted training is marked failed, never "trained"
