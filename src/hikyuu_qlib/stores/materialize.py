@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from hikyuu_qlib.domain import Adjust, DataFormatError, HQError
+from hikyuu_qlib.domain import Adjust
 from hikyuu_qlib.ports import MarketData, Progress
 from hikyuu_qlib.stores.export import export_qlib
 from hikyuu_qlib.stores.qlib import QlibStore
@@ -73,12 +73,5 @@ def qlib_view(
 def _write_universes(store: MarketData, out: Path, universes: Sequence[str]) -> None:
     writer = QlibWriter(out, append=True)
     for name in universes:
-        if name.lower() == "all":
-            continue
-        try:
-            spans = store.members(name)
-        except HQError:
-            raise
-        except OSError as exc:
-            raise DataFormatError(f"cannot read universe {name!r} of {store.source}: {exc}") from exc
-        writer.write_instruments(name.lower(), spans)
+        if name.lower() != "all":  # the export writes all.txt itself
+            writer.write_instruments(name.lower(), store.members(name))
