@@ -76,3 +76,68 @@ def test_backtest_run_rejects_bad_predictions(qlib_dir: Path, tmp_path: Path) ->
     assert "score" in proc.stderr and str(bad) in proc.stderr
     proc = hq("backtest", "run", "--source", f"qlib:{qlib_dir}", "--out", str(tmp_path))
     assert proc.returncode == 2 and "--predictions" in proc.stderr
+
+
+def test_backtest_of_a_registered_model_stores_its_summary(qlib_dir: Path, tmp_path: Path) -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "HQ_HOME": str(tmp_path / "home"),
+        "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hikyuu_qlib", *args], capture_output=True, text=True, timeout=600, env=env
+        )
+
+    trained = run(
+        "model",
+        "train",
+        "--source",
+        f"qlib:{qlib_dir}",
+        "--universe",
+        "csi300",
+        "--train",
+        "2016-01-01:2016-12-31",
+        "--valid",
+        "2017-01-01:2017-06-30",
+        "--num-boost-round",
+        "20",
+        "--format",
+        "json",
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    model_id = json.loads(trained.stdout)["model"]["id"]
+    proc = run(
+        "backtest",
+        "run",
+        "--model",
+        model_id[:12],
+        "--source",
+        f"qlib:{qlib_dir}",
+        "--start",
+        "2018-01-01",
+        "--end",
+        "2018-03-31",
+        "--topk",
+        "20",
+        "--n-drop",
+        "2",
+        "--limit-threshold",
+        "9.5",
+        "--out",
+        str(tmp_path / "bt"),
+        "--format",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["model_id"] == model_id and (tmp_path / "bt" / "report.html").is_file()
+    shown = json.loads(run("model", "show", model_id, "--format", "json").stdout)
+    stored = shown["metrics"]["backtest"]
+    assert (
+        stored["topk"] == 20
+        and stored["portfolio.total_return"] == doc["statistics"]["portfolio"]["total_return"]
+    )
