@@ -201,19 +201,7 @@ class HikyuuWriter:
                 existing.flush()
             full = existing.read()
         else:
-            if existing is not None:
-                existing._f_remove()
-            table = h5.create_table(
-                "/data",
-                name,
-                description=WRITE_DTYPE,
-                title=name,
-                filters=self.filters,
-                expectedrows=max(int(rec.shape[0]), 1),
-                createparents=True,
-            )
-            table.append(rec)
-            table.flush()
+            self._replace_table(h5, "/data", name, rec, WRITE_DTYPE)
             full = rec
         self._write_indexes(h5, name, full["datetime"], kind)
         self._touch_last_date(code.market, full["datetime"], kind)
@@ -233,20 +221,26 @@ class HikyuuWriter:
             index = np.empty(period.shape[0], dtype=INDEX_DTYPE)
             index["datetime"] = ms_to_ymdhm(period)
             index["start"] = starts.astype(np.uint64)
-            old = _node(h5, f"/{group}/{name}")
-            if old is not None:
-                old._f_remove()
-            table = h5.create_table(
-                f"/{group}",
-                name,
-                description=INDEX_DTYPE,
-                title=name,
-                filters=self.filters,
-                expectedrows=max(int(index.shape[0]), 1),
-                createparents=True,
-            )
-            table.append(index)
-            table.flush()
+            self._replace_table(h5, f"/{group}", name, index, INDEX_DTYPE)
+
+    def _replace_table(
+        self, h5: tables.File, group: str, name: str, records: npt.NDArray[Any], dtype: Any
+    ) -> None:
+        """Write ``records`` as the table ``group/name``, replacing any table already there."""
+        old = _node(h5, f"{group}/{name}")
+        if old is not None:
+            old._f_remove()
+        table = h5.create_table(
+            group,
+            name,
+            description=dtype,
+            title=name,
+            filters=self.filters,
+            expectedrows=max(int(records.shape[0]), 1),
+            createparents=True,
+        )
+        table.append(records)
+        table.flush()
 
     def _touch_last_date(self, market: Market, ymdhm: npt.NDArray[Any], kind: str) -> None:
         if kind != "day" or ymdhm.shape[0] == 0:
