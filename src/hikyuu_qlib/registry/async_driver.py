@@ -80,3 +80,16 @@ class AsyncDriver:
             return int(cursor.rowcount)
         finally:
             await cursor.close()
+
+    # --- SQLite only: statements written by hand with ``?`` parameters (see registry.writes) ---------
+
+    async def fetch_sql(self, sql: str, args: Sequence[Any]) -> Sequence[Any]:
+        return await self._conn.execute_fetchall(sql, args)  # type: ignore[no-any-return]
+
+    async def execute_sql(self, sql: str, args: Sequence[Any]) -> None:
+        cursor = await self._conn.execute(sql, args)
+        await cursor.close()
+
+    async def executemany_sql(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        cursor = await self._conn.executemany(sql, rows)
+        await cursor.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -11,9 +10,10 @@ import sqlalchemy as sa
 from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, ModelNotFoundError
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.registry import query as q
-from hikyuu_qlib.registry.codec import from_row, to_row, with_version
+from hikyuu_qlib.registry.checkpoint import WalCheckpointer
+from hikyuu_qlib.registry.codec import from_row, with_version
 from hikyuu_qlib.registry.cursor import CursorCodec
-from hikyuu_qlib.registry.engine import Backend, RegistryOptions, parse_url
+from hikyuu_qlib.registry.engine import Backend, RegistryOptions, parse_url, sqlite_path
 from hikyuu_qlib.registry.retry import RetryPolicy
 from hikyuu_qlib.registry.tables import registry_meta
 
@@ -25,26 +25,24 @@ class RegistryCore:
     """Backend-specific statements built once, and the pure parts of each operation."""
 
     def __init__(self, url: str, options: RegistryOptions | None = None) -> None:
-        backend, _ = parse_url(url)
+        backend, parsed = parse_url(url)
         self.url = url
+        self.sqlite_path = sqlite_path(parsed) if backend == "sqlite" else None
         self.backend: Backend = backend
         self.options = options or RegistryOptions()
         self.policy = RetryPolicy(attempts=self.options.retry_attempts)
         self.upsert_one = q.upsert_one_statement(backend)
-        self.upsert_many = q.upsert_many_sql(backend)
+        self.upsert_many = q.pg_upsert_many_sql() if backend == "postgresql" else None
         self.get_one = q.get_statement()
         self.get_many = q.get_many_statement()
         self.delete_many = q.delete_many_statement()
         self._cursors: CursorCodec | None = None
 
-    def save_params(self, model: Model) -> dict[str, Any]:
-        """Parameters of ``upsert_one``: SQLAlchemy's JSON type encodes dicts on SQLite; the
-        PostgreSQL statement is SQL text and takes JSON as text."""
-        if self.backend == "postgresql":
-            from hikyuu_qlib.registry.driver import RowCodec
-
-            return RowCodec.params(model)
-        return to_row(model)
+    def checkpointer(self) -> WalCheckpointer | None:
+        """SQLite: a started background WAL checkpointer for this database (the caller stops it)."""
+        if self.sqlite_path is None:
+            return None
+        return WalCheckpointer(self.sqlite_path, busy_timeout_ms=self.options.busy_timeout_ms).start()
 
     def set_cursor_key(self, key: str | None) -> None:
         if not key:
@@ -74,17 +72,6 @@ class RegistryCore:
         if len(rows) > limit:
             next_cursor = self.cursors.encode(order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1]))
         return q.Page(items, next_cursor)
-
-    @staticmethod
-    def chunks(models: Sequence[Model]) -> list[tuple[list[Model], dict[str, str]]]:
-        """Batches of at most ``CHUNK`` models, the last save of an id winning, as ``(models, {rows})``."""
-        unique = list({m.id: m for m in models}.values())
-        out = []
-        for start in range(0, len(unique), q.CHUNK):
-            part = unique[start:start + q.CHUNK]
-            rows = [{"ord": i, **to_row(m)} for i, m in enumerate(part)]
-            out.append((part, {"rows": json.dumps(rows, separators=(",", ":"))}))
-        return out
 
     @staticmethod
     def with_versions(models: Sequence[Model], versions: Iterable[tuple[str, int]]) -> list[Model]:

@@ -19,7 +19,11 @@ def to_micros(when: dt.datetime) -> int:
 
 
 def from_micros(micros: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=micros)
+    seconds, rest = divmod(micros, 1_000_000)
+    return _EPOCH + _timedelta(0, seconds, rest)
+
+
+_timedelta = dt.timedelta
 
 
 def to_row(model: Model) -> dict[str, Any]:
@@ -67,8 +71,9 @@ def from_row(row: Sequence[Any]) -> Model:
     set_(model, "artifact", None if a_uri is None else ArtifactRef(a_uri, a_sha, a_size))
     set_(model, "tags", tags)
     set_(model, "config_hash", chash)
-    set_(model, "created_at", from_micros(created))
-    set_(model, "updated_at", from_micros(updated))
+    created_at = from_micros(created)
+    set_(model, "created_at", created_at)
+    set_(model, "updated_at", created_at if updated == created else from_micros(updated))
     return model
 
 

@@ -9,22 +9,21 @@ migrations and statement construction stay SQLAlchemy's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.registry.codec import from_row, to_row
 from hikyuu_qlib.registry.tables import COLUMNS
+from hikyuu_qlib.registry.writes import json_text
 
 JSON_COLUMNS = ("hyperparameters", "segments", "metrics", "tags")
 _JSON_INDEX = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
 _H, _S, _M, _T = _JSON_INDEX
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_loads = json.JSONDecoder().decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ class RowCodec:
     def params(model: Model) -> dict[str, Any]:
         row = to_row(model)
         for name in JSON_COLUMNS:
-            row[name] = _dumps(row[name])
+            row[name] = json_text(row[name])
         return row
 
     def model(self, row: Sequence[Any]) -> Model:
@@ -64,7 +63,7 @@ class RowCodec:
         if not isinstance(h, str):
             return row
         values = list(row)
-        values[_H], values[_S], values[_M], values[_T] = _loads(f"[{h},{s},{m},{t}]")
+        values[_H], values[_S], values[_M], values[_T] = orjson.loads(f"[{h},{s},{m},{t}]")
         return values
 
 
@@ -76,4 +75,4 @@ def ids_condition(backend: str) -> str:
 
 
 def ids_param(backend: str, ids: list[str]) -> Any:
-    return _dumps(ids) if backend == "sqlite" else ids
+    return json_text(ids) if backend == "sqlite" else ids

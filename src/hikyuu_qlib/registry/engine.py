@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.registry.checkpoint import BACKSTOP_PAGES
 from hikyuu_qlib.settings import Settings
 
 Backend = Literal["sqlite", "postgresql"]
@@ -73,10 +74,14 @@ def parse_url(url: str) -> tuple[Backend, URL]:
     raise InvalidInputError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or postgresql://…")
 
 
+def sqlite_path(url: URL) -> Path:
+    return Path(url.database or "").expanduser()
+
+
 def _driver_url(url: str, *, asynchronous: bool) -> tuple[Backend, URL]:
     backend, parsed = parse_url(url)
     if backend == "sqlite":
-        path = Path(parsed.database or "").expanduser()
+        path = sqlite_path(parsed)
         path.parent.mkdir(parents=True, exist_ok=True)
         return backend, parsed.set(drivername="sqlite+aiosqlite" if asynchronous else "sqlite+pysqlite",
                                    database=str(path))
@@ -121,8 +126,9 @@ def _sqlite_hooks(engine: Engine, options: RegistryOptions) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # checkpoint every ~32 MB of WAL instead of 4 MB: fewer checkpoint fsyncs on the write path
-        cursor.execute("PRAGMA wal_autocheckpoint=8000")
+        # checkpoints run on the registry's background thread (registry.checkpoint); a commit checkpoints
+        # by itself only past this backstop
+        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

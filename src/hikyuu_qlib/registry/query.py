@@ -208,7 +208,13 @@ def _pg_upsert_one() -> sa.TextClause:
     return sa.text(sql)
 
 
-def _pg_upsert_many() -> sa.TextClause:
+def pg_upsert_many_sql() -> sa.TextClause:
+    """PostgreSQL: a multi-row upsert of the rows in one JSON array parameter ``:rows``.
+
+    Versions come from ``model_names`` bumped once per name by the number of new ids in the batch,
+    and are numbered inside the batch by ``row_number`` (counting only ids not stored yet).
+    Returns ``(id, version)``. (SQLite's multi-row upsert is in :mod:`hikyuu_qlib.registry.writes`.)
+    """
     cols, types = _pg_columns()
     updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATABLE)
     record = ", ".join(["ord bigint", *(f"{c} {types[c]}" for c in cols)])
@@ -225,32 +231,4 @@ def _pg_upsert_many() -> sa.TextClause:
         "FROM v LEFT JOIN bumped AS b ON b.name = v.name LEFT JOIN counts AS c ON c.name = v.name "
         f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING id, version"
     )
-    return sa.text(sql)
-
-
-def upsert_many_sql(backend: str) -> sa.TextClause:
-    """A multi-row upsert of the rows in one JSON array parameter ``:rows``.
-
-    Versions are numbered per name inside the batch (``row_number``, counting only ids not stored yet)
-    above the stored maximum; the SELECT reads a snapshot from before the insert on both backends.
-    Returns ``(id, version)``.
-    """
-    if backend == "postgresql":
-        return _pg_upsert_many()
-    cols = [c for c in COLUMNS if c != "version"]
-    json_cols = {"hyperparameters", "segments", "metrics", "tags"}
-
-    def extract(c: str) -> str:
-        path = f"'$.{c}'"
-        return f"json(json_extract(j.value, {path}))" if c in json_cols else f"json_extract(j.value, {path})"
-
-    source = ("SELECT j.key AS ord, " + ", ".join(f"{extract(c)} AS {c}" for c in cols)
-              + " FROM json_each(:rows) AS j")
-    version = ("(SELECT coalesce(max(m.version), 0) FROM models AS m WHERE m.name = v.name)"
-               " + row_number() OVER (PARTITION BY v.name,"
-               " EXISTS (SELECT 1 FROM models AS k WHERE k.id = v.id) ORDER BY v.ord)")
-    updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATABLE)
-    sql = (f"INSERT INTO models ({', '.join(cols)}, version) "
-           f"SELECT {', '.join('v.' + c for c in cols)}, {version} FROM ({source}) AS v WHERE true "
-           f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING id, version")
     return sa.text(sql)

@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
-from hikyuu_qlib.registry import migrate
+from hikyuu_qlib.registry import migrate, writes
 from hikyuu_qlib.registry import query as q
 from hikyuu_qlib.registry.async_driver import AsyncDriver, Positional
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
+from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
 from hikyuu_qlib.registry.driver import RowCodec, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import WRITE, RegistryOptions, create_async_registry_engine
@@ -79,6 +80,7 @@ class AsyncModelRepository:
         self._rows = RowCodec(self._core.backend)
         self._engine: AsyncEngine | None = None
         self._sql: dict[str, Positional] = {}
+        self._checkpointer: WalCheckpointer | None = None
         self._batcher = GetBatcher(self._fetch_many)
 
     @property
@@ -110,6 +112,7 @@ class AsyncModelRepository:
             self._compile(engine.dialect)
             rows = await self._run(lambda d: d.fetch(self._sql["cursor_key"]), write=False)
             self._core.set_cursor_key(rows[0][0] if rows else None)
+            self._checkpointer = self._core.checkpointer()
         except BaseException:
             await self.close()
             raise
@@ -124,14 +127,18 @@ class AsyncModelRepository:
                   else sa.delete(models).where(models.c.id == sa.func.any(sa.bindparam("ids"))))
         self._sql = {
             "upsert": Positional.compile(self._core.upsert_one, dialect),
-            "upsert_many": Positional.compile(self._core.upsert_many, dialect),
             "get": Positional.compile(self._core.get_one, dialect),
             "get_many": Positional.compile(many, dialect),
             "delete_many": Positional.compile(delete, dialect),
             "cursor_key": Positional.compile(CURSOR_KEY_STATEMENT, dialect),
         }
+        if self._core.upsert_many is not None:
+            self._sql["upsert_many"] = Positional.compile(self._core.upsert_many, dialect)
 
     async def close(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.dispose()
@@ -175,27 +182,44 @@ class AsyncModelRepository:
     # --- writes -------------------------------------------------------------------------------------
 
     async def save(self, model: Model) -> Model:
-        """Insert or update one model in one upsert statement; returns it with its version."""
+        """Insert or update one model: one upsert statement (no SELECT first), and on SQLite the
+        model's tag-index rows, in one transaction; returns the model with its version."""
         params = self._rows.params(model)
         stmt = self._sql["upsert"]
-        rows = await self._run(lambda d: d.fetch(stmt, params), write=True)
-        return with_version(model, int(rows[0][0]))
+        sqlite = self._core.backend == "sqlite"
+
+        async def work(d: AsyncDriver) -> int:
+            rows = await d.fetch(stmt, params)
+            if sqlite:
+                await d.execute_sql(writes.TAGS_CLEAR_ONE, (model.id,))
+                if model.tags:
+                    await d.execute_sql(writes.TAGS_FILL_ONE, (model.id, params["tags"]))
+            return int(rows[0][0])
+
+        return with_version(model, await self._run(work, write=True))
 
     async def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
-        chunks = self._core.chunks(items)
+        chunks = writes.chunks(items, self._core.backend)
         if not chunks:
             return []
-        stmt = self._sql["upsert_many"]
+        pg_stmt = self._sql.get("upsert_many")
 
         async def work(d: AsyncDriver) -> list[tuple[str, int]]:
             out: list[tuple[str, int]] = []
-            for _, params in chunks:
-                out.extend((r[0], r[1]) for r in await d.fetch(stmt, params))
+            for chunk in chunks:
+                if chunk.sql is None:
+                    assert pg_stmt is not None
+                    out.extend((r[0], r[1]) for r in await d.fetch(pg_stmt, chunk.params))
+                    continue
+                out.extend((r[0], r[1]) for r in await d.fetch_sql(chunk.sql, chunk.params))
+                await d.execute_sql(writes.TAGS_CLEAR_MANY, (chunk.ids,))
+                if chunk.tags:
+                    await d.executemany_sql(writes.TAGS_INSERT, chunk.tags)
             return out
 
         versions = await self._run(work, write=True)
-        return self._core.with_versions([m for part, _ in chunks for m in part], versions)
+        return self._core.with_versions([m for c in chunks for m in c.models], versions)
 
     async def delete(self, model_id: str) -> bool:
         """Delete one model; ``False`` when there was none."""

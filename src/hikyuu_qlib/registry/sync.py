@@ -16,9 +16,10 @@ import sqlalchemy as sa
 
 from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
-from hikyuu_qlib.registry import migrate
+from hikyuu_qlib.registry import migrate, writes
 from hikyuu_qlib.registry import query as q
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
+from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
 from hikyuu_qlib.registry.driver import RowCodec, compile_statement, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import WRITE, RegistryOptions, create_sync_registry_engine
@@ -37,6 +38,7 @@ class ModelRegistry:
         self._rows = RowCodec(self._core.backend)
         self._engine: sa.Engine | None = None
         self._sql: dict[str, str] = {}
+        self._checkpointer: WalCheckpointer | None = None
         self._defaults: dict[str, dict[str, Any]] = {}
 
     @property
@@ -67,6 +69,7 @@ class ModelRegistry:
             retry_sync(upgrade, self._core.policy)
             self._compile(engine.dialect)
             self._core.set_cursor_key(self._run(lambda cur: self._scalar(cur, "cursor_key"), write=False))
+            self._checkpointer = self._core.checkpointer()
         except BaseException:
             self.close()
             raise
@@ -77,10 +80,11 @@ class ModelRegistry:
         backend = self._core.backend
         compiled = {
             "upsert": compile_statement(self._core.upsert_one, dialect),
-            "upsert_many": compile_statement(self._core.upsert_many, dialect),
             "get": compile_statement(self._core.get_one, dialect),
             "cursor_key": compile_statement(CURSOR_KEY_STATEMENT, dialect),
         }
+        if self._core.upsert_many is not None:
+            compiled["upsert_many"] = compile_statement(self._core.upsert_many, dialect)
         self._sql = {name: c.sql for name, c in compiled.items()}
         # constants bound in the statements (e.g. coalesce(max(version), 0) + 1)
         self._defaults = {name: {k: v for k, v in c.params.items() if v is not None}
@@ -89,6 +93,9 @@ class ModelRegistry:
         self._sql["delete_many"] = f"DELETE FROM models WHERE {ids_condition(backend)}"
 
     def close(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.dispose()
@@ -149,26 +156,41 @@ class ModelRegistry:
     # --- writes -------------------------------------------------------------------------------------
 
     def save(self, model: Model) -> Model:
-        """Insert or update one model in one upsert statement; returns it with its version."""
+        """Insert or update one model: one upsert statement (no SELECT first), and on SQLite the
+        model's tag-index rows, in one transaction; returns the model with its version."""
         params = self._rows.params(model)
-        version = self._run(lambda cur: self._scalar(cur, "upsert", params), write=True)
-        return with_version(model, int(version))
+        sqlite = self._core.backend == "sqlite"
+
+        def work(cur: Cursor) -> Any:
+            version = self._scalar(cur, "upsert", params)
+            if sqlite:
+                cur.execute(writes.TAGS_CLEAR_ONE, (model.id,))
+                if model.tags:
+                    cur.execute(writes.TAGS_FILL_ONE, (model.id, params["tags"]))
+            return version
+
+        return with_version(model, int(self._run(work, write=True)))
 
     def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
-        chunks = self._core.chunks(items)
+        chunks = writes.chunks(items, self._core.backend)
         if not chunks:
             return []
-        sql = self._sql["upsert_many"]
+        pg_sql = self._sql.get("upsert_many", "")
 
         def work(cur: Cursor) -> list[tuple[str, int]]:
             out: list[tuple[str, int]] = []
-            for _, params in chunks:
-                cur.execute(sql, params)
+            for chunk in chunks:
+                cur.execute(chunk.sql or pg_sql, chunk.params)
                 out.extend((r[0], r[1]) for r in cur.fetchall())
+                if chunk.sql is not None:  # SQLite: the chunk's tag-index rows
+                    cur.execute(writes.TAGS_CLEAR_MANY, (chunk.ids,))
+                    if chunk.tags:
+                        cur.executemany(writes.TAGS_INSERT, chunk.tags)
             return out
 
-        return self._core.with_versions([m for part, _ in chunks for m in part], self._run(work, write=True))
+        done = self._run(work, write=True)
+        return self._core.with_versions([m for c in chunks for m in c.models], done)
 
     def delete(self, model_id: str) -> bool:
         """Delete one model; ``False`` when there was none."""

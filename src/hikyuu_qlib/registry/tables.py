@@ -4,7 +4,8 @@
 times are integer microseconds since the Unix epoch (UTC), which sort and compare exactly on both backends.
 
 Tag filters use an index on both backends: a GIN index on ``tags`` (PostgreSQL, ``@>``), and on SQLite
-the ``model_tags`` side table that triggers keep in step with ``models.tags`` (so a save stays one statement).
+the ``model_tags`` side table, which the repository rewrites with each save in the same transaction
+(see :mod:`hikyuu_qlib.registry.writes`). On SQLite ``models`` is a WITHOUT ROWID table clustered on ``id``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ models = sa.Table(
     sa.Index("ix_models_type_created", "model_type", "created_at", "id"),
 )
 
-# SQLite only: maintained by triggers from models.tags (see the initial migration).
+# SQLite only: a model's tags as rows, written with the model (registry.writes).
 model_tags = sa.Table(
     "model_tags",
     metadata,
