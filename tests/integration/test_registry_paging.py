@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 from registry_support import Target, make_target, sample
 
-from hikyuu_qlib.registry import AsyncModelRepository, ModelFilter, ModelOrder, ModelRegistry
+from hikyuu_qlib.domain.model import Model
+from hikyuu_qlib.registry import AsyncModelRepository, ModelFilter, ModelOrder, ModelRegistry, writes
 from hikyuu_qlib.registry import query as q
-from hikyuu_qlib.registry.driver import compile_statement
+from hikyuu_qlib.registry.driver import RowCodec, compile_statement
 
 N = 10_000
 
@@ -69,9 +70,13 @@ async def test_paging_while_others_insert_skips_and_repeats_nothing(target: Targ
 
 def _plan(registry: ModelRegistry, stmt: object) -> str:
     compiled = compile_statement(stmt, registry.engine.dialect)  # type: ignore[arg-type]
+    return _plan_sql(registry, compiled.sql, compiled.params)
+
+
+def _plan_sql(registry: ModelRegistry, sql: str, params: object) -> str:
     raw = registry.engine.raw_connection()
     try:
-        rows = raw.cursor().execute("EXPLAIN QUERY PLAN " + compiled.sql, compiled.params).fetchall()
+        rows = raw.cursor().execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     finally:
         raw.close()
     return " | ".join(r[-1] for r in rows)
@@ -117,3 +122,13 @@ def test_sqlite_query_plans_use_indexes(tmp_path_factory: pytest.TempPathFactory
         assert "ix_models_status_created" in count_plan, count_plan
         prefix_plan = _plan(registry, q.prefix_statement("01H"))
         assert "SEARCH" in prefix_plan, prefix_plan
+        # writes seek too: the save's upsert (version of the name, stored tag rows) and the batch upsert
+        model = Model.new("plan", "lightgbm", tags={"k": "v"})
+        upsert = compile_statement(q.upsert_one_statement("sqlite"), registry.engine.dialect)
+        defaults = {k: v for k, v in upsert.params.items() if v is not None}
+        save_plan = _plan_sql(registry, upsert.sql, {**defaults, **RowCodec.params(model)})
+        assert "SCAN" not in save_plan.replace("SCAN CONSTANT ROW", ""), save_plan
+        assert "model_tags USING PRIMARY KEY" in save_plan and "uq_models_name_version" in save_plan, save_plan
+        chunk = writes.chunks([model, Model.new("plan", "lightgbm")], "sqlite")[0]
+        many_plan = _plan_sql(registry, chunk.sql or "", chunk.params)
+        assert "SCAN models" not in many_plan and "SCAN k" not in many_plan and "SCAN m" not in many_plan, many_plan

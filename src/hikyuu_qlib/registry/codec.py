@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,7 +86,12 @@ def with_version(model: Model, version: int) -> Model:
     if model.version == version:
         return model
     copy = object.__new__(Model)
-    for name in Model.__slots__:
-        object.__setattr__(copy, name, getattr(model, name))
-    object.__setattr__(copy, "version", version)
+    for put, value in zip(_SLOT_SETTERS, _slot_values(model), strict=True):
+        put(copy, value)
+    _set_version(copy, version)
     return copy
+
+
+_SLOT_SETTERS = tuple(getattr(Model, name).__set__ for name in Model.__slots__)
+_slot_values = operator.attrgetter(*Model.__slots__)
+_set_version = _SLOT_SETTERS[Model.__slots__.index("version")]

@@ -166,7 +166,8 @@ def prefix_statement(prefix: str) -> sa.Select[Any]:
 def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
     """One statement: insert with the next version of the name, or update the mutable fields.
 
-    SQLite (one writer at a time): ``version = max(version of name) + 1`` in a scalar subquery.
+    SQLite (one writer at a time): ``version = max(version of name) + 1`` in a scalar subquery; returns
+    ``(version, has stored tag rows)``.
     PostgreSQL (concurrent writers): a data-modifying CTE bumps ``model_names.last_version`` for a new id;
     its row lock orders concurrent saves of one name, so versions never collide (no retry storm).
     """
@@ -181,9 +182,12 @@ def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
     values: dict[str, Any] = {c: sa.bindparam(c) for c in COLUMNS if c != "version"}
     values["version"] = next_version
     stmt = ins.values(values)
+    # and whether the model has tag rows stored (so a new model's save skips clearing them)
+    # (as SQL text: SQLAlchemy does not correlate a subquery in RETURNING with the inserted row)
+    has_tags = sa.literal_column("EXISTS (SELECT 1 FROM model_tags WHERE model_tags.model_id = models.id)")
     return stmt.on_conflict_do_update(
         index_elements=[models.c.id], set_={c: stmt.excluded[c] for c in UPDATABLE}
-    ).returning(models.c.version)
+    ).returning(models.c.version, has_tags)
 
 
 def _pg_columns() -> tuple[list[str], dict[str, str]]:

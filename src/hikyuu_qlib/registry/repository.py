@@ -191,7 +191,8 @@ class AsyncModelRepository:
         async def work(d: AsyncDriver) -> int:
             rows = await d.fetch(stmt, params)
             if sqlite:
-                await d.execute_sql(writes.TAGS_CLEAR_ONE, (model.id,))
+                if rows[0][1]:  # stored tag rows: replaced by the model's current tags
+                    await d.execute_sql(writes.TAGS_CLEAR_ONE, (model.id,))
                 if model.tags:
                     await d.execute_sql(writes.TAGS_FILL_ONE, (model.id, params["tags"]))
             return int(rows[0][0])

@@ -161,13 +161,17 @@ class ModelRegistry:
         params = self._rows.params(model)
         sqlite = self._core.backend == "sqlite"
 
+        sql, defaults = self._sql["upsert"], self._defaults["upsert"]
+
         def work(cur: Cursor) -> Any:
-            version = self._scalar(cur, "upsert", params)
+            cur.execute(sql, {**defaults, **params})
+            row = cur.fetchone()
             if sqlite:
-                cur.execute(writes.TAGS_CLEAR_ONE, (model.id,))
+                if row[1]:  # stored tag rows: replaced by the model's current tags
+                    cur.execute(writes.TAGS_CLEAR_ONE, (model.id,))
                 if model.tags:
                     cur.execute(writes.TAGS_FILL_ONE, (model.id, params["tags"]))
-            return version
+            return row[0]
 
         return with_version(model, int(self._run(work, write=True)))
 
