@@ -184,7 +184,7 @@ def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
     stmt = ins.values(values)
     # and whether the model has tag rows stored (so a new model's save skips clearing them)
     # (as SQL text: SQLAlchemy does not correlate a subquery in RETURNING with the inserted row)
-    has_tags = sa.literal_column("EXISTS (SELECT 1 FROM model_tags WHERE model_tags.model_id = models.id)")
+    has_tags: sa.ColumnClause[bool] = sa.literal_column("EXISTS (SELECT 1 FROM model_tags WHERE model_tags.model_id = models.id)")
     return stmt.on_conflict_do_update(
         index_elements=[models.c.id], set_={c: stmt.excluded[c] for c in UPDATABLE}
     ).returning(models.c.version, has_tags)
