@@ -179,7 +179,25 @@ def fill(registry: ModelRegistry, naive_url: str, backend: str, schema: str | No
         raw.commit()
     finally:
         raw.close()
+    settle(registry)
     log.info("filled %s to %d rows in %.1fs", backend, total, time.perf_counter() - started)
+
+
+def settle(registry: ModelRegistry) -> None:
+    """SQLite: checkpoint the WAL completely and restart it (keeping the file, as in steady use), so
+    that a measurement does not run beside the copying of pages an earlier step left: every contender
+    starts from the same state."""
+    if registry.backend != "sqlite":
+        return
+    raw = registry.engine.raw_connection()
+    try:
+        for _ in range(100):  # busy while the registry's own checkpointer runs: try again
+            busy = raw.cursor().execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+            if not busy:
+                break
+            time.sleep(0.02)
+    finally:
+        raw.close()
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -251,6 +269,7 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
         for _ in range(3):
             for name in rounds:
                 batch = [model(i) for i in range(1000)]
+                settle(registry)
                 t = time.perf_counter()
                 if name == "ours":
                     for m in batch:
@@ -270,11 +289,13 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
         many = [[model(i) for i in range(1000)] for _ in range(8)]
         times = []
         for batch in many[:5]:
+            settle(registry)
             t = time.perf_counter()
             registry.save_many(batch)
             times.append(time.perf_counter() - t)
         atimes = []
         for batch in many[5:]:
+            settle(registry)
             t = time.perf_counter()
             await repo.save_many(batch)
             atimes.append(time.perf_counter() - t)
