@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from hikyuu_qlib.domain import InvalidInputError
-from hikyuu_qlib.factors.grouped import group_starts, grouped_rolling_mean
+from hikyuu_qlib.factors.grouped import _inline_views, _view_changes, group_starts, grouped_rolling_mean
 
 
 def _frame() -> pl.DataFrame:
@@ -44,3 +44,33 @@ def test_rolling_mean_matches_polars_over_code(n: int) -> None:
 def test_rolling_mean_rejects_bad_window() -> None:
     with pytest.raises(InvalidInputError, match="window"):
         grouped_rolling_mean(_frame(), "close", 0)
+
+
+def _reference_starts(values: list[str | None]) -> list[int]:
+    starts = [i for i in range(len(values)) if i == 0 or values[i] != values[i - 1]]
+    return [*starts, len(values)]
+
+
+def test_group_starts_on_string_views_agree_with_a_plain_comparison() -> None:
+    rng = np.random.default_rng(5)
+    # inline strings (≤ 12 bytes) of every length, runs of random size, neighbours sharing prefixes
+    alphabet = ["", "A", "SH", "SH6", "SH600000", "SH600001", "SZ000001", "BJ430047", "abcdefghijkl", "abcdefghijkm"]
+    values = [alphabet[i] for i in rng.integers(0, len(alphabet), 400) for _ in range(int(rng.integers(1, 4)))]
+    series = pl.Series("code", values)
+    views = _inline_views(series)
+    assert views is not None and _view_changes(views) is not None  # the view path decides here
+    assert group_starts(series).tolist() == _reference_starts(values)
+    # a slice (non-zero offset into the views)
+    assert group_starts(series.slice(7, 300)).tolist() == _reference_starts(values[7:307])
+    # strings over 12 bytes live outside their views: equal strings still form one run
+    long = ["SH600000-long-name"] * 3 + ["SH600000-long-namf"] * 2 + ["x"] + ["SH600000-long-name"] * 2
+    rebuilt = pl.Series("code", ["".join(list(s)) for s in long])
+    long_views = _inline_views(rebuilt)
+    assert long_views is not None and _view_changes(long_views) is None  # … so the general path decides
+    assert group_starts(rebuilt).tolist() == _reference_starts(long)
+    # several chunks and nulls take the general path
+    chunked = pl.concat([pl.Series("code", values[:50]), pl.Series("code", values[50:])], rechunk=False)
+    assert chunked.n_chunks() == 2
+    assert group_starts(chunked).tolist() == _reference_starts(values)
+    with_null: list[str | None] = ["a", "a", None, None, "b"]
+    assert group_starts(pl.Series("code", with_null)).tolist() == [0, 2, 3, 4, 5]  # each null stands alone
