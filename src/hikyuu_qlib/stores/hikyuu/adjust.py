@@ -208,6 +208,15 @@ def grouped_coefficients(
     return a, b
 
 
+def load_kernels() -> None:
+    """Load (or compile) the bulk adjustment kernel now, on a tiny input of the real argument types:
+    a process's first load of a compiled kernel costs most of a second, which a caller can overlap
+    with other work."""
+    one = np.zeros(1, dtype=np.int64)
+    events = WeightEvents(one.copy(), np.ones(1), np.zeros(1))
+    grouped_coefficients(one, one, one + 1, events, one, one + 1, Adjust.FORWARD)
+
+
 def adjust_bars(frame: pl.DataFrame, weights: pl.DataFrame, adjust: Adjust) -> pl.DataFrame:
     """Adjust one code's bars (``BAR_SCHEMA``) for the events in ``weights`` (``WEIGHT_SCHEMA``).
 

@@ -13,12 +13,13 @@ import hashlib
 import itertools
 import json
 import logging
+import mmap
 import multiprocessing
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
 from pathlib import Path
@@ -37,7 +38,7 @@ from hikyuu_qlib.domain import (
     UnknownCodeError,
 )
 from hikyuu_qlib.domain.schema import conform_bars, empty_bars
-from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, apply_affine, grouped_coefficients
+from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, apply_affine, grouped_coefficients, load_kernels
 from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
@@ -82,7 +83,8 @@ def read_all(
     if cache_dir is not None and codes is None:
         base = _cached_base(store, ktype, Path(cache_dir), workers, on_error, mp_context)
     else:
-        base = _read_base(store, ktype, codes, workers, on_error, mp_context)
+        warm = load_kernels if adjust is not Adjust.NONE else None
+        base = _read_base(store, ktype, codes, workers, on_error, mp_context, warm)
     cols, all_names, lengths = base
     if not all_names or cols.datetime.size == 0:
         return empty_bars()
@@ -148,6 +150,7 @@ def _read_base(
     workers: int | None,
     on_error: OnError,
     mp_context: str | None,
+    warm: Callable[[], None] | None = None,
 ) -> Base:
     """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts."""
     kind = BASE_KIND[ktype]
@@ -205,7 +208,7 @@ def _read_base(
         row_lo += sum(rows)
     total = row_lo
     store.release_files()  # nothing HDF5 stays open across a fork
-    columns, more_errors = _run(tasks, total, n_workers, mp_context)
+    columns, more_errors = _run(tasks, total, n_workers, mp_context, warm)
     errors.update(more_errors)
     lengths = np.asarray(all_rows, dtype=np.int64)
     if errors:
@@ -243,9 +246,10 @@ def _split(
 
 
 def _run(
-    tasks: list[Task], total: int, workers: int, context: str | None
+    tasks: list[Task], total: int, workers: int, context: str | None, warm: Callable[[], None] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Run the tasks; returns the full output columns and the per-table errors."""
+    """Run the tasks; returns the full output columns and the per-table errors. ``warm`` runs in this
+    process while pool workers decode (loading compiled kernels needed next)."""
     errors: dict[str, str] = {}
     n_tables = sum(len(t.names) for t in tasks)
     if workers <= 1 or n_tables < MIN_TABLES_FOR_POOL or len(tasks) <= 1:
@@ -263,20 +267,39 @@ def _run(
             for t in tasks:
                 t.shm, t.total = names, total
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            results = list(pool.map(fill, tasks))
+            pending = pool.map(fill, tasks)
+            if warm is not None:
+                warm()  # while the workers decode (the workers are forked already)
+            results = list(pending)
         for filled in results:
             errors.update(filled.errors)
         if blocks is None:
             return _concat_parts(list(zip(tasks, results, strict=True)), total), errors
-        columns = {
-            c: np.ndarray((total,), dtype=np.int64 if c == "datetime" else np.float64, buffer=b.buf).copy()
-            for c, b in blocks.items()
-        }
-        return columns, errors
+        return {c: _adopt(b, total, np.int64 if c == "datetime" else np.float64) for c, b in blocks.items()}, errors
     finally:
         for block in (blocks or {}).values():
             block.close()
             block.unlink()
+
+
+def _adopt(block: shared_memory.SharedMemory, total: int, dtype: type) -> np.ndarray:
+    """The block's column as an array that owns its own mapping of the memory (no copy).
+
+    The block is unlinked right after, so the memory lives exactly as long as the array. The mapping
+    is populated in one call (no page fault per 4 KB). Where the block has no file under /dev/shm, the
+    column is copied out instead."""
+    path = Path("/dev/shm") / block.name.lstrip("/")
+    size = max(total, 1) * 8
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return np.ndarray((total,), dtype=dtype, buffer=block.buf).copy()
+    try:
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mapping, dtype=dtype, count=total)
 
 
 def _allocate(total: int) -> dict[str, shared_memory.SharedMemory] | None:

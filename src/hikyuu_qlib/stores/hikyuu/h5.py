@@ -9,6 +9,7 @@ from typing import Any
 import h5py
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from hikyuu_qlib.domain import DataFormatError, UnknownCodeError
 
@@ -79,30 +80,45 @@ def _dates_table() -> I64:
 def ymdhm_to_ms(values: npt.NDArray[Any], *, where: str = "") -> I64:
     """Convert Hikyuu's integer ``YYYYMMDDhhmm`` datetimes to ms since the epoch.
 
-    Vectorised through a table of every date from 1900 to 2200 (no string parsing, no per-value
-    calendar arithmetic). Raises :class:`DataFormatError` (naming ``where``) for any value that is
-    not a valid datetime.
+    One compiled pass through a table of every date from 1900 to 2200: no string
+    parsing, no per-value calendar arithmetic. Raises :class:`DataFormatError` (naming ``where``) for
+    any value that is not a valid datetime.
     """
-    v = np.asarray(values).astype(np.int64, copy=False)
+    v = np.asarray(values)
     if v.size == 0:
         return np.empty(0, dtype=np.int64)
-    date, hm = np.divmod(v, 10000)
-    table = _dates_table()
-    date -= _LUT_BASE
-    clipped = np.clip(date, 0, table.size - 1)
-    days = table[clipped]
-    bad = (days < 0) | (clipped != date)
-    if hm.any():
-        hour, minute = np.divmod(hm, 100)
-        bad |= (hour > 23) | (minute > 59)
-        offset = hour * 3_600_000 + minute * 60_000
-    else:
-        offset = hm
-    if bad.any():
-        first = int(v[np.argmax(bad)])
-        raise DataFormatError(f"{where}: invalid datetime {first} ({int(bad.sum())} bad value(s))")
-    result: I64 = days * 86_400_000 + offset
-    return result
+    if v.dtype == np.uint64:
+        v = v.view(np.int64)  # a valid value is far below 2**63; anything above reads as negative: bad
+    elif v.dtype != np.int64:
+        v = v.astype(np.int64)
+    out = np.empty(v.shape[0], dtype=np.int64)
+    first_bad, n_bad = _ymdhm_kernel(v, _dates_table(), _LUT_BASE, out)
+    if n_bad:
+        raise DataFormatError(f"{where}: invalid datetime {int(np.asarray(values)[first_bad])} ({n_bad} bad value(s))")
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _ymdhm_kernel(v: I64, table: I64, base: int, out: I64) -> tuple[int, int]:  # pragma: no cover - compiled
+    # serial on purpose: bulk loads call it inside forked pool workers, where numba's thread pool is
+    # not safe to start; the processes are the parallelism there
+    n = v.shape[0]
+    first, count = n, 0
+    for i in range(n):
+        x = v[i]
+        date = x // 10000
+        hm = x - date * 10000
+        d = date - base
+        hour = hm // 100
+        minute = hm - hour * 100
+        days = table[d] if 0 <= d < table.shape[0] and x >= 0 else -1
+        if days < 0 or hour > 23 or minute > 59:
+            out[i] = 0
+            count += 1
+            first = min(first, i)
+        else:
+            out[i] = days * 86_400_000 + hour * 3_600_000 + minute * 60_000
+    return first, count
 
 
 def ms_to_ymdhm(ms: I64) -> U64:
