@@ -16,6 +16,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from hikyuu_qlib.forking import FORK_SAFE_PREFIX
+
 log = logging.getLogger(__name__)
 
 # Pages of WAL after which a commit checkpoints by itself (only when the thread falls behind).
@@ -35,8 +37,8 @@ class WalCheckpointer:
 
     def start(self) -> WalCheckpointer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name=f"wal-checkpoint:{self.path.name}",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._loop, daemon=True,
+                                            name=f"{FORK_SAFE_PREFIX}wal-checkpoint:{self.path.name}")
             self._thread.start()
         return self
 

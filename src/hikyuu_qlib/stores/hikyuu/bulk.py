@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
@@ -38,6 +37,7 @@ from hikyuu_qlib.domain import (
     UnknownCodeError,
 )
 from hikyuu_qlib.domain.schema import conform_bars, empty_bars
+from hikyuu_qlib.forking import only_fork_safe_threads
 from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, apply_affine, grouped_coefficients, load_kernels
 from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
@@ -333,12 +333,12 @@ def _concat_parts(parts: list[tuple[Task, Filled]], total: int) -> dict[str, np.
 
 def _default_context() -> str:
     """``HQ_MP_CONTEXT`` if set; else fork when it is safe and available (no other Python threads that
-    could hold h5py's lock, no HDF5 file left open by the store), because a spawned worker re-imports
+    could hold h5py's lock (see :mod:`hikyuu_qlib.forking`), no HDF5 file left open by the store), because a spawned worker re-imports
     the whole package; else spawn."""
     chosen = os.environ.get("HQ_MP_CONTEXT")
     if chosen:
         return chosen
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+    if "fork" in multiprocessing.get_all_start_methods() and only_fork_safe_threads():
         return "fork"
     return "spawn"
 
