@@ -27,7 +27,7 @@ from hikyuu_qlib.registry.tables import COLUMNS, UPDATABLE, model_tags, models
 
 T = TypeVar("T")
 MAX_LIMIT = 10_000
-CHUNK = 1000  # rows per multi-row upsert statement (one JSON parameter each)
+CHUNK = 1000  # ids per get_many/delete_many statement (one JSON or array parameter each)
 
 
 class ModelOrder(StrEnum):
