@@ -89,7 +89,3 @@ class AsyncDriver:
     async def execute_sql(self, sql: str, args: Sequence[Any]) -> None:
         cursor = await self._conn.execute(sql, args)
         await cursor.close()
-
-    async def executemany_sql(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        cursor = await self._conn.executemany(sql, rows)
-        await cursor.close()

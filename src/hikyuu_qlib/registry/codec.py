@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType, Segments
+from hikyuu_qlib.registry.tables import COLUMNS
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _TYPES = {m.value: m for m in ModelType}
@@ -21,34 +22,28 @@ def to_micros(when: dt.datetime) -> int:
 
 def from_micros(micros: int) -> dt.datetime:
     seconds, rest = divmod(micros, 1_000_000)
-    return _EPOCH + _timedelta(0, seconds, rest)
+    return _EPOCH + dt.timedelta(0, seconds, rest)
 
 
-_timedelta = dt.timedelta
+# The columns a save binds, in table order (``version`` is left to the database).
+UPSERT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != "version")
+
+
+def to_values(model: Model) -> tuple[Any, ...]:
+    """Bind values of one model in ``UPSERT_COLUMNS`` order (JSON fields as Python objects)."""
+    artifact = model.artifact
+    return (
+        model.id, model.name, model.model_type.value, model.status.value, model.hyperparameters,
+        model.feature_set, model.universe, model.segments.to_json(), model.label, model.metrics,
+        None if artifact is None else artifact.uri, None if artifact is None else artifact.sha256,
+        None if artifact is None else artifact.size, model.tags, model.config_hash,
+        to_micros(model.created_at), to_micros(model.updated_at),
+    )
 
 
 def to_row(model: Model) -> dict[str, Any]:
-    """Bind parameters of one model (``version`` is left to the database)."""
-    artifact = model.artifact
-    return {
-        "id": model.id,
-        "name": model.name,
-        "model_type": model.model_type.value,
-        "status": model.status.value,
-        "hyperparameters": model.hyperparameters,
-        "feature_set": model.feature_set,
-        "universe": model.universe,
-        "segments": model.segments.to_json(),
-        "label": model.label,
-        "metrics": model.metrics,
-        "artifact_uri": None if artifact is None else artifact.uri,
-        "artifact_sha256": None if artifact is None else artifact.sha256,
-        "artifact_size": None if artifact is None else artifact.size,
-        "tags": model.tags,
-        "config_hash": model.config_hash,
-        "created_at": to_micros(model.created_at),
-        "updated_at": to_micros(model.updated_at),
-    }
+    """Bind parameters of one model by column name (``version`` is left to the database)."""
+    return dict(zip(UPSERT_COLUMNS, to_values(model), strict=True))
 
 
 def from_row(row: Sequence[Any]) -> Model:

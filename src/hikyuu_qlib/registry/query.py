@@ -173,7 +173,7 @@ def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
     """
     if backend == "postgresql":
         return _pg_upsert_one()
-    ins = postgresql.insert(models) if backend == "postgresql" else sqlite.insert(models)
+    ins = sqlite.insert(models)
     next_version = (
         sa.select(sa.func.coalesce(sa.func.max(models.c.version), 0) + 1)
         .where(models.c.name == sa.bindparam("name"))

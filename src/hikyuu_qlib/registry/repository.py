@@ -191,10 +191,8 @@ class AsyncModelRepository:
         async def work(d: AsyncDriver) -> int:
             rows = await d.fetch(stmt, params)
             if sqlite:
-                if rows[0][1]:  # stored tag rows: replaced by the model's current tags
-                    await d.execute_sql(writes.TAGS_CLEAR_ONE, (model.id,))
-                if model.tags:
-                    await d.execute_sql(writes.TAGS_FILL_ONE, (model.id, params["tags"]))
+                for sql, args in writes.sqlite_tag_steps(model, params["tags"], bool(rows[0][1])):
+                    await d.execute_sql(sql, args)
             return int(rows[0][0])
 
         return with_version(model, await self._run(work, write=True))
@@ -214,9 +212,8 @@ class AsyncModelRepository:
                     out.extend((r[0], r[1]) for r in await d.fetch(pg_stmt, chunk.params))
                     continue
                 out.extend((r[0], r[1]) for r in await d.fetch_sql(chunk.sql, chunk.params))
-                await d.execute_sql(writes.TAGS_CLEAR_MANY, (chunk.ids,))
-                if chunk.tags:
-                    await d.executemany_sql(writes.TAGS_INSERT, chunk.tags)
+                for sql, args in chunk.tag_steps:
+                    await d.execute_sql(sql, args)
             return out
 
         versions = await self._run(work, write=True)

@@ -160,17 +160,14 @@ class ModelRegistry:
         model's tag-index rows, in one transaction; returns the model with its version."""
         params = self._rows.params(model)
         sqlite = self._core.backend == "sqlite"
-
-        sql, defaults = self._sql["upsert"], self._defaults["upsert"]
+        upsert, defaults = self._sql["upsert"], self._defaults["upsert"]
 
         def work(cur: Cursor) -> Any:
-            cur.execute(sql, {**defaults, **params})
+            cur.execute(upsert, {**defaults, **params})
             row = cur.fetchone()
             if sqlite:
-                if row[1]:  # stored tag rows: replaced by the model's current tags
-                    cur.execute(writes.TAGS_CLEAR_ONE, (model.id,))
-                if model.tags:
-                    cur.execute(writes.TAGS_FILL_ONE, (model.id, params["tags"]))
+                for sql, args in writes.sqlite_tag_steps(model, params["tags"], bool(row[1])):
+                    cur.execute(sql, args)
             return row[0]
 
         return with_version(model, int(self._run(work, write=True)))
@@ -187,10 +184,8 @@ class ModelRegistry:
             for chunk in chunks:
                 cur.execute(chunk.sql or pg_sql, chunk.params)
                 out.extend((r[0], r[1]) for r in cur.fetchall())
-                if chunk.sql is not None:  # SQLite: the chunk's tag-index rows
-                    cur.execute(writes.TAGS_CLEAR_MANY, (chunk.ids,))
-                    if chunk.tags:
-                        cur.executemany(writes.TAGS_INSERT, chunk.tags)
+                for sql, args in chunk.tag_steps:
+                    cur.execute(sql, args)
             return out
 
         done = self._run(work, write=True)

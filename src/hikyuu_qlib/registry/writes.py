@@ -17,11 +17,13 @@ from typing import Any
 import orjson
 
 from hikyuu_qlib.domain.model import Model
-from hikyuu_qlib.registry.codec import to_micros, to_row
-from hikyuu_qlib.registry.tables import COLUMNS, UPDATABLE
+from hikyuu_qlib.registry.codec import UPSERT_COLUMNS, to_row, to_values
+from hikyuu_qlib.registry.query import CHUNK
+from hikyuu_qlib.registry.tables import UPDATABLE
 
-UPSERT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != "version")
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+_JSON_AT = tuple(UPSERT_COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "tags"))
+Step = tuple[str, tuple[Any, ...]]  # one statement and its parameters
 
 
 def json_text(value: Any) -> str:
@@ -34,26 +36,32 @@ def _max_variables() -> int:
 
 
 # Rows per multi-row statement: 1000, or fewer where SQLite allows fewer bound variables.
-SQLITE_CHUNK = min(1000, _max_variables() // (len(UPSERT_COLUMNS) + 1))
-PG_CHUNK = 1000
+SQLITE_CHUNK = min(CHUNK, _max_variables() // (len(UPSERT_COLUMNS) + 1))
 
 # --- SQLite: the tag index of a model is rewritten with its row ------------------------------------
-TAGS_CLEAR_ONE = "DELETE FROM model_tags WHERE model_id = ?"
-TAGS_FILL_ONE = "INSERT INTO model_tags (model_id, key, value) SELECT ?, j.key, j.value FROM json_each(?) AS j"
-TAGS_CLEAR_MANY = "DELETE FROM model_tags WHERE model_id IN (SELECT value FROM json_each(?))"
-TAGS_INSERT = "INSERT INTO model_tags (model_id, key, value) VALUES (?, ?, ?)"
+_TAGS_CLEAR_ONE = "DELETE FROM model_tags WHERE model_id = ?"
+_TAGS_FILL_ONE = "INSERT INTO model_tags (model_id, key, value) SELECT ?, j.key, j.value FROM json_each(?) AS j"
+_TAGS_CLEAR_MANY = "DELETE FROM model_tags WHERE model_id IN (SELECT value FROM json_each(?))"
+# from the rows the batch upsert has just written
+_TAGS_FILL_MANY = ("INSERT INTO model_tags (model_id, key, value) SELECT m.id, j.key, j.value "
+                   "FROM models AS m, json_each(m.tags) AS j "
+                   "WHERE m.id IN (SELECT value FROM json_each(?)) AND m.tags <> '{}'")
+
+
+def sqlite_tag_steps(model: Model, tags_json: str, stored_tags: bool) -> list[Step]:
+    """After a save's upsert: clear the model's stored tag rows (if any), write its current tags."""
+    steps: list[Step] = [(_TAGS_CLEAR_ONE, (model.id,))] if stored_tags else []
+    if model.tags:
+        steps.append((_TAGS_FILL_ONE, (model.id, tags_json)))
+    return steps
 
 
 def sqlite_values(model: Model) -> list[Any]:
     """The model's values in ``UPSERT_COLUMNS`` order, JSON fields as text."""
-    artifact = model.artifact
-    return [
-        model.id, model.name, model.model_type.value, model.status.value, json_text(model.hyperparameters),
-        model.feature_set, model.universe, json_text(model.segments.to_json()), model.label,
-        json_text(model.metrics), None if artifact is None else artifact.uri,
-        None if artifact is None else artifact.sha256, None if artifact is None else artifact.size,
-        json_text(model.tags), model.config_hash, to_micros(model.created_at), to_micros(model.updated_at),
-    ]
+    values = list(to_values(model))
+    for i in _JSON_AT:
+        values[i] = json_text(values[i])
+    return values
 
 
 @lru_cache(maxsize=16)
@@ -77,20 +85,20 @@ def sqlite_upsert_values(rows: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One multi-row upsert: its models and parameters, and (SQLite) the tag rows to write after it."""
+    """One multi-row upsert: its models and parameters, and (SQLite) the statements that rewrite the
+    chunk's tag rows after it."""
 
     models: list[Model]
     sql: str | None  # SQLite: the statement for this many rows; PostgreSQL: the facade's compiled one
     params: Any  # SQLite: the flat parameter list; PostgreSQL: {"rows": JSON array}
-    ids: str = "[]"  # SQLite: the chunk's ids as a JSON array (to clear their tag rows)
-    tags: Sequence[tuple[str, str, str]] = ()
+    tag_steps: Sequence[Step] = ()
 
 
 def chunks(models: Sequence[Model], backend: str) -> list[Chunk]:
     """Batches of models, the last save of an id winning, each ready to send as one statement."""
     unique = list({m.id: m for m in models}.values())
     if backend == "postgresql":
-        return [_pg_chunk(unique[i:i + PG_CHUNK]) for i in range(0, len(unique), PG_CHUNK)]
+        return [_pg_chunk(unique[i:i + CHUNK]) for i in range(0, len(unique), CHUNK)]
     return [_sqlite_chunk(unique[i:i + SQLITE_CHUNK]) for i in range(0, len(unique), SQLITE_CHUNK)]
 
 
@@ -101,10 +109,8 @@ def _pg_chunk(part: list[Model]) -> Chunk:
 
 def _sqlite_chunk(part: list[Model]) -> Chunk:
     params: list[Any] = []
-    tags: list[tuple[str, str, str]] = []
     for i, m in enumerate(part):
         params.append(i)
         params.extend(sqlite_values(m))
-        if m.tags:
-            tags.extend((m.id, k, v) for k, v in m.tags.items())
-    return Chunk(part, sqlite_upsert_values(len(part)), params, json_text([m.id for m in part]), tags)
+    ids = (json_text([m.id for m in part]),)
+    return Chunk(part, sqlite_upsert_values(len(part)), params, [(_TAGS_CLEAR_MANY, ids), (_TAGS_FILL_MANY, ids)])
