@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from hikyuu_qlib.domain import InvalidInputError
-from hikyuu_qlib.factors.grouped import _inline_views, _view_changes, group_starts, grouped_rolling_mean
+from hikyuu_qlib.factors.grouped import _view_changes, group_starts, grouped_rolling_mean
+from hikyuu_qlib.stringviews import inline_views
 
 
 def _frame() -> pl.DataFrame:
@@ -57,7 +58,7 @@ def test_group_starts_on_string_views_agree_with_a_plain_comparison() -> None:
     alphabet = ["", "A", "SH", "SH6", "SH600000", "SH600001", "SZ000001", "BJ430047", "abcdefghijkl", "abcdefghijkm"]
     values = [alphabet[i] for i in rng.integers(0, len(alphabet), 400) for _ in range(int(rng.integers(1, 4)))]
     series = pl.Series("code", values)
-    views = _inline_views(series)
+    views = inline_views(series)
     assert views is not None and _view_changes(views) is not None  # the view path decides here
     assert group_starts(series).tolist() == _reference_starts(values)
     # a slice (non-zero offset into the views)
@@ -65,7 +66,7 @@ def test_group_starts_on_string_views_agree_with_a_plain_comparison() -> None:
     # strings over 12 bytes live outside their views: equal strings still form one run
     long = ["SH600000-long-name"] * 3 + ["SH600000-long-namf"] * 2 + ["x"] + ["SH600000-long-name"] * 2
     rebuilt = pl.Series("code", ["".join(list(s)) for s in long])
-    long_views = _inline_views(rebuilt)
+    long_views = inline_views(rebuilt)
     assert long_views is not None and _view_changes(long_views) is None  # … so the general path decides
     assert group_starts(rebuilt).tolist() == _reference_starts(long)
     # several chunks and nulls take the general path

@@ -13,6 +13,7 @@ import polars as pl
 from numba import njit, prange
 
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.stringviews import INLINE_MAX, inline_views
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -23,7 +24,7 @@ def group_starts(codes: pl.Series) -> I64:
     n = codes.len()
     if n == 0:
         return np.zeros(1, dtype=np.int64)
-    views = _inline_views(codes)
+    views = inline_views(codes)
     if views is not None:
         changed = _view_changes(views)
         if changed is not None:
@@ -31,25 +32,6 @@ def group_starts(codes: pl.Series) -> I64:
     changed_s = (codes != codes.shift(1)).fill_null(True)
     starts = np.flatnonzero(changed_s.to_numpy())
     return np.append(starts, n).astype(np.int64)
-
-
-def _inline_views(codes: pl.Series) -> npt.NDArray[np.uint64] | None:
-    """The 16-byte views of a one-chunk, null-free string column as ``(n, 2)`` words, zero-copy.
-
-    Polars keeps strings as Arrow string views; a string of at most 12 bytes (every stock code) sits
-    inside its view, zero-padded, so two such strings are equal exactly when their views are."""
-    if codes.dtype != pl.String or codes.n_chunks() != 1 or codes.null_count():
-        return None
-    import pyarrow as pa
-
-    array = codes.to_arrow(compat_level=pl.CompatLevel.newest())
-    if not isinstance(array, pa.StringViewArray):
-        return None
-    buffer = array.buffers()[1]
-    if buffer is None:
-        return None
-    words = np.frombuffer(buffer, dtype=np.uint64)
-    return words[2 * array.offset: 2 * (array.offset + len(array))].reshape(-1, 2)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -61,7 +43,7 @@ def _view_flags(views: npt.NDArray[np.uint64], out: npt.NDArray[np.bool_]) -> bo
         lo = b * n // blocks
         hi = (b + 1) * n // blocks
         for i in range(lo, hi):
-            if (views[i, 0] & np.uint64(0xFFFFFFFF)) > 12:  # not inline: views do not decide equality
+            if (views[i, 0] & np.uint64(0xFFFFFFFF)) > INLINE_MAX:  # not inline: views do not decide equality
                 ok[b] = False
                 break
             if i == 0:

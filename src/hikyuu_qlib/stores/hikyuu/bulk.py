@@ -38,10 +38,11 @@ from hikyuu_qlib.domain import (
 )
 from hikyuu_qlib.domain.schema import conform_bars, empty_bars
 from hikyuu_qlib.forking import only_fork_safe_threads
-from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, apply_affine, grouped_coefficients, load_kernels
+from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, affine_arrays, grouped_coefficients, load_kernels
 from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
+from hikyuu_qlib.stringviews import repeat_strings
 
 if TYPE_CHECKING:
     from hikyuu_qlib.stores.hikyuu.store import HikyuuStore
@@ -88,14 +89,20 @@ def read_all(
     cols, all_names, lengths = base
     if not all_names or cols.datetime.size == 0:
         return empty_bars()
-    code_col = pl.Series("code", all_names, dtype=pl.String).gather(
-        pl.Series(np.repeat(np.arange(len(all_names), dtype=np.int64), lengths))
-    )
-    frame = conform_bars(cols.frame(code_col))
     if adjust is not Adjust.NONE:
         a, b = _coefficients(store, cols.datetime, all_names, lengths, adjust)
-        frame = apply_affine(frame, a, b)
-    return frame
+        cols = _adjusted(cols, a, b)
+    return conform_bars(cols.frame(repeat_strings("code", all_names, lengths)))
+
+
+def _adjusted(cols: Columns, a: np.ndarray, b: np.ndarray) -> Columns:
+    """``cols`` under the per-row maps: in place when the columns are ours to write (decoded just now),
+    into new arrays when they are read-only (mapped from the decoded cache)."""
+    prices = (cols.open, cols.high, cols.low, cols.close, cols.volume, cols.amount)
+    out = cols if all(x.flags.writeable for x in prices) else Columns(
+        cols.datetime, *(np.empty_like(x) for x in prices))
+    affine_arrays(a, b, *prices, out.open, out.high, out.low, out.close, out.volume, out.amount)
+    return out
 
 
 Base = tuple[Columns, list[str], np.ndarray]

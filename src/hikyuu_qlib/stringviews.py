@@ -1,0 +1,57 @@
+"""Polars string columns as Arrow string views, for the few places that work on them in bulk.
+
+Polars keeps strings as Arrow string views: 16 bytes per value, the length in the first four. A string
+of at most 12 bytes (every stock code) sits inside its view after the length, zero-padded, so two such
+strings are equal exactly when their views are, and a column of them can be built or compared as
+plain ``(n, 2)`` arrays of 64-bit words without touching a Python string per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+INLINE_MAX = 12
+U64 = npt.NDArray[np.uint64]
+
+
+def inline_views(series: pl.Series) -> U64 | None:
+    """The views of a one-chunk, null-free string column as ``(n, 2)`` words (zero-copy), or ``None``.
+
+    The caller checks the lengths (the low 32 bits of the first word): longer strings live elsewhere
+    and their views do not decide equality."""
+    if series.dtype != pl.String or series.n_chunks() != 1 or series.null_count():
+        return None
+    import pyarrow as pa
+
+    array = series.to_arrow(compat_level=pl.CompatLevel.newest())
+    if not isinstance(array, pa.StringViewArray):
+        return None
+    buffer = array.buffers()[1]
+    if buffer is None:
+        return None
+    words = np.frombuffer(buffer, dtype=np.uint64)
+    return words[2 * array.offset: 2 * (array.offset + len(array))].reshape(-1, 2)
+
+
+def repeat_strings(name: str, values: Sequence[str], counts: npt.NDArray[np.int64]) -> pl.Series:
+    """A String column holding ``values[i]`` ``counts[i]`` times, in order.
+
+    Built as views in numpy when every value fits in its view (no per-row work in Python or polars);
+    else with a gather."""
+    encoded = [v.encode() for v in values]
+    if not encoded or max(len(e) for e in encoded) > INLINE_MAX:
+        index = np.repeat(np.arange(len(values), dtype=np.int64), counts)
+        return pl.Series(name, list(values), dtype=pl.String).gather(pl.Series(index))
+    import pyarrow as pa
+
+    table = np.zeros((len(encoded), 16), dtype=np.uint8)
+    for i, e in enumerate(encoded):
+        table[i, :4] = np.frombuffer(np.uint32(len(e)).tobytes(), dtype=np.uint8)
+        table[i, 4:4 + len(e)] = np.frombuffer(e, dtype=np.uint8)
+    views = np.repeat(table.view(np.uint64), counts, axis=0)
+    array = pa.Array.from_buffers(pa.string_view(), views.shape[0], [None, pa.py_buffer(views)])
+    return pl.Series(name, array)
