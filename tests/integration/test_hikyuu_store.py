@@ -319,3 +319,28 @@ def test_read_all_with_a_corrupt_file(hikyuu_dir: Path, tmp_path: Path) -> None:
 
         rest = read_all(broken, on_error="skip")
         assert rest["code"].unique().sort().to_list() == [c for c in CODES if c.startswith("SZ")]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_read_all_with_a_bad_datetime_fails_that_table_only(hikyuu_dir: Path, tmp_path: Path, workers: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import h5py
+
+    from hikyuu_qlib.stores.hikyuu import bulk
+
+    monkeypatch.setattr(bulk, "MIN_TABLES_FOR_POOL", 1)
+    for name in ("stock.db", "sh_day.h5", "sz_day.h5"):
+        shutil.copy(hikyuu_dir / name, tmp_path / name)
+    with h5py.File(tmp_path / "sh_day.h5", "r+") as f:
+        table = f["data/SH600004"]
+        row = table[10]
+        row["datetime"] = 201113450000  # month 13
+        table[10] = row
+    with HikyuuStore.open(tmp_path) as broken:
+        with pytest.raises(LoadErrors, match=r"SH600004.*201113450000"):
+            broken.read_all(workers=workers)
+        rest = bulk.read_all(broken, on_error="skip", workers=workers)
+    assert "SH600004" not in rest["code"].unique().to_list()
+    with HikyuuStore.open(hikyuu_dir) as good:
+        expected = good.read_all(workers=workers).filter(pl.col("code") != "SH600004")
+    assert rest.equals(expected)

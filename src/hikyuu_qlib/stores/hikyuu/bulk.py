@@ -41,6 +41,7 @@ from hikyuu_qlib.forking import only_fork_safe_threads
 from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, affine_arrays, grouped_coefficients, load_kernels
 from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
+from hikyuu_qlib.stores.hikyuu.h5 import ymdhm_to_ms
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
 from hikyuu_qlib.stringviews import repeat_strings
 
@@ -84,8 +85,7 @@ def read_all(
     if cache_dir is not None and codes is None:
         base = _cached_base(store, ktype, Path(cache_dir), workers, on_error, mp_context)
     else:
-        warm = load_kernels if adjust is not Adjust.NONE else None
-        base = _read_base(store, ktype, codes, workers, on_error, mp_context, warm)
+        base = _read_base(store, ktype, codes, workers, on_error, mp_context)
     cols, all_names, lengths = base
     if not all_names or cols.datetime.size == 0:
         return empty_bars()
@@ -157,7 +157,6 @@ def _read_base(
     workers: int | None,
     on_error: OnError,
     mp_context: str | None,
-    warm: Callable[[], None] | None = None,
 ) -> Base:
     """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts."""
     kind = BASE_KIND[ktype]
@@ -204,6 +203,7 @@ def _read_base(
     tasks: list[Task] = []
     errors: dict[str, str] = dict(file_errors)
     all_names: list[str] = []
+    all_paths: list[str] = []
     all_rows: list[int] = []
     row_lo = 0
     for path, names, scales in plan:
@@ -211,13 +211,15 @@ def _read_base(
         errors.update(scan_errors)
         tasks += _split(path, names, rows, scales, row_lo, n_workers * CHUNKS_PER_WORKER)
         all_names += names
+        all_paths += [path] * len(names)
         all_rows += rows
         row_lo += sum(rows)
     total = row_lo
     store.release_files()  # nothing HDF5 stays open across a fork
-    columns, more_errors = _run(tasks, total, n_workers, mp_context, warm)
+    columns, more_errors = _run(tasks, total, n_workers, mp_context, _load_kernels)
     errors.update(more_errors)
     lengths = np.asarray(all_rows, dtype=np.int64)
+    columns["datetime"] = _to_ms(columns["datetime"], all_names, all_paths, lengths, errors)
     if errors:
         if on_error == "raise":
             raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
@@ -230,6 +232,32 @@ def _read_base(
         lengths = lengths[keep_table]
     cols = Columns(*(columns[f] for f in OUTPUT_COLUMNS))
     return _sort_within_codes(cols, lengths), all_names, lengths
+
+
+def _load_kernels() -> None:
+    """What this process needs after the decode and pays for on first use (the compiled kernels cost
+    most of a second): :func:`_run` calls this while the workers decode."""
+    ymdhm_to_ms(np.array([199001010000], dtype=np.int64))
+    load_kernels()
+    import pyarrow  # noqa: F401  (the code column is built through it: importing it costs 0.3 s)
+
+
+def _to_ms(raw: np.ndarray, names: list[str], paths: list[str], lengths: np.ndarray,
+           errors: dict[str, str]) -> np.ndarray:
+    """Hikyuu datetimes of the whole column to ms; on bad values, the tables holding them join ``errors``."""
+    try:
+        return ymdhm_to_ms(raw)
+    except DataFormatError:
+        pass
+    out = np.zeros_like(raw)
+    ends = np.cumsum(lengths)
+    for name, path, end, count in zip(names, paths, ends.tolist(), lengths.tolist(), strict=True):
+        if name not in errors and count:
+            try:
+                out[end - count:end] = ymdhm_to_ms(raw[end - count:end], where=f"{path}:/data/{name}")
+            except DataFormatError as exc:
+                errors[name] = str(exc)
+    return out
 
 
 def _split(
@@ -354,7 +382,7 @@ def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
     """Tables are expected in time order; sort the rare code that is not."""
     if cols.datetime.size < 2:
         return cols
-    back = np.diff(cols.datetime) < 0
+    back = cols.datetime[1:] < cols.datetime[:-1]
     ends = np.cumsum(lengths)[:-1] - 1
     back[ends[(ends >= 0) & (ends < back.size)]] = False  # crossing from one code to the next
     if not back.any():

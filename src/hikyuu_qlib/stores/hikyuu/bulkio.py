@@ -19,8 +19,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from hikyuu_qlib.domain import DataFormatError
-from hikyuu_qlib.stores.hikyuu.h5 import RECORD_DTYPE, RECORD_FIELDS, ymdhm_to_ms
+from hikyuu_qlib.stores.hikyuu.h5 import RECORD_DTYPE, RECORD_FIELDS
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -101,10 +100,9 @@ def fill(task: Task, out: dict[str, npt.NDArray[Any]] | None = None) -> Filled:
     if rec is None:
         rec = np.zeros(n, dtype=_record_dtype(None))
     lengths = np.asarray(task.rows, dtype=np.int64)
-    try:
-        dt = ymdhm_to_ms(_mask_bad(rec["datetime"], bad_rows), where=task.path)
-    except DataFormatError:
-        dt = _per_table_datetimes(task, rec["datetime"], lengths, errors)
+    # Hikyuu's YYYYMMDDhhmm as stored (the caller converts the whole column at once: a worker stays
+    # free of compiled kernels); a value above 2**63 reads as negative, which the conversion rejects
+    dt = _mask_bad(rec["datetime"], bad_rows).astype(np.int64)
     scale = np.repeat(np.asarray(task.volume_scales, dtype=np.float64), lengths)
     if out is None and task.shm is None:
         return Filled(errors, {c: _convert(c, rec, dt, scale) for c in OUTPUT_COLUMNS})
@@ -170,20 +168,6 @@ def _mask_bad(values: npt.NDArray[Any], bad: list[tuple[int, int]]) -> npt.NDArr
     for lo, hi in bad:
         values[lo:hi] = 199001010000  # a valid placeholder; these rows are dropped by the caller
     return values
-
-
-def _per_table_datetimes(task: Task, values: npt.NDArray[Any], lengths: I64, errors: dict[str, str]) -> I64:
-    out = np.zeros(values.shape[0], dtype=np.int64)
-    pos = 0
-    for name, count in zip(task.names, lengths.tolist(), strict=True):
-        if name not in errors:
-            try:
-                where = f"{task.path}:/data/{name}"
-                out[pos : pos + count] = ymdhm_to_ms(values[pos : pos + count], where=where)
-            except DataFormatError as exc:
-                errors[name] = str(exc)
-        pos += count
-    return out
 
 
 def _decode_table(dsid: Any, count: int, rec: npt.NDArray[Any], pos: int) -> None:
