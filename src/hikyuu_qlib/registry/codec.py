@@ -51,26 +51,14 @@ def from_row(row: Sequence[Any]) -> Model:
     record is rebuilt without re-running the checks (reads are the hot path)."""
     (id_, name, version, model_type, status, hyper, feature_set, universe, segments, label, metrics,
      a_uri, a_sha, a_size, tags, chash, created, updated) = row
-    model = object.__new__(Model)
-    set_ = object.__setattr__
-    set_(model, "id", id_)
-    set_(model, "name", name)
-    set_(model, "version", version)
-    set_(model, "model_type", _TYPES.get(model_type) or ModelType.parse(model_type))
-    set_(model, "status", _STATUSES.get(status) or ModelStatus.parse(status))
-    set_(model, "hyperparameters", hyper)
-    set_(model, "feature_set", feature_set)
-    set_(model, "universe", universe)
-    set_(model, "segments", Segments.from_json(segments) if segments else _NO_SEGMENTS)
-    set_(model, "label", label)
-    set_(model, "metrics", metrics)
-    set_(model, "artifact", None if a_uri is None else ArtifactRef(a_uri, a_sha, a_size))
-    set_(model, "tags", tags)
-    set_(model, "config_hash", chash)
     created_at = from_micros(created)
-    set_(model, "created_at", created_at)
-    set_(model, "updated_at", created_at if updated == created else from_micros(updated))
-    return model
+    return _assemble((
+        id_, name, _TYPES.get(model_type) or ModelType.parse(model_type), version,
+        _STATUSES.get(status) or ModelStatus.parse(status), hyper, feature_set, universe,
+        Segments.from_json(segments) if segments else _NO_SEGMENTS, label, metrics,
+        None if a_uri is None else ArtifactRef(a_uri, a_sha, a_size), tags, chash,
+        created_at, created_at if updated == created else from_micros(updated),
+    ))
 
 
 _NO_SEGMENTS = Segments()
@@ -80,13 +68,19 @@ def with_version(model: Model, version: int) -> Model:
     """The same record with the version the database assigned (no re-validation)."""
     if model.version == version:
         return model
-    copy = object.__new__(Model)
-    for put, value in zip(_SLOT_SETTERS, _slot_values(model), strict=True):
-        put(copy, value)
-    _set_version(copy, version)
-    return copy
+    values = list(_slot_values(model))
+    values[_VERSION_AT] = version
+    return _assemble(values)
+
+
+def _assemble(values: Sequence[Any]) -> Model:
+    """A model from its field values in slot order, trusted (no validation: reads are the hot path)."""
+    model = object.__new__(Model)
+    for put, value in zip(_SLOT_SETTERS, values, strict=True):
+        put(model, value)
+    return model
 
 
 _SLOT_SETTERS = tuple(getattr(Model, name).__set__ for name in Model.__slots__)
 _slot_values = operator.attrgetter(*Model.__slots__)
-_set_version = _SLOT_SETTERS[Model.__slots__.index("version")]
+_VERSION_AT = Model.__slots__.index("version")
