@@ -5,8 +5,9 @@ fast as ``dataset[()]`` on Hikyuu's many small zlib-9 tables, where the high-lev
 than the data). Workers convert units for their contiguous row range and write it into the shared
 output columns in place (or return arrays when there is no shared memory); datetimes are handed back as
 stored (``YYYYMMDDhhmm``) and the parent converts the whole column with one compiled pass.
-Kept free of polars, of compiled kernels and of the store so that pool workers import and initialise
-little; every function here is module-level and its arguments and results pickle (spawn-safe).
+Kept free of polars and of the store so that pool workers import little, and it runs no compiled
+kernel (a worker never pays numba's start-up); every function here is module-level and its arguments
+and results pickle (spawn-safe).
 """
 
 from __future__ import annotations
