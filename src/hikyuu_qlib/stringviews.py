@@ -8,6 +8,7 @@ plain ``(n, 2)`` arrays of 64-bit words without touching a Python string per row
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy.typing as npt
 import polars as pl
 
 INLINE_MAX = 12
+VIEWS_MIN_ROWS = 4_000_000
 U64 = npt.NDArray[np.uint64]
 
 
@@ -40,10 +42,11 @@ def inline_views(series: pl.Series) -> U64 | None:
 def repeat_strings(name: str, values: Sequence[str], counts: npt.NDArray[np.int64]) -> pl.Series:
     """A String column holding ``values[i]`` ``counts[i]`` times, in order.
 
-    Built as views in numpy when every value fits in its view (no per-row work in Python or polars);
-    else with a gather."""
+    Built as views in numpy when every value fits in its view (no per-row work in Python or polars)
+    and the column is long or pyarrow is loaded already (importing it costs a quarter of a second, a
+    gather about 40 ns a row); else with a gather."""
     encoded = [v.encode() for v in values]
-    if not encoded or max(len(e) for e in encoded) > INLINE_MAX:
+    if not encoded or not _views_pay_off(int(np.sum(counts))) or max(len(e) for e in encoded) > INLINE_MAX:
         index = np.repeat(np.arange(len(values), dtype=np.int64), counts)
         return pl.Series(name, list(values), dtype=pl.String).gather(pl.Series(index))
     import pyarrow as pa
@@ -55,3 +58,7 @@ def repeat_strings(name: str, values: Sequence[str], counts: npt.NDArray[np.int6
     views = np.repeat(table.view(np.uint64), counts, axis=0)
     array = pa.Array.from_buffers(pa.string_view(), views.shape[0], [None, pa.py_buffer(views)])
     return pl.Series(name, array)
+
+
+def _views_pay_off(rows: int) -> bool:
+    return "pyarrow" in sys.modules or rows >= VIEWS_MIN_ROWS

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
+from hikyuu_qlib import stringviews
 from hikyuu_qlib.stores.hikyuu.adjust import affine_arrays, apply_affine
 from hikyuu_qlib.stringviews import inline_views, repeat_strings
 
@@ -28,10 +30,13 @@ def test_affine_arrays_equal_apply_affine_bit_for_bit_in_place_too() -> None:
     assert pl.DataFrame(dict(zip(order, inputs, strict=True))).equals(expected.select(order))
 
 
-def test_repeat_strings_builds_the_same_column_as_a_gather() -> None:
+@pytest.mark.parametrize("as_views", [True, False])
+def test_repeat_strings_builds_the_same_column_as_a_gather(as_views: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stringviews, "_views_pay_off", lambda rows: as_views)
     counts = np.array([3, 0, 1, 5, 2], dtype=np.int64)
-    for values in (["SH600000", "SZ000001", "", "BJ430047", "abcdefghijkl"],  # inline: built as views
-                   ["SH600000", "a-name-longer-than-12", "x", "y", "z"]):  # not inline: gathered
+    for values in (["SH600000", "SZ000001", "", "BJ430047", "abcdefghijkl"],  # inline
+                   ["SH600000", "a-name-longer-than-12", "x", "y", "z"]):  # not inline: always gathered
         column = repeat_strings("code", values, counts)
         assert column.name == "code" and column.dtype == pl.String
         assert column.to_list() == [v for v, k in zip(values, counts, strict=True) for _ in range(k)]

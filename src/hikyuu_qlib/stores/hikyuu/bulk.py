@@ -38,7 +38,13 @@ from hikyuu_qlib.domain import (
 )
 from hikyuu_qlib.domain.schema import conform_bars, empty_bars
 from hikyuu_qlib.forking import only_fork_safe_threads
-from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, affine_arrays, grouped_coefficients, load_kernels
+from hikyuu_qlib.stores.hikyuu.adjust import (
+    WeightEvents,
+    affine_arrays,
+    apply_affine,
+    grouped_coefficients,
+    load_kernels,
+)
 from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.h5 import ymdhm_to_ms
@@ -89,10 +95,16 @@ def read_all(
     cols, all_names, lengths = base
     if not all_names or cols.datetime.size == 0:
         return empty_bars()
-    if adjust is not Adjust.NONE:
-        a, b = _coefficients(store, cols.datetime, all_names, lengths, adjust)
-        cols = _adjusted(cols, a, b)
-    return conform_bars(cols.frame(repeat_strings("code", all_names, lengths)))
+    if adjust is Adjust.NONE:
+        return conform_bars(cols.frame(repeat_strings("code", all_names, lengths)))
+    a, b = _coefficients(store, cols.datetime, all_names, lengths, adjust)
+    if len(cols) < AFFINE_KERNEL_MIN_ROWS:
+        return apply_affine(conform_bars(cols.frame(repeat_strings("code", all_names, lengths))), a, b)
+    return conform_bars(_adjusted(cols, a, b).frame(repeat_strings("code", all_names, lengths)))
+
+
+# Below this many bars polars applies the maps faster than loading the compiled kernel in a new process.
+AFFINE_KERNEL_MIN_ROWS = 1_000_000
 
 
 def _adjusted(cols: Columns, a: np.ndarray, b: np.ndarray) -> Columns:
