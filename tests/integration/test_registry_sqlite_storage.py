@@ -92,7 +92,6 @@ def test_saves_do_not_checkpoint_the_wal_the_thread_does(tmp_path: Path) -> None
         raw = registry.engine.raw_connection()
         try:
             assert raw.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0] > 10_000
-            assert raw.cursor().execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30  # reads through a map
         finally:
             raw.close()
         # the background thread copies the WAL into the database file within a few intervals

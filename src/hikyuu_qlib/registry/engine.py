@@ -27,7 +27,6 @@ from hikyuu_qlib.settings import Settings
 
 Backend = Literal["sqlite", "postgresql"]
 WRITE = {"hq_write": True}
-MMAP_BYTES = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +129,6 @@ def _sqlite_hooks(engine: Engine, options: RegistryOptions) -> None:
         # checkpoints run on the registry's background thread (registry.checkpoint); a commit checkpoints
         # by itself only past this backstop
         cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
-        # reads through a memory map instead of a pread per page (a random get among 1 M models touches
-        # pages SQLite's own 2 MB cache does not hold)
-        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
