@@ -295,10 +295,10 @@ def test_read_all_equals_read_bars(store: HikyuuStore, adjust: Adjust) -> None:
     assert frame.equals(expected)
 
 
-def test_read_all_in_a_process_pool(store: HikyuuStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_all_on_several_threads(store: HikyuuStore, monkeypatch: pytest.MonkeyPatch) -> None:
     from hikyuu_qlib.stores.hikyuu import bulk
 
-    monkeypatch.setattr(bulk, "MIN_TABLES_FOR_POOL", 1)
+    monkeypatch.setattr(bulk, "MIN_CHUNKS_FOR_THREADS", 1)
     codes = [StockCode.parse(c) for c in ("SZ000002", "SH600000", "SH600005")]
     frame = store.read_all(adjust=Adjust.BACKWARD, codes=codes, workers=2)
     expected = pl.concat([store.read_bars(c, adjust=Adjust.BACKWARD) for c in sorted(codes)])
@@ -328,7 +328,7 @@ def test_read_all_with_a_bad_datetime_fails_that_table_only(hikyuu_dir: Path, tm
 
     from hikyuu_qlib.stores.hikyuu import bulk
 
-    monkeypatch.setattr(bulk, "MIN_TABLES_FOR_POOL", 1)
+    monkeypatch.setattr(bulk, "MIN_CHUNKS_FOR_THREADS", 1)
     for name in ("stock.db", "sh_day.h5", "sz_day.h5"):
         shutil.copy(hikyuu_dir / name, tmp_path / name)
     with h5py.File(tmp_path / "sh_day.h5", "r+") as f:

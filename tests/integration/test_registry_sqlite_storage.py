@@ -4,10 +4,7 @@ follow saves and deletes, and the WAL is checkpointed by the registry's thread, 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -99,21 +96,3 @@ def test_saves_do_not_checkpoint_the_wal_the_thread_does(tmp_path: Path) -> None
         while path.stat().st_size < 1_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert path.stat().st_size >= 1_000_000, (path.stat().st_size, wal.stat().st_size)
-
-
-def test_an_open_registry_leaves_bulk_loads_free_to_fork(tmp_path: Path) -> None:
-    # a fresh interpreter, so that no thread of another test is around
-    script = (
-        "import sys, threading\n"
-        "from hikyuu_qlib.registry import ModelRegistry\n"
-        "from hikyuu_qlib.stores.hikyuu.bulk import _default_context\n"
-        "with ModelRegistry(sys.argv[1]) as registry:\n"
-        "    print(threading.active_count(), _default_context())\n"
-        "    threading.Thread(target=threading.Event().wait, args=(2,), daemon=True).start()\n"
-        "    print(threading.active_count(), _default_context())\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "HQ_MP_CONTEXT"}
-    out = subprocess.run([sys.executable, "-c", script, f"sqlite:///{tmp_path / 'f.db'}"], env=env,
-                         capture_output=True, text=True, check=True).stdout.split()
-    # with the checkpointer running: fork; with any other thread as well: spawn
-    assert out == ["2", "fork", "3", "spawn"]

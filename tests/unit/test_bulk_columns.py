@@ -7,26 +7,40 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hikyuu_qlib import stringviews
-from hikyuu_qlib.stores.hikyuu.adjust import affine_arrays, apply_affine
+from hikyuu_qlib import Adjust, stringviews
+from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, apply_affine, grouped_adjust, grouped_coefficients
 from hikyuu_qlib.stringviews import inline_views, repeat_strings
 
 
-def test_affine_arrays_equal_apply_affine_bit_for_bit_in_place_too() -> None:
+@pytest.mark.parametrize("adjust", [Adjust.FORWARD, Adjust.BACKWARD])
+def test_grouped_adjust_equals_apply_affine_bit_for_bit_in_place_too(adjust: Adjust) -> None:
     rng = np.random.default_rng(11)
-    n = 5000
+    lengths = np.array([400, 0, 1, 2500, 1200, 900], dtype=np.int64)
+    n = int(lengths.sum())
+    row_hi = np.cumsum(lengths)
+    row_lo = row_hi - lengths
+    day = 86_400_000
+    bar_ms = np.concatenate([np.sort(rng.choice(np.arange(10_000, 16_000), k, replace=False)) * day
+                             for k in lengths.tolist()]).astype(np.int64)
+    # per code: events sorted by date, some outside the code's window, the last code without any
+    counts = [3, 2, 0, 7, 1, 0]
+    dates = np.concatenate([np.sort(rng.integers(9_000, 17_000, k)) * day for k in counts]).astype(np.int64)
+    events = WeightEvents(dates, rng.uniform(1.0, 2.0, dates.size), rng.uniform(-1.0, 0.5, dates.size))
+    ev_hi = np.cumsum(counts).astype(np.int64)
+    ev_lo = ev_hi - np.asarray(counts, dtype=np.int64)
     cols = {c: rng.uniform(1, 50, n) for c in ("open", "high", "low", "close")}
     cols["close"][rng.random(n) < 0.05] = 0.0  # amount unchanged where the close is zero
     cols["close"][7] = np.nan
     cols["volume"], cols["amount"] = rng.uniform(0, 1e6, n), rng.uniform(0, 1e8, n)
-    a, b = rng.uniform(0.3, 1.0, n), rng.uniform(-1, 0, n)
+    a, b = grouped_coefficients(bar_ms, row_lo, row_hi, events, ev_lo, ev_hi, adjust)
+    assert not np.all(a == 1.0)  # the events do move prices
     expected = apply_affine(pl.DataFrame(cols), a, b)
     order = ("open", "high", "low", "close", "volume", "amount")
     inputs = [cols[c] for c in order]
     fresh = [np.empty(n) for _ in order]
-    affine_arrays(a, b, *inputs, *fresh)
+    grouped_adjust(bar_ms, row_lo, row_hi, events, ev_lo, ev_hi, adjust, inputs, fresh)
     assert pl.DataFrame(dict(zip(order, fresh, strict=True))).equals(expected.select(order))
-    affine_arrays(a, b, *inputs, *inputs)  # in place
+    grouped_adjust(bar_ms, row_lo, row_hi, events, ev_lo, ev_hi, adjust, inputs, inputs)  # in place
     assert pl.DataFrame(dict(zip(order, inputs, strict=True))).equals(expected.select(order))
 
 

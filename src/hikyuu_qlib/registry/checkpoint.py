@@ -16,8 +16,6 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from hikyuu_qlib.forking import FORK_SAFE_PREFIX
-
 log = logging.getLogger(__name__)
 
 # Pages of WAL after which a commit checkpoints by itself (only when the thread falls behind).
@@ -38,7 +36,7 @@ class WalCheckpointer:
     def start(self) -> WalCheckpointer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True,
-                                            name=f"{FORK_SAFE_PREFIX}wal-checkpoint:{self.path.name}")
+                                            name=f"hq-wal-checkpoint:{self.path.name}")
             self._thread.start()
         return self
 

@@ -3,8 +3,8 @@
 ``HikyuuStore`` reads a store (``read_bars``, ``read_all`` for whole-market loads), ``HikyuuWriter``
 writes one, ``adjust_bars`` is Hikyuu's forward/backward price adjustment on any bars frame.
 
-The names resolve on first use so that bulk-load pool workers, which import only
-:mod:`~hikyuu_qlib.stores.hikyuu.bulkio`, do not pay for PyTables and the store.
+The names resolve on first use, so that importing one module of the adapter (the adjustment, say)
+does not pay for PyTables and the store.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ their amount exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,14 +152,25 @@ def _grouped_kernel(  # pragma: no cover - compiled
     forward: bool,
     a: F64,
     b: F64,
+    ins: tuple[F64, ...],
+    outs: tuple[F64, ...],
+    apply: bool,
 ) -> None:
+    # one walk per code composing its events; each row's map (ca, cb) is stored in a[i], b[i], or with
+    # ``apply`` used at once on the columns: rows of ``ins`` (open, high, low, close, volume, amount)
+    # into the rows of ``outs`` (which may be ``ins``)
     for s in prange(row_lo.shape[0]):
         r0, r1, e0, e1 = row_lo[s], row_hi[s], ev_lo[s], ev_hi[s]
-        if r1 <= r0 or e1 <= e0:
+        if r1 <= r0:
+            continue
+        ca, cb = 1.0, 0.0
+        if e1 <= e0:
+            if apply:
+                for i in range(r0, r1):
+                    _affine_row(ca, cb, ins, outs, i)
             continue
         first_day = (bar_ms[r0] // _MS_PER_DAY) * _MS_PER_DAY
         end_day = (bar_ms[r1 - 1] // _MS_PER_DAY + 1) * _MS_PER_DAY
-        ca, cb = 1.0, 0.0
         if forward:  # walk back in time, composing each event dated after the bar (within the window)
             j = e1 - 1
             while j >= e0 and ev_ms[j] >= end_day:
@@ -168,7 +180,10 @@ def _grouped_kernel(  # pragma: no cover - compiled
                     cb = ca * cash[j] / den[j] + cb
                     ca = ca / den[j]
                     j -= 1
-                a[i], b[i] = ca, cb
+                if apply:
+                    _affine_row(ca, cb, ins, outs, i)
+                else:
+                    a[i], b[i] = ca, cb
         else:  # walk forward, composing each event dated on or before the bar (within the window)
             j = e0
             while j < e1 and ev_ms[j] < first_day:
@@ -178,7 +193,29 @@ def _grouped_kernel(  # pragma: no cover - compiled
                     cb = cb - ca * cash[j]
                     ca = ca * den[j]
                     j += 1
-                a[i], b[i] = ca, cb
+                if apply:
+                    _affine_row(ca, cb, ins, outs, i)
+                else:
+                    a[i], b[i] = ca, cb
+
+
+@njit(inline="always")
+def _affine_row(ai: float, bi: float, ins: tuple[F64, ...], outs: tuple[F64, ...],
+                i: int) -> None:  # pragma: no cover - compiled
+    # the arithmetic of apply_affine for row i (read before written, so outs may be ins)
+    c = ins[3][i]
+    scaled = c * ai
+    value = ins[5][i]
+    outs[5][i] = value * ((scaled + bi) / scaled) if c != 0 else value
+    outs[0][i] = ins[0][i] * ai + bi
+    outs[1][i] = ins[1][i] * ai + bi
+    outs[2][i] = ins[2][i] * ai + bi
+    outs[3][i] = scaled + bi
+    outs[4][i] = ins[4][i] / ai
+
+
+_NO_COLUMNS = tuple(np.empty(0, dtype=np.float64) for _ in range(6))
+_NO_ROWS = np.empty(0, dtype=np.float64)
 
 
 def grouped_coefficients(
@@ -192,41 +229,20 @@ def grouped_coefficients(
     a = np.ones(bar_ms.shape[0], dtype=np.float64)
     b = np.zeros(bar_ms.shape[0], dtype=np.float64)
     if adjust is not Adjust.NONE and len(events):
-        _grouped_kernel(
-            bar_ms,
-            row_lo,
-            row_hi,
-            ev_lo,
-            ev_hi,
-            events.date_ms,
-            events.den,
-            events.cash,
-            adjust is Adjust.FORWARD,
-            a,
-            b,
-        )
+        _grouped_kernel(bar_ms, row_lo, row_hi, ev_lo, ev_hi, events.date_ms, events.den, events.cash,
+                        adjust is Adjust.FORWARD, a, b, _NO_COLUMNS, _NO_COLUMNS, False)
     return a, b
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def affine_arrays(  # pragma: no cover - compiled
-    a: F64, b: F64, open_: F64, high: F64, low: F64, close: F64, volume: F64, amount: F64,
-    out_open: F64, out_high: F64, out_low: F64, out_close: F64, out_volume: F64, out_amount: F64,
+def grouped_adjust(
+    bar_ms: I64, row_lo: I64, row_hi: I64, events: WeightEvents, ev_lo: I64, ev_hi: I64, adjust: Adjust,
+    columns: Sequence[F64], out: Sequence[F64],
 ) -> None:
-    """:func:`apply_affine` on numpy columns, with the same arithmetic, in one pass (the outputs may be
-    the inputs: each row is read before it is written)."""
-    for i in prange(a.shape[0]):
-        ai = a[i]
-        bi = b[i]
-        c = close[i]
-        scaled = c * ai
-        value = amount[i]
-        out_amount[i] = value * ((scaled + bi) / scaled) if c != 0 else value
-        out_open[i] = open_[i] * ai + bi
-        out_high[i] = high[i] * ai + bi
-        out_low[i] = low[i] * ai + bi
-        out_close[i] = scaled + bi
-        out_volume[i] = volume[i] / ai
+    """:func:`grouped_coefficients` applied as :func:`apply_affine` applies them (same arithmetic) in the
+    same pass, with no per-row coefficient arrays. ``columns`` are open, high, low, close, volume and
+    amount; ``out`` receives the result and may be ``columns``."""
+    _grouped_kernel(bar_ms, row_lo, row_hi, ev_lo, ev_hi, events.date_ms, events.den, events.cash,
+                    adjust is Adjust.FORWARD, _NO_ROWS, _NO_ROWS, tuple(columns), tuple(out), True)
 
 
 def load_kernels() -> None:
@@ -235,8 +251,8 @@ def load_kernels() -> None:
     with other work."""
     one = np.zeros(1, dtype=np.int64)
     events = WeightEvents(one.copy(), np.ones(1), np.zeros(1))
-    a, b = grouped_coefficients(one, one, one + 1, events, one, one + 1, Adjust.FORWARD)
-    affine_arrays(a, b, *([np.ones(1)] * 12))
+    columns = [np.ones(1) for _ in range(6)]
+    grouped_adjust(one, one, one + 1, events, one, one + 1, Adjust.FORWARD, columns, columns)
 
 
 def adjust_bars(frame: pl.DataFrame, weights: pl.DataFrame, adjust: Adjust) -> pl.DataFrame:

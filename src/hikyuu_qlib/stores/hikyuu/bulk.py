@@ -1,26 +1,22 @@
-"""Whole-market loads: every stock's bars in one frame, read by a process pool.
+"""Whole-market loads: every stock's bars in one frame.
 
-h5py holds the GIL (and HDF5 its own global lock), so threads do not help; the tables of each file
-are split into contiguous, size-balanced runs that pool workers read into numpy columns
-(:mod:`~hikyuu_qlib.stores.hikyuu.bulkio`). Runs come back in code order, so the result is built once
-by concatenation, already sorted by (code, datetime). Adjustment is vectorised over the whole frame
-with per-code affine coefficients.
+HDF5 is asked only where each table's chunks lie; threads then read, inflate and unpack the chunks
+straight into whole-result columns, off the GIL (:mod:`~hikyuu_qlib.stores.hikyuu.chunks`), while this
+thread loads the kernels needed next. Tables in any other layout go through HDF5's own decoder
+(:mod:`~hikyuu_qlib.stores.hikyuu.h5tables`). Tables are laid out in code order, so the result is
+already sorted by (code, datetime). Adjustment is one pass over the whole frame with per-code affine
+coefficients.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
-import mmap
-import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import shared_memory
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -37,17 +33,16 @@ from hikyuu_qlib.domain import (
     UnknownCodeError,
 )
 from hikyuu_qlib.domain.schema import conform_bars, empty_bars
-from hikyuu_qlib.forking import only_fork_safe_threads
 from hikyuu_qlib.stores.hikyuu.adjust import (
     WeightEvents,
-    affine_arrays,
     apply_affine,
+    grouped_adjust,
     grouped_coefficients,
     load_kernels,
 )
-from hikyuu_qlib.stores.hikyuu.bulkio import OUTPUT_COLUMNS, Filled, Task, fill, scan_rows
+from hikyuu_qlib.stores.hikyuu.chunks import FilePlan, Output, decode, plan_file
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
-from hikyuu_qlib.stores.hikyuu.h5 import ymdhm_to_ms
+from hikyuu_qlib.stores.hikyuu.h5tables import OUTPUT_COLUMNS, read_tables
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
 from hikyuu_qlib.stringviews import repeat_strings
 
@@ -56,9 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Below this many tables a load runs in-process (pool start-up would dominate).
-MIN_TABLES_FOR_POOL = 64
-CHUNKS_PER_WORKER = 4
+#: Below this many chunks a load decodes on the calling thread alone.
+MIN_CHUNKS_FOR_THREADS = 64
 
 OnError = Literal["raise", "skip"]
 
@@ -71,12 +65,11 @@ def read_all(
     codes: Sequence[StockCode] | None = None,
     workers: int | None = None,
     on_error: OnError = "raise",
-    mp_context: str | None = None,
     cache_dir: Path | None = None,
 ) -> pl.DataFrame:
     """Bars of every stock in the store (or of ``codes``), sorted by (code, datetime).
 
-    ``workers``: processes to use (default: CPU count; 1 reads in-process). A table that cannot be
+    ``workers``: threads decoding chunks (default: CPU count; 1 decodes on the calling thread). A table that cannot be
     read raises :class:`LoadErrors` naming each failed code, or with ``on_error="skip"`` is logged and
     left out. Derived ktypes (week … year, min15 …) are built per code through ``read_bars``.
 
@@ -89,32 +82,29 @@ def read_all(
         return _read_derived(store, ktype, adjust, codes, on_error)
     store._require_ktype(ktype)
     if cache_dir is not None and codes is None:
-        base = _cached_base(store, ktype, Path(cache_dir), workers, on_error, mp_context)
+        base = _cached_base(store, ktype, Path(cache_dir), workers, on_error)
     else:
-        base = _read_base(store, ktype, codes, workers, on_error, mp_context)
+        base = _read_base(store, ktype, codes, workers, on_error)
     cols, all_names, lengths = base
     if not all_names or cols.datetime.size == 0:
         return empty_bars()
     if adjust is Adjust.NONE:
         return conform_bars(cols.frame(repeat_strings("code", all_names, lengths)))
-    a, b = _coefficients(store, cols.datetime, all_names, lengths, adjust)
+    grouping = _grouped_events(store, all_names, lengths)
+    bar_ms = np.ascontiguousarray(cols.datetime, dtype=np.int64)
     if len(cols) < AFFINE_KERNEL_MIN_ROWS:
+        a, b = grouped_coefficients(bar_ms, *grouping, adjust)
         return apply_affine(conform_bars(cols.frame(repeat_strings("code", all_names, lengths))), a, b)
-    return conform_bars(_adjusted(cols, a, b).frame(repeat_strings("code", all_names, lengths)))
+    prices = (cols.open, cols.high, cols.low, cols.close, cols.volume, cols.amount)
+    # in place when the columns are ours (decoded just now), else (mapped from the cache) into new ones
+    out = cols if all(x.flags.writeable for x in prices) else Columns(
+        cols.datetime, *(np.empty_like(x) for x in prices))
+    grouped_adjust(bar_ms, *grouping, adjust, prices, (out.open, out.high, out.low, out.close, out.volume, out.amount))
+    return conform_bars(out.frame(repeat_strings("code", all_names, lengths)))
 
 
 # Below this many bars polars applies the maps faster than loading the compiled kernel in a new process.
 AFFINE_KERNEL_MIN_ROWS = 1_000_000
-
-
-def _adjusted(cols: Columns, a: np.ndarray, b: np.ndarray) -> Columns:
-    """``cols`` under the per-row maps: in place when the columns are ours to write (decoded just now),
-    into new arrays when they are read-only (mapped from the decoded cache)."""
-    prices = (cols.open, cols.high, cols.low, cols.close, cols.volume, cols.amount)
-    out = cols if all(x.flags.writeable for x in prices) else Columns(
-        cols.datetime, *(np.empty_like(x) for x in prices))
-    affine_arrays(a, b, *prices, out.open, out.high, out.low, out.close, out.volume, out.amount)
-    return out
 
 
 Base = tuple[Columns, list[str], np.ndarray]
@@ -126,7 +116,6 @@ def _cached_base(
     cache_dir: Path,
     workers: int | None,
     on_error: OnError,
-    mp_context: str | None,
 ) -> Base:
     """The decoded base columns from the cache, or read (and cached when complete)."""
     key = hashlib.sha256(f"{store.source}|{store.data_version()}|{ktype.value}".encode()).hexdigest()[:20]
@@ -140,7 +129,7 @@ def _cached_base(
             return Columns(*arrays), names, lengths
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable bulk cache %s: %s", target, exc)
-    cols, names, lengths = _read_base(store, ktype, None, workers, on_error, mp_context)
+    cols, names, lengths = _read_base(store, ktype, None, workers, on_error)
     if on_error == "raise":  # a load that skipped failing tables is incomplete: never cache it
         _write_cache(target, cols, names, lengths)
     return cols, names, lengths
@@ -168,7 +157,6 @@ def _read_base(
     codes: Sequence[StockCode] | None,
     workers: int | None,
     on_error: OnError,
-    mp_context: str | None,
 ) -> Base:
     """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts."""
     kind = BASE_KIND[ktype]
@@ -212,26 +200,33 @@ def _read_base(
         where = store.layout.datadir
         raise UnknownCodeError(f"no {kind} table for code(s) {', '.join(missing[:20])} in {where}")
 
-    tasks: list[Task] = []
+    plans: list[FilePlan] = []
     errors: dict[str, str] = dict(file_errors)
     all_names: list[str] = []
-    all_paths: list[str] = []
     all_rows: list[int] = []
-    row_lo = 0
-    for path, names, scales in plan:
-        rows, scan_errors = scan_rows(path, names)
-        errors.update(scan_errors)
-        tasks += _split(path, names, rows, scales, row_lo, n_workers * CHUNKS_PER_WORKER)
+    row_lo: list[int] = []
+    for path, names, _ in plan:
+        found_plan = plan_file(path, names)
+        errors.update({names[i]: m for i, m in found_plan.errors.items()})
+        plans.append(found_plan)
+        row_lo.append(sum(all_rows))
         all_names += names
-        all_paths += [path] * len(names)
-        all_rows += rows
-        row_lo += sum(rows)
-    total = row_lo
-    store.release_files()  # nothing HDF5 stays open across a fork
-    columns, more_errors = _run(tasks, total, n_workers, mp_context, _load_kernels)
-    errors.update(more_errors)
+        all_rows += found_plan.rows
     lengths = np.asarray(all_rows, dtype=np.int64)
-    columns["datetime"] = _to_ms(columns["datetime"], all_names, all_paths, lengths, errors)
+    total = int(lengths.sum())
+    out = Output(np.empty(total, dtype=np.int64), np.empty((6, total), dtype=np.float64))
+    columns = dict(zip(OUTPUT_COLUMNS, (out.datetime, *out.values), strict=True))
+    for (path, names, scales), found_plan, lo in zip(plan, plans, row_lo, strict=True):
+        if found_plan.fallback:  # odd layouts: HDF5 decodes them, one after another
+            starts = lo + np.concatenate(([0], np.cumsum(found_plan.rows)))
+            pick = found_plan.fallback
+            errors.update(read_tables(path, [names[i] for i in pick], [found_plan.rows[i] for i in pick],
+                                      [scales[i] for i in pick], [int(starts[i]) for i in pick], columns))
+    n_chunks = sum(len(p.size) for p in plans)
+    threads = n_workers if n_chunks >= MIN_CHUNKS_FOR_THREADS else 1
+    failed = decode(plans, row_lo, [scales for _, _, scales in plan], out, threads, while_waiting=_load_kernels)
+    for (_, names, _), fails in zip(plan, failed, strict=True):
+        errors.update({names[i]: message for i, message in fails.items()})
     if errors:
         if on_error == "raise":
             raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
@@ -248,146 +243,9 @@ def _read_base(
 
 def _load_kernels() -> None:
     """What this process needs after the decode and pays for on first use (the compiled kernels cost
-    most of a second): :func:`_run` calls this while the workers decode."""
-    ymdhm_to_ms(np.array([199001010000], dtype=np.int64))
+    most of a second): :func:`_read_base` has it done while the threads decode."""
     load_kernels()
     import pyarrow  # noqa: F401  (the code column is built through it: importing it costs 0.3 s)
-
-
-def _to_ms(raw: np.ndarray, names: list[str], paths: list[str], lengths: np.ndarray,
-           errors: dict[str, str]) -> np.ndarray:
-    """Hikyuu datetimes of the whole column to ms; on bad values, the tables holding them join ``errors``."""
-    try:
-        return ymdhm_to_ms(raw)
-    except DataFormatError:
-        pass
-    out = np.zeros_like(raw)
-    ends = np.cumsum(lengths)
-    for name, path, end, count in zip(names, paths, ends.tolist(), lengths.tolist(), strict=True):
-        if name not in errors and count:
-            try:
-                out[end - count:end] = ymdhm_to_ms(raw[end - count:end], where=f"{path}:/data/{name}")
-            except DataFormatError as exc:
-                errors[name] = str(exc)
-    return out
-
-
-def _split(
-    path: str, names: list[str], rows: list[int], scales: list[float], row_lo: int, parts: int
-) -> list[Task]:
-    """Contiguous runs of tables with about equal row counts."""
-    if not names:
-        return []
-    cum = np.cumsum(rows)
-    total = int(cum[-1]) if cum.size else 0
-    targets = np.linspace(0, total, min(parts, len(names)) + 1)[1:-1]
-    cuts = [0, *np.searchsorted(cum, targets, side="left").tolist(), len(names)]
-    tasks: list[Task] = []
-    for lo, hi in itertools.pairwise(cuts):
-        hi = max(hi, lo)
-        if hi <= lo:
-            continue
-        start = row_lo + (int(cum[lo - 1]) if lo > 0 else 0)
-        tasks.append(Task(path, names[lo:hi], rows[lo:hi], scales[lo:hi], start))
-    return tasks
-
-
-def _run(
-    tasks: list[Task], total: int, workers: int, context: str | None, warm: Callable[[], None] | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Run the tasks; returns the full output columns and the per-table errors. ``warm`` runs in this
-    process while pool workers decode (loading compiled kernels needed next)."""
-    errors: dict[str, str] = {}
-    n_tables = sum(len(t.names) for t in tasks)
-    if workers <= 1 or n_tables < MIN_TABLES_FOR_POOL or len(tasks) <= 1:
-        columns = {
-            c: np.empty(total, dtype=np.int64 if c == "datetime" else np.float64) for c in OUTPUT_COLUMNS
-        }
-        for t in tasks:
-            errors.update(fill(t, columns).errors)
-        return columns, errors
-    ctx = multiprocessing.get_context(context or _default_context())
-    blocks = _allocate(total) if total else None
-    try:
-        if blocks is not None:
-            names = {c: b.name for c, b in blocks.items()}
-            for t in tasks:
-                t.shm, t.total = names, total
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            pending = pool.map(fill, tasks)
-            if warm is not None:
-                warm()  # while the workers decode (the workers are forked already)
-            results = list(pending)
-        for filled in results:
-            errors.update(filled.errors)
-        if blocks is None:
-            return _concat_parts(list(zip(tasks, results, strict=True)), total), errors
-        return {c: _adopt(b, total, np.int64 if c == "datetime" else np.float64) for c, b in blocks.items()}, errors
-    finally:
-        for block in (blocks or {}).values():
-            block.close()
-            block.unlink()
-
-
-def _adopt(block: shared_memory.SharedMemory, total: int, dtype: type) -> np.ndarray:
-    """The block's column as an array that owns its own mapping of the memory (no copy).
-
-    The block is unlinked right after, so the memory lives exactly as long as the array. The mapping
-    is populated in one call (no page fault per 4 KB). Where the block has no file under /dev/shm, the
-    column is copied out instead."""
-    path = Path("/dev/shm") / block.name.lstrip("/")
-    size = max(total, 1) * 8
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return np.ndarray((total,), dtype=dtype, buffer=block.buf).copy()
-    try:
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    finally:
-        os.close(fd)
-    return np.frombuffer(mapping, dtype=dtype, count=total)
-
-
-def _allocate(total: int) -> dict[str, shared_memory.SharedMemory] | None:
-    """Shared output columns, or None when /dev/shm cannot hold them (results then travel by pipe)."""
-    need = total * 8 * len(OUTPUT_COLUMNS)
-    try:
-        if shutil.disk_usage("/dev/shm").free < need * 1.2:
-            return None
-    except OSError:
-        return None
-    blocks: dict[str, shared_memory.SharedMemory] = {}
-    try:
-        for column in OUTPUT_COLUMNS:
-            blocks[column] = shared_memory.SharedMemory(create=True, size=max(total * 8, 8))
-    except OSError:
-        for block in blocks.values():
-            block.close()
-            block.unlink()
-        return None
-    return blocks
-
-
-def _concat_parts(parts: list[tuple[Task, Filled]], total: int) -> dict[str, np.ndarray]:
-    columns: dict[str, np.ndarray] = {}
-    for c in OUTPUT_COLUMNS:
-        pieces = [f.columns[c] for _, f in parts if f.columns is not None]
-        empty = np.empty(0, dtype=np.int64 if c == "datetime" else np.float64)
-        columns[c] = np.concatenate(pieces) if pieces else empty
-    return columns
-
-
-def _default_context() -> str:
-    """``HQ_MP_CONTEXT`` if set; else fork when it is safe and available (no other Python threads that
-    could hold h5py's lock (see :mod:`hikyuu_qlib.forking`), no HDF5 file left open by the store), because a spawned worker re-imports
-    the whole package; else spawn."""
-    chosen = os.environ.get("HQ_MP_CONTEXT")
-    if chosen:
-        return chosen
-    if "fork" in multiprocessing.get_all_start_methods() and only_fork_safe_threads():
-        return "fork"
-    return "spawn"
 
 
 def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
@@ -404,10 +262,11 @@ def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
     return cols.take(order)
 
 
-def _coefficients(
-    store: HikyuuStore, bar_ms: np.ndarray, names: list[str], lengths: np.ndarray, adjust: Adjust
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row affine maps ``(a, b)`` of the whole frame, from every code's weight events at once."""
+def _grouped_events(
+    store: HikyuuStore, names: list[str], lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, WeightEvents, np.ndarray, np.ndarray]:
+    """Every code's rows and weight events at once, as the grouped adjustment kernels take them:
+    ``(row_lo, row_hi, events, ev_lo, ev_hi)``."""
     index = store.base_info.stock_index()
     ids = np.array([index[StockCode.parse(n)].stockid for n in names], dtype=np.int64)
     weights = store.base_info.weights(ids.tolist())
@@ -427,9 +286,7 @@ def _coefficients(
     ev_lo = np.searchsorted(kept_sid, ids, side="left").astype(np.int64)
     ev_hi = np.searchsorted(kept_sid, ids, side="right").astype(np.int64)
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    return grouped_coefficients(
-        np.ascontiguousarray(bar_ms, dtype=np.int64), offsets[:-1], offsets[1:], events, ev_lo, ev_hi, adjust
-    )
+    return offsets[:-1], offsets[1:], events, ev_lo, ev_hi
 
 
 def _read_derived(

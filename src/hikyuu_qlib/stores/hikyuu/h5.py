@@ -58,12 +58,12 @@ def civil_from_days(days: I64) -> tuple[I64, I64, I64]:
     return year.astype(np.int64), month.astype(np.int64), day.astype(np.int64)
 
 
-_LUT_BASE = 19000000  # YYYYMMDD - _LUT_BASE indexes the date table
+DATE_LUT_BASE = 19000000  # YYYYMMDD - DATE_LUT_BASE indexes the date table
 _LUT_YEARS = (1900, 2200)
 _date_lut: I64 | None = None
 
 
-def _dates_table() -> I64:
+def dates_table() -> I64:
     """Days since the epoch for every ``YYYYMMDD - 19000000`` in 1900..2200 (-1 where no such date)."""
     global _date_lut  # a pure cache of a constant table, built on first use
     if _date_lut is None:
@@ -71,8 +71,8 @@ def _dates_table() -> I64:
         hi = int(days_from_civil(np.array([_LUT_YEARS[1]]), np.array([12]), np.array([31]))[0])
         days = np.arange(lo, hi + 1, dtype=np.int64)
         y, m, d = civil_from_days(days)
-        table = np.full((_LUT_YEARS[1] + 1) * 10000 - _LUT_BASE, -1, dtype=np.int64)
-        table[y * 10000 + m * 100 + d - _LUT_BASE] = days
+        table = np.full((_LUT_YEARS[1] + 1) * 10000 - DATE_LUT_BASE, -1, dtype=np.int64)
+        table[y * 10000 + m * 100 + d - DATE_LUT_BASE] = days
         _date_lut = table
     return _date_lut
 
@@ -92,33 +92,43 @@ def ymdhm_to_ms(values: npt.NDArray[Any], *, where: str = "") -> I64:
     elif v.dtype != np.int64:
         v = v.astype(np.int64)
     out = np.empty(v.shape[0], dtype=np.int64)
-    first_bad, n_bad = _ymdhm_kernel(v, _dates_table(), _LUT_BASE, out)
+    first_bad, n_bad = _ymdhm_kernel(v, dates_table(), DATE_LUT_BASE, out)
     if n_bad:
         raise DataFormatError(f"{where}: invalid datetime {int(np.asarray(values)[first_bad])} ({n_bad} bad value(s))")
     return out
 
 
+#: what :func:`ymdhm_one` gives for a value that is not a valid ``YYYYMMDDhhmm``
+BAD_DATETIME = -(2**63)
+
+
 @njit(nogil=True, cache=True)
 def _ymdhm_kernel(v: I64, table: I64, base: int, out: I64) -> tuple[int, int]:  # pragma: no cover - compiled
-    # serial on purpose: bulk loads call it inside forked pool workers, where numba's thread pool is
-    # not safe to start; the processes are the parallelism there
+    # serial: it runs inside threads that already divide the work
     n = v.shape[0]
     first, count = n, 0
     for i in range(n):
-        x = v[i]
-        date = x // 10000
-        hm = x - date * 10000
-        d = date - base
-        hour = hm // 100
-        minute = hm - hour * 100
-        days = table[d] if 0 <= d < table.shape[0] and x >= 0 else -1
-        if days < 0 or hour > 23 or minute > 59:
-            out[i] = 0
+        ms = ymdhm_one(v[i], table, base)
+        out[i] = ms
+        if ms == BAD_DATETIME:
             count += 1
             first = min(first, i)
-        else:
-            out[i] = days * 86_400_000 + hour * 3_600_000 + minute * 60_000
     return first, count
+
+
+@njit(nogil=True, cache=True, inline="always")
+def ymdhm_one(x: int, table: I64, base: int) -> int:  # pragma: no cover - compiled
+    """One ``YYYYMMDDhhmm`` to ms since the epoch (:data:`BAD_DATETIME` if invalid); ``table`` and
+    ``base`` are :func:`dates_table` and :data:`DATE_LUT_BASE`."""
+    date = x // 10000
+    hm = x - date * 10000
+    d = date - base
+    hour = hm // 100
+    minute = hm - hour * 100
+    days = table[d] if 0 <= d < table.shape[0] and x >= 0 else -1
+    if days < 0 or hour > 23 or minute > 59:
+        return BAD_DATETIME
+    return days * 86_400_000 + hour * 3_600_000 + minute * 60_000
 
 
 def ms_to_ymdhm(ms: I64) -> U64:

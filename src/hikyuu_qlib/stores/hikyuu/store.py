@@ -149,7 +149,7 @@ class HikyuuStore:
         return self._db.weights([row.stockid]).drop("stockid")
 
     def release_files(self) -> None:
-        """Close the open HDF5 files (they reopen on next use), e.g. before forking workers."""
+        """Close the open HDF5 files (they reopen on next use)."""
         with self._lock:
             files = list(self._files.values())
         for f in files:
