@@ -23,7 +23,14 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from hikyuu_qlib.stores.hikyuu.h5 import BAD_DATETIME, DATE_LUT_BASE, dates_table, ymdhm_one
+from hikyuu_qlib.stores.hikyuu.h5 import (
+    BAD_DATETIME,
+    DATE_LUT_BASE,
+    RECORD_DTYPE,
+    RECORD_FIELDS,
+    dates_table,
+    ymdhm_one,
+)
 
 try:  # ISA-L's inflate is about twice as fast as zlib's, with the same stream format
     from isal import isal_zlib
@@ -39,16 +46,8 @@ _CHUNK_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, *INFLATE_ERRO
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
-#: Hikyuu's record fields in the order the kernel takes their offsets, with their stored types.
-FIELDS: tuple[tuple[str, str], ...] = (
-    ("datetime", "<u8"),
-    ("openPrice", "<u4"),
-    ("highPrice", "<u4"),
-    ("lowPrice", "<u4"),
-    ("closePrice", "<u4"),
-    ("transAmount", "<u8"),
-    ("transCount", "<u8"),
-)
+#: Hikyuu's record fields with their stored types, in the order the kernel takes their offsets.
+FIELDS: tuple[tuple[str, np.dtype[Any]], ...] = tuple((name, RECORD_DTYPE[name]) for name in RECORD_FIELDS)
 PRICE_DIVISOR = 1000.0
 AMOUNT_SCALE = 1000.0
 _SHUFFLE, _DEFLATE = 1, 2  # pipeline bits of a Layout
@@ -168,7 +167,7 @@ def layout_of(dsid: Any) -> Layout | None:
         return None
     dtype = dsid.dtype
     fields = dtype.fields or {}
-    if any(name not in fields or fields[name][0] != np.dtype(kind) for name, kind in FIELDS):
+    if any(name not in fields or fields[name][0] != kind for name, kind in FIELDS):
         return None
     pipeline = tuple((dcpl.get_filter(k)[0], tuple(dcpl.get_filter(k)[2])) for k in range(dcpl.get_nfilters()))
     return _layout(int(dcpl.get_chunk()[0]), int(dtype.itemsize),
