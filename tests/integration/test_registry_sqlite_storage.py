@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -96,3 +99,64 @@ def test_saves_do_not_checkpoint_the_wal_the_thread_does(tmp_path: Path) -> None
         while path.stat().st_size < 1_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert path.stat().st_size >= 1_000_000, (path.stat().st_size, wal.stat().st_size)
+
+
+_SCAN_RSS = """
+import json, sys, psutil
+from hikyuu_qlib.registry import ModelRegistry
+proc = psutil.Process()
+with ModelRegistry(sys.argv[1]) as registry:
+    ids = [m.id for m in registry.find(limit=50).items]
+    registry.get_many(ids)  # warm: imports, pool, statements
+    before = proc.memory_info().rss
+    n = sum(1 for _ in registry.iterate(batch=1000))
+    grown = proc.memory_info().rss - before
+    raw = registry.engine.raw_connection()
+    mapped = raw.cursor().execute("PRAGMA mmap_size").fetchone()[0]
+    raw.close()
+print(json.dumps({"n": n, "grown": grown, "mapped": mapped}))
+"""
+
+_ASYNC_SCAN_RSS = """
+import asyncio, json, sys, psutil
+from hikyuu_qlib.registry import AsyncModelRepository
+
+async def main():
+    proc = psutil.Process()
+    async with AsyncModelRepository(sys.argv[1]) as repo:
+        ids = [m.id for m in (await repo.find(limit=50)).items]
+        await repo.get_many(ids)  # warm: imports, pool, statements
+        before = proc.memory_info().rss
+        n = 0
+        async for _ in repo.iterate(batch=1000):
+            n += 1
+        grown = proc.memory_info().rss - before
+        async with repo.engine.connect() as conn:
+            mapped = (await conn.exec_driver_sql("PRAGMA mmap_size")).scalar()
+    print(json.dumps({"n": n, "grown": grown, "mapped": mapped}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("script", [_SCAN_RSS, _ASYNC_SCAN_RSS], ids=["sync", "async"])
+def test_point_reads_are_mapped_and_scans_are_not(tmp_path: Path, script: str) -> None:
+    path = tmp_path / "m.db"
+    url = f"sqlite:///{path}"
+    with ModelRegistry(url) as registry:
+        for start in range(0, 40_000, 10_000):
+            registry.save_many([_model(i, batch=str(i % 7)) for i in range(start, start + 10_000)])
+        raw = registry.engine.raw_connection()
+        try:
+            assert raw.cursor().execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30  # gets read through a map
+        finally:
+            raw.close()
+    size = path.stat().st_size
+    assert size > 10 * 2**20
+    # a fresh interpreter, so the resident set shows what iterating did: a scan through the map would
+    # make every page of the file resident; outside it, SQLite's small cache is all that stays
+    out = subprocess.run([sys.executable, "-c", script, url], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["n"] == 40_000
+    assert result["grown"] < size / 3, (result, size)
+    assert result["mapped"] >= 1 << 30  # the connection maps again once the scan is over

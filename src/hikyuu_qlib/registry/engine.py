@@ -28,6 +28,14 @@ from hikyuu_qlib.settings import Settings
 Backend = Literal["sqlite", "postgresql"]
 WRITE = {"hq_write": True}
 
+#: How much of a SQLite registry file point reads see through a memory map: a get among 1 M models
+#: touches leaf pages SQLite's own 2 MB cache does not hold, and a mapped page costs no pread and no copy.
+MMAP_BYTES = 1 << 30
+#: Around a scan (``iterate``), a connection reads outside the map: mapped pages count in the process's
+#: resident memory, and a scan would map the whole file into it.
+SCAN_BEGIN = "PRAGMA mmap_size=0"
+SCAN_END = f"PRAGMA mmap_size={MMAP_BYTES}"
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryOptions:
@@ -129,6 +137,7 @@ def _sqlite_hooks(engine: Engine, options: RegistryOptions) -> None:
         # checkpoints run on the registry's background thread (registry.checkpoint); a commit checkpoints
         # by itself only past this backstop
         cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+        cursor.execute(SCAN_END)
         cursor.close()
 
     @event.listens_for(engine, "begin")

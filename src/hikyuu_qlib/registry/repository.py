@@ -28,7 +28,13 @@ from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_fo
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
 from hikyuu_qlib.registry.driver import RowCodec, ids_condition, ids_param
-from hikyuu_qlib.registry.engine import WRITE, RegistryOptions, create_async_registry_engine
+from hikyuu_qlib.registry.engine import (
+    SCAN_BEGIN,
+    SCAN_END,
+    WRITE,
+    RegistryOptions,
+    create_async_registry_engine,
+)
 from hikyuu_qlib.registry.retry import leaves_connection_usable, retry_async
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
@@ -152,24 +158,30 @@ class AsyncModelRepository:
 
     # --- transactions -------------------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool) -> T:
-        """One transaction (reads: one autocommit statement) on a pooled connection, retried whole."""
+    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool, scan: bool = False) -> T:
+        """One transaction (reads: one autocommit statement) on a pooled connection, retried whole. A
+        ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`)."""
         engine, backend = self.engine, self._core.backend
+        scan = scan and backend == "sqlite"
 
         async def attempt() -> T:
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 driver = AsyncDriver(raw.driver_connection, backend)
                 try:
+                    if scan:
+                        await driver.execute_sql(SCAN_BEGIN, ())
                     if write:
                         await driver.begin()
                     result = await work(driver)
                     if write:
                         await driver.commit()
+                    if scan:
+                        await driver.execute_sql(SCAN_END, ())
                     return result
                 except BaseException as error:
-                    if not leaves_connection_usable(error):  # lost, broken or interrupted: replace it
-                        await conn.invalidate(error if isinstance(error, Exception) else None)
+                    if not leaves_connection_usable(error) or scan:  # lost, broken, interrupted, or
+                        await conn.invalidate(error if isinstance(error, Exception) else None)  # unmapped
                     elif write:
                         try:
                             await driver.rollback()
@@ -289,26 +301,31 @@ class AsyncModelRepository:
         found = await self._fetch_many(list(dict.fromkeys(wanted)))
         return [found[i] for i in wanted if i in found]
 
-    async def _select(self, stmt: sa.Select[Any]) -> list[Any]:
+    async def _select(self, stmt: sa.Select[Any], *, scan: bool = False) -> list[Any]:
         compiled = Positional.compile(stmt, self.engine.dialect)
-        return list(await self._run(lambda d: d.fetch(compiled), write=False))
+        return list(await self._run(lambda d: d.fetch(compiled), write=False, scan=scan))
 
     async def find(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                    limit: int = 100, cursor: str | None = None) -> q.Page[Model]:
         """One keyset page of matching models and the cursor of the next page."""
+        return await self._find(flt, order, limit, cursor, scan=False)
+
+    async def _find(self, flt: q.ModelFilter | None, order: q.ModelOrder | str, limit: int, cursor: str | None,
+                    *, scan: bool) -> q.Page[Model]:
         flt = flt or q.ModelFilter()
         order = q.ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         after = self._core.after(cursor, order, flt)
-        rows = await self._select(q.find_statement(flt, order, after, limit + 1, self._core.backend))
+        rows = await self._select(q.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan)
         return self._core.page([self._rows.decoded(r) for r in rows], order, flt, limit)
 
     async def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                       batch: int = 1000) -> AsyncIterator[Model]:
-        """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat)."""
+        """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat: the pages are
+        read outside SQLite's memory map)."""
         cursor: str | None = None
         while True:
-            page = await self.find(flt, order=order, limit=batch, cursor=cursor)
+            page = await self._find(flt, order, batch, cursor, scan=True)
             for item in page.items:
                 yield item
             if page.next_cursor is None:

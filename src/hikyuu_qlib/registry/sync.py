@@ -22,7 +22,13 @@ from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_fo
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
 from hikyuu_qlib.registry.driver import RowCodec, compile_statement, ids_condition, ids_param
-from hikyuu_qlib.registry.engine import WRITE, RegistryOptions, create_sync_registry_engine
+from hikyuu_qlib.registry.engine import (
+    SCAN_BEGIN,
+    SCAN_END,
+    WRITE,
+    RegistryOptions,
+    create_sync_registry_engine,
+)
 from hikyuu_qlib.registry.retry import leaves_connection_usable, retry_sync
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
@@ -109,14 +115,16 @@ class ModelRegistry:
 
     # --- transactions -------------------------------------------------------------------------------
 
-    def _run(self, work: Callable[[Cursor], T], *, write: bool) -> T:
+    def _run(self, work: Callable[[Cursor], T], *, write: bool, scan: bool = False) -> T:
         """One transaction on a pooled connection, retried as a whole on transient faults.
 
         Reads run in autocommit (each is one statement with its own snapshot); SQLite writes take the
         write lock up front (``BEGIN IMMEDIATE``), so they wait on the busy timeout instead of failing.
+        A ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`).
         """
         engine = self.engine
         sqlite = self._core.backend == "sqlite"
+        scan = scan and sqlite
 
         def attempt() -> T:
             raw = engine.raw_connection()
@@ -125,15 +133,19 @@ class ModelRegistry:
                 if autocommit:  # a PostgreSQL read: one round trip, no BEGIN/COMMIT
                     raw.driver_connection.autocommit = True  # type: ignore[union-attr]
                 cursor = raw.cursor()
+                if scan:
+                    cursor.execute(SCAN_BEGIN)
                 if write and sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
                 result = work(cursor)
                 if write:
                     raw.commit()
+                if scan:
+                    cursor.execute(SCAN_END)
                 return result
             except BaseException as error:
-                if not leaves_connection_usable(error):  # lost, broken or interrupted: replace it
-                    raw.invalidate(error if isinstance(error, Exception) else None)
+                if not leaves_connection_usable(error) or scan:  # lost, broken, interrupted, or left
+                    raw.invalidate(error if isinstance(error, Exception) else None)  # unmapped: replace
                 else:
                     try:
                         raw.rollback()
@@ -266,31 +278,36 @@ class ModelRegistry:
         found = {m.id: m for m in map(self._rows.model, self._run(work, write=False))}
         return [found[i] for i in wanted if i in found]
 
-    def _select(self, stmt: sa.Select[Any]) -> list[Any]:
+    def _select(self, stmt: sa.Select[Any], *, scan: bool = False) -> list[Any]:
         compiled = compile_statement(stmt, self.engine.dialect)
 
         def work(cur: Cursor) -> list[Any]:
             cur.execute(compiled.sql, compiled.params)
             return list(cur.fetchall())
 
-        return self._run(work, write=False)
+        return self._run(work, write=False, scan=scan)
 
     def find(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
              limit: int = 100, cursor: str | None = None) -> q.Page[Model]:
         """One keyset page of matching models and the cursor of the next page."""
+        return self._find(flt, order, limit, cursor, scan=False)
+
+    def _find(self, flt: q.ModelFilter | None, order: q.ModelOrder | str, limit: int, cursor: str | None, *,
+              scan: bool) -> q.Page[Model]:
         flt = flt or q.ModelFilter()
         order = q.ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
-        rows = [self._rows.decoded(r) for r in self._select(stmt)]
+        rows = [self._rows.decoded(r) for r in self._select(stmt, scan=scan)]
         return self._core.page(rows, order, flt, limit)
 
     def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                 batch: int = 1000) -> Iterator[Model]:
-        """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat)."""
+        """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat: the pages are
+        read outside SQLite's memory map)."""
         cursor: str | None = None
         while True:
-            page = self.find(flt, order=order, limit=batch, cursor=cursor)
+            page = self._find(flt, order, batch, cursor, scan=True)
             yield from page.items
             if page.next_cursor is None:
                 return
