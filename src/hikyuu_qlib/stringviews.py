@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+from numba import njit
 
 INLINE_MAX = 12
 VIEWS_MIN_ROWS = 4_000_000
@@ -55,10 +56,27 @@ def repeat_strings(name: str, values: Sequence[str], counts: npt.NDArray[np.int6
     for i, e in enumerate(encoded):
         table[i, :4] = np.frombuffer(np.uint32(len(e)).tobytes(), dtype=np.uint8)
         table[i, 4:4 + len(e)] = np.frombuffer(e, dtype=np.uint8)
-    views = np.repeat(table.view(np.uint64), counts, axis=0)
+    if counts.size and int(np.sum(counts)) >= VIEWS_MIN_ROWS:
+        # off the GIL: bulk loads build this column while their decoding threads run
+        views = np.empty((int(np.sum(counts)), 2), dtype=np.uint64)
+        _fill_rows(table.view(np.uint64), np.ascontiguousarray(counts, dtype=np.int64), views)
+    else:
+        views = np.repeat(table.view(np.uint64), counts, axis=0)
     array = pa.Array.from_buffers(pa.string_view(), views.shape[0], [None, pa.py_buffer(views)])
     return pl.Series(name, array)
 
 
 def _views_pay_off(rows: int) -> bool:
     return "pyarrow" in sys.modules or rows >= VIEWS_MIN_ROWS
+
+
+@njit(nogil=True, cache=True)
+def _fill_rows(table: U64, counts: npt.NDArray[np.int64], out: U64) -> None:  # pragma: no cover - compiled
+    # row i of table, counts[i] times, into out
+    pos = 0
+    for i in range(table.shape[0]):
+        w0, w1 = table[i, 0], table[i, 1]
+        for j in range(pos, pos + counts[i]):
+            out[j, 0] = w0
+            out[j, 1] = w1
+        pos += counts[i]

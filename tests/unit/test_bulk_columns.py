@@ -44,10 +44,11 @@ def test_grouped_adjust_equals_apply_affine_bit_for_bit_in_place_too(adjust: Adj
     assert pl.DataFrame(dict(zip(order, inputs, strict=True))).equals(expected.select(order))
 
 
-@pytest.mark.parametrize("as_views", [True, False])
-def test_repeat_strings_builds_the_same_column_as_a_gather(as_views: bool,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stringviews, "_views_pay_off", lambda rows: as_views)
+@pytest.mark.parametrize("path", ["views", "views-kernel", "gather"])
+def test_repeat_strings_builds_the_same_column_as_a_gather(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stringviews, "_views_pay_off", lambda rows: path != "gather")
+    if path == "views-kernel":  # long columns are filled by a compiled loop
+        monkeypatch.setattr(stringviews, "VIEWS_MIN_ROWS", 1)
     counts = np.array([3, 0, 1, 5, 2], dtype=np.int64)
     for values in (["SH600000", "SZ000001", "", "BJ430047", "abcdefghijkl"],  # inline
                    ["SH600000", "a-name-longer-than-12", "x", "y", "z"]):  # not inline: always gathered

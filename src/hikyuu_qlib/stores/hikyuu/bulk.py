@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -69,8 +69,8 @@ def read_all(
 ) -> pl.DataFrame:
     """Bars of every stock in the store (or of ``codes``), sorted by (code, datetime).
 
-    ``workers``: threads decoding chunks (default: CPU count; 1 decodes on the calling thread). A table that cannot be
-    read raises :class:`LoadErrors` naming each failed code, or with ``on_error="skip"`` is logged and
+    ``workers``: threads decoding chunks (default: CPU count; 1: the calling thread). A table that
+    cannot be read raises :class:`LoadErrors` naming each failed code, or with ``on_error="skip"`` is logged and
     left out. Derived ktypes (week … year, min15 …) are built per code through ``read_bars``.
 
     With ``cache_dir``, a whole-store load keeps the decoded, unadjusted columns as memory-mapped numpy
@@ -81,26 +81,61 @@ def read_all(
     if ktype not in BASE_KIND:
         return _read_derived(store, ktype, adjust, codes, on_error)
     store._require_ktype(ktype)
+    early = _Early(store, adjust)
     if cache_dir is not None and codes is None:
-        base = _cached_base(store, ktype, Path(cache_dir), workers, on_error)
+        base = _cached_base(store, ktype, Path(cache_dir), workers, on_error, early)
     else:
-        base = _read_base(store, ktype, codes, workers, on_error)
+        base = _read_base(store, ktype, codes, workers, on_error, early)
     cols, all_names, lengths = base
     if not all_names or cols.datetime.size == 0:
         return empty_bars()
+    code = early.codes(all_names, lengths)
     if adjust is Adjust.NONE:
-        return conform_bars(cols.frame(repeat_strings("code", all_names, lengths)))
-    grouping = _grouped_events(store, all_names, lengths)
+        return conform_bars(cols.frame(code))
+    grouping = early.grouping(all_names, lengths)
     bar_ms = np.ascontiguousarray(cols.datetime, dtype=np.int64)
     if len(cols) < AFFINE_KERNEL_MIN_ROWS:
         a, b = grouped_coefficients(bar_ms, *grouping, adjust)
-        return apply_affine(conform_bars(cols.frame(repeat_strings("code", all_names, lengths))), a, b)
+        return apply_affine(conform_bars(cols.frame(code)), a, b)
     prices = (cols.open, cols.high, cols.low, cols.close, cols.volume, cols.amount)
     # in place when the columns are ours (decoded just now), else (mapped from the cache) into new ones
     out = cols if all(x.flags.writeable for x in prices) else Columns(
         cols.datetime, *(np.empty_like(x) for x in prices))
     grouped_adjust(bar_ms, *grouping, adjust, prices, (out.open, out.high, out.low, out.close, out.volume, out.amount))
-    return conform_bars(out.frame(repeat_strings("code", all_names, lengths)))
+    return conform_bars(out.frame(code))
+
+
+Grouping = tuple[np.ndarray, np.ndarray, WeightEvents, np.ndarray, np.ndarray]
+
+
+class _Early:
+    """The code column and the weight events of a load, built on this thread while the chunks decode
+    (the decoding threads keep both cores busy; building these afterwards would leave one idle). They
+    are used when the load keeps every table it planned, else built again for the tables kept."""
+
+    def __init__(self, store: HikyuuStore, adjust: Adjust) -> None:
+        self.store, self.adjust = store, adjust
+        self.names: list[str] | None = None
+        self._codes: pl.Series | None = None
+        self._grouping: Grouping | None = None
+
+    def __call__(self, names: list[str], lengths: np.ndarray) -> None:
+        if self.adjust is not Adjust.NONE and int(lengths.sum()) >= AFFINE_KERNEL_MIN_ROWS:
+            load_kernels()  # the adjustment kernels: loading them costs a few hundred ms the first time
+        self.names = names
+        self._codes = repeat_strings("code", names, lengths)
+        if self.adjust is not Adjust.NONE:
+            self._grouping = _grouped_events(self.store, names, lengths)
+
+    def codes(self, names: list[str], lengths: np.ndarray) -> pl.Series:
+        if names is self.names and self._codes is not None:
+            return self._codes
+        return repeat_strings("code", names, lengths)
+
+    def grouping(self, names: list[str], lengths: np.ndarray) -> Grouping:
+        if names is self.names and self._grouping is not None:
+            return self._grouping
+        return _grouped_events(self.store, names, lengths)
 
 
 # Below this many bars polars applies the maps faster than loading the compiled kernel in a new process.
@@ -116,6 +151,7 @@ def _cached_base(
     cache_dir: Path,
     workers: int | None,
     on_error: OnError,
+    early: Callable[[list[str], np.ndarray], None] | None = None,
 ) -> Base:
     """The decoded base columns from the cache, or read (and cached when complete)."""
     key = hashlib.sha256(f"{store.source}|{store.data_version()}|{ktype.value}".encode()).hexdigest()[:20]
@@ -129,7 +165,7 @@ def _cached_base(
             return Columns(*arrays), names, lengths
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable bulk cache %s: %s", target, exc)
-    cols, names, lengths = _read_base(store, ktype, None, workers, on_error)
+    cols, names, lengths = _read_base(store, ktype, None, workers, on_error, early)
     if on_error == "raise":  # a load that skipped failing tables is incomplete: never cache it
         _write_cache(target, cols, names, lengths)
     return cols, names, lengths
@@ -157,9 +193,59 @@ def _read_base(
     codes: Sequence[StockCode] | None,
     workers: int | None,
     on_error: OnError,
+    early: Callable[[list[str], np.ndarray], None] | None = None,
 ) -> Base:
-    """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts."""
-    kind = BASE_KIND[ktype]
+    """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts.
+
+    ``early(names, lengths)`` runs on this thread while the chunks decode."""
+    files, errors = _tables(store, BASE_KIND[ktype], codes)
+    plans: list[FilePlan] = []
+    all_names: list[str] = []
+    all_rows: list[int] = []
+    row_lo: list[int] = []
+    for path, names, _ in files:
+        found = plan_file(path, names)
+        errors.update({names[i]: m for i, m in found.errors.items()})
+        plans.append(found)
+        row_lo.append(sum(all_rows))
+        all_names += names
+        all_rows += found.rows
+    lengths = np.asarray(all_rows, dtype=np.int64)
+    total = int(lengths.sum())
+    out = Output(np.empty(total, dtype=np.int64), np.empty((6, total), dtype=np.float64))
+    columns = dict(zip(OUTPUT_COLUMNS, (out.datetime, *out.values), strict=True))
+    for (path, names, scales), found, lo in zip(files, plans, row_lo, strict=True):
+        if found.fallback:  # odd layouts: HDF5 decodes them, one after another
+            starts = lo + np.concatenate(([0], np.cumsum(found.rows)))
+            pick = found.fallback
+            errors.update(read_tables(path, [names[i] for i in pick], [found.rows[i] for i in pick],
+                                      [scales[i] for i in pick], [int(starts[i]) for i in pick], columns))
+    threads = max(1, workers or os.cpu_count() or 1)
+    if sum(len(p.size) for p in plans) < MIN_CHUNKS_FOR_THREADS:
+        threads = 1
+    meanwhile = (lambda: early(all_names, lengths)) if early is not None else None
+    failed = decode(plans, row_lo, [scales for _, _, scales in files], out, threads, while_waiting=meanwhile)
+    for (_, names, _), fails in zip(files, failed, strict=True):
+        errors.update({names[i]: message for i, message in fails.items()})
+    if errors:
+        if on_error == "raise":
+            raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
+        for name, msg in sorted(errors.items()):
+            log.warning("read_all skipped %s: %s", name, msg)
+        keep_table = np.array([n not in errors for n in all_names], dtype=bool)
+        keep_rows = np.repeat(keep_table, lengths)
+        columns = {c: v[keep_rows] for c, v in columns.items()}
+        all_names = [n for n, k in zip(all_names, keep_table, strict=True) if k]
+        lengths = lengths[keep_table]
+    cols = Columns(*(columns[f] for f in OUTPUT_COLUMNS))
+    return _sort_within_codes(cols, lengths), all_names, lengths
+
+
+def _tables(
+    store: HikyuuStore, kind: str, codes: Sequence[StockCode] | None
+) -> tuple[list[tuple[str, list[str], list[float]]], dict[str, str]]:
+    """Per market file: its path, the tables to read (every listed code, or those asked) and their
+    volume scales; and the files that cannot be listed (by path)."""
     index = store.base_info.stock_index()
     wanted: set[StockCode] | None = None
     if codes is not None:
@@ -167,11 +253,9 @@ def _read_base(
         unknown = sorted(str(c) for c in wanted if c not in index)
         if unknown:
             raise UnknownCodeError(f"unknown code(s) {', '.join(unknown[:20])}: not in {store.layout.db}")
-
-    plan: list[tuple[str, list[str], list[float]]] = []
+    files: list[tuple[str, list[str], list[float]]] = []
     file_errors: dict[str, str] = {}
     found: set[StockCode] = set()
-    n_workers = max(1, workers or os.cpu_count() or 1)
     for market in sorted(Market, key=lambda m: m.value):
         handle = store.h5(market, kind)
         if handle is None:
@@ -194,58 +278,12 @@ def _read_base(
             found.add(code)
             names.append(name)
             scales.append(LOT if (kind == "day" and row.volume_in_lots) else 1.0)
-        plan.append((str(handle.path), names, scales))
+        files.append((str(handle.path), names, scales))
     if wanted is not None and wanted - found:
         missing = sorted(str(c) for c in wanted - found)
         where = store.layout.datadir
         raise UnknownCodeError(f"no {kind} table for code(s) {', '.join(missing[:20])} in {where}")
-
-    plans: list[FilePlan] = []
-    errors: dict[str, str] = dict(file_errors)
-    all_names: list[str] = []
-    all_rows: list[int] = []
-    row_lo: list[int] = []
-    for path, names, _ in plan:
-        found_plan = plan_file(path, names)
-        errors.update({names[i]: m for i, m in found_plan.errors.items()})
-        plans.append(found_plan)
-        row_lo.append(sum(all_rows))
-        all_names += names
-        all_rows += found_plan.rows
-    lengths = np.asarray(all_rows, dtype=np.int64)
-    total = int(lengths.sum())
-    out = Output(np.empty(total, dtype=np.int64), np.empty((6, total), dtype=np.float64))
-    columns = dict(zip(OUTPUT_COLUMNS, (out.datetime, *out.values), strict=True))
-    for (path, names, scales), found_plan, lo in zip(plan, plans, row_lo, strict=True):
-        if found_plan.fallback:  # odd layouts: HDF5 decodes them, one after another
-            starts = lo + np.concatenate(([0], np.cumsum(found_plan.rows)))
-            pick = found_plan.fallback
-            errors.update(read_tables(path, [names[i] for i in pick], [found_plan.rows[i] for i in pick],
-                                      [scales[i] for i in pick], [int(starts[i]) for i in pick], columns))
-    n_chunks = sum(len(p.size) for p in plans)
-    threads = n_workers if n_chunks >= MIN_CHUNKS_FOR_THREADS else 1
-    failed = decode(plans, row_lo, [scales for _, _, scales in plan], out, threads, while_waiting=_load_kernels)
-    for (_, names, _), fails in zip(plan, failed, strict=True):
-        errors.update({names[i]: message for i, message in fails.items()})
-    if errors:
-        if on_error == "raise":
-            raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
-        for name, msg in sorted(errors.items()):
-            log.warning("read_all skipped %s: %s", name, msg)
-        keep_table = np.array([n not in errors for n in all_names], dtype=bool)
-        keep_rows = np.repeat(keep_table, lengths)
-        columns = {c: v[keep_rows] for c, v in columns.items()}
-        all_names = [n for n, k in zip(all_names, keep_table, strict=True) if k]
-        lengths = lengths[keep_table]
-    cols = Columns(*(columns[f] for f in OUTPUT_COLUMNS))
-    return _sort_within_codes(cols, lengths), all_names, lengths
-
-
-def _load_kernels() -> None:
-    """What this process needs after the decode and pays for on first use (the compiled kernels cost
-    most of a second): :func:`_read_base` has it done while the threads decode."""
-    load_kernels()
-    import pyarrow  # noqa: F401  (the code column is built through it: importing it costs 0.3 s)
+    return files, file_errors
 
 
 def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
