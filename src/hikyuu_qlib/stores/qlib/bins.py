@@ -5,7 +5,10 @@ then one value per calendar step, contiguous, NaN in gaps. A file is valid when 
 multiple of 4, its header is a non-negative integer below the calendar length, and its values end
 within the calendar. Any other file raises :class:`DataFormatError` naming the file and the field.
 
-Reads use ``os.pread`` on the header and on exactly the requested slice, nothing else.
+Reads use ``os.pread`` on the header and on exactly the requested slice, nothing else. A memory map
+would serve the same bytes, but its page faults happen inside whatever numpy call first touches them,
+with the GIL held: when the page cache is cold, a read on an executor thread would then stall the
+event loop for the disk's latency. ``pread`` waits for the disk with the GIL released.
 """
 
 from __future__ import annotations
