@@ -1,5 +1,6 @@
 """Whole-store loads decode Hikyuu's chunks themselves: every layout HDF5 allows gives the values HDF5
-gives, odd layouts go through HDF5, and a damaged chunk fails its own table only."""
+gives, odd layouts go through HDF5, and a damaged chunk fails its own table only. Batch reads of many
+codes (``read_many``) go the same way and give what ``read_bars`` gives code by code."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hikyuu_qlib import Adjust, StockCode
-from hikyuu_qlib.domain import LoadErrors
+from hikyuu_qlib import Adjust, DateRange, KType, StockCode
+from hikyuu_qlib.domain import DataFormatError, LoadErrors, UnknownCodeError
 from hikyuu_qlib.stores.hikyuu import HikyuuStore, bulk
 from hikyuu_qlib.stores.hikyuu.chunks import plan_file
 
@@ -98,3 +99,39 @@ def test_a_damaged_chunk_fails_its_table_only(hikyuu_dir: Path, tmp_path: Path) 
             store.read_all(workers=2)
         rest = bulk.read_all(store, on_error="skip", workers=2)
     assert rest.equals(_expected(hikyuu_dir, Adjust.NONE, [c for c in CODES if c != "SZ000002"]))
+
+
+@pytest.mark.parametrize("adjust", list(Adjust))
+@pytest.mark.parametrize("dates", [None, DateRange.of("2008-03-01", "2011-06-30")])
+@pytest.mark.parametrize("kernel", [False, True])
+def test_read_many_equals_read_bars_code_by_code(hikyuu_dir: Path, adjust: Adjust, dates: DateRange | None,
+                                                 kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if kernel:  # the compiled whole-market adjustment, on a small store
+        monkeypatch.setattr(bulk, "AFFINE_KERNEL_MIN_ROWS", 0)
+    asked = [StockCode.parse(c) for c in [*CODES, "SH600001", "SZ300999"]]
+    with HikyuuStore.open(hikyuu_dir) as store:
+        frame, errors = store.read_many(asked, adjust=adjust, dates=dates)
+        expected = pl.concat([store.read_bars(StockCode.parse(c), adjust=adjust, dates=dates) for c in CODES])
+    assert frame.equals(expected)
+    assert set(errors) == {"SH600001", "SZ300999"}
+    assert all(isinstance(e, UnknownCodeError) for e in errors.values())
+
+
+def test_read_many_reports_a_damaged_table_and_builds_weeks_code_by_code(hikyuu_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    store_dir = _copy_store(hikyuu_dir, tmp_path)
+    with h5py.File(store_dir / "sh_day.h5", "r") as f:
+        info = f["data/SH600004"].id.get_chunk_info(0)
+    with open(store_dir / "sh_day.h5", "r+b") as raw:
+        raw.seek(info.byte_offset + 8)
+        raw.write(b"\x00" * 32)
+    asked = [StockCode.parse(c) for c in CODES]
+    with HikyuuStore.open(store_dir) as store:
+        frame, errors = store.read_many(asked, adjust=Adjust.FORWARD)
+        assert set(errors) == {"SH600004"} and isinstance(errors["SH600004"], DataFormatError)
+        assert "sh_day.h5:/data/SH600004" in str(errors["SH600004"])
+        weeks, week_errors = store.read_many(asked[:3], ktype=KType.WEEK, adjust=Adjust.BACKWARD)
+        expected_weeks = pl.concat([store.read_bars(c, ktype=KType.WEEK, adjust=Adjust.BACKWARD) for c in asked[:3]
+                                    if str(c) != "SH600004"])
+    assert frame.equals(_expected(hikyuu_dir, Adjust.FORWARD, [c for c in CODES if c != "SH600004"]))
+    assert set(week_errors) == {"SH600004"} and weeks.equals(expected_weeks)

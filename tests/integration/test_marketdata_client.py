@@ -19,7 +19,8 @@ CODES = ["SZ000001", "sh600000", "600004.SH"]
 
 
 class CountingStore:
-    """Delegates to a real store and records how many reads run at once and on which threads."""
+    """Delegates to a real store and records how many reads run at once and on which threads. It offers
+    only per-code reads (no ``read_many``), so the clients' own bounded concurrency is what runs."""
 
     def __init__(self, inner: MarketData) -> None:
         self._inner = inner
@@ -29,6 +30,8 @@ class CountingStore:
         self.threads: set[str] = set()
 
     def __getattr__(self, name: str) -> object:
+        if name == "read_many":
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
     def read_bars(self, code, **kw):  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -26,13 +27,15 @@ import polars as pl
 from hikyuu_qlib.domain import (
     Adjust,
     DataFormatError,
+    DateRange,
+    HQError,
     KType,
     LoadErrors,
     Market,
     StockCode,
     UnknownCodeError,
 )
-from hikyuu_qlib.domain.schema import conform_bars, empty_bars
+from hikyuu_qlib.domain.schema import DATETIME, conform_bars, empty_bars
 from hikyuu_qlib.stores.hikyuu.adjust import (
     WeightEvents,
     apply_affine,
@@ -83,16 +86,81 @@ def read_all(
     store._require_ktype(ktype)
     early = _Early(store, adjust)
     if cache_dir is not None and codes is None:
-        base = _cached_base(store, ktype, Path(cache_dir), workers, on_error, early)
+        base, errors = _cached_base(store, ktype, Path(cache_dir), workers, early)
     else:
-        base = _read_base(store, ktype, codes, workers, on_error, early)
-    cols, all_names, lengths = base
-    if not all_names or cols.datetime.size == 0:
+        base, errors = _read_base(store, ktype, codes, workers, early)
+    if errors:
+        if on_error == "raise":
+            raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
+        for name, msg in sorted(errors.items()):
+            log.warning("read_all skipped %s: %s", name, msg)
+    return _finish(store, base.columns, base.names, base.lengths, adjust, early)
+
+
+def read_many(
+    store: HikyuuStore,
+    codes: Sequence[StockCode],
+    *,
+    ktype: KType = KType.DAY,
+    adjust: Adjust = Adjust.NONE,
+    dates: DateRange | None = None,
+    workers: int | None = None,
+) -> tuple[pl.DataFrame, dict[str, HQError]]:
+    """The bars of many codes as :meth:`HikyuuStore.read_bars` gives them, read in one bulk pass: the
+    frame of the codes that loaded (sorted by code, datetime), and each failing code's error.
+
+    Adjustment is relative to the requested window, as for one code: the bars are cut to ``dates``
+    first, then adjusted for the events inside each code's own window."""
+    wanted = sorted(set(codes))
+    if ktype not in BASE_KIND:  # week … year and minute aggregates are built per code
+        return _read_one_by_one(store, wanted, ktype, adjust, dates)
+    try:
+        store._require_ktype(ktype)
+    except HQError as exc:
+        return empty_bars(), {str(c): exc for c in wanted}
+    early = _Early(store, adjust) if dates is None else None
+    base, failed = _read_base(store, ktype, wanted, workers, early, missing="report")
+    errors: dict[str, HQError] = {}
+    for name, message in failed.items():
+        errors[name] = UnknownCodeError(message) if name in base.missing else DataFormatError(message)
+    cols, names, lengths = base.columns, base.names, base.lengths
+    if dates is not None:
+        cols, lengths = _window(cols, lengths, dates)
+    return _finish(store, cols, names, lengths, adjust, early), errors
+
+
+def _read_one_by_one(store: HikyuuStore, codes: Sequence[StockCode], ktype: KType, adjust: Adjust,
+                     dates: DateRange | None) -> tuple[pl.DataFrame, dict[str, HQError]]:
+    frames: list[pl.DataFrame] = []
+    errors: dict[str, HQError] = {}
+    for code in codes:
+        try:
+            frames.append(store.read_bars(code, ktype=ktype, adjust=adjust, dates=dates))
+        except HQError as exc:
+            errors[str(code)] = exc
+    frames = [f for f in frames if f.height]
+    return (pl.concat(frames) if frames else empty_bars()), errors
+
+
+def _window(cols: Columns, lengths: np.ndarray, dates: DateRange) -> tuple[Columns, np.ndarray]:
+    """The rows of every code inside ``dates``, and the codes' new row counts."""
+    lo_ms, hi_ms = (int(v) for v in pl.Series([dates.start, dates.end]).cast(DATETIME).cast(pl.Int64))
+    keep = (cols.datetime >= lo_ms) & (cols.datetime <= hi_ms)
+    kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    ends = np.cumsum(lengths)
+    return cols.take(keep), kept[ends] - kept[ends - lengths]
+
+
+def _finish(store: HikyuuStore, cols: Columns, names: list[str], lengths: np.ndarray, adjust: Adjust,
+            early: _Early | None = None) -> pl.DataFrame:
+    """The bars frame of decoded columns: the code column, and the adjustment when asked."""
+    if not names or cols.datetime.size == 0:
         return empty_bars()
-    code = early.codes(all_names, lengths)
+    early = early or _Early(store, adjust)
+    code = early.codes(names, lengths)
     if adjust is Adjust.NONE:
         return conform_bars(cols.frame(code))
-    grouping = early.grouping(all_names, lengths)
+    grouping = early.grouping(names, lengths)
     bar_ms = np.ascontiguousarray(cols.datetime, dtype=np.int64)
     if len(cols) < AFFINE_KERNEL_MIN_ROWS:
         a, b = grouped_coefficients(bar_ms, *grouping, adjust)
@@ -116,24 +184,25 @@ class _Early:
     def __init__(self, store: HikyuuStore, adjust: Adjust) -> None:
         self.store, self.adjust = store, adjust
         self.names: list[str] | None = None
+        self.lengths: np.ndarray | None = None
         self._codes: pl.Series | None = None
         self._grouping: Grouping | None = None
 
     def __call__(self, names: list[str], lengths: np.ndarray) -> None:
         if self.adjust is not Adjust.NONE and int(lengths.sum()) >= AFFINE_KERNEL_MIN_ROWS:
             load_kernels()  # the adjustment kernels: loading them costs a few hundred ms the first time
-        self.names = names
+        self.names, self.lengths = names, lengths
         self._codes = repeat_strings("code", names, lengths)
         if self.adjust is not Adjust.NONE:
             self._grouping = _grouped_events(self.store, names, lengths)
 
     def codes(self, names: list[str], lengths: np.ndarray) -> pl.Series:
-        if names is self.names and self._codes is not None:
+        if names is self.names and lengths is self.lengths and self._codes is not None:
             return self._codes
         return repeat_strings("code", names, lengths)
 
     def grouping(self, names: list[str], lengths: np.ndarray) -> Grouping:
-        if names is self.names and self._grouping is not None:
+        if names is self.names and lengths is self.lengths and self._grouping is not None:
             return self._grouping
         return _grouped_events(self.store, names, lengths)
 
@@ -142,7 +211,18 @@ class _Early:
 AFFINE_KERNEL_MIN_ROWS = 1_000_000
 
 
-Base = tuple[Columns, list[str], np.ndarray]
+@dataclass
+class Base:
+    """Decoded, unadjusted columns of some tables, sorted by (table, datetime): the tables' names (codes)
+    and row counts, and which asked-for codes had no table (``missing``)."""
+
+    columns: Columns
+    names: list[str]
+    lengths: np.ndarray
+    missing: set[str] = field(default_factory=set)
+
+
+Missing = Literal["raise", "report"]
 
 
 def _cached_base(
@@ -150,10 +230,10 @@ def _cached_base(
     ktype: KType,
     cache_dir: Path,
     workers: int | None,
-    on_error: OnError,
     early: Callable[[list[str], np.ndarray], None] | None = None,
-) -> Base:
-    """The decoded base columns from the cache, or read (and cached when complete)."""
+) -> tuple[Base, dict[str, str]]:
+    """The decoded base columns from the cache, or read (and cached when complete), and the tables that
+    failed (by name)."""
     key = hashlib.sha256(f"{store.source}|{store.data_version()}|{ktype.value}".encode()).hexdigest()[:20]
     target = cache_dir / "hikyuu-bulk" / key
     if (target / "names.json").is_file():
@@ -162,13 +242,13 @@ def _cached_base(
             lengths = np.load(target / "lengths.npy")
             arrays = [np.load(target / f"{c}.npy", mmap_mode="r") for c in OUTPUT_COLUMNS]
             log.info("read_all: mapped decoded columns from %s", target)
-            return Columns(*arrays), names, lengths
+            return Base(Columns(*arrays), names, lengths), {}
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable bulk cache %s: %s", target, exc)
-    cols, names, lengths = _read_base(store, ktype, None, workers, on_error, early)
-    if on_error == "raise":  # a load that skipped failing tables is incomplete: never cache it
-        _write_cache(target, cols, names, lengths)
-    return cols, names, lengths
+    base, errors = _read_base(store, ktype, None, workers, early)
+    if not errors:  # a load that left failing tables out is incomplete: never cache it
+        _write_cache(target, base.columns, base.names, base.lengths)
+    return base, errors
 
 
 def _write_cache(target: Path, cols: Columns, names: list[str], lengths: np.ndarray) -> None:
@@ -192,13 +272,15 @@ def _read_base(
     ktype: KType,
     codes: Sequence[StockCode] | None,
     workers: int | None,
-    on_error: OnError,
     early: Callable[[list[str], np.ndarray], None] | None = None,
-) -> Base:
-    """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts.
+    missing: Missing = "raise",
+) -> tuple[Base, dict[str, str]]:
+    """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts; and
+    the tables that failed, left out of the columns (by name; a file that cannot be listed by path).
 
-    ``early(names, lengths)`` runs on this thread while the chunks decode."""
-    files, errors = _tables(store, BASE_KIND[ktype], codes)
+    ``early(names, lengths)`` runs on this thread while the chunks decode. Asked-for codes without a
+    table raise :class:`UnknownCodeError`, or with ``missing="report"`` join the failures."""
+    files, errors, absent = _tables(store, BASE_KIND[ktype], codes, missing)
     plans: list[FilePlan] = []
     all_names: list[str] = []
     all_rows: list[int] = []
@@ -228,31 +310,32 @@ def _read_base(
     for (_, names, _), fails in zip(files, failed, strict=True):
         errors.update({names[i]: message for i, message in fails.items()})
     if errors:
-        if on_error == "raise":
-            raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
-        for name, msg in sorted(errors.items()):
-            log.warning("read_all skipped %s: %s", name, msg)
         keep_table = np.array([n not in errors for n in all_names], dtype=bool)
         keep_rows = np.repeat(keep_table, lengths)
         columns = {c: v[keep_rows] for c, v in columns.items()}
         all_names = [n for n, k in zip(all_names, keep_table, strict=True) if k]
         lengths = lengths[keep_table]
     cols = Columns(*(columns[f] for f in OUTPUT_COLUMNS))
-    return _sort_within_codes(cols, lengths), all_names, lengths
+    errors.update(absent)
+    return Base(_sort_within_codes(cols, lengths), all_names, lengths, set(absent)), errors
 
 
 def _tables(
-    store: HikyuuStore, kind: str, codes: Sequence[StockCode] | None
-) -> tuple[list[tuple[str, list[str], list[float]]], dict[str, str]]:
+    store: HikyuuStore, kind: str, codes: Sequence[StockCode] | None, missing: Missing = "raise"
+) -> tuple[list[tuple[str, list[str], list[float]]], dict[str, str], dict[str, str]]:
     """Per market file: its path, the tables to read (every listed code, or those asked) and their
-    volume scales; and the files that cannot be listed (by path)."""
+    volume scales; the files that cannot be listed (by path, or by code for codes asked for); and the
+    asked-for codes without a table (by code; raised instead unless ``missing="report"``)."""
     index = store.base_info.stock_index()
     wanted: set[StockCode] | None = None
+    absent: dict[str, str] = {}
     if codes is not None:
         wanted = {StockCode.parse(c) for c in codes}
         unknown = sorted(str(c) for c in wanted if c not in index)
-        if unknown:
+        if unknown and missing == "raise":
             raise UnknownCodeError(f"unknown code(s) {', '.join(unknown[:20])}: not in {store.layout.db}")
+        absent = {c: f"unknown code {c}: not in {store.layout.db}" for c in unknown}
+        wanted -= {StockCode.parse(c) for c in unknown}
     files: list[tuple[str, list[str], list[float]]] = []
     file_errors: dict[str, str] = {}
     found: set[StockCode] = set()
@@ -265,7 +348,11 @@ def _tables(
         try:
             listed = handle.names("data")
         except DataFormatError as exc:  # the whole file is unreadable: it fails, the others load
-            file_errors[str(handle.path)] = str(exc)
+            if wanted is None:
+                file_errors[str(handle.path)] = str(exc)
+            else:
+                file_errors.update({str(c): str(exc) for c in wanted if c.market is market})
+                found |= {c for c in wanted if c.market is market}
             continue
         for name in listed:
             try:
@@ -280,10 +367,12 @@ def _tables(
             scales.append(LOT if (kind == "day" and row.volume_in_lots) else 1.0)
         files.append((str(handle.path), names, scales))
     if wanted is not None and wanted - found:
-        missing = sorted(str(c) for c in wanted - found)
+        lacking = sorted(str(c) for c in wanted - found)
         where = store.layout.datadir
-        raise UnknownCodeError(f"no {kind} table for code(s) {', '.join(missing[:20])} in {where}")
-    return files, file_errors
+        if missing == "raise":
+            raise UnknownCodeError(f"no {kind} table for code(s) {', '.join(lacking[:20])} in {where}")
+        absent.update({c: f"{c}: no {kind} table in {where}" for c in lacking})
+    return files, file_errors, absent
 
 
 def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:

@@ -15,6 +15,7 @@ import polars as pl
 from hikyuu_qlib.domain import (
     Adjust,
     DateRange,
+    HQError,
     KType,
     Market,
     NotFoundError,
@@ -140,6 +141,20 @@ class HikyuuStore:
             if adjust is not Adjust.NONE:
                 frame = adjust_bars(frame, self.weights(code), adjust)
         return conform_bars(frame)
+
+    def read_many(
+        self,
+        codes: Sequence[StockCode],
+        *,
+        ktype: KType = KType.DAY,
+        adjust: Adjust = Adjust.NONE,
+        dates: DateRange | None = None,
+    ) -> tuple[pl.DataFrame, dict[str, HQError]]:
+        """:meth:`read_bars` of many codes in one bulk pass (see ``bulk.read_many``): the frame of the codes
+        that loaded, sorted by (code, datetime), and each failing code's error."""
+        from hikyuu_qlib.stores.hikyuu.bulk import read_many
+
+        return read_many(self, codes, ktype=ktype, adjust=adjust, dates=dates)
 
     def weights(self, code: StockCode) -> pl.DataFrame:
         code = StockCode.parse(code)
