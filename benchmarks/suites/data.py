@@ -207,8 +207,7 @@ def _hikyuu_all_ma20(label: str, path: Path) -> list[Result]:
                         "bars": m["bars"],
                         "codes": m["codes"],
                         "bars_per_s": round(bars_per_s),
-                        "goal_bars_per_s": 5_000_000,
-                        "goal_met": bars_per_s >= 5_000_000,
+                        **_throughput_goal(m["bars"], bars_per_s),
                         "ma20_warm_s": round(m["ma_warm_s"], 4),
                         "ma20_warm_median_of_10_s": round(m["ma_warm_median_s"], 4),
                         "ma20_warm_with_group_index_s": round(m["ma_warm_indexed_s"], 4),
@@ -221,6 +220,18 @@ def _hikyuu_all_ma20(label: str, path: Path) -> list[Result]:
                 )
             )
     return results
+
+
+def _throughput_goal(bars: int, bars_per_s: float) -> dict[str, Any]:
+    """The cold-load goal (>= 5 M bars/s, set against Hikyuu's 19 M bars in 6 s) is a whole-market
+    throughput: it is judged at whole-market size. On a store of a few tens of thousands of bars the
+    fixed costs of a new process (loading compiled kernels, opening the databases) are the time."""
+    if bars < WHOLE_MARKET_BARS:
+        return {"goal_bars_per_s": None, "goal_note": f"throughput goal judged at >= {WHOLE_MARKET_BARS:,} bars"}
+    return {"goal_bars_per_s": 5_000_000, "goal_met": bars_per_s >= 5_000_000}
+
+
+WHOLE_MARKET_BARS = 15_000_000
 
 
 # -------------------------------------------------------------------------------------------- async
