@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from hikyuu_qlib.fileio import open_to_read, read_at
 from hikyuu_qlib.stores.hikyuu.h5 import (
     BAD_DATETIME,
     DATE_LUT_BASE,
@@ -259,7 +260,7 @@ class _Job:
         plan = self.plan
         failed: list[tuple[int, int, str]] = []
         try:
-            fd = os.open(plan.path, os.O_RDONLY)
+            fd = open_to_read(plan.path)
         except OSError as exc:
             return [(self.index, t, f"{plan.path}: cannot open ({exc})") for t in sorted(set(plan.table[lo:hi]))]
         try:
@@ -278,7 +279,7 @@ class _Job:
         plan = self.plan
         layout = plan.layouts[plan.layout[k]]
         size = plan.size[k]
-        data = os.pread(fd, size, plan.offset[k])
+        data = read_at(fd, size, plan.offset[k])
         if len(data) != size:
             raise ValueError(f"file ends {size - len(data)} bytes into the chunk (truncated)")
         mask = plan.mask[k]

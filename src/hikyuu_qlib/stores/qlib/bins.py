@@ -5,7 +5,7 @@ then one value per calendar step, contiguous, NaN in gaps. A file is valid when 
 multiple of 4, its header is a non-negative integer below the calendar length, and its values end
 within the calendar. Any other file raises :class:`DataFormatError` naming the file and the field.
 
-Reads use ``os.pread`` on the header and on exactly the requested slice, nothing else. A memory map
+Reads use positioned reads (``os.pread``; see :mod:`hikyuu_qlib.fileio`) on the header and on exactly the requested slice, nothing else. A memory map
 would serve the same bytes, but its page faults happen inside whatever numpy call first touches them,
 with the GIL held: when the page cache is cold, a read on an executor thread would then stall the
 event loop for the disk's latency. ``pread`` waits for the disk with the GIL released.
@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hikyuu_qlib.domain import DataFormatError
+from hikyuu_qlib.fileio import open_to_read, read_at
 from hikyuu_qlib.stores.qlib._io import write_atomic
 
 F32 = np.dtype("<f4")
@@ -89,11 +90,11 @@ def read_bin(path: Path | str, field: str, n_calendar: int, lo: int = 0, hi: int
 
 def read_span(path: Path | str, field: str, n_calendar: int, lo: int, hi: int) -> tuple[int, Float32Array]:
     """The hot path of :func:`read_bin`: ``(first index, values)`` without the wrapper object."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = open_to_read(path)
     try:
         size = os.fstat(fd).st_size
         prefix = lo <= PREFIX_READ_LIMIT // 4
-        head = os.pread(fd, min(size, 4 * (hi + 2)) if prefix else 4, 0) if size >= 4 else b""
+        head = read_at(fd, min(size, 4 * (hi + 2)) if prefix else 4, 0) if size >= 4 else b""
         start, length = _check_header(path, field, size, head, n_calendar)
         last = min(hi, start + length - 1)
         first = max(lo, start)
@@ -102,7 +103,7 @@ def read_span(path: Path | str, field: str, n_calendar: int, lo: int, hi: int) -
         count = last - first + 1
         offset = 4 * (first - start + 1)
         if not prefix:
-            head = os.pread(fd, 4 * count, offset)
+            head = read_at(fd, 4 * count, offset)
             offset = 0
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
