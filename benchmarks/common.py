@@ -52,8 +52,10 @@ class Result:
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
         record["ratio"] = None if self.ratio is None else round(self.ratio, 3)
-        if self.goal_ratio is not None and self.ratio is not None:
-            record["extra"] = {**self.extra, "goal_met": self.ratio >= self.goal_ratio}
+        if self.goal_ratio is not None and self.ratio is not None:  # both the ratio and any other goal
+            ratio_met = self.ratio >= self.goal_ratio
+            record["extra"] = {**self.extra, "ratio_goal_met": ratio_met,
+                               "goal_met": ratio_met and self.extra.get("goal_met", True)}
         return record
 
 

@@ -43,8 +43,12 @@ def model(i: int) -> Model:
                      tags={"batch": str(i % 5)})
 
 
-def goal(result: Result, key: str, value: float, **extra: Any) -> Result:
-    result.extra.update({"goal": GOALS[key], "goal_met": value <= GOALS[key], **extra})
+def goal(tag: str, result: Result, key: str, value: float, **extra: Any) -> Result:
+    """The result with its goal: the issue sets the goals on SQLite; PostgreSQL is reported beside it."""
+    if tag == "sqlite":
+        result.extra.update({"goal": GOALS[key], "goal_met": value <= GOALS[key], **extra})
+    else:
+        result.extra.update({"goal": None, "goal_note": "goals are set on SQLite; PostgreSQL is reported", **extra})
     return result
 
 
@@ -282,7 +286,7 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
                         await naive.save(m)
                 rounds[name].append(time.perf_counter() - t)
         ours, ours_async, anchor = (min(rounds[k]) for k in ("ours", "async", "naive"))
-        results.append(goal(Result(f"save 1000 one by one [{tag}]", ours, "naive select+insert+commit", anchor),
+        results.append(goal(tag, Result(f"save 1000 one by one [{tag}]", ours, "naive select+insert+commit", anchor),
                             "save_1000_s", ours, async_repository_s=round(ours_async, 4),
                             rounds_s={k: [round(x, 4) for x in v] for k, v in rounds.items()}))
 
@@ -299,7 +303,7 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
             t = time.perf_counter()
             await repo.save_many(batch)
             atimes.append(time.perf_counter() - t)
-        results.append(goal(Result(f"save_many(1000) [{tag}]", min(times), "naive 1000 saves", anchor),
+        results.append(goal(tag, Result(f"save_many(1000) [{tag}]", min(times), "naive 1000 saves", anchor),
                             "save_many_1000_s", min(times), async_repository_s=round(min(atimes), 4),
                             rounds_s=[round(x, 4) for x in times]))
 
@@ -313,15 +317,13 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
             async_p = await alat(repo.get, ids[:1000])
             naive_p = await alat(naive.get, ids)
             res = Result(f"get p50 among {label} [{tag}]", ours_p["p50"], "naive get p50", naive_p["p50"],
-                         goal_ratio=1.0)
-            res.extra.update({"p99_s": ours_p["p99"], "naive_p99_s": naive_p["p99"], "goal": GOALS["get_p50_s"],
-                              "goal_s_met": ours_p["p50"] <= GOALS["get_p50_s"],
-                              "async_repository_p50_s": async_p["p50"], "async_repository_p99_s": async_p["p99"]})
-            results.append(res)
+                         goal_ratio=1.0 if tag == "sqlite" else None)
+            results.append(goal(tag, res, "get_p50_s", ours_p["p50"], p99_s=ours_p["p99"], naive_p99_s=naive_p["p99"],
+                                async_repository_p50_s=async_p["p50"], async_repository_p99_s=async_p["p99"]))
             chunks = [ids[i:i + 100] for i in range(0, 2000, 100)]
             gm = sorted(_timed(registry.get_many, c) for c in chunks)
             agm = sorted([await _atimed(repo.get_many, c) for c in chunks])
-            results.append(goal(Result(f"get_many(100) among {label} [{tag}]", gm[len(gm) // 2]),
+            results.append(goal(tag, Result(f"get_many(100) among {label} [{tag}]", gm[len(gm) // 2]),
                                 "get_many_100_s", gm[len(gm) // 2], async_repository_s=agm[len(agm) // 2]))
             # 100 concurrent gets: async repository (coalesced) vs naive gather on one connection
             conc, nconc = [], []
@@ -336,7 +338,7 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
                 nconc.append(time.perf_counter() - t)
             conc.sort()
             nconc.sort()
-            results.append(goal(Result(f"100 concurrent gets among {label} [{tag}]", conc[len(conc) // 2],
+            results.append(goal(tag, Result(f"100 concurrent gets among {label} [{tag}]", conc[len(conc) // 2],
                                        "naive asyncio.gather", nconc[len(nconc) // 2]),
                                 "concurrent_100_gets_s", conc[len(conc) // 2]))
 
@@ -347,13 +349,13 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
             ours_s = min(_timed(lambda c=cursor: registry.find(limit=100, cursor=c)) for _ in range(20))
             apage = min([await _atimed(lambda c=cursor: repo.find(limit=100, cursor=c)) for _ in range(10)])
             naive_s = min([await _atimed(lambda d=depth: naive.page(d)) for _ in range(3)])
-            results.append(goal(Result(f"page of 100 at depth {depth // 1000}k [{tag}]", ours_s,
+            results.append(goal(tag, Result(f"page of 100 at depth {depth // 1000}k [{tag}]", ours_s,
                                        "naive LIMIT/OFFSET", naive_s), "page_s", ours_s, async_repository_s=apage))
 
         # --- iterate over everything, RSS growth (each in a fresh process, so earlier work does not hide it)
         ours_rss = _measure_rss(ITERATE_SCRIPT, url, schema)
         naive_rss = _measure_rss(FIND_ALL_SCRIPT, url, schema)
-        results.append(goal(Result(f"iterate {ours_rss['n'] // 1000}k records [{tag}]", ours_rss["seconds"]),
+        results.append(goal(tag, Result(f"iterate {ours_rss['n'] // 1000}k records [{tag}]", ours_rss["seconds"]),
                             "iterate_rss_mb", ours_rss["growth_mb"], rss_growth_mb=round(ours_rss["growth_mb"], 1),
                             records=ours_rss["n"],
                             naive_find_all_10k_rss_mb=round(naive_rss["growth_mb"], 1)))
