@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import polars as pl
 import pytest
@@ -91,6 +92,7 @@ def test_a_bad_workflow_file_fails_clearly(env: dict[str, str], tmp_path: Path) 
 
 def test_ctrl_c_leaves_no_half_written_outputs(env: dict[str, str], tmp_path: Path) -> None:
     import signal
+    import threading
     import time
 
     runs = tmp_path / "runs"
@@ -104,14 +106,23 @@ def test_ctrl_c_leaves_no_half_written_outputs(env: dict[str, str], tmp_path: Pa
         cwd=REPO,
     )
     assert proc.stderr is not None
-    deadline = time.monotonic() + 300
-    for line in proc.stderr:  # wait until training is under way
-        if "stage train" in line or time.monotonic() > deadline:
-            break
-    time.sleep(1.0)
+    seen: list[str] = []
+    training = threading.Event()
+
+    def drain(stream: IO[str]) -> None:  # keep reading, so the child never blocks on a full pipe
+        for line in stream:
+            seen.append(line)
+            if "stage train" in line:
+                training.set()
+
+    reader = threading.Thread(target=drain, args=(proc.stderr,), daemon=True)
+    reader.start()
+    assert training.wait(timeout=300), "".join(seen[-20:])
+    time.sleep(1.0)  # training is under way
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=300)
-    assert proc.returncode == 130
+    reader.join(timeout=10)
+    assert proc.returncode == 130, "".join(seen[-40:])
     leftovers = list(runs.iterdir()) if runs.exists() else []
     assert leftovers == []  # neither a run directory nor a staging directory
     listed = hq(local, "model", "list", "--format", "json")

@@ -9,6 +9,7 @@ import typer
 from hikyuu_qlib.cli.backtest import backtest_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
+from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
 from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.cli.research import mount as mount_research
 from hikyuu_qlib.cli.run import run
@@ -40,4 +41,12 @@ def _root(
 
 
 def main() -> None:
-    app()
+    ctrl_c = CtrlC.install()
+    try:
+        app()  # Typer's standalone mode ends in SystemExit
+    except SystemExit as done:
+        exit_after(ctrl_c, done.code)
+        raise
+    except BaseException:  # e.g. a Rust extension's panic wrapping the interrupt
+        exit_after(ctrl_c, None)
+        raise

@@ -15,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from hikyuu_qlib.cli.interrupts import raise_if_interrupted
 from hikyuu_qlib.ports import Progress as ProgressFn
 
 
@@ -36,6 +37,8 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
         task = progress.add_task(description, total=None, item="")
 
         def update(done: int, total: int, item: str) -> None:
+            raise_if_interrupted()  # an interrupt lost on the way stops the work here
             progress.update(task, completed=done, total=total, item=item)
 
         yield update
+    raise_if_interrupted()
