@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
+from cli_support import run_hq
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.stores.qlib import QlibStore
 
 
 def hq(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hikyuu_qlib", *args], capture_output=True, text=True, timeout=600
-    )
+    return run_hq(*args)
 
 
 def _predictions(qlib_dir: Path, out: Path) -> Path:
@@ -88,9 +86,7 @@ def test_backtest_of_a_registered_model_stores_its_summary(qlib_dir: Path, tmp_p
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "hikyuu_qlib", *args], capture_output=True, text=True, timeout=600, env=env
-        )
+        return run_hq(*args, env=env)
 
     trained = run(
         "model",

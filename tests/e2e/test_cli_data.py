@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+from cli_support import run_hq
 
-
-def hq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hikyuu_qlib", *args], capture_output=True, text=True, timeout=300, env=env
-    )
+hq = run_hq
 
 
 def test_stocks_json_is_one_document(hikyuu_dir: Path) -> None:

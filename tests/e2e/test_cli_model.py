@@ -5,22 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from cli_support import run_hq
 from ulid import ULID
 
 from hikyuu_qlib.app import open_registry
 from hikyuu_qlib.domain.model import Model
 
-
-def hq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hikyuu_qlib", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+hq = run_hq
 
 
 def seed(db: str) -> list[Model]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+from cli_support import run_hq
 
 SOURCE = "synthetic:5?stocks=40&years=3"
 SEGMENTS = [
@@ -26,13 +26,7 @@ SEGMENTS = [
 def hq(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
     env["HQ_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "hikyuu_qlib", "--log-level", "WARNING", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_hq("--log-level", "WARNING", *args, env=env)
 
 
 def one_json(proc: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]

@@ -5,22 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
+from cli_support import run_hq
 
 SOURCE = "synthetic:3?stocks=80&years=4"
 
 
 def hq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hikyuu_qlib", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, **env},
-    )
+    return run_hq(*args, env={**os.environ, **env})
 
 
 def test_demo_runs_the_whole_job_and_reuses_it(tmp_path: Path) -> None:

@@ -11,20 +11,14 @@ from typing import IO
 
 import polars as pl
 import pytest
+from cli_support import run_hq
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml"
 
 
 def hq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hikyuu_qlib", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, **env},
-        cwd=REPO,
-    )
+    return run_hq(*args, env={**os.environ, **env}, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
