@@ -1,17 +1,32 @@
-"""A feature cache on disk: Arrow IPC files keyed by a digest of everything the features depend on."""
+"""A feature cache on disk: one checked file per entry, keyed by a digest of everything the features
+depend on.
+
+An entry is ``<dir>/<key>.arrow``: a 24-byte header, then the frame as an Arrow IPC file (lz4). The
+header holds a magic string with the format version, the payload's length and its CRC-32. A read
+checks all three before the payload is parsed, so a truncated, extended or altered file is a miss:
+it is deleted and the features are computed again, never served. Entries are written to a temporary
+file and renamed into place, so a reader never sees half an entry.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
+import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import polars as pl
 
+from hikyuu_qlib.checksum import crc32
+
 log = logging.getLogger(__name__)
+
+MAGIC = b"HQFEAT01"
+_HEADER = struct.Struct("<8sQI4x")  # magic, payload length, crc32 of the payload, padding
 
 
 def cache_key(parts: Mapping[str, str]) -> str:
@@ -20,8 +35,35 @@ def cache_key(parts: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def encode_entry(frame: pl.DataFrame) -> bytes:
+    """The bytes of a cache entry holding ``frame``."""
+    buffer = io.BytesIO()
+    buffer.write(b"\0" * _HEADER.size)
+    frame.write_ipc(buffer, compression="lz4")
+    data = buffer.getbuffer()
+    payload = data[_HEADER.size :]
+    _HEADER.pack_into(data, 0, MAGIC, len(payload), crc32(payload))
+    del payload, data
+    return buffer.getvalue()
+
+
+def decode_entry(data: bytes) -> pl.DataFrame:
+    """The frame of a cache entry; ``ValueError`` naming the mismatch when the bytes are not intact."""
+    if len(data) < _HEADER.size:
+        raise ValueError(f"{len(data)} bytes, shorter than the {_HEADER.size}-byte header")
+    magic, length, checksum = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ValueError(f"header {magic!r} is not {MAGIC!r} (another format or version)")
+    payload = memoryview(data)[_HEADER.size :]
+    if len(payload) != length:
+        raise ValueError(f"payload is {len(payload)} bytes, the header says {length}")
+    if crc32(payload) != checksum:
+        raise ValueError("payload checksum does not match the header")
+    return pl.read_ipc(io.BytesIO(payload))
+
+
 class FeatureCache:
-    """Frames stored as ``<dir>/<key>.arrow``; a missing or unreadable entry is recomputed."""
+    """Frames stored as checked ``<dir>/<key>.arrow`` entries; a missing or damaged entry is recomputed."""
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory).expanduser()
@@ -30,13 +72,21 @@ class FeatureCache:
         return self.directory / f"{key}.arrow"
 
     def get(self, key: str) -> pl.DataFrame | None:
+        """The frame stored under ``key``; None when there is none, or when the entry is damaged (it is
+        then deleted)."""
         path = self.path(key)
-        if not path.is_file():
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("feature cache entry %s cannot be read (%s): computing anew", path, exc)
             return None
         try:
-            return pl.read_ipc(path)
-        except (OSError, pl.exceptions.ComputeError) as exc:
-            log.warning("ignoring unreadable feature cache entry %s: %s", path, exc)
+            return decode_entry(data)
+        except (ValueError, OSError, pl.exceptions.PolarsError) as exc:
+            log.warning("feature cache entry %s is damaged (%s): deleting it and computing anew", path, exc)
+            path.unlink(missing_ok=True)
             return None
 
     def put(self, key: str, frame: pl.DataFrame) -> Path:
@@ -44,8 +94,12 @@ class FeatureCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        frame.write_ipc(tmp, compression="lz4")
-        tmp.replace(path)
+        try:
+            tmp.write_bytes(encode_entry(frame))
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     def get_or_compute(self, parts: Mapping[str, str], compute: Callable[[], pl.DataFrame]) -> pl.DataFrame:
