@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.factors.cache import FeatureCache, cache_key, decode_entry, encode_entry
+from hikyuu_qlib.factors.cache import FeatureCache, cache_key, read_entry, write_entry
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 
@@ -74,7 +74,8 @@ def test_a_damaged_entry_is_a_miss_and_is_rebuilt(qlib_dir: Path, tmp_path: Path
     entry.write_bytes(_damages(entry.read_bytes(), first)[damage])
     assert cache.get(entry.stem) is None
     assert not entry.exists()  # deleted, never served
-    entry.write_bytes(_damages(encode_entry(first), first)[damage])
+    write_entry(entry, first)
+    entry.write_bytes(_damages(entry.read_bytes(), first)[damage])
     again = compute_features(store, universe, dates, cache=cache)
     assert again.equals(first)
-    assert decode_entry(entry.read_bytes()).equals(first)  # rebuilt intact
+    assert read_entry(entry).equals(first)  # rebuilt intact

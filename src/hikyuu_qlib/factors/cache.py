@@ -11,7 +11,6 @@ file and renamed into place, so a reader never sees half an entry.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"HQFEAT01"
 _HEADER = struct.Struct("<8sQI4x")  # magic, payload length, crc32 of the payload, padding
+_BLOCK = 1 << 22
 
 
 def cache_key(parts: Mapping[str, str]) -> str:
@@ -35,20 +35,23 @@ def cache_key(parts: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def encode_entry(frame: pl.DataFrame) -> bytes:
-    """The bytes of a cache entry holding ``frame``."""
-    buffer = io.BytesIO()
-    buffer.write(b"\0" * _HEADER.size)
-    frame.write_ipc(buffer, compression="lz4")
-    data = buffer.getbuffer()
-    payload = data[_HEADER.size :]
-    _HEADER.pack_into(data, 0, MAGIC, len(payload), crc32(payload))
-    del payload, data
-    return buffer.getvalue()
+def write_entry(path: Path, frame: pl.DataFrame) -> None:
+    """Write ``frame`` as a cache entry at ``path`` (in place: callers rename it into place)."""
+    with path.open("w+b") as f:
+        f.write(bytes(_HEADER.size))
+        frame.write_ipc(f, compression="lz4")
+        length = f.tell() - _HEADER.size
+        f.seek(_HEADER.size)
+        checksum = 0
+        while block := f.read(_BLOCK):
+            checksum = crc32(block, checksum)
+        f.seek(0)
+        f.write(_HEADER.pack(MAGIC, length, checksum))
 
 
-def decode_entry(data: bytes) -> pl.DataFrame:
-    """The frame of a cache entry; ``ValueError`` naming the mismatch when the bytes are not intact."""
+def read_entry(path: Path) -> pl.DataFrame:
+    """The frame of the entry at ``path``; ``ValueError`` naming the mismatch when it is not intact."""
+    data = path.read_bytes()
     if len(data) < _HEADER.size:
         raise ValueError(f"{len(data)} bytes, shorter than the {_HEADER.size}-byte header")
     magic, length, checksum = _HEADER.unpack_from(data)
@@ -59,7 +62,14 @@ def decode_entry(data: bytes) -> pl.DataFrame:
         raise ValueError(f"payload is {len(payload)} bytes, the header says {length}")
     if crc32(payload) != checksum:
         raise ValueError("payload checksum does not match the header")
-    return pl.read_ipc(io.BytesIO(payload))
+    import pyarrow as pa  # loaded on first hit only: it costs a small load more than the read
+    import pyarrow.ipc as pa_ipc
+
+    try:
+        table = pa_ipc.open_file(pa.py_buffer(payload)).read_all()  # reads the bytes in place
+    except pa.ArrowException as exc:
+        raise ValueError(f"not an Arrow IPC file: {exc}") from None
+    return pl.DataFrame(pl.from_arrow(table))
 
 
 class FeatureCache:
@@ -76,14 +86,9 @@ class FeatureCache:
         then deleted)."""
         path = self.path(key)
         try:
-            data = path.read_bytes()
+            return read_entry(path)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            log.warning("feature cache entry %s cannot be read (%s): computing anew", path, exc)
-            return None
-        try:
-            return decode_entry(data)
         except (ValueError, OSError, pl.exceptions.PolarsError) as exc:
             log.warning("feature cache entry %s is damaged (%s): deleting it and computing anew", path, exc)
             path.unlink(missing_ok=True)
@@ -95,7 +100,7 @@ class FeatureCache:
         path = self.path(key)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            tmp.write_bytes(encode_entry(frame))
+            write_entry(tmp, frame)
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
