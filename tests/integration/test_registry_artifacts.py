@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain.model import ArtifactRef
 from hikyuu_qlib.registry import LocalArtifactStore
 
 
@@ -80,3 +82,43 @@ def test_lightgbm_round_trip_in_text_format(tmp_path: Path) -> None:
     store.path_of(ref).write_bytes(text.replace(b"num_leaves=7", b"num_leaves=8"))
     with pytest.raises(E.ArtifactIntegrityError):
         store.load_lightgbm(ref)
+
+
+def _outside_refs(store: LocalArtifactStore, victim: Path, inside: ArtifactRef) -> list[ArtifactRef]:
+    """References a tampered record could carry: each names a file that is not its content address."""
+    sha = hashlib.sha256(victim.read_bytes()).hexdigest()
+    size = victim.stat().st_size
+    escaped = store.root / inside.sha256[:2] / ".." / ".." / ".." / victim.parent.name / victim.name
+    return [
+        ArtifactRef(victim.as_uri(), sha, size),  # another directory altogether
+        ArtifactRef(f"file://{escaped}", sha, size),  # under the root, then out with ..
+        ArtifactRef(victim.as_uri(), inside.sha256, inside.size),  # a stored sha with a foreign path
+    ]
+
+
+def test_reads_and_deletes_stay_under_the_root(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "home" / "artifacts")
+    inside = store.put_bytes(b"a model")
+    victim = tmp_path / "victim" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not an artifact")
+    for ref in _outside_refs(store, victim, inside):
+        for operation in (store.delete, store.get_bytes, store.get_path):
+            with pytest.raises(E.ArtifactLocationError, match="refusing"):
+                operation(ref)
+    assert victim.read_bytes() == b"not an artifact"
+    assert store.get_bytes(inside) == b"a model"
+    assert store.delete(inside) and not store.path_of(inside).exists()
+
+
+def test_a_symlink_out_of_the_root_is_not_followed(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    victim = tmp_path / "precious.txt"
+    victim.write_bytes(b"payload")
+    ref = store.put_bytes(b"payload")
+    target = store.path_of(ref)
+    target.unlink()
+    target.symlink_to(victim)
+    with pytest.raises(E.ArtifactLocationError, match="symbolic link"):
+        store.delete(ref)
+    assert victim.read_bytes() == b"payload"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.factors.cache import FeatureCache, cache_key
+from hikyuu_qlib.factors.cache import FeatureCache, cache_key, read_entry, write_entry
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 
@@ -43,3 +45,37 @@ def test_key_covers_every_part() -> None:
         keys.add(cache_key({**base, part: base[part] + "x"}))
     assert len(keys) == len(base) + 1
     assert cache_key(dict(reversed(list(base.items())))) == cache_key(base)
+
+
+def _damages(entry: bytes, frame: pl.DataFrame) -> dict[str, bytes]:
+    middle = len(entry) // 2
+    legacy = io.BytesIO()
+    frame.with_columns(pl.lit(123.0, pl.Float32).alias("KMID")).write_ipc(legacy, compression="lz4")
+    return {
+        "truncated on a 4-byte boundary": entry[: len(entry) - 8],
+        "one byte flipped": entry[:middle] + bytes([entry[middle] ^ 0x01]) + entry[middle + 1 :],
+        "extended": entry + b"\0" * 16,
+        "header only": entry[:24],
+        "empty": b"",
+        "a bare Arrow file (no header)": legacy.getvalue(),
+    }
+
+
+@pytest.mark.parametrize("damage", list(_damages(b"x" * 64, pl.DataFrame({"KMID": [1.0]}))))
+def test_a_damaged_entry_is_a_miss_and_is_rebuilt(qlib_dir: Path, tmp_path: Path, damage: str) -> None:
+    from hikyuu_qlib.stores.qlib.store import QlibStore
+
+    store = QlibStore.open(qlib_dir)
+    cache = FeatureCache(tmp_path)
+    universe = Universe.from_codes(["SH600000", "SZ000001"])
+    dates = DateRange.of("2019-01-01", "2019-02-28")
+    first = compute_features(store, universe, dates, cache=cache)
+    (entry,) = tmp_path.glob("*.arrow")
+    entry.write_bytes(_damages(entry.read_bytes(), first)[damage])
+    assert cache.get(entry.stem) is None
+    assert not entry.exists()  # deleted, never served
+    write_entry(entry, first)
+    entry.write_bytes(_damages(entry.read_bytes(), first)[damage])
+    again = compute_features(store, universe, dates, cache=cache)
+    assert again.equals(first)
+    assert read_entry(entry).equals(first)  # rebuilt intact

@@ -55,3 +55,42 @@ def test_run_id_follows_config_and_data_but_not_outputs() -> None:
     assert a.run_id("v1") == b.run_id("v1")
     assert a.run_id("v1") != a.run_id("v2")
     assert a.run_id("v1") != c.run_id("v1")
+
+
+INJECTABLE = """\
+source: qlib:${DATA_DIR:-/data/q}  # ${NOT_SET} in a comment is not interpolated
+universe: csi300
+segments:
+  train: 2010-01-01:2014-12-31
+  valid: 2015-01-01:2016-12-31
+  test: 2017-01-01:2020-08-01
+backtest:
+  benchmark: ${BENCH:-SH000300}
+  limit_threshold: ${LIMIT:-0.095}
+"""
+
+
+def test_a_variable_holding_yaml_adds_no_keys(tmp_path: Path) -> None:
+    path = tmp_path / "workflow.yaml"
+    path.write_text(INJECTABLE)
+    plain = load_workflow(path, env={})
+    assert plain.backtest.limit_threshold == 0.095  # a default is converted to the field's type
+    evil = "SH000300\n  stamp_tax: 0.5\nuniverse: all\noutputs: {dir: /tmp/elsewhere}"
+    config = load_workflow(path, env={"BENCH": evil, "DATA_DIR": "/d\nuniverse: all"})
+    assert config.backtest.stamp_tax == 0.0
+    assert config.universe == "csi300"
+    assert config.outputs == plain.outputs
+    assert config.backtest.benchmark == evil  # the value stays one string
+    assert config.source == "qlib:/d\nuniverse: all"
+    with pytest.raises(InvalidInputError, match=r"backtest\.limit_threshold"):
+        load_workflow(path, env={"LIMIT": "0.095\n  stamp_tax: 0.5"})
+    with pytest.raises(InvalidInputError, match=r"workflow\.yaml: backtest\.benchmark: .*'BENCH'"):
+        path.write_text(INJECTABLE.replace("${BENCH:-SH000300}", "${BENCH}"))
+        load_workflow(path, env={})
+
+
+def test_a_file_that_is_not_utf8_is_invalid_input(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(INJECTABLE.replace("csi300", "csi300 \xe9").encode("latin-1"))
+    with pytest.raises(InvalidInputError, match=r"latin1\.yaml: not UTF-8 text"):
+        load_workflow(path, env={})

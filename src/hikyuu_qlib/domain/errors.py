@@ -14,7 +14,8 @@ Every error the library raises on purpose derives from :class:`HQError`::
     │   ├── ModelNotFoundError       a model id (or id prefix) the registry does not hold
     │   └── ArtifactNotFoundError    a model artifact file that is missing
     ├── DataFormatError              a file that exists but cannot be read (corrupt, truncated)
-    │   └── ArtifactIntegrityError   an artifact whose sha256 or size does not match its record
+    │   ├── ArtifactIntegrityError   an artifact whose sha256 or size does not match its record
+    │   └── ArtifactLocationError    an artifact record whose URI points outside the artifact store
     ├── LoadErrors                   a batch load in which some codes failed (carries the report)
     └── RegistryUnavailableError     the registry database kept failing after bounded retries
 
@@ -120,6 +121,10 @@ class ArtifactNotFoundError(NotFoundError):
 
 class ArtifactIntegrityError(DataFormatError):
     """An artifact whose content does not match the sha256 (or size) recorded for it."""
+
+
+class ArtifactLocationError(DataFormatError):
+    """An artifact record whose URI is not the content address of its sha256 under the store's root."""
 
 
 class RegistryUnavailableError(HQError):

@@ -5,6 +5,11 @@ A file lives at ``ROOT/ab/cdef…`` (its sha256 in hex, split after two characte
 into place, so a reader never sees a partial file and the same content is stored once. Reads verify
 the size and sha256 (:class:`ArtifactIntegrityError` on mismatch). Models are kept in their library's
 own format (LightGBM's text model), never pickle.
+
+The store reads and deletes only its own files: a reference is honoured only when its URI names the
+content address of its sha256 under this store's root. A record whose URI points anywhere else (another
+directory, a path with ``..``, a symlink out of the root) gets an :class:`ArtifactLocationError` and
+nothing outside the root is read or removed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from hikyuu_qlib.domain.errors import ArtifactIntegrityError, ArtifactNotFoundError, InvalidInputError
+from hikyuu_qlib.domain.errors import (
+    ArtifactIntegrityError,
+    ArtifactLocationError,
+    ArtifactNotFoundError,
+    InvalidInputError,
+)
 from hikyuu_qlib.domain.model import ArtifactRef
 
 if TYPE_CHECKING:
@@ -35,10 +45,20 @@ class LocalArtifactStore:
         return self.root / sha256[:2] / sha256[2:]
 
     def path_of(self, ref: ArtifactRef) -> Path:
+        """The file of ``ref`` under this store's root; :class:`ArtifactLocationError` for any other place."""
         parsed = urlparse(ref.uri)
         if parsed.scheme != "file":
             raise InvalidInputError(f"unsupported artifact URI {ref.uri!r}: this store holds file:// URIs")
-        return Path(unquote(parsed.path))
+        expected = self._path(ref.sha256)
+        given = Path(unquote(parsed.path))
+        if parsed.netloc not in ("", "localhost") or os.path.normpath(given) != str(expected):
+            raise ArtifactLocationError(
+                f"artifact URI {ref.uri!r} is not the content address of sha256 {ref.sha256[:12]}… under "
+                f"this store's root {self.root} (expected {expected.as_uri()}): refusing to touch it"
+            )
+        if expected.is_symlink() or expected.parent.is_symlink():
+            raise ArtifactLocationError(f"artifact {ref.uri!r} is a symbolic link: refusing to follow it")
+        return expected
 
     def put_bytes(self, data: bytes) -> ArtifactRef:
         """Store ``data``; returns its reference (storing the same content twice is a no-op)."""

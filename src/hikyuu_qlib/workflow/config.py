@@ -1,5 +1,10 @@
 """The workflow file: pydantic models that reject unknown keys, with ``${VAR}`` / ``${VAR:-default}``
-environment interpolation applied to the YAML text before validation.
+environment interpolation.
+
+Interpolation applies to the parsed document's scalar values, never to the raw text: the file is
+parsed first, then each string value (not the keys) has its references replaced. A variable's value
+is therefore always data, a string that validation converts to the field's type: newlines or YAML in
+a variable can add no keys and change no structure.
 
 A run is identified by :meth:`WorkflowConfig.run_id` together with the data version of its source.
 """
@@ -10,13 +15,14 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hikyuu_qlib.domain import DateRange, InvalidInputError
+from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
 from hikyuu_qlib.stores.source import SourceSpec
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -149,8 +155,9 @@ class WorkflowConfig(_Strict):
         return digest[:16]
 
 
-def interpolate(text: str, env: dict[str, str] | None = None) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}``; an unset variable without a default is an error."""
+def interpolate(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in one string; an unset variable without a default is
+    an error."""
     values = os.environ if env is None else env
 
     def replace(match: re.Match[str]) -> str:
@@ -166,20 +173,46 @@ def interpolate(text: str, env: dict[str, str] | None = None) -> str:
     return _VAR.sub(replace, text)
 
 
-def load_workflow(path: Path, env: dict[str, str] | None = None) -> WorkflowConfig:
-    """Read, interpolate and validate a workflow file; errors name the file and the offending keys."""
+def interpolate_values(node: Any, env: Mapping[str, str] | None = None, where: str = "") -> Any:
+    """``node`` (a parsed YAML document) with :func:`interpolate` applied to every string value.
+
+    Keys are left as written; the result has exactly the structure of ``node``.
+    """
+    if isinstance(node, dict):
+        return {key: interpolate_values(value, env, f"{where}.{key}" if where else str(key))
+                for key, value in node.items()}  # fmt: skip
+    if isinstance(node, list):
+        return [interpolate_values(item, env, f"{where}[{i}]") for i, item in enumerate(node)]
+    if isinstance(node, str):
+        try:
+            return interpolate(node, env)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where or '(top)'}: {exc}") from None
+    return node
+
+
+def load_workflow(path: Path, env: Mapping[str, str] | None = None) -> WorkflowConfig:
+    """Read, validate and interpolate a workflow file; errors name the file and the offending keys."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        from hikyuu_qlib.domain import NotFoundError
-
         raise NotFoundError(f"workflow file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read the workflow file: {exc.strerror or exc}") from None
     try:
-        raw: Any = yaml.safe_load(interpolate(text, env))
+        parsed: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidInputError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
+    if not isinstance(parsed, dict):
         raise InvalidInputError(f"{path}: expected a mapping at the top level")
+    try:
+        raw = interpolate_values(parsed, env)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path}: {exc}") from None
     try:
         return WorkflowConfig.model_validate(raw)
     except ValidationError as exc:

@@ -11,11 +11,8 @@ coefficients.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +41,7 @@ from hikyuu_qlib.stores.hikyuu.adjust import (
     load_kernels,
 )
 from hikyuu_qlib.stores.hikyuu.chunks import FilePlan, Output, decode, plan_file
+from hikyuu_qlib.stores.hikyuu.colcache import read_columns, write_columns
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.h5tables import OUTPUT_COLUMNS, read_tables
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
@@ -129,8 +127,9 @@ def read_many(
     return _finish(store, cols, names, lengths, adjust, early), errors
 
 
-def _read_one_by_one(store: HikyuuStore, codes: Sequence[StockCode], ktype: KType, adjust: Adjust,
-                     dates: DateRange | None) -> tuple[pl.DataFrame, dict[str, HQError]]:
+def _read_one_by_one(
+    store: HikyuuStore, codes: Sequence[StockCode], ktype: KType, adjust: Adjust, dates: DateRange | None
+) -> tuple[pl.DataFrame, dict[str, HQError]]:
     frames: list[pl.DataFrame] = []
     errors: dict[str, HQError] = {}
     for code in codes:
@@ -151,8 +150,14 @@ def _window(cols: Columns, lengths: np.ndarray, dates: DateRange) -> tuple[Colum
     return cols.take(keep), kept[ends] - kept[ends - lengths]
 
 
-def _finish(store: HikyuuStore, cols: Columns, names: list[str], lengths: np.ndarray, adjust: Adjust,
-            early: _Early | None = None) -> pl.DataFrame:
+def _finish(
+    store: HikyuuStore,
+    cols: Columns,
+    names: list[str],
+    lengths: np.ndarray,
+    adjust: Adjust,
+    early: _Early | None = None,
+) -> pl.DataFrame:
     """The bars frame of decoded columns: the code column, and the adjustment when asked."""
     if not names or cols.datetime.size == 0:
         return empty_bars()
@@ -167,9 +172,14 @@ def _finish(store: HikyuuStore, cols: Columns, names: list[str], lengths: np.nda
         return apply_affine(conform_bars(cols.frame(code)), a, b)
     prices = (cols.open, cols.high, cols.low, cols.close, cols.volume, cols.amount)
     # in place when the columns are ours (decoded just now), else (mapped from the cache) into new ones
-    out = cols if all(x.flags.writeable for x in prices) else Columns(
-        cols.datetime, *(np.empty_like(x) for x in prices))
-    grouped_adjust(bar_ms, *grouping, adjust, prices, (out.open, out.high, out.low, out.close, out.volume, out.amount))
+    out = (
+        cols
+        if all(x.flags.writeable for x in prices)
+        else Columns(cols.datetime, *(np.empty_like(x) for x in prices))
+    )
+    grouped_adjust(
+        bar_ms, *grouping, adjust, prices, (out.open, out.high, out.low, out.close, out.volume, out.amount)
+    )
     return conform_bars(out.frame(code))
 
 
@@ -236,35 +246,14 @@ def _cached_base(
     failed (by name)."""
     key = hashlib.sha256(f"{store.source}|{store.data_version()}|{ktype.value}".encode()).hexdigest()[:20]
     target = cache_dir / "hikyuu-bulk" / key
-    if (target / "names.json").is_file():
-        try:
-            names = json.loads((target / "names.json").read_text())
-            lengths = np.load(target / "lengths.npy")
-            arrays = [np.load(target / f"{c}.npy", mmap_mode="r") for c in OUTPUT_COLUMNS]
-            log.info("read_all: mapped decoded columns from %s", target)
-            return Base(Columns(*arrays), names, lengths), {}
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable bulk cache %s: %s", target, exc)
+    cached = read_columns(target)
+    if cached is not None:
+        log.info("read_all: mapped decoded columns from %s", target)
+        return Base(*cached), {}
     base, errors = _read_base(store, ktype, None, workers, early)
     if not errors:  # a load that left failing tables out is incomplete: never cache it
-        _write_cache(target, base.columns, base.names, base.lengths)
+        write_columns(target, base.columns, base.names, base.lengths)
     return base, errors
-
-
-def _write_cache(target: Path, cols: Columns, names: list[str], lengths: np.ndarray) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        for c in OUTPUT_COLUMNS:
-            np.save(staging / f"{c}.npy", getattr(cols, c))
-        np.save(staging / "lengths.npy", lengths)
-        (staging / "names.json").write_text(json.dumps(names))
-        staging.rename(target)
-        log.info("read_all: cached decoded columns at %s", target)
-    except OSError as exc:
-        log.warning("could not write the bulk cache %s: %s", target, exc)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _read_base(
@@ -300,8 +289,16 @@ def _read_base(
         if found.fallback:  # odd layouts: HDF5 decodes them, one after another
             starts = lo + np.concatenate(([0], np.cumsum(found.rows)))
             pick = found.fallback
-            errors.update(read_tables(path, [names[i] for i in pick], [found.rows[i] for i in pick],
-                                      [scales[i] for i in pick], [int(starts[i]) for i in pick], columns))
+            errors.update(
+                read_tables(
+                    path,
+                    [names[i] for i in pick],
+                    [found.rows[i] for i in pick],
+                    [scales[i] for i in pick],
+                    [int(starts[i]) for i in pick],
+                    columns,
+                )
+            )
     threads = max(1, workers or os.cpu_count() or 1)
     if sum(len(p.size) for p in plans) < MIN_CHUNKS_FOR_THREADS:
         threads = 1
