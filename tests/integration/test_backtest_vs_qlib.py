@@ -59,7 +59,7 @@ def seeded_predictions(store: QlibStore, seed: int = 7) -> pl.DataFrame:
 
 def in_store_units(case: dict[str, Any], store: QlibStore) -> dict[str, Any]:
     """``case`` for pyqlib: the limit threshold (ours, a fraction; default 0.095) in ``$change``'s stored unit."""
-    threshold = case.get("limit_threshold", BacktestConfig.limit_threshold)
+    threshold = BacktestConfig(**case).limit_threshold
     assert threshold is not None
     return {**case, "limit_threshold": threshold * DIVISOR[store.change_unit()]}
 
