@@ -16,7 +16,9 @@ silently); each error is a :class:`DataFormatError` naming the file and the fiel
 * impossible values (see :func:`check_values`): a price ≤ 0 or above :data:`MAX_PRICE`, a negative
   volume, amount or vwap, a factor ≤ 0, or ±inf in any field.
 
-The checks run on the values already read, one NaN-ignoring min and max per column, nothing more.
+The checks run on the values already read: one NaN-ignoring min and max per field over all the
+instruments of a batch (per instrument for a single one); only when one is out of range are the
+instruments scanned to name the damaged ones.
 """
 
 from __future__ import annotations
@@ -88,11 +90,14 @@ def read_instrument(
     calendar: npt.NDArray[np.datetime64],
     lo: int,
     hi: int,
+    *,
+    check: bool = True,
 ) -> tuple[IntArray, list[npt.NDArray[np.float32]]] | None:
     """Calendar indices and one float32 column per field for one instrument, or None when it has no rows.
 
     Raises :class:`DataFormatError` for a missing or corrupt bin, a folder that is a file, bins that
-    disagree on their calendar span, and values that cannot be (see :func:`check_values`).
+    disagree on their calendar span, and (unless ``check`` is false: the caller checks the values
+    itself) values that cannot be (see :func:`check_values`).
     """
     if target.spans is not None:
         if not target.spans:
@@ -127,7 +132,8 @@ def read_instrument(
     first, last = slices[0].start, slices[0].end
     index = np.arange(first, last + 1, dtype=np.int64)
     columns = [s.values for s in slices]
-    check_values(folder, suffix, fields, columns, calendar, first)
+    if check:
+        check_values(folder, suffix, fields, columns, calendar, index)
     if target.spans is not None and len(target.spans) > 1:
         # one span needs no mask: [lo, hi] was already clipped to it
         keep = np.zeros(len(index), dtype=bool)
@@ -156,59 +162,60 @@ def _disagreement(
     )
 
 
+def values_ok(field: str, column: npt.NDArray[np.float32]) -> bool:
+    """Whether every value of ``column`` may be a value of ``field`` (one NaN-ignoring min and max)."""
+    if not len(column):
+        return True
+    low = float(np.fmin.reduce(column))
+    if math.isnan(low):
+        return True  # all NaN: a gap, not damage
+    high = float(np.fmax.reduce(column))
+    name = field.lower()
+    if name in PRICE_FIELDS:
+        return low > 0.0 and high <= MAX_PRICE
+    if name in NON_NEGATIVE_FIELDS:
+        return low >= 0.0 and high < math.inf
+    if name in POSITIVE_FIELDS:
+        return low > 0.0 and high < math.inf
+    return low > -math.inf and high < math.inf
+
+
 def check_values(
     folder: str,
     suffix: str,
     fields: Sequence[str],
     columns: Sequence[npt.NDArray[np.float32]],
     calendar: npt.NDArray[np.datetime64],
-    first: int,
+    index: IntArray,
 ) -> None:
     """Raise :class:`DataFormatError` on values no market produces (NaN is always allowed: a gap).
 
     Prices (open, high, low, close) must be in ``(0, MAX_PRICE]``; volume, amount and vwap must not be
-    negative; factor must be positive; no field may be infinite. One NaN-ignoring min and max per column:
-    the scan of the values runs only when one of them is out of range.
+    negative; factor must be positive; no field may be infinite. ``index`` holds the calendar index of
+    each row. The error names the file, the field, the first bad value and its day.
     """
     for field, column in zip(fields, columns, strict=True):
-        if not len(column):
+        if values_ok(field, column):
             continue
-        low = float(np.fmin.reduce(column))
-        if math.isnan(low):
-            continue  # all NaN: a gap, not damage
-        high = float(np.fmax.reduce(column))
         name = field.lower()
-        if name in PRICE_FIELDS:
-            ok = low > 0.0 and high <= MAX_PRICE
-            rule = f"a price must be positive and at most {MAX_PRICE:g}"
-        elif name in NON_NEGATIVE_FIELDS:
-            ok = low >= 0.0 and high < math.inf
-            rule = f"{name} must be finite and not negative"
-        elif name in POSITIVE_FIELDS:
-            ok = low > 0.0 and high < math.inf
-            rule = f"{name} must be finite and positive"
-        else:
-            ok = low > -math.inf and high < math.inf
-            rule = "values must be finite"
-        if ok:
-            continue
         with np.errstate(invalid="ignore"):
-            valid = _valid(name, column)
+            if name in PRICE_FIELDS:
+                valid = (column > 0.0) & (column <= MAX_PRICE)
+                rule = f"a price must be positive and at most {MAX_PRICE:g}"
+            elif name in NON_NEGATIVE_FIELDS:
+                valid = (column >= 0.0) & np.isfinite(column)
+                rule = f"{name} must be finite and not negative"
+            elif name in POSITIVE_FIELDS:
+                valid = (column > 0.0) & np.isfinite(column)
+                rule = f"{name} must be finite and positive"
+            else:
+                valid = np.isfinite(column)
+                rule = "values must be finite"
         at = int(np.flatnonzero(~valid & ~np.isnan(column))[0])
         raise DataFormatError(
             f"corrupt bin {folder}/{name}{suffix} (field {field!r}): value {float(column[at])!r} on "
-            f"{_when(calendar, first + at)} is impossible ({rule})"
+            f"{_when(calendar, int(index[at]))} is impossible ({rule})"
         )
-
-
-def _valid(name: str, column: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
-    if name in PRICE_FIELDS:
-        return (column > 0.0) & (column <= MAX_PRICE)
-    if name in NON_NEGATIVE_FIELDS:
-        return (column >= 0.0) & np.isfinite(column)
-    if name in POSITIVE_FIELDS:
-        return (column > 0.0) & np.isfinite(column)
-    return np.isfinite(column)
 
 
 def _when(calendar: npt.NDArray[np.datetime64], i: int) -> str:
@@ -234,6 +241,7 @@ def read_features(
         raise InvalidInputError(f"duplicate fields in {list(fields)!r}")
     folders = feature_folders(root)
     codes: list[str] = []
+    read: list[Target] = []
     lengths: list[int] = []
     indices: list[IntArray] = []
     columns: list[list[npt.NDArray[np.float32]]] = [[] for _ in names]
@@ -243,7 +251,7 @@ def read_features(
             if target.folder.lower() not in folders:
                 continue
             try:
-                got = read_instrument(root, target, names, freq, calendar, lo, hi)
+                got = read_instrument(root, target, names, freq, calendar, lo, hi, check=False)
             except DataFormatError as exc:
                 errors[target.code] = exc
                 continue
@@ -251,15 +259,30 @@ def read_features(
                 continue
             index, values = got
             codes.append(target.code)
+            read.append(target)
             lengths.append(len(index))
             indices.append(index)
             for bucket, column in zip(columns, values, strict=True):
                 bucket.append(column)
-    if errors:
-        raise LoadErrors(errors)
     if not codes:
+        if errors:
+            raise LoadErrors(errors)
         return pl.DataFrame(schema=schema)
     position = np.concatenate(indices)
+    merged = [np.concatenate(bucket) for bucket in columns]
+    if not all(values_ok(name, column) for name, column in zip(names, merged, strict=True)):
+        # the slow path, only when some value is out of range: find the instruments it belongs to
+        bounds = np.cumsum([0, *lengths]).tolist()
+        suffix = f".{freq.lower()}.bin"
+        for k, target in enumerate(read):
+            part = slice(bounds[k], bounds[k + 1])
+            folder = f"{root}/features/{target.folder.lower()}"
+            try:
+                check_values(folder, suffix, names, [m[part] for m in merged], calendar, position[part])
+            except DataFormatError as exc:
+                errors[target.code] = exc
+    if errors:
+        raise LoadErrors(errors)
     data: dict[str, pl.Series] = {
         "code": pl.Series("code", codes, dtype=pl.String).gather(
             np.repeat(np.arange(len(codes), dtype=np.int64), lengths)
@@ -268,6 +291,6 @@ def read_features(
             DATETIME
         ),
     }
-    for name, bucket in zip(names, columns, strict=True):
-        data[name] = pl.Series(name, np.concatenate(bucket), dtype=pl.Float32)
+    for name, column in zip(names, merged, strict=True):
+        data[name] = pl.Series(name, column, dtype=pl.Float32)
     return pl.DataFrame(data)
