@@ -6,6 +6,9 @@ over the csi300 members. Full run: 2017-01-01 to 2020-12-31; ``--quick``: 2020 o
 * ``backtest_topk50_drop5``: one backtest including reading the market data (ours: ``run_topk_backtest``
   on the store; anchor: ``backtest_daily``, measured once in this run). Goal: ratio >= 30 with equal
   returns (``extra.max_abs_daily_return_diff`` <= 1e-6, ``extra.same_holdings``).
+Our ``limit_threshold`` (default 0.095) is a fraction on every store; pyqlib compares its threshold with
+``$change`` as stored, so it gets the same threshold in the store's own unit (9.5 on this percent store).
+
 * ``backtest_sweep_20``: 20 (topk, n_drop) pairs with our engine (market read once); the anchor is an
   estimate, 20 x the pyqlib single-run time above (pyqlib is not run 20 times).
 """
@@ -23,6 +26,7 @@ from common import Result, data_root, timed
 from hikyuu_qlib.backtest import BacktestConfig, load_market, run_on_grid, run_topk_backtest, score_grid
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.stores.qlib import QlibStore
+from hikyuu_qlib.stores.qlib.change import DIVISOR
 
 log = logging.getLogger(__name__)
 SWEEP = [(k, d) for k in (10, 20, 30, 50, 80) for d in (1, 3, 5, 10)]
@@ -42,7 +46,9 @@ def reversal_predictions(store: QlibStore, start: str, end: str) -> pl.DataFrame
     )
 
 
-def pyqlib_run(preds: pl.DataFrame, start: str, end: str) -> tuple[Any, dict[Any, int]]:
+def pyqlib_run(
+    preds: pl.DataFrame, start: str, end: str, limit_threshold: float
+) -> tuple[Any, dict[Any, int]]:
     """pyqlib's backtest (qlib already initialised): its report and the number of stocks held per day."""
     from qlib.contrib.evaluate import backtest_daily
     from qlib.contrib.strategy.signal_strategy import TopkDropoutStrategy
@@ -57,7 +63,11 @@ def pyqlib_run(preds: pl.DataFrame, start: str, end: str) -> tuple[Any, dict[Any
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report, positions = backtest_daily(
-            start, end, strategy=TopkDropoutStrategy(signal=signal, topk=50, n_drop=5), account=1e8
+            start,
+            end,
+            strategy=TopkDropoutStrategy(signal=signal, topk=50, n_drop=5),
+            account=1e8,
+            exchange_kwargs={"limit_threshold": limit_threshold},
         )
     return report, {day: len(pos.get_stock_list()) for day, pos in positions.items()}
 
@@ -75,7 +85,9 @@ def run(quick: bool) -> list[Result]:
     import qlib
 
     qlib.init(provider_uri=str(root), region="cn", kernels=1)  # not timed: a one-off start-up
-    qlib_s, (report, held) = timed(lambda: pyqlib_run(preds, start, end))
+    assert config.limit_threshold is not None
+    qlib_limit = config.limit_threshold * DIVISOR[store.change_unit()]  # 9.5 on this percent store
+    qlib_s, (report, held) = timed(lambda: pyqlib_run(preds, start, end, qlib_limit))
     diff = np.abs(ours.daily["return"].to_numpy() - report["return"].to_numpy())
     same_holdings = ours.daily["holdings"].to_list() == [held[d] for d in report.index]
     stats = ours.statistics()
@@ -93,6 +105,7 @@ def run(quick: bool) -> list[Result]:
             "equal_returns": bool(diff.max() <= 1e-6),
             "excess_annualized_with_cost": stats["excess_return_with_cost"]["annualized_return"],
             "trades": ours.trades.height,
+            "limit_threshold": {"ours": config.limit_threshold, "pyqlib": qlib_limit},
         },
     )
 

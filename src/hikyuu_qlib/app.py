@@ -30,7 +30,7 @@ def open_store(source: str | SourceSpec, *, settings: Settings | None = None) ->
         from hikyuu_qlib.stores.qlib import QlibStore
 
         assert spec.path is not None
-        return QlibStore.open(spec.path)
+        return QlibStore.open(spec.path, change_unit=(settings or Settings()).qlib_change_unit)
     from hikyuu_qlib.stores.synthetic import SyntheticStore
 
     return SyntheticStore(spec.synthetic)

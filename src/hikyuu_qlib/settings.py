@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     cache_dir: Path | None = Field(None, description="feature cache directory; default home/cache")
     io_workers: int = Field(default_factory=_default_workers, ge=1, le=64)
     log_level: str = "INFO"
+    qlib_change_unit: Literal["auto", "fraction", "percent"] = Field(
+        "auto", description="unit of a Qlib store's $change: detected from its bins (auto), or said"
+    )
     # model registry: connection pool and transient-fault retries
     registry_pool_size: int = Field(5, ge=1, le=200, description="connections kept open in the pool")
     registry_max_overflow: int = Field(10, ge=0, le=500, description="extra connections under load")

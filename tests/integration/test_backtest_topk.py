@@ -1,7 +1,7 @@
 """TopkDropout rules on the real csi300 data (H1 2020): limits, suspensions, T+1 and holding, trade unit,
 costs, the per-board limit fallback, bad input. (Equivalence with pyqlib: test_backtest_vs_qlib.py.)
 
-This store's ``$change`` is in percent, so a realistic limit here is ``limit_threshold=9.5``.
+This store keeps ``$change`` in percent; the market arrays and the limit threshold are fractions (0.095).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hikyuu_qlib.domain import DateRange, InvalidInputError
 from hikyuu_qlib.stores.qlib import QlibStore
 
 DATES = DateRange.of("2020-01-01", "2020-06-30")
-LIMIT = 9.5
+LIMIT = 0.095
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,12 @@
 
 Same seeded predictions over csi300 (first half of 2020), same data, two configurations: Qlib's defaults,
 and one that exercises the other paths (open price, only-tradable choice, trades at the "wrong" limit
-allowed, a hold threshold, a realistic limit for this store's percent-scale ``$change``). Daily returns,
-costs, turnover and benchmark match to 1e-6 per day, and the held stocks match every day.
-pyqlib's results are cached in pytest's cache directory, keyed by the parameters.
+allowed, a hold threshold, another limit). Daily returns, costs, turnover and benchmark match to 1e-6 per
+day, and the held stocks match every day.
+
+Our ``limit_threshold`` is a fraction on every store; pyqlib compares its threshold with ``$change`` as
+stored, so it gets the threshold in the store's own units (this store keeps ``$change`` in percent: our
+0.095 is pyqlib's 9.5). pyqlib's results are cached in pytest's cache directory, keyed by the parameters.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.stores.qlib import QlibStore
+from hikyuu_qlib.stores.qlib.change import DIVISOR
 
 PRED_START, START, END = "2019-12-02", "2020-01-02", "2020-06-30"
 CASES: dict[str, dict[str, Any]] = {
@@ -35,7 +39,7 @@ CASES: dict[str, dict[str, Any]] = {
         "only_tradable": True,
         "forbid_all_trade_at_limit": False,
         "deal_price": "open",
-        "limit_threshold": 9.5,
+        "limit_threshold": 0.099,
         "min_cost": 50.0,
         "risk_degree": 0.9,
     },
@@ -51,6 +55,13 @@ def seeded_predictions(store: QlibStore, seed: int = 7) -> pl.DataFrame:
     preds = rows.with_columns(score=pl.Series(rng.standard_normal(rows.height)))
     # a day without predictions: the next trading day must not trade at all
     return preds.filter(pl.col("datetime") != pl.datetime(2020, 3, 2))
+
+
+def in_store_units(case: dict[str, Any], store: QlibStore) -> dict[str, Any]:
+    """``case`` for pyqlib: the limit threshold (ours, a fraction; default 0.095) in ``$change``'s stored unit."""
+    threshold = BacktestConfig(**case).limit_threshold
+    assert threshold is not None
+    return {**case, "limit_threshold": threshold * DIVISOR[store.change_unit()]}
 
 
 def qlib_run(
@@ -87,14 +98,19 @@ def test_daily_report_matches_pyqlib(
     name: str, store: QlibStore, pyqlib: Any, request: pytest.FixtureRequest
 ) -> None:
     case = CASES[name]
+    assert store.change_unit() == "percent"  # the case this test is about
+    qlib_case = in_store_units(case, store)
+    assert qlib_case["limit_threshold"] in (9.5, 9.9)
     preds = seeded_predictions(store)
-    key = json.dumps({"case": case, "start": START, "end": END, "pred": PRED_START, "v": 1}, sort_keys=True)
+    key = json.dumps(
+        {"case": qlib_case, "start": START, "end": END, "pred": PRED_START, "v": 1}, sort_keys=True
+    )
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     cache = request.config.cache.mkdir("backtest_vs_qlib") / f"{name}_{digest}.pkl"
     if cache.is_file():
         report, held = pickle.loads(cache.read_bytes())
     else:
-        report, held = qlib_run(pyqlib, preds, case)
+        report, held = qlib_run(pyqlib, preds, qlib_case)
         cache.write_bytes(pickle.dumps((report, held)))
 
     ours = run_topk_backtest(preds, store, BacktestConfig(**case), DateRange.of(START, END))

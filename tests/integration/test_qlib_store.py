@@ -58,6 +58,12 @@ def _assert_identical(ours: pl.DataFrame, ref: pl.DataFrame) -> None:
         assert np.array_equal(ours[name].to_numpy(), ref[name].to_numpy(), equal_nan=True), name
 
 
+def _assert_served(served: pl.DataFrame, ref: pl.DataFrame) -> None:
+    """``features`` as served: pyqlib's values, with this store's percent ``$change`` as a fraction."""
+    as_fraction = (ref["change"].cast(pl.Float64) / 100.0).cast(pl.Float32)
+    _assert_identical(served, ref.with_columns(as_fraction))
+
+
 # -- opening and the MarketData port -------------------------------------------------------------------
 
 
@@ -125,11 +131,12 @@ def test_features_csi300_identical_to_pyqlib(store: QlibStore, pyqlib) -> None: 
     from qlib.data import D
 
     ref = _qlib_frame(D.features(D.instruments("csi300"), FIELDS, "2018-06-01", "2019-12-31"))
-    ours = store.features("csi300", FIELDS, DateRange.of("2018-06-01", "2019-12-31"))
+    ours = store.features("csi300", FIELDS, DateRange.of("2018-06-01", "2019-12-31"), as_stored=True)
     assert ours.height > 100_000
     # point in time: SH600004 re-entered on 2018-12-17, so its rows start there
     assert ours.filter(pl.col("code") == "SH600004")["datetime"].min() == dt.datetime(2018, 12, 17)
     _assert_identical(ours, ref)
+    _assert_served(store.features("csi300", FIELDS, DateRange.of("2018-06-01", "2019-12-31")), ref)
 
 
 def test_features_explicit_list_identical_to_pyqlib(store: QlibStore, pyqlib) -> None:  # type: ignore[no-untyped-def]
@@ -137,12 +144,13 @@ def test_features_explicit_list_identical_to_pyqlib(store: QlibStore, pyqlib) ->
 
     codes = ["SH600000", ABSENT, "SH000300", "SZ000001", "SH600004", GAPPY]
     ref = _qlib_frame(D.features(codes, FIELDS, "2011-06-01", "2012-12-31"))
-    ours = store.features(codes, FIELDS, DateRange.of("2011-06-01", "2012-12-31"))
+    ours = store.features(codes, FIELDS, DateRange.of("2011-06-01", "2012-12-31"), as_stored=True)
     # the absent instrument has no rows in either; no span masking for an explicit list
     assert ABSENT not in ours["code"].to_list()
     assert ours.filter(pl.col("code") == GAPPY)["close"].is_nan().sum() == 1  # NaN rows kept, as in Qlib
     assert ours.filter(pl.col("code") == "SH600004").height > 300
     _assert_identical(ours, ref)
+    _assert_served(store.features(codes, FIELDS, DateRange.of("2011-06-01", "2012-12-31")), ref)
 
 
 def test_features_field_spelling_and_codes(store: QlibStore) -> None:

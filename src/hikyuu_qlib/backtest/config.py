@@ -23,7 +23,8 @@ class BacktestConfig:
       blocks any trade of a stock at either limit (Qlib's default), else only buys at limit up and sells at
       limit down are blocked.
     * ``limit_threshold``: a stock is at limit up when ``$change >= limit_threshold`` and at limit down when
-      ``$change <= -limit_threshold``; ``None`` disables limits. When the store has no ``$change`` the
+      ``$change <= -limit_threshold``, both fractions (0.095 is 9.5 %, on every store: a store's percent
+      ``$change`` is converted); ``None`` disables limits. When the store has no ``$change`` the
       per-board limits of :mod:`~hikyuu_qlib.backtest.rules` apply instead.
     * Costs: ``max(value * open_cost, min_cost)`` on buys, ``max(value * close_cost, min_cost)
       + value * stamp_tax`` on sells (``stamp_tax`` is an extension; Qlib has none, default 0).

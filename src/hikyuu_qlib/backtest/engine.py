@@ -15,11 +15,9 @@ Intended differences from pyqlib:
   produce it so); a pyqlib signal in another order within a day may rank its ties otherwise.
 * ``zero_volume_suspended`` (default off) is an extension for stores that carry the close through a
   suspension with zero volume (this project's Qlib data does): Qlib only knows NaN closes.
-
-Note: this project's Qlib data stores ``$change`` in percent, so Qlib's default ``limit_threshold``
-of 0.095 forbids buying any stock up 0.095 % or more and (with ``forbid_all_trade_at_limit``) trading
-any stock that moved that much either way — in pyqlib as here; ``limit_threshold=9.5`` is the
-realistic setting for that data.
+* ``limit_threshold`` is a fraction (0.095 = 9.5 %) on every store: ``$change`` is read as a fraction
+  whatever unit the store keeps it in (see :mod:`hikyuu_qlib.stores.qlib.change`), while pyqlib compares
+  its threshold with ``$change`` as stored (on a percent store, pyqlib's equivalent of 0.095 is 9.5).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import polars as pl
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError, StockCode
 from hikyuu_qlib.stores.qlib import QlibStore
 from hikyuu_qlib.stores.qlib.bins import bin_path
+from hikyuu_qlib.stores.qlib.change import DIVISOR
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ class MarketArrays:
 
     ``signal_dates[i]`` is the trading day before ``dates[i]`` (NaT when the calendar has none): the
     day whose prediction is traded on ``dates[i]``. ``prev_close`` holds each code's close on
-    ``signal_dates[0]``. ``change`` is all NaN when ``has_change`` is false (the store has no
-    ``$change``). ``bench_return[i]`` is the benchmark's close-to-close change on ``dates[i]`` (0 when
+    ``signal_dates[0]``. ``change`` is ``$change`` as a fraction (0.0123 for +1.23 %, whatever unit the
+    store keeps it in); it is all NaN when ``has_change`` is false (the store has no ``$change``). ``bench_return[i]`` is the benchmark's close-to-close change on ``dates[i]`` (0 when
     unknown, as in Qlib).
     """
 
@@ -97,7 +98,9 @@ def load_market(
     has_change = bool(stored) and all(bin_path(store.root, c, "change", "day").is_file() for c in stored)
     fields = [*FIELDS, "change"] if has_change else list(FIELDS)
     span = DateRange(ext[0].astype("datetime64[ms]").item(), ext[-1].astype("datetime64[ms]").item())
-    frame = store.features(names, [f"${f}" for f in fields], span)
+    # $change as stored, turned into a fraction below in float64: a stored 9.5 (percent) becomes exactly
+    # 0.095, so limits match pyqlib's on the same store with the threshold in the store's units
+    frame = store.features(names, [f"${f}" for f in fields], span, as_stored=True)
     if not has_change:
         log.info("no $change in %s for every code: price limits come from the board rules", store.source)
 
@@ -112,7 +115,10 @@ def load_market(
         grid[rows, cols] = frame[f].to_numpy().astype(np.float64)
         grid[~in_span] = np.nan
         dense[f] = grid
-    change = dense["change"] if has_change else np.full((n_days, n_codes), np.nan)
+    if has_change:
+        change = dense["change"] / DIVISOR[store.change_unit()]
+    else:
+        change = np.full((n_days, n_codes), np.nan)
     prev_close = dense["close"][0] if offset else np.full(n_codes, np.nan)
     bench = _bench_return(store, benchmark, ext, span)[offset:] if benchmark else np.zeros(len(day_list))
     return MarketArrays(

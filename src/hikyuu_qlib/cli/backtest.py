@@ -41,7 +41,7 @@ def run(
     benchmark: Annotated[str | None, typer.Option(help="benchmark code (empty for none)")] = "SH000300",
     deal_price: Annotated[str, typer.Option(help="close or open")] = "close",
     limit_threshold: Annotated[
-        float | None, typer.Option(help="limit up/down when |$change| >= this (in $change's own units)")
+        float | None, typer.Option(help="limit up/down when |$change| >= this, a fraction (0.095 = 9.5 %)")
     ] = 0.095,
     open_cost: Annotated[float, typer.Option(help="cost rate of buys")] = 0.0005,
     close_cost: Annotated[float, typer.Option(help="cost rate of sells")] = 0.0015,

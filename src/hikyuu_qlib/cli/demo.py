@@ -76,7 +76,7 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> WorkflowConfi
         model=ModelSpec(name=f"demo-{ctx.source.split(':', 1)[0]}"),
         segments=segments,
         strategy=TopkDropoutSpec(topk=topk, n_drop=max(1, topk // 10)),
-        backtest=BacktestSpec(benchmark=_benchmark(ctx), limit_threshold=_limit_threshold(ctx)),
+        backtest=BacktestSpec(benchmark=_benchmark(ctx)),
         outputs=Outputs(dir=out),
     )
 
@@ -93,10 +93,3 @@ def _universe(ctx: ResearchContext) -> str:
 def _benchmark(ctx: ResearchContext) -> str | None:
     indices = set(ctx.store.stocks(types=[StockType.INDEX], valid=None)["code"].to_list())
     return next((code for code in BENCHMARKS if code in indices), None)
-
-
-def _limit_threshold(ctx: ResearchContext) -> float:
-    """Qlib's 0.095, or 9.5 where a Qlib store keeps ``$change`` in percent (as the shared CN data does)."""
-    store = ctx.qlib_store(_universe(ctx))
-    sample = store.features("all", ["$change"]).get_column("change").drop_nans().drop_nulls()
-    return 9.5 if sample.len() and float(sample.abs().quantile(0.99) or 0.0) > 1.0 else 0.095

@@ -67,7 +67,7 @@ def qlib_view(
     missing = [u for u in universes if not (target / "instruments" / f"{u.lower()}.txt").is_file()]
     if missing:
         _write_universes(store, target, missing)
-    return QlibStore.open(target)
+    return QlibStore.open(target, change_unit="fraction")  # export_qlib writes $change as a fraction
 
 
 def _write_universes(store: MarketData, out: Path, universes: Sequence[str]) -> None:

@@ -11,7 +11,7 @@ Qlib stores adjusted prices: ``$close = original × $factor`` and ``$volume = or
 
 In every mode price × volume is preserved, so turnover stays consistent. ``amount`` comes from the
 store's ``amount`` field when it has one (yuan, never adjusted), else null. ``factor`` is the store's
-``$factor`` unchanged (1.0 when the instrument has no factor bin). Days where ``$close`` is NaN
+``$factor`` unchanged (1.0 only in a store that has no factor bin at all: see :mod:`.store`). Days where ``$close`` is NaN
 (suspensions, padding) are dropped from bars; :meth:`QlibStore.features` keeps them as Qlib does.
 """
 

@@ -84,13 +84,26 @@ def read_bin(path: Path | str, field: str, n_calendar: int, lo: int = 0, hi: int
     Raises FileNotFoundError when the file is missing (callers turn it into a domain error) and
     DataFormatError when it is corrupt.
     """
-    first, values = read_span(path, field, n_calendar, lo, n_calendar - 1 if hi is None else hi)
+    _, _, first, values = read_span(path, field, n_calendar, lo, n_calendar - 1 if hi is None else hi)
     return BinSlice(first, values)
 
 
-def read_span(path: Path | str, field: str, n_calendar: int, lo: int, hi: int) -> tuple[int, Float32Array]:
-    """The hot path of :func:`read_bin`: ``(first index, values)`` without the wrapper object."""
-    fd = open_to_read(path)
+def read_span(
+    path: Path | str, field: str, n_calendar: int, lo: int, hi: int
+) -> tuple[int, int, int, Float32Array]:
+    """The hot path of :func:`read_bin`: ``(bin start, bin length, first index, values)``.
+
+    The bin's own start index and length (from its header and size) come along so that callers can
+    check that the bins of one instrument agree, at no extra cost. FileNotFoundError and
+    NotADirectoryError propagate (callers name the missing field or folder); other OS errors are a
+    DataFormatError naming the file and the field.
+    """
+    try:
+        fd = open_to_read(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise DataFormatError(f"cannot read bin {path} (field {field!r}): {exc}") from exc
     try:
         size = os.fstat(fd).st_size
         prefix = lo <= PREFIX_READ_LIMIT // 4
@@ -99,7 +112,7 @@ def read_span(path: Path | str, field: str, n_calendar: int, lo: int, hi: int) -
         last = min(hi, start + length - 1)
         first = max(lo, start)
         if first > last:
-            return first, EMPTY
+            return start, length, first, EMPTY
         count = last - first + 1
         offset = 4 * (first - start + 1)
         if not prefix:
@@ -113,7 +126,7 @@ def read_span(path: Path | str, field: str, n_calendar: int, lo: int, hi: int) -
         os.close(fd)
     if len(head) < offset + 4 * count:
         raise DataFormatError(f"corrupt bin {path} (field {field!r}): truncated while reading")
-    return first, np.frombuffer(head, dtype=F32, count=count, offset=offset)
+    return start, length, first, np.frombuffer(head, dtype=F32, count=count, offset=offset)
 
 
 def encode_bin(start: int, values: npt.ArrayLike) -> bytes:

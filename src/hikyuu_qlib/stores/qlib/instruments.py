@@ -7,12 +7,13 @@ code in canonical form (``SH600000``); the instrument name as written in the fil
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from hikyuu_qlib.domain import DataFormatError, StockCode
+from hikyuu_qlib.domain import DataFormatError, InvalidInputError, StockCode
 from hikyuu_qlib.domain.errors import InvalidCodeError
 from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA
 from hikyuu_qlib.stores.qlib._io import write_atomic
@@ -22,6 +23,22 @@ SPANS_SCHEMA: dict[str, pl.DataType] = {**MEMBERSHIP_SCHEMA, "name": pl.String()
 
 def instruments_dir(root: Path) -> Path:
     return root / "instruments"
+
+
+def universe_path(root: Path, name: str) -> Path:
+    """``instruments/<name>.txt``; :class:`InvalidInputError` when ``name`` is not a plain file name.
+
+    A universe name is a name, not a path: one with ``/``, ``\\``, ``..``, a NUL or a drive colon could
+    reach a file outside ``instruments/`` and is refused before any file is touched.
+    """
+    clean = name.strip().lower()
+    seps = {"/", "\\", "\x00", ":", os.sep, os.altsep or "/"}
+    if not clean or ".." in clean or any(sep in clean for sep in seps) or clean.startswith("."):
+        raise InvalidInputError(
+            f"invalid universe name {name!r}: expected the name of a file in {instruments_dir(root)} "
+            "(such as csi300), without '/', '\\' or '..'"
+        )
+    return instruments_dir(root) / f"{clean}.txt"
 
 
 def universes(root: Path) -> list[str]:

@@ -10,6 +10,22 @@ Differences from Qlib, on purpose: instruments without data are silently absent 
 Qlib), but ``read_bars`` raises :class:`UnknownCodeError` for them; a bin that is missing or corrupt for an
 instrument that exists is an error (``LoadErrors`` listing every failing instrument), never a silent gap.
 
+Served semantics, on purpose:
+
+* ``$change`` is served as a fraction (``0.0123`` for +1.23 %) by :meth:`QlibStore.features`, whatever
+  unit the store keeps it in: many downloaded stores keep it in percent. The unit comes from the
+  ``change_unit`` given to :meth:`QlibStore.open` (setting ``qlib_change_unit``, env
+  ``HQ_QLIB_CHANGE_UNIT``), else it is detected once per store from a sample of bins (see :mod:`.change`).
+* Raw and adjusted prices need ``$factor``: an instrument without a ``factor`` bin, in a store where
+  other instruments have one, fails with :class:`DataFormatError` (it is never served as factor 1). A
+  store in which no instrument has a ``factor`` bin at all holds unadjusted prices: they are taken as
+  they are (factor 1 for every adjustment), and one log line says so.
+* Damaged data fails the instrument it belongs to, with the same :class:`DataFormatError` from
+  :meth:`QlibStore.read_bars`, :meth:`QlibStore.read_many` (in its errors) and :meth:`QlibStore.features`
+  (in :class:`LoadErrors`): see :mod:`.reader`. An empty calendar fails every read.
+* Universe names are names: one that could reach a file outside ``instruments/`` is an
+  :class:`InvalidInputError`.
+
 Stocks come from ``instruments/all.txt``: type inferred from the code (SH000xxx / SZ399xxx index, SH688
 STAR, SZ30x ChiNext, else A-share), no names, valid = listed on the calendar's last day, lot 100 and
 tick 0.01. Qlib holds adjustment factors, not split/dividend events, so :meth:`weights` is empty.
@@ -38,6 +54,7 @@ from hikyuu_qlib.domain import (
     DataFormatError,
     DateRange,
     HQError,
+    InvalidInputError,
     KType,
     Market,
     NotFoundError,
@@ -52,8 +69,22 @@ from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, STOCK_SCHEMA,
 from hikyuu_qlib.stores.qlib.bars import frame_to_bars, to_bars
 from hikyuu_qlib.stores.qlib.bins import bin_path
 from hikyuu_qlib.stores.qlib.calendar import KTYPE_OF, calendar_path, freq_of, locate, read_calendar
-from hikyuu_qlib.stores.qlib.instruments import instruments_dir, read_instruments, universes
-from hikyuu_qlib.stores.qlib.reader import Target, feature_folders, read_features, read_instrument
+from hikyuu_qlib.stores.qlib.change import (
+    CHANGE_UNITS,
+    DIVISOR,
+    SETTING_HINT,
+    ChangeUnit,
+    ChangeUnitSetting,
+    detect_change_unit,
+)
+from hikyuu_qlib.stores.qlib.instruments import read_instruments, universe_path, universes
+from hikyuu_qlib.stores.qlib.reader import (
+    Target,
+    feature_folders,
+    not_a_folder,
+    read_features,
+    read_instrument,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,16 +95,25 @@ BAR_FIELDS = ("open", "high", "low", "close", "volume")
 class QlibStore:
     """Market data from a Qlib provider directory (``calendars/``, ``instruments/``, ``features/``)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, change_unit: ChangeUnitSetting = "auto") -> None:
+        if change_unit not in CHANGE_UNITS:
+            raise InvalidInputError(f"change_unit must be one of {list(CHANGE_UNITS)}, got {change_unit!r}")
         self._root = root
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, Path], tuple[tuple[int, int], Any]] = {}
+        self._change_setting: ChangeUnitSetting = change_unit
+        self._facts_lock = threading.Lock()
+        self._change_units: dict[str, ChangeUnit] = {}
+        self._has_factor: dict[str, bool] = {}
 
     @classmethod
-    def open(cls, path: Path | str) -> QlibStore:
+    def open(cls, path: Path | str, *, change_unit: ChangeUnitSetting = "auto") -> QlibStore:
         """Open a provider directory.
 
-        Raises :class:`StoreNotFoundError` when it or its ``calendars/day.txt`` is missing.
+        ``change_unit`` is the unit ``$change`` is stored in: ``"auto"`` detects it on first use (see
+        :mod:`.change`), ``"fraction"`` or ``"percent"`` say it. Either way :meth:`features` serves
+        ``$change`` as a fraction. Raises :class:`StoreNotFoundError` when the directory or its
+        ``calendars/day.txt`` is missing.
         """
         root = Path(path).expanduser()
         if not root.is_dir():
@@ -81,7 +121,7 @@ class QlibStore:
         if not calendar_path(root, "day").is_file():
             missing = calendar_path(root, "day")
             raise StoreNotFoundError(f"not a Qlib provider directory: {missing} is missing")
-        return cls(root)
+        return cls(root, change_unit=change_unit)
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -111,21 +151,23 @@ class QlibStore:
     def _calendar(self, freq: str) -> DatetimeArray:
         path = calendar_path(self._root, freq)
         try:
-            return self._cached("calendar", path, read_calendar)
+            calendar = self._cached("calendar", path, read_calendar)
         except FileNotFoundError:
             available = ", ".join(sorted(KTYPE_OF.get(f, KType.DAY).value for f in self._freqs())) or "none"
             raise UnsupportedKTypeError(
                 f"{self.source} has no calendar for frequency {freq!r} ({path} missing); "
                 f"available: {available}"
             ) from None
+        if not len(calendar):
+            raise DataFormatError(f"calendar {path} is empty: the bins of {self.source} cannot be placed")
+        return calendar
 
     def _freqs(self) -> list[str]:
         folder = self._root / "calendars"
         return sorted(p.stem for p in folder.glob("*.txt") if "_future" not in p.stem)
 
     def _spans(self, universe: str) -> pl.DataFrame:
-        name = universe.strip().lower()
-        path = instruments_dir(self._root) / f"{name}.txt"
+        path = universe_path(self._root, universe)
         try:
             return self._cached("instruments", path, read_instruments)
         except FileNotFoundError:
@@ -162,7 +204,7 @@ class QlibStore:
         types: Sequence[StockType] | None = None,
         valid: bool | None = True,
     ) -> pl.DataFrame:
-        last = self._calendar("day")[-1] if len(self._calendar("day")) else np.datetime64("NaT", "ms")
+        last = self._calendar("day")[-1]
         spans = self._spans("all")
         market_of = pl.col("code").str.slice(0, 2)
         frame = (
@@ -218,10 +260,12 @@ class QlibStore:
         cal = self._calendar(freq)
         folder = code.qlib_folder
         if not (self._root / "features" / folder).is_dir():
+            if (damage := not_a_folder(self._root, str(code), folder)) is not None:
+                raise damage
             raise UnknownCodeError(f"unknown code {code} in {self.source}: no features/{folder} folder")
-        fields = list(BAR_FIELDS)
-        fields += [f for f in ("factor", "amount") if bin_path(self._root, folder, f, freq).is_file()]
-        got = read_instrument(self._root, Target(str(code), folder), fields, freq, len(cal), 0, len(cal) - 1)
+        fields = [*BAR_FIELDS, *self._factor_field(freq)]
+        fields += [f for f in ("amount",) if bin_path(self._root, folder, f, freq).is_file()]
+        got = read_instrument(self._root, Target(str(code), folder), fields, freq, cal, 0, len(cal) - 1)
         if got is None:
             index = np.empty(0, dtype=np.int64)
             columns = [np.empty(0, dtype=np.float32) for _ in fields]
@@ -253,18 +297,15 @@ class QlibStore:
             if (self._root / "features" / folder).is_dir():
                 present.append(StockCode.parse(code))
             else:
-                errors[str(code)] = UnknownCodeError(
+                errors[str(code)] = not_a_folder(self._root, str(code), folder) or UnknownCodeError(
                     f"unknown code {code} in {self.source}: no features/{folder} folder"
                 )
         if not present:
             return empty_bars(with_factor=True), errors
         freq = freq_of(ktype)
         folders = [c.qlib_folder for c in present]
-        extra = [
-            f
-            for f in ("factor", "amount")
-            if all(bin_path(self._root, d, f, freq).is_file() for d in folders)
-        ]
+        extra = [*self._factor_field(freq)]
+        extra += [f for f in ("amount",) if all(bin_path(self._root, d, f, freq).is_file() for d in folders)]
         try:
             raw = self.features(present, [*BAR_FIELDS, *extra], None, freq=freq)
         except HQError:
@@ -322,6 +363,8 @@ class QlibStore:
         fields: Sequence[str],
         dates: DateRange | None = None,
         freq: str = "day",
+        *,
+        as_stored: bool = False,
     ) -> pl.DataFrame:
         """Raw fields as ``D.features`` returns them: ``code, datetime, <field>…`` (Float32).
 
@@ -329,20 +372,67 @@ class QlibStore:
         ``D.instruments(name)``), a single code, or a list of codes (no span masking). Instruments
         without data are absent, as in Qlib. ``dates`` is aligned to the calendar as Qlib aligns
         ``start_time``/``end_time``. Failing instruments raise :class:`LoadErrors` (all of them).
+
+        ``$change`` is served as a fraction (``0.0123`` for +1.23 %) whatever unit the store keeps it in
+        (:meth:`change_unit`); ``as_stored=True`` returns it as stored, every value bit for bit as
+        ``D.features`` gives it.
         """
         if isinstance(fields, str):
             fields = [fields]
         cal = self._calendar(freq)
         lo, hi = locate(cal, dates)
         targets = self._targets(instruments, cal, freq)
-        return read_features(self._root, cal, freq, targets, fields, lo, hi)
+        frame = read_features(self._root, cal, freq, targets, fields, lo, hi)
+        if as_stored or "change" not in frame.columns or self.change_unit(freq) == "fraction":
+            return frame
+        divisor = DIVISOR[self.change_unit(freq)]
+        return frame.with_columns((pl.col("change").cast(pl.Float64) / divisor).cast(pl.Float32))
+
+    def change_unit(self, freq: str = "day") -> ChangeUnit:
+        """The unit this store keeps ``$change`` in: the setting given to :meth:`open`, else detected
+        once from a sample of its bins (one log line names the store and the unit)."""
+        with self._facts_lock:
+            unit = self._change_units.get(freq)
+            if unit is not None:
+                return unit
+            if self._change_setting != "auto":
+                unit = self._change_setting
+                log.info("%s keeps $change as a %s (setting qlib_change_unit); it is served as a fraction",
+                         self.source, unit)  # fmt: skip
+            else:
+                cal = self._calendar(freq)
+                found = detect_change_unit(self._root, sorted(feature_folders(self._root)), len(cal), freq)
+                unit = found.unit
+                if found.conclusive:
+                    log.info("%s keeps $change as a %s (detected: %s); it is served as a fraction",
+                             self.source, unit, found.reason)  # fmt: skip
+                else:
+                    log.warning("%s: cannot tell the unit of $change (%s); taking it as a fraction, "
+                                "Qlib's convention; %s", self.source, found.reason, SETTING_HINT)  # fmt: skip
+            self._change_units[freq] = unit
+            return unit
+
+    def _factor_field(self, freq: str) -> list[str]:
+        """``["factor"]``, or ``[]`` for a store in which no instrument has a factor bin (see module doc)."""
+        with self._facts_lock:
+            known = self._has_factor.get(freq)
+            if known is None:
+                known = any(
+                    bin_path(self._root, folder, "factor", freq).is_file()
+                    for folder in sorted(feature_folders(self._root))
+                )
+                self._has_factor[freq] = known
+                if not known:
+                    log.info("%s has no $factor field for any instrument: its %s prices are taken as "
+                             "unadjusted (factor 1)", self.source, freq)  # fmt: skip
+        return ["factor"] if known else []
 
     def _targets(
         self, instruments: str | Sequence[str | StockCode], cal: DatetimeArray, freq: str = "day"
     ) -> list[Target]:
         if isinstance(instruments, str):
             name = instruments.strip().lower()
-            if (instruments_dir(self._root) / f"{name}.txt").is_file():
+            if universe_path(self._root, name).is_file():
                 return self._universe_targets(name, cal, freq)
             try:
                 instruments = [StockCode.parse(instruments)]
@@ -356,7 +446,7 @@ class QlibStore:
 
     def _universe_targets(self, name: str, cal: DatetimeArray, freq: str) -> list[Target]:
         spans = self._spans(name)
-        path = instruments_dir(self._root) / f"{name}.txt"
+        path = universe_path(self._root, name)
         # index spans depend on the calendar too: a re-read calendar is a new array
         kind = f"targets:{freq}:{id(cal)}:{len(cal)}"
         return self._cached(kind, path, lambda _p: _span_targets(spans, cal))
