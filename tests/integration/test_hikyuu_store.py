@@ -64,7 +64,7 @@ def test_index_volume_is_not_scaled(store: HikyuuStore, hikyuu_dir: Path) -> Non
 
 def test_protocol_and_metadata(store: HikyuuStore, hikyuu_dir: Path) -> None:
     assert isinstance(store, MarketData)
-    assert store.source == f"hikyuu:{hikyuu_dir}"
+    assert store.source == f"hikyuu:{hikyuu_dir.resolve()}"  # canonical: absolute, symlinks resolved
     assert store.markets() == [Market.SH, Market.SZ, Market.BJ]
     assert store.ktypes() == {KType.DAY, KType.WEEK, KType.MONTH, KType.QUARTER, KType.HALFYEAR, KType.YEAR}
 

@@ -73,7 +73,7 @@ def test_implements_market_data(store: QlibStore, qlib_dir: Path) -> None:
     assert isinstance(store, MarketData)
     with open_store(f"qlib:{qlib_dir}") as opened:
         assert isinstance(opened, QlibStore) and opened.source == store.source
-    assert store.source == f"qlib:{qlib_dir}"
+    assert store.source == f"qlib:{qlib_dir.resolve()}"  # canonical: absolute, symlinks resolved
     assert store.ktypes() == frozenset({KType.DAY})
     assert set(store.markets()) == {Market.SH, Market.SZ}
     assert store.weights(StockCode.parse("SH600000")).schema == pl.Schema(WEIGHT_SCHEMA)

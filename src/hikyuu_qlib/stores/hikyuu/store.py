@@ -65,17 +65,21 @@ class HikyuuStore:
     # -- MarketData -------------------------------------------------------------------------------
     @property
     def source(self) -> str:
+        """``hikyuu:`` and the store's canonical path (absolute, symlinks resolved)."""
         return f"hikyuu:{self.layout.source_path}"
 
     def data_version(self) -> str:
+        """Digest of the resolved path, size and mtime of stock.db and every HDF5 file: the same store
+        named in any spelling has one version, and any change to a file changes it."""
         digest = hashlib.sha256()
         for path in [self.layout.db, *sorted(self.layout.files.values())]:
+            real = path.resolve()
             try:
-                st = path.stat()
+                st = real.stat()
             except OSError:
-                digest.update(f"{path}:missing".encode())
+                digest.update(f"{real}:missing".encode())
                 continue
-            digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+            digest.update(f"{real}:{st.st_size}:{st.st_mtime_ns}".encode())
         return digest.hexdigest()[:16]
 
     def markets(self) -> list[Market]:

@@ -65,7 +65,7 @@ class QlibStore:
     """Market data from a Qlib provider directory (``calendars/``, ``instruments/``, ``features/``)."""
 
     def __init__(self, root: Path) -> None:
-        self._root = root
+        self._root = Path(root).expanduser().resolve()  # canonical: one source and version per store
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, Path], tuple[tuple[int, int], Any]] = {}
 
@@ -91,6 +91,7 @@ class QlibStore:
 
     @property
     def source(self) -> str:
+        """``qlib:`` and the store's canonical path (absolute, symlinks resolved)."""
         return f"qlib:{self._root}"
 
     def _cached(self, kind: str, path: Path, load: Callable[[Path], T]) -> T:
@@ -137,12 +138,14 @@ class QlibStore:
     # -- MarketData -----------------------------------------------------------------------------------
 
     def data_version(self) -> str:
-        """Digest of the size and mtime of every calendar, instruments and bin file.
+        """Digest of the resolved root and the name, size and mtime of every calendar, instruments and bin
+        file: the same store named in any spelling has one version.
 
         One ``stat`` per file (tens of milliseconds for a few thousand bins): it also sees in-place
         appends, which Qlib's own dump tools make, not only atomic replacements.
         """
         digest = hashlib.sha1()
+        digest.update(f"{self._root}\n".encode())
         for sub in ("calendars", "instruments"):
             _stat_tree(self._root / sub, digest, depth=0)
         _stat_tree(self._root / "features", digest, depth=1)
