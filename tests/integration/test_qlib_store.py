@@ -21,6 +21,7 @@ from hikyuu_qlib.domain import (
     KType,
     LoadErrors,
     Market,
+    NoBarsError,
     NotFoundError,
     StockCode,
     StockType,
@@ -202,8 +203,11 @@ def test_read_bars_drops_nan_close_days(store: QlibStore) -> None:
 
 
 def test_read_bars_unknown_code_raises(store: QlibStore) -> None:
-    with pytest.raises(UnknownCodeError, match=ABSENT):
+    # listed in csi300.txt (a delisted member) without a features folder: without bars, not unknown
+    with pytest.raises(NoBarsError, match=ABSENT):
         store.read_bars(StockCode.parse(ABSENT))
+    with pytest.raises(UnknownCodeError, match="SH609999"):  # named by no instruments file, no folder
+        store.read_bars(StockCode.parse("SH609999"))
     # while features() follows Qlib and returns no rows for it
     assert store.features([ABSENT], ["close"]).height == 0
 

@@ -32,6 +32,7 @@ from hikyuu_qlib.domain import (
     KType,
     LoadErrors,
     Market,
+    NoBarsError,
     StockCode,
     UnknownCodeError,
 )
@@ -121,16 +122,23 @@ def read_many(
     early = _Early(store, adjust) if dates is None else None
     base, failed = _read_base(store, ktype, wanted, workers, early, missing="report")
     errors: dict[str, HQError] = {}
+    known = store.stock_index()
     for name, message in failed.items():
-        errors[name] = UnknownCodeError(message) if name in base.missing else DataFormatError(message)
+        if name not in base.missing:
+            errors[name] = DataFormatError(message)
+        elif StockCode.parse(name) in known:
+            errors[name] = NoBarsError(message)  # listed, but no table: "without bars"
+        else:
+            errors[name] = UnknownCodeError(message)
     cols, names, lengths = base.columns, base.names, base.lengths
     if dates is not None:
         cols, lengths = _window(cols, lengths, dates)
     return _finish(store, cols, names, lengths, adjust, early), errors
 
 
-def _read_one_by_one(store: HikyuuStore, codes: Sequence[StockCode], ktype: KType, adjust: Adjust,
-                     dates: DateRange | None) -> tuple[pl.DataFrame, dict[str, HQError]]:
+def _read_one_by_one(
+    store: HikyuuStore, codes: Sequence[StockCode], ktype: KType, adjust: Adjust, dates: DateRange | None
+) -> tuple[pl.DataFrame, dict[str, HQError]]:
     frames: list[pl.DataFrame] = []
     errors: dict[str, HQError] = {}
     for code in codes:
@@ -151,8 +159,14 @@ def _window(cols: Columns, lengths: np.ndarray, dates: DateRange) -> tuple[Colum
     return cols.take(keep), kept[ends] - kept[ends - lengths]
 
 
-def _finish(store: HikyuuStore, cols: Columns, names: list[str], lengths: np.ndarray, adjust: Adjust,
-            early: _Early | None = None) -> pl.DataFrame:
+def _finish(
+    store: HikyuuStore,
+    cols: Columns,
+    names: list[str],
+    lengths: np.ndarray,
+    adjust: Adjust,
+    early: _Early | None = None,
+) -> pl.DataFrame:
     """The bars frame of decoded columns: the code column, and the adjustment when asked."""
     if not names or cols.datetime.size == 0:
         return empty_bars()
@@ -167,9 +181,14 @@ def _finish(store: HikyuuStore, cols: Columns, names: list[str], lengths: np.nda
         return apply_affine(conform_bars(cols.frame(code)), a, b)
     prices = (cols.open, cols.high, cols.low, cols.close, cols.volume, cols.amount)
     # in place when the columns are ours (decoded just now), else (mapped from the cache) into new ones
-    out = cols if all(x.flags.writeable for x in prices) else Columns(
-        cols.datetime, *(np.empty_like(x) for x in prices))
-    grouped_adjust(bar_ms, *grouping, adjust, prices, (out.open, out.high, out.low, out.close, out.volume, out.amount))
+    out = (
+        cols
+        if all(x.flags.writeable for x in prices)
+        else Columns(cols.datetime, *(np.empty_like(x) for x in prices))
+    )
+    grouped_adjust(
+        bar_ms, *grouping, adjust, prices, (out.open, out.high, out.low, out.close, out.volume, out.amount)
+    )
     return conform_bars(out.frame(code))
 
 
@@ -278,8 +297,9 @@ def _read_base(
     """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts; and
     the tables that failed, left out of the columns (by name; a file that cannot be listed by path).
 
-    ``early(names, lengths)`` runs on this thread while the chunks decode. Asked-for codes without a
-    table raise :class:`UnknownCodeError`, or with ``missing="report"`` join the failures."""
+    ``early(names, lengths)`` runs on this thread while the chunks decode. Asked-for codes the store
+    does not know raise :class:`UnknownCodeError`, known ones without a table :class:`NoBarsError`; with
+    ``missing="report"`` both join the failures (listed in ``Base.missing``)."""
     files, errors, absent = _tables(store, BASE_KIND[ktype], codes, missing)
     plans: list[FilePlan] = []
     all_names: list[str] = []
@@ -300,8 +320,16 @@ def _read_base(
         if found.fallback:  # odd layouts: HDF5 decodes them, one after another
             starts = lo + np.concatenate(([0], np.cumsum(found.rows)))
             pick = found.fallback
-            errors.update(read_tables(path, [names[i] for i in pick], [found.rows[i] for i in pick],
-                                      [scales[i] for i in pick], [int(starts[i]) for i in pick], columns))
+            errors.update(
+                read_tables(
+                    path,
+                    [names[i] for i in pick],
+                    [found.rows[i] for i in pick],
+                    [scales[i] for i in pick],
+                    [int(starts[i]) for i in pick],
+                    columns,
+                )
+            )
     threads = max(1, workers or os.cpu_count() or 1)
     if sum(len(p.size) for p in plans) < MIN_CHUNKS_FOR_THREADS:
         threads = 1
@@ -326,7 +354,7 @@ def _tables(
     """Per market file: its path, the tables to read (every listed code, or those asked) and their
     volume scales; the files that cannot be listed (by path, or by code for codes asked for); and the
     asked-for codes without a table (by code; raised instead unless ``missing="report"``)."""
-    index = store.base_info.stock_index()
+    index = store.stock_index()
     wanted: set[StockCode] | None = None
     absent: dict[str, str] = {}
     if codes is not None:
@@ -334,7 +362,7 @@ def _tables(
         unknown = sorted(str(c) for c in wanted if c not in index)
         if unknown and missing == "raise":
             raise UnknownCodeError(f"unknown code(s) {', '.join(unknown[:20])}: not in {store.layout.db}")
-        absent = {c: f"unknown code {c}: not in {store.layout.db}" for c in unknown}
+        absent = {c: f"unknown code {c}: not in {store.layout.db} and no table" for c in unknown}
         wanted -= {StockCode.parse(c) for c in unknown}
     files: list[tuple[str, list[str], list[float]]] = []
     file_errors: dict[str, str] = {}
@@ -370,7 +398,7 @@ def _tables(
         lacking = sorted(str(c) for c in wanted - found)
         where = store.layout.datadir
         if missing == "raise":
-            raise UnknownCodeError(f"no {kind} table for code(s) {', '.join(lacking[:20])} in {where}")
+            raise NoBarsError(f"no {kind} table for code(s) {', '.join(lacking[:20])} in {where}")
         absent.update({c: f"{c}: no {kind} table in {where}" for c in lacking})
     return files, file_errors, absent
 
@@ -394,7 +422,7 @@ def _grouped_events(
 ) -> tuple[np.ndarray, np.ndarray, WeightEvents, np.ndarray, np.ndarray]:
     """Every code's rows and weight events at once, as the grouped adjustment kernels take them:
     ``(row_lo, row_hi, events, ev_lo, ev_hi)``."""
-    index = store.base_info.stock_index()
+    index = store.stock_index()
     ids = np.array([index[StockCode.parse(n)].stockid for n in names], dtype=np.int64)
     weights = store.base_info.weights(ids.tolist())
     col = {c: weights.get_column(c).to_numpy() for c in weights.columns if c not in ("stockid", "date")}
@@ -430,7 +458,7 @@ def _read_derived(
     for code in sorted(StockCode.parse(c) for c in codes):  # one read per stock
         try:
             frames.append(store.read_bars(code, ktype=ktype, adjust=adjust))
-        except UnknownCodeError:
+        except (UnknownCodeError, NoBarsError):
             if not only_present:
                 raise
         except DataFormatError as exc:

@@ -7,12 +7,15 @@ Two ways in:
 * :meth:`QlibStore.read_bars` — one code as platform bars (original or adjusted prices; see :mod:`.bars`).
 
 Differences from Qlib, on purpose: instruments without data are silently absent from ``features`` (as in
-Qlib), but ``read_bars`` raises :class:`UnknownCodeError` for them; a bin that is missing or corrupt for an
-instrument that exists is an error (``LoadErrors`` listing every failing instrument), never a silent gap.
+Qlib), but ``read_bars`` raises for them: :class:`NoBarsError` ("without bars", not a failure) for a code
+that an instruments file lists (``all.txt`` or a universe such as ``csi300.txt``: delisted members often
+have no ``features/<code>`` folder), :class:`UnknownCodeError` for a code the store does not know at all;
+a bin that is missing or corrupt for an instrument that exists is an error (``LoadErrors`` listing every
+failing instrument), never a silent gap.
 
 Stocks come from ``instruments/all.txt``: type inferred from the code (SH000xxx / SZ399xxx index, SH688
-STAR, SZ30x ChiNext, else A-share), no names, valid = listed on the calendar's last day, lot 100 and
-tick 0.01. Qlib holds adjustment factors, not split/dividend events, so :meth:`weights` is empty.
+STAR, SZ30x ChiNext, else A-share), no names, valid = listed on the calendar's last day, lot 100,
+tick 0.01, ``has_data`` = the code has a ``features/<code>`` folder. Qlib holds adjustment factors, not split/dividend events, so :meth:`weights` is empty.
 
 Calendars and instruments files are parsed once and re-parsed when their size or mtime changes; all
 state is behind a lock, so one store serves concurrent readers.
@@ -40,6 +43,7 @@ from hikyuu_qlib.domain import (
     HQError,
     KType,
     Market,
+    NoBarsError,
     NotFoundError,
     StockCode,
     StockType,
@@ -168,6 +172,7 @@ class QlibStore:
         last = self._calendar("day")[-1] if len(self._calendar("day")) else np.datetime64("NaT", "ms")
         spans = self._spans("all")
         market_of = pl.col("code").str.slice(0, 2)
+        folders = feature_folders(self._root)
         frame = (
             spans.filter(market_of.is_in([m.value for m in Market]) & (pl.col("code").str.len_chars() == 8))
             .group_by("code")
@@ -181,6 +186,7 @@ class QlibStore:
                 pl.col("start").dt.date().alias("start_date"),
                 pl.lit(100, dtype=pl.Int64).alias("lot"),
                 pl.lit(0.01).alias("tick"),
+                pl.col("code").str.to_lowercase().is_in(list(folders)).alias("has_data"),
             )
             .with_columns(
                 pl.when(pl.col("valid")).then(None).otherwise(pl.col("end").dt.date()).alias("end_date")
@@ -221,7 +227,7 @@ class QlibStore:
         cal = self._calendar(freq)
         folder = code.qlib_folder
         if not (self._root / "features" / folder).is_dir():
-            raise UnknownCodeError(f"unknown code {code} in {self.source}: no features/{folder} folder")
+            raise self._absent(code)
         fields = list(BAR_FIELDS)
         fields += [f for f in ("factor", "amount") if bin_path(self._root, folder, f, freq).is_file()]
         got = read_instrument(self._root, Target(str(code), folder), fields, freq, len(cal), 0, len(cal) - 1)
@@ -251,14 +257,14 @@ class QlibStore:
         """
         errors: dict[str, HQError] = {}
         present: list[StockCode] = []
+        listed: set[str] | None = None
         for code in codes:
             folder = StockCode.parse(code).qlib_folder
             if (self._root / "features" / folder).is_dir():
                 present.append(StockCode.parse(code))
             else:
-                errors[str(code)] = UnknownCodeError(
-                    f"unknown code {code} in {self.source}: no features/{folder} folder"
-                )
+                listed = self._listed() if listed is None else listed
+                errors[str(code)] = self._absent(StockCode.parse(code), listed)
         if not present:
             return empty_bars(with_factor=True), errors
         freq = freq_of(ktype)
@@ -296,6 +302,28 @@ class QlibStore:
                 errors[str(code)] = exc
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else empty_bars(with_factor=True)
         return frame, errors
+
+    def _absent(self, code: StockCode, listed: set[str] | None = None) -> NoBarsError | UnknownCodeError:
+        """The error for a code without a ``features`` folder: listed in an instruments file -> without bars
+        (``listed``: :meth:`_listed`, when the caller has it)."""
+        folder = code.qlib_folder
+        if str(code) in (self._listed() if listed is None else listed):
+            return NoBarsError(
+                f"{code} has no bars in {self.source}: it is listed but has no features/{folder}"
+            )
+        return UnknownCodeError(
+            f"unknown code {code} in {self.source}: not listed, no features/{folder} folder"
+        )
+
+    def _listed(self) -> set[str]:
+        """Every code named in an instruments file (``all.txt`` and the universes)."""
+        listed: set[str] = set()
+        for name in universes(self._root):
+            try:
+                listed.update(self._spans(name)["code"].to_list())
+            except (NotFoundError, DataFormatError):
+                continue
+        return listed
 
     def weights(self, code: StockCode) -> pl.DataFrame:
         """Always empty: Qlib stores adjustment factors, not split/dividend events."""
