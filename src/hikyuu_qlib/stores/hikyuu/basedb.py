@@ -57,7 +57,7 @@ class BaseInfo:
         self.path = path
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self._conn = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)
             self._conn.execute("SELECT 1 FROM Stock LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise DataFormatError(f"{path}: not a Hikyuu stock.db ({exc})") from None
@@ -184,6 +184,12 @@ class BaseInfo:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def read_only_uri(path: Path) -> str:
+    """A SQLite URI opening ``path`` read-only: absolute and percent-encoded, so that ``#``, ``?``, ``%``,
+    spaces and non-ASCII characters in the path stay part of the file name (and nothing is created)."""
+    return Path(path).expanduser().resolve().as_uri() + "?mode=ro"
 
 
 def _int_date(col: pl.Expr) -> pl.Expr:
