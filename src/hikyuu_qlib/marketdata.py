@@ -9,6 +9,19 @@ Both return one columnar frame per query (see :mod:`hikyuu_qlib.domain.schema`).
   and a per-code error report (:class:`LoadResult`). ``bars`` raises :class:`LoadErrors` instead.
 - ``stream`` yields frames of at most ``chunk_rows`` rows while holding at most ``concurrency`` codes
   in memory beyond the current chunk.
+
+Codes without bars. A store may list codes it holds no bars for (a Hikyuu ``stock.db`` lists the whole
+exchange while the HDF5 files hold a few tables; a Qlib universe lists delisted members without a
+``features`` folder). Such a code is not a failure: the store raises :class:`NoBarsError` for it, and
+
+- ``load_many`` puts it in :attr:`LoadResult.without_bars` (sorted codes), never in ``errors``, and logs
+  one line with their count;
+- ``bars`` returns the bars of the others (it raises :class:`LoadErrors` only for real errors);
+- ``stream`` skips it and logs one line with the count of skipped codes when the stream ends.
+
+``stocks(has_data=True)`` lists only the codes with bars (the ``has_data`` column of the stocks frame).
+A code the store does not know at all is an :class:`UnknownCodeError`, reported in ``errors`` (and
+raised by ``stream``) as before.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from hikyuu_qlib.domain import (
     KType,
     LoadErrors,
     Market,
+    NoBarsError,
     StockCode,
     StockType,
 )
@@ -70,10 +84,21 @@ class BarQuery:
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    """The bars of every code that loaded, and the error of every code that did not."""
+    """The bars of every code that loaded, the error of every code that failed, and the codes that the
+    store lists but holds no bars for (``without_bars``, sorted; not failures)."""
 
     frame: pl.DataFrame
     errors: dict[str, HQError] = field(default_factory=dict)
+    without_bars: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, outcomes: dict[str, HQError], source: str = "") -> LoadResult:
+        """Split per-code outcomes into errors and codes without bars, and log them (see the module)."""
+        errors = {c: e for c, e in outcomes.items() if not isinstance(e, NoBarsError)}
+        without = tuple(sorted(c for c, e in outcomes.items() if isinstance(e, NoBarsError)))
+        _log_failures(errors)
+        _log_without_bars(without, source)
+        return cls(frame, errors, without)
 
     @property
     def ok(self) -> bool:
@@ -129,6 +154,10 @@ def _read_batch(
 BATCH_MIN_CODES = 128
 
 
+def _filter_has_data(frame: pl.DataFrame, has_data: bool | None) -> pl.DataFrame:
+    return frame if has_data is None else frame.filter(pl.col("has_data") == has_data)
+
+
 def _chunks(codes: Sequence[StockCode], parts: int) -> list[list[StockCode]]:
     """``codes`` in at most ``parts`` contiguous, nearly equal runs of at least ``BATCH_MIN_CODES``."""
     parts = max(1, min(parts, -(-len(codes) // BATCH_MIN_CODES)))
@@ -180,8 +209,11 @@ class MarketDataClient:
         market: Market | None = None,
         types: Sequence[StockType] | None = None,
         valid: bool | None = True,
+        has_data: bool | None = None,
     ) -> pl.DataFrame:
-        return self._store.stocks(market=market, types=types, valid=valid)
+        """The stock list (``STOCK_SCHEMA``); ``has_data`` keeps only the codes with (True) or without
+        (False) bars in the store."""
+        return _filter_has_data(self._store.stocks(market=market, types=types, valid=valid), has_data)
 
     def calendar(
         self, *, ktype: KType = KType.DAY, start: DateLike = None, end: DateLike = None
@@ -213,7 +245,8 @@ class MarketDataClient:
         adjust: Adjust | str = Adjust.NONE,
         concurrency: int = 1,
     ) -> LoadResult:
-        """Load codes (``concurrency`` at a time on threads); failures are reported per code."""
+        """Load codes (``concurrency`` at a time on threads); failures are reported per code, codes the
+        store lists without bars in ``without_bars``."""
         query = BarQuery.of(start, end, ktype, adjust)
         parsed, errors = parse_code_list(codes)
         frames: list[pl.DataFrame] = []
@@ -239,8 +272,7 @@ class MarketDataClient:
                     errors[str(code)] = outcome
                 else:
                     frames.append(outcome)
-        _log_failures(errors)
-        return LoadResult(combine(frames), errors)
+        return LoadResult.of(combine(frames), errors, self._store.source)
 
     def _map_bounded(
         self, codes: Sequence[StockCode], query: BarQuery, concurrency: int
@@ -270,6 +302,7 @@ class MarketDataClient:
         """Yield frames of ``chunk_rows`` rows (the last may be shorter) in code order.
 
         A code that fails raises :class:`LoadErrors` when it is reached; the chunks before it were yielded.
+        A code without bars (:class:`NoBarsError`) is skipped; their count is logged when the stream ends.
         """
         _check_chunk_rows(chunk_rows)
         query = BarQuery.of(start, end, ktype, adjust)
@@ -277,11 +310,16 @@ class MarketDataClient:
         if errors:
             raise LoadErrors(errors)
         buffer = _ChunkBuffer(chunk_rows)
+        without: list[str] = []
         for code, outcome in self._map_bounded(parsed, query, max(1, concurrency)):
+            if isinstance(outcome, NoBarsError):
+                without.append(str(code))
+                continue
             if isinstance(outcome, HQError):
                 raise LoadErrors({str(code): outcome})
             yield from buffer.push(outcome)
         yield from buffer.flush()
+        _log_without_bars(tuple(without), self._store.source)
 
 
 class AsyncMarketDataClient:
@@ -323,11 +361,14 @@ class AsyncMarketDataClient:
         market: Market | None = None,
         types: Sequence[StockType] | None = None,
         valid: bool | None = True,
+        has_data: bool | None = None,
     ) -> pl.DataFrame:
+        """See :meth:`MarketDataClient.stocks`."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        frame = await loop.run_in_executor(
             self._pool, lambda: self._store.stocks(market=market, types=types, valid=valid)
         )
+        return _filter_has_data(frame, has_data)
 
     async def calendar(
         self, *, ktype: KType = KType.DAY, start: DateLike = None, end: DateLike = None
@@ -383,9 +424,8 @@ class AsyncMarketDataClient:
             )
             for _, failed in results:
                 errors.update(failed)
-            _log_failures(errors)
             frame = await loop.run_in_executor(self._pool, combine, [f for f, _ in results])
-            return LoadResult(frame, errors)
+            return LoadResult.of(frame, errors, self._store.source)
 
         async def one(code: StockCode) -> pl.DataFrame | HQError:
             async with limit:
@@ -401,9 +441,8 @@ class AsyncMarketDataClient:
                 errors[str(code)] = outcome
             else:
                 frames.append(outcome)
-        _log_failures(errors)
         frame = await loop.run_in_executor(self._pool, combine, frames)
-        return LoadResult(frame, errors)
+        return LoadResult.of(frame, errors, self._store.source)
 
     async def stream(
         self,
@@ -424,6 +463,7 @@ class AsyncMarketDataClient:
             raise LoadErrors(errors)
         loop = asyncio.get_running_loop()
         buffer = _ChunkBuffer(chunk_rows)
+        without: list[str] = []
         pending: list[tuple[StockCode, asyncio.Future[pl.DataFrame]]] = []
         it = iter(parsed)
         try:
@@ -440,12 +480,16 @@ class AsyncMarketDataClient:
                 code, future = pending.pop(0)
                 try:
                     frame = await future
+                except NoBarsError:
+                    without.append(str(code))
+                    continue
                 except HQError as exc:
                     raise LoadErrors({str(code): exc}) from exc
                 for chunk in buffer.push(frame):
                     yield chunk
             for chunk in buffer.flush():
                 yield chunk
+            _log_without_bars(tuple(without), self._store.source)
         finally:
             for _, future in pending:
                 future.cancel()
@@ -496,3 +540,10 @@ def _check_chunk_rows(chunk_rows: int) -> None:
 def _log_failures(errors: dict[str, HQError]) -> None:
     for code, err in sorted(errors.items()):
         log.warning("failed to load %s: %s", code, err)
+
+
+def _log_without_bars(codes: Sequence[str], source: str) -> None:
+    """One line for all the codes without bars (there may be thousands of them)."""
+    if codes:
+        shown = ", ".join(codes[:5]) + (", …" if len(codes) > 5 else "")
+        log.info("%d code(s) without bars in %s (listed, no data): %s", len(codes), source, shown)

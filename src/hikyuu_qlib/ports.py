@@ -43,16 +43,20 @@ class MarketData(Protocol):
 
     Implementations are blocking (file I/O); the async API runs them off the event loop.
     ``read_bars`` reads one code and raises a specific :class:`~hikyuu_qlib.domain.HQError`
-    on failure; it never returns empty data for a code it could not read.
+    on failure; it never returns empty data for a code it could not read. A code the store lists but
+    holds no bars for raises :class:`~hikyuu_qlib.domain.NoBarsError` ("without bars", not a failure;
+    ``has_data`` is false for it in :meth:`stocks`), a code it does not know at all
+    :class:`~hikyuu_qlib.domain.UnknownCodeError`.
     """
 
     @property
     def source(self) -> str:
-        """The source spec this store was opened from (``hikyuu:PATH`` …)."""
+        """The canonical source spec of this store (``hikyuu:/ABSOLUTE/PATH`` …, symlinks resolved)."""
         ...
 
     def data_version(self) -> str:
-        """A token that changes whenever the underlying data changes (for cache keys)."""
+        """A token that changes whenever the underlying data changes (for cache keys); the same for every
+        spelling of the store's path."""
         ...
 
     def markets(self) -> list[Market]: ...
@@ -68,7 +72,8 @@ class MarketData(Protocol):
         types: Sequence[StockType] | None = None,
         valid: bool | None = True,
     ) -> pl.DataFrame:
-        """The stock list (see ``STOCK_SCHEMA``), filtered by market, type and validity."""
+        """The stock list (see ``STOCK_SCHEMA``; ``has_data`` says which codes have bars), filtered by
+        market, type and validity."""
         ...
 
     def calendar(self, *, ktype: KType = KType.DAY, dates: DateRange | None = None) -> pl.Series:

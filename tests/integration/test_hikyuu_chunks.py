@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from hikyuu_qlib import Adjust, DateRange, KType, StockCode
-from hikyuu_qlib.domain import DataFormatError, LoadErrors, UnknownCodeError
+from hikyuu_qlib.domain import DataFormatError, LoadErrors, NoBarsError, UnknownCodeError
 from hikyuu_qlib.stores.hikyuu import HikyuuStore, bulk
 from hikyuu_qlib.stores.hikyuu.chunks import plan_file
 
@@ -114,7 +114,8 @@ def test_read_many_equals_read_bars_code_by_code(hikyuu_dir: Path, adjust: Adjus
         expected = pl.concat([store.read_bars(StockCode.parse(c), adjust=adjust, dates=dates) for c in CODES])
     assert frame.equals(expected)
     assert set(errors) == {"SH600001", "SZ300999"}
-    assert all(isinstance(e, UnknownCodeError) for e in errors.values())
+    assert isinstance(errors["SH600001"], NoBarsError)  # in stock.db, no table: without bars
+    assert isinstance(errors["SZ300999"], UnknownCodeError)  # the store does not know it
 
 
 def test_read_many_reports_a_damaged_table_and_builds_weeks_code_by_code(hikyuu_dir: Path,

@@ -19,6 +19,7 @@ from hikyuu_qlib.domain import (
     KType,
     LoadErrors,
     Market,
+    NoBarsError,
     NotFoundError,
     StockCode,
     StockType,
@@ -64,7 +65,7 @@ def test_index_volume_is_not_scaled(store: HikyuuStore, hikyuu_dir: Path) -> Non
 
 def test_protocol_and_metadata(store: HikyuuStore, hikyuu_dir: Path) -> None:
     assert isinstance(store, MarketData)
-    assert store.source == f"hikyuu:{hikyuu_dir}"
+    assert store.source == f"hikyuu:{hikyuu_dir.resolve()}"  # canonical: absolute, symlinks resolved
     assert store.markets() == [Market.SH, Market.SZ, Market.BJ]
     assert store.ktypes() == {KType.DAY, KType.WEEK, KType.MONTH, KType.QUARTER, KType.HALFYEAR, KType.YEAR}
 
@@ -228,7 +229,7 @@ def test_adjusted_week_bars_aggregate_adjusted_days(store: HikyuuStore) -> None:
 def test_errors_name_the_input(store: HikyuuStore, hikyuu_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(UnknownCodeError, match="SH689999"):
         store.read_bars(StockCode.parse("SH689999"))
-    with pytest.raises(UnknownCodeError, match=r"SH600601.*sh_day\.h5"):  # listed in stock.db, no table
+    with pytest.raises(NoBarsError, match=r"SH600601.*sh_day\.h5"):  # listed in stock.db, no table
         store.read_bars(StockCode.parse("SH600601"))
     with pytest.raises(UnsupportedKTypeError, match="min5"):
         store.read_bars(SH600000, ktype=KType.MIN5)
@@ -261,7 +262,7 @@ def test_ini_forms(hikyuu_dir: Path, tmp_path: Path) -> None:
         with HikyuuStore.open(path) as s:
             assert s.ktypes() >= {KType.DAY, KType.WEEK} and KType.MIN5 not in s.ktypes()
             assert s.read_bars(SH600000).height == 2836
-            with pytest.raises(UnknownCodeError, match="sz"):
+            with pytest.raises(NoBarsError, match="sz"):  # listed, but the ini names no sz day file
                 s.read_bars(StockCode.parse("SZ000001"))
     ini.write_text("[hikyuu]\ndatadir = /no/such/dir\n")
     with pytest.raises(StoreNotFoundError, match="/no/such/dir"):

@@ -149,9 +149,11 @@ async def test_batch_reads_equal_per_code_reads_and_report_bad_codes(qlib_dir: P
     expected = pl.concat([store.read_bars(StockCode.parse(c), adjust=Adjust.FORWARD) for c in sorted(codes)])
     with MarketDataClient(open_store(f"qlib:{qlib_dir}"), max_workers=2) as md:
         for concurrency in (1, 2, 3):
-            result = md.load_many([*codes, "SH600005"], adjust="forward", concurrency=concurrency)
+            result = md.load_many([*codes, "SH600005", "SH609999"], adjust="forward", concurrency=concurrency)
             assert result.frame.equals(expected)
-            assert set(result.errors) == {"SH600005"}  # a delisted CSI300 member without data
+            assert set(result.errors) == {"SH609999"}  # unknown to the store
+            assert result.without_bars == ("SH600005",)  # a delisted CSI300 member without data
     async with AsyncMarketDataClient(open_store(f"qlib:{qlib_dir}"), max_workers=2) as amd:
-        result = await amd.load_many([*codes, "SH600005"], adjust="forward", concurrency=2)
-    assert result.frame.equals(expected) and set(result.errors) == {"SH600005"}
+        result = await amd.load_many([*codes, "SH600005", "SH609999"], adjust="forward", concurrency=2)
+    assert result.frame.equals(expected) and set(result.errors) == {"SH609999"}
+    assert result.without_bars == ("SH600005",)

@@ -21,6 +21,7 @@ from hikyuu_qlib.domain import (
     KType,
     LoadErrors,
     Market,
+    NoBarsError,
     NotFoundError,
     StockCode,
     StockType,
@@ -79,7 +80,7 @@ def test_implements_market_data(store: QlibStore, qlib_dir: Path) -> None:
     assert isinstance(store, MarketData)
     with open_store(f"qlib:{qlib_dir}") as opened:
         assert isinstance(opened, QlibStore) and opened.source == store.source
-    assert store.source == f"qlib:{qlib_dir}"
+    assert store.source == f"qlib:{qlib_dir.resolve()}"  # canonical: absolute, symlinks resolved
     assert store.ktypes() == frozenset({KType.DAY})
     assert set(store.markets()) == {Market.SH, Market.SZ}
     assert store.weights(StockCode.parse("SH600000")).schema == pl.Schema(WEIGHT_SCHEMA)
@@ -210,8 +211,11 @@ def test_read_bars_drops_nan_close_days(store: QlibStore) -> None:
 
 
 def test_read_bars_unknown_code_raises(store: QlibStore) -> None:
-    with pytest.raises(UnknownCodeError, match=ABSENT):
+    # listed in csi300.txt (a delisted member) without a features folder: without bars, not unknown
+    with pytest.raises(NoBarsError, match=ABSENT):
         store.read_bars(StockCode.parse(ABSENT))
+    with pytest.raises(UnknownCodeError, match="SH609999"):  # named by no instruments file, no folder
+        store.read_bars(StockCode.parse("SH609999"))
     # while features() follows Qlib and returns no rows for it
     assert store.features([ABSENT], ["close"]).height == 0
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
 import struct
 from pathlib import Path
 
 import h5py
 import numpy as np
+import polars as pl
 import pytest
 
-from hikyuu_qlib.domain import DataFormatError, StockCode
+from hikyuu_qlib.domain import Adjust, DataFormatError, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
 from hikyuu_qlib.stores.tdx import import_tdx, read_tdx_day
 
@@ -127,3 +129,35 @@ def test_corrupt_file_fails_alone(vipdoc: Path, tmp_path: Path) -> None:
     with HikyuuStore.open(tmp_path / "out") as store:  # stock rows derived from code rules
         row = store.stocks().row(0, named=True)
         assert (row["code"], row["type"], row["start_date"]) == ("SH600000", 1, dt.date(1999, 11, 10))
+
+
+def test_adjusting_a_store_without_weights_warns_once(
+    vipdoc: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "no_base_db"
+    assert import_tdx(vipdoc, out).ok  # no --base-db: stock.db holds no weight record at all
+    caplog.set_level(logging.WARNING)
+    sh600000 = StockCode.parse("SH600000")
+    with HikyuuStore.open(out) as store:
+        raw = store.read_bars(sh600000)
+        assert not [r for r in caplog.records if "weight" in r.getMessage()]  # unadjusted: nothing to say
+        for adjust in (Adjust.FORWARD, Adjust.BACKWARD, Adjust.FORWARD):
+            assert store.read_bars(sh600000, adjust=adjust).equals(raw)  # prices stay unadjusted
+        frame, errors = store.read_many([sh600000], adjust=Adjust.BACKWARD)
+        assert errors == {} and frame.equals(raw)
+        assert store.read_all(adjust=Adjust.FORWARD).filter(pl.col("code") == "SH600000").equals(raw)
+    warnings = [r.getMessage() for r in caplog.records if "weight" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once per store, not once per read
+    assert "unadjusted" in warnings[0] and str(out.resolve()) in warnings[0]
+    with HikyuuStore.open(out) as again:  # another store object warns again, once
+        again.read_bars(sh600000, adjust=Adjust.BACKWARD)
+    assert len([r for r in caplog.records if "weight" in r.getMessage()]) == 2
+
+
+def test_adjusting_a_store_with_weights_does_not_warn(
+    imported: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    with HikyuuStore.open(imported) as store:
+        store.read_bars(StockCode.parse("SH600000"), adjust=Adjust.FORWARD)
+    assert not [r for r in caplog.records if "weight" in r.getMessage()]

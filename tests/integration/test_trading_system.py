@@ -27,7 +27,7 @@ from hikyuu_qlib.backtest.system import (
     TakeProfit,
     TradingSystem,
 )
-from hikyuu_qlib.domain import DateRange, InvalidInputError, StockCode, UnknownCodeError
+from hikyuu_qlib.domain import DateRange, InvalidInputError, NoBarsError, StockCode, UnknownCodeError
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
 
 D = dt.datetime
@@ -310,8 +310,10 @@ def test_bad_input_is_rejected_with_specific_errors(store: HikyuuStore) -> None:
         FixedCount(0)
     with pytest.raises(InvalidInputError, match="predictions frame lacks"):
         ScoreThreshold(pl.DataFrame({"datetime": [D(2010, 1, 4)]}), buy_above=0.1, sell_below=0.0)
-    with pytest.raises(UnknownCodeError, match="SH600001"):
+    with pytest.raises(NoBarsError, match="SH600001"):  # listed in stock.db, no table: no bars to trade
         TradingSystem(MACross(5, 20), FixedCount(100)).run(store, "SH600001", Y2010_2011)
+    with pytest.raises(UnknownCodeError, match="SH609999"):
+        TradingSystem(MACross(5, 20), FixedCount(100)).run(store, "SH609999", Y2010_2011)
     with pytest.raises(InvalidInputError, match="duplicate"):
         TradingSystem(MACross(5, 20), FixedCount(100)).run(store, [CODE, "sh600000"], Y2010_2011)
 

@@ -95,7 +95,9 @@ def read_zh_bond10(stock_db: Path | str) -> pl.DataFrame:
         path = path / "stock.db"
     if not path.is_file():
         raise StoreNotFoundError(f"Hikyuu stock.db not found: {path}")
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+    from hikyuu_qlib.stores.hikyuu.basedb import read_only_uri
+
+    with sqlite3.connect(read_only_uri(path), uri=True) as conn:
         try:
             rows = conn.execute("SELECT date, value FROM zh_bond10 ORDER BY date").fetchall()
         except sqlite3.OperationalError as err:

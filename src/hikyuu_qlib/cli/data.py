@@ -30,16 +30,18 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="write to this 
 @data_app.command("info")
 @guarded
 def info(source: SourceOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
-    """Summarise a store: markets, ktypes, stock count, calendar span, data version."""
+    """Summarise a store: markets, ktypes, stock count (and how many have bars), calendar span, data version."""
     store = open_store(resolve_source(source))
     try:
         calendar = store.calendar()
+        listed = store.stocks(valid=None)
         doc = {
             "source": store.source,
             "data_version": store.data_version(),
             "markets": [m.value for m in store.markets()],
             "ktypes": sorted(k.value for k in store.ktypes()),
-            "stocks": store.stocks(valid=None).height,
+            "stocks": listed.height,
+            "stocks_with_data": int(listed["has_data"].sum()),
             "calendar": {
                 "days": calendar.len(),
                 "first": calendar.min(),
@@ -68,15 +70,23 @@ def stocks(
     include_delisted: Annotated[
         bool, typer.Option("--all", help="include delisted / invalid stocks")
     ] = False,
+    has_data: Annotated[
+        bool | None,
+        typer.Option(
+            "--has-data/--no-data",
+            help="only the codes with bars in the store / only those without (default: both)",
+        ),
+    ] = None,
     fmt: FormatOpt = OutputFormat.table,
     out: OutOpt = None,
 ) -> None:
-    """List stocks, filtered by market, type and validity."""
+    """List stocks, filtered by market, type, validity and whether the store holds bars for them."""
     with open_market(source) as md:
         frame = md.stocks(
             market=Market.parse(market) if market else None,
             types=[StockType.parse(t) for t in types] if types else None,
             valid=None if include_delisted else True,
+            has_data=has_data,
         )
     write_frame(frame, fmt, out, title=f"{frame.height} stocks", extra={"source": md.store.source})
 
@@ -112,7 +122,7 @@ def bars(
         fmt,
         out,
         title=f"{result.frame.height} bars",
-        extra={"errors": errors, "source": md.store.source},
+        extra={"errors": errors, "without_bars": list(result.without_bars), "source": md.store.source},
     )
     if errors:
         for code, message in errors.items():
@@ -171,19 +181,45 @@ def import_tdx_cmd(
 
 
 def _report(report: object, fmt: OutputFormat) -> None:
-    """Print an export/import report; exit 5 when some files or codes failed."""
+    """Print an export/import report; exit 5 when some files or codes failed.
+
+    JSON carries the whole report; the table form gives counts for the lists (codes without bars are
+    one line, not failures) and one line per failure."""
     doc = _as_dict(report)
     failed = doc.get("errors") or doc.get("failed") or {}
+    without = doc.get("without_bars") or []
     if fmt is OutputFormat.json:
         emit_json(doc)
     elif fmt is OutputFormat.table:
         console = stdout_console()
         for key, value in doc.items():
-            console.print(f"[bold]{key}[/bold]: {value}")
+            if key in ("without_bars", "failed", "errors"):
+                continue
+            if isinstance(value, list | tuple) and key != "fields":
+                value = f"{len(value)} code(s)"
+            elif isinstance(value, list | tuple):
+                value = ", ".join(str(v) for v in value)
+            elif isinstance(value, dict):
+                value = f"{len(value)} code(s)"
+            elif isinstance(value, float):
+                value = f"{value:.2f}"
+            console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+        if isinstance(without, list) and without:
+            console.print(f"[bold]without_bars[/bold]: {_without_bars_line(without)}", highlight=False)
+        if isinstance(failed, dict):
+            console.print(f"[bold]failed[/bold]: {len(failed)}", highlight=False)
+            for code, message in sorted(failed.items()):
+                console.print(f"  {code}: {message}", highlight=False, markup=False)
     else:
         raise InvalidInputError(f"--format {fmt.value} is not available here: use table or json")
     if failed:
         raise typer.Exit(ExitCode.PARTIAL)
+
+
+def _without_bars_line(codes: list[str] | tuple[str, ...]) -> str:
+    """One line for the codes the store lists without bars (not failures)."""
+    shown = ", ".join(codes[:5]) + (", …" if len(codes) > 5 else "")
+    return f"{len(codes)} listed code(s) have no bars in the store (not failures): {shown}"
 
 
 def _as_dict(report: object) -> dict[str, object]:

@@ -11,6 +11,7 @@ Every error the library raises on purpose derives from :class:`HQError`::
     ├── NotFoundError                something named does not exist (also a LookupError)
     │   ├── StoreNotFoundError       a missing data directory or file
     │   ├── UnknownCodeError         a code the store does not know
+    │   ├── NoBarsError              a code the store lists but holds no bars for ("without bars")
     │   ├── ModelNotFoundError       a model id (or id prefix) the registry does not hold
     │   └── ArtifactNotFoundError    a model artifact file that is missing
     ├── DataFormatError              a file that exists but cannot be read (corrupt, truncated)
@@ -65,6 +66,14 @@ class StoreNotFoundError(NotFoundError):
 
 class UnknownCodeError(NotFoundError):
     """A well-formed code that the store does not know."""
+
+
+class NoBarsError(NotFoundError):
+    """A code the store lists but holds no bars for (no data table, no features folder).
+
+    Not a failure: batch loads count such codes as "without bars" (``LoadResult.without_bars``) instead
+    of reporting them as errors. A code the store does not know at all is an :class:`UnknownCodeError`.
+    """
 
 
 class DataFormatError(HQError):

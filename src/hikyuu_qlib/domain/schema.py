@@ -17,7 +17,9 @@ factor    Float64             optional: the store's adjustment factor (Qlib stor
 ========  ==================  =====================================================
 
 Stocks frame: code, market, symbol, name, type (StockType value), valid, start_date, end_date
-(end_date null while listed), lot (minimum trade number), tick (price step).
+(end_date null while listed), lot (minimum trade number), tick (price step), has_data (the store holds
+bars for the code: a Hikyuu table of the store's base kind, a Qlib ``features/<code>`` folder; a listed
+code without data is "without bars", not a failure).
 
 Membership frame (point-in-time universes): code, start, end (both inclusive, Datetime(ms)).
 
@@ -59,6 +61,7 @@ STOCK_SCHEMA: dict[str, pl.DataType] = {
     "end_date": pl.Date(),
     "lot": pl.Int64(),
     "tick": pl.Float64(),
+    "has_data": pl.Boolean(),
 }
 
 MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {"code": pl.String(), "start": DATETIME, "end": DATETIME}

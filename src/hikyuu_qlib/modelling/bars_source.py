@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from hikyuu_qlib.domain import Adjust, DateRange, StockCode
-from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors, UnknownCodeError
+from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors, NoBarsError, UnknownCodeError
 from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.pipeline import FeatureStore
 from hikyuu_qlib.ports import MarketData
@@ -102,7 +102,7 @@ class BarsFeatureSource:
         adjust = Adjust.BACKWARD if self.prices == "backward" else Adjust.NONE
         try:
             bars = self.store.read_bars(stock, adjust=adjust)
-        except UnknownCodeError:
+        except (UnknownCodeError, NoBarsError):
             return None  # like Qlib: an instrument without data is absent
         if self.prices == "qlib" and "factor" not in bars.columns and bars.height:
             backward = self.store.read_bars(stock, adjust=Adjust.BACKWARD)

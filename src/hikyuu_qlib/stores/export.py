@@ -33,7 +33,9 @@ same fields. Bars on days that are not in the store's calendar cannot be placed:
 counted in ``off_calendar_rows`` (real stores have such days, e.g. early-1990s Shenzhen sessions missing
 from the SH000001 index that Hikyuu's calendar follows); ``extend_calendar=True`` first reads every code's
 raw bars and adds their dates to the calendar instead, at the cost of a second read per code.
-A code that fails to read is recorded in the report; the others are exported.
+A code that fails to read is recorded in the report (``failed``); the others are exported. A code the
+store lists but holds no bars for (its ``has_data`` is false, or reading it raises :class:`NoBarsError`)
+is not a failure: it is counted in ``without_bars``.
 
 Files are replaced one by one (atomically each); an existing directory is written over, and feature
 folders of codes that are not exported this time are left in place (they are not in ``all.txt``).
@@ -49,7 +51,7 @@ from pathlib import Path
 
 import polars as pl
 
-from hikyuu_qlib.domain import Adjust, DataFormatError, HQError, KType, StockCode
+from hikyuu_qlib.domain import Adjust, DataFormatError, HQError, KType, NoBarsError, StockCode
 from hikyuu_qlib.ports import MarketData, Progress
 from hikyuu_qlib.stores.qlib.writer import QlibWriter
 
@@ -61,7 +63,8 @@ TURNOVER_FIELDS: tuple[str, ...] = ("amount", "vwap")
 
 @dataclass(slots=True)
 class ExportReport:
-    """What :func:`export_qlib` wrote."""
+    """What :func:`export_qlib` wrote: ``exported`` codes, ``empty`` (bars, none on the calendar),
+    ``without_bars`` (listed by the store, no data), ``failed`` (code -> error), ``rebased`` factors."""
 
     out: Path
     adjust: Adjust
@@ -71,13 +74,14 @@ class ExportReport:
     empty: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     rebased: list[str] = field(default_factory=list)
+    without_bars: list[str] = field(default_factory=list)
     rows: int = 0
     off_calendar_rows: int = 0
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """True when every requested code was exported or simply had no bars."""
+        """True when every requested code was exported or simply had no bars (``empty``, ``without_bars``)."""
         return not self.failed
 
 
@@ -95,7 +99,9 @@ def export_qlib(
     out = Path(out).expanduser()
     report = ExportReport(out=out, adjust=adjust)
     if codes is None:
-        todo = [StockCode.parse(c) for c in store.stocks(valid=None)["code"].to_list()]
+        listed = store.stocks(valid=None)
+        todo = [StockCode.parse(c) for c in listed.filter(pl.col("has_data"))["code"].to_list()]
+        report.without_bars = listed.filter(~pl.col("has_data"))["code"].to_list()
     else:
         todo = [StockCode.parse(c) for c in codes]
     calendar = store.calendar(ktype=KType.DAY)
@@ -110,6 +116,8 @@ def export_qlib(
     for done, code in enumerate(todo, start=1):
         try:
             frame, rebased = _qlib_fields(store, code, adjust)
+        except NoBarsError:
+            report.without_bars.append(str(code))
         except (HQError, OSError) as exc:
             report.failed[str(code)] = f"{type(exc).__name__}: {exc}"
             log.warning("export: %s failed: %s", code, exc)
@@ -138,13 +146,15 @@ def export_qlib(
         if progress is not None:
             progress(done, len(todo), str(code))
     report.fields = BASE_FIELDS + (TURNOVER_FIELDS if with_turnover else ())
+    report.without_bars.sort()
     _write_universes(writer, spans)
     report.seconds = time.perf_counter() - started
     log.info(
-        "exported %d code(s) to %s (%d failed, %d without bars) in %.1fs",
+        "exported %d code(s) to %s (%d failed, %d without bars, %d with no bar on the calendar) in %.1fs",
         len(report.exported),
         out,
         len(report.failed),
+        len(report.without_bars),
         len(report.empty),
         report.seconds,
         extra={"rows": report.rows, "off_calendar_rows": report.off_calendar_rows},

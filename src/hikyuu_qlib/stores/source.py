@@ -55,6 +55,14 @@ class SourceSpec:
             )
         return cls(kind, Path(rest).expanduser())
 
+    def canonical(self) -> str:
+        """The spec with its path made canonical (absolute, symlinks resolved, relative to the current
+        directory): what the store opened from it reports as ``source``. One store named relatively,
+        absolutely or through a symlink has one canonical spec."""
+        if self.path is None:
+            return str(self)
+        return f"{self.kind}:{self.path.expanduser().resolve()}"
+
     def __str__(self) -> str:
         if self.kind == "synthetic":
             p = self.synthetic

@@ -146,11 +146,13 @@ class WorkflowConfig(_Strict):
         )
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the results (outputs excluded)."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+        """Hash of everything that changes the results (outputs excluded), with the source in its
+        canonical form (absolute, symlinks resolved): one store spelled any way gives one hash."""
+        canonical = self.model_copy(update={"source": SourceSpec.parse(self.source).canonical()})
+        return hashlib.sha256(canonical.canonical_json().encode()).hexdigest()
 
     def run_id(self, data_version: str) -> str:
-        """The run's identity: the config hash and the data version of its source."""
+        """The run's identity: the config hash (canonical source) and the data version of its source."""
         digest = hashlib.sha256(f"{self.config_hash()}|{data_version}".encode()).hexdigest()
         return digest[:16]
 

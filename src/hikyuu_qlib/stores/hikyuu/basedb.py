@@ -16,6 +16,9 @@ import polars as pl
 from hikyuu_qlib.domain import DataFormatError, Market, StockCode, StockType
 from hikyuu_qlib.domain.schema import MEMBERSHIP_SCHEMA, STOCK_SCHEMA, WEIGHT_SCHEMA
 
+#: The stock-list columns that stock.db holds (``has_data`` comes from the HDF5 files).
+LISTING_SCHEMA: dict[str, pl.DataType] = {k: v for k, v in STOCK_SCHEMA.items() if k != "has_data"}
+
 OPEN_END = 99999999
 _OPEN_END_DT = dt.datetime(2099, 12, 31)
 
@@ -54,7 +57,7 @@ class BaseInfo:
         self.path = path
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self._conn = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)
             self._conn.execute("SELECT 1 FROM Stock LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise DataFormatError(f"{path}: not a Hikyuu stock.db ({exc})") from None
@@ -105,7 +108,7 @@ class BaseInfo:
             params.append(market.value)
         if types is not None:
             if not types:
-                return pl.DataFrame(schema=STOCK_SCHEMA)
+                return pl.DataFrame(schema=LISTING_SCHEMA)
             clauses.append(f"s.type IN ({', '.join('?' for _ in types)})")
             params.extend(int(t) for t in types)
         if valid is not None:
@@ -141,7 +144,20 @@ class BaseInfo:
                 pl.col("lot").round(0).cast(pl.Int64),
             )
         )
-        return frame.select([pl.col(n).cast(t) for n, t in STOCK_SCHEMA.items()]).sort("code")
+        return frame.select([pl.col(n).cast(t) for n, t in LISTING_SCHEMA.items()]).sort("code")
+
+    def type_info(self) -> dict[int, tuple[int | None, float | None]]:
+        """``(lot, tick)`` of each stock type (StockTypeInfo's minTradeNumber and tick)."""
+        rows = self.query("SELECT type, minTradeNumber, tick FROM StockTypeInfo")
+        return {
+            int(t): (None if lot is None else round(float(lot)), None if tick is None else float(tick))
+            for t, lot, tick in rows
+            if t is not None
+        }
+
+    def has_weights(self) -> bool:
+        """Whether stkWeight holds any row at all (a store imported without a base db has none)."""
+        return bool(self.query("SELECT EXISTS (SELECT 1 FROM stkWeight)")[0][0])
 
     def members(self, market: Market | None, types: Sequence[StockType]) -> pl.DataFrame:
         """Listing spans (``MEMBERSHIP_SCHEMA``) of every stock of ``types`` in ``market``."""
@@ -168,6 +184,12 @@ class BaseInfo:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def read_only_uri(path: Path) -> str:
+    """A SQLite URI opening ``path`` read-only: absolute and percent-encoded, so that ``#``, ``?``, ``%``,
+    spaces and non-ASCII characters in the path stay part of the file name (and nothing is created)."""
+    return Path(path).expanduser().resolve().as_uri() + "?mode=ro"
 
 
 def _int_date(col: pl.Expr) -> pl.Expr:

@@ -29,6 +29,7 @@ from hikyuu_qlib.domain import (
     KType,
     LoadErrors,
     Market,
+    NoBarsError,
     StockCode,
     UnknownCodeError,
 )
@@ -119,8 +120,14 @@ def read_many(
     early = _Early(store, adjust) if dates is None else None
     base, failed = _read_base(store, ktype, wanted, workers, early, missing="report")
     errors: dict[str, HQError] = {}
+    known = store.stock_index()
     for name, message in failed.items():
-        errors[name] = UnknownCodeError(message) if name in base.missing else DataFormatError(message)
+        if name not in base.missing:
+            errors[name] = DataFormatError(message)
+        elif StockCode.parse(name) in known:
+            errors[name] = NoBarsError(message)  # listed, but no table: "without bars"
+        else:
+            errors[name] = UnknownCodeError(message)
     cols, names, lengths = base.columns, base.names, base.lengths
     if dates is not None:
         cols, lengths = _window(cols, lengths, dates)
@@ -267,8 +274,9 @@ def _read_base(
     """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts; and
     the tables that failed, left out of the columns (by name; a file that cannot be listed by path).
 
-    ``early(names, lengths)`` runs on this thread while the chunks decode. Asked-for codes without a
-    table raise :class:`UnknownCodeError`, or with ``missing="report"`` join the failures."""
+    ``early(names, lengths)`` runs on this thread while the chunks decode. Asked-for codes the store
+    does not know raise :class:`UnknownCodeError`, known ones without a table :class:`NoBarsError`; with
+    ``missing="report"`` both join the failures (listed in ``Base.missing``)."""
     files, errors, absent = _tables(store, BASE_KIND[ktype], codes, missing)
     plans: list[FilePlan] = []
     all_names: list[str] = []
@@ -323,7 +331,7 @@ def _tables(
     """Per market file: its path, the tables to read (every listed code, or those asked) and their
     volume scales; the files that cannot be listed (by path, or by code for codes asked for); and the
     asked-for codes without a table (by code; raised instead unless ``missing="report"``)."""
-    index = store.base_info.stock_index()
+    index = store.stock_index()
     wanted: set[StockCode] | None = None
     absent: dict[str, str] = {}
     if codes is not None:
@@ -331,7 +339,7 @@ def _tables(
         unknown = sorted(str(c) for c in wanted if c not in index)
         if unknown and missing == "raise":
             raise UnknownCodeError(f"unknown code(s) {', '.join(unknown[:20])}: not in {store.layout.db}")
-        absent = {c: f"unknown code {c}: not in {store.layout.db}" for c in unknown}
+        absent = {c: f"unknown code {c}: not in {store.layout.db} and no table" for c in unknown}
         wanted -= {StockCode.parse(c) for c in unknown}
     files: list[tuple[str, list[str], list[float]]] = []
     file_errors: dict[str, str] = {}
@@ -367,7 +375,7 @@ def _tables(
         lacking = sorted(str(c) for c in wanted - found)
         where = store.layout.datadir
         if missing == "raise":
-            raise UnknownCodeError(f"no {kind} table for code(s) {', '.join(lacking[:20])} in {where}")
+            raise NoBarsError(f"no {kind} table for code(s) {', '.join(lacking[:20])} in {where}")
         absent.update({c: f"{c}: no {kind} table in {where}" for c in lacking})
     return files, file_errors, absent
 
@@ -391,7 +399,7 @@ def _grouped_events(
 ) -> tuple[np.ndarray, np.ndarray, WeightEvents, np.ndarray, np.ndarray]:
     """Every code's rows and weight events at once, as the grouped adjustment kernels take them:
     ``(row_lo, row_hi, events, ev_lo, ev_hi)``."""
-    index = store.base_info.stock_index()
+    index = store.stock_index()
     ids = np.array([index[StockCode.parse(n)].stockid for n in names], dtype=np.int64)
     weights = store.base_info.weights(ids.tolist())
     col = {c: weights.get_column(c).to_numpy() for c in weights.columns if c not in ("stockid", "date")}
@@ -427,7 +435,7 @@ def _read_derived(
     for code in sorted(StockCode.parse(c) for c in codes):  # one read per stock
         try:
             frames.append(store.read_bars(code, ktype=ktype, adjust=adjust))
-        except UnknownCodeError:
+        except (UnknownCodeError, NoBarsError):
             if not only_present:
                 raise
         except DataFormatError as exc:

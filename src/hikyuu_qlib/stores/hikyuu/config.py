@@ -29,10 +29,15 @@ class StoreLayout:
 
 
 def resolve_layout(path: Path) -> StoreLayout:
-    """Resolve a data directory, a ``hikyuu.ini`` file or a directory holding one."""
+    """Resolve a data directory, a ``hikyuu.ini`` file or a directory holding one.
+
+    The path is made canonical first (absolute, symlinks resolved), so that one store named relatively,
+    absolutely or through a symlink has one ``source_path`` (and the files under it are absolute).
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise StoreNotFoundError(f"Hikyuu store not found: {path} does not exist")
+    path = path.resolve()
     if path.is_file():
         return _from_ini(path)
     ini = path / "hikyuu.ini"

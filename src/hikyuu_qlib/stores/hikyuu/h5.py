@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from hikyuu_qlib.domain import DataFormatError, UnknownCodeError
+from hikyuu_qlib.domain import DataFormatError, NoBarsError
 
 #: Hikyuu's K-line record, in the field order its importers write.
 RECORD_DTYPE = np.dtype(
@@ -94,7 +94,9 @@ def ymdhm_to_ms(values: npt.NDArray[Any], *, where: str = "") -> I64:
     out = np.empty(v.shape[0], dtype=np.int64)
     first_bad, n_bad = _ymdhm_kernel(v, dates_table(), DATE_LUT_BASE, out)
     if n_bad:
-        raise DataFormatError(f"{where}: invalid datetime {int(np.asarray(values)[first_bad])} ({n_bad} bad value(s))")
+        raise DataFormatError(
+            f"{where}: invalid datetime {int(np.asarray(values)[first_bad])} ({n_bad} bad value(s))"
+        )
     return out
 
 
@@ -179,15 +181,16 @@ class H5File:
                 raise DataFormatError(f"{self.path}: cannot read /{group} ({exc})") from None
 
     def read(self, group: str, name: str, *, required: tuple[str, ...] = RECORD_FIELDS) -> npt.NDArray[Any]:
-        """The whole table ``/group/name`` as a structured array (fields checked by name)."""
+        """The whole table ``/group/name`` as a structured array (fields checked by name); a missing table
+        raises :class:`NoBarsError`."""
         with self._lock:
             f = self._handle()
             try:
                 node = f.get(f"{group}/{name}")
                 if node is None:
-                    raise UnknownCodeError(f"{name}: no table /{group}/{name} in {self.path}")
+                    raise NoBarsError(f"{name}: no table /{group}/{name} in {self.path}")
                 data = np.asarray(node[()])
-            except UnknownCodeError:
+            except NoBarsError:
                 raise
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
                 raise DataFormatError(f"{self.path}: cannot read /{group}/{name} ({exc})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,15 +19,24 @@ from hikyuu_qlib.domain import (
     HQError,
     KType,
     Market,
+    NoBarsError,
     NotFoundError,
     StockCode,
     StockType,
     UnknownCodeError,
     UnsupportedKTypeError,
 )
-from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, WEIGHT_SCHEMA, conform_bars, empty_bars
+from hikyuu_qlib.domain.schema import (
+    DATETIME,
+    MEMBERSHIP_SCHEMA,
+    STOCK_SCHEMA,
+    WEIGHT_SCHEMA,
+    conform_bars,
+    empty_bars,
+)
 from hikyuu_qlib.stores.hikyuu.adjust import adjust_bars
 from hikyuu_qlib.stores.hikyuu.basedb import BaseInfo, StockRow
+from hikyuu_qlib.stores.hikyuu.catalog import Catalog, base_kind, build_catalog
 from hikyuu_qlib.stores.hikyuu.config import StoreLayout, resolve_layout
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.h5 import INDEX_DTYPE, H5File, ymdhm_to_ms
@@ -37,6 +47,8 @@ EQUITY_TYPES: tuple[StockType, ...] = (StockType.A_SHARE, StockType.CHINEXT, Sto
 UNIVERSES: dict[str, Market | None] = {"all": None, "sh": Market.SH, "sz": Market.SZ, "bj": Market.BJ}
 CALENDAR_CODE = StockCode(Market.SH, "000001")
 
+log = logging.getLogger(__name__)
+
 
 class HikyuuStore:
     """A Hikyuu store: ``{sh,sz,bj}_{day,1min,5min}.h5`` plus ``stock.db``.
@@ -44,6 +56,12 @@ class HikyuuStore:
     Units: prices in yuan, volume in shares (day bars of non-index securities are stored in lots),
     amount in yuan. Day bars are stamped at midnight; period bars at the period end.
     Safe to share between threads: HDF5 files open lazily and are read under a lock.
+
+    Codes: those of ``stock.db`` and those with a table (see :mod:`.catalog`). A listed code without a
+    table raises :class:`NoBarsError` ("without bars"); a code the store does not know at all raises
+    :class:`UnknownCodeError`. Forward or backward adjustment on a store without any weight record
+    (``stkWeight`` empty, e.g. after a TDX import without a base db) serves unadjusted prices and warns
+    once per store.
     """
 
     def __init__(self, layout: StoreLayout, *, cache_dir: Path | None = None) -> None:
@@ -53,6 +71,9 @@ class HikyuuStore:
         self._files: dict[Path, H5File] = {}
         self._lock = threading.Lock()
         self._calendars: dict[KType, pl.Series] = {}
+        self._catalog: Catalog | None = None
+        self._catalog_lock = threading.Lock()
+        self._weights_noted = False
 
     @classmethod
     def open(cls, path: Path, *, cache_dir: Path | None = None) -> HikyuuStore:
@@ -65,17 +86,21 @@ class HikyuuStore:
     # -- MarketData -------------------------------------------------------------------------------
     @property
     def source(self) -> str:
+        """``hikyuu:`` and the store's canonical path (absolute, symlinks resolved)."""
         return f"hikyuu:{self.layout.source_path}"
 
     def data_version(self) -> str:
+        """Digest of the resolved path, size and mtime of stock.db and every HDF5 file: the same store
+        named in any spelling has one version, and any change to a file changes it."""
         digest = hashlib.sha256()
         for path in [self.layout.db, *sorted(self.layout.files.values())]:
+            real = path.resolve()
             try:
-                st = path.stat()
+                st = real.stat()
             except OSError:
-                digest.update(f"{path}:missing".encode())
+                digest.update(f"{real}:missing".encode())
                 continue
-            digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+            digest.update(f"{real}:{st.st_size}:{st.st_mtime_ns}".encode())
         return digest.hexdigest()[:16]
 
     def markets(self) -> list[Market]:
@@ -94,7 +119,52 @@ class HikyuuStore:
         types: Sequence[StockType] | None = None,
         valid: bool | None = True,
     ) -> pl.DataFrame:
-        return self._db.stocks(market=market, types=types, valid=valid)
+        """stock.db's stocks plus the codes that have a table but are not in it (types from the code
+        rules, valid, no name or dates), with ``has_data``: whether the code has a table of the store's
+        base kind (see :mod:`.catalog`)."""
+        catalog = self.catalog()
+        listed = self._db.stocks(market=market, types=types, valid=valid)
+        orphans = [
+            c
+            for c in catalog.orphans
+            if (market is None or c.market is market)
+            and (types is None or catalog.rows[c].type in {int(t) for t in types})
+            and valid is not False
+        ]
+        if orphans:
+            info = self._db.type_info()
+            kinds = [catalog.rows[c].type for c in orphans]
+            extra = pl.DataFrame(
+                {
+                    "code": [str(c) for c in orphans],
+                    "market": [c.market.value for c in orphans],
+                    "symbol": [c.symbol for c in orphans],
+                    "name": [None] * len(orphans),
+                    "type": kinds,
+                    "valid": [True] * len(orphans),
+                    "start_date": [None] * len(orphans),
+                    "end_date": [None] * len(orphans),
+                    "lot": [info.get(k, (None, None))[0] for k in kinds],
+                    "tick": [info.get(k, (None, None))[1] for k in kinds],
+                },
+                schema=listed.schema,
+            )
+            listed = pl.concat([listed, extra]).sort("code")
+        with_data = [str(c) for c in catalog.with_data]
+        frame = listed.with_columns(pl.col("code").is_in(with_data).alias("has_data"))
+        return frame.select([pl.col(n).cast(t) for n, t in STOCK_SCHEMA.items()])
+
+    def catalog(self) -> Catalog:
+        """The codes the store knows and which hold data (built once, on first use)."""
+        with self._catalog_lock:
+            if self._catalog is None:
+                kind = base_kind(kind for (_, kind) in self.layout.files)
+                self._catalog = build_catalog(self._db.stock_index(), kind, self.h5, self.layout.datadir)
+            return self._catalog
+
+    def stock_index(self) -> dict[StockCode, StockRow]:
+        """Every code the store knows (stock.db's and the tables' missing from it) with its row."""
+        return self.catalog().rows
 
     def calendar(self, *, ktype: KType = KType.DAY, dates: DateRange | None = None) -> pl.Series:
         self._require_ktype(ktype)
@@ -128,6 +198,7 @@ class HikyuuStore:
         code = StockCode.parse(code)
         row = self._require_code(code)
         self._require_ktype(ktype)
+        self._note_adjust(adjust)
         if ktype in DERIVED:
             group, base = DERIVED[ktype]
             cols = self._columns(code, row, base)
@@ -154,6 +225,7 @@ class HikyuuStore:
         that loaded, sorted by (code, datetime), and each failing code's error."""
         from hikyuu_qlib.stores.hikyuu.bulk import read_many
 
+        self._note_adjust(adjust)
         return read_many(self, codes, ktype=ktype, adjust=adjust, dates=dates)
 
     def weights(self, code: StockCode) -> pl.DataFrame:
@@ -198,6 +270,7 @@ class HikyuuStore:
         """Every (or the given) stock's bars in one frame sorted by (code, datetime); see ``bulk``."""
         from hikyuu_qlib.stores.hikyuu.bulk import read_all
 
+        self._note_adjust(adjust)
         return read_all(
             self, ktype=ktype, adjust=adjust, codes=codes, workers=workers, cache_dir=self.cache_dir
         )
@@ -225,15 +298,33 @@ class HikyuuStore:
             )
 
     def _require_code(self, code: StockCode) -> StockRow:
-        row = self._db.lookup(code)
+        row = self.stock_index().get(code)
         if row is None:
-            raise UnknownCodeError(f"unknown code {code}: not in {self.layout.db}")
+            raise UnknownCodeError(
+                f"unknown code {code}: not in {self.layout.db} and no table in {self.layout.datadir}"
+            )
         return row
+
+    def _note_adjust(self, adjust: Adjust) -> None:
+        """Warn (once per store) when prices are to be adjusted but the store has no weight record."""
+        if adjust is Adjust.NONE or self._weights_noted:
+            return
+        with self._catalog_lock:
+            if self._weights_noted:
+                return
+            self._weights_noted = True
+        if not self._db.has_weights():
+            log.warning(
+                "Hikyuu store %s has no weight records (stkWeight is empty): %s-adjusted prices stay "
+                "unadjusted (import with a base stock.db, e.g. import-tdx --base-db, to adjust them)",
+                self.layout.source_path,
+                adjust.value,
+            )
 
     def _file_for(self, code: StockCode, kind: str) -> H5File:
         handle = self.h5(code.market, kind)
         if handle is None:
-            raise UnknownCodeError(
+            raise NoBarsError(
                 f"{code}: Hikyuu store {self.layout.datadir} has no {code.market.value.lower()} {kind} file"
             )
         return handle

@@ -7,8 +7,11 @@ Two ways in:
 * :meth:`QlibStore.read_bars` — one code as platform bars (original or adjusted prices; see :mod:`.bars`).
 
 Differences from Qlib, on purpose: instruments without data are silently absent from ``features`` (as in
-Qlib), but ``read_bars`` raises :class:`UnknownCodeError` for them; a bin that is missing or corrupt for an
-instrument that exists is an error (``LoadErrors`` listing every failing instrument), never a silent gap.
+Qlib), but ``read_bars`` raises for them: :class:`NoBarsError` ("without bars", not a failure) for a code
+that an instruments file lists (``all.txt`` or a universe such as ``csi300.txt``: delisted members often
+have no ``features/<code>`` folder), :class:`UnknownCodeError` for a code the store does not know at all;
+a bin that is missing or corrupt for an instrument that exists is an error (``LoadErrors`` listing every
+failing instrument), never a silent gap.
 
 Served semantics, on purpose:
 
@@ -27,8 +30,8 @@ Served semantics, on purpose:
   :class:`InvalidInputError`.
 
 Stocks come from ``instruments/all.txt``: type inferred from the code (SH000xxx / SZ399xxx index, SH688
-STAR, SZ30x ChiNext, else A-share), no names, valid = listed on the calendar's last day, lot 100 and
-tick 0.01. Qlib holds adjustment factors, not split/dividend events, so :meth:`weights` is empty.
+STAR, SZ30x ChiNext, else A-share), no names, valid = listed on the calendar's last day, lot 100,
+tick 0.01, ``has_data`` = the code has a ``features/<code>`` folder. Qlib holds adjustment factors, not split/dividend events, so :meth:`weights` is empty.
 
 Calendars and instruments files are parsed once and re-parsed when their size or mtime changes; all
 state is behind a lock, so one store serves concurrent readers.
@@ -57,6 +60,7 @@ from hikyuu_qlib.domain import (
     InvalidInputError,
     KType,
     Market,
+    NoBarsError,
     NotFoundError,
     StockCode,
     StockType,
@@ -98,7 +102,7 @@ class QlibStore:
     def __init__(self, root: Path, *, change_unit: ChangeUnitSetting = "auto") -> None:
         if change_unit not in CHANGE_UNITS:
             raise InvalidInputError(f"change_unit must be one of {list(CHANGE_UNITS)}, got {change_unit!r}")
-        self._root = root
+        self._root = Path(root).expanduser().resolve()  # canonical: one source and version per store
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, Path], tuple[tuple[int, int], Any]] = {}
         self._change_setting: ChangeUnitSetting = change_unit
@@ -131,6 +135,7 @@ class QlibStore:
 
     @property
     def source(self) -> str:
+        """``qlib:`` and the store's canonical path (absolute, symlinks resolved)."""
         return f"qlib:{self._root}"
 
     def _cached(self, kind: str, path: Path, load: Callable[[Path], T]) -> T:
@@ -179,12 +184,14 @@ class QlibStore:
     # -- MarketData -----------------------------------------------------------------------------------
 
     def data_version(self) -> str:
-        """Digest of the size and mtime of every calendar, instruments and bin file.
+        """Digest of the resolved root and the name, size and mtime of every calendar, instruments and bin
+        file: the same store named in any spelling has one version.
 
         One ``stat`` per file (tens of milliseconds for a few thousand bins): it also sees in-place
         appends, which Qlib's own dump tools make, not only atomic replacements.
         """
         digest = hashlib.sha1()
+        digest.update(f"{self._root}\n".encode())
         for sub in ("calendars", "instruments"):
             _stat_tree(self._root / sub, digest, depth=0)
         _stat_tree(self._root / "features", digest, depth=1)
@@ -207,6 +214,7 @@ class QlibStore:
         last = self._calendar("day")[-1]
         spans = self._spans("all")
         market_of = pl.col("code").str.slice(0, 2)
+        folders = feature_folders(self._root)
         frame = (
             spans.filter(market_of.is_in([m.value for m in Market]) & (pl.col("code").str.len_chars() == 8))
             .group_by("code")
@@ -220,6 +228,7 @@ class QlibStore:
                 pl.col("start").dt.date().alias("start_date"),
                 pl.lit(100, dtype=pl.Int64).alias("lot"),
                 pl.lit(0.01).alias("tick"),
+                pl.col("code").str.to_lowercase().is_in(list(folders)).alias("has_data"),
             )
             .with_columns(
                 pl.when(pl.col("valid")).then(None).otherwise(pl.col("end").dt.date()).alias("end_date")
@@ -262,7 +271,7 @@ class QlibStore:
         if not (self._root / "features" / folder).is_dir():
             if (damage := not_a_folder(self._root, str(code), folder)) is not None:
                 raise damage
-            raise UnknownCodeError(f"unknown code {code} in {self.source}: no features/{folder} folder")
+            raise self._absent(code)
         fields = [*BAR_FIELDS, *self._factor_field(freq)]
         fields += [f for f in ("amount",) if bin_path(self._root, folder, f, freq).is_file()]
         got = read_instrument(self._root, Target(str(code), folder), fields, freq, cal, 0, len(cal) - 1)
@@ -292,14 +301,16 @@ class QlibStore:
         """
         errors: dict[str, HQError] = {}
         present: list[StockCode] = []
+        listed: set[str] | None = None
         for code in codes:
             folder = StockCode.parse(code).qlib_folder
             if (self._root / "features" / folder).is_dir():
                 present.append(StockCode.parse(code))
             else:
-                errors[str(code)] = not_a_folder(self._root, str(code), folder) or UnknownCodeError(
-                    f"unknown code {code} in {self.source}: no features/{folder} folder"
-                )
+                damage = not_a_folder(self._root, str(code), folder)
+                if damage is None:
+                    listed = self._listed() if listed is None else listed
+                errors[str(code)] = damage or self._absent(StockCode.parse(code), listed)
         if not present:
             return empty_bars(with_factor=True), errors
         freq = freq_of(ktype)
@@ -334,6 +345,28 @@ class QlibStore:
                 errors[str(code)] = exc
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else empty_bars(with_factor=True)
         return frame, errors
+
+    def _absent(self, code: StockCode, listed: set[str] | None = None) -> NoBarsError | UnknownCodeError:
+        """The error for a code without a ``features`` folder: listed in an instruments file -> without bars
+        (``listed``: :meth:`_listed`, when the caller has it)."""
+        folder = code.qlib_folder
+        if str(code) in (self._listed() if listed is None else listed):
+            return NoBarsError(
+                f"{code} has no bars in {self.source}: it is listed but has no features/{folder}"
+            )
+        return UnknownCodeError(
+            f"unknown code {code} in {self.source}: not listed, no features/{folder} folder"
+        )
+
+    def _listed(self) -> set[str]:
+        """Every code named in an instruments file (``all.txt`` and the universes)."""
+        listed: set[str] = set()
+        for name in universes(self._root):
+            try:
+                listed.update(self._spans(name)["code"].to_list())
+            except (NotFoundError, DataFormatError, InvalidInputError):
+                continue
+        return listed
 
     def weights(self, code: StockCode) -> pl.DataFrame:
         """Always empty: Qlib stores adjustment factors, not split/dividend events."""

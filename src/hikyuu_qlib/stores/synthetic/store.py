@@ -83,6 +83,7 @@ def generate(params: SyntheticParams) -> _Market:
             "end_date": end_dates.astype("datetime64[D]"),
             "lot": np.where(uni.types == int(StockType.STAR), 200, 100),
             "tick": np.full(uni.n, 0.01),
+            "has_data": np.ones(uni.n, dtype=bool),  # every synthetic stock has bars
         }
     ).cast(STOCK_SCHEMA)  # type: ignore[arg-type]
     counts = paths.trading.sum(axis=0)
