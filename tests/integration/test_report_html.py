@@ -29,7 +29,7 @@ from hikyuu_qlib.backtest.report import information_coefficient, run_report, wri
 from hikyuu_qlib.backtest.report.charts import monthly_returns
 from hikyuu_qlib.backtest.stats import read_zh_bond10
 from hikyuu_qlib.backtest.system import FixedPercent, ScoreThreshold, StopLoss, TradingSystem
-from hikyuu_qlib.domain import DateRange, InvalidInputError, StockCode
+from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
 
 CODES = ["SH600000", "SH600004", "SH600005", "SZ000001", "SZ000002", "SZ000004"]
@@ -79,10 +79,12 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     csv = pl.read_csv(report_dir / "daily.csv", try_parse_dates=True)
     assert csv.height == daily.height > 900
     assert csv["return"].to_list() == pytest.approx(daily["return"].to_list())
-    # the IC of one day by hand: the Pearson correlation of scores and the next-but-one-day returns
+    # the IC of one day by hand: the Pearson correlation of scores and the model's label, the
+    # next-but-one-day return of the forward-adjusted close (the close of the store's Qlib view)
     ic = pl.read_parquet(report_dir / "ic.parquet")
     day = ic["datetime"][100]
-    bars = pl.concat([store.read_bars(StockCode.parse(c), dates=DATES) for c in CODES])
+    after = DateRange(start=DATES.start)
+    bars = pl.concat([store.read_bars(StockCode.parse(c), adjust=Adjust.FORWARD, dates=after) for c in CODES])
     bars = bars.sort("code", "datetime")
     label = bars.with_columns(
         (pl.col("close").shift(-2).over("code") / pl.col("close").shift(-1).over("code") - 1).alias("label")
@@ -101,7 +103,7 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     for ident in SECTIONS:
         assert f'id="{ident}"' in page
     # the Sharpe ratio used Hikyuu's 10-year bond yields as the risk-free rate
-    assert re.search(r"<th>risk_free_annual</th><td>0\.0[1-9]\d*", page)
+    assert re.search(r"<th>risk_free_annual</th><td>[1-5]\.\d\d %</td>", page)
 
 
 def test_monthly_returns_compound_real_daily_returns(store: HikyuuStore, tmp_path: Path) -> None:

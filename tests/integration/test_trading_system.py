@@ -135,7 +135,8 @@ def test_trade_statistics_of_the_round_trips(store: HikyuuStore) -> None:
     assert stats["avg_return"] == pytest.approx(sum(returns) / len(pnl))
     summary = result.statistics()
     assert "excess_return_with_cost" not in summary  # no benchmark given
-    assert summary["account"]["final_account"] == pytest.approx(100_000.0 + sum(pnl))
+    assert summary["portfolio"]["final_account"] == pytest.approx(100_000.0 + sum(pnl))
+    assert summary["portfolio"]["realised_pnl"] == pytest.approx(sum(pnl))
     assert summary["portfolio"]["total_return"] == pytest.approx(sum(pnl) / 100_000.0)
     system = TradingSystem(MACross(5, 20), FixedCount(1000))
     with_bench = system.run(store, CODE, Y2010_2011, benchmark="SH000001")

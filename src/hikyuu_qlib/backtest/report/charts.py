@@ -14,6 +14,8 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hikyuu_qlib.backtest.formats import percent
+
 WIDTH, HEIGHT, DPI = 11.0, 4.0, 100
 _PALETTE = {
     "strategy": "#1f6fb4", "gross": "#8fb8de", "bench": "#d2691e", "excess": "#2e8b57", "dd": "#c0392b",
@@ -70,7 +72,9 @@ def equity_chart(daily: pl.DataFrame, benchmark: str | None = None) -> bytes:
     return _png(fig)
 
 
-def drawdown_chart(daily: pl.DataFrame) -> bytes:
+def drawdown_chart(daily: pl.DataFrame, max_drawdown: float | None = None) -> bytes:
+    """The compounded equity's drawdown; ``max_drawdown`` (the statistics' ``max_drawdown_compound``)
+    goes in the title."""
     c = curves(daily)
     fig, ax = _figure(3.0)
     x = c["datetime"].to_numpy()
@@ -78,7 +82,10 @@ def drawdown_chart(daily: pl.DataFrame) -> bytes:
     ax.fill_between(x, dd, 0.0, color=_PALETTE["dd"], alpha=0.35)
     ax.plot(x, dd, color=_PALETTE["dd"], lw=1.0)
     ax.set_ylabel("%")
-    ax.set_title(f"Drawdown (max {dd.min():.2f} %)" if dd.size else "Drawdown")
+    title = "Drawdown of the compounded equity"
+    if max_drawdown is not None and np.isfinite(max_drawdown):
+        title += f" (max_drawdown_compound {percent(max_drawdown)})"
+    ax.set_title(title)
     return _png(fig)
 
 
@@ -105,16 +112,11 @@ def ic_chart(ic: pl.DataFrame, window: int = 20) -> bytes:
         s = frame[col].cast(pl.Float64).fill_nan(None)
         ax.plot(x, s.to_numpy(), color=color, lw=0.5, alpha=0.35)
         ax.plot(x, s.rolling_mean(window, min_samples=max(1, window // 2)).to_numpy(), color=color, lw=1.5,
-                label=f"{col} ({window}-day mean, overall {_mean(s):.4f})")
+                label=f"{col} ({window}-day mean)")
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_title("Rolling information coefficient")
     ax.legend(loc="upper left", fontsize=9)
     return _png(fig)
-
-
-def _mean(s: pl.Series) -> float:
-    m = s.mean()
-    return float(m) if isinstance(m, int | float) else 0.0
 
 
 def monthly_returns(daily: pl.DataFrame) -> pl.DataFrame:

@@ -80,13 +80,13 @@ class SystemResult:
     def trades_of(self, code: str | StockCode) -> pl.DataFrame:
         return self.trades.filter(pl.col("code") == str(StockCode.parse(code)))
 
-    def statistics(self, risk_free: pl.DataFrame | None = None) -> dict[str, dict[str, float]]:
-        """The backtest package's daily statistics (risk analysis, Sharpe …) plus an account summary."""
+    def statistics(self, risk_free: pl.DataFrame | None = None) -> dict[str, Any]:
+        """The backtest package's statistics document (:mod:`hikyuu_qlib.backtest.measures`)."""
         from hikyuu_qlib.backtest.system.statistics import system_statistics
 
         return system_statistics(self, risk_free)
 
-    def trade_statistics(self) -> dict[str, float]:
+    def trade_statistics(self) -> dict[str, Any]:
         """Hikyuu-style round-trip statistics (win rate, average win/loss, runs, holding days …)."""
         from hikyuu_qlib.backtest.system.statistics import round_trip_statistics
 
