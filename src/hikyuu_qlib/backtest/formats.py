@@ -48,7 +48,7 @@ def percent(value: float) -> str:
 
 
 def yuan(value: float, unit: bool = True) -> str:
-    text = f"{value:,.2f}"
+    text = f"{value + 0.0:,.2f}".replace("-0.00", "0.00") if abs(value) < 0.005 else f"{value:,.2f}"
     return f"{text} yuan" if unit else text
 
 

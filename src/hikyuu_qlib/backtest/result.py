@@ -15,6 +15,10 @@ from hikyuu_qlib.backtest.market import MarketArrays
 from hikyuu_qlib.domain.schema import DATETIME
 
 F64 = npt.NDArray[np.float64]
+#: What Qlib's adjusted amount adds to the shares bought (``$factor`` moves while held), in cents.
+ACCRUED = ((pl.col("value_yuan") - pl.col("shares") * pl.col("price_yuan")).round(2) + 0.0).alias(
+    "accrued_yuan"
+)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -101,18 +105,17 @@ class BacktestResult:
 def known_factor(factor: F64) -> F64:
     """``$factor`` with each gap (a suspended day) taking the code's last known value (its first before
     it has one); 1 for a code without any (its prices are the traded ones)."""
-    out = np.array(factor, dtype=np.float64, copy=True)
-    if out.size == 0:
-        return out
-    for j in np.flatnonzero(np.isnan(out).any(axis=0)):
-        column = out[:, j]
-        seen = np.flatnonzero(~np.isnan(column))
-        if seen.size == 0:
-            column[:] = 1.0
-            continue
-        last = np.maximum.accumulate(np.where(np.isnan(column), -1, np.arange(len(column))))
-        column[:] = np.where(last >= 0, column[np.maximum(last, 0)], column[seen[0]])
-    return out
+    values = np.asarray(factor, dtype=np.float64)
+    if values.size == 0:
+        return values.copy()
+    known = ~np.isnan(values)
+    rows = np.where(known, np.arange(values.shape[0])[:, None], 0)
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    cols = np.arange(values.shape[1])
+    filled = values[rows, cols]
+    first = values[np.argmax(known, axis=0), cols]
+    filled = np.where(np.isnan(filled), first, filled)
+    return np.where(np.isnan(filled), 1.0, filled)
 
 
 def _shares(amount: F64, factor: F64, unit: float) -> pl.Series:
@@ -157,7 +160,7 @@ def _trades(
     )
     return frame.select(
         "datetime", "code", "side", "shares", "price_yuan", "value_yuan", "cost_yuan",
-        (pl.col("value_yuan") - pl.col("shares") * pl.col("price_yuan")).alias("accrued_yuan"),
+        ACCRUED,
         "amount_adj", "price_adj",
     )  # fmt: skip
 
@@ -195,6 +198,6 @@ def _positions(
     )
     return joined.sort("_row").select(
         "datetime", "code", "shares", "price_yuan", "value_yuan", "weight",
-        (pl.col("value_yuan") - pl.col("shares") * pl.col("price_yuan")).alias("accrued_yuan"),
+        ACCRUED,
         "amount_adj", "price_adj",
     )  # fmt: skip

@@ -13,7 +13,7 @@ import typer
 
 from hikyuu_qlib.cli.output import OutputFormat, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
-from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, StockType
+from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.workflow.config import (
     BacktestSpec,
@@ -109,7 +109,7 @@ def choose_benchmark(ctx: ResearchContext, test: DateRange) -> tuple[str | None,
     chosen = None
     for code in (c for c in BENCHMARKS if c in listed):
         try:
-            bars = ctx.store.read_bars(code, dates=test).height
+            bars = ctx.store.read_bars(StockCode.parse(code), dates=test).height
         except (HQError, OSError):
             bars = 0
         if days and bars >= 0.9 * days:

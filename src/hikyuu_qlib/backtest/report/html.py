@@ -31,7 +31,7 @@ th,td{padding:4px 8px;border-bottom:1px solid #e3e7eb;text-align:right}
 th:first-child,td:first-child{text-align:left} thead th{background:#eef3f8}
 caption{text-align:left;font-weight:600;padding:6px 0}
 .neg{color:#c0392b} .pos{color:#1e8449} .note{font-size:12px;color:#667}
-td.text{text-align:left} table.glossary{margin-top:8px}
+td.text{text-align:left} table.glossary{margin-top:8px} table.glossary th{text-align:left}
 """
 
 
@@ -47,7 +47,8 @@ def _cell(value: Any, text: str) -> str:
 def mapping_table(caption: str, values: Mapping[str, Any], note: str = "") -> str:
     """A group of statistics, each printed by its kind (:func:`~hikyuu_qlib.backtest.formats.format_measure`)."""
     rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th>{_cell(v, format_measure(str(k), v))}</tr>" for k, v in values.items()
+        f"<tr><th>{html.escape(str(k))}</th>{_cell(v, format_measure(str(k), v))}</tr>"
+        for k, v in values.items()
     )
     extra = f'<p class="note">{html.escape(note)}</p>' if note else ""
     return f"<table><caption>{html.escape(caption)}</caption><tbody>{rows}</tbody></table>{extra}"
@@ -58,13 +59,21 @@ def frame_table(caption: str, frame: pl.DataFrame, *, limit: int = 50) -> str:
     shown = frame.head(limit)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
     body = "".join(
-        "<tr>" + "".join(_cell(v, format_cell(c, v)) for c, v in zip(shown.columns, row, strict=True)) + "</tr>"
+        "<tr>"
+        + "".join(_cell(v, format_cell(c, v)) for c, v in zip(shown.columns, row, strict=True))
+        + "</tr>"
         for row in shown.iter_rows()
     )
-    note = (f'<p class="note">{limit} of {frame.height} rows shown; the full table is in the output '
-            "directory.</p>" if frame.height > limit else "")
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>{note}")
+    note = (
+        f'<p class="note">{limit} of {frame.height} rows shown; the full table is in the output '
+        "directory.</p>"
+        if frame.height > limit
+        else ""
+    )
+    return (
+        f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table>{note}"
+    )
 
 
 def statistics_tables(statistics: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> str:
@@ -80,12 +89,12 @@ def statistics_tables(statistics: Mapping[str, Any], notes: Mapping[str, str] | 
 def definitions_table(measures: Sequence[Measure]) -> str:
     """The glossary: each statistic's name, kind and definition."""
     rows = "".join(
-        f"<tr><th>{html.escape(m.name)}</th><td class=\"text\">{html.escape(m.kind.value)}</td>"
-        f"<td class=\"text\">{html.escape(m.definition)}</td></tr>"
+        f'<tr><th>{html.escape(m.name)}</th><td class="text">{html.escape(m.kind.value)}</td>'
+        f'<td class="text">{html.escape(m.definition)}</td></tr>'
         for m in measures
     )
     head = "<thead><tr><th>name</th><th>kind</th><th>definition</th></tr></thead>"
-    return f"<table class=\"glossary\"><caption>Definitions</caption>{head}<tbody>{rows}</tbody></table>"
+    return f'<table class="glossary"><caption>Definitions</caption>{head}<tbody>{rows}</tbody></table>'
 
 
 def image(png: bytes, alt: str) -> str:
@@ -94,8 +103,9 @@ def image(png: bytes, alt: str) -> str:
 
 
 def kpis(items: Sequence[tuple[str, str]]) -> str:
-    cells = "".join(f'<div class="kpi"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
-                    for k, v in items)
+    cells = "".join(
+        f'<div class="kpi"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>' for k, v in items
+    )
     return f'<div class="kpis">{cells}</div>'
 
 
@@ -105,8 +115,8 @@ def section(ident: str, title: str, body: str) -> str:
 
 def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"

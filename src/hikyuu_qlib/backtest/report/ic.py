@@ -20,8 +20,12 @@ from hikyuu_qlib.factors.alpha158 import LOOKAHEAD
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.ports import MarketData
 
-IC_SCHEMA: dict[str, pl.DataType] = {"datetime": DATETIME, "ic": pl.Float64(), "rank_ic": pl.Float64(),
-                                     "count": pl.UInt32()}
+IC_SCHEMA: dict[str, pl.DataType] = {
+    "datetime": DATETIME,
+    "ic": pl.Float64(),
+    "rank_ic": pl.Float64(),
+    "count": pl.UInt32(),
+}
 LABEL_SCHEMA: dict[str, pl.DataType] = {"datetime": DATETIME, "code": pl.String(), "label": pl.Float64()}
 
 

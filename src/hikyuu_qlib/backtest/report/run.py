@@ -97,6 +97,17 @@ def run_report(
         if store is None:
             raise InvalidInputError("the IC of predictions needs the market data store for labels")
         ic = prediction_ic(predictions, store)
-    stats = dict(statistics) if statistics is not None else collect_statistics(result, risk_free, ic, benchmark)
-    return write_report(out_dir, result.daily, stats, ic=ic, positions=result.positions, trades=result.trades,
-                        title=title, subtitle=subtitle, benchmark=benchmark)
+    stats = (
+        dict(statistics) if statistics is not None else collect_statistics(result, risk_free, ic, benchmark)
+    )
+    return write_report(
+        out_dir,
+        result.daily,
+        stats,
+        ic=ic,
+        positions=result.positions,
+        trades=result.trades,
+        title=title,
+        subtitle=subtitle,
+        benchmark=benchmark,
+    )

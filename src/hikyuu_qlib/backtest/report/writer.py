@@ -61,8 +61,9 @@ def check_daily(daily: pl.DataFrame) -> pl.DataFrame:
         raise InvalidInputError(f"daily frame has columns of the wrong type: {exc}") from exc
     if out["datetime"].is_duplicated().any():
         raise InvalidInputError("daily frame has repeated datetimes")
-    if out.select(pl.any_horizontal(pl.col("return", "cost").is_null() | pl.col("return", "cost").is_nan()
-                                    ).any()).item():
+    if out.select(
+        pl.any_horizontal(pl.col("return", "cost").is_null() | pl.col("return", "cost").is_nan()).any()
+    ).item():
         raise InvalidInputError("daily frame has null or NaN return/cost values")
     return out
 
@@ -89,8 +90,9 @@ def _atomic_write(path: Path, data: bytes | str) -> None:
 
 
 HEADLINE = ("total_return", "cagr", "max_drawdown_compound", "sharpe", "mean_daily_turnover", "trading_days")
-NO_BENCHMARK = ("No benchmark: the backtest ran without one, so there is no benchmark line and no "
-                "excess-return figure.")
+NO_BENCHMARK = (
+    "No benchmark: the backtest ran without one, so there is no benchmark line and no excess-return figure."
+)
 
 
 def _headline(statistics: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -109,14 +111,17 @@ def _headline(statistics: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _yearly(daily: pl.DataFrame, with_benchmark: bool) -> pl.DataFrame:
-    """Each year's compounded returns (total_return of the year's days) and turnover."""
+    """Each year's compounded returns (total_return of the year's days) and the sum of its daily turnover."""
     columns = [
         ((1.0 + pl.col("return") - pl.col("cost")).product() - 1.0).alias("total_return"),
         ((1.0 + pl.col("return")).product() - 1.0).alias("total_return_before_costs"),
     ]
     if with_benchmark:
-        columns.append(((1.0 + pl.col("bench_return").fill_null(0.0)).product() - 1.0).alias("benchmark"))
-    columns += [pl.col("turnover").sum().alias("turnover"), pl.len().alias("trading_days")]
+        bench = ((1.0 + pl.col("bench_return").fill_null(0.0)).product() - 1.0).alias(
+            "benchmark_total_return"
+        )
+        columns.append(bench)
+    columns += [pl.col("turnover").sum().alias("turnover_sum"), pl.len().alias("trading_days")]
     return (
         daily.group_by(pl.col("datetime").dt.year().alias("year"))
         .agg(columns)
@@ -138,10 +143,15 @@ def _ic_note(statistics: Mapping[str, Any]) -> str:
     ic = statistics.get("ic")
     if not isinstance(ic, Mapping):
         return ""
-    first, last = format_measure("first_day", ic.get("first_day")), format_measure("last_day", ic.get("last_day"))
+    first, last = (
+        format_measure("first_day", ic.get("first_day")),
+        format_measure("last_day", ic.get("last_day")),
+    )
     days = format_measure("days", ic.get("days"))
-    return (f"IC and Rank IC of the predictions against {LABEL_TEXT}, over {days} days from {first} to "
-            f"{last} (the ic group of the statistics).")
+    return (
+        f"IC and Rank IC of the predictions against {LABEL_TEXT}, over {days} days from {first} to "
+        f"{last} (the ic group of the statistics)."
+    )
 
 
 def write_report(
@@ -211,16 +221,21 @@ def write_report(
         h.section("rolling-ic", "Rolling IC", ic_body),
         h.section("monthly-returns", "Monthly returns", h.image(pngs["monthly_returns"], "monthly returns")),
         h.section("turnover", "Turnover", h.image(pngs["turnover"], "turnover")),
-        h.section("statistics", "Statistics",
-                  f'<div class="tables">{h.statistics_tables(statistics, notes)}'
-                  f"<div>{_yearly_table(_yearly(daily, with_benchmark))}</div></div>"
-                  + h.definitions_table(used_measures(statistics))),
+        h.section(
+            "statistics",
+            "Statistics",
+            f'<div class="tables">{h.statistics_tables(statistics, notes)}'
+            f"<div>{_yearly_table(_yearly(daily, with_benchmark))}</div></div>"
+            + h.definitions_table(used_measures(statistics)),
+        ),
     ]
     if positions is not None and positions.height:
         last = positions
         if "datetime" in positions.columns:
             last = positions.filter(pl.col("datetime") == pl.col("datetime").max())
-        sections.append(h.section("positions", "Positions at the end", h.frame_table("Holdings", _shown(last))))
+        sections.append(
+            h.section("positions", "Positions at the end", h.frame_table("Holdings", _shown(last)))
+        )
     if trades is not None:
         sections.append(h.section("trades", "Trades", h.frame_table("Trades", _shown(trades), limit=100)))
     html_path = out / "report.html"

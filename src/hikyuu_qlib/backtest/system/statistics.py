@@ -24,12 +24,20 @@ def fills(trades: pl.DataFrame) -> pl.DataFrame:
     exit_value = pl.col("exit_price") * pl.col("shares") + pl.col("income")
     entry_value = exit_value - pl.col("cost") - pl.col("pnl")
     buy = trades.select(
-        pl.col("entry_date").alias("datetime"), "code", pl.lit("buy").alias("side"),
-        pl.col("shares").alias("amount_adj"), entry_value.alias("value_yuan"), pl.col("cost").alias("cost_yuan"),
+        pl.col("entry_date").alias("datetime"),
+        "code",
+        pl.lit("buy").alias("side"),
+        pl.col("shares").alias("amount_adj"),
+        entry_value.alias("value_yuan"),
+        pl.col("cost").alias("cost_yuan"),
     )
     sell = trades.select(
-        pl.col("exit_date").alias("datetime"), "code", pl.lit("sell").alias("side"),
-        pl.col("shares").alias("amount_adj"), exit_value.alias("value_yuan"), pl.lit(0.0).alias("cost_yuan"),
+        pl.col("exit_date").alias("datetime"),
+        "code",
+        pl.lit("sell").alias("side"),
+        pl.col("shares").alias("amount_adj"),
+        exit_value.alias("value_yuan"),
+        pl.lit(0.0).alias("cost_yuan"),
     )
     return pl.concat([buy, sell]).sort("code", "datetime", "side")
 
