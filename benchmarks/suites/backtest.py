@@ -103,7 +103,7 @@ def run(quick: bool) -> list[Result]:
             "max_abs_daily_return_diff": float(diff.max()),
             "same_holdings": same_holdings,
             "equal_returns": bool(diff.max() <= 1e-6),
-            "excess_annualized_with_cost": stats["excess_return_with_cost"]["annualized_return"],
+            "excess_annualized_with_cost": stats["excess_return_with_cost"]["annualized_return_sum"],
             "trades": ours.trades.height,
             "limit_threshold": {"ours": config.limit_threshold, "pyqlib": qlib_limit},
         },

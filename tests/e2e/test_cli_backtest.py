@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -77,8 +79,6 @@ def test_backtest_run_rejects_bad_predictions(qlib_dir: Path, tmp_path: Path) ->
 
 
 def test_backtest_of_a_registered_model_stores_its_summary(qlib_dir: Path, tmp_path: Path) -> None:
-    import os
-
     env = {
         **os.environ,
         "HQ_HOME": str(tmp_path / "home"),
@@ -137,3 +137,72 @@ def test_backtest_of_a_registered_model_stores_its_summary(qlib_dir: Path, tmp_p
         stored["topk"] == 20
         and stored["portfolio.total_return"] == doc["statistics"]["portfolio"]["total_return"]
     )
+
+
+def _printed(stdout: str) -> dict[tuple[str, str], str]:
+    """``{(group, statistic): value}`` from the summary table (Rich boxes or tab-separated)."""
+    out: dict[tuple[str, str], str] = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"[│\t]", line.strip().strip("│"))]
+        if len(cells) == 3 and cells[1] and cells[0] != "group":
+            out[(cells[0], cells[1])] = cells[2]
+    return out
+
+
+def _report_table(page: str, caption: str) -> dict[str, str]:
+    body = re.search(rf"<caption>{re.escape(caption)}</caption><tbody>(.*?)</tbody>", page)
+    assert body is not None, caption
+    return dict(re.findall(r"<tr><th>([^<]+)</th><td[^>]*>([^<]*)</td></tr>", body.group(1)))
+
+
+def test_summary_json_and_report_show_the_same_statistics(qlib_dir: Path, tmp_path: Path) -> None:
+    """The printed summary, the JSON document and report.html: the same figures under the same names,
+    printed by kind (counts whole, money in yuan, ratios in percent); positions and trades in traded
+    units."""
+    preds = _predictions(qlib_dir, tmp_path / "preds.parquet")
+    args = ["backtest", "run", "--predictions", str(preds), "--source", f"qlib:{qlib_dir}", "--topk", "20",
+            "--n-drop", "2", "--limit-threshold", "9.5"]  # fmt: skip
+    table = run_hq(*args, "--out", str(tmp_path / "a"), env={**os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr[-2000:]
+    as_json = hq(*args, "--out", str(tmp_path / "b"), "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    statistics = json.loads(as_json.stdout)["statistics"]
+    printed = _printed(table.stdout)
+    assert set(printed) == {(g, n) for g, values in statistics.items() for n in values}
+    from hikyuu_qlib.backtest.formats import format_measure
+
+    page = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
+    shown = 0
+    for group, values in statistics.items():
+        assert isinstance(values, dict), group
+        in_report = _report_table(page, group)
+        for name, value in values.items():
+            text = format_measure(name, value)
+            assert printed[(group, name)] == text == in_report[name], (group, name)
+            shown += 1
+    assert shown == len(printed) > 40
+    assert {"cagr", "annualized_return_sum", "max_drawdown_sum", "max_drawdown_compound"} <= set(
+        statistics["portfolio"]
+    )
+    assert re.fullmatch(r"[\d,]+", printed[("trades", "trades")])
+    assert re.fullmatch(r"[\d,]+", printed[("portfolio", "trading_days")])
+    assert printed[("portfolio", "final_account")].endswith(" yuan")
+    assert re.fullmatch(r"-?[\d,]+\.\d\d %", printed[("portfolio", "total_return")])
+    trades = pl.read_parquet(tmp_path / "a" / "trades.parquet")
+    assert trades["shares"].dtype == pl.Int64 and (trades["shares"] % 100 == 0).all()
+    assert "<th>price_yuan</th>" in page and "<th>amount_adj</th>" not in page
+
+
+def test_without_a_benchmark_the_summary_and_report_say_so(qlib_dir: Path, tmp_path: Path) -> None:
+    preds = _predictions(qlib_dir, tmp_path / "preds.parquet")
+    out = tmp_path / "bt"
+    proc = run_hq(
+        "backtest", "run", "--predictions", str(preds), "--source", f"qlib:{qlib_dir}", "--topk", "20",
+        "--n-drop", "2", "--limit-threshold", "9.5", "--benchmark", "", "--out", str(out),
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "without a benchmark" in proc.stdout and "excess_return" not in proc.stdout
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "No benchmark" in page and "excess_return" not in page
+    assert pl.read_parquet(out / "daily.parquet")["bench_return"].null_count() > 50  # no line of zeros

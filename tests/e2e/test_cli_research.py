@@ -166,6 +166,20 @@ def test_evaluate_prints_an_ic_report(trained) -> None:  # type: ignore[no-untyp
         assert report["summary"]["ic"] == pytest.approx(doc["metrics"]["test"]["ic"], rel=1e-6)
 
 
+def test_train_and_evaluate_report_the_same_mse_under_the_same_name(trained) -> None:  # type: ignore[no-untyped-def]
+    """One name per MSE: against the raw label (train and evaluate agree on the test segment) and
+    against the learning label (train only: evaluate has no learn processors)."""
+    home, doc = trained
+    report = one_json(hq(home, "model", "evaluate", doc["model"]["id"], "--format", "json"))
+    trained_test = doc["metrics"]["test"]
+    assert "mse" not in trained_test and "mse" not in report["summary"] and "mse" not in doc["metrics"]
+    assert report["summary"]["mse_raw_label"] == pytest.approx(trained_test["mse_raw_label"], rel=1e-9)
+    assert report["summary"]["rows"] == trained_test["rows"]
+    assert "mse_learn_label" not in report["summary"]
+    assert trained_test["mse_learn_label"] != pytest.approx(trained_test["mse_raw_label"], rel=0.01)
+    assert doc["metrics"]["mse_raw_label"] == trained_test["mse_raw_label"]
+
+
 def test_errors_are_one_line_with_exit_codes(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     home, _ = trained
     missing = hq(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import polars as pl
+import pytest
 from cli_support import run_hq
 
 SOURCE = "synthetic:3?stocks=80&years=4"
@@ -38,3 +40,65 @@ def test_demo_runs_the_whole_job_and_reuses_it(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(again.stdout)
     assert second["reused_model"] is True and second["model_id"] == doc["model_id"]
+
+
+def test_demo_benchmarks_on_the_synthetic_index_and_shows_one_set_of_statistics(tmp_path: Path) -> None:
+    """The synthetic market's equal-weight index is the benchmark; the printed summary, metrics.json and
+    report.html show the same figures under the same names; the report's IC is the model's test IC."""
+    env = {"HQ_HOME": str(tmp_path / "home"), "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}",
+           "COLUMNS": "200"}  # fmt: skip
+    proc = hq(env, "demo", "--source", SOURCE, "--out", str(tmp_path / "demo"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    backtest = doc["metrics"]["backtest"]
+    assert backtest["benchmark"]["code"] == "SH000001" and doc["notes"] == []
+    assert "excess_return_with_cost" in backtest
+    run_dir = Path(doc["out_dir"])
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["backtest"] == backtest
+    test = saved["model"]["test"]
+    for name in ("ic", "icir", "rank_ic", "rank_icir", "days"):
+        assert backtest["ic"][name] == pytest.approx(test[name], rel=1e-9), name
+    from hikyuu_qlib.backtest.formats import format_measure
+
+    page = Path(doc["report"]).read_text(encoding="utf-8")
+    for group, values in backtest.items():
+        body = re.search(rf"<caption>{group}</caption><tbody>(.*?)</tbody>", page)
+        assert body is not None, group
+        shown = dict(re.findall(r"<tr><th>([^<]+)</th><td[^>]*>([^<]*)</td></tr>", body.group(1)))
+        assert shown == {k: format_measure(k, v) for k, v in values.items()}, group
+    table = hq(env, "demo", "--source", SOURCE, "--out", str(tmp_path / "demo"))
+    assert table.returncode == 0, table.stderr[-3000:]
+    lines = [re.split(r"\s*[│\t]\s*", line.strip().strip("│").strip()) for line in table.stdout.splitlines()]
+    printed = {(cells[0], cells[1]): cells[2] for cells in lines if len(cells) == 3}
+    assert printed[("trades", "trades")] == format_measure("trades", backtest["trades"]["trades"])
+    assert re.fullmatch(r"[\d,]+", printed[("trades", "trades")])
+    assert printed[("benchmark", "code")] == "SH000001"
+    assert printed[("model (test segment)", "ic")] == format_measure("ic", test["ic"])
+
+
+def test_demo_on_hikyuu_checks_its_benchmark_and_fails_a_degenerate_model(
+    hikyuu_dir: Path, tmp_path: Path
+) -> None:
+    """The shared Hikyuu store lists SH000300 without bars: the demo says so before training and falls
+    back to SH000001. Its 8 stocks train a model that never splits: it is recorded failed, not trained,
+    and the command fails with a clear message."""
+    env = {"HQ_HOME": str(tmp_path / "home"), "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}"}
+    proc = hq(env, "--log-format", "json", "demo", "--source", f"hikyuu:{hikyuu_dir}", "--out",
+              str(tmp_path / "demo"))  # fmt: skip
+    messages = []
+    for line in proc.stderr.splitlines():
+        try:
+            messages.append(json.loads(line)["msg"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    chosen = [i for i, m in enumerate(messages) if m.startswith("benchmark:")]
+    assert chosen, "\n".join(messages[-20:])
+    note = messages[chosen[0]]
+    assert "SH000300" in note and "using SH000001 instead" in note
+    training = [i for i, m in enumerate(messages) if m.startswith("stage train")]
+    assert training and chosen[0] < training[0]  # checked before training
+    assert proc.returncode != 0 and "degenerate" in proc.stderr
+    listed = json.loads(hq(env, "model", "list", "--format", "json").stdout)["models"]
+    assert [m["status"] for m in listed] == ["failed"]
+    assert "one boosting round" in listed[0]["tags"]["failure"]

@@ -123,7 +123,7 @@ def test_code_without_data_is_never_bought_but_takes_its_share(market: MarketArr
     assert market.codes[absent] not in result.trades["code"].to_list()
     first = result.trades.sort("datetime").filter(pl.col("datetime") == pl.col("datetime").min())
     assert first.height == 1  # two buys chosen, one of them untradable
-    assert first["value"].item() == pytest.approx(0.95e8 / 2, rel=0.01)  # cash split over both
+    assert first["value_yuan"].item() == pytest.approx(0.95e8 / 2, rel=0.01)  # cash split over both
 
 
 def test_t_plus_one_and_hold_threshold(market: MarketArrays) -> None:
@@ -148,7 +148,7 @@ def test_trade_unit_and_costs(market: MarketArrays) -> None:
     # bought in whole lots of original shares (sold whole; the factor may have moved since)
     shares = trades["shares"].to_numpy()[buy]
     assert np.abs(shares - np.round(shares / 100) * 100).max() < 1e-6
-    value, cost = trades["value"].to_numpy(), trades["cost"].to_numpy()
+    value, cost = trades["value_yuan"].to_numpy(), trades["cost_yuan"].to_numpy()
     assert np.allclose(cost[buy], np.maximum(value[buy] * 0.0005, 2000.0))
     assert np.allclose(cost[~buy], np.maximum(value[~buy] * 0.0015, 2000.0) + value[~buy] * 0.001)
     assert (cost[buy] == 2000.0).any() and (cost[buy] > 2000.0).any()

@@ -29,13 +29,20 @@ from hikyuu_qlib.backtest.report import information_coefficient, run_report, wri
 from hikyuu_qlib.backtest.report.charts import monthly_returns
 from hikyuu_qlib.backtest.stats import read_zh_bond10
 from hikyuu_qlib.backtest.system import FixedPercent, ScoreThreshold, StopLoss, TradingSystem
-from hikyuu_qlib.domain import DateRange, InvalidInputError, StockCode
+from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
 
 CODES = ["SH600000", "SH600004", "SH600005", "SZ000001", "SZ000002", "SZ000004"]
 DATES = DateRange.of("2008-01-01", "2011-12-31")
 SECTIONS = (
-    "summary", "equity", "drawdown", "rolling-ic", "monthly-returns", "turnover", "statistics", "trades",
+    "summary",
+    "equity",
+    "drawdown",
+    "rolling-ic",
+    "monthly-returns",
+    "turnover",
+    "statistics",
+    "trades",
 )
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -60,13 +67,24 @@ def momentum(store: HikyuuStore) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def report_dir(store: HikyuuStore, momentum: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    system = TradingSystem(ScoreThreshold(momentum, 0.05, -0.02), FixedPercent(0.3), stop_loss=StopLoss(0.08),
-                           init_cash=1_000_000.0)
+    system = TradingSystem(
+        ScoreThreshold(momentum, 0.05, -0.02),
+        FixedPercent(0.3),
+        stop_loss=StopLoss(0.08),
+        init_cash=1_000_000.0,
+    )
     result = system.run(store, CODES, DATES, benchmark="SH000001")
     out = tmp_path_factory.mktemp("report")
     rates = read_zh_bond10(store.layout.db)
-    run_report(out, result, predictions=momentum, store=store, benchmark="SH000001", title="Momentum system",
-               risk_free=rates)
+    run_report(
+        out,
+        result,
+        predictions=momentum,
+        store=store,
+        benchmark="SH000001",
+        title="Momentum system",
+        risk_free=rates,
+    )
     return out
 
 
@@ -79,10 +97,12 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     csv = pl.read_csv(report_dir / "daily.csv", try_parse_dates=True)
     assert csv.height == daily.height > 900
     assert csv["return"].to_list() == pytest.approx(daily["return"].to_list())
-    # the IC of one day by hand: the Pearson correlation of scores and the next-but-one-day returns
+    # the IC of one day by hand: the Pearson correlation of scores and the model's label, the
+    # next-but-one-day return of the forward-adjusted close (the close of the store's Qlib view)
     ic = pl.read_parquet(report_dir / "ic.parquet")
     day = ic["datetime"][100]
-    bars = pl.concat([store.read_bars(StockCode.parse(c), dates=DATES) for c in CODES])
+    after = DateRange(start=DATES.start)
+    bars = pl.concat([store.read_bars(StockCode.parse(c), adjust=Adjust.FORWARD, dates=after) for c in CODES])
     bars = bars.sort("code", "datetime")
     label = bars.with_columns(
         (pl.col("close").shift(-2).over("code") / pl.col("close").shift(-1).over("code") - 1).alias("label")
@@ -101,7 +121,7 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     for ident in SECTIONS:
         assert f'id="{ident}"' in page
     # the Sharpe ratio used Hikyuu's 10-year bond yields as the risk-free rate
-    assert re.search(r"<th>risk_free_annual</th><td>0\.0[1-9]\d*", page)
+    assert re.search(r"<th>risk_free_annual</th><td>[1-5]\.\d\d %</td>", page)
 
 
 def test_monthly_returns_compound_real_daily_returns(store: HikyuuStore, tmp_path: Path) -> None:
@@ -148,8 +168,10 @@ def test_bad_report_input_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="NaN"):
         write_report(tmp_path, ok.with_columns(pl.lit(float("nan")).alias("return")), {})
     with pytest.raises(InvalidInputError, match="label"):
-        information_coefficient(pl.DataFrame({"datetime": [], "code": [], "score": []}),
-                                pl.DataFrame({"datetime": [], "code": []}))
+        information_coefficient(
+            pl.DataFrame({"datetime": [], "code": [], "score": []}),
+            pl.DataFrame({"datetime": [], "code": []}),
+        )
 
 
 # --- headless Chromium over the DevTools pipe -----------------------------------------------------
@@ -161,15 +183,27 @@ class _Cdp:
     def __init__(self, binary: str, user_dir: str) -> None:
         to_child_r, self._w = os.pipe()
         self._r, from_child_w = os.pipe()
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={user_dir}", "--remote-debugging-pipe", "about:blank"]
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={user_dir}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
         # the browser reads commands on fd 3 and writes replies on fd 4; bash wires them up
         # (dash only redirects one-digit fds)
         wire = f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}'
         self.proc = subprocess.Popen(
-            ["bash", "-c", wire, binary, *flags], pass_fds=(to_child_r, from_child_w),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ["bash", "-c", wire, binary, *flags],
+            pass_fds=(to_child_r, from_child_w),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for fd in (to_child_r, from_child_w):
             os.close(fd)
@@ -190,8 +224,13 @@ class _Cdp:
         msg: dict[str, Any] = json.loads(raw)
         return msg
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -266,11 +305,15 @@ def _load(binary: str, url: str, screenshot: Path | None = None) -> tuple[list[s
                 images: [...document.images].map(i => [i.complete, i.naturalWidth]),
                 tables: document.querySelectorAll('table').length,
                 title: document.title})"""
-            value = cdp.call("Runtime.evaluate", {"expression": probe, "returnByValue": True},
-                             session=session)["result"]["value"]
+            value = cdp.call(
+                "Runtime.evaluate", {"expression": probe, "returnByValue": True}, session=session
+            )["result"]["value"]
             if screenshot is not None:
-                shot = cdp.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
-                                session=session)
+                shot = cdp.call(
+                    "Page.captureScreenshot",
+                    {"format": "png", "captureBeyondViewport": True},
+                    session=session,
+                )
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
             return _problems(cdp.events), json.loads(value)
         finally:
@@ -288,8 +331,10 @@ def chromium() -> str:
 
 def test_harness_sees_planted_errors(chromium: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
-    bad.write_text('<html><body><script>console.error("planted"); missingFn();</script>'
-                   '<img src="missing.png"></body></html>')
+    bad.write_text(
+        '<html><body><script>console.error("planted"); missingFn();</script>'
+        '<img src="missing.png"></body></html>'
+    )
     problems, _ = _load(chromium, bad.as_uri())
     text = "\n".join(problems)
     assert "planted" in text and "missingFn" in text and "missing.png" in text
@@ -320,9 +365,13 @@ def test_report_of_the_topk_engine(chromium: str, qlib_dir: Path, tmp_path: Path
     have = {p.name.upper() for p in (qlib_dir / "features").iterdir()}
     codes = [c for c in qlib.members("csi300", span)["code"].unique().sort().to_list() if c in have][:30]
     bars = pl.concat([qlib.read_bars(StockCode.parse(c), dates=span) for c in codes], how="vertical_relaxed")
-    preds = bars.sort("code", "datetime").select(
-        "datetime", "code", (1 - pl.col("close") / pl.col("close").shift(5).over("code")).alias("score")
-    ).drop_nulls()
+    preds = (
+        bars.sort("code", "datetime")
+        .select(
+            "datetime", "code", (1 - pl.col("close") / pl.col("close").shift(5).over("code")).alias("score")
+        )
+        .drop_nulls()
+    )
     result = run_topk_backtest(preds, qlib, BacktestConfig(topk=8, n_drop=2, benchmark="SH000300"))
     paths = run_report(
         tmp_path, result, predictions=preds, store=qlib, benchmark="SH000300", title="TopkDropout"

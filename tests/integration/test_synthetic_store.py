@@ -38,14 +38,16 @@ def store() -> SyntheticStore:
 
 @pytest.fixture(scope="module")
 def bars(store: SyntheticStore) -> pl.DataFrame:
-    """Raw bars with the previous close and the stock's daily limit."""
-    limits = store.stocks(valid=None).select(
-        "code", pl.when(pl.col("type").is_in([8, 9])).then(0.2).otherwise(0.1).alias("limit")
+    """Raw bars of the stocks (not the index) with the previous close and the stock's daily limit."""
+    limits = (
+        store.stocks(valid=None)
+        .filter(pl.col("type") != int(StockType.INDEX))
+        .select("code", pl.when(pl.col("type").is_in([8, 9])).then(0.2).otherwise(0.1).alias("limit"))
     )
     return (
         store.frame()
         .with_columns(pl.col("close").shift(1).over("code").alias("prev"))
-        .join(limits, on="code", how="left")
+        .join(limits, on="code", how="inner")
     )
 
 
@@ -120,8 +122,10 @@ def test_lazy_generation_is_shared_across_threads() -> None:
 
 
 def test_stock_list(store: SyntheticStore) -> None:
-    everything = store.stocks(valid=None)
-    assert everything.schema == pl.Schema(STOCK_SCHEMA)
+    listed = store.stocks(valid=None)
+    assert listed.schema == pl.Schema(STOCK_SCHEMA)
+    assert listed.filter(pl.col("type") == int(StockType.INDEX))["code"].to_list() == ["SH000001"]
+    everything = listed.filter(pl.col("type") != int(StockType.INDEX))
     assert everything.height == 300
     assert {"SH600000", "SZ000001", "SZ300001", "SH688001"} <= set(everything.get_column("code"))
     chinext = everything.filter(pl.col("code").str.starts_with("SZ30"))
@@ -137,7 +141,7 @@ def test_stock_list(store: SyntheticStore) -> None:
         == everything.height - delisted.height
     )
     assert everything.filter(pl.col("start_date") > dt.date(2015, 1, 5)).height > 10  # listed late
-    assert store.stocks().height == everything.height - delisted.height
+    assert store.stocks().height == everything.height - delisted.height + 1  # and the index
     sz = store.stocks(market=Market.SZ, types=[StockType.CHINEXT], valid=None)
     assert sz.height == chinext.height
     assert everything.get_column("name").str.len_chars().min() >= 4  # type: ignore[operator]
@@ -207,7 +211,8 @@ def test_universes_are_point_in_time(store: SyntheticStore) -> None:
     assert spans.get_column("code").n_unique() > 100  # constituents change over time
     everything = store.members("all")
     assert everything.height == 300
-    frame_span = store.frame().group_by("code").agg(pl.col("datetime").min().alias("start"))
+    stocks = store.frame().filter(pl.col("code") != "SH000001")  # the index belongs to no universe
+    frame_span = stocks.group_by("code").agg(pl.col("datetime").min().alias("start"))
     assert_frame_equal(everything.select("code", "start"), frame_span.sort("code"), check_row_order=True)
     window = store.members("CSI300", DateRange.of("2020-01-01", "2020-01-31"))
     assert (window.get_column("start") <= dt.datetime(2020, 1, 31, 23, 59, 59)).all()
@@ -237,7 +242,8 @@ def test_ohlc_consistency_ticks_volume_and_amount(bars: pl.DataFrame) -> None:
 def test_price_levels_and_fat_tails(store: SyntheticStore, bars: pl.DataFrame) -> None:
     first = bars.group_by("code").agg(pl.col("close").first()).get_column("close")
     assert first.min() >= 2.5 and first.max() <= 110  # type: ignore[operator]
-    ret = store.frame(Adjust.FORWARD).select(pl.col("close").pct_change().over("code")).drop_nulls()
+    stocks = store.frame(Adjust.FORWARD).filter(pl.col("code") != "SH000001")
+    ret = stocks.select(pl.col("close").pct_change().over("code")).drop_nulls()
     r = ret.get_column("close").to_numpy()
     assert 0.012 < r.std() < 0.04
     kurtosis = float(((r - r.mean()) ** 4).mean() / r.var() ** 2)
@@ -260,6 +266,35 @@ def test_limits_per_board(store: SyntheticStore, bars: pl.DataFrame) -> None:
     assert wide.filter(pl.col("ret").abs() > 0.11).height > 20  # moves only the wide boards allow
     sealed = plain.filter((pl.col("high") == pl.col("low")) & (pl.col("ret").abs() > 0.095))
     assert sealed.height > 20  # one-price limit bars
+
+
+def test_equal_weight_market_index(store: SyntheticStore, bars: pl.DataFrame) -> None:
+    """SH000001 is an index listed with the stocks, with a bar every day, in no universe; it moves by
+    the mean return of the stocks that trade (checked on days without listings or ex-dates)."""
+    listed = store.stocks(types=[StockType.INDEX])
+    assert listed["code"].to_list() == ["SH000001"] and listed["valid"].to_list() == [True]
+    index = store.read_bars(StockCode.parse("SH000001"))
+    assert index["datetime"].to_list() == store.calendar().to_list()
+    ohlc = index.select(
+        (pl.col("low") <= pl.min_horizontal("open", "close")).all(),
+        (pl.col("high") >= pl.max_horizontal("open", "close")).all(),
+    )
+    assert ohlc.row(0) == (True, True)
+    for universe in ("all", "csi100", "csi300"):
+        assert "SH000001" not in store.members(universe)["code"].to_list()
+    special = pl.concat(
+        [_ex_dates(store).select("datetime"), bars.filter(pl.col("prev").is_null()).select("datetime")]
+    )
+    mean = (
+        bars.filter(pl.col("prev").is_not_null())
+        .group_by("datetime")
+        .agg((pl.col("close") / pl.col("prev") - 1).mean().alias("mean"))
+    )
+    moves = index.select("datetime", (pl.col("close") / pl.col("close").shift(1) - 1).alias("ret"))
+    plain = moves.join(mean, on="datetime").join(special, on="datetime", how="anti").drop_nulls()
+    assert plain.height > 1000
+    assert (plain["ret"] - plain["mean"]).abs().max() < 2e-5  # the index is rounded to 0.01 around 1000
+    assert 0.005 < plain["ret"].std() < 0.03  # type: ignore[operator]
 
 
 def test_suspensions_leave_gaps(store: SyntheticStore) -> None:

@@ -135,7 +135,8 @@ def test_trade_statistics_of_the_round_trips(store: HikyuuStore) -> None:
     assert stats["avg_return"] == pytest.approx(sum(returns) / len(pnl))
     summary = result.statistics()
     assert "excess_return_with_cost" not in summary  # no benchmark given
-    assert summary["account"]["final_account"] == pytest.approx(100_000.0 + sum(pnl))
+    assert summary["portfolio"]["final_account"] == pytest.approx(100_000.0 + sum(pnl))
+    assert summary["portfolio"]["realised_pnl"] == pytest.approx(sum(pnl))
     assert summary["portfolio"]["total_return"] == pytest.approx(sum(pnl) / 100_000.0)
     system = TradingSystem(MACross(5, 20), FixedCount(1000))
     with_bench = system.run(store, CODE, Y2010_2011, benchmark="SH000001")
@@ -212,14 +213,18 @@ def test_fixed_risk_sizes_from_the_stop_distance(store: HikyuuStore) -> None:
 
 
 def test_slippage_and_fill_at_close(store: HikyuuStore, bars: pl.DataFrame) -> None:
-    slipped = TradingSystem(MACross(5, 20), FixedCount(1000), slippage=Slippage(0.01)).run(
-        store, CODE, Y2010_2011
-    ).trades.row(0, named=True)
+    slipped = (
+        TradingSystem(MACross(5, 20), FixedCount(1000), slippage=Slippage(0.01))
+        .run(store, CODE, Y2010_2011)
+        .trades.row(0, named=True)
+    )
     assert slipped["entry_price"] == pytest.approx(21.00 * 1.01)
     assert slipped["exit_price"] == pytest.approx(20.55 * 0.99)
-    at_close = TradingSystem(MACross(5, 20), FixedCount(1000), fill="close").run(
-        store, CODE, Y2010_2011
-    ).trades.row(0, named=True)
+    at_close = (
+        TradingSystem(MACross(5, 20), FixedCount(1000), fill="close")
+        .run(store, CODE, Y2010_2011)
+        .trades.row(0, named=True)
+    )
     assert (at_close["entry_date"], at_close["entry_price"]) == (D(2010, 2, 25), pytest.approx(20.74))
     assert (at_close["exit_date"], at_close["exit_price"]) == (D(2010, 4, 19), pytest.approx(20.56))
 
@@ -258,7 +263,8 @@ def test_score_threshold_and_shared_cash_across_codes(store: HikyuuStore) -> Non
     codes = ["SH600000", "SZ000001", "SZ000002"]
     frames = [store.read_bars(StockCode.parse(c), dates=Y2010_2011) for c in codes]
     preds = pl.concat(frames).select(
-        "datetime", pl.col("code").alias("instrument"),
+        "datetime",
+        pl.col("code").alias("instrument"),
         (pl.col("close") / pl.col("close").shift(5).over("code") - 1.0).alias("score"),
     )
     system = TradingSystem(ScoreThreshold(preds, buy_above=0.05, sell_below=-0.02), FixedCount(500))

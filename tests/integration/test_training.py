@@ -68,7 +68,8 @@ def test_record_holds_metrics_artifact_and_config(first, env) -> None:  # type: 
     assert model.hyperparameters["params"]["seed"] == 0 and model.hyperparameters["num_boost_round"] == ROUNDS
     assert len(model.config_hash) == 64
     for segment in ("train", "valid", "test"):
-        assert set(model.metrics[segment]) >= {"ic", "icir", "rank_ic", "rank_icir", "mse", "days"}
+        names = {"ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_label", "days"}
+        assert set(model.metrics[segment]) >= names
     assert model.metrics["ic"] == model.metrics["test"]["ic"]
     assert model.metrics["train"]["ic"] > model.metrics["test"]["ic"]  # in-sample fit is better
     assert 1 <= model.metrics["best_iteration"] <= ROUNDS

@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 
 from hikyuu_qlib.backtest import read_zh_bond10, risk_analysis, sharpe, trade_statistics
-from hikyuu_qlib.backtest.stats import risk_free_daily, scaler, summary
+from hikyuu_qlib.backtest.measures import statistics_document
+from hikyuu_qlib.backtest.stats import risk_free_daily, scaler
 from hikyuu_qlib.domain import InvalidInputError, StoreNotFoundError
 
 
@@ -70,7 +71,7 @@ def test_zh_bond10_and_sharpe(hikyuu_dir: Path) -> None:
 
 def _trades(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
     return pl.DataFrame(
-        rows, schema=["datetime", "code", "side", "amount", "value", "cost"], orient="row"
+        rows, schema=["datetime", "code", "side", "amount_adj", "value_yuan", "cost_yuan"], orient="row"
     ).with_columns(pl.col("datetime").str.to_datetime("%Y-%m-%d"))
 
 
@@ -104,18 +105,25 @@ def test_trade_statistics_round_trips() -> None:
         trade_statistics(trades.drop("side"))
 
 
-def test_summary_groups() -> None:
+def test_statistics_document_groups() -> None:
     days = pl.datetime_range(dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 10), "1d", eager=True)
     ret = np.array([0.01, -0.02, 0.015, 0.0, 0.01, -0.005, 0.02, 0.0, -0.01, 0.005])
     daily = pl.DataFrame(
         {"datetime": days, "return": ret, "cost": np.full(10, 0.001), "turnover": np.full(10, 0.1),
          "bench_return": np.full(10, 0.002), "account": 1e8 * np.cumprod(1 + ret - 0.001)}
     )  # fmt: skip
-    got = summary(daily)
-    assert got["excess_return_without_cost"] == risk_analysis(ret - 0.002)
-    assert got["excess_return_with_cost"] == risk_analysis(ret - 0.003)
+    got = statistics_document(daily, benchmark="SH000300")
+    qlib = risk_analysis(ret - 0.002)
+    without = got["excess_return_without_cost"]
+    assert without["annualized_return_sum"] == qlib["annualized_return"]
+    assert without["max_drawdown_sum"] == qlib["max_drawdown"]
+    assert without["information_ratio"] == qlib["information_ratio"] and without["mean"] == qlib["mean"]
+    assert got["excess_return_with_cost"]["mean"] == risk_analysis(ret - 0.003)["mean"]
     port = got["portfolio"]
-    assert port["win_rate"] == pytest.approx(np.mean(ret - 0.001 > 0))
-    assert port["turnover"] == pytest.approx(0.1)
-    assert port["calmar"] == pytest.approx(port["annualized_return"] / -port["max_drawdown"])
+    assert port["daily_win_rate"] == pytest.approx(np.mean(ret - 0.001 > 0))
+    assert port["mean_daily_turnover"] == pytest.approx(0.1)
+    assert port["calmar"] == pytest.approx(port["cagr"] / -port["max_drawdown_compound"])
     assert port["total_return"] == pytest.approx(np.prod(1 + ret - 0.001) - 1)
+    assert port["trading_days"] == 10 and isinstance(port["trading_days"], int)
+    assert got["benchmark"]["code"] == "SH000300"
+    assert got["benchmark"]["total_return"] == pytest.approx(1.002**10 - 1)

@@ -87,7 +87,7 @@ def run_on_grid(
         config.forbid_all_trade_at_limit, config.open_cost, config.close_cost, config.min_cost,
         config.stamp_tax, unit, config.init_cash,
     )  # fmt: skip
-    return BacktestResult.from_arrays(market, config, raw)
+    return BacktestResult.from_arrays(market, config, raw, unit)
 
 
 def score_grid(predictions: pl.DataFrame, market: MarketArrays) -> tuple[F64, Bool, Bool]:

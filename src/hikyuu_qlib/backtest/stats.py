@@ -1,4 +1,7 @@
-"""Backtest statistics: Qlib's ``risk_analysis``, Sharpe, Calmar, win rate, turnover, trade statistics.
+"""The computations behind backtest statistics: Qlib's ``risk_analysis``, Sharpe, round-trip statistics.
+
+Their names and definitions, and the document that every output renders, are in
+:mod:`hikyuu_qlib.backtest.measures`.
 
 :func:`risk_analysis` reproduces ``qlib.contrib.evaluate.risk_analysis``: in ``sum`` mode returns are
 accumulated by addition (annualized return = mean × N, max drawdown on the cumulative sum), in
@@ -15,7 +18,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -133,53 +136,20 @@ def sharpe(returns: F64, risk_free: F64 | None = None, periods: float = 238.0) -
     return float(np.mean(excess) / std * np.sqrt(periods)) if std > 0 else float("nan")
 
 
-def summary(
-    daily: pl.DataFrame, risk_free: pl.DataFrame | None = None, freq: str = "day"
-) -> dict[str, dict[str, float]]:
-    """Statistics of a backtest's daily report (see :class:`~hikyuu_qlib.backtest.result.BacktestResult`).
-
-    ``excess_return_without_cost`` / ``excess_return_with_cost``: Qlib's risk analysis of
-    ``return - bench_return`` (``- cost``); ``portfolio``: of the net return ``return - cost`` —
-    total and annualized return, max drawdown, Sharpe, Calmar, daily win rate, mean daily turnover.
-    """
-    periods = scaler(freq)
-    ret = daily["return"].to_numpy()
-    cost = daily["cost"].to_numpy()
-    bench = daily["bench_return"].to_numpy()
-    net = ret - cost
-    portfolio = risk_analysis(net, freq=freq)
-    rf = risk_free_daily(daily["datetime"], risk_free, periods)
-    drawdown = portfolio["max_drawdown"]
-    account = daily["account"].to_numpy()
-    first = account[0] / (1.0 + net[0]) if len(account) else float("nan")
-    return {
-        "excess_return_without_cost": risk_analysis(ret - bench, freq=freq),
-        "excess_return_with_cost": risk_analysis(ret - bench - cost, freq=freq),
-        "portfolio": {
-            "total_return": float(account[-1] / first - 1.0) if len(account) else float("nan"),
-            "annualized_return": portfolio["annualized_return"],
-            "max_drawdown": drawdown,
-            "sharpe": sharpe(net, rf, periods),
-            "calmar": float(portfolio["annualized_return"] / -drawdown) if drawdown < 0 else float("nan"),
-            "win_rate": float(np.mean(net > 0)) if len(net) else float("nan"),
-            "turnover": float(np.mean(daily["turnover"].to_numpy())) if len(net) else float("nan"),
-            "risk_free_annual": float(np.mean(rf) * periods),
-        },
-    }
-
-
-def trade_statistics(trades: pl.DataFrame) -> dict[str, float]:
-    """Round-trip statistics of ``trades`` (``datetime, code, side, amount, value, cost``), Hikyuu-style.
+def trade_statistics(trades: pl.DataFrame) -> dict[str, Any]:
+    """Round-trip statistics of fills (``datetime, code, side, amount_adj, value_yuan, cost_yuan``),
+    Hikyuu-style; the names are defined in :mod:`hikyuu_qlib.backtest.measures`.
 
     A round trip of a stock runs from a buy out of a flat position to the sell that brings it back to
-    flat; its profit is sells − buys − costs. Open round trips (still held at the end) are not counted.
-    Holding time is in calendar days from the first buy to the closing sell. Wins and losses run in the
-    order the round trips close.
+    flat (followed in ``amount_adj``, which a sell clears exactly); its profit is sells − buys − costs.
+    Open round trips (still held at the end) are not counted. Holding time is in calendar days from the
+    first buy to the closing sell. Wins and losses run in the order the round trips close.
     """
-    needed = ("datetime", "code", "side", "amount", "value", "cost")
+    needed = ("datetime", "code", "side", "amount_adj", "value_yuan", "cost_yuan")
     missing = [c for c in needed if c not in trades.columns]
     if missing:
         raise InvalidInputError(f"trades lack column(s) {missing}")
+    trades = trades.rename({"amount_adj": "amount", "value_yuan": "value", "cost_yuan": "cost"})
     signed = pl.when(pl.col("side") == "buy").then(pl.col("amount")).otherwise(-pl.col("amount"))
     legs = (
         trades.sort(["code", "datetime"], maintain_order=True)
@@ -206,19 +176,19 @@ def trade_statistics(trades: pl.DataFrame) -> dict[str, float]:
     pnl = trips["pnl"].to_numpy()
     n = len(pnl)
     if n == 0:
-        return {"trades": 0.0, "win_rate": float("nan"), "avg_win": float("nan"), "avg_loss": float("nan"),
-                "profit_factor": float("nan"), "max_consecutive_wins": 0.0, "max_consecutive_losses": 0.0,
+        return {"trades": 0, "win_rate": float("nan"), "avg_win": float("nan"), "avg_loss": float("nan"),
+                "profit_factor": float("nan"), "max_consecutive_wins": 0, "max_consecutive_losses": 0,
                 "avg_holding_days": float("nan"), "avg_return": float("nan")}  # fmt: skip
     wins, losses = pnl[pnl > 0], pnl[pnl <= 0]
     days = (trips["closed"] - trips["opened"]).dt.total_days().to_numpy()
     return {
-        "trades": float(n),
+        "trades": n,
         "win_rate": float(len(wins) / n),
         "avg_win": float(np.mean(wins)) if len(wins) else float("nan"),
         "avg_loss": float(np.mean(losses)) if len(losses) else float("nan"),
         "profit_factor": float(np.sum(wins) / -np.sum(losses)) if np.sum(losses) < 0 else float("nan"),
-        "max_consecutive_wins": float(_longest_run(pnl > 0)),
-        "max_consecutive_losses": float(_longest_run(pnl <= 0)),
+        "max_consecutive_wins": _longest_run(pnl > 0),
+        "max_consecutive_losses": _longest_run(pnl <= 0),
         "avg_holding_days": float(np.mean(days)),
         "avg_return": float(np.mean(pnl / trips["invested"].to_numpy())),
     }

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
+from rich.table import Table
 
 from hikyuu_qlib.cli.output import OutputFormat, emit_json, guarded, stdout_console
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
@@ -55,7 +56,7 @@ def run(
 ) -> None:
     """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it."""
     from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
-    from hikyuu_qlib.backtest.report import run_report
+    from hikyuu_qlib.backtest.report import prediction_ic, run_report
     from hikyuu_qlib.research import ResearchContext
 
     if (predictions is None) == (model is None) and predictions is None:
@@ -86,19 +87,20 @@ def run(
             preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))
         if preds.height == 0:
             raise InvalidInputError("no predictions in the requested dates")
-        result = run_topk_backtest(preds, ctx.qlib_store(universe), config)
+        store = ctx.qlib_store(universe)
+        result = run_topk_backtest(preds, store, config)
+        ic = prediction_ic(preds, store)
+        statistics = result.statistics(ctx.risk_free(), ic=ic)
         title = f"TopkDropout({topk}, {n_drop})" + (f" — model {model_id}" if model_id else "")
         paths = run_report(
             out,
             result,
-            predictions=preds,
-            store=ctx.qlib_store(universe),
+            ic=ic,
             benchmark=config.benchmark,
             title=title,
             subtitle=ctx.source,
-            risk_free=ctx.risk_free(),
+            statistics=statistics,
         )
-        statistics = {**result.statistics(ctx.risk_free()), "trades": result.trade_statistics()}
         if model_id is not None:
             ctx.record_backtest(model_id, {"topk": topk, "n_drop": n_drop, **flatten(statistics)})
     doc: dict[str, Any] = {
@@ -114,10 +116,21 @@ def run(
         return
     console = stdout_console()
     console.print(f"[bold]report[/bold]: {paths.html}")
-    for group, values in statistics.items():
-        if isinstance(values, dict):
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
-            console.print(f"[bold]{group}[/bold]: {shown}")
+    console.print(statistics_table(statistics))
+
+
+def statistics_table(statistics: dict[str, Any], title: str = "statistics") -> Table:
+    """The statistics document as a table: group, name, value printed by its kind (see
+    :mod:`hikyuu_qlib.backtest.formats`; the definitions are in report.html)."""
+    from hikyuu_qlib.backtest.formats import summary_rows
+
+    table = Table(title=title)
+    table.add_column("group")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for row in summary_rows(statistics):
+        table.add_row(*row)
+    return table
 
 
 def read_predictions(path: Path) -> pl.DataFrame:

@@ -5,6 +5,7 @@ With ``--source hikyuu:DIR`` or ``--source qlib:DIR`` it does the same on real d
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ import typer
 
 from hikyuu_qlib.cli.output import OutputFormat, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
-from hikyuu_qlib.domain import InvalidInputError, StockType
+from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.workflow.config import (
     BacktestSpec,
@@ -23,6 +24,8 @@ from hikyuu_qlib.workflow.config import (
     WorkflowConfig,
 )
 from hikyuu_qlib.workflow.runner import run_workflow
+
+log = logging.getLogger("hikyuu_qlib.cli")
 
 BENCHMARKS = ("SH000300", "SH000905", "SH000001")
 
@@ -45,13 +48,14 @@ def demo(
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
     with ResearchContext.open(source, db=db) as ctx:
-        config = demo_workflow(ctx, source, out)
+        config, notes = demo_workflow(ctx, source, out)
         result = run_workflow(config, force=force, progress=stage_bars(fmt), context=ctx)
-    show_run(result.to_json(), fmt)
+    show_run({**result.to_json(), "notes": notes}, fmt)
 
 
-def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> WorkflowConfig:
-    """A workflow sized to the store: the last eight years split 5/1/2 into train, valid and test."""
+def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[WorkflowConfig, list[str]]:
+    """A workflow sized to the store: the last eight years split 5/1/2 into train, valid and test;
+    and notes on the choice of benchmark (see :func:`choose_benchmark`)."""
     calendar = ctx.store.calendar()
     if calendar.len() < 500:
         raise InvalidInputError(
@@ -70,15 +74,17 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> WorkflowConfi
         valid=f"{train_end + dt.timedelta(days=1):%Y-%m-%d}:{valid_end:%Y-%m-%d}",
         test=f"{valid_end + dt.timedelta(days=1):%Y-%m-%d}:{last:%Y-%m-%d}",
     )
-    return WorkflowConfig(
+    benchmark, notes = choose_benchmark(ctx, DateRange.parse(segments.test))
+    config = WorkflowConfig(
         source=ctx.source,
         universe=universe,
         model=ModelSpec(name=f"demo-{ctx.source.split(':', 1)[0]}"),
         segments=segments,
         strategy=TopkDropoutSpec(topk=topk, n_drop=max(1, topk // 10)),
-        backtest=BacktestSpec(benchmark=_benchmark(ctx)),
+        backtest=BacktestSpec(benchmark=benchmark),
         outputs=Outputs(dir=out),
     )
+    return config, notes
 
 
 def _universe(ctx: ResearchContext) -> str:
@@ -90,6 +96,31 @@ def _universe(ctx: ResearchContext) -> str:
     return "all"
 
 
-def _benchmark(ctx: ResearchContext) -> str | None:
-    indices = set(ctx.store.stocks(types=[StockType.INDEX], valid=None)["code"].to_list())
-    return next((code for code in BENCHMARKS if code in indices), None)
+def choose_benchmark(ctx: ResearchContext, test: DateRange) -> tuple[str | None, list[str]]:
+    """The first index of :data:`BENCHMARKS` (CSI 300, CSI 500, then the store's main index SH000001)
+    that the store lists with bars over the ``test`` segment (on 90 % of its trading days), or ``None``.
+
+    Checked before any training. The notes (each also logged) say which listed index was passed over
+    and what is used instead, or that the backtest runs without a benchmark.
+    """
+    listed = set(ctx.store.stocks(types=[StockType.INDEX], valid=None)["code"].to_list())
+    days = ctx.store.calendar(dates=test).len()
+    passed: list[str] = []
+    chosen = None
+    for code in (c for c in BENCHMARKS if c in listed):
+        try:
+            bars = ctx.store.read_bars(StockCode.parse(code), dates=test).height
+        except (HQError, OSError):
+            bars = 0
+        if days and bars >= 0.9 * days:
+            chosen = code
+            break
+        passed.append(f"{code} (bars on {bars} of {days} days)")
+    if chosen is not None and not passed:
+        return chosen, []
+    why = f"{', '.join(passed)} lack bars over the test segment {test}" if passed else "no index listed"
+    instead = f"using {chosen} instead" if chosen else "running without one (no excess-return figures)"
+    note = f"benchmark: {why}; {instead}"
+    log.warning("%s", note)
+    return chosen, [note]
+

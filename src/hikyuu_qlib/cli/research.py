@@ -93,7 +93,7 @@ def _cache(settings: Settings, no_cache: bool) -> FeatureCache | None:
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     table = Table(title=title)
-    names = ("ic", "icir", "rank_ic", "rank_icir", "mse", "days", "rows")
+    names = ("ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_label", "days", "rows")
     table.add_column("segment")
     for name in names:
         table.add_column(name, justify="right")

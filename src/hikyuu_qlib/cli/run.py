@@ -10,9 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from hikyuu_qlib.backtest.formats import format_measure
+from hikyuu_qlib.cli.backtest import statistics_table
 from hikyuu_qlib.cli.output import OutputFormat, emit_json, guarded, stderr_console, stdout_console
 from hikyuu_qlib.cli.progress import progress_bar
 from hikyuu_qlib.ports import Progress
+
+#: The model's test-segment figures a run summary shows (names of :mod:`hikyuu_qlib.backtest.measures`).
+MODEL_FIGURES = ("ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_label", "days")
 
 
 @guarded
@@ -54,23 +59,18 @@ def show_run(doc: dict[str, Any], fmt: OutputFormat) -> None:
         return
     console = stdout_console()
     model = doc["metrics"]["model"]
-    portfolio = doc["metrics"]["backtest"].get("portfolio", {})
-    excess = doc["metrics"]["backtest"].get("excess_return_with_cost", {})
+    test = model.get("test") if isinstance(model.get("test"), dict) else model
     table = Table(title=f"run {doc['run_id']}" + (" (model reused)" if doc["reused_model"] else ""))
-    table.add_column("measure")
+    table.add_column("group")
+    table.add_column("statistic")
     table.add_column("value", justify="right")
-    rows = [
-        ("test IC", model.get("ic")),
-        ("test Rank IC", model.get("rank_ic")),
-        ("test ICIR", model.get("icir")),
-        ("annualised return", portfolio.get("annualized_return")),
-        ("excess return (with cost), annualised", excess.get("annualized_return")),
-        ("information ratio (with cost)", excess.get("information_ratio")),
-        ("max drawdown", portfolio.get("max_drawdown")),
-    ]
-    for name, value in rows:
-        table.add_row(name, "" if value is None else f"{value:.4f}")
+    for name in MODEL_FIGURES:
+        if name in test:
+            table.add_row("model (test segment)", name, format_measure(name, test[name]))
     console.print(table)
+    console.print(statistics_table(doc["metrics"]["backtest"], title="backtest"))
+    for note in doc.get("notes", []):
+        console.print(f"note: {note}", highlight=False)
     timings = Table(title="stage timings")
     timings.add_column("stage")
     timings.add_column("seconds", justify="right")

@@ -2,7 +2,10 @@
 
 Per day, over that day's stocks with both a score and a label: IC is Pearson's correlation, Rank IC is
 Spearman's (Pearson's over average ranks). ICIR = mean / std (ddof 1) over the days with a value.
-MSE is over every row with both values.
+MSE is over every row with both values, under the name of the label it is measured against:
+``mse_raw_label`` against the raw label (the return itself), ``mse_learn_label`` against the learning
+label (after the learn processors, e.g. CSZScoreNorm: what the model was fit to). Their definitions
+are in :data:`hikyuu_qlib.backtest.measures.MEASURES`.
 """
 
 from __future__ import annotations
@@ -55,11 +58,11 @@ def _mean_ir(values: pl.Series) -> tuple[float, float]:
     return mean, ir
 
 
-def summarize(daily: pl.DataFrame) -> dict[str, float]:
+def summarize(daily: pl.DataFrame) -> dict[str, Any]:
     """IC, ICIR, Rank IC, Rank ICIR over the days of :func:`daily_ic`."""
     ic, icir = _mean_ir(daily.get_column("ic"))
     ric, ricir = _mean_ir(daily.get_column("rank_ic"))
-    return {"ic": ic, "icir": icir, "rank_ic": ric, "rank_icir": ricir, "days": float(daily.height)}
+    return {"ic": ic, "icir": icir, "rank_ic": ric, "rank_icir": ricir, "days": daily.height}
 
 
 def mse(frame: pl.DataFrame, score: str = SCORE, label: str = LABEL) -> float:
@@ -73,12 +76,15 @@ def mse(frame: pl.DataFrame, score: str = SCORE, label: str = LABEL) -> float:
 
 
 def signal_metrics(
-    frame: pl.DataFrame, score: str = SCORE, label: str = LABEL, mse_label: str | None = None
-) -> dict[str, float]:
-    """IC, ICIR, Rank IC, Rank ICIR and MSE (against ``mse_label`` when given, else ``label``)."""
-    out = summarize(daily_ic(frame, score, label))
-    out["mse"] = mse(frame, score, mse_label or label)
-    out["rows"] = float(frame.height)
+    frame: pl.DataFrame, score: str = SCORE, label: str = LABEL, learn_label: str | None = None
+) -> dict[str, Any]:
+    """IC, ICIR, Rank IC, Rank ICIR against ``label`` (the raw label), ``mse_raw_label`` and, when the
+    frame carries the learning label in ``learn_label``, ``mse_learn_label``; ``rows``."""
+    out: dict[str, Any] = dict(summarize(daily_ic(frame, score, label)))
+    out["mse_raw_label"] = mse(frame, score, label)
+    if learn_label is not None:
+        out["mse_learn_label"] = mse(frame, score, learn_label)
+    out["rows"] = frame.height
     return out
 
 

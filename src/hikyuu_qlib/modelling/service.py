@@ -3,12 +3,16 @@
 ``train_and_register`` records the model (created → training → trained; failed on error), stores the
 LightGBM text model and a small JSON of the processors (steps, fitted state, feature names) in the
 artifact store, and the metrics of every segment in the record (the test segment's also at the top
-level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``, ``mse``).
+level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``, ``mse_learn_label``, ``mse_raw_label``).
+A degenerate model (one boosting round, or a test IC that is NaN or zero) is never recorded
+``trained``: it ends ``failed`` with the reason in its ``failure`` tag, and :class:`DegenerateModelError`
+is raised.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +20,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain import DateRange, HQError
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
@@ -39,6 +43,11 @@ from hikyuu_qlib.ports import Progress
 
 log = logging.getLogger(__name__)
 
+#: The test segment's metrics also kept at the top level of a model's metrics.
+TOP_LEVEL = ("ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_label")
+#: A test IC smaller than this in magnitude is zero (constant scores leave ~1e-19 of rounding noise).
+ZERO_IC = 1e-9
+
 
 class Registry(Protocol):
     def save(self, model: Model) -> Model: ...
@@ -56,6 +65,10 @@ class Artifacts(Protocol):
     def save_lightgbm(self, booster: Any) -> ArtifactRef: ...
 
     def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
+
+
+class DegenerateModelError(HQError):
+    """Training ended with a model that cannot be used (see :func:`degenerate`); it is recorded failed."""
 
 
 @dataclass(frozen=True)
@@ -160,15 +173,18 @@ def train_and_register(
         timings["metrics_s"] = time.perf_counter() - started
         found["best_iteration"] = result.best_iteration
         found["rounds"] = result.rounds
-        model_ref = artifacts.save_lightgbm(result.booster)
-        state_ref = artifacts.put_bytes(data.state_bytes())
-        current = registry.get(record.id)
-        done = (
-            current.with_artifact(model_ref)
-            .with_metrics(M.finite_only(found))
-            .with_tags(state_tags(state_ref))
-            .transition(ModelStatus.TRAINED)
-        )
+        reason = degenerate(found)
+        current = registry.get(record.id).with_metrics(M.finite_only(found))
+        if reason is None:
+            model_ref = artifacts.save_lightgbm(result.booster)
+            state_ref = artifacts.put_bytes(data.state_bytes())
+            done = (
+                current.with_artifact(model_ref)
+                .with_tags(state_tags(state_ref))
+                .transition(ModelStatus.TRAINED)
+            )
+        else:
+            done = current.with_tags({"failure": reason}).transition(ModelStatus.FAILED)
         saved = registry.save(done)
     except BaseException:
         log.exception("training of model %s failed", record.id)
@@ -177,12 +193,37 @@ def train_and_register(
         except Exception:  # the original error matters more
             log.exception("could not mark model %s failed", record.id)
         raise
+    if reason is not None:
+        log.error("model %s (%s v%s) is degenerate: %s; recorded as failed", saved.id, saved.name, saved.version,
+                  reason)  # fmt: skip
+        raise DegenerateModelError(
+            f"model {saved.id} ({saved.name} v{saved.version}) is degenerate: {reason}. It is recorded as "
+            "failed, not trained; widen the segments or the universe, or give more rounds"
+        )
     log.info("model %s (%s v%s) trained: test ic %s", saved.id, saved.name, saved.version, found.get("ic"))
     return TrainOutcome(saved, found, result, timings, data)
 
 
+def degenerate(metrics: Mapping[str, Any]) -> str | None:
+    """Why a trained model is degenerate, or ``None``: one boosting round at its best iteration, or a test
+    IC that is NaN (constant scores, no test days) or zero (below :data:`ZERO_IC` in magnitude: the
+    rounding noise of constant scores). Without a test segment only the rounds count."""
+    best = metrics.get("best_iteration")
+    if isinstance(best, int) and best <= 1:
+        return f"its best iteration is {best} (one boosting round)"
+    test = metrics.get("test")
+    if isinstance(test, Mapping):
+        ic = test.get("ic")
+        if not isinstance(ic, int | float) or not math.isfinite(ic):
+            return "its test IC is NaN (constant scores or no test day with two scored stocks)"
+        if abs(ic) < ZERO_IC:
+            return f"its test IC is zero ({ic:.3g})"
+    return None
+
+
 def segment_metrics(booster: Any, data: PreparedData, num_threads: int | None = None) -> dict[str, Any]:
-    """IC/ICIR/Rank IC/Rank ICIR against the raw label and MSE against the learning label, per segment."""
+    """Per segment: IC/ICIR/Rank IC/Rank ICIR against the raw label, ``mse_raw_label`` against the raw label
+    and ``mse_learn_label`` against the learning label (the learn processors' output)."""
     out: dict[str, Any] = {}
     for name in data.segments:
         rows = data.view(name, "infer")
@@ -191,9 +232,9 @@ def segment_metrics(booster: Any, data: PreparedData, num_threads: int | None = 
         )
         learn = data.view(name, "learn").select("datetime", "code", pl.col(LABEL).alias("learn_label"))
         scored = scored.join(learn, on=["datetime", "code"], how="left")
-        out[name] = M.signal_metrics(scored, mse_label="learn_label")
+        out[name] = M.signal_metrics(scored, learn_label="learn_label")
     if "test" in out:
-        out.update({k: out["test"][k] for k in ("ic", "icir", "rank_ic", "rank_icir", "mse")})
+        out.update({k: out["test"][k] for k in TOP_LEVEL})
     return out
 
 
@@ -214,7 +255,7 @@ def predict(
 class Evaluation:
     model: Model
     dates: DateRange
-    summary: dict[str, float]
+    summary: dict[str, Any]  # ic, icir, rank_ic, rank_icir, days, mse_raw_label, rows
     daily: pl.DataFrame  # datetime, ic, rank_ic, n
     yearly: pl.DataFrame  # year, ic, icir, rank_ic, rank_icir, days
 

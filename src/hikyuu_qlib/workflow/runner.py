@@ -113,7 +113,7 @@ def _run(
     progress: StageProgress,
 ) -> RunResult:
     from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
-    from hikyuu_qlib.backtest.report import run_report
+    from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
     stages = _Stages()
     segments = config.segments.ranges()
@@ -161,14 +161,14 @@ def _run(
                     benchmark=bt.benchmark,
                 ),
             )
-            statistics = {**result.statistics(ctx.risk_free()), "trades": result.trade_statistics()}
+            ic = prediction_ic(preds, store)
+            statistics = result.statistics(ctx.risk_free(), ic=ic)
         with stages.stage("report"):
             if config.outputs.report:
                 run_report(
                     staging / "report",
                     result,
-                    predictions=preds,
-                    store=store,
+                    ic=ic,
                     benchmark=bt.benchmark,
                     title=f"{model.name} v{model.version} — TopkDropout({strategy.topk}, {strategy.n_drop})",
                     subtitle=f"run {run_id} on {ctx.source}",

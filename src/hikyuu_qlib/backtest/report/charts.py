@@ -14,9 +14,15 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hikyuu_qlib.backtest.formats import percent
+
 WIDTH, HEIGHT, DPI = 11.0, 4.0, 100
 _PALETTE = {
-    "strategy": "#1f6fb4", "gross": "#8fb8de", "bench": "#d2691e", "excess": "#2e8b57", "dd": "#c0392b",
+    "strategy": "#1f6fb4",
+    "gross": "#8fb8de",
+    "bench": "#d2691e",
+    "excess": "#2e8b57",
+    "dd": "#c0392b",
 }
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -50,8 +56,13 @@ def curves(daily: pl.DataFrame) -> pl.DataFrame:
         (pl.col("net") / pl.col("net").cum_max() - 1.0).alias("drawdown"),
         (pl.col("net") / pl.col("bench")).alias("excess"),
     )
-    return out if has_bench else out.with_columns(pl.lit(None, pl.Float64).alias("bench"),
-                                                  pl.lit(None, pl.Float64).alias("excess"))
+    return (
+        out
+        if has_bench
+        else out.with_columns(
+            pl.lit(None, pl.Float64).alias("bench"), pl.lit(None, pl.Float64).alias("excess")
+        )
+    )
 
 
 def equity_chart(daily: pl.DataFrame, benchmark: str | None = None) -> bytes:
@@ -62,15 +73,23 @@ def equity_chart(daily: pl.DataFrame, benchmark: str | None = None) -> bytes:
     ax.plot(x, c["gross"].to_numpy(), color=_PALETTE["gross"], lw=1.0, label="strategy (before costs)")
     if c["bench"].null_count() == 0:
         ax.plot(x, c["bench"].to_numpy(), color=_PALETTE["bench"], lw=1.2, label=benchmark or "benchmark")
-        ax.plot(x, c["excess"].to_numpy(), color=_PALETTE["excess"], lw=1.0, ls="--",
-                label="excess (strategy / benchmark)")
+        ax.plot(
+            x,
+            c["excess"].to_numpy(),
+            color=_PALETTE["excess"],
+            lw=1.0,
+            ls="--",
+            label="excess (strategy / benchmark)",
+        )
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_title("Equity (growth of 1)")
     ax.legend(loc="upper left", fontsize=9)
     return _png(fig)
 
 
-def drawdown_chart(daily: pl.DataFrame) -> bytes:
+def drawdown_chart(daily: pl.DataFrame, max_drawdown: float | None = None) -> bytes:
+    """The compounded equity's drawdown; ``max_drawdown`` (the statistics' ``max_drawdown_compound``)
+    goes in the title."""
     c = curves(daily)
     fig, ax = _figure(3.0)
     x = c["datetime"].to_numpy()
@@ -78,7 +97,10 @@ def drawdown_chart(daily: pl.DataFrame) -> bytes:
     ax.fill_between(x, dd, 0.0, color=_PALETTE["dd"], alpha=0.35)
     ax.plot(x, dd, color=_PALETTE["dd"], lw=1.0)
     ax.set_ylabel("%")
-    ax.set_title(f"Drawdown (max {dd.min():.2f} %)" if dd.size else "Drawdown")
+    title = "Drawdown of the compounded equity"
+    if max_drawdown is not None and np.isfinite(max_drawdown):
+        title += f" (max_drawdown_compound {percent(max_drawdown)})"
+    ax.set_title(title)
     return _png(fig)
 
 
@@ -104,17 +126,17 @@ def ic_chart(ic: pl.DataFrame, window: int = 20) -> bytes:
             continue
         s = frame[col].cast(pl.Float64).fill_nan(None)
         ax.plot(x, s.to_numpy(), color=color, lw=0.5, alpha=0.35)
-        ax.plot(x, s.rolling_mean(window, min_samples=max(1, window // 2)).to_numpy(), color=color, lw=1.5,
-                label=f"{col} ({window}-day mean, overall {_mean(s):.4f})")
+        ax.plot(
+            x,
+            s.rolling_mean(window, min_samples=max(1, window // 2)).to_numpy(),
+            color=color,
+            lw=1.5,
+            label=f"{col} ({window}-day mean)",
+        )
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_title("Rolling information coefficient")
     ax.legend(loc="upper left", fontsize=9)
     return _png(fig)
-
-
-def _mean(s: pl.Series) -> float:
-    m = s.mean()
-    return float(m) if isinstance(m, int | float) else 0.0
 
 
 def monthly_returns(daily: pl.DataFrame) -> pl.DataFrame:

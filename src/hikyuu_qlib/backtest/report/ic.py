@@ -1,4 +1,11 @@
-"""Daily information coefficients of predictions against realised forward returns."""
+"""Daily information coefficients of predictions against the model's label.
+
+The label is the one the models learn and are measured on (:mod:`hikyuu_qlib.factors.label`): Qlib's
+``Ref($close, -2) / Ref($close, -1) - 1`` on *adjusted* closes, read two trading days past the last
+day. The daily IC and Rank IC are computed by the model's own functions
+(:func:`hikyuu_qlib.modelling.metrics.daily_ic`), so a model's predictions over its test segment give
+its registered test IC and Rank IC.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,19 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from hikyuu_qlib.domain import DateRange, InvalidInputError, KType, StockCode
+from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, KType, StockCode
 from hikyuu_qlib.domain.schema import DATETIME
+from hikyuu_qlib.factors.alpha158 import LOOKAHEAD
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.ports import MarketData
 
-IC_SCHEMA: dict[str, pl.DataType] = {"datetime": DATETIME, "ic": pl.Float64(), "rank_ic": pl.Float64(),
-                                     "count": pl.UInt32()}
+IC_SCHEMA: dict[str, pl.DataType] = {
+    "datetime": DATETIME,
+    "ic": pl.Float64(),
+    "rank_ic": pl.Float64(),
+    "count": pl.UInt32(),
+}
+LABEL_SCHEMA: dict[str, pl.DataType] = {"datetime": DATETIME, "code": pl.String(), "label": pl.Float64()}
 
 
 def _normalise(frame: pl.DataFrame, value: str, what: str) -> pl.DataFrame:
@@ -31,46 +44,63 @@ def _normalise(frame: pl.DataFrame, value: str, what: str) -> pl.DataFrame:
 
 
 def information_coefficient(
-    predictions: pl.DataFrame,
-    labels: pl.DataFrame,
-    *,
-    score: str = "score",
-    label: str = "label",
-    min_count: int = 3,
+    predictions: pl.DataFrame, labels: pl.DataFrame, *, score: str = "score", label: str = "label"
 ) -> pl.DataFrame:
-    """Per datetime: Pearson ``ic`` and Spearman ``rank_ic`` of ``score`` against ``label`` across codes.
+    """Per datetime: Pearson ``ic`` and Spearman ``rank_ic`` of ``score`` against ``label`` across codes,
+    as the model's metrics compute them (NaN on a day with fewer than two pairs or constant values).
 
-    Both frames have ``datetime`` and ``code`` (or ``instrument``); days with fewer than ``min_count``
-    scored and labelled codes are dropped. Returns ``IC_SCHEMA`` sorted by datetime.
+    Both frames have ``datetime`` and ``code`` (or ``instrument``). Returns ``IC_SCHEMA`` sorted by
+    datetime; ``count`` is the day's scored and labelled codes.
     """
+    from hikyuu_qlib.modelling.metrics import daily_ic
+
     preds = _normalise(predictions, score, "predictions")
     labs = _normalise(labels, label, "labels")
-    joined = preds.join(labs, on=["datetime", "code"], how="inner").drop_nulls([score, label])
-    out = (
-        joined.group_by("datetime")
-        .agg(
-            pl.corr(score, label).alias("ic"),
-            pl.corr(score, label, method="spearman").alias("rank_ic"),
-            pl.len().alias("count"),
-        )
-        .filter(pl.col("count") >= min_count)
-        .sort("datetime")
-    )
+    joined = preds.join(labs, on=["datetime", "code"], how="inner")
+    out = daily_ic(joined, score, label).rename({"n": "count"})
     return out.select([pl.col(k).cast(v) for k, v in IC_SCHEMA.items()])
 
 
 def forward_returns(store: MarketData, codes: Sequence[str | StockCode], dates: DateRange) -> pl.DataFrame:
-    """Qlib's label ``close[t+2] / close[t+1] - 1`` per code on ``dates`` (``datetime, code, label``).
+    """The model's label per code on ``dates`` (``datetime, code, label``).
 
-    Bars are read a few weeks past ``dates.end`` so that the last days get their label when data exists.
+    On a Qlib store (one with ``features``) from ``$close`` as the models read it; on any other store
+    from its forward-adjusted closes (what its Qlib view holds as ``$close``), read to the store's end
+    so that the adjustment is the view's.
     """
-    ext = DateRange(dates.start, dates.end + dt.timedelta(days=31))
-    frames = [store.read_bars(StockCode.parse(c), ktype=KType.DAY, dates=ext) for c in codes]
-    if not frames:
-        return pl.DataFrame(schema={"datetime": DATETIME, "code": pl.String(), "label": pl.Float64()})
-    bars = pl.concat(frames, how="vertical_relaxed").sort("code", "datetime")
+    names = sorted({str(StockCode.parse(c)) for c in codes})
+    if not names:
+        return pl.DataFrame(schema=LABEL_SCHEMA)
+    features = getattr(store, "features", None)
+    if callable(features):
+        bars: pl.DataFrame = features(names, ["$close"], DateRange(dates.start, _lookahead_end(store, dates)))
+    else:
+        span = DateRange(start=dates.start)
+        bars = pl.concat(
+            [store.read_bars(StockCode.parse(c), ktype=KType.DAY, adjust=Adjust.FORWARD, dates=span)
+             for c in names],
+            how="vertical_relaxed",
+        )  # fmt: skip
+    if bars.is_empty():
+        return pl.DataFrame(schema=LABEL_SCHEMA)
     return (
-        bars.with_columns(label_expr())
+        bars.select("datetime", "code", "close")
+        .sort("code", "datetime")
+        .with_columns(label_expr())
         .filter(pl.col("datetime").is_between(dates.start, dates.end))
-        .select("datetime", "code", pl.col(LABEL).cast(pl.Float64).fill_nan(None).alias("label"))
+        .select(
+            pl.col("datetime").cast(DATETIME),
+            "code",
+            pl.col(LABEL).cast(pl.Float64).fill_nan(None).alias("label"),
+        )
     )
+
+
+def _lookahead_end(store: MarketData, dates: DateRange) -> dt.datetime:
+    """The ``LOOKAHEAD``-th trading day after ``dates.end`` (the store's last when there are fewer)."""
+    calendar = store.calendar(ktype=KType.DAY)
+    after = calendar.filter(calendar > dates.end)
+    if after.is_empty():
+        return dates.end
+    end: dt.datetime = after[min(LOOKAHEAD, after.len()) - 1]
+    return end

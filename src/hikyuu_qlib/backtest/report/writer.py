@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import tempfile
@@ -12,6 +13,14 @@ from typing import Any
 
 import polars as pl
 
+from hikyuu_qlib.backtest.formats import format_measure, percent
+from hikyuu_qlib.backtest.measures import (
+    GROUPS,
+    LABEL_TEXT,
+    has_benchmark,
+    statistics_document,
+    used_measures,
+)
 from hikyuu_qlib.backtest.report import charts
 from hikyuu_qlib.backtest.report import html as h
 from hikyuu_qlib.domain import InvalidInputError
@@ -52,8 +61,9 @@ def check_daily(daily: pl.DataFrame) -> pl.DataFrame:
         raise InvalidInputError(f"daily frame has columns of the wrong type: {exc}") from exc
     if out["datetime"].is_duplicated().any():
         raise InvalidInputError("daily frame has repeated datetimes")
-    if out.select(pl.any_horizontal(pl.col("return", "cost").is_null() | pl.col("return", "cost").is_nan()
-                                    ).any()).item():
+    if out.select(
+        pl.any_horizontal(pl.col("return", "cost").is_null() | pl.col("return", "cost").is_nan()).any()
+    ).item():
         raise InvalidInputError("daily frame has null or NaN return/cost values")
     return out
 
@@ -79,35 +89,68 @@ def _atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
-def _headline(daily: pl.DataFrame) -> list[tuple[str, str]]:
-    c = charts.curves(daily)
-    years = max((daily["datetime"][-1] - daily["datetime"][0]).days / 365.25, 1 / 365.25)
-    total = c["net"].cast(pl.Float64).to_numpy()[-1] - 1.0
-    items = [
-        ("total return after costs", f"{total * 100:.2f} %"),
-        ("annualised return", f"{((1.0 + total) ** (1.0 / years) - 1.0) * 100:.2f} %"),
-        ("max drawdown", f"{c['drawdown'].cast(pl.Float64).to_numpy().min() * 100:.2f} %"),
-        ("mean daily turnover", f"{daily['turnover'].fill_null(0.0).to_numpy().mean() * 100:.2f} %"),
-        ("trading days", f"{daily.height}"),
-    ]
-    if c["bench"].null_count() == 0:
-        items.insert(1, ("benchmark return", f"{(c['bench'].to_numpy()[-1] - 1.0) * 100:.2f} %"))
+HEADLINE = ("total_return", "cagr", "max_drawdown_compound", "sharpe", "mean_daily_turnover", "trading_days")
+NO_BENCHMARK = (
+    "No benchmark: the backtest ran without one, so there is no benchmark line and no excess-return figure."
+)
+
+
+def _headline(statistics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The key figures of the statistics document, under their names (nothing computed here)."""
+    portfolio = statistics.get("portfolio")
+    items: list[tuple[str, str]] = []
+    if isinstance(portfolio, Mapping):
+        items += [(name, format_measure(name, portfolio[name])) for name in HEADLINE if name in portfolio]
+    bench = statistics.get("benchmark")
+    if isinstance(bench, Mapping) and "total_return" in bench:
+        items.insert(1, ("benchmark.total_return", format_measure("total_return", bench["total_return"])))
+    ic = statistics.get("ic")
+    if isinstance(ic, Mapping):
+        items += [(f"ic.{name}", format_measure(name, ic[name])) for name in ("ic", "rank_ic") if name in ic]
     return items
 
 
-def _yearly(daily: pl.DataFrame) -> pl.DataFrame:
-    bench = (pl.col("bench_return").fill_null(0.0) if "bench_return" in daily.columns else pl.lit(None))
+def _yearly(daily: pl.DataFrame, with_benchmark: bool) -> pl.DataFrame:
+    """Each year's compounded returns (total_return of the year's days) and the sum of its daily turnover."""
+    columns = [
+        ((1.0 + pl.col("return") - pl.col("cost")).product() - 1.0).alias("total_return"),
+        ((1.0 + pl.col("return")).product() - 1.0).alias("total_return_before_costs"),
+    ]
+    if with_benchmark:
+        bench = ((1.0 + pl.col("bench_return").fill_null(0.0)).product() - 1.0).alias(
+            "benchmark_total_return"
+        )
+        columns.append(bench)
+    columns += [pl.col("turnover").sum().alias("turnover_sum"), pl.len().alias("trading_days")]
     return (
         daily.group_by(pl.col("datetime").dt.year().alias("year"))
-        .agg(
-            ((1.0 + pl.col("return") - pl.col("cost")).product() - 1.0).alias("return after costs"),
-            ((1.0 + pl.col("return")).product() - 1.0).alias("return before costs"),
-            ((1.0 + bench).product() - 1.0).alias("benchmark"),
-            pl.col("turnover").sum().alias("turnover"),
-            pl.len().alias("days"),
-        )
+        .agg(columns)
         .sort("year")
         .with_columns(pl.col("year").cast(pl.String))
+    )
+
+
+def _yearly_table(frame: pl.DataFrame) -> str:
+    """The yearly returns as percentages (each year's figures are fractions), days as counts."""
+    shown = frame.with_columns(
+        [pl.col(c).map_elements(percent, return_dtype=pl.String) for c in frame.columns
+         if c not in ("year", "trading_days")]
+    )  # fmt: skip
+    return h.frame_table("Yearly (compounded within each year, after costs unless said)", shown)
+
+
+def _ic_note(statistics: Mapping[str, Any]) -> str:
+    ic = statistics.get("ic")
+    if not isinstance(ic, Mapping):
+        return ""
+    first, last = (
+        format_measure("first_day", ic.get("first_day")),
+        format_measure("last_day", ic.get("last_day")),
+    )
+    days = format_measure("days", ic.get("days"))
+    return (
+        f"IC and Rank IC of the predictions against {LABEL_TEXT}, over {days} days from {first} to "
+        f"{last} (the ic group of the statistics)."
     )
 
 
@@ -131,11 +174,19 @@ def write_report(
     """
     daily = check_daily(daily)
     ic = _check_ic(ic) if ic is not None and ic.height else None
+    if "portfolio" not in statistics:  # the caller's extras, with the document of the daily frame
+        statistics = {**statistics_document(daily, benchmark=benchmark), **statistics}
+    bench = statistics.get("benchmark")
+    with_benchmark = isinstance(bench, Mapping) and has_benchmark(daily)
+    if not with_benchmark:  # no benchmark line, no excess figure
+        daily = daily.with_columns(pl.lit(None, pl.Float64).alias("bench_return"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    portfolio = statistics.get("portfolio")
+    drawdown = portfolio.get("max_drawdown_compound") if isinstance(portfolio, Mapping) else None
     pngs: dict[str, bytes] = {
         "equity": charts.equity_chart(daily, benchmark),
-        "drawdown": charts.drawdown_chart(daily),
+        "drawdown": charts.drawdown_chart(daily, drawdown),
         "monthly_returns": charts.monthly_heatmap(daily),
         "turnover": charts.turnover_chart(daily),
     }
@@ -153,26 +204,51 @@ def write_report(
     daily.write_parquet(out / "daily.parquet")
     daily.write_csv(out / "daily.csv")
     span = f"{daily['datetime'][0]:%Y-%m-%d} to {daily['datetime'][-1]:%Y-%m-%d}"
+    summary = h.kpis(_headline(statistics))
+    if not with_benchmark:
+        summary += f'<p class="note">{html.escape(NO_BENCHMARK)}</p>'
+    equity_title = "Equity against the benchmark" if with_benchmark else "Equity (no benchmark)"
+    ic_body = (
+        h.image(pngs["rolling_ic"], "rolling IC") + f'<p class="note">{html.escape(_ic_note(statistics))}</p>'
+        if ic is not None
+        else '<p class="note">No IC: the report was written without predictions and labels.</p>'
+    )
+    notes = {**GROUPS, "benchmark": f"{GROUPS['benchmark']} ({format_measure('code', _code(bench))})"}
     sections = [
-        h.section("summary", "Summary", h.kpis(_headline(daily))),
-        h.section("equity", "Equity against the benchmark", h.image(pngs["equity"], "equity curve")),
+        h.section("summary", "Summary", summary),
+        h.section("equity", equity_title, h.image(pngs["equity"], "equity curve")),
         h.section("drawdown", "Drawdown", h.image(pngs["drawdown"], "drawdown")),
-        h.section("rolling-ic", "Rolling IC", h.image(pngs["rolling_ic"], "rolling IC") if ic is not None
-                  else '<p class="note">No IC: the report was written without predictions and labels.</p>'),
+        h.section("rolling-ic", "Rolling IC", ic_body),
         h.section("monthly-returns", "Monthly returns", h.image(pngs["monthly_returns"], "monthly returns")),
         h.section("turnover", "Turnover", h.image(pngs["turnover"], "turnover")),
-        h.section("statistics", "Statistics",
-                  f'<div class="tables">{h.statistics_tables(statistics)}'
-                  f"<div>{h.frame_table('Yearly', _yearly(daily))}</div></div>"),
+        h.section(
+            "statistics",
+            "Statistics",
+            f'<div class="tables">{h.statistics_tables(statistics, notes)}'
+            f"<div>{_yearly_table(_yearly(daily, with_benchmark))}</div></div>"
+            + h.definitions_table(used_measures(statistics)),
+        ),
     ]
     if positions is not None and positions.height:
         last = positions
         if "datetime" in positions.columns:
             last = positions.filter(pl.col("datetime") == pl.col("datetime").max())
-        sections.append(h.section("positions", "Positions at the end", h.frame_table("Holdings", last)))
+        sections.append(
+            h.section("positions", "Positions at the end", h.frame_table("Holdings", _shown(last)))
+        )
     if trades is not None:
-        sections.append(h.section("trades", "Trades", h.frame_table("Trades", trades, limit=100)))
+        sections.append(h.section("trades", "Trades", h.frame_table("Trades", _shown(trades), limit=100)))
     html_path = out / "report.html"
     _atomic_write(html_path, h.page(title, subtitle or span, sections))
     log.info("wrote report %s (%d days, %d charts)", html_path, daily.height, len(pngs))
     return ReportPaths(html_path, out / "daily.parquet", out / "daily.csv", png_paths, tables)
+
+
+def _code(bench: Any) -> Any:
+    return bench.get("code") if isinstance(bench, Mapping) else None
+
+
+def _shown(frame: pl.DataFrame) -> pl.DataFrame:
+    """A positions or trades table as the report shows it: traded units only (the adjusted ``*_adj``
+    columns stay in the Parquet files)."""
+    return frame.select([c for c in frame.columns if not c.endswith("_adj")])

@@ -80,13 +80,13 @@ class SystemResult:
     def trades_of(self, code: str | StockCode) -> pl.DataFrame:
         return self.trades.filter(pl.col("code") == str(StockCode.parse(code)))
 
-    def statistics(self, risk_free: pl.DataFrame | None = None) -> dict[str, dict[str, float]]:
-        """The backtest package's daily statistics (risk analysis, Sharpe …) plus an account summary."""
+    def statistics(self, risk_free: pl.DataFrame | None = None) -> dict[str, Any]:
+        """The backtest package's statistics document (:mod:`hikyuu_qlib.backtest.measures`)."""
         from hikyuu_qlib.backtest.system.statistics import system_statistics
 
         return system_statistics(self, risk_free)
 
-    def trade_statistics(self) -> dict[str, float]:
+    def trade_statistics(self) -> dict[str, Any]:
         """Hikyuu-style round-trip statistics (win rate, average win/loss, runs, holding days …)."""
         from hikyuu_qlib.backtest.system.statistics import round_trip_statistics
 
@@ -140,17 +140,35 @@ class TradingSystem:
             raise InvalidInputError(f"no trading dates in {dates} in {store.source}")
         grid = _Grid(cal, code_list)
         gift, bonus = grid.events(store, adjust, bars)
-        costs = np.array([self.cost.commission, self.cost.min_commission, self.cost.stamp_tax,
-                          self.cost.transfer_fee, self.cost.min_transfer_fee])
+        costs = np.array(
+            [
+                self.cost.commission,
+                self.cost.min_commission,
+                self.cost.stamp_tax,
+                self.cost.transfer_fee,
+                self.cost.min_transfer_fee,
+            ]
+        )
         mm_kind, mm_value = _mm(self.mm)
         cash, value, cost, traded, held, t_int, t_flt, st, ints = kernel.run_grid(
-            grid.floats(bars, "open"), grid.floats(bars, "high"), grid.floats(bars, "low"),
-            grid.floats(bars, "close"), grid.flags(bars, "buy"), grid.flags(bars, "sell"), gift, bonus,
-            lots, is_sh, mm_kind, mm_value,
+            grid.floats(bars, "open"),
+            grid.floats(bars, "high"),
+            grid.floats(bars, "low"),
+            grid.floats(bars, "close"),
+            grid.flags(bars, "buy"),
+            grid.flags(bars, "sell"),
+            gift,
+            bonus,
+            lots,
+            is_sh,
+            mm_kind,
+            mm_value,
             self.stop_loss.pct if self.stop_loss else 0.0,
             self.take_profit.pct if self.take_profit else 0.0,
             self.slippage.pct if self.slippage else 0.0,
-            costs, float(self.init_cash), self.fill == "close",
+            costs,
+            float(self.init_cash),
+            self.fill == "close",
         )
         bench = _bench_returns(store, benchmark, dates, cal)
         daily = _daily(cal, cash, value, cost, traded, held, float(self.init_cash), bench)
@@ -159,8 +177,12 @@ class TradingSystem:
             pl.when(pl.lit(self.stop_loss is not None)).then(pl.col("stop_price")),
             pl.when(pl.lit(self.take_profit is not None)).then(pl.col("target_price")),
         )
-        log.info("trading system ran %d code(s) over %d dates: %d closed trade(s)",
-                 len(code_list), cal.len(), trades.height)
+        log.info(
+            "trading system ran %d code(s) over %d dates: %d closed trade(s)",
+            len(code_list),
+            cal.len(),
+            trades.height,
+        )
         return SystemResult(daily, trades, positions, float(self.init_cash), bars)
 
 
@@ -230,11 +252,15 @@ class _Grid:
             w = store.weights(StockCode.parse(name))
             if w.height == 0:
                 continue
-            w = w.select(
-                pl.col("date"),
-                (0.1 * (pl.col("count_as_gift") + pl.col("count_of_increasement"))).alias("g"),
-                (0.1 * pl.col("bonus")).alias("b"),
-            ).filter((pl.col("g") != 0) | (pl.col("b") != 0)).sort("date")
+            w = (
+                w.select(
+                    pl.col("date"),
+                    (0.1 * (pl.col("count_as_gift") + pl.col("count_of_increasement"))).alias("g"),
+                    (0.1 * pl.col("bonus")).alias("b"),
+                )
+                .filter((pl.col("g") != 0) | (pl.col("b") != 0))
+                .sort("date")
+            )
             own = bars.filter(pl.col("code") == name).select("datetime")
             if w.height == 0 or own.height == 0:
                 continue
@@ -263,40 +289,50 @@ def _bench_returns(
 
 
 def _daily(
-    cal: pl.Series, cash: Any, value: Any, cost: Any, traded: Any, held: Any, init_cash: float,
+    cal: pl.Series,
+    cash: Any,
+    value: Any,
+    cost: Any,
+    traded: Any,
+    held: Any,
+    init_cash: float,
     bench: pl.Series,
 ) -> pl.DataFrame:
     account = cash + value
     prev = np.concatenate([[init_cash], account[:-1]])
-    return pl.DataFrame({
-        "datetime": cal.cast(DATETIME),
-        "return": (account - prev + cost) / prev,
-        "cost": cost / prev,
-        "turnover": traded / prev,
-        "bench_return": bench,
-        "account": account,
-        "stock_value": value,
-        "cash": cash,
-        "holdings": held.astype(np.int64),
-    })
+    return pl.DataFrame(
+        {
+            "datetime": cal.cast(DATETIME),
+            "return": (account - prev + cost) / prev,
+            "cost": cost / prev,
+            "turnover": traded / prev,
+            "bench_return": bench,
+            "account": account,
+            "stock_value": value,
+            "cash": cash,
+            "holdings": held.astype(np.int64),
+        }
+    )
 
 
 def _trades(grid: _Grid, t_int: Any, t_flt: Any) -> pl.DataFrame:
     if len(t_int) == 0:
         return pl.DataFrame(schema=TRADE_SCHEMA)
     cal = grid.cal.to_numpy()
-    frame = pl.DataFrame({
-        "code": np.array(grid.codes, dtype=object)[t_int[:, 0]].tolist(),
-        "entry_date": cal[t_int[:, 1]],
-        "entry_price": t_flt[:, 0],
-        "exit_date": cal[t_int[:, 2]],
-        "exit_price": t_flt[:, 1],
-        "shares": t_flt[:, 2],
-        "pnl": t_flt[:, 3],
-        "cost": t_flt[:, 4],
-        "income": t_flt[:, 5],
-        "reason": np.array(kernel.REASONS, dtype=object)[t_int[:, 3]].tolist(),
-    })
+    frame = pl.DataFrame(
+        {
+            "code": np.array(grid.codes, dtype=object)[t_int[:, 0]].tolist(),
+            "entry_date": cal[t_int[:, 1]],
+            "entry_price": t_flt[:, 0],
+            "exit_date": cal[t_int[:, 2]],
+            "exit_price": t_flt[:, 1],
+            "shares": t_flt[:, 2],
+            "pnl": t_flt[:, 3],
+            "cost": t_flt[:, 4],
+            "income": t_flt[:, 5],
+            "reason": np.array(kernel.REASONS, dtype=object)[t_int[:, 3]].tolist(),
+        }
+    )
     return frame.select([pl.col(k).cast(v) for k, v in TRADE_SCHEMA.items()]).sort("entry_date", "code")
 
 
@@ -306,15 +342,17 @@ def _positions(grid: _Grid, st: Any, ints: Any, close: Any) -> pl.DataFrame:
         return pl.DataFrame(schema=POSITION_SCHEMA)
     cal = grid.cal.to_numpy()
     last = np.array([close[~np.isnan(close[:, c]), c][-1] for c in held])
-    frame = pl.DataFrame({
-        "code": [grid.codes[c] for c in held],
-        "entry_date": cal[ints[held, 2]],
-        "entry_price": st[held, 1],
-        "shares": st[held, 0],
-        "last_close": last,
-        "stop_price": st[held, 3],
-        "target_price": st[held, 4],
-        "cost": st[held, 5],
-        "income": st[held, 6],
-    })
+    frame = pl.DataFrame(
+        {
+            "code": [grid.codes[c] for c in held],
+            "entry_date": cal[ints[held, 2]],
+            "entry_price": st[held, 1],
+            "shares": st[held, 0],
+            "last_close": last,
+            "stop_price": st[held, 3],
+            "target_price": st[held, 4],
+            "cost": st[held, 5],
+            "income": st[held, 6],
+        }
+    )
     return frame.select([pl.col(k).cast(v) for k, v in POSITION_SCHEMA.items()])

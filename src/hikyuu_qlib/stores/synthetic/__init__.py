@@ -7,8 +7,9 @@ latent quality visible in abnormal turnover) so that a model has something to le
 for demos and smoke runs, never a substitute for real data in tests of real-data behaviour.
 
 Modules: :mod:`.calendar` (trading days), :mod:`.universe` (stock list), :mod:`.prices` (the close
-pass and the return model), :mod:`.bars` (OHLCV, shares, weights), :mod:`.members` (universes),
-:mod:`.periods` (week … year bars), :mod:`.store` (the ``MarketData`` adapter).
+pass and the return model), :mod:`.bars` (OHLCV, shares, weights), :mod:`.index` (the equal-weight
+market index ``SH000001``, the benchmark), :mod:`.members` (universes), :mod:`.periods` (week … year
+bars), :mod:`.store` (the ``MarketData`` adapter).
 """
 
 from hikyuu_qlib.stores.synthetic.store import GENERATOR_VERSION, KTYPES, SyntheticStore

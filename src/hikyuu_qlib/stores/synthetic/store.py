@@ -34,12 +34,13 @@ from hikyuu_qlib.stores.hikyuu.adjust import WeightEvents, adjust_bars, affine_c
 from hikyuu_qlib.stores.source import SourceSpec, SyntheticParams
 from hikyuu_qlib.stores.synthetic.bars import build_bars, build_weights, share_counts
 from hikyuu_qlib.stores.synthetic.calendar import trading_days
+from hikyuu_qlib.stores.synthetic.index import INDEX_CODE, index_bars, index_stock
 from hikyuu_qlib.stores.synthetic.members import INDEX_SIZES, UNIVERSES, all_spans, index_spans
 from hikyuu_qlib.stores.synthetic.periods import aggregate, period_label
 from hikyuu_qlib.stores.synthetic.prices import simulate_closes
 from hikyuu_qlib.stores.synthetic.universe import make_universe
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 KTYPES: frozenset[KType] = frozenset(
     {KType.DAY, KType.WEEK, KType.MONTH, KType.QUARTER, KType.HALFYEAR, KType.YEAR}
 )
@@ -86,9 +87,13 @@ def generate(params: SyntheticParams) -> _Market:
             "has_data": np.ones(uni.n, dtype=bool),  # every synthetic stock has bars
         }
     ).cast(STOCK_SCHEMA)  # type: ignore[arg-type]
-    counts = paths.trading.sum(axis=0)
+    # the equal-weight index sorts before every stock code (SH000001 < SH6…, SZ…)
+    stocks = pl.concat([index_stock(days), stocks])
+    bars = pl.concat([index_bars(days, paths, bars), bars])
+    codes = [INDEX_CODE, *uni.codes.tolist()]
+    counts = np.concatenate([[len(days)], paths.trading.sum(axis=0)])
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slices = {str(c): (int(o), int(k)) for c, o, k in zip(uni.codes, offsets, counts, strict=True)}
+    slices = {str(c): (int(o), int(k)) for c, o, k in zip(codes, offsets, counts, strict=True)}
     members = {"all": all_spans(days, uni, paths.trading)}
     members.update(index_spans(days, uni, paths.ref, total, INDEX_SIZES))
     return _Market(days, stocks, bars, slices, weights, members)
@@ -98,7 +103,8 @@ class SyntheticStore:
     """A deterministic synthetic A-share market implementing the ``MarketData`` port.
 
     See :mod:`hikyuu_qlib.stores.synthetic` for the model. ``stocks`` of ``params`` stocks over
-    ``years`` years from ``start``; universes ``all``, ``csi100`` and ``csi300``.
+    ``years`` years from ``start``, and the equal-weight index ``SH000001`` (:mod:`.index`), its
+    benchmark; universes ``all``, ``csi100`` and ``csi300`` (of stocks only).
     """
 
     def __init__(self, params: SyntheticParams | None = None) -> None:

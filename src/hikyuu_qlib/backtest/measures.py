@@ -1,0 +1,304 @@
+"""The statistics of a backtest: each one's name, kind and definition, and the one document built from them.
+
+Every figure the platform shows about a backtest is defined here once, by name. The CLI summaries
+(``hq backtest run``, ``hq run``, ``hq demo``), ``metrics.json`` and ``report.html`` all render the
+document of :func:`statistics_document`; none of them computes a figure of its own, and the report
+prints :data:`MEASURES`' definitions next to the figures. :mod:`.formats` prints each by its kind.
+
+Where Qlib and common usage give two definitions, both are kept under distinct names: returns added
+up day by day (Qlib's ``sum`` mode: ``annualized_return_sum``, ``max_drawdown_sum``) against returns
+compounded (``cagr``, ``max_drawdown_compound``). A year has 238 trading days, as in Qlib.
+
+The document is ``{group: {name: value}}`` (``benchmark`` is ``None`` when the backtest has none; the
+excess-return groups then do not exist). Each group measures one daily return series
+(:data:`GROUPS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hikyuu_qlib.backtest.stats import risk_analysis, risk_free_daily, scaler, sharpe, trade_statistics
+from hikyuu_qlib.domain import InvalidInputError
+
+
+class Kind(StrEnum):
+    """How a figure is printed (see :mod:`hikyuu_qlib.backtest.formats`)."""
+
+    RATIO = "ratio"  # a fraction, printed as a percentage
+    MONEY = "money"  # yuan
+    COUNT = "count"  # a whole number
+    NUMBER = "number"  # a plain number (a ratio of ratios, a correlation), optionally with a unit
+    DATE = "date"
+    TEXT = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One statistic: its name (the same in the CLI, JSON and the report), kind and definition."""
+
+    name: str
+    kind: Kind
+    definition: str
+    unit: str = ""
+
+
+_N = "238"
+_LIST = (
+    Measure("trading_days", Kind.COUNT, "trading days of the backtest"),
+    Measure(
+        "total_return",
+        Kind.RATIO,
+        "the compounded return over the backtest: ∏(1 + r) − 1 of the "
+        "daily returns r; for the portfolio, final_account / initial_cash − 1",
+    ),
+    Measure(
+        "cagr",
+        Kind.RATIO,
+        f"compound annual growth rate: (1 + total_return)^({_N} / trading_days) − 1 "
+        "(Qlib's annualized_return in product mode)",
+    ),
+    Measure(
+        "annualized_return_sum",
+        Kind.RATIO,
+        f"the mean daily return × {_N}: Qlib's annualized_return "
+        "(sum mode, daily returns added up, not compounded)",
+    ),
+    Measure(
+        "max_drawdown_compound",
+        Kind.RATIO,
+        "the largest fall of the compounded equity curve "
+        "∏(1 + r) from its running peak: min(equity / peak − 1)",
+    ),
+    Measure(
+        "max_drawdown_sum",
+        Kind.RATIO,
+        "the largest fall of the cumulative sum of daily returns Σr from "
+        "its running peak: Qlib's max_drawdown (sum mode)",
+    ),
+    Measure(
+        "sharpe",
+        Kind.NUMBER,
+        f"mean / standard deviation of the daily return over the daily risk-free return, × √{_N}",
+    ),
+    Measure("calmar", Kind.NUMBER, "cagr / −max_drawdown_compound"),
+    Measure("daily_win_rate", Kind.RATIO, "the share of trading days with a positive return"),
+    Measure(
+        "mean_daily_turnover",
+        Kind.RATIO,
+        "the mean of each day's traded value (buys and sells) over the previous day's account value",
+    ),
+    Measure(
+        "risk_free_annual",
+        Kind.RATIO,
+        "the mean annual risk-free rate that sharpe uses (Hikyuu's "
+        "10-year government bond yield; 0 without one)",
+    ),
+    Measure("initial_cash", Kind.MONEY, "the account's value before the first day"),
+    Measure("final_account", Kind.MONEY, "cash plus positions at their last price after the last day"),
+    Measure("total_cost", Kind.MONEY, "the sum of every trade's costs (commissions, stamp tax)"),
+    Measure("realised_pnl", Kind.MONEY, "the sum of the closed round trips' profits, net of costs"),
+    Measure("open_positions", Kind.COUNT, "positions still held after the last day"),
+    Measure("code", Kind.TEXT, "the benchmark's code"),
+    Measure("mean", Kind.RATIO, "the mean daily return"),
+    Measure("std", Kind.RATIO, "the standard deviation of the daily return (ddof 1)"),
+    Measure("information_ratio", Kind.NUMBER, f"mean / std × √{_N}: Qlib's information_ratio"),
+    Measure(
+        "trades",
+        Kind.COUNT,
+        "closed round trips: a buy out of a flat position up to the sell that brings it back to flat",
+    ),
+    Measure(
+        "fills",
+        Kind.COUNT,
+        "buy and sell orders filled (the rows of the trades table of a portfolio backtest)",
+    ),
+    Measure(
+        "win_rate", Kind.RATIO, "the share of closed round trips whose profit, net of costs, is positive"
+    ),
+    Measure("avg_win", Kind.MONEY, "the mean profit of the winning round trips, net of costs"),
+    Measure("avg_loss", Kind.MONEY, "the mean profit (≤ 0) of the losing round trips, net of costs"),
+    Measure("profit_factor", Kind.NUMBER, "the winners' total profit / the losers' total loss"),
+    Measure("max_consecutive_wins", Kind.COUNT, "the longest run of winning round trips, in closing order"),
+    Measure("max_consecutive_losses", Kind.COUNT, "the longest run of losing round trips, in closing order"),
+    Measure(
+        "avg_holding_days",
+        Kind.NUMBER,
+        "the mean calendar days from a round trip's first buy to its closing sell",
+        unit="days",
+    ),
+    Measure("avg_return", Kind.RATIO, "the mean of each round trip's profit / its buy value"),
+    Measure(
+        "ic",
+        Kind.NUMBER,
+        "the mean over days of the Pearson correlation, across stocks, of the score "
+        "and the label (Qlib's IC)",
+    ),
+    Measure("icir", Kind.NUMBER, "ic / its standard deviation over days"),
+    Measure(
+        "rank_ic",
+        Kind.NUMBER,
+        "the mean over days of the Spearman correlation of the score and the label (Qlib's Rank IC)",
+    ),
+    Measure("rank_icir", Kind.NUMBER, "rank_ic / its standard deviation over days"),
+    Measure("days", Kind.COUNT, "days with at least one scored and labelled stock"),
+    Measure("first_day", Kind.DATE, "the first day scored"),
+    Measure("last_day", Kind.DATE, "the last day scored"),
+    Measure(
+        "mse_learn_label",
+        Kind.NUMBER,
+        "the mean squared error of the score against the learning "
+        "label (the label after the learn processors, e.g. CSZScoreNorm: what the model was fit to)",
+    ),
+    Measure(
+        "mse_raw_label",
+        Kind.NUMBER,
+        "the mean squared error of the score against the raw label (LABEL0, the return itself)",
+    ),
+    Measure("rows", Kind.COUNT, "rows (stock-days) scored"),
+)
+#: Every statistic by name.
+MEASURES: dict[str, Measure] = {m.name: m for m in _LIST}
+
+LABEL_TEXT = "Ref($close, −2) / Ref($close, −1) − 1 on adjusted closes, the model's label"
+#: What each group measures.
+GROUPS: dict[str, str] = {
+    "portfolio": "the strategy's account; daily return r = return − cost (after costs)",
+    "benchmark": "the benchmark's daily close-to-close return",
+    "excess_return_without_cost": "Qlib's risk analysis of return − bench_return (before costs)",
+    "excess_return_with_cost": "Qlib's risk analysis of return − bench_return − cost (after costs)",
+    "trades": "the round trips and fills of the backtest",
+    "ic": f"the predictions against the label ({LABEL_TEXT})",
+}
+
+_EXCESS = ("mean", "std", "annualized_return_sum", "information_ratio", "max_drawdown_sum")
+
+
+def measure(name: str) -> Measure:
+    """The statistic called ``name``; raises for a name the platform does not define."""
+    try:
+        return MEASURES[name]
+    except KeyError:
+        raise InvalidInputError(f"unknown statistic {name!r}") from None
+
+
+def has_benchmark(daily: pl.DataFrame) -> bool:
+    """True when the daily frame carries a benchmark (a ``bench_return`` that is not all null)."""
+    return "bench_return" in daily.columns and daily["bench_return"].null_count() < daily.height
+
+
+def returns_statistics(r: np.ndarray, freq: str = "day") -> dict[str, Any]:
+    """``total_return, cagr, annualized_return_sum, max_drawdown_compound, max_drawdown_sum`` of daily ``r``."""
+    summed = risk_analysis(r, freq=freq, mode="sum")
+    compounded = risk_analysis(r, freq=freq, mode="product")
+    finite = r[~np.isnan(r)]
+    return {
+        "total_return": float(np.prod(1.0 + finite) - 1.0) if len(finite) else float("nan"),
+        "cagr": compounded["annualized_return"],
+        "annualized_return_sum": summed["annualized_return"],
+        "max_drawdown_compound": compounded["max_drawdown"],
+        "max_drawdown_sum": summed["max_drawdown"],
+    }
+
+
+def portfolio_statistics(
+    daily: pl.DataFrame, risk_free: pl.DataFrame | None = None, freq: str = "day"
+) -> dict[str, Any]:
+    """The ``portfolio`` group of a daily frame (``datetime, return, cost, turnover``, optionally
+    ``account`` and the cost in yuan through ``account``)."""
+    periods = scaler(freq)
+    net = (daily["return"] - daily["cost"]).cast(pl.Float64).to_numpy()
+    out: dict[str, Any] = {"trading_days": daily.height, **returns_statistics(net, freq)}
+    if "account" in daily.columns and daily.height:
+        account = daily["account"].cast(pl.Float64).to_numpy()
+        initial = float(account[0] / (1.0 + net[0]))
+        out["total_return"] = float(account[-1] / initial - 1.0)
+        out["initial_cash"] = initial
+        out["final_account"] = float(account[-1])
+        previous = np.concatenate([[initial], account[:-1]])
+        out["total_cost"] = float(np.sum(daily["cost"].cast(pl.Float64).to_numpy() * previous))
+    rf = risk_free_daily(daily["datetime"], risk_free, periods)
+    drawdown = out["max_drawdown_compound"]
+    out["sharpe"] = sharpe(net, rf, periods)
+    out["calmar"] = float(out["cagr"] / -drawdown) if drawdown < 0 else float("nan")
+    out["daily_win_rate"] = float(np.mean(net > 0)) if len(net) else float("nan")
+    turnover = daily["turnover"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    out["mean_daily_turnover"] = float(np.mean(turnover)) if len(turnover) else float("nan")
+    out["risk_free_annual"] = float(np.mean(rf) * periods) if len(rf) else 0.0
+    return out
+
+
+def ic_statistics(ic: pl.DataFrame) -> dict[str, Any]:
+    """The ``ic`` group from the daily IC (``datetime, ic, rank_ic``), by the model's own definitions
+    (:func:`hikyuu_qlib.modelling.metrics.summarize`), so that it equals the model's test figures
+    over the same days."""
+    from hikyuu_qlib.modelling.metrics import summarize
+
+    out: dict[str, Any] = dict(summarize(ic))
+    out["days"] = ic.height
+    when = ic["datetime"].sort() if ic.height else None
+    out["first_day"] = f"{when[0]:%Y-%m-%d}" if when is not None else None
+    out["last_day"] = f"{when[-1]:%Y-%m-%d}" if when is not None else None
+    return out
+
+
+def statistics_document(
+    daily: pl.DataFrame,
+    trades: pl.DataFrame | None = None,
+    *,
+    benchmark: str | None = None,
+    risk_free: pl.DataFrame | None = None,
+    ic: pl.DataFrame | None = None,
+    freq: str = "day",
+) -> dict[str, Any]:
+    """The statistics of a backtest from its daily frame (see
+    :class:`~hikyuu_qlib.backtest.result.BacktestResult`), its fills and, optionally, the daily IC.
+
+    ``benchmark`` names the benchmark; whether there is one is read from ``daily`` (a ``bench_return``
+    that is not all null). Without one ``benchmark`` is ``None`` and no excess figure exists.
+    """
+    doc: dict[str, Any] = {"portfolio": portfolio_statistics(daily, risk_free, freq)}
+    if has_benchmark(daily):
+        ret = daily["return"].cast(pl.Float64).to_numpy()
+        cost = daily["cost"].cast(pl.Float64).to_numpy()
+        bench = daily["bench_return"].cast(pl.Float64).fill_null(0.0).to_numpy()
+        doc["benchmark"] = {"code": benchmark, **returns_statistics(bench, freq)}
+        doc["excess_return_without_cost"] = _excess(ret - bench, freq)
+        doc["excess_return_with_cost"] = _excess(ret - bench - cost, freq)
+    else:
+        doc["benchmark"] = None
+    if trades is not None:
+        doc["trades"] = {**trade_statistics(trades), "fills": trades.height}
+    if ic is not None and ic.height:
+        doc["ic"] = ic_statistics(ic)
+    return doc
+
+
+def _excess(r: np.ndarray, freq: str) -> dict[str, float]:
+    qlib = risk_analysis(r, freq=freq, mode="sum")
+    renamed = {"annualized_return": "annualized_return_sum", "max_drawdown": "max_drawdown_sum"}
+    out = {renamed.get(k, k): v for k, v in qlib.items()}
+    return {k: out[k] for k in _EXCESS}
+
+
+def entries(document: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """``(group, name, value)`` of every figure of a document, in order (groups that are ``None`` skipped)."""
+    for group, values in document.items():
+        if isinstance(values, Mapping):
+            for name, value in values.items():
+                yield group, name, value
+
+
+def used_measures(document: Mapping[str, Any]) -> list[Measure]:
+    """The definitions of the figures of ``document``, each once, in order of first use."""
+    seen: dict[str, Measure] = {}
+    for _, name, _ in entries(document):
+        if name in MEASURES and name not in seen:
+            seen[name] = MEASURES[name]
+    return list(seen.values())
