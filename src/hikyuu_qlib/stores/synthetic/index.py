@@ -36,6 +36,7 @@ def index_stock(days: np.ndarray) -> pl.DataFrame:
             "end_date": np.array(["NaT"], dtype="datetime64[D]"),
             "lot": [100],
             "tick": [0.01],
+            "has_data": [True],
         }
     )
     return frame.cast(STOCK_SCHEMA)  # type: ignore[arg-type]
