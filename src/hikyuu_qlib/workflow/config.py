@@ -76,8 +76,8 @@ class ModelSpec(_Strict):
     params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="override preset params"
     )
-    seed: int = 0
-    num_threads: int | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_threads: Annotated[int | None, Field(ge=1)] = None
     name: str | None = None
 
 
@@ -104,7 +104,7 @@ class BacktestSpec(_Strict):
     close_cost: Annotated[float, Field(ge=0)] = 0.0015
     min_cost: Annotated[float, Field(ge=0)] = 5
     stamp_tax: Annotated[float, Field(ge=0)] = 0.0
-    limit_threshold: float | None = 0.095
+    limit_threshold: Annotated[float | None, Field(gt=0)] = 0.095
     trade_unit: Annotated[int, Field(ge=1)] = 100
 
 
@@ -174,6 +174,8 @@ def load_workflow(path: Path, env: dict[str, str] | None = None) -> WorkflowConf
         from hikyuu_qlib.domain import NotFoundError
 
         raise NotFoundError(f"workflow file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     try:
         raw: Any = yaml.safe_load(interpolate(text, env))
     except yaml.YAMLError as exc:
