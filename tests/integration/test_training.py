@@ -114,13 +114,29 @@ def test_another_seed_gives_another_model(first, store, universe, env) -> None: 
 
 def test_failure_marks_the_record_failed(store, universe, env) -> None:  # type: ignore[no-untyped-def]
     registry, artifacts, _cache = env
-    spec = TrainSpec("doomed", parse_segments("1995-01-01:1995-06-30"), num_boost_round=2)
-    with pytest.raises(HQError):
-        train_and_register(spec, store=store, universe=universe, registry=registry, artifacts=artifacts)
+    spec = TrainSpec("doomed", parse_segments("2016-01-01:2016-06-30"), num_boost_round=2)
+    nobody = Universe.from_codes(["SH699999"])  # no data: the training data is empty
+    with pytest.raises(HQError, match="no rows"):  # after the record was created
+        train_and_register(spec, store=store, universe=nobody, registry=registry, artifacts=artifacts)
     from hikyuu_qlib.registry.query import ModelFilter
 
     (record,) = registry.find(ModelFilter(name="doomed")).items
     assert record.status is ModelStatus.FAILED
+
+
+def test_a_spec_that_cannot_train_creates_no_record(store, universe, env) -> None:  # type: ignore[no-untyped-def]
+    registry, artifacts, _cache = env
+    from hikyuu_qlib.registry.query import ModelFilter
+
+    for name, segments, extra in (
+        ("no-days", parse_segments("1995-01-01:1995-06-30"), {}),
+        ("negative-seed", SEGMENTS, {"seed": -1}),
+        ("no-threads", SEGMENTS, {"num_threads": 0}),
+    ):
+        spec = TrainSpec(name, segments, num_boost_round=2, **extra)  # type: ignore[arg-type]
+        with pytest.raises(HQError):
+            train_and_register(spec, store=store, universe=universe, registry=registry, artifacts=artifacts)
+        assert registry.find(ModelFilter(name=name)).items == []
 
 
 def test_processors_fit_on_train_only_and_learn_view_is_qlib_ordered(first) -> None:  # type: ignore[no-untyped-def]

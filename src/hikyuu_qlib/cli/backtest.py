@@ -11,7 +11,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from hikyuu_qlib.cli.output import OutputFormat, emit_json, guarded, stdout_console
+from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, emit_json, guarded, stdout_console
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
 from hikyuu_qlib.serialization import flatten
 
@@ -37,22 +37,23 @@ def run(
     universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
     start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
     end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
-    topk: Annotated[int, typer.Option(help="stocks held")] = 50,
-    n_drop: Annotated[int, typer.Option("--n-drop", help="stocks replaced each day")] = 5,
+    topk: Annotated[int, typer.Option(min=1, help="stocks held")] = 50,
+    n_drop: Annotated[int, typer.Option("--n-drop", min=0, help="stocks replaced each day")] = 5,
     benchmark: Annotated[str | None, typer.Option(help="benchmark code (empty for none)")] = "SH000300",
     deal_price: Annotated[str, typer.Option(help="close or open")] = "close",
     limit_threshold: Annotated[
-        float | None, typer.Option(help="limit up/down when |$change| >= this, a fraction (0.095 = 9.5 %)")
+        float | None,
+        typer.Option(min=0.0, help="limit up/down when |$change| >= this, a fraction (0.095 = 9.5 %)"),
     ] = 0.095,
-    open_cost: Annotated[float, typer.Option(help="cost rate of buys")] = 0.0005,
-    close_cost: Annotated[float, typer.Option(help="cost rate of sells")] = 0.0015,
-    min_cost: Annotated[float, typer.Option(help="minimum cost of a trade, yuan")] = 5.0,
-    stamp_tax: Annotated[float, typer.Option(help="stamp tax rate on sells")] = 0.0,
-    account: Annotated[float, typer.Option(help="initial cash, yuan")] = 1e8,
+    open_cost: Annotated[float, typer.Option(min=0.0, help="cost rate of buys")] = 0.0005,
+    close_cost: Annotated[float, typer.Option(min=0.0, help="cost rate of sells")] = 0.0015,
+    min_cost: Annotated[float, typer.Option(min=0.0, help="minimum cost of a trade, yuan")] = 5.0,
+    stamp_tax: Annotated[float, typer.Option(min=0.0, help="stamp tax rate on sells")] = 0.0,
+    account: Annotated[float, typer.Option(min=0.0, help="initial cash, yuan")] = 1e8,
     db: Annotated[str | None, typer.Option("--db", help="model registry URL")] = None,
     fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table or json summary")
-    ] = OutputFormat.table,
+        ReportFormat, typer.Option("--format", "-f", help="table or json summary")
+    ] = ReportFormat.table,
 ) -> None:
     """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it."""
     from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
@@ -61,6 +62,7 @@ def run(
 
     if (predictions is None) == (model is None) and predictions is None:
         raise InvalidInputError("give --predictions FILE or --model ID")
+    check_out_dir(out)
     config = BacktestConfig(
         topk=topk,
         n_drop=n_drop,
@@ -111,7 +113,7 @@ def run(
         "days": result.daily.height,
         "statistics": statistics,
     }
-    if fmt is OutputFormat.json:
+    if fmt is ReportFormat.json:
         emit_json(doc)
         return
     console = stdout_console()

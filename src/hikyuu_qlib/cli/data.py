@@ -9,9 +9,22 @@ from typing import Annotated
 import typer
 
 from hikyuu_qlib.app import open_market, open_store, resolve_source
-from hikyuu_qlib.cli.output import ExitCode, OutputFormat, emit_json, guarded, stdout_console, write_frame
+from hikyuu_qlib.cli.output import (
+    OutputFormat,
+    ReportFormat,
+    check_out_dir,
+    emit_json,
+    exit_if_partial,
+    frame_format,
+    guarded,
+    print_fields,
+    refuse_if_all_failed,
+    with_type_names,
+    write_frame,
+)
 from hikyuu_qlib.cli.progress import progress_bar
-from hikyuu_qlib.domain import Adjust, InvalidInputError, KType, Market, StockType, parse_codes
+from hikyuu_qlib.domain import Adjust, KType, Market, StockType, parse_codes
+from hikyuu_qlib.marketdata import parse_code_list
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
@@ -23,13 +36,22 @@ SourceOpt = Annotated[
         "--source", "-s", help="hikyuu:PATH, qlib:PATH or synthetic[:SEED] (default: env HQ_SOURCE)"
     ),
 ]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="output format")]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="write to this file instead of stdout")]
+FormatOpt = Annotated[
+    OutputFormat | None,
+    typer.Option("--format", "-f", help="output format (default: by --out's extension, else a table)"),
+]
+ReportFormatOpt = Annotated[
+    ReportFormat, typer.Option("--format", "-f", help="a summary as a table, or one JSON document")
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="write to FILE.csv, FILE.json or FILE.parquet instead of stdout"),
+]
 
 
 @data_app.command("info")
 @guarded
-def info(source: SourceOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+def info(source: SourceOpt = None, fmt: ReportFormatOpt = ReportFormat.table) -> None:
     """Summarise a store: markets, ktypes, stock count (and how many have bars), calendar span, data version."""
     store = open_store(resolve_source(source))
     try:
@@ -50,12 +72,10 @@ def info(source: SourceOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
         }
     finally:
         store.close()
-    if fmt is OutputFormat.json:
+    if fmt is ReportFormat.json:
         emit_json(doc)
         return
-    console = stdout_console()
-    for key, value in doc.items():
-        console.print(f"[bold]{key}[/bold]: {value}")
+    print_fields(doc)
 
 
 @data_app.command("stocks")
@@ -77,10 +97,11 @@ def stocks(
             help="only the codes with bars in the store / only those without (default: both)",
         ),
     ] = None,
-    fmt: FormatOpt = OutputFormat.table,
+    fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
     """List stocks, filtered by market, type, validity and whether the store holds bars for them."""
+    chosen = frame_format(fmt, out)
     with open_market(source) as md:
         frame = md.stocks(
             market=Market.parse(market) if market else None,
@@ -88,7 +109,8 @@ def stocks(
             valid=None if include_delisted else True,
             has_data=has_data,
         )
-    write_frame(frame, fmt, out, title=f"{frame.height} stocks", extra={"source": md.store.source})
+    frame = with_type_names(frame)
+    write_frame(frame, chosen, out, title=f"{frame.height} stocks", extra={"source": md.store.source})
 
 
 @data_app.command("bars")
@@ -102,11 +124,12 @@ def bars(
         str, typer.Option(help="day, week, month, quarter, halfyear, year, min, min5 …")
     ] = "day",
     adjust: Annotated[str, typer.Option(help="none, forward or backward")] = "none",
-    concurrency: Annotated[int, typer.Option(help="codes read at once")] = 4,
-    fmt: FormatOpt = OutputFormat.table,
+    concurrency: Annotated[int, typer.Option(min=1, help="codes read at once")] = 4,
+    fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
     """Print or save bars of one or more codes. Failing codes are reported; the rest load (exit 5)."""
+    chosen = frame_format(fmt, out)
     with open_market(source) as md:
         result = md.load_many(
             codes,
@@ -116,18 +139,21 @@ def bars(
             adjust=Adjust.parse(adjust),
             concurrency=concurrency,
         )
-    errors = result.error_messages()
+    parsed, unparsed = parse_code_list(codes)
+    loaded = len(parsed) + len(unparsed) - len(result.errors)
+    refuse_if_all_failed(result.errors, loaded)  # each failure was logged once, by the client
     write_frame(
         result.frame,
-        fmt,
+        chosen,
         out,
         title=f"{result.frame.height} bars",
-        extra={"errors": errors, "without_bars": list(result.without_bars), "source": md.store.source},
+        extra={
+            "errors": result.error_messages(),
+            "without_bars": list(result.without_bars),
+            "source": md.store.source,
+        },
     )
-    if errors:
-        for code, message in errors.items():
-            log.error("%s: %s", code, message)
-        raise typer.Exit(ExitCode.PARTIAL)
+    exit_if_partial(result.errors, loaded)
 
 
 @data_app.command("export-qlib")
@@ -137,16 +163,15 @@ def export_qlib_cmd(
     source: SourceOpt = None,
     adjust: Annotated[str, typer.Option(help="price adjustment written as Qlib's $factor")] = "forward",
     codes: Annotated[list[str] | None, typer.Option("--code", help="only these codes (repeatable)")] = None,
-    fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table or json summary")
-    ] = OutputFormat.table,
+    fmt: ReportFormatOpt = ReportFormat.table,
 ) -> None:
     """Write a Qlib provider directory (calendar, instruments, feature bins) from any store."""
     from hikyuu_qlib.stores.export import export_qlib
 
+    check_out_dir(out)
     store = open_store(resolve_source(source))
     try:
-        with progress_bar("export to qlib", enabled=fmt is not OutputFormat.json) as progress:
+        with progress_bar("export to qlib", enabled=fmt is not ReportFormat.json) as progress:
             report = export_qlib(
                 store,
                 out,
@@ -168,52 +193,53 @@ def import_tdx_cmd(
         Path | None,
         typer.Option("--base-db", help="copy stock rows from this stock.db instead of deriving them"),
     ] = None,
-    fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table or json summary")
-    ] = OutputFormat.table,
+    fmt: ReportFormatOpt = ReportFormat.table,
 ) -> None:
     """Build a Hikyuu-layout store (HDF5 + stock.db) from TDX .day files."""
     from hikyuu_qlib.stores.tdx import import_tdx
 
-    with progress_bar("import tdx", enabled=fmt is not OutputFormat.json) as progress:
+    check_out_dir(out)
+    with progress_bar("import tdx", enabled=fmt is not ReportFormat.json) as progress:
         report = import_tdx(vipdoc, out, progress=progress, base_db=base_db)
     _report(report, fmt)
 
 
-def _report(report: object, fmt: OutputFormat) -> None:
-    """Print an export/import report; exit 5 when some files or codes failed.
+def _report(report: object, fmt: ReportFormat) -> None:
+    """Print an export/import report; exit 5 when some files or codes failed (the failures were logged).
 
-    JSON carries the whole report; the table form gives counts for the lists (codes without bars are
-    one line, not failures) and one line per failure."""
+    JSON carries the whole report; the table form gives counts for the code lists (codes without bars
+    are one line, not failures) and one line per failure."""
     doc = _as_dict(report)
     failed = doc.get("errors") or doc.get("failed") or {}
-    without = doc.get("without_bars") or []
-    if fmt is OutputFormat.json:
+    failures = failed if isinstance(failed, dict) else {}
+    refuse_if_all_failed(failures, _succeeded(doc), "codes or files")  # each failure was logged once
+    if fmt is ReportFormat.json:
         emit_json(doc)
-    elif fmt is OutputFormat.table:
-        console = stdout_console()
-        for key, value in doc.items():
-            if key in ("without_bars", "failed", "errors"):
-                continue
-            if isinstance(value, list | tuple) and key != "fields":
-                value = f"{len(value)} code(s)"
-            elif isinstance(value, list | tuple):
-                value = ", ".join(str(v) for v in value)
-            elif isinstance(value, dict):
-                value = f"{len(value)} code(s)"
-            elif isinstance(value, float):
-                value = f"{value:.2f}"
-            console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
-        if isinstance(without, list) and without:
-            console.print(f"[bold]without_bars[/bold]: {_without_bars_line(without)}", highlight=False)
-        if isinstance(failed, dict):
-            console.print(f"[bold]failed[/bold]: {len(failed)}", highlight=False)
-            for code, message in sorted(failed.items()):
-                console.print(f"  {code}: {message}", highlight=False, markup=False)
     else:
-        raise InvalidInputError(f"--format {fmt.value} is not available here: use table or json")
-    if failed:
-        raise typer.Exit(ExitCode.PARTIAL)
+        print_fields(_summary(doc, failures))
+    exit_if_partial(failures, _succeeded(doc), "codes or files")
+
+
+def _summary(doc: dict[str, object], failures: dict[str, object]) -> dict[str, object]:
+    """The table form of a report: code lists as counts, one line for the codes without bars."""
+    out: dict[str, object] = {}
+    for key, value in doc.items():
+        if key in ("without_bars", "failed", "errors"):
+            continue
+        out[key] = f"{len(value)} code(s)" if isinstance(value, list | tuple | dict) and key != "fields" else value
+    without = doc.get("without_bars")
+    if isinstance(without, list | tuple) and without:
+        out["without_bars"] = _without_bars_line(list(without))
+    out["failed"] = failures or 0
+    return out
+
+
+def _succeeded(doc: dict[str, object]) -> int:
+    done = doc.get("exported", doc.get("imported"))
+    empty = doc.get("empty")
+    return (len(done) if isinstance(done, list | dict) else 0) + (
+        len(empty) if isinstance(empty, list) else 0
+    )
 
 
 def _without_bars_line(codes: list[str] | tuple[str, ...]) -> str:
@@ -231,8 +257,22 @@ def _as_dict(report: object) -> dict[str, object]:
     import dataclasses
 
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(report).items()}
+        fields = (f.name for f in dataclasses.fields(report))
+        return {name: _plain(getattr(report, name)) for name in fields}
     raise TypeError(f"cannot summarise {type(report).__name__}")
+
+
+def _plain(value: object) -> object:
+    """Paths as text and errors as their messages (JSON and ``key: value`` lines print them as such)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 __all__ = ["data_app"]

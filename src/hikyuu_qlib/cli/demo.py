@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from hikyuu_qlib.cli.output import OutputFormat, guarded
+from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
 from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
@@ -44,9 +44,10 @@ def demo(
     db: Annotated[
         str | None, typer.Option("--db", help="model registry URL", envvar="HQ_DATABASE_URL")
     ] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json")] = OutputFormat.table,
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json")] = ReportFormat.table,
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
+    check_out_dir(out)
     with ResearchContext.open(source, db=db) as ctx:
         config, notes = demo_workflow(ctx, source, out)
         result = run_workflow(config, force=force, progress=stage_bars(fmt), context=ctx)

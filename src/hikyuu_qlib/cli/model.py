@@ -1,4 +1,5 @@
-"""``hq model …``: the model registry commands (list, show, rm, promote).
+"""``hq model …``: the model registry commands (list, show, rm, promote); ``train`` and ``evaluate`` are
+mounted from :mod:`hikyuu_qlib.cli.research`.
 
 Every command takes ``--db URL`` (default: ``HQ_DATABASE_URL``, else ``sqlite:///~/.hikyuu_qlib/registry.db``)
 and ``--format table|json``; with json, stdout holds exactly one JSON document. Ids print whole;
@@ -9,39 +10,44 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hikyuu_qlib.cli.output import emit_json, guarded, stderr_console
+from hikyuu_qlib.cli.output import (
+    ReportFormat,
+    emit_json,
+    guarded,
+    print_fields,
+    stderr_console,
+    stdout_console,
+)
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.model import Model, ModelStatus, ModelType
 
-model_app = typer.Typer(help="Model registry: list, show, promote, remove.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Models: train, evaluate, and the registry (list, show, promote, remove).", no_args_is_help=True
+)
 
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
-DbOption = Annotated[str | None, typer.Option("--db", help="registry URL: sqlite:///PATH or postgresql://…",
-                                              envvar="HQ_DATABASE_URL", show_envvar=True)]
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json (one document on stdout)")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="registry URL: sqlite:///PATH or postgresql://…",
+        envvar="HQ_DATABASE_URL",
+        show_envvar=True,
+    ),
+]
+FormatOption = Annotated[
+    ReportFormat, typer.Option("--format", "-f", help="table or json (one document on stdout)")
+]
 
 
 def _registry(db: str | None) -> Any:
     from hikyuu_qlib.app import open_registry
 
     return open_registry(db, sync=True)
-
-
-def stdout_console() -> Console:
-    """Stdout; wide when piped, so whole ids and dates never wrap."""
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
 
 
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:
@@ -66,15 +72,21 @@ def _metric(model: Model, name: str) -> str:
 @model_app.command("list")
 @guarded
 def list_models(
-    status: Annotated[str | None, typer.Option("--status", help="created, training, trained, deployed …")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="created, training, trained, deployed …")
+    ] = None,
     model_type: Annotated[str | None, typer.Option("--type", help="lightgbm, xgboost, linear, mlp …")] = None,
     name: Annotated[str | None, typer.Option("--name", help="models of this name")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE (repeatable; all must hold)")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="KEY=VALUE (repeatable; all must hold)")
+    ] = None,
     order: Annotated[str, typer.Option("--order", help="created, -created, name or -name")] = "-created",
     limit: Annotated[int, typer.Option("--limit", "-n", help="models per page (1-10000)")] = 50,
-    cursor: Annotated[str | None, typer.Option("--cursor", help="the next cursor printed by the last page")] = None,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="the next cursor printed by the last page")
+    ] = None,
     db: DbOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """One page of models, newest first; prints the cursor of the next page."""
     from hikyuu_qlib.registry.query import ModelFilter
@@ -87,17 +99,33 @@ def list_models(
     )
     with _registry(db) as registry:
         page = registry.find(flt, order=order, limit=limit, cursor=cursor)
-    if fmt is Format.json:
-        emit_json({"rows": len(page.items), "models": [m.to_json() for m in page.items],
-                   "next_cursor": page.next_cursor})
+    if fmt is ReportFormat.json:
+        emit_json(
+            {
+                "rows": len(page.items),
+                "models": [m.to_json() for m in page.items],
+                "next_cursor": page.next_cursor,
+            }
+        )
         return
     table = Table(title=None)
     for column in ("id", "name", "version", "type", "status", "created", "ic", "rank_ic"):
-        table.add_column(column, justify="right" if column in {"version", "ic", "rank_ic"} else "left",
-                         no_wrap=column == "id")
+        table.add_column(
+            column,
+            justify="right" if column in {"version", "ic", "rank_ic"} else "left",
+            no_wrap=column == "id",
+        )
     for m in page.items:
-        table.add_row(m.id, m.name, str(m.version), m.model_type.value, m.status.value, _when(m.created_at),
-                      _metric(m, "ic"), _metric(m, "rank_ic"))
+        table.add_row(
+            m.id,
+            m.name,
+            str(m.version),
+            m.model_type.value,
+            m.status.value,
+            _when(m.created_at),
+            _metric(m, "ic"),
+            _metric(m, "rank_ic"),
+        )
     stdout_console().print(table)
     note = f"next cursor: {page.next_cursor}" if page.next_cursor else "next cursor: (none, last page)"
     stderr_console().print(note, highlight=False, soft_wrap=True)
@@ -108,21 +136,16 @@ def list_models(
 def show_model(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
     db: DbOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """Everything the registry holds about one model."""
     with _registry(db) as registry:
         model = registry.get(registry.resolve(model_id))
     doc = model.to_json()
-    if fmt is Format.json:
+    if fmt is ReportFormat.json:
         emit_json(doc)
         return
-    table = Table(show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for key, value in doc.items():
-        table.add_row(key, "" if value is None else str(value))
-    stdout_console().print(table)
+    print_fields(doc)
 
 
 @model_app.command("rm")
@@ -130,13 +153,13 @@ def show_model(
 def remove_models(
     model_ids: Annotated[list[str], typer.Argument(help="model ids or unique prefixes")],
     db: DbOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """Delete models from the registry (their artifact files are kept)."""
     with _registry(db) as registry:
         ids = [registry.resolve(i) for i in model_ids]
         deleted = registry.delete_many(ids)
-    if fmt is Format.json:
+    if fmt is ReportFormat.json:
         emit_json({"deleted": deleted, "ids": ids})
         return
     for i in ids:
@@ -147,16 +170,18 @@ def remove_models(
 @guarded
 def promote_model(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
-    to: Annotated[str, typer.Option("--to", help="the target status, e.g. deployed or archived")] = "deployed",
+    to: Annotated[
+        str, typer.Option("--to", help="the target status, e.g. deployed or archived")
+    ] = "deployed",
     db: DbOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """Move a model along its lifecycle (trained → deployed → archived …); illegal moves are refused."""
     with _registry(db) as registry:
         full = registry.resolve(model_id)
         before = registry.get(full).status
         model = registry.transition(full, ModelStatus.parse(to))
-    if fmt is Format.json:
+    if fmt is ReportFormat.json:
         emit_json({"id": model.id, "from": before.value, "to": model.status.value, "model": model.to_json()})
         return
     sys.stdout.write(f"{model.id}: {before.value} -> {model.status.value}\n")

@@ -1,13 +1,29 @@
-"""Rendering results: table (Rich), csv, json (one document on stdout), parquet; error exit codes."""
+"""What ``hq`` prints and writes, and how its errors end.
+
+* Formats: each command's ``--format`` choices are exactly what it supports: :class:`OutputFormat` for
+  commands that produce a frame (table, csv, json, parquet), :class:`ReportFormat` for summaries (table,
+  json). Without ``--format``, ``--out FILE`` chooses by its extension (:func:`frame_format`).
+* Human output: ``key: value`` lines (:func:`print_fields`) and tables. On a terminal a frame prints as a
+  table of at most ``max_rows`` rows whose caption says how to get them all; piped, it prints whole as
+  TSV, and other tables use the full width instead of 80 columns.
+* JSON: exactly one document on stdout (:func:`emit_json`).
+* Errors: :func:`cli_errors` (or the decorator :func:`guarded`) turns every expected error into one line
+  on stderr and its exit code (see :mod:`hikyuu_qlib.cli.errors`); under ``--format json`` stdout also
+  gets exactly one ``{"error": {"type", "message", "exit_code"}}`` object. Bugs keep their traceback for
+  ``--verbose``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import math
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,34 +31,138 @@ import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from hikyuu_qlib.cli.errors import (
+    AllFailedError,
+    ExitCode,
+    error_message,
+    exit_code_of,
+    is_driver_error,
+    is_expected,
+)
 from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain.enums import StockType
 from hikyuu_qlib.serialization import to_json_text
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
 T = TypeVar("T")
 
+#: Width of stdout when it is not a terminal: wide enough that no table is cut.
+PIPE_WIDTH = 10_000
+#: A longer list prints as its first items and its length (``--format json`` has them all).
+MAX_LISTED = 20
+
 
 class OutputFormat(StrEnum):
+    """Formats of commands that produce a frame."""
+
     table = "table"
     csv = "csv"
     json = "json"
     parquet = "parquet"
 
 
-class ExitCode:
-    OK = 0
-    FAILURE = 1
-    INVALID_INPUT = 2
-    NOT_FOUND = 3
-    DATA_FORMAT = 4
-    PARTIAL = 5
-    INTERRUPTED = 130
+class ReportFormat(StrEnum):
+    """Formats of commands that print a summary."""
+
+    table = "table"
+    json = "json"
+
+
+#: File extensions and the frame format each one means.
+SUFFIX_FORMATS = {
+    ".csv": OutputFormat.csv,
+    ".json": OutputFormat.json,
+    ".parquet": OutputFormat.parquet,
+    ".pq": OutputFormat.parquet,
+}
+
+
+# --- output paths, checked before any work --------------------------------------------------------------
+
+
+def frame_format(fmt: OutputFormat | None, out: Path | None) -> OutputFormat:
+    """The format to write a frame in: ``--format`` when given, else ``--out``'s extension, else a table.
+
+    Checks ``out`` too, so that a command refuses bad output options before it starts its work.
+    """
+    if out is not None:
+        check_out_file(out)
+    by_suffix = None if out is None else SUFFIX_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        if out is None:
+            return OutputFormat.table
+        if by_suffix is None:
+            known = ", ".join(SUFFIX_FORMATS)
+            raise E.InvalidInputError(
+                f"--out {out}: unknown extension {out.suffix or '(none)'!r}: use {known}, or give --format"
+            )
+        return by_suffix
+    if fmt is OutputFormat.table and out is not None:
+        raise E.InvalidInputError(
+            "--format table prints to the terminal: for --out FILE use csv, json or parquet"
+        )
+    if fmt is OutputFormat.parquet and out is None:
+        raise E.InvalidInputError("--format parquet needs --out FILE")
+    if by_suffix is not None and by_suffix is not fmt:
+        raise E.InvalidInputError(f"--format {fmt.value} contradicts --out {out} (a {by_suffix.value} file)")
+    return fmt
+
+
+def check_out_file(out: Path, suffixes: Mapping[str, str] | None = None) -> str | None:
+    """Refuse an output file that cannot be written: a directory, or in a missing directory.
+
+    With ``suffixes`` (extension → format), the file's extension must be one of them; returns its format.
+    """
+    if out.is_dir():
+        raise E.InvalidInputError(f"--out {out} is a directory: give a file name")
+    parent = out.parent
+    if not parent.exists():
+        raise E.NotFoundError(f"--out {out}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise E.InvalidInputError(f"--out {out}: {parent} is not a directory")
+    if suffixes is None:
+        return None
+    kind = suffixes.get(out.suffix.lower())
+    if kind is None:
+        raise E.InvalidInputError(
+            f"--out {out}: unknown extension {out.suffix or '(none)'!r}: use {', '.join(suffixes)}"
+        )
+    return kind
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an output directory that is an existing file (or lies under one)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise E.InvalidInputError(f"--out {out}: {path} is a file, not a directory")
+            return
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """An OSError while writing ``path`` names it (Polars' errors do not)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
+# --- consoles and JSON ----------------------------------------------------------------------------------
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 def stdout_console() -> Console:
-    return Console(file=sys.stdout, soft_wrap=True)
+    """Stdout: the terminal's width, or wide enough for any table when piped."""
+    return Console(file=sys.stdout, soft_wrap=True, width=None if stdout_is_terminal() else PIPE_WIDTH)
 
 
 def stderr_console() -> Console:
@@ -56,35 +176,128 @@ def emit_json(document: Any) -> None:
     sys.stdout.flush()
 
 
-def frame_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    return frame.to_dicts()
+# --- human output ---------------------------------------------------------------------------------------
+
+
+def display(value: Any) -> str:
+    """A scalar as a person reads it: dates without midnight, enums by name, no Python reprs."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "NaN" if value != value else ("inf" if value > 0 else "-inf")
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return str(round(value, 6)) if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, dt.datetime):
+        return (
+            value.strftime("%Y-%m-%d") if value.time() == dt.time(0) else value.strftime("%Y-%m-%d %H:%M:%S")
+        )
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, StockType):
+        return value.name.lower()
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        if not items:
+            return "(none)"
+        if len(items) > MAX_LISTED:
+            shown = ", ".join(display(v) for v in items[:MAX_LISTED])
+            return f"{shown}, … ({len(items):,} in all)"
+        return ", ".join(display(v) for v in items)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {display(v)}" for k, v in value.items())
+    return str(value)
+
+
+def field_lines(doc: Mapping[str, Any], indent: str = "") -> list[str]:
+    """``key: value`` lines; a nested mapping is indented under its key, an empty one reads ``(none)``."""
+    lines: list[str] = []
+    for key, value in doc.items():
+        if isinstance(value, Mapping):
+            if not value:
+                lines.append(f"{indent}{key}: (none)")
+                continue
+            lines.append(f"{indent}{key}:")
+            lines.extend(field_lines(value, indent + "  "))
+        elif isinstance(value, list | tuple) and value and isinstance(value[0], Mapping):
+            lines.append(f"{indent}{key}:")
+            for item in value:
+                lines.append(f"{indent}  - {display(item)}")
+        else:
+            lines.append(f"{indent}{key}: {display(value)}")
+    return lines
+
+
+def print_fields(doc: Mapping[str, Any]) -> None:
+    """Print ``key: value`` lines on stdout (keys bold on a terminal)."""
+    console = stdout_console()
+    for line in field_lines(doc):
+        key, sep, rest = line.partition(":")
+        console.print(Text.assemble((key, "bold"), sep, rest), highlight=False)
+
+
+def with_type_names(frame: pl.DataFrame, column: str = "type") -> pl.DataFrame:
+    """Stock types by name (``a_share``, ``index`` …) instead of Hikyuu's numbers."""
+    if column not in frame.columns or not frame.schema[column].is_integer():
+        return frame
+    names = {member.value: member.name.lower() for member in StockType}
+    return frame.with_columns(
+        pl.col(column).replace_strict(names, default=pl.col(column).cast(pl.String), return_dtype=pl.String)
+    )
 
 
 def frame_table(frame: pl.DataFrame, title: str | None = None, max_rows: int = 200) -> Table:
-    table = Table(title=title, show_lines=False)
-    for name in frame.columns:
-        numeric = frame.schema[name].is_numeric()
-        table.add_column(name, justify="right" if numeric else "left")
-    shown = (
-        frame
-        if frame.height <= max_rows
-        else pl.concat([frame.head(max_rows // 2), frame.tail(max_rows // 2)])
+    """A Rich table of at most ``max_rows`` rows (first and last halves); its caption says how to get all."""
+    cut = frame.height > max_rows
+    caption = (
+        f"… {frame.height:,} rows, showing {max_rows:,}: use --format csv or --out FILE for all"
+        if cut
+        else None
     )
+    table = Table(title=title, caption=caption, show_lines=False)
+    for name in frame.columns:
+        table.add_column(name, justify="right" if frame.schema[name].is_numeric() else "left")
+    shown = pl.concat([frame.head(max_rows // 2), frame.tail(max_rows // 2)]) if cut else frame
     for i, row in enumerate(shown.iter_rows()):
-        if frame.height > max_rows and i == max_rows // 2:
+        if cut and i == max_rows // 2:
             table.add_row(*(["…"] * len(frame.columns)))
         table.add_row(*(_cell(v) for v in row))
     return table
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
+    """A table cell: floats with four decimals, so that a column lines up."""
+    if isinstance(value, float) and math.isfinite(value):
         return f"{value:.4f}" if abs(value) < 1e6 else f"{value:,.0f}"
-    if isinstance(value, dt.datetime) and value.time() == dt.time(0):
-        return value.strftime("%Y-%m-%d")
-    return str(value)
+    return display(value)
+
+
+def tsv_text(frame: pl.DataFrame) -> str:
+    """The whole frame as tab-separated text with a header (dates without a time when all are midnight)."""
+    dates = [
+        pl.col(name).cast(pl.Date)
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and _midnights(frame.get_column(name))
+    ]
+    return (frame.with_columns(dates) if dates else frame).write_csv(separator="\t", null_value="")
+
+
+def _midnights(column: pl.Series) -> bool:
+    values = column.drop_nulls()
+    return bool((values.dt.truncate("1d") == values).all())
+
+
+def print_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 200) -> None:
+    """A frame for people: a table on a terminal, the whole frame as TSV when stdout is piped."""
+    if stdout_is_terminal():
+        stdout_console().print(frame_table(frame, title=title, max_rows=max_rows))
+    else:
+        sys.stdout.write(tsv_text(frame))
 
 
 def write_frame(
@@ -95,77 +308,153 @@ def write_frame(
     title: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write a frame in the requested format to ``out`` or stdout."""
-    if fmt is OutputFormat.parquet:
-        if out is None:
-            raise E.InvalidInputError("--format parquet needs --out FILE")
-        frame.write_parquet(out)
-        log.info("wrote %d rows to %s", frame.height, out)
+    """Write a frame in ``fmt`` (see :func:`frame_format`) to ``out`` or stdout."""
+    if fmt is OutputFormat.table:
+        if out is not None:
+            raise E.InvalidInputError(
+                "--format table prints to the terminal: for --out FILE use csv, json or parquet"
+            )
+        print_frame(frame, title=title)
         return
-    if fmt is OutputFormat.csv:
-        if out is None:
+    if fmt is OutputFormat.parquet and out is None:
+        raise E.InvalidInputError("--format parquet needs --out FILE")
+    if out is None:
+        if fmt is OutputFormat.csv:
             sys.stdout.write(frame.write_csv())
         else:
+            emit_json(_frame_document(frame, extra))
+        return
+    with writing(out):
+        if fmt is OutputFormat.parquet:
+            frame.write_parquet(out)
+        elif fmt is OutputFormat.csv:
             frame.write_csv(out)
-            log.info("wrote %d rows to %s", frame.height, out)
-        return
-    if fmt is OutputFormat.json:
-        document = {
-            "rows": frame.height,
-            "columns": frame.columns,
-            "data": frame_records(frame),
-            **(extra or {}),
-        }
-        if out is None:
-            emit_json(document)
         else:
-            out.write_text(to_json_text(document))
-            log.info("wrote %d rows to %s", frame.height, out)
+            out.write_text(to_json_text(_frame_document(frame, extra)) + "\n", encoding="utf-8")
+    log.info("wrote %d rows to %s", frame.height, out)
+
+
+def _frame_document(frame: pl.DataFrame, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {"rows": frame.height, "columns": frame.columns, "data": frame.to_dicts(), **(extra or {})}
+
+
+def frame_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dicts()
+
+
+# --- partial results and errors -------------------------------------------------------------------------
+
+
+def refuse_if_all_failed(
+    errors: Mapping[str, BaseException | str], succeeded: int, what: str = "codes"
+) -> None:
+    """Fail with the code of the failures (see :mod:`hikyuu_qlib.cli.errors`) when nothing succeeded."""
+    if errors and succeeded <= 0:
+        raise AllFailedError(errors, what)
+
+
+def exit_if_partial(errors: Mapping[str, BaseException | str], succeeded: int, what: str = "codes") -> None:
+    """After writing the output of a batch whose failures were logged: a one-line count and exit 5."""
+    refuse_if_all_failed(errors, succeeded, what)
+    if not errors:
         return
-    if out is not None:
-        frame.write_csv(out)
-        log.info("wrote %d rows to %s", frame.height, out)
-        return
-    stdout_console().print(frame_table(frame, title=title))
+    total = succeeded + len(errors)
+    stderr_console().print(
+        Text.assemble(
+            ("warning: ", "bold yellow"),
+            f"{len(errors):,} of {total:,} {what} failed; the output holds the other {succeeded:,}",
+        ),
+        highlight=False,
+    )
+    raise typer.Exit(ExitCode.PARTIAL)
+
+
+def error_document(exc: BaseException, code: int, message: str | None = None) -> dict[str, Any]:
+    """The JSON object printed on stdout for an error under ``--format json``."""
+    text = error_message(exc) if message is None else message
+    return {"error": {"type": type(exc).__name__, "message": text, "exit_code": code}}
 
 
 @contextmanager
-def cli_errors() -> Iterator[None]:
-    """Turn library errors into a one-line message on stderr and a meaningful exit code."""
+def cli_errors(*, json_errors: bool = False, db: str | None = None) -> Iterator[None]:
+    """Turn every error into one line on stderr and its exit code (JSON on stdout too with ``json_errors``).
+
+    Expected errors (the library's, OS and database errors) print no traceback; a bug prints one line and
+    logs its traceback at DEBUG (``hq --verbose``).
+    """
     try:
         yield
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if json_errors:
+            emit_json(error_document(exc, ExitCode.INTERRUPTED, "interrupted"))
         stderr_console().print("[yellow]interrupted[/yellow]")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
-    except E.LoadErrors as exc:
-        _fail(exc, ExitCode.PARTIAL)
-    except E.InvalidInputError as exc:
-        _fail(exc, ExitCode.INVALID_INPUT)
-    except E.NotFoundError as exc:
-        _fail(exc, ExitCode.NOT_FOUND)
-    except E.DataFormatError as exc:
-        _fail(exc, ExitCode.DATA_FORMAT)
-    except E.HQError as exc:
-        _fail(exc, ExitCode.FAILURE)
+    except BrokenPipeError:  # the reader of stdout went away (``hq … | head``): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(ExitCode.FAILURE) from None
+    except Exception as exc:
+        code = exit_code_of(exc)
+        message = error_message(exc, database=_registry_url(db) if is_driver_error(exc) else None)
+        if not is_expected(exc):
+            log.debug("unexpected error", exc_info=exc)
+            message += " (a bug: run hq --verbose … for the traceback)"
+        if json_errors:
+            emit_json(error_document(exc, code, message))
+        stderr_console().print(
+            Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(code) from None
 
 
-def _fail(exc: BaseException, code: int) -> None:
-    from rich.text import Text
+def _registry_url(db: str | None) -> str | None:
+    """The registry a command used: its ``--db``, else the settings' (None when they cannot be read)."""
+    if db:
+        return db
+    try:
+        from hikyuu_qlib.settings import Settings
 
-    stderr_console().print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False)
-    raise typer.Exit(code) from None
+        return Settings().registry_url
+    except Exception:  # the error being reported matters more
+        return None
 
 
 def guarded(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorator form of :func:`cli_errors` for Typer commands."""
-    import functools
+    """Decorator form of :func:`cli_errors` for Typer commands (JSON errors when ``fmt`` is json; a
+    database error names the command's ``--db``)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        with cli_errors():
+        db = kwargs.get("db")
+        with cli_errors(json_errors=str(kwargs.get("fmt")) == "json", db=db if isinstance(db, str) else None):
             return fn(*args, **kwargs)
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+__all__ = [
+    "ExitCode",
+    "OutputFormat",
+    "ReportFormat",
+    "check_out_dir",
+    "check_out_file",
+    "cli_errors",
+    "display",
+    "emit_json",
+    "exit_if_partial",
+    "field_lines",
+    "frame_format",
+    "frame_table",
+    "guarded",
+    "print_fields",
+    "print_frame",
+    "refuse_if_all_failed",
+    "stderr_console",
+    "stdout_console",
+    "tsv_text",
+    "with_type_names",
+    "write_frame",
+    "writing",
+]

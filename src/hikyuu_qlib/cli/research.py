@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from hikyuu_qlib.cli.output import emit_json, guarded, stderr_console, stdout_console
+from hikyuu_qlib.cli.output import (
+    ReportFormat,
+    check_out_file,
+    emit_json,
+    exit_if_partial,
+    guarded,
+    stderr_console,
+    stdout_console,
+    writing,
+)
 from hikyuu_qlib.cli.progress import progress_bar
 from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 
 if TYPE_CHECKING:
     from hikyuu_qlib.factors.cache import FeatureCache
@@ -30,10 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("hikyuu_qlib.cli.research")
 
 
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
+#: Prediction files: extension → format.
+PREDICTION_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 DbOption = Annotated[
     str | None,
@@ -45,13 +51,15 @@ DbOption = Annotated[
     ),
 ]
 FormatOption = Annotated[
-    Format, typer.Option("--format", "-f", help="table or json (one document on stdout)")
+    ReportFormat, typer.Option("--format", "-f", help="table or json (one document on stdout)")
 ]
 SourceOption = Annotated[
     str | None, typer.Option("--source", "-s", help="hikyuu:PATH, qlib:PATH or synthetic")
 ]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features without the feature cache")]
-ThreadsOption = Annotated[int | None, typer.Option("--threads", help="LightGBM threads (default: all cores)")]
+ThreadsOption = Annotated[
+    int | None, typer.Option("--threads", min=1, help="LightGBM threads (default: all cores)")
+]
 
 
 def mount(root: typer.Typer, model: typer.Typer) -> None:
@@ -106,6 +114,8 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
 
 def _num(value: Any) -> str:
     if isinstance(value, float):
+        if value != value:
+            return "NaN"
         return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
     return "" if value is None else str(value)
 
@@ -125,14 +135,16 @@ def train(
     factors: Annotated[str, typer.Option("--factors", help="factor set")] = "alpha158",
     preset: Annotated[str, typer.Option("--preset", help="training preset")] = "qlib-lgb-alpha158",
     name: Annotated[str | None, typer.Option("--name", help="model name (default: PRESET-UNIVERSE)")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="random seed (training is deterministic for it)")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="random seed (training is deterministic for it)")
+    ] = 0,
     threads: ThreadsOption = None,
     rounds: Annotated[
-        int | None, typer.Option("--num-boost-round", help="override the preset's rounds")
+        int | None, typer.Option("--num-boost-round", min=1, help="override the preset's rounds")
     ] = None,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
     from hikyuu_qlib.app import open_artifacts, open_registry
@@ -158,24 +170,33 @@ def train(
     stderr_console().print(f"training {spec.name} on {members.name} ({store.source})", highlight=False)
     with (
         open_registry(db, settings=settings, sync=True) as registry,
-        progress_bar("boosting", enabled=fmt is Format.table or sys.stderr.isatty()) as progress,
+        progress_bar("boosting", enabled=fmt is ReportFormat.table or sys.stderr.isatty()) as progress,
     ):
-        outcome = train_and_register(
-            spec,
-            store=store,
-            universe=members,
-            registry=registry,
-            artifacts=open_artifacts(settings),
-            cache=_cache(settings, no_cache),
-            progress=progress,
-        )
+        try:
+            outcome = train_and_register(
+                spec,
+                store=store,
+                universe=members,
+                registry=registry,
+                artifacts=open_artifacts(settings),
+                cache=_cache(settings, no_cache),
+                progress=progress,
+            )
+        except LoadErrors:
+            stderr_console().print(
+                "training needs every member of the universe: repair the failing codes, or name the others "
+                "with --universe CODE,CODE,…",
+                highlight=False,
+            )
+            raise
     doc = {
         "model": outcome.model.to_json(),
         "metrics": outcome.metrics,
         "best_iteration": outcome.result.best_iteration,
+        "rounds": outcome.result.rounds,
         "timings": outcome.timings,
     }
-    if fmt is Format.json:
+    if fmt is ReportFormat.json:
         emit_json(doc)
         return
     stdout_console().print(
@@ -184,7 +205,7 @@ def train(
         )
     )
     sys.stdout.write(
-        f"best iteration {outcome.result.best_iteration}; "
+        f"{outcome.result.rounds} rounds run, best iteration {outcome.result.best_iteration}; "
         f"features {outcome.timings['features_s']:.1f}s, train {outcome.timings['train_s']:.1f}s\n"
     )
 
@@ -199,7 +220,7 @@ def evaluate(
     daily: Annotated[bool, typer.Option("--daily", help="include the IC of every day")] = False,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
     from hikyuu_qlib.app import open_artifacts, open_registry
@@ -237,8 +258,11 @@ def evaluate(
     }
     if daily:
         doc["daily"] = report.daily.to_dicts()
-    if fmt is Format.json:
+    doc["errors"] = {code: str(err) for code, err in sorted(report.errors.items())}
+    succeeded = len(members.members_between(dates)) - len(report.errors)
+    if fmt is ReportFormat.json:
         emit_json(doc)
+        exit_if_partial(report.errors, succeeded)  # each failing code was logged once
         return
     console = stdout_console()
     console.print(_metrics_table({"all": report.summary}, f"IC report {full} {dates}"))
@@ -246,8 +270,9 @@ def evaluate(
     for column in report.yearly.columns:
         table.add_column(column, justify="right")
     for row in report.yearly.iter_rows():
-        table.add_row(*(_num(v) if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(_num(v) for v in row))
     console.print(table)
+    exit_if_partial(report.errors, succeeded)
 
 
 @guarded
@@ -255,7 +280,7 @@ def predict(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
     start: Annotated[str, typer.Option("--start", help="first date")],
     end: Annotated[str, typer.Option("--end", help="last date")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.parquet or FILE.csv")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.parquet (or .pq) or FILE.csv")],
     source: SourceOption = None,
     universe: Annotated[str | None, typer.Option("--universe", "-u", help="default: the model's")] = None,
     qlib_form: Annotated[
@@ -267,14 +292,20 @@ def predict(
     ] = False,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: FormatOption = ReportFormat.table,
 ) -> None:
-    """Predict a universe over a date range with a registered model; writes (datetime, code, score)."""
+    """Predict a universe over a date range with a registered model; writes (datetime, code, score).
+
+    Codes that fail to load are left out and reported; the others are predicted (exit 5).
+    """
     from hikyuu_qlib.app import open_artifacts, open_registry
     from hikyuu_qlib.modelling import service
     from hikyuu_qlib.modelling.predictor import Predictor, write_predictions
     from hikyuu_qlib.modelling.qlib_form import to_qlib
 
+    kind = check_out_file(out, PREDICTION_SUFFIXES)
+    if qlib_form and kind != "parquet":
+        raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
     settings = _settings()
     dates = DateRange.of(start, end)
     with open_registry(db, settings=settings, sync=True) as registry:
@@ -282,7 +313,7 @@ def predict(
         record = registry.get(full)
         store = _open_source(source or record.tags.get("source"), settings)
         members = _universe(store, universe or record.universe, dates)
-        frame = service.predict(
+        result = service.predict_partial(
             full,
             predictor=Predictor(registry, open_artifacts(settings)),
             store=store,
@@ -290,22 +321,27 @@ def predict(
             dates=dates,
             cache=_cache(settings, no_cache),
         )
-    if qlib_form:
-        if out.suffix.lower() not in (".parquet", ".pq"):
-            raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
-        to_qlib(frame).to_frame().to_parquet(out)
-        kind = "parquet (qlib form)"
-    else:
-        kind = write_predictions(frame, str(out))
+    frame = result.frame
+    with writing(out):
+        if qlib_form:
+            to_qlib(frame).to_frame().to_parquet(out)
+            written = "parquet (qlib form)"
+        else:
+            written = write_predictions(frame, str(out))
     doc = {
         "id": full,
         "rows": frame.height,
         "codes": frame["code"].n_unique(),
         "dates": str(dates),
         "out": str(out),
-        "format": kind,
+        "format": written,
+        "errors": {code: str(err) for code, err in sorted(result.errors.items())},
     }
-    if fmt is Format.json:
+    succeeded = len(members.members_between(dates)) - len(result.errors)
+    if fmt is ReportFormat.json:
         emit_json(doc)
-        return
-    sys.stdout.write(f"wrote {frame.height} predictions ({doc['codes']} codes, {dates}) to {out} [{kind}]\n")
+    else:
+        sys.stdout.write(
+            f"wrote {frame.height} predictions ({doc['codes']} codes, {dates}) to {out} [{written}]\n"
+        )
+    exit_if_partial(result.errors, succeeded)  # each failing code was logged once

@@ -12,7 +12,14 @@ from rich.table import Table
 
 from hikyuu_qlib.backtest.formats import format_measure
 from hikyuu_qlib.cli.backtest import statistics_table
-from hikyuu_qlib.cli.output import OutputFormat, emit_json, guarded, stderr_console, stdout_console
+from hikyuu_qlib.cli.output import (
+    ReportFormat,
+    check_out_dir,
+    emit_json,
+    guarded,
+    stderr_console,
+    stdout_console,
+)
 from hikyuu_qlib.cli.progress import progress_bar
 from hikyuu_qlib.ports import Progress
 
@@ -32,29 +39,31 @@ def run(
     db: Annotated[
         str | None, typer.Option("--db", help="model registry URL", envvar="HQ_DATABASE_URL")
     ] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json")] = OutputFormat.table,
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json")] = ReportFormat.table,
 ) -> None:
     """Features → train and register → predict → backtest → report, from one validated workflow file."""
     from hikyuu_qlib.workflow.config import load_workflow
     from hikyuu_qlib.workflow.runner import run_workflow
 
+    if out is not None:
+        check_out_dir(out)
     config = load_workflow(workflow)
     result = run_workflow(config, force=force, db=db, out_root=out, progress=stage_bars(fmt))
     show_run(result.to_json(), fmt)
 
 
-def stage_bars(fmt: OutputFormat) -> Callable[[str], AbstractContextManager[Progress]]:
+def stage_bars(fmt: ReportFormat) -> Callable[[str], AbstractContextManager[Progress]]:
     """Rich progress bars on stderr for each long stage (off when stdout carries JSON)."""
 
     def open_bar(name: str) -> AbstractContextManager[Progress]:
-        return progress_bar(name, enabled=fmt is not OutputFormat.json)
+        return progress_bar(name, enabled=fmt is not ReportFormat.json)
 
     return open_bar
 
 
-def show_run(doc: dict[str, Any], fmt: OutputFormat) -> None:
+def show_run(doc: dict[str, Any], fmt: ReportFormat) -> None:
     """Print a run's summary: stage timings, key metrics and where the outputs are."""
-    if fmt is OutputFormat.json:
+    if fmt is ReportFormat.json:
         emit_json(doc)
         return
     console = stdout_console()

@@ -1,9 +1,15 @@
-"""From a store, a universe and dates to a features frame (Alpha158 + label), optionally cached."""
+"""From a store, a universe and dates to a features frame (Alpha158 + label), optionally cached.
+
+:func:`compute_features` needs every member: a code that fails to load fails the call (``LoadErrors``).
+:func:`compute_features_partial` leaves the failing codes out and returns their errors with the frame of
+the rest (each failure logged once); a partial frame is never cached.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -11,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.alpha158 import INPUTS, LOOKAHEAD, LOOKBACK, alpha158, sorted_by_code_date
 from hikyuu_qlib.factors.cache import FeatureCache
@@ -39,6 +45,28 @@ class FeatureStore(Protocol):
     def features(
         self, instruments: Sequence[str], fields: Sequence[str], dates: DateRange | None = None
     ) -> pl.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class PartialFrame:
+    """The rows of every code that loaded, and the error of every code that did not."""
+
+    frame: pl.DataFrame
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    def raise_for_errors(self) -> pl.DataFrame:
+        """The frame, or :class:`LoadErrors` when any code failed."""
+        if self.errors:
+            raise LoadErrors(self.errors)
+        return self.frame
+
+
+class _Uncacheable(Exception):
+    """Carries a partial result past the feature cache, which must not store it."""
+
+    def __init__(self, result: PartialFrame) -> None:
+        super().__init__("partial features are not cached")
+        self.result = result
 
 
 def extended_dates(calendar: pl.Series, dates: DateRange) -> DateRange:
@@ -100,41 +128,102 @@ def compute_features(
     window for Alpha158) to two days after ``dates.end`` (for the label, which, like Qlib's, reads
     past the end date). Features are computed per code over that whole history, then each date keeps
     only that date's members. With ``cache``, a second call with the same inputs reads from disk.
+    A member that fails to load raises :class:`LoadErrors` (with every failing member).
     """
+    return _features(store, universe, dates, factor_set, label=label, cache=cache, skip_failed=False).frame
+
+
+def compute_features_partial(
+    store: FeatureStore,
+    universe: Universe,
+    dates: DateRange,
+    factor_set: str = "alpha158",
+    *,
+    label: bool = True,
+    cache: FeatureCache | None = None,
+) -> PartialFrame:
+    """:func:`compute_features` of the members that load; the others are left out with their errors.
+
+    Raises :class:`LoadErrors` only when every member failed.
+    """
+    return _features(store, universe, dates, factor_set, label=label, cache=cache, skip_failed=True)
+
+
+def _features(
+    store: FeatureStore,
+    universe: Universe,
+    dates: DateRange,
+    factor_set: str,
+    *,
+    label: bool,
+    cache: FeatureCache | None,
+    skip_failed: bool,
+) -> PartialFrame:
     if factor_set not in FACTOR_SETS:
         known = ", ".join(FACTOR_SETS)
         raise InvalidInputError(f"unknown factor set {factor_set!r}: expected one of {known}")
 
     def compute() -> pl.DataFrame:
-        return _compute(store, universe, dates, label=label)
+        result = _compute(store, universe, dates, label=label, skip_failed=skip_failed)
+        if result.errors:
+            raise _Uncacheable(result)
+        return result.frame
 
-    if cache is None:
-        return compute()
-    parts = {
-        "source": store.source,
-        "data_version": store.data_version(),
-        "universe": universe.fingerprint(),
-        "factor_set": factor_set,
-        "engine": ENGINE_VERSION,
-        "dates": str(dates) + f"/{dates.start.isoformat()}/{dates.end.isoformat()}",
-        "label": str(label),
-    }
-    return cache.get_or_compute(parts, compute)
+    try:
+        if cache is None:
+            return PartialFrame(compute())
+        parts = {
+            "source": store.source,
+            "data_version": store.data_version(),
+            "universe": universe.fingerprint(),
+            "factor_set": factor_set,
+            "engine": ENGINE_VERSION,
+            "dates": str(dates) + f"/{dates.start.isoformat()}/{dates.end.isoformat()}",
+            "label": str(label),
+        }
+        return PartialFrame(cache.get_or_compute(parts, compute))
+    except _Uncacheable as partial:
+        return partial.result
 
 
-def _compute(store: FeatureStore, universe: Universe, dates: DateRange, *, label: bool) -> pl.DataFrame:
+def _compute(
+    store: FeatureStore, universe: Universe, dates: DateRange, *, label: bool, skip_failed: bool = False
+) -> PartialFrame:
     calendar = store.calendar()
     span = extended_dates(calendar, dates)
     codes = universe.members_between(dates)
     fields = [*INPUTS, *(["vwap"] if codes and _has_vwap(store, codes[0]) else [])]
-    bars = store.features(codes, fields, span)
+    bars, errors = _load(store, codes, fields, span, skip_failed)
     if not sorted_by_code_date(bars):
         bars = bars.sort("code", "datetime")
-    log.info("computing alpha158 for %d codes, %d rows", len(codes), bars.height)
+    log.info("computing alpha158 for %d codes, %d rows", len(codes) - len(errors), bars.height)
     in_dates = pl.col("datetime").is_between(dates.start, dates.end)
     keep = bars.select(in_dates).to_series() & member_mask(universe, bars)
     frame = alpha158(bars, keep=keep)
     if label:
         labels = bars.select(label_expr()).to_series().filter(keep)
         frame = frame.with_columns(labels.alias(LABEL))
-    return frame
+    return PartialFrame(frame, errors)
+
+
+def _load(
+    store: FeatureStore, codes: list[str], fields: list[str], span: DateRange, skip_failed: bool
+) -> tuple[pl.DataFrame, dict[str, BaseException]]:
+    """The raw fields of ``codes``; with ``skip_failed``, read again without the codes that failed."""
+    errors: dict[str, BaseException] = {}
+    todo = list(codes)
+    while True:
+        try:
+            frame = store.features(todo, fields, span)
+        except LoadErrors as exc:
+            failed = {code: err for code, err in exc.errors.items() if code in todo}
+            if not skip_failed or not failed:
+                raise
+            errors.update(failed)
+            todo = [code for code in todo if code not in failed]
+            if not todo:
+                raise LoadErrors(errors) from None
+            continue
+        for code, err in sorted(errors.items()):
+            log.warning("features: left out %s: %s", code, err)
+        return frame, errors

@@ -20,7 +20,12 @@ from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.model import ArtifactRef, Model
 from hikyuu_qlib.factors.cache import FeatureCache
-from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
+from hikyuu_qlib.factors.pipeline import (
+    FeatureStore,
+    PartialFrame,
+    compute_features,
+    compute_features_partial,
+)
 from hikyuu_qlib.factors.processors import ProcessorChain
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import trainer
@@ -177,6 +182,22 @@ class Predictor:
             store, universe, dates, model.record.feature_set or "alpha158", label=False, cache=cache
         )
         return model.score(frame, self._num_threads)
+
+    def predict_partial(
+        self,
+        model_id: str,
+        store: FeatureStore,
+        universe: Universe,
+        dates: DateRange,
+        *,
+        cache: FeatureCache | None = None,
+    ) -> PartialFrame:
+        """:meth:`predict` of the members that load; the others are left out, with their errors."""
+        model = self.load(model_id)
+        features = compute_features_partial(
+            store, universe, dates, model.record.feature_set or "alpha158", label=False, cache=cache
+        )
+        return PartialFrame(model.score(features.frame, self._num_threads), features.errors)
 
 
 def write_predictions(frame: pl.DataFrame, path: str, fmt: str | None = None) -> str:

@@ -20,11 +20,12 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from hikyuu_qlib.domain import DateRange, HQError
+from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain.errors import HQError, InvalidInputError
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
-from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
+from hikyuu_qlib.factors.pipeline import FeatureStore, PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as M
 from hikyuu_qlib.modelling import trainer
@@ -107,7 +108,11 @@ def train_and_register(
     cache: FeatureCache | None = None,
     progress: Progress | None = None,
 ) -> TrainOutcome:
-    """Features → dataset → LightGBM → metrics, recorded in the registry with its artifacts."""
+    """Features → dataset → LightGBM → metrics, recorded in the registry with its artifacts.
+
+    The spec is checked first (see :func:`check_spec`): invalid input creates no registry record.
+    """
+    check_spec(spec, store)
     preset = get_preset(spec.preset)
     infer = preset.infer if spec.infer is None else spec.infer
     learn = preset.learn if spec.learn is None else spec.learn
@@ -186,8 +191,12 @@ def train_and_register(
         else:
             done = current.with_tags({"failure": reason}).transition(ModelStatus.FAILED)
         saved = registry.save(done)
-    except BaseException:
-        log.exception("training of model %s failed", record.id)
+    except BaseException as exc:
+        if isinstance(exc, HQError | KeyboardInterrupt):  # expected: the caller reports it, no traceback
+            log.warning("model %s marked failed", record.id)
+            log.debug("training of model %s failed", record.id, exc_info=exc)
+        else:
+            log.exception("training of model %s failed", record.id)
         try:
             registry.transition(record.id, ModelStatus.FAILED)
         except Exception:  # the original error matters more
@@ -221,6 +230,23 @@ def degenerate(metrics: Mapping[str, Any]) -> str | None:
     return None
 
 
+def check_spec(spec: TrainSpec, store: FeatureStore) -> None:
+    """Refuse a spec that cannot train before any work: bad numbers, or a segment without a trading day."""
+    for name, value, least in (
+        ("seed", spec.seed, 0),
+        ("num_threads", spec.num_threads, 1),
+        ("num_boost_round", spec.num_boost_round, 1),
+        ("early_stopping_rounds", spec.early_stopping_rounds, 1),
+    ):
+        if value is not None and value < least:
+            raise InvalidInputError(f"{name} must be at least {least}, got {value}")
+    if "train" not in spec.segments:
+        raise InvalidInputError("a training run needs a train segment")
+    for name, span in spec.segments.items():
+        if store.calendar(dates=span).len() == 0:
+            raise InvalidInputError(f"the {name} segment {span} has no trading day in {store.source}")
+
+
 def segment_metrics(booster: Any, data: PreparedData, num_threads: int | None = None) -> dict[str, Any]:
     """Per segment: IC/ICIR/Rank IC/Rank ICIR against the raw label, ``mse_raw_label`` against the raw label
     and ``mse_learn_label`` against the learning label (the learn processors' output)."""
@@ -251,6 +277,19 @@ def predict(
     return predictor.predict(model_id, store, universe, dates, cache=cache)
 
 
+def predict_partial(
+    model_id: str,
+    *,
+    predictor: Predictor,
+    store: FeatureStore,
+    universe: Universe,
+    dates: DateRange,
+    cache: FeatureCache | None = None,
+) -> PartialFrame:
+    """:func:`predict` of the members that load; the failing ones are left out and returned with their errors."""
+    return predictor.predict_partial(model_id, store, universe, dates, cache=cache)
+
+
 @dataclass
 class Evaluation:
     model: Model
@@ -258,6 +297,7 @@ class Evaluation:
     summary: dict[str, Any]  # ic, icir, rank_ic, rank_icir, days, mse_raw_label, rows
     daily: pl.DataFrame  # datetime, ic, rank_ic, n
     yearly: pl.DataFrame  # year, ic, icir, rank_ic, rank_icir, days
+    errors: dict[str, BaseException] = field(default_factory=dict)  # members left out: they failed to load
 
 
 def evaluate(
@@ -269,11 +309,15 @@ def evaluate(
     dates: DateRange,
     cache: FeatureCache | None = None,
 ) -> Evaluation:
-    """An IC report of a registered model over ``dates``: summary, per day and per year (raw label)."""
+    """An IC report of a registered model over ``dates``: summary, per day and per year (raw label).
+
+    Members that fail to load are left out of the report and listed in ``errors``.
+    """
     loaded: LoadedModel = predictor.load(model_id)
-    frame = compute_features(
+    features = compute_features_partial(
         store, universe, dates, loaded.record.feature_set or "alpha158", label=True, cache=cache
     )
+    frame = features.frame
     scored = loaded.score(frame).join(
         frame.select("datetime", "code", pl.col(LABEL).alias(M.LABEL)), on=["datetime", "code"], how="left"
     )
@@ -292,4 +336,4 @@ def evaluate(
         )
         .sort("year")
     )
-    return Evaluation(loaded.record, dates, summary, daily, yearly)
+    return Evaluation(loaded.record, dates, summary, daily, yearly, features.errors)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ F32 = npt.NDArray[np.float32]
 class TrainResult:
     booster: lightgbm.Booster
     best_iteration: int
-    rounds: int
+    rounds: int  # rounds run (with early stopping, more than the best iteration the booster keeps)
     seconds: float
     evals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
@@ -75,9 +75,30 @@ def train_lightgbm(
         callbacks=callbacks,
     )
     seconds = time.perf_counter() - started
-    best = int(booster.best_iteration or booster.current_iteration())
-    log.info("lightgbm: %d rounds, best iteration %d, %.1fs", booster.current_iteration(), best, seconds)
-    return TrainResult(booster, best, int(booster.current_iteration()), seconds, evals)
+    rounds = rounds_run(evals, booster)
+    best = int(booster.best_iteration or rounds)
+    if valid is not None and rounds < num_boost_round:
+        log.info(
+            "lightgbm: early stopping after %d of %d rounds (no better valid score in %d), best iteration %d, %.1fs",
+            rounds,
+            num_boost_round,
+            early_stopping_rounds,
+            best,
+            seconds,
+        )
+    else:
+        log.info("lightgbm: %d rounds, best iteration %d, %.1fs", rounds, best, seconds)
+    if progress is not None:
+        progress(rounds, rounds, f"best iteration {best}")  # the bar ends at the rounds run
+    return TrainResult(booster, best, rounds, seconds, evals)
+
+
+def rounds_run(evals: Mapping[str, Mapping[str, Sequence[float]]], booster: lightgbm.Booster) -> int:
+    """Boosting rounds run: one evaluation each (after early stopping the booster keeps only the best trees)."""
+    for metrics in evals.values():
+        for values in metrics.values():
+            return len(values)
+    return int(booster.current_iteration())
 
 
 def _log_callback(period: int) -> Any:

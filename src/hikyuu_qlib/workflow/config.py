@@ -82,8 +82,8 @@ class ModelSpec(_Strict):
     params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="override preset params"
     )
-    seed: int = 0
-    num_threads: int | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_threads: Annotated[int | None, Field(ge=1)] = None
     name: str | None = None
 
 
@@ -110,7 +110,7 @@ class BacktestSpec(_Strict):
     close_cost: Annotated[float, Field(ge=0)] = 0.0015
     min_cost: Annotated[float, Field(ge=0)] = 5
     stamp_tax: Annotated[float, Field(ge=0)] = 0.0
-    limit_threshold: float | None = 0.095
+    limit_threshold: Annotated[float | None, Field(gt=0)] = 0.095
     trade_unit: Annotated[int, Field(ge=1)] = 100
 
 
