@@ -35,7 +35,12 @@ from hikyuu_qlib.registry.engine import (
     RegistryOptions,
     create_async_registry_engine,
 )
-from hikyuu_qlib.registry.retry import leaves_connection_usable, retry_async
+from hikyuu_qlib.registry.retry import (
+    CommitInDoubt,
+    is_connection_lost,
+    leaves_connection_usable,
+    retry_async,
+)
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
 T = TypeVar("T")
@@ -110,9 +115,14 @@ class AsyncModelRepository:
         try:
             writer = engine.execution_options(**WRITE)
 
+            options = self._core.options
+
+            def upgrade_sync(conn: sa.Connection) -> None:
+                migrate.upgrade(conn, create=options.create, where=self._core.where)
+
             async def upgrade() -> None:
                 async with writer.begin() as conn:
-                    await conn.run_sync(migrate.upgrade)
+                    await conn.run_sync(upgrade_sync)
 
             await retry_async(upgrade, self._core.policy)
             self._compile(engine.dialect)
@@ -158,9 +168,11 @@ class AsyncModelRepository:
 
     # --- transactions -------------------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool, scan: bool = False) -> T:
+    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool, scan: bool = False,
+                   confirm: Callable[[T], Awaitable[T | None]] | None = None) -> T:
         """One transaction (reads: one autocommit statement) on a pooled connection, retried whole. A
-        ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`)."""
+        ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`). A write whose
+        connection is lost during COMMIT is settled by ``confirm`` (see :mod:`~.retry`)."""
         engine, backend = self.engine, self._core.backend
         scan = scan and backend == "sqlite"
 
@@ -168,6 +180,7 @@ class AsyncModelRepository:
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 driver = AsyncDriver(raw.driver_connection, backend)
+                committing, result = False, None
                 try:
                     if scan:
                         await driver.execute_sql(SCAN_BEGIN, ())
@@ -175,6 +188,7 @@ class AsyncModelRepository:
                         await driver.begin()
                     result = await work(driver)
                     if write:
+                        committing = True
                         await driver.commit()
                     if scan:
                         await driver.execute_sql(SCAN_END, ())
@@ -187,9 +201,11 @@ class AsyncModelRepository:
                             await driver.rollback()
                         except Exception:
                             await conn.invalidate()
+                    if committing and is_connection_lost(error):
+                        raise CommitInDoubt(result) from error
                     raise
 
-        return await retry_async(attempt, self._core.policy)
+        return await retry_async(attempt, self._core.policy, confirm)
 
     # --- writes -------------------------------------------------------------------------------------
 
@@ -207,7 +223,11 @@ class AsyncModelRepository:
                     await d.execute_sql(sql, args)
             return int(rows[0][0])
 
-        return with_version(model, await self._run(work, write=True))
+        async def confirm(version: int) -> int | None:
+            stored = await self.find_by_id(model.id)
+            return stored.version if stored is not None and self._core.saved(stored, model) else None
+
+        return with_version(model, await self._run(work, write=True, confirm=confirm))
 
     async def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
@@ -228,7 +248,11 @@ class AsyncModelRepository:
                     await d.execute_sql(sql, args)
             return out
 
-        versions = await self._run(work, write=True)
+        async def confirm(done: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+            stored = {m.id: m for m in await self.get_many([m.id for c in chunks for m in c.models])}
+            return done if all(self._core.saved(stored.get(m.id), m) for c in chunks for m in c.models) else None
+
+        versions = await self._run(work, write=True, confirm=confirm)
         return self._core.with_versions([m for c in chunks for m in c.models], versions)
 
     async def delete(self, model_id: str) -> bool:
@@ -248,7 +272,10 @@ class AsyncModelRepository:
                 total += await d.execute(stmt, {"ids": ids_param(backend, wanted[i:i + q.CHUNK])})
             return total
 
-        return await self._run(work, write=True)
+        async def confirm(total: int) -> int | None:
+            return None if await self.get_many(wanted) else total
+
+        return await self._run(work, write=True, confirm=confirm)
 
     async def transition(self, model_id: str, target: ModelStatus | str) -> Model:
         """Move a model to ``target`` if the lifecycle allows it (compare-and-set on the status)."""
@@ -259,7 +286,15 @@ class AsyncModelRepository:
                       .where(models.c.id == changed.id, models.c.status == current.status.value)
                       .values(status=changed.status.value, updated_at=to_micros(changed.updated_at)))
             stmt = Positional.compile(update, self.engine.dialect)
-            if await self._run(lambda d, s=stmt: d.execute(s), write=True) == 1:  # type: ignore[misc]
+
+            async def confirm(count: int, want: Model = changed) -> int | None:
+                stored = await self.find_by_id(want.id)
+                done = stored is not None and (stored.status, stored.updated_at) == (want.status, want.updated_at)
+                return count if done else None
+
+            changed_rows = await self._run(lambda d, s=stmt: d.execute(s), write=True,  # type: ignore[misc]
+                                           confirm=confirm)
+            if changed_rows == 1:
                 return changed
         raise IllegalTransitionError(f"model {model_id} kept changing status; try again")
 
@@ -288,7 +323,7 @@ class AsyncModelRepository:
 
     async def get(self, model_id: str) -> Model:
         """The model with this id, or :class:`ModelNotFoundError`."""
-        found = await self._batcher.load(model_id)
+        found = await self.find_by_id(model_id)
         if found is None:
             raise not_found(model_id)
         return found
