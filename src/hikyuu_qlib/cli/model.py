@@ -34,9 +34,10 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or j
 
 
 def _registry(db: str | None) -> Any:
+    """The registry at ``db``; it must exist (these commands never create one: exit 3 when it is missing)."""
     from hikyuu_qlib.app import open_registry
 
-    return open_registry(db, sync=True)
+    return open_registry(db, sync=True, create=False)
 
 
 def stdout_console() -> Console:
