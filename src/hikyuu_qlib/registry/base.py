@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, Model
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.registry import query as q
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
-from hikyuu_qlib.registry.codec import from_row, with_version
+from hikyuu_qlib.registry.codec import with_version
 from hikyuu_qlib.registry.cursor import CursorCodec
 from hikyuu_qlib.registry.engine import Backend, RegistryOptions, describe, parse_url, sqlite_path, sqlite_uri
 from hikyuu_qlib.registry.retry import RetryPolicy
@@ -71,9 +71,9 @@ class RegistryCore:
         return None if cursor is None else self.cursors.decode(cursor, order.value, flt.fingerprint())
 
     def page(self, rows: Sequence[Sequence[Any]], order: q.ModelOrder, flt: q.ModelFilter,
-             limit: int) -> q.Page[Model]:
+             limit: int, to_model: Callable[[Sequence[Any]], Model]) -> q.Page[Model]:
         """Rows fetched with ``limit + 1``: the extra row only tells that there is a next page."""
-        items = [from_row(r) for r in rows[:limit]]
+        items = [to_model(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             next_cursor = self.cursors.encode(order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1]))

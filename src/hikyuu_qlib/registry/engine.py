@@ -209,3 +209,11 @@ def create_sync_registry_engine(url: str, options: RegistryOptions) -> tuple[Bac
         _sqlite_hooks(engine, options)
     return backend, engine
 
+
+def asyncpg_connect_kwargs(engine: AsyncEngine, options: RegistryOptions) -> dict[str, Any]:
+    """What ``asyncpg.connect`` needs to open a connection like the engine's pool does."""
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    for adapter_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        kwargs.pop(adapter_only, None)
+    kwargs.update(_engine_kwargs("postgresql", options, asynchronous=True)["connect_args"])
+    return dict(kwargs)

@@ -5,13 +5,15 @@ Use it as an async context manager (``async with AsyncModelRepository(url) as re
 SQLAlchemy builds and compiles every statement and owns the async pool; operations run the compiled SQL
 on the pooled driver connection (:mod:`hikyuu_qlib.registry.async_driver`). Every operation is one short
 transaction, retried as a whole on transient faults (:mod:`hikyuu_qlib.registry.retry`); a connection
-found dead is invalidated so the pool replaces it. ``get`` calls that arrive in the same event-loop turn
-are served by one ``get_many`` query (see :class:`GetBatcher`).
+found dead is invalidated so the pool replaces it. A single ``get`` goes straight to the database
+(:mod:`hikyuu_qlib.registry.point_reads`); ``get`` calls that arrive while that path is busy, in the same
+event-loop turn, are served by one ``get_many`` query (see :class:`GetBatcher`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -33,8 +35,11 @@ from hikyuu_qlib.registry.engine import (
     SCAN_END,
     WRITE,
     RegistryOptions,
+    asyncpg_connect_kwargs,
     create_async_registry_engine,
+    sqlite_uri,
 )
+from hikyuu_qlib.registry.point_reads import YIELD_EVERY, PgPointReader, SqlitePointReader
 from hikyuu_qlib.registry.retry import (
     CommitInDoubt,
     is_connection_lost,
@@ -93,6 +98,8 @@ class AsyncModelRepository:
         self._sql: dict[str, Positional] = {}
         self._checkpointer: WalCheckpointer | None = None
         self._batcher = GetBatcher(self._fetch_many)
+        self._sqlite_reader: SqlitePointReader | None = None
+        self._pg_reader: PgPointReader | None = None
 
     @property
     def backend(self) -> str:
@@ -129,10 +136,18 @@ class AsyncModelRepository:
             rows = await self._run(lambda d: d.fetch(self._sql["cursor_key"]), write=False)
             self._core.set_cursor_key(rows[0][0] if rows else None)
             self._checkpointer = self._core.checkpointer()
+            self._open_point_reader(engine)
         except BaseException:
             await self.close()
             raise
         return self
+
+    def _open_point_reader(self, engine: AsyncEngine) -> None:
+        get_sql = self._sql["get"].sql
+        if self._core.sqlite_path is not None:
+            self._sqlite_reader = SqlitePointReader(sqlite_uri(self._core.sqlite_path, create=False), get_sql)
+        else:
+            self._pg_reader = PgPointReader(asyncpg_connect_kwargs(engine, self._core.options), get_sql)
 
     def _compile(self, dialect: sa.Dialect) -> None:
         backend = self._core.backend
@@ -152,6 +167,12 @@ class AsyncModelRepository:
             self._sql["upsert_many"] = Positional.compile(self._core.upsert_many, dialect)
 
     async def close(self) -> None:
+        sqlite_reader, self._sqlite_reader = self._sqlite_reader, None
+        if sqlite_reader is not None:
+            sqlite_reader.close()
+        pg_reader, self._pg_reader = self._pg_reader, None
+        if pg_reader is not None:
+            await pg_reader.close()
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
             await asyncio.to_thread(checkpointer.stop)
@@ -318,7 +339,22 @@ class AsyncModelRepository:
         return {m.id: m for m in map(self._rows.model, rows)}
 
     async def find_by_id(self, model_id: str) -> Model | None:
-        """The model with this id, or ``None``."""
+        """The model with this id, or ``None``. Straight to the database when it can (see
+        :mod:`~.point_reads`); else, with the gets of the same loop turn, in one query."""
+        sqlite_reader = self._sqlite_reader
+        if sqlite_reader is not None:
+            try:
+                row = sqlite_reader.read(model_id)
+            except sqlite3.Error:
+                return await self._batcher.load(model_id)
+            if sqlite_reader.reads % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a loop of awaited gets lets other tasks run
+            return None if row is None else self._rows.model(row)
+        pg_reader = self._pg_reader
+        if pg_reader is not None and not pg_reader.busy:
+            served, row = await pg_reader.read(model_id)
+            if served:
+                return None if row is None else self._rows.model(row)
         return await self._batcher.load(model_id)
 
     async def get(self, model_id: str) -> Model:
@@ -352,7 +388,7 @@ class AsyncModelRepository:
         limit = self._core.check_limit(limit)
         after = self._core.after(cursor, order, flt)
         rows = await self._select(q.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan)
-        return self._core.page([self._rows.decoded(r) for r in rows], order, flt, limit)
+        return self._core.page(rows, order, flt, limit, self._rows.model)
 
     async def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                       batch: int = 1000) -> AsyncIterator[Model]:

@@ -320,8 +320,7 @@ class ModelRegistry:
         order = q.ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
-        rows = [self._rows.decoded(r) for r in self._select(stmt, scan=scan)]
-        return self._core.page(rows, order, flt, limit)
+        return self._core.page(self._select(stmt, scan=scan), order, flt, limit, self._rows.model)
 
     def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                 batch: int = 1000) -> Iterator[Model]:
