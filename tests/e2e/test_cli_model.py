@@ -165,10 +165,13 @@ def test_passwords_in_registry_urls_are_masked(pg_url: str) -> None:
     assert secret not in proc.stderr
     # nothing listens on port 1: transient faults until the deadline, logged and reported masked
     env = {**os.environ, "HQ_REGISTRY_RETRY_DEADLINE": "0.5"}
-    refused = hq("-v", "model", "list", "--db", f"postgresql://postgres:{secret}@127.0.0.1:1/test", env=env)
+    refused = hq("-v", "--log-format", "json", "model", "list", "--db",
+                 f"postgresql://postgres:{secret}@127.0.0.1:1/test", env=env)
     assert refused.returncode == 1, refused.stderr
-    flat = refused.stderr.replace("\n", "")
-    assert "postgres:***@127.0.0.1:1/test" in flat and "transient fault" in flat
+    logged = [json.loads(line)["msg"] for line in refused.stderr.splitlines() if line.startswith("{")]
+    assert any(m.startswith("transient fault of registry postgresql://postgres:***@127.0.0.1:1/test")
+               for m in logged), refused.stderr
+    assert "postgres:***@127.0.0.1:1/test" in refused.stderr.replace("\n", "").split("error:")[-1]
     assert secret not in refused.stderr
     bad = hq("model", "list", "--db", f"mysql://root:{secret}@db.example/x")
     assert bad.returncode == 2 and "root:***@db.example" in bad.stderr.replace("\n", "")
