@@ -55,7 +55,6 @@ def test_a_server_restart_mid_workload_loses_no_save(cluster: PrivateCluster, sc
     failures: list[BaseException] = []
     lock = threading.Lock()
     stop = threading.Event()
-    during = threading.Event()  # set while the server is down: saves go on being attempted
 
     def record(models: list[Model]) -> None:
         with lock:
@@ -95,13 +94,19 @@ def test_a_server_restart_mid_workload_loses_no_save(cluster: PrivateCluster, sc
 
     with ModelRegistry(cluster.url(), options) as registry:
         threads = [threading.Thread(target=sync_worker, args=(registry, w)) for w in range(3)]
-        threads.append(threading.Thread(target=lambda: asyncio.run(async_workload())))
+
+        def run_async() -> None:
+            try:
+                asyncio.run(async_workload())
+            except BaseException as error:  # opening or closing the repository failed
+                failures.append(error)
+
+        threads.append(threading.Thread(target=run_async))
         for t in threads:
             t.start()
         try:
             time.sleep(1.5)
             before = len(saved)
-            during.set()
             cluster.restart(pause=6.0)  # pg_ctl stop -m fast, 6 s down, start
             restarted_at = len(saved)
             time.sleep(2.0)
@@ -113,6 +118,7 @@ def test_a_server_restart_mid_workload_loses_no_save(cluster: PrivateCluster, sc
         assert failures == [], f"{len(failures)} saves failed, first: {failures[0]!r}"
         assert before > 50, "the workload had not started before the restart: the test proved nothing"
         assert len(saved) > restarted_at, "no save finished after the restart"
+        assert {m.name.split("-")[0] for m in saved} == {"sync", "async"}
         assert registry.count() == len(saved)
 
     rows = _stored(cluster.url(), schema)

@@ -121,6 +121,8 @@ def sqlite_uri(path: Path, *, create: bool) -> str:
 
 
 def missing_sqlite(path: Path) -> RegistryNotFoundError:
+    if path.is_dir():
+        return RegistryNotFoundError(f"no registry at {path}: it is a directory, not a registry file")
     return RegistryNotFoundError(f"no registry at {path}: the file does not exist (nothing was saved there yet)")
 
 
