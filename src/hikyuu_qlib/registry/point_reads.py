@@ -55,7 +55,7 @@ class SqlitePointReader:
 class PgPointReader:
     """One asyncpg connection with the get statement prepared; ``read`` returns ``(served, row)``."""
 
-    __slots__ = ("_conn", "_connect", "_resume_at", "_sql", "_stmt", "busy")
+    __slots__ = ("_closed", "_conn", "_connect", "_resume_at", "_sql", "_stmt", "busy")
 
     #: after a failure, gets take the ordinary path for this long before the fast path is tried again
     PAUSE_S = 1.0
@@ -66,11 +66,12 @@ class PgPointReader:
         self._conn: Any = None
         self._stmt: Any = None
         self._resume_at = 0.0
+        self._closed = False
         self.busy = False
 
     async def read(self, model_id: str) -> tuple[bool, Any]:
         """``(True, row or None)``, or ``(False, None)`` when the caller must take the ordinary path."""
-        if self._stmt is None and time.monotonic() < self._resume_at:
+        if self._closed or (self._stmt is None and time.monotonic() < self._resume_at):
             return False, None
         self.busy = True
         try:
@@ -78,6 +79,9 @@ class PgPointReader:
                 import asyncpg
 
                 self._conn = await asyncpg.connect(**self._connect)
+                if self._closed:  # closed while connecting
+                    self.discard()
+                    return False, None
                 self._stmt = await self._conn.prepare(self._sql)
             return True, await self._stmt.fetchrow(model_id)
         except Exception:
@@ -97,6 +101,7 @@ class PgPointReader:
                 conn.terminate()
 
     async def close(self) -> None:
+        self._closed = True
         conn, self._conn, self._stmt = self._conn, None, None
         if conn is not None:
             try:
