@@ -6,6 +6,9 @@ INSERT or UPDATE then COMMIT per model, no secondary index, LIMIT/OFFSET pages, 
 Scenarios (per backend; goals are set for SQLite, PostgreSQL figures are reported alongside):
 save 1000 one by one (best of three rounds); ``save_many(1000)`` (best of five); get among 10 k and 1 M records (p50/p99); ``get_many(100)``;
 a page of 100 at depth 1 k and 900 k; ``iterate`` over 1 M with RSS growth; 100 concurrent gets.
+The async repository's single awaited ``get`` is also set against a bare driver reading the same ``models``
+table (a bare aiosqlite connection's one ``SELECT`` by id; a bare asyncpg prepared statement), timed
+alternately in the same loop, best p50 of five rounds; and 100 sequential awaited gets (best of five).
 ``ours`` is the sync facade for latency-bound scenarios (the CLI/script path) and the async repository
 for concurrent gets; the async repository's own figures are in ``extra``. ``--quick``: 100 k instead of 1 M.
 """
@@ -32,7 +35,9 @@ from hikyuu_qlib.registry.tables import COLUMNS
 log = logging.getLogger("bench.registry")
 PG_URL = os.environ.get("HQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 GOALS = {"save_1000_s": 0.1, "save_many_1000_s": 0.020, "get_p50_s": 0.0001, "get_many_100_s": 0.001,
-         "page_s": 0.005, "iterate_rss_mb": 20.0, "concurrent_100_gets_s": 0.005}
+         "page_s": 0.005, "iterate_rss_mb": 20.0, "concurrent_100_gets_s": 0.005,
+         "sequential_100_gets_s": 0.010}
+ROUNDS = 5  # rounds of the async get comparisons; each contender's best round counts (this VM is noisy)
 NAIVE_DDL = ("CREATE TABLE IF NOT EXISTS naive_models (id TEXT PRIMARY KEY, name TEXT, version INTEGER, "
              "model_type TEXT, status TEXT, payload TEXT, created_at BIGINT)")
 
@@ -131,6 +136,62 @@ async def open_naive(backend: str, url: str, schema: str | None) -> Naive:
         await conn.execute(NAIVE_DDL)
         await conn.commit()
     return Naive(backend, conn)
+
+
+class BareGet:
+    """The naive async get: a bare driver connection, one ``SELECT`` by id on the registry's own table
+    (aiosqlite: ``execute_fetchall``, one hop to its thread; asyncpg: a prepared statement)."""
+
+    def __init__(self, backend: str, conn: Any, stmt: Any = None) -> None:
+        self.pg, self.conn, self.stmt = backend == "postgresql", conn, stmt
+
+    @classmethod
+    async def open(cls, backend: str, url: str, schema: str | None) -> BareGet:
+        if backend == "postgresql":
+            import asyncpg
+
+            conn = await asyncpg.connect(url, server_settings={"search_path": schema or "public"})
+            return cls(backend, conn, await conn.prepare("SELECT * FROM models WHERE id = $1"))
+        import aiosqlite
+
+        return cls(backend, await aiosqlite.connect(url.removeprefix("sqlite:///")))
+
+    async def get(self, model_id: str) -> Any:
+        if self.pg:
+            return await self.stmt.fetchrow(model_id)
+        rows = await self.conn.execute_fetchall("SELECT * FROM models WHERE id = ?", (model_id,))
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+async def single_gets(repo: AsyncModelRepository, bare: BareGet, ids: list[str]) -> dict[str, Any]:
+    """Our awaited get and the bare driver's, alternately per id; each one's best p50 over the rounds, and
+    the best time of 100 sequential awaited gets."""
+    p50s: dict[str, list[float]] = {"ours": [], "bare": []}
+    seq: dict[str, list[float]] = {"ours": [], "bare": []}
+    for i in ids[:50]:  # warm both
+        await repo.get(i)
+        await bare.get(i)
+    for _ in range(ROUNDS):
+        samples: dict[str, list[float]] = {"ours": [], "bare": []}
+        for i in ids:
+            t = time.perf_counter()
+            await repo.get(i)
+            samples["ours"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await bare.get(i)
+            samples["bare"].append(time.perf_counter() - t)
+        for name, values in samples.items():
+            p50s[name].append(percentiles(values)["p50"])
+        for name, fn in (("ours", repo.get), ("bare", bare.get)):
+            t = time.perf_counter()
+            for i in ids[:100]:
+                await fn(i)
+            seq[name].append(time.perf_counter() - t)
+    return {"p50": {k: min(v) for k, v in p50s.items()}, "p50_rounds": p50s,
+            "seq": {k: min(v) for k, v in seq.items()}, "seq_rounds": seq}
 
 
 # ------------------------------------------------------------------------------------------ filling
@@ -265,6 +326,7 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
     registry = ModelRegistry(url, options).open()
     repo = await AsyncModelRepository(url, options).open()
     naive = await open_naive(backend, url, schema)
+    bare = await BareGet.open(backend, url, schema)
     try:
         # --- writes, on a table of ~10 k rows
         fill(registry, url, backend, schema, small)
@@ -320,6 +382,17 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
                          goal_ratio=1.0 if tag == "sqlite" else None)
             results.append(goal(tag, res, "get_p50_s", ours_p["p50"], p99_s=ours_p["p99"], naive_p99_s=naive_p["p99"],
                                 async_repository_p50_s=async_p["p50"], async_repository_p99_s=async_p["p99"]))
+            # a single awaited get of the async repository against the bare driver (goal on both backends)
+            single = await single_gets(repo, bare, ids[:1000])
+            bare_name = "bare asyncpg prepared statement" if backend == "postgresql" else "bare aiosqlite SELECT by id"
+            results.append(Result(f"async get p50 among {label} [{tag}]", single["p50"]["ours"], f"{bare_name} p50",
+                                  single["p50"]["bare"], goal_ratio=1.0,
+                                  extra={"rounds_p50_s": {k: [round(x, 6) for x in v]
+                                                          for k, v in single["p50_rounds"].items()}}))
+            seq_s = single["seq"]["ours"]
+            seq = Result(f"100 sequential awaited gets among {label} [{tag}]", seq_s, bare_name, single["seq"]["bare"],
+                         extra={"rounds_s": {k: [round(x, 5) for x in v] for k, v in single["seq_rounds"].items()}})
+            results.append(goal(tag, seq, "sequential_100_gets_s", seq_s))
             chunks = [ids[i:i + 100] for i in range(0, 2000, 100)]
             gm = sorted(_timed(registry.get_many, c) for c in chunks)
             agm = sorted([await _atimed(repo.get_many, c) for c in chunks])
@@ -363,6 +436,7 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
         registry.close()
         await repo.close()
         await naive.conn.close()
+        await bare.close()
     return results
 
 

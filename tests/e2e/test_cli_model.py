@@ -114,3 +114,65 @@ def test_database_url_from_environment(tmp_path: Path) -> None:
     proc = hq("model", "list", "--format", "json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["rows"] == len(saved)
+
+
+def test_unusual_paths_open_where_they_point(tmp_path: Path) -> None:
+    folder = tmp_path / "a #b?c%d é"
+    db = f"sqlite:///{folder}/registry.db"
+    saved = seed(db)
+    assert (folder / "registry.db").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # nothing at a path cut at "#" or "?"
+    proc = hq("model", "list", "--db", db, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert {m["id"] for m in json.loads(proc.stdout)["models"]} == {m.id for m in saved}
+    # the default registry under an HQ_HOME with the same characters
+    from hikyuu_qlib.settings import Settings
+
+    home = tmp_path / "home #?% é"
+    env = {k: v for k, v in os.environ.items() if k != "HQ_DATABASE_URL"} | {"HQ_HOME": str(home)}
+    seed(Settings(home=home).registry_url)
+    assert (home / "registry.db").is_file()
+    listed = hq("model", "list", "--format", "json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["rows"] == 7
+
+
+def test_read_only_commands_never_create_a_registry(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "registry.db"
+    for args in (("list",), ("list", "--format", "json"), ("show", "01ARZ3NDEK"), ("rm", "01ARZ3NDEK"),
+                 ("promote", "01ARZ3NDEK")):
+        proc = hq("model", *args, "--db", f"sqlite:///{missing}")
+        assert proc.returncode == 3, (args, proc.stderr)
+        flat = proc.stderr.replace("\n", "")  # (long lines wrap at 80 columns)
+        assert f"no registry at {missing}: the file does not exist" in flat
+    assert not (tmp_path / "nowhere").exists()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "HQ_DATABASE_URL"} | {"HQ_HOME": str(home)}
+    proc = hq("model", "list", env=env)
+    assert proc.returncode == 3 and "no registry at" in proc.stderr.replace("\n", "")
+    assert list(home.iterdir()) == []
+
+
+def test_passwords_in_registry_urls_are_masked(pg_url: str) -> None:
+    secret = "s3cret-in-url"
+    host = pg_url.split("@", 1)[1].rsplit("/", 1)[0]
+    missing_db = f"postgresql://postgres:{secret}@{host}/hq_no_such_db_{str(ULID()).lower()}"
+    proc = hq("model", "list", "--db", missing_db)
+    assert proc.returncode == 3, proc.stderr
+    flat = proc.stderr.replace("\n", "")
+    assert f"postgres:***@{host}/hq_no_such_db" in flat and "does not exist" in flat
+    assert secret not in proc.stderr
+    # nothing listens on port 1: transient faults until the deadline, logged and reported masked
+    env = {**os.environ, "HQ_REGISTRY_RETRY_DEADLINE": "0.5"}
+    refused = hq("-v", "--log-format", "json", "model", "list", "--db",
+                 f"postgresql://postgres:{secret}@127.0.0.1:1/test", env=env)
+    assert refused.returncode == 1, refused.stderr
+    logged = [json.loads(line)["msg"] for line in refused.stderr.splitlines() if line.startswith("{")]
+    assert any(m.startswith("transient fault of registry postgresql://postgres:***@127.0.0.1:1/test")
+               for m in logged), refused.stderr
+    assert "postgres:***@127.0.0.1:1/test" in refused.stderr.replace("\n", "").split("error:")[-1]
+    assert secret not in refused.stderr
+    bad = hq("model", "list", "--db", f"mysql://root:{secret}@db.example/x")
+    assert bad.returncode == 2 and "root:***@db.example" in bad.stderr.replace("\n", "")
+    assert secret not in bad.stderr

@@ -214,3 +214,40 @@ async def test_migrations_are_idempotent_and_url_errors_clear(target: Target) ->
     from hikyuu_qlib.registry import migrate
 
     assert migrate.head_revision() == migrate.HEAD  # the fast path's constant follows the migrations
+
+
+def _nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+async def test_both_backends_store_the_same_values_and_refuse_the_same(repo: AsyncModelRepository,
+                                                                      target: Target) -> None:
+    # at the limits: every backend stores them and gives them back unchanged
+    edge = sample("名" * 200, feature_set="f" * 200, universe="u" * 200, label="é\u2028 ✓",
+                  hyperparameters={"max": 2**64 - 1, "min": -(2**63), "deep": _nested(253), "s": "ü"},
+                  tags={"ключ": "値"})
+    saved = await repo.save(edge)
+    assert await repo.get(saved.id) == saved
+    with ModelRegistry(target.url, target.options) as reg:
+        assert reg.get(saved.id) == saved
+        assert reg.save_many([sample("f" * 200, 1)])[0].version == 1
+    # beyond them: refused when the record is made, the same way for both (never a driver error at save)
+    refused = [
+        ({"name": "n" * 201}, E.InvalidInputError),
+        ({"feature_set": "f" * 201}, E.InvalidInputError),
+        ({"name": "nul\x00name"}, E.InvalidInputError),
+        ({"label": "nul\x00"}, E.InvalidInputError),
+        ({"tags": {"owner": "nul\x00"}}, E.InvalidInputError),
+        ({"hyperparameters": {"objective": "nul\x00"}}, E.InvalidHyperparametersError),
+        ({"hyperparameters": {"seed": 2**64}}, E.InvalidHyperparametersError),
+        ({"metrics": {"n": -(2**63) - 1}}, E.InvalidMetricsError),
+        ({"hyperparameters": {"deep": _nested(254)}}, E.InvalidHyperparametersError),
+    ]
+    for changes, error in refused:
+        name = str(changes.pop("name", "refused"))
+        with pytest.raises(error):
+            await repo.save(sample(name, **changes))
+    assert await repo.count() == 2

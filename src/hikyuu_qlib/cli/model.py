@@ -45,9 +45,10 @@ FormatOption = Annotated[
 
 
 def _registry(db: str | None) -> Any:
+    """The registry at ``db``; it must exist (these commands never create one: exit 3 when it is missing)."""
     from hikyuu_qlib.app import open_registry
 
-    return open_registry(db, sync=True)
+    return open_registry(db, sync=True, create=False)
 
 
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:

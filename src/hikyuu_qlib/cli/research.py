@@ -229,7 +229,7 @@ def evaluate(
     from hikyuu_qlib.modelling.predictor import Predictor
 
     settings = _settings()
-    with open_registry(db, settings=settings, sync=True) as registry:
+    with open_registry(db, settings=settings, sync=True, create=False) as registry:
         full = registry.resolve(model_id)
         record = registry.get(full)
         spans = from_record_segments(record.segments)
@@ -308,7 +308,7 @@ def predict(
         raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
     settings = _settings()
     dates = DateRange.of(start, end)
-    with open_registry(db, settings=settings, sync=True) as registry:
+    with open_registry(db, settings=settings, sync=True, create=False) as registry:
         full = registry.resolve(model_id)
         record = registry.get(full)
         store = _open_source(source or record.tags.get("source"), settings)

@@ -13,6 +13,7 @@ Every error the library raises on purpose derives from :class:`HQError`::
     │   ├── UnknownCodeError         a code the store does not know
     │   ├── NoBarsError              a code the store lists but holds no bars for ("without bars")
     │   ├── ModelNotFoundError       a model id (or id prefix) the registry does not hold
+    │   ├── RegistryNotFoundError    no registry at that path or in that database
     │   └── ArtifactNotFoundError    a model artifact file that is missing
     ├── DataFormatError              a file that exists but cannot be read (corrupt, truncated)
     │   ├── ArtifactIntegrityError   an artifact whose sha256 or size does not match its record
@@ -22,7 +23,8 @@ Every error the library raises on purpose derives from :class:`HQError`::
 
     Model registry input errors (all InvalidInputError):
         UnknownModelTypeError, UnknownModelStatusError, IllegalTransitionError,
-        InvalidHyperparametersError, InvalidMetricsError, InvalidCursorError, AmbiguousIdError
+        InvalidHyperparametersError, InvalidMetricsError, InvalidCursorError, AmbiguousIdError,
+        RegistryAccessError (the database refused the URL's credentials or role)
 
 Messages always quote the offending input (code, path, field) so that a user can act on them.
 """
@@ -124,6 +126,16 @@ class ModelNotFoundError(NotFoundError):
     """A model id (or id prefix) that the registry does not hold."""
 
 
+class RegistryNotFoundError(NotFoundError):
+    """No registry where the URL points: a SQLite file or a PostgreSQL database that does not exist, or a
+    database without the registry's tables (commands that only read never create one)."""
+
+
+class RegistryAccessError(InvalidInputError):
+    """The registry database refused the connection: wrong password, unknown role, no permission.
+    Not transient: it fails at once, not after the retries."""
+
+
 class ArtifactNotFoundError(NotFoundError):
     """A model artifact that is missing from the artifact store."""
 
@@ -137,4 +149,5 @@ class ArtifactLocationError(DataFormatError):
 
 
 class RegistryUnavailableError(HQError):
-    """The registry database kept failing with transient faults after the bounded retries."""
+    """The registry database kept failing with transient faults until the retry deadline, or cannot be
+    reached at all (an unknown host)."""

@@ -8,6 +8,13 @@ Validation happens on construction, so a record that exists is a valid record:
 * ``metrics`` must be JSON with finite numbers only (:class:`InvalidMetricsError`);
 * status changes follow :data:`TRANSITIONS` (:class:`IllegalTransitionError`).
 
+What every registry backend can store is checked here, with one rule for SQLite and PostgreSQL (PostgreSQL
+would refuse, or SQLite accept, what the other does not): ``name``, ``feature_set`` and ``universe`` hold at
+most :data:`MAX_NAME_LENGTH` characters; no text (fields, tags, JSON keys and strings) holds a NUL character
+or an unpaired surrogate; JSON holds only objects, arrays, strings, finite floats, integers within 64 bits
+(``-2**63`` to ``2**64 - 1``) and ``true``/``false``/``null``, objects keyed by strings, nested at most
+:data:`MAX_JSON_DEPTH` deep (the registry's JSON codec, orjson, encodes nothing else).
+
 The id is a ULID: unique and sortable by creation time. ``version`` counts models of the same name
 (1, 2, …) and is assigned by the registry on first save, so a new record has ``version=None``.
 """
@@ -101,6 +108,63 @@ TRANSITIONS: Mapping[ModelStatus, frozenset[ModelStatus]] = {
 }
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+#: The longest ``name``, ``feature_set`` and ``universe`` (VARCHAR(200) columns), in characters.
+MAX_NAME_LENGTH = 200
+#: The deepest nesting of JSON objects and arrays the registry's codec encodes (orjson's limit).
+MAX_JSON_DEPTH = 254
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def check_text(value: Any, what: str, *, limit: int | None = None,
+               error: type[InvalidInputError] = InvalidInputError) -> str:
+    """A string every backend stores as given: no NUL, no unpaired surrogate, at most ``limit`` characters."""
+    if not isinstance(value, str):
+        raise error(f"invalid {what} {value!r}: expected a string")
+    if limit is not None and len(value) > limit:
+        raise error(f"{what} is {len(value)} characters long: at most {limit} are stored ({value[:40]!r}…)")
+    if "\x00" in value:
+        raise error(f"{what} {value[:60]!r} contains a NUL character, which the registry cannot store")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise error(f"{what} {value[:60]!r} is not valid Unicode (an unpaired surrogate)") from None
+    return value
+
+
+def check_json(value: Any, what: str, error: type[InvalidInputError]) -> None:
+    """JSON the registry stores on every backend (see the module notes), or ``error`` naming the place."""
+    _walk_json(value, what, 0, error)
+
+
+def _walk_json(value: Any, path: str, depth: int, error: type[InvalidInputError]) -> None:
+    kind = type(value)
+    if value is None or kind is bool or (kind is str and "\x00" not in value and value.isascii()):
+        return
+    if isinstance(value, str):
+        check_text(value, path, error=error)
+    elif isinstance(value, int) and kind is not bool:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise error(f"{path} is {value}: integers beyond 64 bits cannot be stored")
+    elif kind is float:
+        if not math.isfinite(value):
+            raise error(f"{path} is {value}: numbers must be finite")
+    elif isinstance(value, dict | list | tuple):
+        if depth >= MAX_JSON_DEPTH:
+            raise error(f"{path} is nested more than {MAX_JSON_DEPTH} levels deep: it cannot be stored")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):  # it would come back as a string: the record would change
+                    raise error(f"{path} has the key {key!r} of type {type(key).__name__}: JSON keys are strings")
+                check_text(key, f"key {key[:40]!r} of {path}", error=error)
+                _walk_json(item, f"{path}.{key}", depth + 1, error)
+        else:
+            for i, item in enumerate(value):
+                _walk_json(item, f"{path}[{i}]", depth + 1, error)
+    else:
+        raise error(f"{path} is {value!r} of type {kind.__module__}.{kind.__qualname__}: not a JSON value "
+                    "(convert it to a str, int, float, bool, list or dict)")
 SEGMENT_NAMES = ("train", "valid", "test")
 
 
@@ -115,6 +179,7 @@ class ArtifactRef:
     def __post_init__(self) -> None:
         if not self.uri:
             raise InvalidInputError("artifact uri must not be empty")
+        check_text(self.uri, "artifact uri")
         if not _SHA256.match(self.sha256):
             raise InvalidInputError(f"invalid artifact sha256 {self.sha256!r}: expected 64 lowercase hex digits")
         if self.size < 0:
@@ -192,11 +257,9 @@ def check_hyperparameters(value: Any) -> JSONObject:
     """A JSON object of hyperparameters (finite numbers), or :class:`InvalidHyperparametersError`."""
     if not isinstance(value, Mapping):
         raise InvalidHyperparametersError(f"hyperparameters must be a JSON object, got {type(value).__name__}")
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidHyperparametersError(f"hyperparameters are not JSON: {exc}") from None
-    return dict(value)
+    out = dict(value)
+    check_json(out, "hyperparameters", InvalidHyperparametersError)
+    return out
 
 
 def check_metrics(value: Any) -> JSONObject:
@@ -204,11 +267,9 @@ def check_metrics(value: Any) -> JSONObject:
     if not isinstance(value, Mapping):
         raise InvalidMetricsError(f"metrics must be a JSON object, got {type(value).__name__}")
     _check_finite(value, "metrics")
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMetricsError(f"metrics are not JSON: {exc}") from None
-    return dict(value)
+    out = dict(value)
+    check_json(out, "metrics", InvalidMetricsError)
+    return out
 
 
 def _check_finite(value: Any, path: str) -> None:
@@ -228,6 +289,8 @@ def check_tags(value: Any) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not key or not isinstance(item, str):
             raise InvalidInputError(f"invalid tag {key!r}={item!r}: keys and values are non-empty strings")
+        check_text(key, "tag key")
+        check_text(item, f"tag {key[:40]!r}")
     return dict(value)
 
 
@@ -260,6 +323,10 @@ class Model:
             raise InvalidInputError(f"invalid model id {self.id!r}: expected a 26-character ULID") from None
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError(f"invalid model name {self.name!r}: must be a non-empty string")
+        check_text(self.name, "model name", limit=MAX_NAME_LENGTH)
+        check_text(self.feature_set, "feature_set", limit=MAX_NAME_LENGTH)
+        check_text(self.universe, "universe", limit=MAX_NAME_LENGTH)
+        check_text(self.label, "label")
         if self.version is not None and (not isinstance(self.version, int) or self.version < 1):
             raise InvalidInputError(f"invalid model version {self.version!r}: expected a positive integer")
         set_(self, "model_type", ModelType.parse(self.model_type))

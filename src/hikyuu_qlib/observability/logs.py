@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Literal
 
+from hikyuu_qlib.observability.redact import RedactingFilter
+
 LogFormat = Literal["text", "json"]
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -47,6 +49,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
         from rich.logging import RichHandler
 
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    handler.addFilter(RedactingFilter())  # no password of a URL reaches a log line
     setattr(handler, "_hq", True)  # noqa: B010 - marks handlers this function owns
     root.addHandler(handler)
     root.setLevel(level.upper())

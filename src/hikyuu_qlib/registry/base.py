@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,9 +11,9 @@ from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, Model
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.registry import query as q
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
-from hikyuu_qlib.registry.codec import from_row, with_version
+from hikyuu_qlib.registry.codec import with_version
 from hikyuu_qlib.registry.cursor import CursorCodec
-from hikyuu_qlib.registry.engine import Backend, RegistryOptions, parse_url, sqlite_path
+from hikyuu_qlib.registry.engine import Backend, RegistryOptions, describe, parse_url, sqlite_path, sqlite_uri
 from hikyuu_qlib.registry.retry import RetryPolicy
 from hikyuu_qlib.registry.tables import registry_meta
 
@@ -30,7 +30,12 @@ class RegistryCore:
         self.sqlite_path = sqlite_path(parsed) if backend == "sqlite" else None
         self.backend: Backend = backend
         self.options = options or RegistryOptions()
-        self.policy = RetryPolicy(attempts=self.options.retry_attempts)
+        # the database as messages name it (a PostgreSQL URL with its password masked)
+        self.where = sqlite_path(parsed).as_posix() if backend == "sqlite" else describe(url)
+        if backend == "postgresql" and self.options.schema:
+            self.where += f" (schema {self.options.schema})"
+        self.policy = RetryPolicy(attempts=self.options.retry_attempts, deadline=self.options.retry_deadline,
+                                  where=self.where)
         self.upsert_one = q.upsert_one_statement(backend)
         self.upsert_many = q.pg_upsert_many_sql() if backend == "postgresql" else None
         self.get_one = q.get_statement()
@@ -42,7 +47,8 @@ class RegistryCore:
         """SQLite: a started background WAL checkpointer for this database (the caller stops it)."""
         if self.sqlite_path is None:
             return None
-        return WalCheckpointer(self.sqlite_path, busy_timeout_ms=self.options.busy_timeout_ms).start()
+        return WalCheckpointer(self.sqlite_path, uri=sqlite_uri(self.sqlite_path, create=False),
+                               busy_timeout_ms=self.options.busy_timeout_ms).start()
 
     def set_cursor_key(self, key: str | None) -> None:
         if not key:
@@ -65,9 +71,9 @@ class RegistryCore:
         return None if cursor is None else self.cursors.decode(cursor, order.value, flt.fingerprint())
 
     def page(self, rows: Sequence[Sequence[Any]], order: q.ModelOrder, flt: q.ModelFilter,
-             limit: int) -> q.Page[Model]:
+             limit: int, to_model: Callable[[Sequence[Any]], Model]) -> q.Page[Model]:
         """Rows fetched with ``limit + 1``: the extra row only tells that there is a next page."""
-        items = [from_row(r) for r in rows[:limit]]
+        items = [to_model(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             next_cursor = self.cursors.encode(order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1]))
@@ -77,6 +83,11 @@ class RegistryCore:
     def with_versions(models: Sequence[Model], versions: Iterable[tuple[str, int]]) -> list[Model]:
         by_id = dict(versions)
         return [with_version(m, by_id[m.id]) for m in models]
+
+    @staticmethod
+    def saved(stored: Model | None, model: Model) -> bool:
+        """Whether ``stored`` (read back after a commit in doubt) is ``model`` as it was written."""
+        return stored is not None and stored == with_version(model, stored.version or 0)
 
     @staticmethod
     def check_ids(ids: Iterable[str]) -> list[str]:

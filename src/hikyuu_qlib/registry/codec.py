@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
 
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType, Segments
 from hikyuu_qlib.registry.tables import COLUMNS
@@ -46,16 +48,40 @@ def to_row(model: Model) -> dict[str, Any]:
     return dict(zip(UPSERT_COLUMNS, to_values(model), strict=True))
 
 
-def from_row(row: Sequence[Any]) -> Model:
+class SegmentsMemo:
+    """Segments parsed from their stored JSON, remembered (models share a few spans; a Segments is
+    immutable, so one instance serves every record that has those spans)."""
+
+    __slots__ = ("_known", "_size")
+
+    def __init__(self, size: int = 1024) -> None:
+        self._known: dict[str | tuple[Any, ...], Segments] = {}
+        self._size = size
+
+    def __call__(self, data: Any) -> Segments:
+        """The segments of stored JSON: its text (keyed as it is) or a decoded object."""
+        try:
+            key = data if isinstance(data, str) else tuple((k, *v) for k, v in data.items())
+            found = self._known.get(key)
+        except (AttributeError, TypeError):
+            return Segments.from_json(data)
+        if found is None:
+            found = Segments.from_json(orjson.loads(data) if isinstance(data, str) else data)
+            if len(self._known) < self._size:
+                self._known[key] = found
+        return found
+
+
+def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = Segments.from_json) -> Model:
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
     record is rebuilt without re-running the checks (reads are the hot path)."""
-    (id_, name, version, model_type, status, hyper, feature_set, universe, segments, label, metrics,
+    (id_, name, version, model_type, status, hyper, feature_set, universe, segs, label, metrics,
      a_uri, a_sha, a_size, tags, chash, created, updated) = row
     created_at = from_micros(created)
     return _assemble((
         id_, name, _TYPES.get(model_type) or ModelType.parse(model_type), version,
         _STATUSES.get(status) or ModelStatus.parse(status), hyper, feature_set, universe,
-        Segments.from_json(segments) if segments else _NO_SEGMENTS, label, metrics,
+        segments(segs) if segs else _NO_SEGMENTS, label, metrics,
         None if a_uri is None else ArtifactRef(a_uri, a_sha, a_size), tags, chash,
         created_at, created_at if updated == created else from_micros(updated),
     ))
@@ -76,7 +102,8 @@ def with_version(model: Model, version: int) -> Model:
 def _assemble(values: Sequence[Any]) -> Model:
     """A model from its field values in slot order, trusted (no validation: reads are the hot path)."""
     model = object.__new__(Model)
-    for put, value in zip(_SLOT_SETTERS, values, strict=True):
+    # (not strict: every caller passes one value per slot, and a strict zip costs more than the rest here)
+    for put, value in zip(_SLOT_SETTERS, values, strict=False):
         put(model, value)
     return model
 

@@ -17,13 +17,12 @@ import orjson
 import sqlalchemy as sa
 
 from hikyuu_qlib.domain.model import Model
-from hikyuu_qlib.registry.codec import from_row, to_row
+from hikyuu_qlib.registry.codec import SegmentsMemo, from_row, to_row
 from hikyuu_qlib.registry.tables import COLUMNS
 from hikyuu_qlib.registry.writes import json_text
 
 JSON_COLUMNS = ("hyperparameters", "segments", "metrics", "tags")
-_JSON_INDEX = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
-_H, _S, _M, _T = _JSON_INDEX
+_H, _M, _T = (COLUMNS.index(c) for c in ("hyperparameters", "metrics", "tags"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +42,7 @@ class RowCodec:
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
+        self.segments = SegmentsMemo()
 
     @staticmethod
     def params(model: Model) -> dict[str, Any]:
@@ -52,18 +52,19 @@ class RowCodec:
         return row
 
     def model(self, row: Sequence[Any]) -> Model:
-        return from_row(self.decoded(row))
+        return from_row(self.decoded(row), self.segments)
 
     @staticmethod
     def decoded(row: Sequence[Any]) -> Sequence[Any]:
-        """The row with its four JSON texts decoded in one parse (one ``loads`` call, not four).
+        """The row with its JSON texts decoded in one parse (one ``loads`` call, not three); the segments
+        stay text, which :meth:`model` parses once per distinct text (:class:`~.codec.SegmentsMemo`).
 
-        sqlite3 and SQLAlchemy's asyncpg setup hand JSON over as text; psycopg decodes it already."""
-        h, s, m, t = row[_H], row[_S], row[_M], row[_T]
+        sqlite3 and asyncpg hand JSON over as text; psycopg decodes it already."""
+        h, m, t = row[_H], row[_M], row[_T]
         if not isinstance(h, str):
             return row
         values = list(row)
-        values[_H], values[_S], values[_M], values[_T] = orjson.loads(f"[{h},{s},{m},{t}]")
+        values[_H], values[_M], values[_T] = orjson.loads(f"[{h},{m},{t}]")
         return values
 
 

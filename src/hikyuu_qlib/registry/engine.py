@@ -6,10 +6,18 @@ durable once the WAL is checkpointed or at the next fsync; a power cut can lose 
 corrupts the database; an application crash loses nothing), a busy timeout and foreign keys on.
 SQLite write transactions start with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout
 instead of failing when a read transaction would have to be upgraded.
+
+A SQLite URL's path is taken literally: everything after ``sqlite:///`` is the file name, so names with
+``#``, ``?``, ``%``, spaces or non-ASCII characters work (there is no query string and no %-escape); the
+driver opens it through a ``file:`` URI built with the path escaped. With ``RegistryOptions(create=False)``
+(commands that only read) a missing file is a :class:`RegistryNotFoundError` and nothing is created.
+URLs in messages have their password masked (:func:`describe`).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +29,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.errors import InvalidInputError, RegistryNotFoundError
+from hikyuu_qlib.observability.redact import mask_url
 from hikyuu_qlib.registry.checkpoint import BACKSTOP_PAGES
 from hikyuu_qlib.settings import Settings
 
@@ -47,9 +56,12 @@ class RegistryOptions:
     pool_pre_ping: bool = True
     pool_recycle: int = 1800
     busy_timeout_ms: int = 5000
-    retry_attempts: int = 8
+    retry_attempts: int = 100
+    retry_deadline: float = 30.0  # seconds of transient faults ridden out (see registry.retry)
+    connect_timeout: float = 10.0
     application_name: str = "hikyuu_qlib"
     schema: str | None = None  # PostgreSQL search_path (tests use one schema each)
+    create: bool = True  # False: the registry must exist already (read-only commands create nothing)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RegistryOptions:
@@ -61,38 +73,70 @@ class RegistryOptions:
             "pool_recycle": settings.registry_pool_recycle,
             "busy_timeout_ms": settings.registry_busy_timeout_ms,
             "retry_attempts": settings.registry_retry_attempts,
+            "retry_deadline": settings.registry_retry_deadline,
+            "connect_timeout": settings.registry_connect_timeout,
         }
         values.update(overrides)
         return cls(**values)
 
 
+_SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?:///(?P<path>.*)", re.DOTALL)
+
+
+def describe(url: str) -> str:
+    """The URL as messages and logs show it: its password masked."""
+    return mask_url(url)
+
+
 def parse_url(url: str) -> tuple[Backend, URL]:
     """Check a registry URL and name its backend; ``InvalidInputError`` for anything else."""
+    literal = _SQLITE_URL.fullmatch(url)
+    if literal is not None:
+        path = literal["path"]
+        if not path or path == ":memory:":
+            raise InvalidInputError(f"invalid registry URL {describe(url)!r}: SQLite needs a file, sqlite:///PATH")
+        return "sqlite", URL.create("sqlite", database=path)
     try:
         parsed = make_url(url)
     except Exception:
-        raise InvalidInputError(f"invalid registry URL {url!r}: expected sqlite:///PATH or postgresql://…") from None
+        raise InvalidInputError(
+            f"invalid registry URL {describe(url)!r}: expected sqlite:///PATH or postgresql://…"
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise InvalidInputError(f"invalid registry URL {url!r}: SQLite needs a file, sqlite:///PATH")
-        return "sqlite", parsed
+        raise InvalidInputError(f"invalid registry URL {describe(url)!r}: SQLite needs a file, sqlite:///PATH")
     if backend in {"postgresql", "postgres"}:
         return "postgresql", parsed.set(drivername="postgresql")
-    raise InvalidInputError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or postgresql://…")
+    raise InvalidInputError(f"unsupported registry URL {describe(url)!r}: expected sqlite:///PATH or postgresql://…")
 
 
 def sqlite_path(url: URL) -> Path:
     return Path(url.database or "").expanduser()
 
 
-def _driver_url(url: str, *, asynchronous: bool) -> tuple[Backend, URL]:
+def sqlite_uri(path: Path, *, create: bool) -> str:
+    """The ``file:`` URI of a SQLite database, its path escaped (``#``, ``?``, ``%``, spaces, non-ASCII);
+    mode ``rwc`` creates a missing file, ``rw`` fails instead."""
+    return f"{path.resolve().as_uri()}?mode={'rwc' if create else 'rw'}"
+
+
+def missing_sqlite(path: Path) -> RegistryNotFoundError:
+    if path.is_dir():
+        return RegistryNotFoundError(f"no registry at {path}: it is a directory, not a registry file")
+    return RegistryNotFoundError(f"no registry at {path}: the file does not exist (nothing was saved there yet)")
+
+
+def _driver_url(url: str, options: RegistryOptions, *, asynchronous: bool) -> tuple[Backend, URL]:
     backend, parsed = parse_url(url)
     if backend == "sqlite":
         path = sqlite_path(parsed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return backend, parsed.set(drivername="sqlite+aiosqlite" if asynchronous else "sqlite+pysqlite",
-                                   database=str(path))
+        if options.create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise missing_sqlite(path)
+        driver = "sqlite+aiosqlite" if asynchronous else "sqlite+pysqlite"
+        return backend, URL.create(driver, database=sqlite_uri(path, create=options.create),
+                                   query={"uri": "true"})
     return backend, parsed.set(drivername="postgresql+asyncpg" if asynchronous else "postgresql+psycopg")
 
 
@@ -117,9 +161,11 @@ def _engine_kwargs(backend: Backend, options: RegistryOptions, *, asynchronous: 
         settings = {"application_name": options.application_name}
         if options.schema:
             settings["search_path"] = options.schema
-        kwargs["connect_args"] = {"server_settings": settings}
+        kwargs["connect_args"] = {"server_settings": settings, "timeout": options.connect_timeout}
     else:
-        connect: dict[str, Any] = {"application_name": options.application_name}
+        # libpq counts whole seconds, at least 2
+        connect: dict[str, Any] = {"application_name": options.application_name,
+                                   "connect_timeout": max(2, math.ceil(options.connect_timeout))}
         if options.schema:
             connect["options"] = f"-csearch_path={options.schema}"
         kwargs["connect_args"] = connect
@@ -150,7 +196,7 @@ def create_async_registry_engine(url: str, options: RegistryOptions) -> tuple[Ba
     """An async engine (aiosqlite or asyncpg) with the pool configured; no connection is made yet."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    backend, driver_url = _driver_url(url, asynchronous=True)
+    backend, driver_url = _driver_url(url, options, asynchronous=True)
     engine = create_async_engine(driver_url, **_engine_kwargs(backend, options, asynchronous=True))
     if backend == "sqlite":
         _sqlite_hooks(engine.sync_engine, options)
@@ -159,8 +205,17 @@ def create_async_registry_engine(url: str, options: RegistryOptions) -> tuple[Ba
 
 def create_sync_registry_engine(url: str, options: RegistryOptions) -> tuple[Backend, Engine]:
     """A sync engine (sqlite3 or psycopg 3) with the pool configured; no connection is made yet."""
-    backend, driver_url = _driver_url(url, asynchronous=False)
+    backend, driver_url = _driver_url(url, options, asynchronous=False)
     engine = sa.create_engine(driver_url, **_engine_kwargs(backend, options, asynchronous=False))
     if backend == "sqlite":
         _sqlite_hooks(engine, options)
     return backend, engine
+
+
+def asyncpg_connect_kwargs(engine: AsyncEngine, options: RegistryOptions) -> dict[str, Any]:
+    """What ``asyncpg.connect`` needs to open a connection like the engine's pool does."""
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    for adapter_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        kwargs.pop(adapter_only, None)
+    kwargs.update(_engine_kwargs("postgresql", options, asynchronous=True)["connect_args"])
+    return dict(kwargs)

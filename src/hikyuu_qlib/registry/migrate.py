@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from hikyuu_qlib.domain.errors import RegistryNotFoundError
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -43,14 +45,17 @@ def current_revision(conn: sa.Connection) -> str | None:
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
-def upgrade(conn: sa.Connection) -> None:
-    """Bring the schema to head inside the connection's (write) transaction."""
+def upgrade(conn: sa.Connection, *, create: bool = True, where: str = "the database") -> None:
+    """Bring the schema to head inside the connection's (write) transaction. With ``create=False`` a
+    database without the registry's tables is a :class:`RegistryNotFoundError` (nothing is created)."""
     if conn.dialect.name == "postgresql":
         schema = conn.exec_driver_sql("SELECT current_schema()").scalar() or "public"
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"hq_registry:{schema}"})
     current = current_revision(conn)
     if current == HEAD:
         return
+    if current is None and not create:
+        raise RegistryNotFoundError(f"no registry in {where}: it holds no registry tables")
     from alembic import command
 
     log.info("migrating registry schema from %s to %s", current or "empty", head_revision())

@@ -5,13 +5,15 @@ Use it as an async context manager (``async with AsyncModelRepository(url) as re
 SQLAlchemy builds and compiles every statement and owns the async pool; operations run the compiled SQL
 on the pooled driver connection (:mod:`hikyuu_qlib.registry.async_driver`). Every operation is one short
 transaction, retried as a whole on transient faults (:mod:`hikyuu_qlib.registry.retry`); a connection
-found dead is invalidated so the pool replaces it. ``get`` calls that arrive in the same event-loop turn
-are served by one ``get_many`` query (see :class:`GetBatcher`).
+found dead is invalidated so the pool replaces it. A single ``get`` goes straight to the database
+(:mod:`hikyuu_qlib.registry.point_reads`); ``get`` calls that arrive while that path is busy, in the same
+event-loop turn, are served by one ``get_many`` query (see :class:`GetBatcher`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -33,9 +35,17 @@ from hikyuu_qlib.registry.engine import (
     SCAN_END,
     WRITE,
     RegistryOptions,
+    asyncpg_connect_kwargs,
     create_async_registry_engine,
+    sqlite_uri,
 )
-from hikyuu_qlib.registry.retry import leaves_connection_usable, retry_async
+from hikyuu_qlib.registry.point_reads import YIELD_EVERY, PgPointReader, SqlitePointReader
+from hikyuu_qlib.registry.retry import (
+    CommitInDoubt,
+    is_connection_lost,
+    leaves_connection_usable,
+    retry_async,
+)
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
 T = TypeVar("T")
@@ -88,6 +98,8 @@ class AsyncModelRepository:
         self._sql: dict[str, Positional] = {}
         self._checkpointer: WalCheckpointer | None = None
         self._batcher = GetBatcher(self._fetch_many)
+        self._sqlite_reader: SqlitePointReader | None = None
+        self._pg_reader: PgPointReader | None = None
 
     @property
     def backend(self) -> str:
@@ -110,19 +122,32 @@ class AsyncModelRepository:
         try:
             writer = engine.execution_options(**WRITE)
 
+            options = self._core.options
+
+            def upgrade_sync(conn: sa.Connection) -> None:
+                migrate.upgrade(conn, create=options.create, where=self._core.where)
+
             async def upgrade() -> None:
                 async with writer.begin() as conn:
-                    await conn.run_sync(migrate.upgrade)
+                    await conn.run_sync(upgrade_sync)
 
             await retry_async(upgrade, self._core.policy)
             self._compile(engine.dialect)
             rows = await self._run(lambda d: d.fetch(self._sql["cursor_key"]), write=False)
             self._core.set_cursor_key(rows[0][0] if rows else None)
             self._checkpointer = self._core.checkpointer()
+            self._open_point_reader(engine)
         except BaseException:
             await self.close()
             raise
         return self
+
+    def _open_point_reader(self, engine: AsyncEngine) -> None:
+        get_sql = self._sql["get"].sql
+        if self._core.sqlite_path is not None:
+            self._sqlite_reader = SqlitePointReader(sqlite_uri(self._core.sqlite_path, create=False), get_sql)
+        else:
+            self._pg_reader = PgPointReader(asyncpg_connect_kwargs(engine, self._core.options), get_sql)
 
     def _compile(self, dialect: sa.Dialect) -> None:
         backend = self._core.backend
@@ -142,6 +167,12 @@ class AsyncModelRepository:
             self._sql["upsert_many"] = Positional.compile(self._core.upsert_many, dialect)
 
     async def close(self) -> None:
+        sqlite_reader, self._sqlite_reader = self._sqlite_reader, None
+        if sqlite_reader is not None:
+            sqlite_reader.close()
+        pg_reader, self._pg_reader = self._pg_reader, None
+        if pg_reader is not None:
+            await pg_reader.close()
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
             await asyncio.to_thread(checkpointer.stop)
@@ -158,9 +189,11 @@ class AsyncModelRepository:
 
     # --- transactions -------------------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool, scan: bool = False) -> T:
+    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool, scan: bool = False,
+                   confirm: Callable[[T], Awaitable[T | None]] | None = None) -> T:
         """One transaction (reads: one autocommit statement) on a pooled connection, retried whole. A
-        ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`)."""
+        ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`). A write whose
+        connection is lost during COMMIT is settled by ``confirm`` (see :mod:`~.retry`)."""
         engine, backend = self.engine, self._core.backend
         scan = scan and backend == "sqlite"
 
@@ -168,6 +201,7 @@ class AsyncModelRepository:
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 driver = AsyncDriver(raw.driver_connection, backend)
+                committing, result = False, None
                 try:
                     if scan:
                         await driver.execute_sql(SCAN_BEGIN, ())
@@ -175,6 +209,7 @@ class AsyncModelRepository:
                         await driver.begin()
                     result = await work(driver)
                     if write:
+                        committing = True
                         await driver.commit()
                     if scan:
                         await driver.execute_sql(SCAN_END, ())
@@ -187,9 +222,11 @@ class AsyncModelRepository:
                             await driver.rollback()
                         except Exception:
                             await conn.invalidate()
+                    if committing and is_connection_lost(error):
+                        raise CommitInDoubt(result) from error
                     raise
 
-        return await retry_async(attempt, self._core.policy)
+        return await retry_async(attempt, self._core.policy, confirm)
 
     # --- writes -------------------------------------------------------------------------------------
 
@@ -207,7 +244,11 @@ class AsyncModelRepository:
                     await d.execute_sql(sql, args)
             return int(rows[0][0])
 
-        return with_version(model, await self._run(work, write=True))
+        async def confirm(version: int) -> int | None:
+            stored = await self.find_by_id(model.id)
+            return stored.version if stored is not None and self._core.saved(stored, model) else None
+
+        return with_version(model, await self._run(work, write=True, confirm=confirm))
 
     async def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
@@ -228,7 +269,11 @@ class AsyncModelRepository:
                     await d.execute_sql(sql, args)
             return out
 
-        versions = await self._run(work, write=True)
+        async def confirm(done: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+            stored = {m.id: m for m in await self.get_many([m.id for c in chunks for m in c.models])}
+            return done if all(self._core.saved(stored.get(m.id), m) for c in chunks for m in c.models) else None
+
+        versions = await self._run(work, write=True, confirm=confirm)
         return self._core.with_versions([m for c in chunks for m in c.models], versions)
 
     async def delete(self, model_id: str) -> bool:
@@ -248,7 +293,10 @@ class AsyncModelRepository:
                 total += await d.execute(stmt, {"ids": ids_param(backend, wanted[i:i + q.CHUNK])})
             return total
 
-        return await self._run(work, write=True)
+        async def confirm(total: int) -> int | None:
+            return None if await self.get_many(wanted) else total
+
+        return await self._run(work, write=True, confirm=confirm)
 
     async def transition(self, model_id: str, target: ModelStatus | str) -> Model:
         """Move a model to ``target`` if the lifecycle allows it (compare-and-set on the status)."""
@@ -259,7 +307,15 @@ class AsyncModelRepository:
                       .where(models.c.id == changed.id, models.c.status == current.status.value)
                       .values(status=changed.status.value, updated_at=to_micros(changed.updated_at)))
             stmt = Positional.compile(update, self.engine.dialect)
-            if await self._run(lambda d, s=stmt: d.execute(s), write=True) == 1:  # type: ignore[misc]
+
+            async def confirm(count: int, want: Model = changed) -> int | None:
+                stored = await self.find_by_id(want.id)
+                done = stored is not None and (stored.status, stored.updated_at) == (want.status, want.updated_at)
+                return count if done else None
+
+            changed_rows = await self._run(lambda d, s=stmt: d.execute(s), write=True,  # type: ignore[misc]
+                                           confirm=confirm)
+            if changed_rows == 1:
                 return changed
         raise IllegalTransitionError(f"model {model_id} kept changing status; try again")
 
@@ -283,12 +339,27 @@ class AsyncModelRepository:
         return {m.id: m for m in map(self._rows.model, rows)}
 
     async def find_by_id(self, model_id: str) -> Model | None:
-        """The model with this id, or ``None``."""
+        """The model with this id, or ``None``. Straight to the database when it can (see
+        :mod:`~.point_reads`); else, with the gets of the same loop turn, in one query."""
+        sqlite_reader = self._sqlite_reader
+        if sqlite_reader is not None:
+            try:
+                row = sqlite_reader.read(model_id)
+            except sqlite3.Error:
+                return await self._batcher.load(model_id)
+            if sqlite_reader.reads % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a loop of awaited gets lets other tasks run
+            return None if row is None else self._rows.model(row)
+        pg_reader = self._pg_reader
+        if pg_reader is not None and not pg_reader.busy:
+            served, row = await pg_reader.read(model_id)
+            if served:
+                return None if row is None else self._rows.model(row)
         return await self._batcher.load(model_id)
 
     async def get(self, model_id: str) -> Model:
         """The model with this id, or :class:`ModelNotFoundError`."""
-        found = await self._batcher.load(model_id)
+        found = await self.find_by_id(model_id)
         if found is None:
             raise not_found(model_id)
         return found
@@ -317,7 +388,7 @@ class AsyncModelRepository:
         limit = self._core.check_limit(limit)
         after = self._core.after(cursor, order, flt)
         rows = await self._select(q.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan)
-        return self._core.page([self._rows.decoded(r) for r in rows], order, flt, limit)
+        return self._core.page(rows, order, flt, limit, self._rows.model)
 
     async def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                       batch: int = 1000) -> AsyncIterator[Model]:

@@ -29,7 +29,7 @@ from hikyuu_qlib.registry.engine import (
     RegistryOptions,
     create_sync_registry_engine,
 )
-from hikyuu_qlib.registry.retry import leaves_connection_usable, retry_sync
+from hikyuu_qlib.registry.retry import CommitInDoubt, is_connection_lost, leaves_connection_usable, retry_sync
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ class ModelRegistry:
 
             def upgrade() -> None:
                 with writer.begin() as conn:
-                    migrate.upgrade(conn)
+                    migrate.upgrade(conn, create=self._core.options.create, where=self._core.where)
 
             retry_sync(upgrade, self._core.policy)
             self._compile(engine.dialect)
@@ -115,12 +115,14 @@ class ModelRegistry:
 
     # --- transactions -------------------------------------------------------------------------------
 
-    def _run(self, work: Callable[[Cursor], T], *, write: bool, scan: bool = False) -> T:
+    def _run(self, work: Callable[[Cursor], T], *, write: bool, scan: bool = False,
+             confirm: Callable[[T], T | None] | None = None) -> T:
         """One transaction on a pooled connection, retried as a whole on transient faults.
 
         Reads run in autocommit (each is one statement with its own snapshot); SQLite writes take the
         write lock up front (``BEGIN IMMEDIATE``), so they wait on the busy timeout instead of failing.
         A ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`).
+        A write whose connection is lost during COMMIT is settled by ``confirm`` (see :mod:`~.retry`).
         """
         engine = self.engine
         sqlite = self._core.backend == "sqlite"
@@ -129,6 +131,7 @@ class ModelRegistry:
         def attempt() -> T:
             raw = engine.raw_connection()
             autocommit = not write and not sqlite
+            committing, result = False, None
             try:
                 if autocommit:  # a PostgreSQL read: one round trip, no BEGIN/COMMIT
                     raw.driver_connection.autocommit = True  # type: ignore[union-attr]
@@ -139,6 +142,7 @@ class ModelRegistry:
                     cursor.execute("BEGIN IMMEDIATE")
                 result = work(cursor)
                 if write:
+                    committing = True
                     raw.commit()
                 if scan:
                     cursor.execute(SCAN_END)
@@ -151,13 +155,15 @@ class ModelRegistry:
                         raw.rollback()
                     except Exception:
                         raw.invalidate()
+                if committing and is_connection_lost(error):
+                    raise CommitInDoubt(result) from error
                 raise
             finally:
                 if autocommit and raw.is_valid:
                     raw.driver_connection.autocommit = False  # type: ignore[union-attr]
                 raw.close()
 
-        return retry_sync(attempt, self._core.policy)
+        return retry_sync(attempt, self._core.policy, confirm)
 
     def _scalar(self, cursor: Cursor, name: str, params: dict[str, Any] | None = None) -> Any:
         defaults = self._defaults.get(name)
@@ -182,7 +188,11 @@ class ModelRegistry:
                     cur.execute(sql, args)
             return row[0]
 
-        return with_version(model, int(self._run(work, write=True)))
+        def confirm(version: Any) -> Any:
+            stored = self.find_by_id(model.id)
+            return stored.version if stored is not None and self._core.saved(stored, model) else None
+
+        return with_version(model, int(self._run(work, write=True, confirm=confirm)))
 
     def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
@@ -200,7 +210,11 @@ class ModelRegistry:
                     cur.execute(sql, args)
             return out
 
-        done = self._run(work, write=True)
+        def confirm(done: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+            stored = {m.id: m for m in self.get_many([m.id for c in chunks for m in c.models])}
+            return done if all(self._core.saved(stored.get(m.id), m) for c in chunks for m in c.models) else None
+
+        done = self._run(work, write=True, confirm=confirm)
         return self._core.with_versions([m for c in chunks for m in c.models], done)
 
     def delete(self, model_id: str) -> bool:
@@ -221,7 +235,10 @@ class ModelRegistry:
                 total += cur.rowcount
             return total
 
-        return self._run(work, write=True)
+        def confirm(total: int) -> int | None:
+            return None if self.get_many(wanted) else total
+
+        return self._run(work, write=True, confirm=confirm)
 
     def transition(self, model_id: str, target: ModelStatus | str) -> Model:
         """Move a model to ``target`` if the lifecycle allows it (compare-and-set on the status)."""
@@ -236,7 +253,12 @@ class ModelRegistry:
                 cur.execute(c.sql, c.params)
                 return int(cur.rowcount)
 
-            if self._run(work, write=True) == 1:
+            def confirm(count: int, want: Model = changed) -> int | None:
+                stored = self.find_by_id(want.id)
+                done = stored is not None and (stored.status, stored.updated_at) == (want.status, want.updated_at)
+                return count if done else None
+
+            if self._run(work, write=True, confirm=confirm) == 1:
                 return changed
         raise IllegalTransitionError(f"model {model_id} kept changing status; try again")
 
@@ -298,8 +320,7 @@ class ModelRegistry:
         order = q.ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
-        rows = [self._rows.decoded(r) for r in self._select(stmt, scan=scan)]
-        return self._core.page(rows, order, flt, limit)
+        return self._core.page(self._select(stmt, scan=scan), order, flt, limit, self._rows.model)
 
     def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
                 batch: int = 1000) -> Iterator[Model]:

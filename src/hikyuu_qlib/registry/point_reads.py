@@ -1,0 +1,110 @@
+"""The fast path of the async repository's single ``get``: straight to the database, no batching, no pool.
+
+The :class:`~hikyuu_qlib.registry.repository.GetBatcher` helps concurrent gets (one query for many), but a
+single awaited get would pay for it: a loop turn, a task, a pool checkout through SQLAlchemy's greenlet
+bridge (and a ping on PostgreSQL), a hop to aiosqlite's thread. A single get goes here first:
+
+* SQLite (:class:`SqlitePointReader`): the lookup by primary key runs on the event loop's own thread, on a
+  private ``sqlite3`` connection to the memory-mapped file. It costs a few microseconds of CPU, less than one
+  hop to a worker thread. It never waits: with a busy timeout of 0, a database that is momentarily busy
+  (a checkpoint restarting the WAL, a recovery) answers at once and the get takes the ordinary path (pool,
+  busy timeout, retries). Every ``YIELD_EVERY`` reads the caller yields to the loop once, so a loop of
+  awaited gets cannot starve other tasks.
+* PostgreSQL (:class:`PgPointReader`): a connection of its own (opened on first use, outside the pool) with
+  the statement prepared: one round trip. While it serves one get, concurrent gets go to the batcher. Any
+  failure discards the connection and the get takes the ordinary retried path, so a fault costs time,
+  never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hikyuu_qlib.registry.engine import MMAP_BYTES
+
+YIELD_EVERY = 32
+
+
+class SqlitePointReader:
+    """Reads one row by id on the calling thread; raises ``sqlite3.Error`` when it cannot (the caller
+    then takes the ordinary path)."""
+
+    __slots__ = ("_conn", "_sql", "reads")
+
+    def __init__(self, uri: str, sql: str) -> None:
+        self._conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA query_only=1")
+        self._conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        self._sql = sql
+        self.reads = 0
+
+    def read(self, model_id: str) -> Sequence[Any] | None:
+        # fetchall steps the statement to its end, so no read transaction (WAL snapshot) stays open
+        rows = self._conn.execute(self._sql, (model_id,)).fetchall()
+        self.reads += 1
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PgPointReader:
+    """One asyncpg connection with the get statement prepared; ``read`` returns ``(served, row)``."""
+
+    __slots__ = ("_closed", "_conn", "_connect", "_resume_at", "_sql", "_stmt", "busy")
+
+    #: after a failure, gets take the ordinary path for this long before the fast path is tried again
+    PAUSE_S = 1.0
+
+    def __init__(self, connect_kwargs: dict[str, Any], sql: str) -> None:
+        self._connect = connect_kwargs
+        self._sql = sql
+        self._conn: Any = None
+        self._stmt: Any = None
+        self._resume_at = 0.0
+        self._closed = False
+        self.busy = False
+
+    async def read(self, model_id: str) -> tuple[bool, Any]:
+        """``(True, row or None)``, or ``(False, None)`` when the caller must take the ordinary path."""
+        if self._closed or (self._stmt is None and time.monotonic() < self._resume_at):
+            return False, None
+        self.busy = True
+        try:
+            if self._stmt is None:
+                import asyncpg
+
+                self._conn = await asyncpg.connect(**self._connect)
+                if self._closed:  # closed while connecting
+                    self.discard()
+                    return False, None
+                self._stmt = await self._conn.prepare(self._sql)
+            return True, await self._stmt.fetchrow(model_id)
+        except Exception:
+            self.discard()
+            self._resume_at = time.monotonic() + self.PAUSE_S
+            return False, None
+        except BaseException:  # cancelled in the middle of a query: the connection's state is unknown
+            self.discard()
+            raise
+        finally:
+            self.busy = False
+
+    def discard(self) -> None:
+        conn, self._conn, self._stmt = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+    async def close(self) -> None:
+        self._closed = True
+        conn, self._conn, self._stmt = self._conn, None, None
+        if conn is not None:
+            try:
+                await conn.close(timeout=2)
+            except Exception:
+                conn.terminate()
