@@ -15,7 +15,6 @@ from hikyuu_qlib.cli.errors import (
     error_message,
     exit_code_of,
     failures_exit_code,
-    mask_password,
     outcome_exit_code,
 )
 from hikyuu_qlib.cli.output import display, field_lines, tsv_text, with_type_names
@@ -62,7 +61,7 @@ def test_messages_are_one_line_and_name_the_file() -> None:
     text = error_message(sqlite3.DatabaseError("file is not a database"), database="sqlite:////x/notes.txt")
     assert text == "registry sqlite:////x/notes.txt: file is not a database"
     assert "secret" not in error_message(E.HQError("cannot reach postgresql://u:secret@h/db"))
-    assert mask_password("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert "secret" not in error_message(OSError("connect to postgresql://u:secret@h:5432/db failed"))
 
 
 def test_values_print_without_python_reprs() -> None:

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 
 from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.observability.redact import mask_secrets, mask_url
 
 
 class ExitCode:
@@ -112,19 +113,14 @@ def error_message(exc: BaseException, database: str | None = None) -> str:
     elif isinstance(exc, UnicodeDecodeError):
         text = f"not valid {exc.encoding} text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})"
     elif is_driver_error(exc):
-        where = f"registry {mask_password(database)}" if database else "registry database"
+        where = f"registry {mask_url(database)}" if database else "registry database"
         text = f"{where}: {_driver_text(exc)}"
     elif isinstance(exc, E.HQError):
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc}"
     text = re.sub(r"\(Background on this error at: [^)]*\)", "", text)  # SQLAlchemy's link, also when wrapped
-    return mask_password(one_line(text))
-
-
-def mask_password(url: str) -> str:
-    """``url`` with its password (if any) shown as ``***``."""
-    return re.sub(r"(?<=[:/]//)([^/@:]*):[^/@]*@", r"\1:***@", url)
+    return mask_secrets(one_line(text))
 
 
 def one_line(text: str) -> str:
