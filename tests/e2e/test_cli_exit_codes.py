@@ -184,8 +184,16 @@ def test_each_failing_code_is_logged_once(hikyuu_dir: Path, tmp_path: Path) -> N
     assert "1 of 2 codes failed" in proc.stderr
 
 
+def make_registry(db: str) -> None:
+    """Create an empty registry at ``db`` (read-only commands never create one)."""
+    from hikyuu_qlib.app import open_registry
+
+    open_registry(db, sync=True).open().close()
+
+
 def test_json_errors_are_one_object_on_stdout(hikyuu_dir: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'registry.db'}"
+    make_registry(db)
     missing = hq(tmp_path, "model", "show", "01ZZZZZZZZZZZZZZZZZZZZZZZZ", "--db", db, "--format", "json")
     assert missing.returncode == 3
     doc = json.loads(missing.stdout)  # exactly one document: json.loads rejects anything after it
@@ -214,7 +222,7 @@ def test_rejected_training_leaves_no_registry_row(tmp_path: Path) -> None:
     db_file = tmp_path / "registry.db"
     db = f"sqlite:///{db_file}"
     source = "synthetic:5?stocks=20&years=2"
-    assert hq(tmp_path, "model", "list", "--db", db).returncode == 0  # creates the schema
+    make_registry(db)
 
     def rows() -> int:
         with sqlite3.connect(db_file) as conn:

@@ -1,4 +1,8 @@
-"""Logging configuration for entrypoints: human (Rich) or JSON lines, always on stderr."""
+"""Logging configuration for entrypoints: human or JSON lines, always on stderr.
+
+Text logs go through Rich on a terminal; when stderr is a pipe or a file they are plain lines, one per
+record and never wrapped, so they can be read back and searched.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from hikyuu_qlib.observability.redact import RedactingFilter
 
 LogFormat = Literal["text", "json"]
 
+PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -44,11 +49,14 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
     if fmt == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-    else:
+    elif sys.stderr.isatty():
         from rich.console import Console
         from rich.logging import RichHandler
 
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
     handler.addFilter(RedactingFilter())  # no password of a URL reaches a log line
     setattr(handler, "_hq", True)  # noqa: B010 - marks handlers this function owns
     root.addHandler(handler)
