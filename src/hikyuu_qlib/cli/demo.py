@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 
 from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, guarded
@@ -54,9 +55,23 @@ def demo(
     show_run({**result.to_json(), "notes": notes}, fmt)
 
 
+#: Qlib's LightGBM settings are sized for CSI 300 (about 300 stocks a day): on a universe of fewer than
+#: :data:`SMALL_UNIVERSE` stocks with bars, L1 205.7 and L2 581 leave every tree without a split. The demo
+#: then trains with these instead (chosen from the universe's size alone, before any training).
+SMALL_UNIVERSE = 50
+SMALL_UNIVERSE_PARAMS: dict[str, float | int | str | bool] = {
+    "lambda_l1": 1.0,
+    "lambda_l2": 1.0,
+    "num_leaves": 15,
+    "min_data_in_leaf": 50,
+    "learning_rate": 0.05,
+}
+
+
 def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[WorkflowConfig, list[str]]:
-    """A workflow sized to the store: the last eight years split 5/1/2 into train, valid and test;
-    and notes on the choice of benchmark (see :func:`choose_benchmark`)."""
+    """A workflow sized to the store: the last eight years split 5/1/2 into train, valid and test, the
+    portfolio and the model sized to the stocks with bars; and notes on what was adapted (see
+    :func:`choose_benchmark`)."""
     calendar = ctx.store.calendar()
     if calendar.len() < 500:
         raise InvalidInputError(
@@ -68,7 +83,9 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[Workflo
     train_end = first + dt.timedelta(days=days * 5 // 8)
     valid_end = first + dt.timedelta(days=days * 6 // 8)
     universe = _universe(ctx)
-    members = ctx.store.members(universe)["code"].n_unique()
+    members = _members_with_bars(ctx, universe)
+    if members < 2:
+        raise InvalidInputError(f"{ctx.source}: universe {universe} has {members} stock(s) with bars")
     topk = max(2, min(50, members // 6))
     segments = Segments(
         train=f"{first:%Y-%m-%d}:{train_end:%Y-%m-%d}",
@@ -76,16 +93,32 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[Workflo
         test=f"{valid_end + dt.timedelta(days=1):%Y-%m-%d}:{last:%Y-%m-%d}",
     )
     benchmark, notes = choose_benchmark(ctx, DateRange.parse(segments.test))
+    params: dict[str, float | int | str | bool] = {}
+    if members < SMALL_UNIVERSE:
+        params = dict(SMALL_UNIVERSE_PARAMS)
+        note = (
+            f"model: universe {universe} has {members} stocks with bars; Qlib's settings are sized for about "
+            f"300, so the demo trains with {', '.join(f'{k} {v}' for k, v in params.items())}"
+        )
+        log.warning("%s", note)
+        notes.append(note)
     config = WorkflowConfig(
         source=ctx.source,
         universe=universe,
-        model=ModelSpec(name=f"demo-{ctx.source.split(':', 1)[0]}"),
+        model=ModelSpec(name=f"demo-{ctx.source.split(':', 1)[0]}", params=params),
         segments=segments,
         strategy=TopkDropoutSpec(topk=topk, n_drop=max(1, topk // 10)),
         backtest=BacktestSpec(benchmark=benchmark),
         outputs=Outputs(dir=out),
     )
     return config, notes
+
+
+def _members_with_bars(ctx: ResearchContext, universe: str) -> int:
+    """How many members of ``universe`` (at any time) the store holds bars for."""
+    members = ctx.store.members(universe)["code"].unique()
+    stocks = ctx.store.stocks(valid=None)
+    return int(stocks.filter(pl.col("code").is_in(members) & pl.col("has_data")).height)
 
 
 def _universe(ctx: ResearchContext) -> str:

@@ -166,7 +166,8 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True)
+    """Stderr: messages are never wrapped (a line stays one line when it is read back from a pipe)."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 def emit_json(document: Any) -> None:
