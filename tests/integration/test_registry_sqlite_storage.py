@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from hikyuu_qlib.domain.model import Model
+from hikyuu_qlib.domain.queries import ModelFilter
 from hikyuu_qlib.registry import ModelRegistry, migrate
-from hikyuu_qlib.registry.query import ModelFilter
 
 
 def _model(i: int, **tags: str) -> Model:

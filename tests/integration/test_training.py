@@ -118,7 +118,7 @@ def test_failure_marks_the_record_failed(store, universe, env) -> None:  # type:
     nobody = Universe.from_codes(["SH699999"])  # no data: the training data is empty
     with pytest.raises(HQError, match="no rows"):  # after the record was created
         train_and_register(spec, store=store, universe=nobody, registry=registry, artifacts=artifacts)
-    from hikyuu_qlib.registry.query import ModelFilter
+    from hikyuu_qlib.domain.queries import ModelFilter
 
     (record,) = registry.find(ModelFilter(name="doomed")).items
     assert record.status is ModelStatus.FAILED
@@ -126,7 +126,7 @@ def test_failure_marks_the_record_failed(store, universe, env) -> None:  # type:
 
 def test_a_spec_that_cannot_train_creates_no_record(store, universe, env) -> None:  # type: ignore[no-untyped-def]
     registry, artifacts, _cache = env
-    from hikyuu_qlib.registry.query import ModelFilter
+    from hikyuu_qlib.domain.queries import ModelFilter
 
     for name, segments, extra in (
         ("no-days", parse_segments("1995-01-01:1995-06-30"), {}),

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 
@@ -32,6 +32,7 @@ from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import decode_state, matrix, qlib_order
 from hikyuu_qlib.modelling.presets import ProcessorStep
 from hikyuu_qlib.modelling.qlib_form import PREDICTION_SCHEMA
+from hikyuu_qlib.ports import ModelFiles, ModelRecords
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,6 @@ log = logging.getLogger(__name__)
 STATE_TAGS = ("processors_uri", "processors_sha256", "processors_size")
 
 CacheKey = tuple[str, str, str]
-
-
-class ModelLookup(Protocol):
-    def get(self, model_id: str) -> Model: ...
-
-
-class ModelFiles(Protocol):
-    def get_bytes(self, ref: ArtifactRef) -> bytes: ...
-
-    def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
 
 
 def state_ref(model: Model) -> ArtifactRef | None:
@@ -103,7 +94,7 @@ class Predictor:
 
     def __init__(
         self,
-        registry: ModelLookup,
+        registry: ModelRecords,
         artifacts: ModelFiles,
         *,
         capacity: int = 8,

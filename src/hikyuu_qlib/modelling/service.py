@@ -16,13 +16,13 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
-from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
+from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import FeatureStore, PartialFrame, compute_features_partial
@@ -40,7 +40,7 @@ from hikyuu_qlib.modelling.dataset import (
 )
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor, state_tags
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
-from hikyuu_qlib.ports import Progress
+from hikyuu_qlib.ports import ModelFiles, ModelRecords, Progress
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +48,6 @@ log = logging.getLogger(__name__)
 TOP_LEVEL = ("ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_label")
 #: A test IC smaller than this in magnitude is zero (constant scores leave ~1e-19 of rounding noise).
 ZERO_IC = 1e-9
-
-
-class Registry(Protocol):
-    def save(self, model: Model) -> Model: ...
-
-    def get(self, model_id: str) -> Model: ...
-
-    def transition(self, model_id: str, target: ModelStatus | str) -> Model: ...
-
-
-class Artifacts(Protocol):
-    def put_bytes(self, data: bytes) -> ArtifactRef: ...
-
-    def get_bytes(self, ref: ArtifactRef) -> bytes: ...
-
-    def save_lightgbm(self, booster: Any) -> ArtifactRef: ...
-
-    def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
 
 
 class DegenerateModelError(HQError):
@@ -103,8 +85,8 @@ def train_and_register(
     *,
     store: FeatureStore,
     universe: Universe,
-    registry: Registry,
-    artifacts: Artifacts,
+    registry: ModelRecords,
+    artifacts: ModelFiles,
     cache: FeatureCache | None = None,
     progress: Progress | None = None,
 ) -> TrainOutcome:
