@@ -41,6 +41,7 @@ from hikyuu_qlib.domain.errors import (
     UnknownModelStatusError,
     UnknownModelTypeError,
 )
+from hikyuu_qlib.domain.segments import Segments as Segments  # re-exported: the record's segments
 
 JSONObject = dict[str, Any]
 
@@ -165,7 +166,6 @@ def _walk_json(value: Any, path: str, depth: int, error: type[InvalidInputError]
     else:
         raise error(f"{path} is {value!r} of type {kind.__module__}.{kind.__qualname__}: not a JSON value "
                     "(convert it to a str, int, float, bool, list or dict)")
-SEGMENT_NAMES = ("train", "valid", "test")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,52 +184,6 @@ class ArtifactRef:
             raise InvalidInputError(f"invalid artifact sha256 {self.sha256!r}: expected 64 lowercase hex digits")
         if self.size < 0:
             raise InvalidInputError(f"invalid artifact size {self.size!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Segments:
-    """Train/valid/test date spans (each inclusive, each optional)."""
-
-    train: tuple[dt.date, dt.date] | None = None
-    valid: tuple[dt.date, dt.date] | None = None
-    test: tuple[dt.date, dt.date] | None = None
-
-    def __post_init__(self) -> None:
-        for name in SEGMENT_NAMES:
-            span = getattr(self, name)
-            if span is not None and span[0] > span[1]:
-                raise InvalidInputError(f"inverted {name} segment: {span[0]} is after {span[1]}")
-
-    def to_json(self) -> JSONObject:
-        return {
-            name: [span[0].isoformat(), span[1].isoformat()]
-            for name in SEGMENT_NAMES
-            if (span := getattr(self, name)) is not None
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> Segments:
-        if not data:
-            return cls()
-        unknown = set(data) - set(SEGMENT_NAMES)
-        if unknown:
-            raise InvalidInputError(f"unknown segment(s) {sorted(unknown)}: expected train, valid, test")
-        spans: dict[str, tuple[dt.date, dt.date]] = {}
-        for name, value in data.items():
-            try:
-                start, end = value
-                spans[name] = (_as_date(start), _as_date(end))
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"invalid {name} segment {value!r}: expected [start, end]") from None
-        return cls(**spans)
-
-
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value))
 
 
 def utcnow() -> dt.datetime:

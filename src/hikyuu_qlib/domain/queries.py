@@ -35,7 +35,9 @@ class ModelOrder(StrEnum):
         try:
             return cls(text.strip().lower())
         except ValueError:
-            raise InvalidInputError(f"unknown order {text!r}: expected created, -created, name or -name") from None
+            raise InvalidInputError(
+                f"unknown order {text!r}: expected created, -created, name or -name"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import polars as pl
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
 from hikyuu_qlib.domain.model import Model, ModelStatus
+from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import FeatureStore, PartialFrame, compute_features_partial
@@ -30,14 +31,7 @@ from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as M
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.bars_source import origin_source
-from hikyuu_qlib.modelling.dataset import (
-    RAW_LABEL,
-    PreparedData,
-    labels,
-    matrix,
-    prepare,
-    to_record_segments,
-)
+from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor, state_tags
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
 from hikyuu_qlib.ports import ModelFiles, ModelRecords, Progress
@@ -56,10 +50,11 @@ class DegenerateModelError(HQError):
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """One training run. ``None`` fields take the preset's value."""
+    """One training run. ``None`` fields take the preset's value; ``segments`` may be given as a mapping of
+    ranges by name (made :class:`Segments`, which checks that they are ordered and disjoint)."""
 
     name: str
-    segments: Mapping[str, DateRange]
+    segments: Segments
     preset: str = QLIB_LGB_ALPHA158
     seed: int = 0
     num_threads: int | None = None
@@ -69,6 +64,9 @@ class TrainSpec:
     infer: tuple[ProcessorStep, ...] | None = None
     learn: tuple[ProcessorStep, ...] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", Segments.of(self.segments))
 
 
 @dataclass
@@ -121,7 +119,7 @@ def train_and_register(
             hyperparameters=hyper,
             feature_set=preset.feature_set,
             universe=universe.name,
-            segments=to_record_segments(spec.segments),
+            segments=spec.segments,
             label=preset.label,
             tags=tags,
         )

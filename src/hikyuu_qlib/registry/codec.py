@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType, Segments
+from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType
+from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.registry.tables import COLUMNS
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -64,15 +65,20 @@ class SegmentsMemo:
             key = data if isinstance(data, str) else tuple((k, *v) for k, v in data.items())
             found = self._known.get(key)
         except (AttributeError, TypeError):
-            return Segments.from_json(data)
+            return stored_segments(data)
         if found is None:
-            found = Segments.from_json(orjson.loads(data) if isinstance(data, str) else data)
+            found = stored_segments(orjson.loads(data) if isinstance(data, str) else data)
             if len(self._known) < self._size:
                 self._known[key] = found
         return found
 
 
-def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = Segments.from_json) -> Model:
+def stored_segments(data: Any) -> Segments:
+    """The segments of a stored record (checked when it was saved: the order is not checked again)."""
+    return Segments.from_json(data, ordered=False)
+
+
+def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_segments) -> Model:
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
     record is rebuilt without re-running the checks (reads are the hot path)."""
     (id_, name, version, model_type, status, hyper, feature_set, universe, segs, label, metrics,
