@@ -128,7 +128,7 @@ def test_capacity_evicts_least_recently_used(trained) -> None:  # type: ignore[n
         other.__class__.new(
             "pred-clone",
             other.model_type,
-            artifact=other.artifact,
+            artifacts=other.artifacts,
             tags=other.tags,
             feature_set=other.feature_set,
         )

@@ -15,7 +15,7 @@ from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, decode_state, prepare_frame
-from hikyuu_qlib.modelling.predictor import Predictor, state_ref
+from hikyuu_qlib.modelling.predictor import Predictor
 from hikyuu_qlib.modelling.presets import ProcessorStep, get_preset
 from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 from hikyuu_qlib.registry import LocalArtifactStore, ModelRegistry
@@ -73,12 +73,11 @@ def test_record_holds_metrics_artifact_and_config(first, env) -> None:  # type: 
     assert model.metrics["ic"] == model.metrics["test"]["ic"]
     assert model.metrics["train"]["ic"] > model.metrics["test"]["ic"]  # in-sample fit is better
     assert 1 <= model.metrics["best_iteration"] <= ROUNDS
-    assert model.artifact is not None
-    text = artifacts.get_bytes(model.artifact).decode()
+    assert set(model.artifacts) == {"model", "processors"} and model.artifact == model.artifacts["model"]
+    text = artifacts.get_bytes(model.artifacts["model"]).decode()
     assert text.startswith("tree") and "[num_leaves: 210]" in text
-    ref = state_ref(model)
-    assert ref is not None
-    steps, features, _ = decode_state(artifacts.get_bytes(ref))
+    assert not {t for t in model.tags if t.startswith("processors_")}  # the processors are an artifact, not tags
+    steps, features, _ = decode_state(artifacts.get_bytes(model.artifacts["processors"]))
     assert steps == [] and len(features) == 158
 
 

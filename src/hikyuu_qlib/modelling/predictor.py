@@ -18,7 +18,7 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
-from hikyuu_qlib.domain.model import ArtifactRef, Model
+from hikyuu_qlib.domain.model import PROCESSORS_ARTIFACT, Model
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.pipeline import (
     FeatureStore,
@@ -36,22 +36,7 @@ from hikyuu_qlib.ports import ModelFiles, ModelRecords
 
 log = logging.getLogger(__name__)
 
-#: Tags under which the processors' artifact (steps, fitted state, feature names) is referenced.
-STATE_TAGS = ("processors_uri", "processors_sha256", "processors_size")
-
 CacheKey = tuple[str, str, str]
-
-
-def state_ref(model: Model) -> ArtifactRef | None:
-    """The processors artifact of a model, from its tags (None when it has none)."""
-    uri, sha, size = (model.tags.get(t) for t in STATE_TAGS)
-    if not (uri and sha and size):
-        return None
-    return ArtifactRef(uri, sha, int(size))
-
-
-def state_tags(ref: ArtifactRef) -> dict[str, str]:
-    return dict(zip(STATE_TAGS, (ref.uri, ref.sha256, str(ref.size)), strict=True))
 
 
 @dataclass(frozen=True)
@@ -136,7 +121,7 @@ class Predictor:
     def _load(self, record: Model) -> LoadedModel:
         assert record.artifact is not None
         booster = self._artifacts.load_lightgbm(record.artifact)
-        ref = state_ref(record)
+        ref = record.artifacts.get(PROCESSORS_ARTIFACT)
         if ref is None:
             features = list(booster.feature_name())
             steps: list[ProcessorStep] = []

@@ -2,8 +2,9 @@
 
 ``train_and_register`` records the model (created → training → trained; failed on error), stores the
 LightGBM text model and a small JSON of the processors (steps, fitted state, feature names) in the
-artifact store, and the metrics of every segment in the record (the test segment's also at the top
-level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``, ``mse_learn_label``, ``mse_raw_label``).
+artifact store (the record's ``model`` and ``processors`` artifacts), and the metrics of every segment
+in the record (the test segment's also at the top level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``,
+``mse_learn_label``, ``mse_raw_label``).
 A degenerate model (one boosting round, or a test IC that is NaN or zero) is never recorded
 ``trained``: it ends ``failed`` with the reason in its ``failure`` tag, and :class:`DegenerateModelError`
 is raised.
@@ -22,7 +23,7 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
-from hikyuu_qlib.domain.model import Model, ModelStatus
+from hikyuu_qlib.domain.model import MODEL_ARTIFACT, PROCESSORS_ARTIFACT, Model, ModelStatus
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
@@ -32,7 +33,7 @@ from hikyuu_qlib.modelling import metrics as M
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.bars_source import origin_source
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare
-from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor, state_tags
+from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
 from hikyuu_qlib.ports import ModelFiles, ModelRecords, Progress
 
@@ -161,13 +162,11 @@ def train_and_register(
         reason = degenerate(found)
         current = registry.get(record.id).with_metrics(M.finite_only(found))
         if reason is None:
-            model_ref = artifacts.save_lightgbm(result.booster)
-            state_ref = artifacts.put_bytes(data.state_bytes())
-            done = (
-                current.with_artifact(model_ref)
-                .with_tags(state_tags(state_ref))
-                .transition(ModelStatus.TRAINED)
-            )
+            files = {
+                MODEL_ARTIFACT: artifacts.save_lightgbm(result.booster),
+                PROCESSORS_ARTIFACT: artifacts.put_bytes(data.state_bytes()),
+            }
+            done = current.with_artifacts(files).transition(ModelStatus.TRAINED)
         else:
             done = current.with_tags({"failure": reason}).transition(ModelStatus.FAILED)
         saved = registry.save(done)

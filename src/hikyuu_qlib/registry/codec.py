@@ -34,14 +34,22 @@ UPSERT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != "version")
 
 def to_values(model: Model) -> tuple[Any, ...]:
     """Bind values of one model in ``UPSERT_COLUMNS`` order (JSON fields as Python objects)."""
-    artifact = model.artifact
+    artifacts = model.artifacts
     return (
         model.id, model.name, model.model_type.value, model.status.value, model.hyperparameters,
         model.feature_set, model.universe, model.segments.to_json(), model.label, model.metrics,
-        None if artifact is None else artifact.uri, None if artifact is None else artifact.sha256,
-        None if artifact is None else artifact.size, model.tags, model.config_hash,
-        to_micros(model.created_at), to_micros(model.updated_at),
+        {role: ref.to_json() for role, ref in artifacts.items()} if artifacts else {}, model.tags,
+        model.config_hash, to_micros(model.created_at), to_micros(model.updated_at),
     )
+
+
+def stored_artifacts(data: Any) -> dict[str, ArtifactRef]:
+    """Artifacts by role from their stored JSON (text or decoded)."""
+    if isinstance(data, str):
+        data = orjson.loads(data)
+    if not data:
+        return {}
+    return {role: ArtifactRef(ref["uri"], ref["sha256"], ref["size"]) for role, ref in data.items()}
 
 
 def to_row(model: Model) -> dict[str, Any]:
@@ -82,13 +90,13 @@ def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_se
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
     record is rebuilt without re-running the checks (reads are the hot path)."""
     (id_, name, version, model_type, status, hyper, feature_set, universe, segs, label, metrics,
-     a_uri, a_sha, a_size, tags, chash, created, updated) = row
+     artifacts, tags, chash, created, updated) = row
     created_at = from_micros(created)
     return _assemble((
         id_, name, _TYPES.get(model_type) or ModelType.parse(model_type), version,
         _STATUSES.get(status) or ModelStatus.parse(status), hyper, feature_set, universe,
         segments(segs) if segs else _NO_SEGMENTS, label, metrics,
-        None if a_uri is None else ArtifactRef(a_uri, a_sha, a_size), tags, chash,
+        stored_artifacts(artifacts), tags, chash,
         created_at, created_at if updated == created else from_micros(updated),
     ))
 

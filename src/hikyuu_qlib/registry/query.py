@@ -129,8 +129,8 @@ def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
 
 def _pg_columns() -> tuple[list[str], dict[str, str]]:
     cols = [c for c in COLUMNS if c != "version"]
-    json_cols = {"hyperparameters", "segments", "metrics", "tags"}
-    big = {"artifact_size", "created_at", "updated_at"}
+    json_cols = {"hyperparameters", "segments", "metrics", "artifacts", "tags"}
+    big = {"created_at", "updated_at"}
     return cols, {c: "jsonb" if c in json_cols else "bigint" if c in big else "text" for c in cols}
 
 
