@@ -78,6 +78,9 @@ def test_the_record_form_is_the_stored_json_of_dates() -> None:
     assert Model.new("m", "lightgbm", segments=stored).segments == segments
     with pytest.raises(InvalidInputError, match="inverted train segment"):
         Segments.from_json({"train": ["2015-01-01", "2010-01-01"]})
+    # a record keeps whole days, so what it holds is what the registry gives back
+    intraday = Segments(train=DateRange(dt.datetime(2010, 1, 4, 9, 30), dt.datetime(2014, 12, 31, 15)))
+    assert Model.new("m", "lightgbm", segments=intraday).segments == Segments.parse("2010-01-04:2014-12-31")
 
 
 def test_a_stored_record_reads_back_even_if_its_segments_overlap() -> None:

@@ -329,6 +329,8 @@ class Model:
         set_(self, "artifacts", check_artifacts(self.artifacts))
         if not isinstance(self.segments, Segments):
             set_(self, "segments", Segments.from_json(self.segments))
+        elif self.segments:
+            set_(self, "segments", self.segments.whole_days())
         for name in ("created_at", "updated_at"):
             when = getattr(self, name)
             if not isinstance(when, dt.datetime):

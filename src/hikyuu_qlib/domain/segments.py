@@ -12,6 +12,7 @@ from hikyuu_qlib.domain.dates import DateRange
 from hikyuu_qlib.domain.errors import InvalidDateRangeError, InvalidInputError
 
 SEGMENT_NAMES = ("train", "valid", "test")
+_DAY_END = dt.time(23, 59, 59)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,12 @@ class Segments(Mapping[str, DateRange]):
         return cls.parse(**spans)
 
     # --- the record's form --------------------------------------------------------------------------
+
+    def whole_days(self) -> Segments:
+        """Each segment from the start of its first day to the end of its last (the form a record keeps)."""
+        if all(s.start.time() == dt.time(0) and s.end.time() == _DAY_END for s in self.values()):
+            return self
+        return Segments.from_json(self.to_json())
 
     def to_json(self) -> dict[str, list[str]]:
         """The record's form: each segment as ``[first date, last date]`` (ISO dates)."""

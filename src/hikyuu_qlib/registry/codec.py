@@ -37,9 +37,9 @@ def to_values(model: Model) -> tuple[Any, ...]:
     artifacts = model.artifacts
     return (
         model.id, model.name, model.model_type.value, model.status.value, model.hyperparameters,
-        model.feature_set, model.universe, model.segments.to_json(), model.label, model.metrics,
-        {role: ref.to_json() for role, ref in artifacts.items()} if artifacts else {}, model.tags,
+        model.feature_set, model.universe, model.segments.to_json(), model.label, model.metrics, model.tags,
         model.config_hash, to_micros(model.created_at), to_micros(model.updated_at),
+        {role: ref.to_json() for role, ref in artifacts.items()} if artifacts else {},
     )
 
 
@@ -90,7 +90,7 @@ def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_se
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
     record is rebuilt without re-running the checks (reads are the hot path)."""
     (id_, name, version, model_type, status, hyper, feature_set, universe, segs, label, metrics,
-     artifacts, tags, chash, created, updated) = row
+     tags, chash, created, updated, artifacts) = row
     created_at = from_micros(created)
     return _assemble((
         id_, name, _TYPES.get(model_type) or ModelType.parse(model_type), version,

@@ -33,11 +33,12 @@ models = sa.Table(
     sa.Column("segments", JSONType, nullable=False),
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("metrics", JSONType, nullable=False),
-    sa.Column("artifacts", JSONType, nullable=False, comment="role -> {uri, sha256, size}"),
     sa.Column("tags", JSONType, nullable=False),
     sa.Column("config_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
     sa.Column("updated_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
+    # last: where migration 0003 added it (a PostgreSQL ALTER TABLE appends), so rows have one column order
+    sa.Column("artifacts", JSONType, nullable=False, comment="role -> {uri, sha256, size}"),
     sa.Index("uq_models_name_version", "name", "version", unique=True),
     sa.Index("ix_models_created", "created_at", "id"),
     sa.Index("ix_models_status_created", "status", "created_at", "id"),

@@ -52,15 +52,18 @@ _INDEXES = {
 
 
 def _models_table(name: str, *, artifacts: bool) -> None:
-    """``models`` as of this revision (``artifacts``) or of 0002 (the three ``artifact_*`` columns)."""
-    if artifacts:
-        artifact_columns = [sa.Column("artifacts", sa.JSON, nullable=False)]
-    else:
-        artifact_columns = [
+    """``models`` as of this revision (``artifacts`` last, where PostgreSQL's ALTER TABLE adds it, so that
+    both backends keep one column order) or of 0002 (the three ``artifact_*`` columns after ``metrics``)."""
+    old_artifacts = (
+        ()
+        if artifacts
+        else (
             sa.Column("artifact_uri", sa.Text, nullable=True),
             sa.Column("artifact_sha256", sa.String(64), nullable=True),
             sa.Column("artifact_size", sa.BigInteger, nullable=True),
-        ]
+        )
+    )
+    new_artifacts = (sa.Column("artifacts", sa.JSON, nullable=False),) if artifacts else ()
     op.create_table(
         name,
         sa.Column("id", sa.String(26), primary_key=True),
@@ -74,11 +77,12 @@ def _models_table(name: str, *, artifacts: bool) -> None:
         sa.Column("segments", sa.JSON, nullable=False),
         sa.Column("label", sa.Text, nullable=False),
         sa.Column("metrics", sa.JSON, nullable=False),
-        *artifact_columns,
+        *old_artifacts,
         sa.Column("tags", sa.JSON, nullable=False),
         sa.Column("config_hash", sa.String(64), nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
+        *new_artifacts,
         sqlite_with_rowid=False,
     )
 
