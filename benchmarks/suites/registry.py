@@ -313,7 +313,7 @@ def cursor_at(registry: ModelRegistry, depth: int) -> str:
         created, rid = cur.fetchone()
     finally:
         raw.close()
-    from hikyuu_qlib.registry.query import ModelFilter
+    from hikyuu_qlib.domain.queries import ModelFilter
 
     return registry._core.cursors.encode("created", ModelFilter().fingerprint(), [created, rid])
 

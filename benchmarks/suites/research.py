@@ -242,9 +242,8 @@ def _qlib_alpha158(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
 def _ours_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
     import polars as pl
 
-    from hikyuu_qlib.domain import DateRange
+    from hikyuu_qlib.domain import DateRange, Segments
     from hikyuu_qlib.factors.universe import Universe
-    from hikyuu_qlib.modelling.dataset import parse_segments
     from hikyuu_qlib.modelling.predictor import Predictor
     from hikyuu_qlib.modelling.presets import default_threads
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
@@ -254,7 +253,7 @@ def _ours_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
     spans = {k: f"{v[0]}:{v[1]}" for k, v in json.loads(segments).items()}
     began = time.perf_counter()
     store = QlibStore.open(qlib_dir)
-    segs = parse_segments(spans["train"], spans["valid"], spans["test"])
+    segs = Segments.parse(spans["train"], spans["valid"], spans["test"])
     universe = Universe.from_store(store, "csi300")
     with ModelRegistry(f"sqlite:///{tmp}/registry.db") as registry:
         artifacts = LocalArtifactStore(Path(tmp) / "artifacts")

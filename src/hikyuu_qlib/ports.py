@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
 from hikyuu_qlib.domain import Adjust, DateRange, HQError, KType, Market, StockCode, StockType
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
-
-if TYPE_CHECKING:
-    from hikyuu_qlib.registry.query import ModelFilter, ModelOrder, Page
+from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 
 
 class Progress(Protocol):
@@ -103,26 +100,23 @@ class MarketData(Protocol):
 
 
 @runtime_checkable
-class ModelRepository(Protocol):
-    """The model registry, asynchronously (``hikyuu_qlib.registry.AsyncModelRepository``).
+class ModelRecords(Protocol):
+    """The model records the use cases keep: save, read, move through the lifecycle, find.
 
-    An async context manager; ``save`` is one upsert, ``save_many`` all-or-nothing, ``find`` keyset-paged.
-    The sync facade (``hikyuu_qlib.registry.ModelRegistry``) offers the same operations, blocking.
+    Blocking; implemented by the registry's sync facade (``hikyuu_qlib.registry.ModelRegistry``, over
+    SQLite or PostgreSQL). ``save`` is one upsert that assigns the version of a new record; ``get`` and
+    ``resolve`` raise :class:`~hikyuu_qlib.domain.errors.ModelNotFoundError` for an unknown id;
+    ``transition`` follows the lifecycle (:class:`~hikyuu_qlib.domain.errors.IllegalTransitionError`
+    otherwise); ``find`` returns one keyset page.
     """
 
-    async def __aenter__(self) -> Self: ...
+    def save(self, model: Model) -> Model: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    def get(self, model_id: str) -> Model: ...
 
-    async def save(self, model: Model) -> Model: ...
+    def transition(self, model_id: str, target: ModelStatus | str) -> Model: ...
 
-    async def save_many(self, items: Sequence[Model]) -> list[Model]: ...
-
-    async def get(self, model_id: str) -> Model: ...
-
-    async def get_many(self, ids: Iterable[str]) -> list[Model]: ...
-
-    async def find(
+    def find(
         self,
         flt: ModelFilter | None = None,
         *,
@@ -131,33 +125,28 @@ class ModelRepository(Protocol):
         cursor: str | None = None,
     ) -> Page[Model]: ...
 
-    def iterate(
-        self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ..., batch: int = 1000
-    ) -> AsyncIterator[Model]: ...
-
-    async def count(self, flt: ModelFilter | None = None) -> int: ...
-
-    async def delete(self, model_id: str) -> bool: ...
-
-    async def delete_many(self, ids: Iterable[str]) -> int: ...
-
-    async def transition(self, model_id: str, target: ModelStatus | str) -> Model: ...
-
-    async def resolve(self, prefix: str) -> str: ...
+    def resolve(self, prefix: str) -> str:
+        """The whole id of the one model whose id starts with ``prefix``."""
+        ...
 
 
 @runtime_checkable
-class ArtifactStore(Protocol):
-    """Where model files live, content-addressed and checksum-verified on read."""
+class ModelFiles(Protocol):
+    """Where a model's files live (the booster, the processors' state …), content-addressed: each put
+    returns the :class:`~hikyuu_qlib.domain.model.ArtifactRef` that a record keeps, and each get checks
+    the bytes against it (:class:`~hikyuu_qlib.domain.errors.ArtifactIntegrityError` otherwise).
+
+    Implemented by ``hikyuu_qlib.registry.LocalArtifactStore``.
+    """
 
     def put_bytes(self, data: bytes) -> ArtifactRef: ...
 
-    def put_file(self, path: str | Path) -> ArtifactRef: ...
-
     def get_bytes(self, ref: ArtifactRef) -> bytes: ...
 
-    def get_path(self, ref: ArtifactRef) -> Path: ...
+    def save_lightgbm(self, booster: Any) -> ArtifactRef:
+        """Store a LightGBM booster in its text format."""
+        ...
 
-    def save_lightgbm(self, booster: Any) -> ArtifactRef: ...
-
-    def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
+    def load_lightgbm(self, ref: ArtifactRef) -> Any:
+        """The LightGBM booster stored under ``ref``."""
+        ...

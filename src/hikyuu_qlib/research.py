@@ -17,7 +17,7 @@ import polars as pl
 
 from hikyuu_qlib.app import open_artifacts, open_registry, open_store, resolve_source
 from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.ports import MarketData, Progress
+from hikyuu_qlib.ports import MarketData, ModelFiles, ModelRecords, Progress
 from hikyuu_qlib.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,13 +90,13 @@ class ResearchContext:
         return Universe.from_store(self.qlib_store(name), name, dates)
 
     @property
-    def registry(self) -> ModelRegistry:
+    def registry(self) -> ModelRecords:
         if self._registry is None:
             self._registry = open_registry(self._db, settings=self.settings, sync=True).open()
         return self._registry
 
     @property
-    def artifacts(self) -> LocalArtifactStore:
+    def artifacts(self) -> ModelFiles:
         if self._artifacts is None:
             self._artifacts = open_artifacts(self.settings)
         return self._artifacts

@@ -17,11 +17,11 @@ import pytest
 
 from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
 from hikyuu_qlib.backtest.report import run_report
-from hikyuu_qlib.domain import Adjust, DateRange, HQError, StockCode
+from hikyuu_qlib.domain import Adjust, DateRange, HQError, Segments, StockCode
 from hikyuu_qlib.domain.model import ModelStatus
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as M
-from hikyuu_qlib.modelling.dataset import RAW_LABEL, parse_segments
+from hikyuu_qlib.modelling.dataset import RAW_LABEL
 from hikyuu_qlib.modelling.predictor import Predictor
 from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 from hikyuu_qlib.registry import LocalArtifactStore, ModelFilter, ModelRegistry
@@ -29,7 +29,7 @@ from hikyuu_qlib.stores.export import export_qlib
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
 from hikyuu_qlib.stores.qlib import QlibStore
 
-SEGMENTS = parse_segments("2016-01-01:2017-06-30", "2017-07-01:2017-09-30", "2017-10-01:2017-12-31")
+SEGMENTS = Segments.parse("2016-01-01:2017-06-30", "2017-07-01:2017-09-30", "2017-10-01:2017-12-31")
 H1_2020 = DateRange.of("2020-01-01", "2020-06-30")
 
 
@@ -229,7 +229,7 @@ def test_a_degenerate_model_is_never_trained(qlib: QlibStore, registry: Any) -> 
     """Five codes, a few months: LightGBM's first tree does not split (one round, constant scores)."""
     reg, artifacts = registry
     universe = _universe(qlib, 5)
-    segments = parse_segments("2016-01-01:2016-06-30", "2016-07-01:2016-09-30", "2016-10-01:2016-12-31")
+    segments = Segments.parse("2016-01-01:2016-06-30", "2016-07-01:2016-09-30", "2016-10-01:2016-12-31")
     spec = TrainSpec("degenerate", segments, num_threads=2, num_boost_round=20)
     with pytest.raises(HQError, match="degenerate") as caught:
         train_and_register(spec, store=qlib, universe=universe, registry=reg, artifacts=artifacts)

@@ -11,20 +11,19 @@ import polars as pl
 import pytest
 
 from hikyuu_qlib.app import open_store
-from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.model import ArtifactRef
 from hikyuu_qlib.factors.alpha158 import alpha158_names
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.bars_source import BarsFeatureSource
-from hikyuu_qlib.modelling.dataset import parse_segments
 from hikyuu_qlib.modelling.predictor import Predictor, write_predictions
 from hikyuu_qlib.modelling.qlib_form import PREDICTION_SCHEMA, from_qlib, to_qlib
 from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 from hikyuu_qlib.registry import LocalArtifactStore, ModelRegistry
 from hikyuu_qlib.stores.qlib import QlibStore
 
-SEGMENTS = parse_segments("2016-06-01:2017-09-30", None, "2017-10-01:2017-12-31")  # no early stopping
+SEGMENTS = Segments.parse("2016-06-01:2017-09-30", None, "2017-10-01:2017-12-31")  # no early stopping
 DATES = DateRange.of("2018-01-01", "2018-02-28")
 
 
@@ -129,7 +128,7 @@ def test_capacity_evicts_least_recently_used(trained) -> None:  # type: ignore[n
         other.__class__.new(
             "pred-clone",
             other.model_type,
-            artifact=other.artifact,
+            artifacts=other.artifacts,
             tags=other.tags,
             feature_set=other.feature_set,
         )

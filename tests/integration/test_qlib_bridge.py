@@ -10,17 +10,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.bars_source import BarsFeatureSource
-from hikyuu_qlib.modelling.dataset import parse_segments, whole_span
 from hikyuu_qlib.modelling.qlib_bridge import make_dataset, to_qlib_frame
 from hikyuu_qlib.modelling.qlib_form import from_qlib
 from hikyuu_qlib.stores.qlib import QlibStore
 
-SEGMENTS = parse_segments("2016-01-01:2016-12-31", "2017-01-01:2017-03-31", "2017-04-01:2017-06-30")
+SEGMENTS = Segments.parse("2016-01-01:2016-12-31", "2017-01-01:2017-03-31", "2017-04-01:2017-06-30")
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +30,13 @@ def store(qlib_dir: Path) -> QlibStore:
 @pytest.fixture(scope="module")
 def universe(store: QlibStore) -> Universe:
     full = Universe.from_store(store, "csi300")
-    codes = full.members_between(whole_span(SEGMENTS))[:40]
+    codes = full.members_between(SEGMENTS.span())[:40]
     return Universe("csi300-first40", full.membership.filter(pl.col("code").is_in(codes)))
 
 
 @pytest.fixture(scope="module")
 def frame(store: QlibStore, universe: Universe) -> pl.DataFrame:
-    return compute_features(store, universe, whole_span(SEGMENTS))
+    return compute_features(store, universe, SEGMENTS.span())
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from registry_support import Target, make_target, sample
 
+from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain import errors as E
 from hikyuu_qlib.domain.model import ModelStatus, ModelType
 from hikyuu_qlib.registry import AsyncModelRepository, ModelFilter, ModelRegistry
@@ -32,7 +33,7 @@ async def test_save_assigns_versions_per_name_and_get_round_trips(repo: AsyncMod
     assert (a1.version, b1.version, a2.version) == (1, 1, 2)
     got = await repo.get(a2.id)
     assert got == a2
-    assert got.segments.train == (dt.date(2010, 1, 1), dt.date(2014, 12, 31))
+    assert got.segments.train == DateRange.of("2010-01-01", "2014-12-31")
     assert got.metrics["backtest"] == {"annual_return": 0.12}
 
 

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from hikyuu_qlib.domain.model import Model
+from hikyuu_qlib.domain.queries import ModelFilter
 from hikyuu_qlib.registry import ModelRegistry, migrate
-from hikyuu_qlib.registry.query import ModelFilter
 
 
 def _model(i: int, **tags: str) -> Model:
@@ -54,7 +54,7 @@ def test_upgrade_from_0001_keeps_models_tags_and_versions(tmp_path: Path) -> Non
         saved = registry.save(_model(0, batch="1"))
         assert saved.version == 11
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (migrate.HEAD,)
         assert not conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
         ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'models'").fetchone()[0]
         assert "WITHOUT ROWID" in ddl

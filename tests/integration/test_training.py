@@ -8,20 +8,20 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import HQError
 from hikyuu_qlib.domain.model import ModelStatus, ModelType
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.modelling.dataset import RAW_LABEL, decode_state, parse_segments, prepare_frame
-from hikyuu_qlib.modelling.predictor import Predictor, state_ref
+from hikyuu_qlib.modelling.dataset import RAW_LABEL, decode_state, prepare_frame
+from hikyuu_qlib.modelling.predictor import Predictor
 from hikyuu_qlib.modelling.presets import ProcessorStep, get_preset
 from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 from hikyuu_qlib.registry import LocalArtifactStore, ModelRegistry
 from hikyuu_qlib.stores.qlib import QlibStore
 
-SEGMENTS = parse_segments("2016-01-01:2017-06-30", "2017-07-01:2017-09-30", "2017-10-01:2017-12-31")
+SEGMENTS = Segments.parse("2016-01-01:2017-06-30", "2017-07-01:2017-09-30", "2017-10-01:2017-12-31")
 ROUNDS = 12
 
 
@@ -73,12 +73,11 @@ def test_record_holds_metrics_artifact_and_config(first, env) -> None:  # type: 
     assert model.metrics["ic"] == model.metrics["test"]["ic"]
     assert model.metrics["train"]["ic"] > model.metrics["test"]["ic"]  # in-sample fit is better
     assert 1 <= model.metrics["best_iteration"] <= ROUNDS
-    assert model.artifact is not None
-    text = artifacts.get_bytes(model.artifact).decode()
+    assert set(model.artifacts) == {"model", "processors"} and model.artifact == model.artifacts["model"]
+    text = artifacts.get_bytes(model.artifacts["model"]).decode()
     assert text.startswith("tree") and "[num_leaves: 210]" in text
-    ref = state_ref(model)
-    assert ref is not None
-    steps, features, _ = decode_state(artifacts.get_bytes(ref))
+    assert not {t for t in model.tags if t.startswith("processors_")}  # the processors are an artifact, not tags
+    steps, features, _ = decode_state(artifacts.get_bytes(model.artifacts["processors"]))
     assert steps == [] and len(features) == 158
 
 
@@ -114,11 +113,11 @@ def test_another_seed_gives_another_model(first, store, universe, env) -> None: 
 
 def test_failure_marks_the_record_failed(store, universe, env) -> None:  # type: ignore[no-untyped-def]
     registry, artifacts, _cache = env
-    spec = TrainSpec("doomed", parse_segments("2016-01-01:2016-06-30"), num_boost_round=2)
+    spec = TrainSpec("doomed", Segments.parse("2016-01-01:2016-06-30"), num_boost_round=2)
     nobody = Universe.from_codes(["SH699999"])  # no data: the training data is empty
     with pytest.raises(HQError, match="no rows"):  # after the record was created
         train_and_register(spec, store=store, universe=nobody, registry=registry, artifacts=artifacts)
-    from hikyuu_qlib.registry.query import ModelFilter
+    from hikyuu_qlib.domain.queries import ModelFilter
 
     (record,) = registry.find(ModelFilter(name="doomed")).items
     assert record.status is ModelStatus.FAILED
@@ -126,10 +125,10 @@ def test_failure_marks_the_record_failed(store, universe, env) -> None:  # type:
 
 def test_a_spec_that_cannot_train_creates_no_record(store, universe, env) -> None:  # type: ignore[no-untyped-def]
     registry, artifacts, _cache = env
-    from hikyuu_qlib.registry.query import ModelFilter
+    from hikyuu_qlib.domain.queries import ModelFilter
 
     for name, segments, extra in (
-        ("no-days", parse_segments("1995-01-01:1995-06-30"), {}),
+        ("no-days", Segments.parse("1995-01-01:1995-06-30"), {}),
         ("negative-seed", SEGMENTS, {"seed": -1}),
         ("no-threads", SEGMENTS, {"num_threads": 0}),
     ):

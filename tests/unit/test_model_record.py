@@ -8,6 +8,7 @@ import math
 import pytest
 from ulid import ULID
 
+from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain import errors as E
 from hikyuu_qlib.domain.model import TRANSITIONS, ArtifactRef, Model, ModelStatus, ModelType, Segments
 
@@ -99,7 +100,7 @@ def test_segments_artifact_and_tags_are_checked() -> None:
 
 
 def test_to_json_round_trips_segments() -> None:
-    model = make(segments=Segments(train=(dt.date(2010, 1, 1), dt.date(2014, 12, 31))))
+    model = make(segments=Segments(train=DateRange.of(dt.date(2010, 1, 1), dt.date(2014, 12, 31))))
     doc = model.to_json()
     assert doc["segments"] == {"train": ["2010-01-01", "2014-12-31"]}
     assert Segments.from_json(doc["segments"]) == model.segments

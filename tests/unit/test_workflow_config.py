@@ -18,13 +18,13 @@ def test_the_example_validates_with_qlib_defaults() -> None:
     assert config.processors.infer == []
     assert [p.name for p in config.processors.learn] == ["dropna_label", "cs_zscore"]
     assert (config.strategy.topk, config.strategy.n_drop) == (50, 5)
-    assert config.segments.ranges()["test"].end.year == 2020
+    assert config.segments["test"].end.year == 2020
 
 
 def test_environment_variables_are_interpolated() -> None:
     config = load_workflow(EXAMPLE, env={"HQ_QLIB_DIR": "/data/q", "HQ_TRAIN": "2012-01-01:2012-12-31"})
     assert config.source == "qlib:/data/q"
-    assert config.segments.train == "2012-01-01:2012-12-31"
+    assert str(config.segments.train) == "2012-01-01:2012-12-31"
     assert interpolate("${A}-${B:-b}", {"A": "a"}) == "a-b"
     with pytest.raises(InvalidInputError, match="'MISSING'"):
         interpolate("${MISSING}", {})

@@ -14,13 +14,12 @@ import typer
 
 from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
-from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, StockCode, StockType
+from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, Segments, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.workflow.config import (
     BacktestSpec,
     ModelSpec,
     Outputs,
-    Segments,
     TopkDropoutSpec,
     WorkflowConfig,
 )
@@ -87,12 +86,12 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[Workflo
     if members < 2:
         raise InvalidInputError(f"{ctx.source}: universe {universe} has {members} stock(s) with bars")
     topk = max(2, min(50, members // 6))
-    segments = Segments(
+    segments = Segments.parse(
         train=f"{first:%Y-%m-%d}:{train_end:%Y-%m-%d}",
         valid=f"{train_end + dt.timedelta(days=1):%Y-%m-%d}:{valid_end:%Y-%m-%d}",
         test=f"{valid_end + dt.timedelta(days=1):%Y-%m-%d}:{last:%Y-%m-%d}",
     )
-    benchmark, notes = choose_benchmark(ctx, DateRange.parse(segments.test))
+    benchmark, notes = choose_benchmark(ctx, segments["test"])
     params: dict[str, float | int | str | bool] = {}
     if members < SMALL_UNIVERSE:
         params = dict(SMALL_UNIVERSE_PARAMS)

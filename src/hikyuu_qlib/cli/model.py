@@ -90,7 +90,7 @@ def list_models(
     fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """One page of models, newest first; prints the cursor of the next page."""
-    from hikyuu_qlib.registry.query import ModelFilter
+    from hikyuu_qlib.domain.queries import ModelFilter
 
     flt = ModelFilter(
         status=None if status is None else ModelStatus.parse(status),

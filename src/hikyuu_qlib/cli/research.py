@@ -26,7 +26,7 @@ from hikyuu_qlib.cli.output import (
     writing,
 )
 from hikyuu_qlib.cli.progress import progress_bar
-from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 
 if TYPE_CHECKING:
@@ -148,7 +148,6 @@ def train(
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
     from hikyuu_qlib.app import open_artifacts, open_registry
-    from hikyuu_qlib.modelling.dataset import parse_segments, whole_span
     from hikyuu_qlib.modelling.presets import get_preset
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
@@ -156,9 +155,9 @@ def train(
     if factors != chosen.feature_set:
         raise InvalidInputError(f"preset {preset} trains on {chosen.feature_set}, not {factors!r}")
     settings = _settings()
-    segments = parse_segments(train_span, valid_span, test_span)
+    segments = Segments.parse(train_span, valid_span, test_span)
     store = _open_source(source, settings)
-    members = _universe(store, universe, whole_span(segments))
+    members = _universe(store, universe, segments.span())
     spec = TrainSpec(
         name or f"{preset}-{members.name}",
         segments,
@@ -225,14 +224,13 @@ def evaluate(
     """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
     from hikyuu_qlib.app import open_artifacts, open_registry
     from hikyuu_qlib.modelling import service
-    from hikyuu_qlib.modelling.dataset import from_record_segments
     from hikyuu_qlib.modelling.predictor import Predictor
 
     settings = _settings()
     with open_registry(db, settings=settings, sync=True, create=False) as registry:
         full = registry.resolve(model_id)
         record = registry.get(full)
-        spans = from_record_segments(record.segments)
+        spans = record.segments
         default = spans.get("test") or next(iter(spans.values()), None)
         if (start is None or end is None) and default is None:
             raise InvalidInputError("the model has no segments: give --start and --end")

@@ -17,6 +17,7 @@ from hikyuu_qlib.domain.errors import (
     UnknownCodeError,
     UnsupportedKTypeError,
 )
+from hikyuu_qlib.domain.segments import Segments
 
 __all__ = [
     "Adjust",
@@ -32,6 +33,7 @@ __all__ = [
     "Market",
     "NoBarsError",
     "NotFoundError",
+    "Segments",
     "StockCode",
     "StockType",
     "StoreNotFoundError",

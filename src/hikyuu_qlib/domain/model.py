@@ -15,6 +15,10 @@ or an unpaired surrogate; JSON holds only objects, arrays, strings, finite float
 (``-2**63`` to ``2**64 - 1``) and ``true``/``false``/``null``, objects keyed by strings, nested at most
 :data:`MAX_JSON_DEPTH` deep (the registry's JSON codec, orjson, encodes nothing else).
 
+A model's files are its ``artifacts``, by role: :data:`MODEL_ARTIFACT` (the trained model itself, e.g. the
+LightGBM booster; also :attr:`Model.artifact`) and :data:`PROCESSORS_ARTIFACT` (the processors' fitted
+state); other roles may be added. Each is an :class:`ArtifactRef` (URI, sha256, size) into the artifact store.
+
 The id is a ULID: unique and sortable by creation time. ``version`` counts models of the same name
 (1, 2, …) and is assigned by the registry on first save, so a new record has ``version=None``.
 """
@@ -41,6 +45,7 @@ from hikyuu_qlib.domain.errors import (
     UnknownModelStatusError,
     UnknownModelTypeError,
 )
+from hikyuu_qlib.domain.segments import Segments as Segments  # re-exported: the record's segments
 
 JSONObject = dict[str, Any]
 
@@ -165,7 +170,12 @@ def _walk_json(value: Any, path: str, depth: int, error: type[InvalidInputError]
     else:
         raise error(f"{path} is {value!r} of type {kind.__module__}.{kind.__qualname__}: not a JSON value "
                     "(convert it to a str, int, float, bool, list or dict)")
-SEGMENT_NAMES = ("train", "valid", "test")
+
+
+#: The role of the trained model's own file in :attr:`Model.artifacts` (for LightGBM, its text model).
+MODEL_ARTIFACT = "model"
+#: The role of the processors' file: their steps, fitted state and the feature names, as JSON.
+PROCESSORS_ARTIFACT = "processors"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,59 +187,41 @@ class ArtifactRef:
     size: int
 
     def __post_init__(self) -> None:
-        if not self.uri:
-            raise InvalidInputError("artifact uri must not be empty")
+        if not self.uri or not isinstance(self.uri, str):
+            raise InvalidInputError(f"invalid artifact uri {self.uri!r}: expected a non-empty string")
         check_text(self.uri, "artifact uri")
-        if not _SHA256.match(self.sha256):
+        if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
             raise InvalidInputError(f"invalid artifact sha256 {self.sha256!r}: expected 64 lowercase hex digits")
-        if self.size < 0:
-            raise InvalidInputError(f"invalid artifact size {self.size!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Segments:
-    """Train/valid/test date spans (each inclusive, each optional)."""
-
-    train: tuple[dt.date, dt.date] | None = None
-    valid: tuple[dt.date, dt.date] | None = None
-    test: tuple[dt.date, dt.date] | None = None
-
-    def __post_init__(self) -> None:
-        for name in SEGMENT_NAMES:
-            span = getattr(self, name)
-            if span is not None and span[0] > span[1]:
-                raise InvalidInputError(f"inverted {name} segment: {span[0]} is after {span[1]}")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
+            raise InvalidInputError(f"invalid artifact size {self.size!r}: expected a whole number of bytes")
 
     def to_json(self) -> JSONObject:
-        return {
-            name: [span[0].isoformat(), span[1].isoformat()]
-            for name in SEGMENT_NAMES
-            if (span := getattr(self, name)) is not None
-        }
+        return {"uri": self.uri, "sha256": self.sha256, "size": self.size}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> Segments:
-        if not data:
-            return cls()
-        unknown = set(data) - set(SEGMENT_NAMES)
-        if unknown:
-            raise InvalidInputError(f"unknown segment(s) {sorted(unknown)}: expected train, valid, test")
-        spans: dict[str, tuple[dt.date, dt.date]] = {}
-        for name, value in data.items():
-            try:
-                start, end = value
-                spans[name] = (_as_date(start), _as_date(end))
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"invalid {name} segment {value!r}: expected [start, end]") from None
-        return cls(**spans)
+    def from_json(cls, data: Any) -> ArtifactRef:
+        """An artifact from ``{"uri": …, "sha256": …, "size": …}`` (or an :class:`ArtifactRef`)."""
+        if isinstance(data, ArtifactRef):
+            return data
+        if not isinstance(data, Mapping) or set(data) != {"uri", "sha256", "size"}:
+            raise InvalidInputError(f"invalid artifact {data!r}: expected an object of uri, sha256 and size")
+        return cls(data["uri"], data["sha256"], data["size"])
 
 
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value))
+def check_artifacts(value: Any) -> dict[str, ArtifactRef]:
+    """Artifacts by role: non-empty role names, each an :class:`ArtifactRef` (or its JSON form)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"artifacts must be a mapping of role to artifact, got {type(value).__name__}")
+    out: dict[str, ArtifactRef] = {}
+    for role, ref in value.items():
+        if not isinstance(role, str) or not role:
+            raise InvalidInputError(f"invalid artifact role {role!r}: expected a non-empty string")
+        check_text(role, "artifact role", limit=MAX_NAME_LENGTH)
+        try:
+            out[role] = ArtifactRef.from_json(ref)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{role} artifact: {exc}") from None
+    return out
 
 
 def utcnow() -> dt.datetime:
@@ -309,7 +301,7 @@ class Model:
     segments: Segments = field(default_factory=Segments)
     label: str = ""
     metrics: JSONObject = field(default_factory=dict)
-    artifact: ArtifactRef | None = None
+    artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     config_hash: str = ""
     created_at: dt.datetime = field(default_factory=utcnow)
@@ -334,8 +326,11 @@ class Model:
         set_(self, "hyperparameters", check_hyperparameters(self.hyperparameters))
         set_(self, "metrics", check_metrics(self.metrics))
         set_(self, "tags", check_tags(self.tags))
+        set_(self, "artifacts", check_artifacts(self.artifacts))
         if not isinstance(self.segments, Segments):
             set_(self, "segments", Segments.from_json(self.segments))
+        elif self.segments:
+            set_(self, "segments", self.segments.whole_days())
         for name in ("created_at", "updated_at"):
             when = getattr(self, name)
             if not isinstance(when, dt.datetime):
@@ -362,9 +357,12 @@ class Model:
         tags: Mapping[str, str] | None = None,
         status: ModelStatus | str = ModelStatus.CREATED,
         artifact: ArtifactRef | None = None,
+        artifacts: Mapping[str, ArtifactRef] | None = None,
         now: dt.datetime | None = None,
     ) -> Model:
-        """A fresh record with a new ULID, ``created_at = updated_at = now`` and its config hash."""
+        """A fresh record with a new ULID, ``created_at = updated_at = now`` and its config hash.
+
+        ``artifact`` is the :data:`MODEL_ARTIFACT` of ``artifacts``."""
         when = now or utcnow()
         segs = segments if isinstance(segments, Segments) else Segments.from_json(segments)
         return cls(
@@ -378,7 +376,7 @@ class Model:
             segments=segs,
             label=label,
             metrics=metrics if metrics is not None else {},  # type: ignore[arg-type]
-            artifact=artifact,
+            artifacts={**(artifacts or {}), **({MODEL_ARTIFACT: artifact} if artifact is not None else {})},
             tags=tags if tags is not None else {},  # type: ignore[arg-type]
             created_at=when,
             updated_at=when,
@@ -397,14 +395,27 @@ class Model:
     def with_metrics(self, metrics: Mapping[str, Any], *, now: dt.datetime | None = None) -> Model:
         return replace(self, metrics={**self.metrics, **check_metrics(metrics)}, updated_at=now or utcnow())
 
-    def with_artifact(self, artifact: ArtifactRef, *, now: dt.datetime | None = None) -> Model:
-        return replace(self, artifact=artifact, updated_at=now or utcnow())
+    @property
+    def artifact(self) -> ArtifactRef | None:
+        """The trained model's own file: the :data:`MODEL_ARTIFACT` of :attr:`artifacts` (``None`` before
+        training)."""
+        return self.artifacts.get(MODEL_ARTIFACT)
+
+    def with_artifact(self, artifact: ArtifactRef, *, role: str = MODEL_ARTIFACT,
+                      now: dt.datetime | None = None) -> Model:
+        """The record with ``artifact`` in ``role`` (the model's own file by default)."""
+        return self.with_artifacts({role: artifact}, now=now)
+
+    def with_artifacts(self, artifacts: Mapping[str, ArtifactRef], *, now: dt.datetime | None = None) -> Model:
+        """The record with these artifacts by role (others are kept)."""
+        return replace(self, artifacts={**self.artifacts, **check_artifacts(artifacts)}, updated_at=now or utcnow())
 
     def with_tags(self, tags: Mapping[str, str], *, now: dt.datetime | None = None) -> Model:
         return replace(self, tags={**self.tags, **check_tags(tags)}, updated_at=now or utcnow())
 
     def to_json(self) -> JSONObject:
-        """A JSON-ready dict (enums as values, datetimes as ISO strings)."""
+        """A JSON-ready dict (enums as values, datetimes as ISO strings). ``artifact`` repeats the
+        :data:`MODEL_ARTIFACT` of ``artifacts`` (``null`` when there is none)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -417,9 +428,8 @@ class Model:
             "segments": self.segments.to_json(),
             "label": self.label,
             "metrics": self.metrics,
-            "artifact": None if self.artifact is None else {
-                "uri": self.artifact.uri, "sha256": self.artifact.sha256, "size": self.artifact.size
-            },
+            "artifact": None if (model := self.artifact) is None else model.to_json(),
+            "artifacts": {role: ref.to_json() for role, ref in self.artifacts.items()},
             "tags": self.tags,
             "config_hash": self.config_hash,
             "created_at": self.created_at.isoformat(),

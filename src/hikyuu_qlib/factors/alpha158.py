@@ -2,7 +2,8 @@
 
 The table mirrors ``Alpha158DL.get_feature_config`` (kbar, price at lag 0, then 29 rolling families
 over windows 5, 10, 20, 30, 60), with Qlib's names, order and expressions, quirks included:
-``ROC`` is ``Ref($close, d)/$close``, the ``1e-12`` epsilons sit where Qlib puts them, and
+``ROC`` is ``Ref($close, d)/$close``, Qlib's ``1e-12`` epsilons
+(:data:`~hikyuu_qlib.domain.numeric.EPS`) sit where Qlib puts them, and
 ``VWAP0`` is NaN when the store has no ``vwap`` field (as Qlib loads a missing field).
 
 The engine follows Qlib's arithmetic: element-wise operators run in float32 on the float32 fields
@@ -22,6 +23,7 @@ import numpy.typing as npt
 import polars as pl
 
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.numeric import EPS
 from hikyuu_qlib.factors.alpha158_kernel import FAMILIES, rolling_features
 from hikyuu_qlib.factors.grouped import group_starts
 from hikyuu_qlib.factors.rolling import I64
@@ -34,7 +36,6 @@ KBAR: tuple[str, ...] = ("KMID", "KLEN", "KMID2", "KUP", "KUP2", "KLOW", "KLOW2"
 PRICE: tuple[str, ...] = ("OPEN0", "HIGH0", "LOW0", "VWAP0")
 ROLLING: tuple[str, ...] = FAMILIES
 INPUTS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
-EPS = 1e-12
 #: The extra history Qlib loads before the start date for Alpha158 (its largest extended window).
 LOOKBACK = 60
 #: The rows after a date that the label needs (``Ref($close, -2)``).

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
 
+from hikyuu_qlib.domain.numeric import EPS
 from hikyuu_qlib.factors import rolling, rolling_order
 
 F32 = npt.NDArray[np.float32]
@@ -31,7 +32,6 @@ FAMILIES: tuple[str, ...] = (
 )  # fmt: skip
 FIRST = 13
 NW = 5
-EPS = 1e-12
 #: ``np.isclose(std, 0, atol=2e-05)``, Qlib's near-constant mask for ``Rsquare`` and ``Corr``.
 FLAT = 2e-05
 

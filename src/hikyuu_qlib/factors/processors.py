@@ -15,10 +15,10 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.numeric import EPS
 from hikyuu_qlib.factors.label import LABEL
 
 KEYS = ("code", "datetime")
-EPS = 1e-12
 
 
 class Processor(Protocol):
@@ -96,7 +96,7 @@ class CSRankNorm:
 
 @dataclass
 class RobustZScoreNorm:
-    """``(x - median) / ((MAD + 1e-12) * 1.4826)``, clipped to ±3; median and MAD from the fit window."""
+    """``(x - median) / ((MAD + EPS) * 1.4826)``, clipped to ±3; median and MAD from the fit window."""
 
     columns: Sequence[str] | None = None
     clip_outlier: bool = True

@@ -9,7 +9,6 @@ alongside for the metrics (Qlib's ``SigAnaRecord`` compares predictions with the
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
-from hikyuu_qlib.domain.model import Segments
+from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
@@ -42,42 +41,8 @@ from hikyuu_qlib.modelling.presets import ProcessorStep
 
 log = logging.getLogger(__name__)
 
-SEGMENTS = ("train", "valid", "test")
 RAW_LABEL = "LABEL_RAW"
 F32 = npt.NDArray[np.float32]
-
-
-def parse_segments(
-    train: str | DateRange, valid: str | DateRange | None = None, test: str | DateRange | None = None
-) -> dict[str, DateRange]:
-    """``START:END`` texts (or ranges) → ordered, disjoint segments (train required)."""
-    spans: dict[str, DateRange] = {}
-    for name, value in (("train", train), ("valid", valid), ("test", test)):
-        if value is not None:
-            spans[name] = value if isinstance(value, DateRange) else DateRange.parse(value)
-    ordered = list(spans.values())
-    for before, after in itertools.pairwise(ordered):
-        if not before.end < after.start:
-            raise InvalidInputError(f"segments must be ordered and disjoint: {before} overlaps {after}")
-    return spans
-
-
-def to_record_segments(segments: Mapping[str, DateRange]) -> Segments:
-    """The registry's form of the segments (dates)."""
-    return Segments(**{name: (span.start.date(), span.end.date()) for name, span in segments.items()})
-
-
-def from_record_segments(segments: Segments) -> dict[str, DateRange]:
-    out: dict[str, DateRange] = {}
-    for name in SEGMENTS:
-        span = getattr(segments, name)
-        if span is not None:
-            out[name] = DateRange.of(span[0], span[1])
-    return out
-
-
-def whole_span(segments: Mapping[str, DateRange]) -> DateRange:
-    return DateRange(min(s.start for s in segments.values()), max(s.end for s in segments.values()))
 
 
 # --- processors ------------------------------------------------------------------------------------
@@ -152,7 +117,7 @@ class PreparedData:
 
     infer: pl.DataFrame  # code, datetime, features (infer-processed), LABEL0 (raw), LABEL_RAW
     learn: pl.DataFrame  # learn processors on top of ``infer`` (rows with a label only, by default)
-    segments: dict[str, DateRange]
+    segments: Segments
     features: list[str]
     infer_steps: tuple[ProcessorStep, ...]
     infer_chain: ProcessorChain
@@ -186,7 +151,7 @@ def qlib_order(frame: pl.DataFrame) -> pl.DataFrame:
 def prepare(
     store: FeatureStore,
     universe: Universe,
-    segments: Mapping[str, DateRange],
+    segments: Segments | Mapping[str, DateRange],
     *,
     factor_set: str = "alpha158",
     infer: Sequence[ProcessorStep] = (),
@@ -194,21 +159,23 @@ def prepare(
     cache: FeatureCache | None = None,
 ) -> PreparedData:
     """Features over all segments, processors fitted on the train segment, both views built."""
+    segments = Segments.of(segments)
     if "train" not in segments:
         raise InvalidInputError("a dataset needs a train segment")
-    span = whole_span(segments)
+    span = segments.span()
     raw = compute_features(store, universe, span, factor_set, label=True, cache=cache)
     return prepare_frame(raw, segments, infer=infer, learn=learn)
 
 
 def prepare_frame(
     raw: pl.DataFrame,
-    segments: Mapping[str, DateRange],
+    segments: Segments | Mapping[str, DateRange],
     *,
     infer: Sequence[ProcessorStep] = (),
     learn: Sequence[ProcessorStep] = (),
 ) -> PreparedData:
     """:func:`prepare` from an already computed features frame."""
+    segments = Segments.of(segments)
     raw = qlib_order(raw)
     features = feature_columns(raw)
     train = segments["train"]
@@ -223,4 +190,4 @@ def prepare_frame(
     log.info(
         "dataset: %d rows (%d for learning), %d features", inferred.height, learned.height, len(features)
     )
-    return PreparedData(inferred, learned, dict(segments), features, tuple(infer), infer_chain)
+    return PreparedData(inferred, learned, segments, features, tuple(infer), infer_chain)

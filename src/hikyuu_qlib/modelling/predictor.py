@@ -12,13 +12,13 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
-from hikyuu_qlib.domain.model import ArtifactRef, Model
+from hikyuu_qlib.domain.model import PROCESSORS_ARTIFACT, Model
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.pipeline import (
     FeatureStore,
@@ -32,35 +32,11 @@ from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import decode_state, matrix, qlib_order
 from hikyuu_qlib.modelling.presets import ProcessorStep
 from hikyuu_qlib.modelling.qlib_form import PREDICTION_SCHEMA
+from hikyuu_qlib.ports import ModelFiles, ModelRecords
 
 log = logging.getLogger(__name__)
 
-#: Tags under which the processors' artifact (steps, fitted state, feature names) is referenced.
-STATE_TAGS = ("processors_uri", "processors_sha256", "processors_size")
-
 CacheKey = tuple[str, str, str]
-
-
-class ModelLookup(Protocol):
-    def get(self, model_id: str) -> Model: ...
-
-
-class ModelFiles(Protocol):
-    def get_bytes(self, ref: ArtifactRef) -> bytes: ...
-
-    def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
-
-
-def state_ref(model: Model) -> ArtifactRef | None:
-    """The processors artifact of a model, from its tags (None when it has none)."""
-    uri, sha, size = (model.tags.get(t) for t in STATE_TAGS)
-    if not (uri and sha and size):
-        return None
-    return ArtifactRef(uri, sha, int(size))
-
-
-def state_tags(ref: ArtifactRef) -> dict[str, str]:
-    return dict(zip(STATE_TAGS, (ref.uri, ref.sha256, str(ref.size)), strict=True))
 
 
 @dataclass(frozen=True)
@@ -103,7 +79,7 @@ class Predictor:
 
     def __init__(
         self,
-        registry: ModelLookup,
+        registry: ModelRecords,
         artifacts: ModelFiles,
         *,
         capacity: int = 8,
@@ -145,7 +121,7 @@ class Predictor:
     def _load(self, record: Model) -> LoadedModel:
         assert record.artifact is not None
         booster = self._artifacts.load_lightgbm(record.artifact)
-        ref = state_ref(record)
+        ref = record.artifacts.get(PROCESSORS_ARTIFACT)
         if ref is None:
             features = list(booster.feature_name())
             steps: list[ProcessorStep] = []

@@ -21,12 +21,12 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
 from hikyuu_qlib.factors.processors import feature_columns
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.modelling.dataset import whole_span
 
 
 def to_qlib_frame(frame: pl.DataFrame, features: Sequence[str] | None = None, label: str | None = LABEL) -> Any:
@@ -99,14 +99,15 @@ def make_handler(
 def make_dataset(
     store: FeatureStore,
     universe: Universe,
-    segments: Mapping[str, DateRange],
+    segments: Segments | Mapping[str, DateRange],
     **handler_options: Any,
 ) -> Any:
     """A Qlib ``DatasetH`` with our handler over all ``segments`` (processors fitted on ``train``)."""
     from qlib.data.dataset import DatasetH
 
+    segments = Segments.of(segments)
     if "train" not in segments:
         raise InvalidInputError("a dataset needs a train segment")
     handler_options.setdefault("fit_dates", segments["train"])
-    handler = make_handler(store, universe, whole_span(segments), **handler_options)
+    handler = make_handler(store, universe, segments.span(), **handler_options)
     return DatasetH(handler, segments={name: (span.start, span.end) for name, span in segments.items()})

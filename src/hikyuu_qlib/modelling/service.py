@@ -2,8 +2,9 @@
 
 ``train_and_register`` records the model (created → training → trained; failed on error), stores the
 LightGBM text model and a small JSON of the processors (steps, fitted state, feature names) in the
-artifact store, and the metrics of every segment in the record (the test segment's also at the top
-level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``, ``mse_learn_label``, ``mse_raw_label``).
+artifact store (the record's ``model`` and ``processors`` artifacts), and the metrics of every segment
+in the record (the test segment's also at the top level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``,
+``mse_learn_label``, ``mse_raw_label``).
 A degenerate model (one boosting round, or a test IC that is NaN or zero) is never recorded
 ``trained``: it ends ``failed`` with the reason in its ``failure`` tag, and :class:`DegenerateModelError`
 is raised.
@@ -16,13 +17,14 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
-from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
+from hikyuu_qlib.domain.model import MODEL_ARTIFACT, PROCESSORS_ARTIFACT, Model, ModelStatus
+from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import FeatureStore, PartialFrame, compute_features_partial
@@ -30,17 +32,10 @@ from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as M
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.bars_source import origin_source
-from hikyuu_qlib.modelling.dataset import (
-    RAW_LABEL,
-    PreparedData,
-    labels,
-    matrix,
-    prepare,
-    to_record_segments,
-)
-from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor, state_tags
+from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare
+from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
-from hikyuu_qlib.ports import Progress
+from hikyuu_qlib.ports import ModelFiles, ModelRecords, Progress
 
 log = logging.getLogger(__name__)
 
@@ -50,34 +45,17 @@ TOP_LEVEL = ("ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_l
 ZERO_IC = 1e-9
 
 
-class Registry(Protocol):
-    def save(self, model: Model) -> Model: ...
-
-    def get(self, model_id: str) -> Model: ...
-
-    def transition(self, model_id: str, target: ModelStatus | str) -> Model: ...
-
-
-class Artifacts(Protocol):
-    def put_bytes(self, data: bytes) -> ArtifactRef: ...
-
-    def get_bytes(self, ref: ArtifactRef) -> bytes: ...
-
-    def save_lightgbm(self, booster: Any) -> ArtifactRef: ...
-
-    def load_lightgbm(self, ref: ArtifactRef) -> Any: ...
-
-
 class DegenerateModelError(HQError):
     """Training ended with a model that cannot be used (see :func:`degenerate`); it is recorded failed."""
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """One training run. ``None`` fields take the preset's value."""
+    """One training run. ``None`` fields take the preset's value; ``segments`` may be given as a mapping of
+    ranges by name (made :class:`Segments`, which checks that they are ordered and disjoint)."""
 
     name: str
-    segments: Mapping[str, DateRange]
+    segments: Segments
     preset: str = QLIB_LGB_ALPHA158
     seed: int = 0
     num_threads: int | None = None
@@ -87,6 +65,9 @@ class TrainSpec:
     infer: tuple[ProcessorStep, ...] | None = None
     learn: tuple[ProcessorStep, ...] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", Segments.of(self.segments))
 
 
 @dataclass
@@ -103,8 +84,8 @@ def train_and_register(
     *,
     store: FeatureStore,
     universe: Universe,
-    registry: Registry,
-    artifacts: Artifacts,
+    registry: ModelRecords,
+    artifacts: ModelFiles,
     cache: FeatureCache | None = None,
     progress: Progress | None = None,
 ) -> TrainOutcome:
@@ -139,7 +120,7 @@ def train_and_register(
             hyperparameters=hyper,
             feature_set=preset.feature_set,
             universe=universe.name,
-            segments=to_record_segments(spec.segments),
+            segments=spec.segments,
             label=preset.label,
             tags=tags,
         )
@@ -181,13 +162,11 @@ def train_and_register(
         reason = degenerate(found)
         current = registry.get(record.id).with_metrics(M.finite_only(found))
         if reason is None:
-            model_ref = artifacts.save_lightgbm(result.booster)
-            state_ref = artifacts.put_bytes(data.state_bytes())
-            done = (
-                current.with_artifact(model_ref)
-                .with_tags(state_tags(state_ref))
-                .transition(ModelStatus.TRAINED)
-            )
+            files = {
+                MODEL_ARTIFACT: artifacts.save_lightgbm(result.booster),
+                PROCESSORS_ARTIFACT: artifacts.put_bytes(data.state_bytes()),
+            }
+            done = current.with_artifacts(files).transition(ModelStatus.TRAINED)
         else:
             done = current.with_tags({"failure": reason}).transition(ModelStatus.FAILED)
         saved = registry.save(done)

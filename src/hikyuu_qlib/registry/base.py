@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, ModelNotFoundError
 from hikyuu_qlib.domain.model import Model
+from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 from hikyuu_qlib.registry import query as q
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import with_version
@@ -67,17 +68,17 @@ class RegistryCore:
             raise InvalidInputError(f"invalid limit {limit!r}: expected 1 to {q.MAX_LIMIT}")
         return limit
 
-    def after(self, cursor: str | None, order: q.ModelOrder, flt: q.ModelFilter) -> list[Any] | None:
+    def after(self, cursor: str | None, order: ModelOrder, flt: ModelFilter) -> list[Any] | None:
         return None if cursor is None else self.cursors.decode(cursor, order.value, flt.fingerprint())
 
-    def page(self, rows: Sequence[Sequence[Any]], order: q.ModelOrder, flt: q.ModelFilter,
-             limit: int, to_model: Callable[[Sequence[Any]], Model]) -> q.Page[Model]:
+    def page(self, rows: Sequence[Sequence[Any]], order: ModelOrder, flt: ModelFilter,
+             limit: int, to_model: Callable[[Sequence[Any]], Model]) -> Page[Model]:
         """Rows fetched with ``limit + 1``: the extra row only tells that there is a next page."""
         items = [to_model(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             next_cursor = self.cursors.encode(order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1]))
-        return q.Page(items, next_cursor)
+        return Page(items, next_cursor)
 
     @staticmethod
     def with_versions(models: Sequence[Model], versions: Iterable[tuple[str, int]]) -> list[Model]:

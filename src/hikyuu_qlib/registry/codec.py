@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType, Segments
+from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType
+from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.registry.tables import COLUMNS
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -33,14 +34,22 @@ UPSERT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != "version")
 
 def to_values(model: Model) -> tuple[Any, ...]:
     """Bind values of one model in ``UPSERT_COLUMNS`` order (JSON fields as Python objects)."""
-    artifact = model.artifact
+    artifacts = model.artifacts
     return (
         model.id, model.name, model.model_type.value, model.status.value, model.hyperparameters,
-        model.feature_set, model.universe, model.segments.to_json(), model.label, model.metrics,
-        None if artifact is None else artifact.uri, None if artifact is None else artifact.sha256,
-        None if artifact is None else artifact.size, model.tags, model.config_hash,
-        to_micros(model.created_at), to_micros(model.updated_at),
+        model.feature_set, model.universe, model.segments.to_json(), model.label, model.metrics, model.tags,
+        model.config_hash, to_micros(model.created_at), to_micros(model.updated_at),
+        {role: ref.to_json() for role, ref in artifacts.items()} if artifacts else {},
     )
+
+
+def stored_artifacts(data: Any) -> dict[str, ArtifactRef]:
+    """Artifacts by role from their stored JSON (text or decoded)."""
+    if isinstance(data, str):
+        data = orjson.loads(data)
+    if not data:
+        return {}
+    return {role: ArtifactRef(ref["uri"], ref["sha256"], ref["size"]) for role, ref in data.items()}
 
 
 def to_row(model: Model) -> dict[str, Any]:
@@ -64,25 +73,30 @@ class SegmentsMemo:
             key = data if isinstance(data, str) else tuple((k, *v) for k, v in data.items())
             found = self._known.get(key)
         except (AttributeError, TypeError):
-            return Segments.from_json(data)
+            return stored_segments(data)
         if found is None:
-            found = Segments.from_json(orjson.loads(data) if isinstance(data, str) else data)
+            found = stored_segments(orjson.loads(data) if isinstance(data, str) else data)
             if len(self._known) < self._size:
                 self._known[key] = found
         return found
 
 
-def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = Segments.from_json) -> Model:
+def stored_segments(data: Any) -> Segments:
+    """The segments of a stored record (checked when it was saved: the order is not checked again)."""
+    return Segments.from_json(data, ordered=False)
+
+
+def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_segments) -> Model:
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
     record is rebuilt without re-running the checks (reads are the hot path)."""
     (id_, name, version, model_type, status, hyper, feature_set, universe, segs, label, metrics,
-     a_uri, a_sha, a_size, tags, chash, created, updated) = row
+     tags, chash, created, updated, artifacts) = row
     created_at = from_micros(created)
     return _assemble((
         id_, name, _TYPES.get(model_type) or ModelType.parse(model_type), version,
         _STATUSES.get(status) or ModelStatus.parse(status), hyper, feature_set, universe,
         segments(segs) if segs else _NO_SEGMENTS, label, metrics,
-        None if a_uri is None else ArtifactRef(a_uri, a_sha, a_size), tags, chash,
+        stored_artifacts(artifacts), tags, chash,
         created_at, created_at if updated == created else from_micros(updated),
     ))
 

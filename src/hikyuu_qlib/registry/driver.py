@@ -21,8 +21,8 @@ from hikyuu_qlib.registry.codec import SegmentsMemo, from_row, to_row
 from hikyuu_qlib.registry.tables import COLUMNS
 from hikyuu_qlib.registry.writes import json_text
 
-JSON_COLUMNS = ("hyperparameters", "segments", "metrics", "tags")
-_H, _M, _T = (COLUMNS.index(c) for c in ("hyperparameters", "metrics", "tags"))
+JSON_COLUMNS = ("hyperparameters", "segments", "metrics", "artifacts", "tags")
+_H, _M, _A, _T = (COLUMNS.index(c) for c in ("hyperparameters", "metrics", "artifacts", "tags"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +56,15 @@ class RowCodec:
 
     @staticmethod
     def decoded(row: Sequence[Any]) -> Sequence[Any]:
-        """The row with its JSON texts decoded in one parse (one ``loads`` call, not three); the segments
+        """The row with its JSON texts decoded in one parse (one ``loads`` call, not four); the segments
         stay text, which :meth:`model` parses once per distinct text (:class:`~.codec.SegmentsMemo`).
 
         sqlite3 and asyncpg hand JSON over as text; psycopg decodes it already."""
-        h, m, t = row[_H], row[_M], row[_T]
+        h, m, a, t = row[_H], row[_M], row[_A], row[_T]
         if not isinstance(h, str):
             return row
         values = list(row)
-        values[_H], values[_M], values[_T] = orjson.loads(f"[{h},{m},{t}]")
+        values[_H], values[_M], values[_A], values[_T] = orjson.loads(f"[{h},{m},{a},{t}]")
         return values
 
 

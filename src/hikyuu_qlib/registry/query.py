@@ -1,4 +1,5 @@
-"""Filters, orders, pages and the SQL statements of the registry (built once per dialect).
+"""The SQL statements of the registry (built once per dialect), from the query vocabulary of
+:mod:`hikyuu_qlib.domain.queries`.
 
 Every filter and order has an index (see ``tables``): status, type and created range use
 ``(status|model_type, created_at, id)`` / ``(created_at, id)``; name and the name order use the unique
@@ -9,84 +10,20 @@ the index instead of skipping rows, so a page costs the same at any depth.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hikyuu_qlib.domain.errors import InvalidInputError
-from hikyuu_qlib.domain.model import ModelStatus, ModelType
+from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder
 from hikyuu_qlib.registry.codec import to_micros
 from hikyuu_qlib.registry.tables import COLUMNS, UPDATABLE, model_tags, models
 
-T = TypeVar("T")
 MAX_LIMIT = 10_000
 CHUNK = 1000  # ids per get_many/delete_many statement (one JSON or array parameter each)
-
-
-class ModelOrder(StrEnum):
-    """Orders offered by ``find``: by creation time, or by name then version; ``-`` is descending."""
-
-    CREATED = "created"
-    CREATED_DESC = "-created"
-    NAME = "name"
-    NAME_DESC = "-name"
-
-    @classmethod
-    def parse(cls, text: str | ModelOrder) -> ModelOrder:
-        if isinstance(text, ModelOrder):
-            return text
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            raise InvalidInputError(f"unknown order {text!r}: expected created, -created, name or -name") from None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelFilter:
-    """Conditions of ``find``/``count``/``iterate``; all given ones must hold."""
-
-    status: ModelStatus | None = None
-    model_type: ModelType | None = None
-    name: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    created_from: dt.datetime | None = None  # inclusive
-    created_to: dt.datetime | None = None  # exclusive
-
-    def __post_init__(self) -> None:
-        if self.status is not None:
-            object.__setattr__(self, "status", ModelStatus.parse(self.status))
-        if self.model_type is not None:
-            object.__setattr__(self, "model_type", ModelType.parse(self.model_type))
-        for name in ("created_from", "created_to"):
-            when = getattr(self, name)
-            if when is not None and when.tzinfo is None:
-                object.__setattr__(self, name, when.replace(tzinfo=dt.UTC))
-
-    def fingerprint(self) -> str:
-        doc = {
-            "s": self.status and self.status.value,
-            "t": self.model_type and self.model_type.value,
-            "n": self.name,
-            "g": sorted(self.tags.items()),
-            "a": self.created_from and to_micros(self.created_from),
-            "b": self.created_to and to_micros(self.created_to),
-        }
-        return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    """One page of results and the cursor of the next one (``None`` on the last page)."""
-
-    items: list[T]
-    next_cursor: str | None
 
 
 def conditions(flt: ModelFilter, backend: str) -> list[sa.ColumnElement[bool]]:
@@ -192,8 +129,8 @@ def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
 
 def _pg_columns() -> tuple[list[str], dict[str, str]]:
     cols = [c for c in COLUMNS if c != "version"]
-    json_cols = {"hyperparameters", "segments", "metrics", "tags"}
-    big = {"artifact_size", "created_at", "updated_at"}
+    json_cols = {"hyperparameters", "segments", "metrics", "artifacts", "tags"}
+    big = {"created_at", "updated_at"}
     return cols, {c: "jsonb" if c in json_cols else "bigint" if c in big else "text" for c in cols}
 
 

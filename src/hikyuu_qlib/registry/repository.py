@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
+from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 from hikyuu_qlib.registry import migrate, writes
 from hikyuu_qlib.registry import query as q
 from hikyuu_qlib.registry.async_driver import AsyncDriver, Positional
@@ -376,21 +377,21 @@ class AsyncModelRepository:
         compiled = Positional.compile(stmt, self.engine.dialect)
         return list(await self._run(lambda d: d.fetch(compiled), write=False, scan=scan))
 
-    async def find(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
-                   limit: int = 100, cursor: str | None = None) -> q.Page[Model]:
+    async def find(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
+                   limit: int = 100, cursor: str | None = None) -> Page[Model]:
         """One keyset page of matching models and the cursor of the next page."""
         return await self._find(flt, order, limit, cursor, scan=False)
 
-    async def _find(self, flt: q.ModelFilter | None, order: q.ModelOrder | str, limit: int, cursor: str | None,
-                    *, scan: bool) -> q.Page[Model]:
-        flt = flt or q.ModelFilter()
-        order = q.ModelOrder.parse(order)
+    async def _find(self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None,
+                    *, scan: bool) -> Page[Model]:
+        flt = flt or ModelFilter()
+        order = ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         after = self._core.after(cursor, order, flt)
         rows = await self._select(q.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan)
         return self._core.page(rows, order, flt, limit, self._rows.model)
 
-    async def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
+    async def iterate(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
                       batch: int = 1000) -> AsyncIterator[Model]:
         """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat: the pages are
         read outside SQLite's memory map)."""
@@ -403,9 +404,9 @@ class AsyncModelRepository:
                 return
             cursor = page.next_cursor
 
-    async def count(self, flt: q.ModelFilter | None = None) -> int:
+    async def count(self, flt: ModelFilter | None = None) -> int:
         """How many models match."""
-        rows = await self._select(q.count_statement(flt or q.ModelFilter(), self._core.backend))
+        rows = await self._select(q.count_statement(flt or ModelFilter(), self._core.backend))
         return int(rows[0][0])
 
     async def resolve(self, prefix: str) -> str:

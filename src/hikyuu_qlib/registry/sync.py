@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
+from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 from hikyuu_qlib.registry import migrate, writes
 from hikyuu_qlib.registry import query as q
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
@@ -309,20 +310,20 @@ class ModelRegistry:
 
         return self._run(work, write=False, scan=scan)
 
-    def find(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
-             limit: int = 100, cursor: str | None = None) -> q.Page[Model]:
+    def find(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
+             limit: int = 100, cursor: str | None = None) -> Page[Model]:
         """One keyset page of matching models and the cursor of the next page."""
         return self._find(flt, order, limit, cursor, scan=False)
 
-    def _find(self, flt: q.ModelFilter | None, order: q.ModelOrder | str, limit: int, cursor: str | None, *,
-              scan: bool) -> q.Page[Model]:
-        flt = flt or q.ModelFilter()
-        order = q.ModelOrder.parse(order)
+    def _find(self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None, *,
+              scan: bool) -> Page[Model]:
+        flt = flt or ModelFilter()
+        order = ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
         return self._core.page(self._select(stmt, scan=scan), order, flt, limit, self._rows.model)
 
-    def iterate(self, flt: q.ModelFilter | None = None, *, order: q.ModelOrder | str = q.ModelOrder.CREATED,
+    def iterate(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
                 batch: int = 1000) -> Iterator[Model]:
         """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat: the pages are
         read outside SQLite's memory map)."""
@@ -334,8 +335,8 @@ class ModelRegistry:
                 return
             cursor = page.next_cursor
 
-    def count(self, flt: q.ModelFilter | None = None) -> int:
-        return int(self._select(q.count_statement(flt or q.ModelFilter(), self._core.backend))[0][0])
+    def count(self, flt: ModelFilter | None = None) -> int:
+        return int(self._select(q.count_statement(flt or ModelFilter(), self._core.backend))[0][0])
 
     def resolve(self, prefix: str) -> str:
         """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""

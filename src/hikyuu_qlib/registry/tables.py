@@ -2,6 +2,8 @@
 
 ``models`` holds one row per model. JSON fields are ``JSON`` on SQLite and ``JSONB`` on PostgreSQL;
 times are integer microseconds since the Unix epoch (UTC), which sort and compare exactly on both backends.
+A model's artifacts are one JSON object by role (``{"model": {"uri": …, "sha256": …, "size": …}, …}``),
+written with the row: no statement of their own.
 
 Tag filters use an index on both backends: a GIN index on ``tags`` (PostgreSQL, ``@>``), and on SQLite
 the ``model_tags`` side table, which the repository rewrites with each save in the same transaction
@@ -31,13 +33,12 @@ models = sa.Table(
     sa.Column("segments", JSONType, nullable=False),
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("metrics", JSONType, nullable=False),
-    sa.Column("artifact_uri", sa.Text, nullable=True),
-    sa.Column("artifact_sha256", sa.String(64), nullable=True),
-    sa.Column("artifact_size", sa.BigInteger, nullable=True),
     sa.Column("tags", JSONType, nullable=False),
     sa.Column("config_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
     sa.Column("updated_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
+    # last: where migration 0003 added it (a PostgreSQL ALTER TABLE appends), so rows have one column order
+    sa.Column("artifacts", JSONType, nullable=False, comment="role -> {uri, sha256, size}"),
     sa.Index("uq_models_name_version", "name", "version", unique=True),
     sa.Index("ix_models_created", "created_at", "id"),
     sa.Index("ix_models_status_created", "status", "created_at", "id"),

@@ -22,7 +22,7 @@ from hikyuu_qlib.registry.query import CHUNK
 from hikyuu_qlib.registry.tables import UPDATABLE
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
-_JSON_AT = tuple(UPSERT_COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "tags"))
+_JSON_AT = tuple(UPSERT_COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "artifacts", "tags"))
 Step = tuple[str, tuple[Any, ...]]  # one statement and its parameters
 
 

@@ -20,9 +20,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
+from hikyuu_qlib.domain import InvalidInputError, NotFoundError
+from hikyuu_qlib.domain.segments import SEGMENT_NAMES, Segments
 from hikyuu_qlib.stores.source import SourceSpec
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -32,28 +42,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Segments(_Strict):
-    """Train / valid / test date ranges, each ``START:END``."""
+def _segments(value: Any) -> Segments:
+    """The file's ``segments``: ``train``, ``valid`` and ``test``, each ``START:END``."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected train, valid and test, each START:END, got {value!r}")
+    missing = [name for name in SEGMENT_NAMES if name not in value]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}: give train, valid and test, each START:END")
+    if not isinstance(value, Segments):
+        for name, text in value.items():
+            if not isinstance(text, str):
+                raise ValueError(f"{name}: expected START:END, got {text!r}")
+    return Segments.of(value)
 
-    train: str
-    valid: str
-    test: str
 
-    @field_validator("train", "valid", "test")
-    @classmethod
-    def _range(cls, value: str) -> str:
-        DateRange.parse(value)
-        return value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Segments:
-        train, valid, test = (DateRange.parse(s) for s in (self.train, self.valid, self.test))
-        if not (train.end < valid.start and valid.end < test.start):
-            raise ValueError("segments must be ordered and disjoint: train < valid < test")
-        return self
-
-    def ranges(self) -> dict[str, DateRange]:
-        return {name: DateRange.parse(getattr(self, name)) for name in ("train", "valid", "test")}
+#: Segments as the workflow file writes them (each ``START:END``; all three required).
+WorkflowSegments = Annotated[
+    Segments,
+    PlainValidator(_segments, json_schema_input_type=dict[str, str]),
+    PlainSerializer(lambda segments: {name: str(span) for name, span in segments.items()},
+                    return_type=dict[str, str]),
+]
 
 
 class ProcessorSpec(_Strict):
@@ -129,7 +138,7 @@ class WorkflowConfig(_Strict):
     label: Literal["Ref($close,-2)/Ref($close,-1) - 1"] = "Ref($close,-2)/Ref($close,-1) - 1"
     processors: Processors = Field(default_factory=Processors)
     model: ModelSpec = Field(default_factory=ModelSpec)
-    segments: Segments
+    segments: WorkflowSegments
     strategy: TopkDropoutSpec = Field(default_factory=TopkDropoutSpec)
     backtest: BacktestSpec = Field(default_factory=BacktestSpec)
     outputs: Outputs = Field(default_factory=Outputs)

@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain import Segments
 from hikyuu_qlib.ports import Progress
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.serialization import flatten, to_json_text
@@ -116,8 +116,8 @@ def _run(
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
     stages = _Stages()
-    segments = config.segments.ranges()
-    whole = DateRange(segments["train"].start, segments["test"].end)
+    segments = config.segments
+    whole = segments.span()
     with stages.stage("data"), progress("qlib view") as bar:
         store = ctx.qlib_store(config.universe, progress=bar)
     run_id = config.run_id(store.data_version())
@@ -207,7 +207,7 @@ def _train(
     config: WorkflowConfig,
     store: Any,
     universe: Any,
-    segments: dict[str, DateRange],
+    segments: Segments,
     run_id: str,
     progress: StageProgress,
 ) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from hikyuu_qlib.domain import InvalidInputError
+from hikyuu_qlib.domain.numeric import EPS
 
 
 def _check_fraction(name: str, value: float, *, upper: float = 1.0, allow_zero: bool = False) -> None:
@@ -125,7 +126,7 @@ class FixedPercent:
     p: float
 
     def __post_init__(self) -> None:
-        _check_fraction("FixedPercent p", self.p, upper=1.0 + 1e-12)
+        _check_fraction("FixedPercent p", self.p, upper=1.0 + EPS)
 
 
 @dataclass(frozen=True, slots=True)

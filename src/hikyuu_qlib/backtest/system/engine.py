@@ -24,6 +24,7 @@ from hikyuu_qlib.backtest.system.config import (
     TakeProfit,
 )
 from hikyuu_qlib.backtest.system.signals import add_signals
+from hikyuu_qlib.backtest.system.statistics import round_trip_statistics, system_statistics
 from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, KType, StockCode, UnknownCodeError
 from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.ports import MarketData
@@ -82,14 +83,10 @@ class SystemResult:
 
     def statistics(self, risk_free: pl.DataFrame | None = None) -> dict[str, Any]:
         """The backtest package's statistics document (:mod:`hikyuu_qlib.backtest.measures`)."""
-        from hikyuu_qlib.backtest.system.statistics import system_statistics
-
-        return system_statistics(self, risk_free)
+        return system_statistics(self.daily, self.trades, self.positions, risk_free)
 
     def trade_statistics(self) -> dict[str, Any]:
         """Hikyuu-style round-trip statistics (win rate, average win/loss, runs, holding days …)."""
-        from hikyuu_qlib.backtest.system.statistics import round_trip_statistics
-
         return round_trip_statistics(self.trades)
 
 

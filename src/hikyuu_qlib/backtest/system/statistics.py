@@ -1,16 +1,17 @@
-"""Statistics of a trading-system run, computed with the backtest package's shared functions."""
+"""Statistics of a trading-system run, computed with the backtest package's shared functions.
+
+They take the run's frames (daily, round trips, open positions), not the result object, so that the
+engine can use them without this module knowing the engine.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from hikyuu_qlib.backtest.measures import statistics_document
 from hikyuu_qlib.backtest.stats import trade_statistics
-
-if TYPE_CHECKING:
-    from hikyuu_qlib.backtest.system.engine import SystemResult
 
 
 def fills(trades: pl.DataFrame) -> pl.DataFrame:
@@ -47,11 +48,13 @@ def round_trip_statistics(trades: pl.DataFrame) -> dict[str, Any]:
     return trade_statistics(fills(trades))
 
 
-def system_statistics(result: SystemResult, risk_free: pl.DataFrame | None = None) -> dict[str, Any]:
-    """The statistics document of the daily frame (excess-return groups only with a benchmark), with the
-    round trips and the account's realised profit and open positions."""
-    doc = statistics_document(result.daily, risk_free=risk_free)
-    doc["portfolio"]["realised_pnl"] = float(result.trades["pnl"].sum())
-    doc["portfolio"]["open_positions"] = result.positions.height
-    doc["trades"] = round_trip_statistics(result.trades)
+def system_statistics(
+    daily: pl.DataFrame, trades: pl.DataFrame, positions: pl.DataFrame, risk_free: pl.DataFrame | None = None
+) -> dict[str, Any]:
+    """The statistics document of the ``daily`` frame (excess-return groups only with a benchmark), with
+    the round ``trades`` (``TRADE_SCHEMA``), the realised profit and the count of open ``positions``."""
+    doc = statistics_document(daily, risk_free=risk_free)
+    doc["portfolio"]["realised_pnl"] = float(trades["pnl"].sum())
+    doc["portfolio"]["open_positions"] = positions.height
+    doc["trades"] = round_trip_statistics(trades)
     return doc
