@@ -16,6 +16,7 @@ from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
 from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
+from hikyuu_qlib.settings import load_settings
 from hikyuu_qlib.workflow.config import (
     BacktestSpec,
     ModelSpec,
@@ -49,9 +50,9 @@ def demo(
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
     check_out_dir(out)
-    with ResearchContext.open(source, db=db) as ctx:
+    with ResearchContext.open(source, settings=load_settings(), db=db) as ctx:
         config, notes = demo_workflow(ctx, source, out)
-        result = run_workflow(config, force=force, progress=stage_bars(fmt), context=ctx)
+        result = run_workflow(config, ctx, force=force, progress=stage_bars(fmt))
     show_run({**result.to_json(), "notes": notes}, fmt)
 
 

@@ -25,7 +25,7 @@ from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.model import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
-from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
+from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.processors import (
     CSRankNorm,
     CSZScoreNorm,
@@ -39,6 +39,7 @@ from hikyuu_qlib.factors.processors import (
 )
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.presets import ProcessorStep
+from hikyuu_qlib.ports import FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def qlib_order(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def prepare(
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     segments: Mapping[str, DateRange],
     *,
