@@ -117,7 +117,7 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[Workflo
 
 def _members_with_bars(ctx: ResearchContext, universe: str) -> int:
     """How many members of ``universe`` (at any time) the store holds bars for."""
-    members = ctx.store.members(universe)["code"].unique()
+    members = ctx.store.members(universe)["code"].unique().to_list()
     stocks = ctx.store.stocks(valid=None)
     return int(stocks.filter(pl.col("code").is_in(members) & pl.col("has_data")).height)
 
