@@ -3,8 +3,8 @@
 Each command runs in this process (``hikyuu_qlib.cli.main.run_hq``, as ``hq`` runs it) over a real store,
 with spies on the composition root's factories that the research context calls: every ``features`` read of
 the command goes to the one feature source the context opened (the Qlib store itself, or
-``BarsFeatureSource`` over a Hikyuu or synthetic store), and the store the context opened is closed once
-when the command ends, also when it fails.
+``BarsFeatureSource`` over a Hikyuu or synthetic store), the store the context opened is closed once
+when the command ends (also when it fails), and the command reads its settings once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import hikyuu_qlib.research as research
 from hikyuu_qlib.cli.main import run_hq
 from hikyuu_qlib.modelling.bars_source import BarsFeatureSource
 from hikyuu_qlib.ports import FeatureSource, MarketData
+from hikyuu_qlib.settings import Settings
 from hikyuu_qlib.stores.qlib import QlibStore
 
 SMALL = {"lambda_l1": 1.0, "lambda_l2": 1.0, "num_leaves": 15, "min_data_in_leaf": 20, "learning_rate": 0.1}
@@ -38,9 +39,10 @@ class Seen:
     closed: list[MarketData] = field(default_factory=list)
     sources: list[FeatureSource] = field(default_factory=list)
     reads: list[object] = field(default_factory=list)
+    settings: list[Settings] = field(default_factory=list)
 
     def clear(self) -> None:
-        for items in (self.stores, self.closed, self.sources, self.reads):
+        for items in (self.stores, self.closed, self.sources, self.reads, self.settings):
             items.clear()
 
 
@@ -66,6 +68,13 @@ def seen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Seen]:
         spied.sources.append(source)
         return source
 
+    settings_init = Settings.__init__
+
+    def reading_settings(self: Settings, *args: Any, **kwargs: Any) -> None:
+        spied.settings.append(self)
+        settings_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Settings, "__init__", reading_settings)
     monkeypatch.setattr(research, "open_store", opening_store)
     monkeypatch.setattr(research, "open_feature_source", opening_features)
     for cls in (QlibStore, BarsFeatureSource):
