@@ -53,11 +53,11 @@ class FeatureSource(Protocol):
 
     ``features`` returns ``code, datetime, <field>…`` with every field ``Float32`` and named without
     ``$`` (``$close`` and ``close`` ask for the same field), sorted by code then datetime. Rows follow Qlib:
-    each code has one row per trading day from its first to its last row within ``dates`` (NaN where it
-    did not trade); a code without any data is absent; a code that fails to load fails the call with
-    :class:`~hikyuu_qlib.domain.LoadErrors` naming every failing code. Prices are adjusted as
-    ``$price = traded price × $factor`` and ``$volume = traded shares / $factor``; ``$change`` is the
-    close-to-close change as a fraction (``0.0123`` for +1.23 %), whatever unit the data keep it in.
+    each code has one row per trading day within ``dates`` from its first to its last day of data in the
+    source (NaN where it did not trade); a code without any data is absent; a code that fails to load
+    fails the call with :class:`~hikyuu_qlib.domain.LoadErrors` naming every failing code. Prices are
+    adjusted as ``$price = traded price × $factor`` and ``$volume = traded shares / $factor``; ``$change``
+    is the close-to-close change as a fraction (``0.0123`` for +1.23 %), whatever unit the data keep it in.
 
     ``fields(codes)`` is what :meth:`features` can serve, as data: the names (``open``, ``high``, ``low``,
     ``close``, ``volume``, ``factor``, ``change``, ``amount``, ``vwap`` …) that every one of ``codes`` with

@@ -102,6 +102,19 @@ def test_bars_source_serves_qlib_fields_from_hikyuu_bars(hikyuu_dir: Path) -> No
     assert crashes.sum() >= 3 and np.all(change[1:][crashes] > -0.11)
 
 
+def test_bars_source_rows_span_each_code_s_whole_history_as_qlib_bins_do(hikyuu_dir: Path) -> None:
+    """SZ000004 is suspended until 2010-02-11: a window starting before that has its NaN rows from the
+    window's first day (as a Qlib bin, which spans the code's whole history), so the label of 2010-02-10
+    is the same whatever the window; a window past a code's last bar has no row of it."""
+    source = open_feature_source(HikyuuStore.open(hikyuu_dir))
+    frame = source.features(["SZ000004"], ["close"], DateRange.of("2010-02-05", "2010-02-26"))
+    assert frame["datetime"][0] == DateRange.of("2010-02-05").start and frame.height == 11
+    assert frame["close"].is_nan().to_list()[:5] == [True, True, True, True, False]  # 02-11 trades again
+    last = source.features(["SZ000004"], ["close"], None)["datetime"][-1]
+    after = DateRange(last + (DateRange.of("2000-01-02").start - DateRange.of("2000-01-01").start))
+    assert source.features(["SZ000004"], ["close"], after).is_empty()
+
+
 class OneByOne:
     """A store without a batch reader: the same Hikyuu store, read one code at a time."""
 

@@ -20,8 +20,9 @@ Prices, two conventions (``prices=``):
 NaN on a code's first bar. ``$amount`` is the turnover and ``$vwap = $amount / $volume`` (an adjusted
 price), offered when the store keeps turnover (see :meth:`BarsFeatureSource.fields`).
 
-Rows follow Qlib's layout: each code has one row per trading day from its first to its last bar within
-the dates, NaN where it did not trade; a code the store lists without bars (or does not know) is absent.
+Rows follow Qlib's layout: each code has one row per trading day within the dates from its first to its
+last bar in the store (as a Qlib bin spans a code's whole history), NaN where it did not trade; a code the
+store lists without bars (or does not know) is absent.
 A store with a batch reader (:class:`~hikyuu_qlib.ports.BatchBarReader`) is read in one columnar pass per
 adjustment; any other store one code at a time on a few threads.
 """
@@ -119,10 +120,7 @@ class BarsFeatureSource:
         if self.prices == "backward" and "factor" in wanted:
             raise InvalidInputError("field 'factor' needs prices='qlib'")
         names = sorted({str(StockCode.parse(c)) for c in codes})
-        out = self._fields(self._load(names))
-        if dates is not None:
-            out = out.filter(pl.col("datetime").is_between(dates.start, dates.end))
-        aligned = self._align(out, dates)
+        aligned = self._align(self._fields(self._load(names)), dates)
         return aligned.select(
             "code", "datetime", *[pl.col(f).cast(pl.Float32).fill_null(float("nan")) for f in wanted]
         )
@@ -213,11 +211,12 @@ class BarsFeatureSource:
         return frame.with_columns(vwap.alias("vwap"), change.alias("change"))
 
     def _align(self, frame: pl.DataFrame, dates: DateRange | None) -> pl.DataFrame:
-        """One row per trading day from each code's first to last bar (Qlib's layout); ``frame`` is
-        sorted by code then datetime, and its bars on days off the calendar are dropped."""
-        if frame.is_empty():
-            return frame
+        """Qlib's rows: for each code one row per trading day within ``dates`` from its first to its last bar
+        in the store (NaN where it did not trade), as a Qlib bin spans a code's whole history. ``frame``
+        holds whole histories sorted by code then datetime; bars on days off the calendar are dropped."""
         cal = self.store.calendar(dates=dates).cast(DATETIME).to_numpy().view(np.int64)
+        if frame.is_empty() or not len(cal):
+            return frame.clear()
         when = frame["datetime"].cast(DATETIME).to_numpy().view(np.int64)
         starts = group_starts(frame["code"])
         first, last = starts[:-1], starts[1:] - 1
@@ -226,8 +225,10 @@ class BarsFeatureSource:
         offsets = np.concatenate(([0], np.cumsum(lengths)))
         group = np.repeat(np.arange(len(first)), np.diff(starts))
         pos = np.searchsorted(cal, when)
-        on_calendar = (pos < len(cal)) & (cal[np.minimum(pos, len(cal) - 1)] == when)
-        target = (offsets[group] + pos - lo[group])[on_calendar]
+        placed = (pos < len(cal)) & (
+            cal[np.minimum(pos, len(cal) - 1)] == when
+        )  # in the dates, on the calendar
+        target = (offsets[group] + pos - lo[group])[placed]
         total = int(offsets[-1])
         index = np.repeat(lo - offsets[:-1], lengths) + np.arange(total)
         columns: dict[str, pl.Series] = {
@@ -236,7 +237,7 @@ class BarsFeatureSource:
         }
         for name in frame.columns[2:]:
             values = np.full(total, np.nan)
-            values[target] = frame[name].cast(pl.Float64).to_numpy()[on_calendar]
+            values[target] = frame[name].cast(pl.Float64).to_numpy()[placed]
             columns[name] = pl.Series(values)
         return pl.DataFrame(columns)
 
