@@ -1,6 +1,9 @@
 """Composition root: settings -> adapters -> use cases.
 
-Nothing here runs at import time; entrypoints (CLI, HTTP, scripts) call these factories.
+Nothing here runs at import time; entrypoints (CLI, HTTP, scripts) call these factories with the settings
+they read once (:func:`~hikyuu_qlib.settings.load_settings`), and the factories pass them on. The public
+library entrypoints (:func:`open_store`, :func:`open_market`, :func:`open_market_async`,
+:func:`open_registry`, :func:`open_artifacts`) read them when called without any.
 """
 
 from __future__ import annotations
@@ -8,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from hikyuu_qlib.marketdata import AsyncMarketDataClient, MarketDataClient
-from hikyuu_qlib.ports import MarketData
-from hikyuu_qlib.settings import Settings
+from hikyuu_qlib.ports import FeatureSource, MarketData
+from hikyuu_qlib.settings import Settings, load_settings
 from hikyuu_qlib.stores.source import SourceSpec
 
 if TYPE_CHECKING:
@@ -18,51 +21,59 @@ if TYPE_CHECKING:
     from hikyuu_qlib.registry.sync import ModelRegistry
 
 
-def open_store(source: str | SourceSpec, *, settings: Settings | None = None) -> MarketData:
-    """Open the market data adapter that a source spec names (caches under the settings' home)."""
-    spec = SourceSpec.parse(source)
+def open_store(source: str | SourceSpec | None = None, *, settings: Settings | None = None) -> MarketData:
+    """Open the market data adapter that a source spec names (default: the settings' source); Hikyuu
+    caches go under the settings' home, a Qlib store's ``$change`` unit is the settings'."""
+    settings = load_settings(settings)
+    spec = resolve_source(source, settings)
     if spec.kind == "hikyuu":
         from hikyuu_qlib.stores.hikyuu import HikyuuStore
 
         assert spec.path is not None
-        return HikyuuStore.open(spec.path, cache_dir=(settings or Settings()).home / "cache")
+        return HikyuuStore.open(spec.path, cache_dir=settings.home / "cache")
     if spec.kind == "qlib":
         from hikyuu_qlib.stores.qlib import QlibStore
 
         assert spec.path is not None
-        return QlibStore.open(spec.path, change_unit=(settings or Settings()).qlib_change_unit)
+        return QlibStore.open(spec.path, change_unit=settings.qlib_change_unit)
     from hikyuu_qlib.stores.synthetic import SyntheticStore
 
     return SyntheticStore(spec.synthetic)
 
 
-def resolve_source(source: str | SourceSpec | None, settings: Settings | None = None) -> SourceSpec:
+def open_feature_source(store: MarketData) -> FeatureSource:
+    """The one feature source research reads from ``store``: the store itself when it serves features (a
+    Qlib store), else :class:`~hikyuu_qlib.modelling.bars_source.BarsFeatureSource` over its bars."""
+    if isinstance(store, FeatureSource):
+        return store
+    from hikyuu_qlib.modelling.bars_source import BarsFeatureSource
+
+    return BarsFeatureSource(store)
+
+
+def resolve_source(source: str | SourceSpec | None, settings: Settings) -> SourceSpec:
     """The source to use: an explicit one, else the settings' (env ``HQ_SOURCE``, config file, default)."""
     if isinstance(source, SourceSpec):
         return source
     if source:
         return SourceSpec.parse(source)
-    return SourceSpec.parse((settings or Settings()).source)
+    return SourceSpec.parse(settings.source)
 
 
 def open_market(
     source: str | SourceSpec | None = None, *, settings: Settings | None = None
 ) -> MarketDataClient:
     """A sync market data client over the named source (default: the settings' source)."""
-    settings = settings or Settings()
-    return MarketDataClient(
-        open_store(resolve_source(source, settings), settings=settings), max_workers=settings.io_workers
-    )
+    settings = load_settings(settings)
+    return MarketDataClient(open_store(source, settings=settings), max_workers=settings.io_workers)
 
 
 def open_market_async(
     source: str | SourceSpec | None = None, *, settings: Settings | None = None
 ) -> AsyncMarketDataClient:
     """An async market data client over the named source (default: the settings' source)."""
-    settings = settings or Settings()
-    return AsyncMarketDataClient(
-        open_store(resolve_source(source, settings), settings=settings), max_workers=settings.io_workers
-    )
+    settings = load_settings(settings)
+    return AsyncMarketDataClient(open_store(source, settings=settings), max_workers=settings.io_workers)
 
 
 @overload
@@ -88,7 +99,7 @@ def open_registry(
     """
     from hikyuu_qlib.registry.engine import RegistryOptions
 
-    settings = settings or Settings()
+    settings = load_settings(settings)
     resolved = url or settings.registry_url
     registry_options = RegistryOptions.from_settings(settings, **options)
     if sync:
@@ -104,4 +115,4 @@ def open_artifacts(settings: Settings | None = None) -> LocalArtifactStore:
     """The artifact store under ``settings.home / "artifacts"``."""
     from hikyuu_qlib.registry.artifacts import LocalArtifactStore
 
-    return LocalArtifactStore((settings or Settings()).home / "artifacts")
+    return LocalArtifactStore(load_settings(settings).home / "artifacts")

@@ -35,6 +35,57 @@ class BatchBarReader(Protocol):
 
 
 @runtime_checkable
+class RiskFreeSource(Protocol):
+    """Optional capability of a store: the risk-free rate that Sharpe ratios subtract."""
+
+    def risk_free(self) -> pl.DataFrame | None:
+        """``datetime, rate`` (an annual rate as a fraction, one row per quote, ascending), or ``None``
+        when the store holds no rates."""
+        ...
+
+
+@runtime_checkable
+class FeatureSource(Protocol):
+    """Raw fields of a market in Qlib's model, for research: factors, labels and the portfolio backtest.
+
+    ``features`` returns ``code, datetime, <field>…`` with every field ``Float32`` and named without
+    ``$`` (``$close`` and ``close`` ask for the same field), sorted by code then datetime. Rows follow Qlib:
+    each code has one row per trading day within ``dates`` from its first to its last day of data in the
+    source (NaN where it did not trade); a code without any data is absent; a code that fails to load
+    fails the call with :class:`~hikyuu_qlib.domain.LoadErrors` naming every failing code. Prices are
+    adjusted as ``$price = traded price × $factor`` and ``$volume = traded shares / $factor``; ``$change``
+    is the close-to-close change as a fraction (``0.0123`` for +1.23 %), whatever unit the data keep it in.
+
+    ``fields(codes)`` is what :meth:`features` can serve, as data: the names (``open``, ``high``, ``low``,
+    ``close``, ``volume``, ``factor``, ``change``, ``amount``, ``vwap`` …) that every one of ``codes`` with
+    data serves (default: every instrument of the source); empty when none of them has data. Callers
+    ask for an optional field (``vwap``, ``change``) only when it is listed there.
+
+    ``members(universe, dates)`` gives membership spans (``MEMBERSHIP_SCHEMA``); every source serves the
+    universe ``all`` (the listing spans that Qlib's exchange masks prices with). ``source`` is the
+    canonical spec of the market data behind it (what the composition root opens again) and
+    ``data_version()`` a token that changes whenever the served values may change (for cache keys).
+    """
+
+    @property
+    def source(self) -> str: ...
+
+    def data_version(self) -> str: ...
+
+    def calendar(self, *, dates: DateRange | None = None) -> pl.Series:
+        """Trading days, ascending, as a ``Datetime(ms)`` series."""
+        ...
+
+    def members(self, universe: str, dates: DateRange | None = None) -> pl.DataFrame: ...
+
+    def fields(self, codes: Sequence[str] | None = None) -> frozenset[str]: ...
+
+    def features(
+        self, codes: Sequence[str], fields: Sequence[str], dates: DateRange | None = None, /
+    ) -> pl.DataFrame: ...
+
+
+@runtime_checkable
 class MarketData(Protocol):
     """A market data store: stock lists, calendars, universes and bars as columnar frames.
 

@@ -1,9 +1,11 @@
 """The research context: one object that holds what a research command needs, opened lazily.
 
-It is built by entrypoints (CLI, workflow runner) from settings through the factories of
-:mod:`hikyuu_qlib.app`, and closed with them: the market data store, its Qlib view (see
-:mod:`hikyuu_qlib.stores.materialize`), the model registry (sync facade), the artifact store, the
-predictor with its LRU of loaded models, and the feature cache.
+Every research entrypoint (``hq model train``, ``hq model evaluate``, ``hq predict``, ``hq backtest run``,
+``hq run``, ``hq demo``, the workflow runner) builds one from the settings it was given and closes it
+when done. It opens, through the factories of :mod:`hikyuu_qlib.app`, the market data store, the one
+feature source that training, evaluation, prediction and the backtest all read
+(:func:`~hikyuu_qlib.app.open_feature_source`), the model registry (sync facade), the artifact store, the
+predictor with its LRU of loaded models, and the feature cache; and it closes the store and the registry.
 """
 
 from __future__ import annotations
@@ -15,30 +17,46 @@ from typing import TYPE_CHECKING, Any, Self
 
 import polars as pl
 
-from hikyuu_qlib.app import open_artifacts, open_registry, open_store, resolve_source
-from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.ports import MarketData, ModelFiles, ModelRecords, Progress
+from hikyuu_qlib.app import open_artifacts, open_feature_source, open_registry, open_store
+from hikyuu_qlib.domain import DateRange, InvalidInputError
+from hikyuu_qlib.ports import FeatureSource, MarketData, ModelFiles, ModelRecords, RiskFreeSource
 from hikyuu_qlib.settings import Settings
 
 if TYPE_CHECKING:
+    from hikyuu_qlib.domain.model import Model
     from hikyuu_qlib.factors.cache import FeatureCache
     from hikyuu_qlib.factors.universe import Universe
     from hikyuu_qlib.modelling.predictor import Predictor
     from hikyuu_qlib.registry.artifacts import LocalArtifactStore
     from hikyuu_qlib.registry.sync import ModelRegistry
-    from hikyuu_qlib.stores.qlib import QlibStore
+    from hikyuu_qlib.stores.source import SourceSpec
 
 log = logging.getLogger(__name__)
 
 
 class ResearchContext:
-    """Lazily opened adapters for research use cases; a context manager that closes what it opened."""
+    """Lazily opened adapters for research use cases; a context manager that closes what it holds.
 
-    def __init__(self, settings: Settings, store: MarketData, *, db: str | None = None) -> None:
+    ``store`` is the market data store (opened from ``source``, default the settings' source, on first
+    use, or given); the context owns it and closes it. ``create_registry=False`` (commands that only
+    read) opens the registry without creating it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MarketData | None = None,
+        *,
+        source: str | SourceSpec | None = None,
+        db: str | None = None,
+        create_registry: bool = True,
+    ) -> None:
         self.settings = settings
-        self.store = store
+        self._source = source
+        self._store = store
+        self._features: FeatureSource | None = None
         self._db = db
-        self._views: dict[str, QlibStore] = {}
+        self._create_registry = create_registry
         self._registry: ModelRegistry | None = None
         self._artifacts: LocalArtifactStore | None = None
         self._predictor: Predictor | None = None
@@ -46,10 +64,16 @@ class ResearchContext:
 
     @classmethod
     def open(
-        cls, source: str | None = None, *, db: str | None = None, settings: Settings | None = None
+        cls,
+        source: str | SourceSpec | None = None,
+        *,
+        settings: Settings,
+        db: str | None = None,
+        create_registry: bool = True,
     ) -> Self:
-        settings = settings or Settings()
-        return cls(settings, open_store(resolve_source(source, settings), settings=settings), db=db)
+        """A context over ``source`` (default: the settings'), with the registry at ``db`` (default: the
+        settings'). Nothing is opened until it is used."""
+        return cls(settings, source=source, db=db, create_registry=create_registry)
 
     def __enter__(self) -> Self:
         return self
@@ -60,39 +84,65 @@ class ResearchContext:
         self.close()
 
     def close(self) -> None:
-        if self._registry is not None:
-            self._registry.close()
-            self._registry = None
-        for view in self._views.values():
-            if view is not self.store:
-                view.close()
-        self._views.clear()
-        self.store.close()
+        """Close the registry and the store (each at most once; the context can be used again after)."""
+        registry, self._registry, self._predictor = self._registry, None, None
+        store, self._store, self._features = self._store, None, None
+        try:
+            if registry is not None:
+                registry.close()
+        finally:
+            if store is not None:
+                store.close()
+
+    # --- market data -----------------------------------------------------------------------------------
+
+    def use_model_source(self, model: Model) -> None:
+        """Read the market the model was trained on (its ``source`` tag) when the context was given no
+        source; call it before the store is used."""
+        if self._source is None and self._store is None:
+            self._source = model.tags.get("source") or None
+
+    @property
+    def store(self) -> MarketData:
+        if self._store is None:
+            self._store = open_store(self._source, settings=self.settings)
+        return self._store
+
+    @property
+    def features(self) -> FeatureSource:
+        """The feature source of the store: training, evaluation, prediction and the backtest read it."""
+        if self._features is None:
+            self._features = open_feature_source(self.store)
+        return self._features
 
     @property
     def source(self) -> str:
         return self.store.source
 
-    def qlib_store(self, universe: str = "all", progress: Progress | None = None) -> QlibStore:
-        """The Qlib-layout view of the source holding ``universe`` (exported once per data version)."""
-        from hikyuu_qlib.stores.materialize import qlib_view
-
-        key = universe.lower()
-        if key not in self._views:
-            self._views[key] = qlib_view(
-                self.store, self.settings.home / "cache", universes=[universe], progress=progress
-            )
-        return self._views[key]
-
     def universe(self, name: str, dates: DateRange) -> Universe:
+        """A universe name of the source (its spans overlapping ``dates``) or a list ``CODE,CODE,…``."""
         from hikyuu_qlib.factors.universe import Universe
 
-        return Universe.from_store(self.qlib_store(name), name, dates)
+        if "," in name:
+            codes = [c.strip() for c in name.split(",") if c.strip()]
+            if not codes:
+                raise InvalidInputError(f"no code in the universe {name!r}")
+            return Universe.from_codes(codes)
+        return Universe.from_store(self.features, name, dates)
+
+    def risk_free(self) -> pl.DataFrame | None:
+        """The store's risk-free rates (``datetime, rate``) when it has them (a RiskFreeSource)."""
+        store = self.store
+        return store.risk_free() if isinstance(store, RiskFreeSource) else None
+
+    # --- models ----------------------------------------------------------------------------------------
 
     @property
     def registry(self) -> ModelRecords:
         if self._registry is None:
-            self._registry = open_registry(self._db, settings=self.settings, sync=True).open()
+            self._registry = open_registry(
+                self._db, settings=self.settings, sync=True, create=self._create_registry
+            ).open()
         return self._registry
 
     @property
@@ -122,9 +172,8 @@ class ResearchContext:
 
     def predict(self, model_id: str, universe: str, dates: DateRange) -> pl.DataFrame:
         """``datetime, code, score`` of a registered model over each date's members of ``universe``."""
-        store = self.qlib_store(universe)
         return self.predictor.predict(
-            model_id, store, self.universe(universe, dates), dates, cache=self.feature_cache
+            model_id, self.features, self.universe(universe, dates), dates, cache=self.feature_cache
         )
 
     def record_backtest(self, model_id: str, summary: dict[str, Any]) -> None:
@@ -135,14 +184,3 @@ class ResearchContext:
         model = self.registry.get(model_id)
         self.registry.save(model.with_metrics({**model.metrics, "backtest": finite}))
         log.info("stored the backtest summary with model %s", model_id)
-
-    def risk_free(self) -> pl.DataFrame | None:
-        """10-year government bond yields (``datetime, rate``) when the source is a Hikyuu store."""
-        layout = getattr(self.store, "layout", None)
-        db = getattr(layout, "db", None)
-        if db is None:
-            return None
-        from hikyuu_qlib.backtest import read_zh_bond10
-
-        rates = read_zh_bond10(db)
-        return rates if rates.height else None

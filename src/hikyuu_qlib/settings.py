@@ -80,3 +80,10 @@ class Settings(BaseSettings):
     @property
     def feature_cache_dir(self) -> Path:
         return self.cache_dir or self.home / "cache"
+
+
+def load_settings(given: Settings | None = None) -> Settings:
+    """``given`` when there are settings, else the settings read once from the environment (``HQ_*``), the
+    config file and the defaults. Entrypoints (each CLI command, a library call made without settings)
+    read them here once and pass them on; nothing below them reads them again."""
+    return given if given is not None else Settings()

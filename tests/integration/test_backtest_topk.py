@@ -19,12 +19,12 @@ from hikyuu_qlib.backtest import (
     BacktestResult,
     MarketArrays,
     load_market,
-    read_zh_bond10,
     run_topk_backtest,
 )
 from hikyuu_qlib.backtest.rules import board_thresholds
 from hikyuu_qlib.backtest.topk import rank_desc
 from hikyuu_qlib.domain import DateRange, InvalidInputError
+from hikyuu_qlib.stores.hikyuu.bonds import read_zh_bond10
 from hikyuu_qlib.stores.qlib import QlibStore
 
 DATES = DateRange.of("2020-01-01", "2020-06-30")

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from hikyuu_qlib.app import open_store
+from hikyuu_qlib.app import open_feature_source, open_store
 from hikyuu_qlib.domain import DateRange, KType
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.ports import MarketData
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
-from hikyuu_qlib.stores.materialize import view_directory
 from hikyuu_qlib.workflow.config import WorkflowConfig
 
 SEGMENTS = {
@@ -51,13 +50,15 @@ def test_spellings_share_source_version_and_run_id(
     try:
         assert {s.source for s in stores} == {f"{kind}:{real.resolve()}"}
         assert len({s.data_version() for s in stores}) == 1
-        version = stores[0].data_version()
+        features = [open_feature_source(s) for s in stores]  # what research reads: one source, one version
+        assert {f.source for f in features} == {f"{kind}:{real.resolve()}"}
+        assert len({f.data_version() for f in features}) == 1
+        version = features[0].data_version()
         configs = [
             WorkflowConfig.model_validate({"source": f"{kind}:{s}", "segments": SEGMENTS}) for s in spellings
         ]
         assert len({c.config_hash() for c in configs}) == 1
         assert len({c.run_id(version) for c in configs}) == 1
-        assert len({view_directory(s, tmp_path / "cache") for s in stores}) == 1  # one Qlib view
         other = WorkflowConfig.model_validate({"source": f"{kind}:{tmp_path}", "segments": SEGMENTS})
         assert other.run_id(version) != configs[0].run_id(version)  # another directory: another run
     finally:

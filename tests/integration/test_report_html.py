@@ -25,9 +25,9 @@ import polars as pl
 import pytest
 from tests.conftest import require
 
+from hikyuu_qlib.app import open_feature_source
 from hikyuu_qlib.backtest.report import information_coefficient, run_report, write_report
 from hikyuu_qlib.backtest.report.charts import monthly_returns
-from hikyuu_qlib.backtest.stats import read_zh_bond10
 from hikyuu_qlib.backtest.system import FixedPercent, ScoreThreshold, StopLoss, TradingSystem
 from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
@@ -75,12 +75,12 @@ def report_dir(store: HikyuuStore, momentum: pl.DataFrame, tmp_path_factory: pyt
     )
     result = system.run(store, CODES, DATES, benchmark="SH000001")
     out = tmp_path_factory.mktemp("report")
-    rates = read_zh_bond10(store.layout.db)
+    rates = store.risk_free()
     run_report(
         out,
         result,
         predictions=momentum,
-        store=store,
+        store=open_feature_source(store),
         benchmark="SH000001",
         title="Momentum system",
         risk_free=rates,
@@ -98,15 +98,22 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     assert csv.height == daily.height > 900
     assert csv["return"].to_list() == pytest.approx(daily["return"].to_list())
     # the IC of one day by hand: the Pearson correlation of scores and the model's label, the
-    # next-but-one-day return of the forward-adjusted close (the close of the store's Qlib view)
+    # next-but-one-trading-day return of the backward-adjusted close (the store's feature source's $close,
+    # as the model reads it: a code without a bar on either trading day has no label)
     ic = pl.read_parquet(report_dir / "ic.parquet")
     day = ic["datetime"][100]
-    after = DateRange(start=DATES.start)
-    bars = pl.concat([store.read_bars(StockCode.parse(c), adjust=Adjust.FORWARD, dates=after) for c in CODES])
-    bars = bars.sort("code", "datetime")
-    label = bars.with_columns(
-        (pl.col("close").shift(-2).over("code") / pl.col("close").shift(-1).over("code") - 1).alias("label")
-    ).filter(pl.col("datetime") == day)
+    calendar = store.calendar()
+    first, second = calendar.filter(calendar > day).head(2).to_list()
+    bars = pl.concat([store.read_bars(StockCode.parse(c), adjust=Adjust.BACKWARD) for c in CODES])  # whole histories
+
+    def close_on(when: object) -> pl.DataFrame:
+        return bars.filter(pl.col("datetime") == when).select("code", "close")
+
+    label = (
+        close_on(first)
+        .join(close_on(second), on="code", suffix="_2")
+        .select("code", pl.lit(day).cast(pl.Datetime("ms")).alias("datetime"), (pl.col("close_2") / pl.col("close") - 1).alias("label"))
+    )
     joined = momentum.filter(pl.col("datetime") == day).join(label, on=["datetime", "code"]).drop_nulls()
     x, y = joined["score"].to_list(), joined["label"].to_list()
     mx, my = sum(x) / len(x), sum(y) / len(y)

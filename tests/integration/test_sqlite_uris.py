@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hikyuu_qlib.backtest.stats import read_zh_bond10
 from hikyuu_qlib.domain import DataFormatError, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
+from hikyuu_qlib.stores.hikyuu.bonds import read_zh_bond10
 
 ODD_NAMES = ["a#b", "a?mode=rwc", "a%20b", "a b", "数据 é", "x#y?z%41&w"]
 

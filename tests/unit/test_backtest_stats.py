@@ -11,10 +11,11 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from hikyuu_qlib.backtest import read_zh_bond10, risk_analysis, sharpe, trade_statistics
+from hikyuu_qlib.backtest import risk_analysis, sharpe, trade_statistics
 from hikyuu_qlib.backtest.measures import statistics_document
 from hikyuu_qlib.backtest.stats import risk_free_daily, scaler
 from hikyuu_qlib.domain import InvalidInputError, StoreNotFoundError
+from hikyuu_qlib.stores.hikyuu.bonds import read_zh_bond10
 
 
 @pytest.mark.parametrize("mode", ["sum", "product"])

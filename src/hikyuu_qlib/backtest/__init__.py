@@ -5,14 +5,13 @@ from hikyuu_qlib.backtest.config import BacktestConfig
 from hikyuu_qlib.backtest.engine import run_on_grid, run_topk_backtest, score_grid
 from hikyuu_qlib.backtest.market import MarketArrays, load_market
 from hikyuu_qlib.backtest.result import BacktestResult
-from hikyuu_qlib.backtest.stats import read_zh_bond10, risk_analysis, sharpe, trade_statistics
+from hikyuu_qlib.backtest.stats import risk_analysis, sharpe, trade_statistics
 
 __all__ = [
     "BacktestConfig",
     "BacktestResult",
     "MarketArrays",
     "load_market",
-    "read_zh_bond10",
     "risk_analysis",
     "run_on_grid",
     "run_topk_backtest",

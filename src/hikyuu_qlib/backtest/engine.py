@@ -16,8 +16,11 @@ Intended differences from pyqlib:
 * ``zero_volume_suspended`` (default off) is an extension for stores that carry the close through a
   suspension with zero volume (this project's Qlib data does): Qlib only knows NaN closes.
 * ``limit_threshold`` is a fraction (0.095 = 9.5 %) on every store: ``$change`` is read as a fraction
-  whatever unit the store keeps it in (see :mod:`hikyuu_qlib.stores.qlib.change`), while pyqlib compares
-  its threshold with ``$change`` as stored (on a percent store, pyqlib's equivalent of 0.095 is 9.5).
+  whatever unit the store keeps it in (the :class:`~hikyuu_qlib.ports.FeatureSource` contract), while
+  pyqlib compares its threshold with ``$change`` as stored (on a percent store, pyqlib's equivalent of
+  0.095 is 9.5). Like pyqlib, which compares its Float32 ``$change`` with the threshold in Float32, the
+  Float32 fraction is compared with the threshold rounded to Float32: on a percent store that gives
+  exactly pyqlib's limits with the threshold in percent (a stored 9.5 % is at the limit of 0.095).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from hikyuu_qlib.backtest.result import BacktestResult
 from hikyuu_qlib.backtest.rules import board_thresholds, close_change, deal_prices, limit_flags, suspended
 from hikyuu_qlib.domain import DateRange, InvalidInputError
 from hikyuu_qlib.domain.schema import DATETIME
-from hikyuu_qlib.stores.qlib import QlibStore
+from hikyuu_qlib.ports import FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +49,24 @@ PREDICTION_COLUMNS = ("datetime", "code", "score")
 
 def run_topk_backtest(
     predictions: pl.DataFrame,
-    market: MarketArrays | QlibStore,
+    market: MarketArrays | FeatureSource,
     config: BacktestConfig,
     dates: DateRange | None = None,
 ) -> BacktestResult:
     """Backtest TopkDropout on ``predictions`` (``datetime, code, score``; one score per code and day).
 
     ``market`` is either prepared arrays (:func:`load_market`; they must cover every predicted code) or
-    a Qlib store, read for the predicted codes over ``dates`` (default: the predictions' first to last
-    day). The prediction of a day is traded on the next trading day, as in Qlib.
+    a feature source, read for the predicted codes over ``dates`` (default: the predictions' first to
+    last day). The prediction of a day is traded on the next trading day, as in Qlib.
     """
     preds = _check_predictions(predictions)
-    if isinstance(market, QlibStore):
+    if not isinstance(market, MarketArrays):
         if dates is None:
             lo, hi = preds["datetime"].min(), preds["datetime"].max()
             dates = DateRange.of(lo, hi)  # type: ignore[arg-type]
         market = load_market(market, preds["code"].unique().to_list(), dates, config.benchmark)
     elif dates is not None:
-        raise InvalidInputError("dates applies to a store; MarketArrays already fix their dates")
+        raise InvalidInputError("dates applies to a feature source; MarketArrays already fix their dates")
     score, present, has_signal = score_grid(preds, market)
     return run_on_grid(score, present, has_signal, market, config)
 
@@ -155,7 +158,7 @@ def _limits(market: MarketArrays, config: BacktestConfig) -> tuple[Bool, Bool]:
     halted = suspended(market.close, market.volume, config.zero_volume_suspended)
     if config.limit_threshold is None:
         return limit_flags(market.change, halted, None)
-    if market.has_change:
-        return limit_flags(market.change, halted, config.limit_threshold)
+    if market.has_change:  # Float32 fractions against the Float32 threshold, as pyqlib compares them
+        return limit_flags(market.change, halted, float(np.float32(config.limit_threshold)))
     change = close_change(market.close, market.prev_close)
     return limit_flags(change, halted, board_thresholds(market.codes, market.dates))

@@ -1,7 +1,9 @@
-"""Market data of a backtest as dense day × stock arrays, read from a Qlib store in one query.
+"""Market data of a backtest as dense day × stock arrays, read from a feature source in one query.
 
-Rows follow Qlib's exchange: values of a code outside its ``instruments/all.txt`` spans are absent
-(NaN close, i.e. suspended), exactly as ``D.features("all", ...)`` masks them for pyqlib's exchange.
+The source is a :class:`~hikyuu_qlib.ports.FeatureSource` (a Qlib store, or any store's bars through the
+bars bridge). Rows follow Qlib's exchange: values of a code outside its spans of the universe ``all``
+(a Qlib store's ``instruments/all.txt``) are absent (NaN close, i.e. suspended), exactly as
+``D.features("all", ...)`` masks them for pyqlib's exchange.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ import numpy.typing as npt
 import polars as pl
 
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError, StockCode
-from hikyuu_qlib.stores.qlib import QlibStore
-from hikyuu_qlib.stores.qlib.bins import bin_path
-from hikyuu_qlib.stores.qlib.change import DIVISOR
+from hikyuu_qlib.ports import FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,10 @@ class MarketArrays:
 
     ``signal_dates[i]`` is the trading day before ``dates[i]`` (NaT when the calendar has none): the
     day whose prediction is traded on ``dates[i]``. ``prev_close`` holds each code's close on
-    ``signal_dates[0]``. ``change`` is ``$change`` as a fraction (0.0123 for +1.23 %, whatever unit the
-    store keeps it in); it is all NaN when ``has_change`` is false (the store has no ``$change``). ``bench_return[i]`` is the benchmark's close-to-close change on ``dates[i]`` (0 when
-    unknown, as in Qlib).
+    ``signal_dates[0]``. ``change`` is ``$change`` as the source serves it: a Float32 fraction (0.0123 for
+    +1.23 %, whatever unit the store keeps it in); it is all NaN when ``has_change`` is false (the source
+    has no ``$change`` for some code). ``bench_return[i]`` is the benchmark's close-to-close change on
+    ``dates[i]`` (0 when unknown, as in Qlib).
     """
 
     dates: Dates
@@ -66,21 +67,22 @@ class MarketArrays:
 
 
 def load_market(
-    store: QlibStore,
+    source: FeatureSource,
     codes: str | Sequence[str],
     dates: DateRange,
     benchmark: str | None = "SH000300",
 ) -> MarketArrays:
-    """Read ``$close, $open, $factor, $volume`` (and ``$change`` when every code has it) for ``codes``.
+    """Read ``$close, $open, $factor, $volume`` (and ``$change`` when every code with data serves it,
+    see ``source.fields``) for ``codes``.
 
     ``codes`` is a list of codes or a universe name (every code that is a member at some time in
     ``dates``). ``benchmark`` is a code whose close-to-close change becomes ``bench_return``.
     """
-    full = store.calendar().to_numpy().astype("datetime64[ms]")
+    full = source.calendar().to_numpy().astype("datetime64[ms]")
     lo = int(np.searchsorted(full, np.datetime64(dates.start, "ms"), side="left"))
     hi = int(np.searchsorted(full, np.datetime64(dates.end, "ms"), side="right"))
     if hi <= lo:
-        raise InvalidInputError(f"no trading day of {store.source} in {dates}")
+        raise InvalidInputError(f"no trading day of {source.source} in {dates}")
     ext_lo = max(lo - 1, 0)
     ext = full[ext_lo:hi]  # the previous trading day (when there is one), then the backtest days
     offset = lo - ext_lo
@@ -88,39 +90,33 @@ def load_market(
     signal_dates = np.concatenate([np.array(["NaT"], dtype="datetime64[ms]"), full[: hi - 1]])[lo:hi]
 
     if isinstance(codes, str):
-        names = store.members(codes, dates)["code"].unique().sort().to_list()
+        names = source.members(codes, dates)["code"].unique().sort().to_list()
     else:
         names = sorted({str(StockCode.parse(c)) for c in codes})
     if not names:
         raise InvalidInputError(f"no codes to backtest in {codes!r}")
-    # codes without a features folder have no data at all (always suspended): they do not count
-    stored = [c for c in names if bin_path(store.root, c, "close", "day").parent.is_dir()]
-    has_change = bool(stored) and all(bin_path(store.root, c, "change", "day").is_file() for c in stored)
+    # codes without data (always suspended) do not count: fields() names what every code with data serves
+    has_change = "change" in source.fields(names)
     fields = [*FIELDS, "change"] if has_change else list(FIELDS)
     span = DateRange(ext[0].astype("datetime64[ms]").item(), ext[-1].astype("datetime64[ms]").item())
-    # $change as stored, turned into a fraction below in float64: a stored 9.5 (percent) becomes exactly
-    # 0.095, so limits match pyqlib's on the same store with the threshold in the store's units
-    frame = store.features(names, [f"${f}" for f in fields], span, as_stored=True)
+    frame = source.features(names, fields, span)
     if not has_change:
-        log.info("no $change in %s for every code: price limits come from the board rules", store.source)
+        log.info("no $change in %s for every code: price limits come from the board rules", source.source)
 
     n_days, n_codes = len(ext), len(names)
     index = {c: j for j, c in enumerate(names)}
     rows = np.searchsorted(ext, frame["datetime"].to_numpy().astype("datetime64[ms]"))
     cols = frame["code"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
-    in_span = _span_mask(store, names, index, ext, span)
+    in_span = _span_mask(source, names, index, ext, span)
     dense: dict[str, F64] = {}
     for f in fields:
         grid = np.full((n_days, n_codes), np.nan)
         grid[rows, cols] = frame[f].to_numpy().astype(np.float64)
         grid[~in_span] = np.nan
         dense[f] = grid
-    if has_change:
-        change = dense["change"] / DIVISOR[store.change_unit()]
-    else:
-        change = np.full((n_days, n_codes), np.nan)
+    change = dense["change"] if has_change else np.full((n_days, n_codes), np.nan)
     prev_close = dense["close"][0] if offset else np.full(n_codes, np.nan)
-    bench = _bench_return(store, benchmark, ext, span)[offset:] if benchmark else np.zeros(len(day_list))
+    bench = _bench_return(source, benchmark, ext, span)[offset:] if benchmark else np.zeros(len(day_list))
     return MarketArrays(
         dates=day_list,
         signal_dates=signal_dates,
@@ -138,11 +134,11 @@ def load_market(
 
 
 def _span_mask(
-    store: QlibStore, names: list[str], index: dict[str, int], ext: Dates, span: DateRange
+    source: FeatureSource, names: list[str], index: dict[str, int], ext: Dates, span: DateRange
 ) -> npt.NDArray[np.bool_]:
-    """True where a code is listed in ``instruments/all.txt`` (Qlib's exchange reads universe ``all``)."""
+    """True where a code is a member of the universe ``all`` (Qlib's exchange reads ``all.txt``)."""
     mask = np.zeros((len(ext), len(names)), dtype=bool)
-    spans = store.members("all", span).filter(pl.col("code").is_in(names))
+    spans = source.members("all", span).filter(pl.col("code").is_in(names))
     starts = np.searchsorted(ext, spans["start"].to_numpy().astype("datetime64[ms]"), side="left")
     ends = np.searchsorted(ext, spans["end"].to_numpy().astype("datetime64[ms]"), side="right")
     for code, a, b in zip(spans["code"].to_list(), starts.tolist(), ends.tolist(), strict=True):
@@ -150,11 +146,11 @@ def _span_mask(
     return mask
 
 
-def _bench_return(store: QlibStore, benchmark: str, ext: Dates, span: DateRange) -> F64:
+def _bench_return(source: FeatureSource, benchmark: str, ext: Dates, span: DateRange) -> F64:
     """``$close / Ref($close, 1) - 1`` of the benchmark in float32 as Qlib computes it, NaN -> 0."""
-    frame = store.features([benchmark], ["$close"], span)
+    frame = source.features([benchmark], ["close"], span)
     if frame.is_empty():
-        raise NotFoundError(f"benchmark {benchmark!r} has no data in {store.source}")
+        raise NotFoundError(f"benchmark {benchmark!r} has no data in {source.source}")
     when = frame["datetime"].to_numpy().astype("datetime64[ms]")
     close = frame["close"].to_numpy().astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -90,7 +90,7 @@ class BacktestResult:
     ) -> dict[str, Any]:
         """The statistics document (:func:`~hikyuu_qlib.backtest.measures.statistics_document`).
 
-        ``risk_free``: ``datetime, rate`` (annual, as a fraction; e.g. :func:`stats.read_zh_bond10`)
+        ``risk_free``: ``datetime, rate`` (annual, as a fraction; e.g. a store's ``risk_free()``)
         for the Sharpe ratio, else 0; ``ic``: the predictions' daily IC for the ``ic`` group.
         """
         return measures.statistics_document(

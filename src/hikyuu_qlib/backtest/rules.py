@@ -6,7 +6,7 @@ Qlib's rules (``qlib.backtest.exchange.Exchange``), reproduced:
   position keeps its last price;
 * limit up when ``$change >= threshold``, limit down when ``$change <= -threshold`` (NaN change: no
   limit); a suspended stock is limited both ways. ``$change`` and the threshold are fractions (0.095 is
-  9.5 %): :func:`~hikyuu_qlib.backtest.market.load_market` converts a store's percent ``$change``;
+  9.5 %): a :class:`~hikyuu_qlib.ports.FeatureSource` serves ``$change`` as a fraction in any store;
 * the deal price is ``$close`` or ``$open``; a NaN or non-positive deal price falls back to ``$close``.
 
 When the store has no ``$change``, :func:`board_limits` derives the day's change from ``$close`` and

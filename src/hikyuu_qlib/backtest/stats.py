@@ -8,23 +8,21 @@ accumulated by addition (annualized return = mean × N, max drawdown on the cumu
 ``product`` mode by compounding; N is 238 trading days a year for daily data (50 weeks, 12 months,
 240 × 238 minutes). NaN returns are skipped, as pandas skips them.
 
-The risk-free rate for the Sharpe ratio comes from Hikyuu's ``zh_bond10`` table (10-year government
-bond yield, stored as percent × 10000) through :func:`read_zh_bond10`, as an annual rate divided by N;
+The risk-free rate for the Sharpe ratio is a ``datetime, rate`` frame of annual rates (a store's
+:class:`~hikyuu_qlib.ports.RiskFreeSource`, e.g. Hikyuu's 10-year government bond yields), divided by N;
 each day takes the latest quote on or before it (the first quote before the table starts).
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from hikyuu_qlib.domain import InvalidInputError, StoreNotFoundError
+from hikyuu_qlib.domain import InvalidInputError
 from hikyuu_qlib.domain.schema import DATETIME
 
 F64 = npt.NDArray[np.float64]
@@ -89,27 +87,6 @@ def risk_analysis(
 def _std(x: F64) -> float:
     """Sample standard deviation (ddof 1, pandas' default); NaN for fewer than two values."""
     return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
-
-
-def read_zh_bond10(stock_db: Path | str) -> pl.DataFrame:
-    """Hikyuu's 10-year bond yields from ``stock.db``: ``datetime, rate`` (annual, as a fraction)."""
-    path = Path(stock_db).expanduser()
-    if path.is_dir():
-        path = path / "stock.db"
-    if not path.is_file():
-        raise StoreNotFoundError(f"Hikyuu stock.db not found: {path}")
-    from hikyuu_qlib.stores.hikyuu.basedb import read_only_uri
-
-    with sqlite3.connect(read_only_uri(path), uri=True) as conn:
-        try:
-            rows = conn.execute("SELECT date, value FROM zh_bond10 ORDER BY date").fetchall()
-        except sqlite3.OperationalError as err:
-            raise StoreNotFoundError(f"{path} has no zh_bond10 table: {err}") from None
-    frame = pl.DataFrame(rows, schema={"date": pl.Int64, "value": pl.Float64}, orient="row")
-    return frame.select(
-        pl.col("date").cast(pl.String).str.strptime(DATETIME, "%Y%m%d").alias("datetime"),
-        (pl.col("value") / 1_000_000.0).alias("rate"),
-    )
 
 
 def risk_free_daily(dates: pl.Series, risk_free: pl.DataFrame | None, periods: float = 238.0) -> F64:

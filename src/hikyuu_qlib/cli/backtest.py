@@ -59,6 +59,7 @@ def run(
     from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
     from hikyuu_qlib.research import ResearchContext
+    from hikyuu_qlib.settings import load_settings
 
     if (predictions is None) == (model is None) and predictions is None:
         raise InvalidInputError("give --predictions FILE or --model ID")
@@ -75,7 +76,7 @@ def run(
         init_cash=account,
         benchmark=benchmark or None,
     )
-    with ResearchContext.open(source, db=db) as ctx:
+    with ResearchContext.open(source, settings=load_settings(), db=db) as ctx:
         model_id = ctx.resolve_model(model) if model else None
         if predictions is not None:
             preds = read_predictions(predictions)
@@ -89,9 +90,8 @@ def run(
             preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))
         if preds.height == 0:
             raise InvalidInputError("no predictions in the requested dates")
-        store = ctx.qlib_store(universe)
-        result = run_topk_backtest(preds, store, config)
-        ic = prediction_ic(preds, store)
+        result = run_topk_backtest(preds, ctx.features, config)
+        ic = prediction_ic(preds, ctx.features)
         statistics = result.statistics(ctx.risk_free(), ic=ic)
         title = f"TopkDropout({topk}, {n_drop})" + (f" — model {model_id}" if model_id else "")
         paths = run_report(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hikyuu_qlib.app import open_market, open_store, resolve_source
+from hikyuu_qlib.app import open_market, open_store
 from hikyuu_qlib.cli.output import (
     OutputFormat,
     ReportFormat,
@@ -53,7 +53,7 @@ OutOpt = Annotated[
 @guarded
 def info(source: SourceOpt = None, fmt: ReportFormatOpt = ReportFormat.table) -> None:
     """Summarise a store: markets, ktypes, stock count (and how many have bars), calendar span, data version."""
-    store = open_store(resolve_source(source))
+    store = open_store(source)
     try:
         calendar = store.calendar()
         listed = store.stocks(valid=None)
@@ -169,7 +169,7 @@ def export_qlib_cmd(
     from hikyuu_qlib.stores.export import export_qlib
 
     check_out_dir(out)
-    store = open_store(resolve_source(source))
+    store = open_store(source)
     try:
         with progress_bar("export to qlib", enabled=fmt is not ReportFormat.json) as progress:
             report = export_qlib(

@@ -16,6 +16,7 @@ from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
 from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, Segments, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
+from hikyuu_qlib.settings import load_settings
 from hikyuu_qlib.workflow.config import (
     BacktestSpec,
     ModelSpec,
@@ -48,9 +49,9 @@ def demo(
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
     check_out_dir(out)
-    with ResearchContext.open(source, db=db) as ctx:
+    with ResearchContext.open(source, settings=load_settings(), db=db) as ctx:
         config, notes = demo_workflow(ctx, source, out)
-        result = run_workflow(config, force=force, progress=stage_bars(fmt), context=ctx)
+        result = run_workflow(config, ctx, force=force, progress=stage_bars(fmt))
     show_run({**result.to_json(), "notes": notes}, fmt)
 
 
@@ -115,7 +116,7 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[Workflo
 
 def _members_with_bars(ctx: ResearchContext, universe: str) -> int:
     """How many members of ``universe`` (at any time) the store holds bars for."""
-    members = ctx.store.members(universe)["code"].unique()
+    members = ctx.store.members(universe)["code"].unique().to_list()
     stocks = ctx.store.stocks(valid=None)
     return int(stocks.filter(pl.col("code").is_in(members) & pl.col("has_data")).height)
 

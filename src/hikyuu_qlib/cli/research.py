@@ -30,10 +30,7 @@ from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 
 if TYPE_CHECKING:
-    from hikyuu_qlib.factors.cache import FeatureCache
-    from hikyuu_qlib.factors.pipeline import FeatureStore
-    from hikyuu_qlib.factors.universe import Universe
-    from hikyuu_qlib.settings import Settings
+    from hikyuu_qlib.research import ResearchContext
 
 log = logging.getLogger("hikyuu_qlib.cli.research")
 
@@ -72,31 +69,12 @@ def mount(root: typer.Typer, model: typer.Typer) -> None:
 # --- wiring --------------------------------------------------------------------------------------------
 
 
-def _settings() -> Settings:
-    from hikyuu_qlib.settings import Settings
+def _context(source: str | None, db: str | None, *, create_registry: bool = True) -> ResearchContext:
+    """The command's research context, over the settings read once for the command."""
+    from hikyuu_qlib.research import ResearchContext
+    from hikyuu_qlib.settings import load_settings
 
-    return Settings()
-
-
-def _open_source(source: str | None, settings: Settings) -> FeatureStore:
-    from hikyuu_qlib.app import open_store, resolve_source
-    from hikyuu_qlib.modelling.bars_source import as_feature_source
-
-    return as_feature_source(open_store(resolve_source(source, settings)))
-
-
-def _universe(store: Any, text: str, dates: DateRange) -> Universe:
-    from hikyuu_qlib.factors.universe import Universe
-
-    if "," in text:
-        return Universe.from_codes([c for c in text.split(",") if c.strip()])
-    return Universe.from_store(store, text, dates)
-
-
-def _cache(settings: Settings, no_cache: bool) -> FeatureCache | None:
-    from hikyuu_qlib.factors.cache import FeatureCache
-
-    return None if no_cache else FeatureCache(settings.feature_cache_dir)
+    return ResearchContext.open(source, settings=load_settings(), db=db, create_registry=create_registry)
 
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
@@ -147,47 +125,43 @@ def train(
     fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
-    from hikyuu_qlib.app import open_artifacts, open_registry
     from hikyuu_qlib.modelling.presets import get_preset
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
     chosen = get_preset(preset)
     if factors != chosen.feature_set:
         raise InvalidInputError(f"preset {preset} trains on {chosen.feature_set}, not {factors!r}")
-    settings = _settings()
     segments = Segments.parse(train_span, valid_span, test_span)
-    store = _open_source(source, settings)
-    members = _universe(store, universe, segments.span())
-    spec = TrainSpec(
-        name or f"{preset}-{members.name}",
-        segments,
-        preset=preset,
-        seed=seed,
-        num_threads=threads,
-        num_boost_round=rounds,
-    )
-    stderr_console().print(f"training {spec.name} on {members.name} ({store.source})", highlight=False)
-    with (
-        open_registry(db, settings=settings, sync=True) as registry,
-        progress_bar("boosting", enabled=fmt is ReportFormat.table or sys.stderr.isatty()) as progress,
-    ):
-        try:
-            outcome = train_and_register(
-                spec,
-                store=store,
-                universe=members,
-                registry=registry,
-                artifacts=open_artifacts(settings),
-                cache=_cache(settings, no_cache),
-                progress=progress,
-            )
-        except LoadErrors:
-            stderr_console().print(
-                "training needs every member of the universe: repair the failing codes, or name the others "
-                "with --universe CODE,CODE,…",
-                highlight=False,
-            )
-            raise
+    with _context(source, db) as ctx:
+        members = ctx.universe(universe, segments.span())
+        spec = TrainSpec(
+            name or f"{preset}-{members.name}",
+            segments,
+            preset=preset,
+            seed=seed,
+            num_threads=threads,
+            num_boost_round=rounds,
+        )
+        stderr_console().print(f"training {spec.name} on {members.name} ({ctx.source})", highlight=False)
+        registry = ctx.registry
+        with progress_bar("boosting", enabled=fmt is ReportFormat.table or sys.stderr.isatty()) as progress:
+            try:
+                outcome = train_and_register(
+                    spec,
+                    store=ctx.features,
+                    universe=members,
+                    registry=registry,
+                    artifacts=ctx.artifacts,
+                    cache=None if no_cache else ctx.feature_cache,
+                    progress=progress,
+                )
+            except LoadErrors:
+                stderr_console().print(
+                    "training needs every member of the universe: repair the failing codes, or name the "
+                    "others with --universe CODE,CODE,…",
+                    highlight=False,
+                )
+                raise
     doc = {
         "model": outcome.model.to_json(),
         "metrics": outcome.metrics,
@@ -222,29 +196,25 @@ def evaluate(
     fmt: FormatOption = ReportFormat.table,
 ) -> None:
     """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
-    from hikyuu_qlib.app import open_artifacts, open_registry
     from hikyuu_qlib.modelling import service
-    from hikyuu_qlib.modelling.predictor import Predictor
 
-    settings = _settings()
-    with open_registry(db, settings=settings, sync=True, create=False) as registry:
-        full = registry.resolve(model_id)
-        record = registry.get(full)
+    with _context(source, db, create_registry=False) as ctx:
+        full = ctx.resolve_model(model_id)
+        record = ctx.registry.get(full)
         spans = record.segments
         default = spans.get("test") or next(iter(spans.values()), None)
         if (start is None or end is None) and default is None:
             raise InvalidInputError("the model has no segments: give --start and --end")
         dates = DateRange.of(start or default.start, end or default.end)  # type: ignore[union-attr]
-        store = _open_source(source or record.tags.get("source"), settings)
-        members = _universe(store, universe or record.universe, dates)
-        predictor = Predictor(registry, open_artifacts(settings))
+        ctx.use_model_source(record)
+        members = ctx.universe(universe or record.universe, dates)
         report = service.evaluate(
             full,
-            predictor=predictor,
-            store=store,
+            predictor=ctx.predictor,
+            store=ctx.features,
             universe=members,
             dates=dates,
-            cache=_cache(settings, no_cache),
+            cache=None if no_cache else ctx.feature_cache,
         )
     doc: dict[str, Any] = {
         "id": full,
@@ -296,28 +266,26 @@ def predict(
 
     Codes that fail to load are left out and reported; the others are predicted (exit 5).
     """
-    from hikyuu_qlib.app import open_artifacts, open_registry
     from hikyuu_qlib.modelling import service
-    from hikyuu_qlib.modelling.predictor import Predictor, write_predictions
+    from hikyuu_qlib.modelling.predictor import write_predictions
     from hikyuu_qlib.modelling.qlib_form import to_qlib
 
     kind = check_out_file(out, PREDICTION_SUFFIXES)
     if qlib_form and kind != "parquet":
         raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
-    settings = _settings()
     dates = DateRange.of(start, end)
-    with open_registry(db, settings=settings, sync=True, create=False) as registry:
-        full = registry.resolve(model_id)
-        record = registry.get(full)
-        store = _open_source(source or record.tags.get("source"), settings)
-        members = _universe(store, universe or record.universe, dates)
+    with _context(source, db, create_registry=False) as ctx:
+        full = ctx.resolve_model(model_id)
+        record = ctx.registry.get(full)
+        ctx.use_model_source(record)
+        members = ctx.universe(universe or record.universe, dates)
         result = service.predict_partial(
             full,
-            predictor=Predictor(registry, open_artifacts(settings)),
-            store=store,
+            predictor=ctx.predictor,
+            store=ctx.features,
             universe=members,
             dates=dates,
-            cache=_cache(settings, no_cache),
+            cache=None if no_cache else ctx.feature_cache,
         )
     frame = result.frame
     with writing(out):

@@ -42,13 +42,16 @@ def run(
     fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json")] = ReportFormat.table,
 ) -> None:
     """Features → train and register → predict → backtest → report, from one validated workflow file."""
+    from hikyuu_qlib.research import ResearchContext
+    from hikyuu_qlib.settings import load_settings
     from hikyuu_qlib.workflow.config import load_workflow
     from hikyuu_qlib.workflow.runner import run_workflow
 
     if out is not None:
         check_out_dir(out)
     config = load_workflow(workflow)
-    result = run_workflow(config, force=force, db=db, out_root=out, progress=stage_bars(fmt))
+    with ResearchContext.open(config.source, settings=load_settings(), db=db) as ctx:
+        result = run_workflow(config, ctx, force=force, out_root=out, progress=stage_bars(fmt))
     show_run(result.to_json(), fmt)
 
 

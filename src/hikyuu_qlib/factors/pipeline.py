@@ -1,4 +1,8 @@
-"""From a store, a universe and dates to a features frame (Alpha158 + label), optionally cached.
+"""From a feature source, a universe and dates to a features frame (Alpha158 + label), optionally cached.
+
+The source is a :class:`~hikyuu_qlib.ports.FeatureSource` (a Qlib store, or any store's bars through
+:class:`~hikyuu_qlib.modelling.bars_source.BarsFeatureSource`); ``VWAP0`` is computed when every member
+with data serves ``vwap`` (its ``fields``), else it is NaN, as Qlib loads a missing field.
 
 :func:`compute_features` needs every member: a code that fails to load fails the call (``LoadErrors``).
 :func:`compute_features_partial` leaves the failing codes out and returns their errors with the frame of
@@ -8,10 +12,7 @@ the rest (each failure logged once); a partial frame is never cached.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -24,27 +25,13 @@ from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.grouped import group_starts
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.ports import FeatureSource
 
 log = logging.getLogger(__name__)
 
 FACTOR_SETS = ("alpha158",)
 #: Bump when the definitions or the engine change the numbers, so that cached features recompute.
 ENGINE_VERSION = "alpha158-1"
-
-
-class FeatureStore(Protocol):
-    """What the pipeline needs from a store: Qlib-style raw fields (see ``QlibStore.features``)."""
-
-    @property
-    def source(self) -> str: ...
-
-    def data_version(self) -> str: ...
-
-    def calendar(self, *, dates: DateRange | None = None) -> pl.Series: ...
-
-    def features(
-        self, instruments: Sequence[str], fields: Sequence[str], dates: DateRange | None = None
-    ) -> pl.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -81,11 +68,6 @@ def extended_dates(calendar: pl.Series, dates: DateRange) -> DateRange:
     return DateRange(start, end)
 
 
-def _has_vwap(store: FeatureStore, code: str) -> bool:
-    root = getattr(store, "root", None)
-    return isinstance(root, Path) and (root / "features" / code.lower() / "vwap.day.bin").is_file()
-
-
 def member_mask(universe: Universe, bars: pl.DataFrame) -> pl.Series:
     """``universe.mask(bars)`` for a frame sorted by (code, datetime), from the spans alone.
 
@@ -114,7 +96,7 @@ def member_mask(universe: Universe, bars: pl.DataFrame) -> pl.Series:
 
 
 def compute_features(
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     dates: DateRange,
     factor_set: str = "alpha158",
@@ -134,7 +116,7 @@ def compute_features(
 
 
 def compute_features_partial(
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     dates: DateRange,
     factor_set: str = "alpha158",
@@ -150,7 +132,7 @@ def compute_features_partial(
 
 
 def _features(
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     dates: DateRange,
     factor_set: str,
@@ -187,12 +169,12 @@ def _features(
 
 
 def _compute(
-    store: FeatureStore, universe: Universe, dates: DateRange, *, label: bool, skip_failed: bool = False
+    store: FeatureSource, universe: Universe, dates: DateRange, *, label: bool, skip_failed: bool = False
 ) -> PartialFrame:
     calendar = store.calendar()
     span = extended_dates(calendar, dates)
     codes = universe.members_between(dates)
-    fields = [*INPUTS, *(["vwap"] if codes and _has_vwap(store, codes[0]) else [])]
+    fields = [*INPUTS, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
     bars, errors = _load(store, codes, fields, span, skip_failed)
     if not sorted_by_code_date(bars):
         bars = bars.sort("code", "datetime")
@@ -207,7 +189,7 @@ def _compute(
 
 
 def _load(
-    store: FeatureStore, codes: list[str], fields: list[str], span: DateRange, skip_failed: bool
+    store: FeatureSource, codes: list[str], fields: list[str], span: DateRange, skip_failed: bool
 ) -> tuple[pl.DataFrame, dict[str, BaseException]]:
     """The raw fields of ``codes``; with ``skip_failed``, read again without the codes that failed."""
     errors: dict[str, BaseException] = {}

@@ -24,7 +24,7 @@ from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
-from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
+from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.processors import (
     CSRankNorm,
     CSZScoreNorm,
@@ -38,6 +38,7 @@ from hikyuu_qlib.factors.processors import (
 )
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.presets import ProcessorStep
+from hikyuu_qlib.ports import FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def qlib_order(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def prepare(
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     segments: Segments | Mapping[str, DateRange],
     *,

@@ -20,19 +20,14 @@ from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.model import PROCESSORS_ARTIFACT, Model
 from hikyuu_qlib.factors.cache import FeatureCache
-from hikyuu_qlib.factors.pipeline import (
-    FeatureStore,
-    PartialFrame,
-    compute_features,
-    compute_features_partial,
-)
+from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features, compute_features_partial
 from hikyuu_qlib.factors.processors import ProcessorChain
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import decode_state, matrix, qlib_order
 from hikyuu_qlib.modelling.presets import ProcessorStep
 from hikyuu_qlib.modelling.qlib_form import PREDICTION_SCHEMA
-from hikyuu_qlib.ports import ModelFiles, ModelRecords
+from hikyuu_qlib.ports import FeatureSource, ModelFiles, ModelRecords
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +141,7 @@ class Predictor:
     def predict(
         self,
         model_id: str,
-        store: FeatureStore,
+        store: FeatureSource,
         universe: Universe,
         dates: DateRange,
         *,
@@ -162,7 +157,7 @@ class Predictor:
     def predict_partial(
         self,
         model_id: str,
-        store: FeatureStore,
+        store: FeatureSource,
         universe: Universe,
         dates: DateRange,
         *,

@@ -24,9 +24,10 @@ from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
-from hikyuu_qlib.factors.pipeline import FeatureStore, compute_features
+from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.processors import feature_columns
 from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.ports import FeatureSource
 
 
 def to_qlib_frame(frame: pl.DataFrame, features: Sequence[str] | None = None, label: str | None = LABEL) -> Any:
@@ -57,7 +58,7 @@ def default_learn_processors() -> list[Any]:
 
 
 def make_handler(
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     dates: DateRange,
     *,
@@ -97,7 +98,7 @@ def make_handler(
 
 
 def make_dataset(
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     segments: Segments | Mapping[str, DateRange],
     **handler_options: Any,

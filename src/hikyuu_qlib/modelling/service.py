@@ -27,15 +27,14 @@ from hikyuu_qlib.domain.model import MODEL_ARTIFACT, PROCESSORS_ARTIFACT, Model,
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
-from hikyuu_qlib.factors.pipeline import FeatureStore, PartialFrame, compute_features_partial
+from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as M
 from hikyuu_qlib.modelling import trainer
-from hikyuu_qlib.modelling.bars_source import origin_source
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
-from hikyuu_qlib.ports import ModelFiles, ModelRecords, Progress
+from hikyuu_qlib.ports import FeatureSource, ModelFiles, ModelRecords, Progress
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class TrainOutcome:
 def train_and_register(
     spec: TrainSpec,
     *,
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     registry: ModelRecords,
     artifacts: ModelFiles,
@@ -108,7 +107,7 @@ def train_and_register(
         "processors": {"infer": [s.to_json() for s in infer], "learn": [s.to_json() for s in learn]},
     }
     tags = {
-        "source": origin_source(store),
+        "source": store.source,
         "data_version": store.data_version(),
         "num_threads": str(params["num_threads"]),
         **spec.tags,
@@ -209,7 +208,7 @@ def degenerate(metrics: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_spec(spec: TrainSpec, store: FeatureStore) -> None:
+def check_spec(spec: TrainSpec, store: FeatureSource) -> None:
     """Refuse a spec that cannot train before any work: bad numbers, or a segment without a trading day."""
     for name, value, least in (
         ("seed", spec.seed, 0),
@@ -247,7 +246,7 @@ def predict(
     model_id: str,
     *,
     predictor: Predictor,
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     dates: DateRange,
     cache: FeatureCache | None = None,
@@ -260,7 +259,7 @@ def predict_partial(
     model_id: str,
     *,
     predictor: Predictor,
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     dates: DateRange,
     cache: FeatureCache | None = None,
@@ -283,7 +282,7 @@ def evaluate(
     model_id: str,
     *,
     predictor: Predictor,
-    store: FeatureStore,
+    store: FeatureSource,
     universe: Universe,
     dates: DateRange,
     cache: FeatureCache | None = None,

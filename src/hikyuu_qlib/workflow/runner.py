@@ -27,7 +27,8 @@ import polars as pl
 import yaml
 
 from hikyuu_qlib.domain import Segments
-from hikyuu_qlib.ports import Progress
+from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.ports import FeatureSource, Progress
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.serialization import flatten, to_json_text
 from hikyuu_qlib.workflow.config import WorkflowConfig
@@ -87,40 +88,23 @@ class _Stages:
 
 def run_workflow(
     config: WorkflowConfig,
+    ctx: ResearchContext,
     *,
     force: bool = False,
-    db: str | None = None,
     out_root: Path | None = None,
     progress: StageProgress = _silent,
-    context: ResearchContext | None = None,
 ) -> RunResult:
-    """Run ``config`` end to end; see the module docstring for the outputs."""
-    own_context = context is None
-    ctx = context or ResearchContext.open(config.source, db=db)
-    try:
-        return _run(ctx, config, force=force, out_root=out_root, progress=progress)
-    finally:
-        if own_context:
-            ctx.close()
-
-
-def _run(
-    ctx: ResearchContext,
-    config: WorkflowConfig,
-    *,
-    force: bool,
-    out_root: Path | None,
-    progress: StageProgress,
-) -> RunResult:
+    """Run ``config`` end to end in ``ctx`` (the caller opens it over ``config.source`` and closes it);
+    see the module docstring for the outputs. Every stage reads the context's one feature source."""
     from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
     stages = _Stages()
     segments = config.segments
     whole = segments.span()
-    with stages.stage("data"), progress("qlib view") as bar:
-        store = ctx.qlib_store(config.universe, progress=bar)
-    run_id = config.run_id(store.data_version())
+    with stages.stage("data"):
+        features = ctx.features
+        run_id = config.run_id(features.data_version())
     out_dir = (out_root or config.outputs.dir) / run_id
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=out_dir.parent))
@@ -130,12 +114,12 @@ def _run(
         reused = model_id is not None
         with stages.stage("train"):
             if model_id is None:
-                model_id = _train(ctx, config, store, universe, segments, run_id, progress)
+                model_id = _train(ctx, config, features, universe, segments, run_id, progress)
         model = ctx.registry.get(model_id)
         with stages.stage("predict"):
             test = segments["test"]
             preds = ctx.predictor.predict(
-                model_id, store, ctx.universe(config.universe, test), test, cache=ctx.feature_cache
+                model_id, features, ctx.universe(config.universe, test), test, cache=ctx.feature_cache
             )
             _write_predictions(preds, staging, config.outputs.predictions)
         bt = config.backtest
@@ -143,7 +127,7 @@ def _run(
         with stages.stage("backtest"):
             result = run_topk_backtest(
                 preds,
-                store,
+                features,
                 BacktestConfig(
                     topk=strategy.topk,
                     n_drop=strategy.n_drop,
@@ -161,7 +145,7 @@ def _run(
                     benchmark=bt.benchmark,
                 ),
             )
-            ic = prediction_ic(preds, store)
+            ic = prediction_ic(preds, features)
             statistics = result.statistics(ctx.risk_free(), ic=ic)
         with stages.stage("report"):
             if config.outputs.report:
@@ -205,8 +189,8 @@ def _registered(ctx: ResearchContext, run_id: str) -> str | None:
 def _train(
     ctx: ResearchContext,
     config: WorkflowConfig,
-    store: Any,
-    universe: Any,
+    features: FeatureSource,
+    universe: Universe,
     segments: Segments,
     run_id: str,
     progress: StageProgress,
@@ -228,7 +212,7 @@ def _train(
     with progress("boosting") as bar:
         outcome = train_and_register(
             spec,
-            store=store,
+            store=features,
             universe=universe,
             registry=ctx.registry,
             artifacts=ctx.artifacts,

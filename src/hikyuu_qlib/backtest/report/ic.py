@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, KType, StockCode
+from hikyuu_qlib.domain import DateRange, InvalidInputError, StockCode
 from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.alpha158 import LOOKAHEAD
 from hikyuu_qlib.factors.label import LABEL, label_expr
-from hikyuu_qlib.ports import MarketData
+from hikyuu_qlib.ports import FeatureSource
 
 IC_SCHEMA: dict[str, pl.DataType] = {
     "datetime": DATETIME,
@@ -61,26 +61,13 @@ def information_coefficient(
     return out.select([pl.col(k).cast(v) for k, v in IC_SCHEMA.items()])
 
 
-def forward_returns(store: MarketData, codes: Sequence[str | StockCode], dates: DateRange) -> pl.DataFrame:
-    """The model's label per code on ``dates`` (``datetime, code, label``).
-
-    On a Qlib store (one with ``features``) from ``$close`` as the models read it; on any other store
-    from its forward-adjusted closes (what its Qlib view holds as ``$close``), read to the store's end
-    so that the adjustment is the view's.
-    """
+def forward_returns(source: FeatureSource, codes: Sequence[str | StockCode], dates: DateRange) -> pl.DataFrame:
+    """The model's label per code on ``dates`` (``datetime, code, label``), from ``$close`` as the models
+    read it from the same feature source (read ``LOOKAHEAD`` trading days past ``dates.end``)."""
     names = sorted({str(StockCode.parse(c)) for c in codes})
     if not names:
         return pl.DataFrame(schema=LABEL_SCHEMA)
-    features = getattr(store, "features", None)
-    if callable(features):
-        bars: pl.DataFrame = features(names, ["$close"], DateRange(dates.start, _lookahead_end(store, dates)))
-    else:
-        span = DateRange(start=dates.start)
-        bars = pl.concat(
-            [store.read_bars(StockCode.parse(c), ktype=KType.DAY, adjust=Adjust.FORWARD, dates=span)
-             for c in names],
-            how="vertical_relaxed",
-        )  # fmt: skip
+    bars = source.features(names, ["close"], DateRange(dates.start, _lookahead_end(source, dates)))
     if bars.is_empty():
         return pl.DataFrame(schema=LABEL_SCHEMA)
     return (
@@ -96,9 +83,9 @@ def forward_returns(store: MarketData, codes: Sequence[str | StockCode], dates: 
     )
 
 
-def _lookahead_end(store: MarketData, dates: DateRange) -> dt.datetime:
-    """The ``LOOKAHEAD``-th trading day after ``dates.end`` (the store's last when there are fewer)."""
-    calendar = store.calendar(ktype=KType.DAY)
+def _lookahead_end(source: FeatureSource, dates: DateRange) -> dt.datetime:
+    """The ``LOOKAHEAD``-th trading day after ``dates.end`` (the source's last when there are fewer)."""
+    calendar = source.calendar()
     after = calendar.filter(calendar > dates.end)
     if after.is_empty():
         return dates.end

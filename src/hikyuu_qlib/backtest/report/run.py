@@ -13,7 +13,7 @@ from hikyuu_qlib.backtest.measures import ic_statistics, statistics_document
 from hikyuu_qlib.backtest.report.ic import forward_returns, information_coefficient
 from hikyuu_qlib.backtest.report.writer import ReportPaths, write_report
 from hikyuu_qlib.domain import DateRange, InvalidInputError
-from hikyuu_qlib.ports import MarketData
+from hikyuu_qlib.ports import FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ def collect_statistics(
     return doc
 
 
-def prediction_ic(predictions: pl.DataFrame, store: MarketData) -> pl.DataFrame:
+def prediction_ic(predictions: pl.DataFrame, store: FeatureSource) -> pl.DataFrame:
     """Daily IC / Rank IC of ``predictions`` (datetime, code or instrument, score) against the model's
-    label read from ``store`` (see :mod:`.ic`), over the predicted days."""
+    label read from the feature source ``store`` (see :mod:`.ic`), over the predicted days."""
     code_col = "code" if "code" in predictions.columns else "instrument"
     if code_col not in predictions.columns or "datetime" not in predictions.columns:
         raise InvalidInputError(
@@ -78,7 +78,7 @@ def run_report(
     result: Reportable,
     *,
     predictions: pl.DataFrame | None = None,
-    store: MarketData | None = None,
+    store: FeatureSource | None = None,
     ic: pl.DataFrame | None = None,
     benchmark: str | None = None,
     title: str = "Backtest report",
@@ -91,11 +91,11 @@ def run_report(
     ``ic`` is the daily IC (:func:`prediction_ic`); without it, ``predictions`` and ``store`` give it.
     ``statistics`` is the statistics document to show (the one the caller printed and saved); without
     it, the result's own (:func:`collect_statistics`, with ``risk_free`` — ``datetime, rate``, e.g.
-    ``backtest.stats.read_zh_bond10`` — for the Sharpe ratio).
+    a store's ``risk_free()`` — for the Sharpe ratio).
     """
     if ic is None and predictions is not None:
         if store is None:
-            raise InvalidInputError("the IC of predictions needs the market data store for labels")
+            raise InvalidInputError("the IC of predictions needs the feature source for labels")
         ic = prediction_ic(predictions, store)
     stats = (
         dict(statistics) if statistics is not None else collect_statistics(result, risk_free, ic, benchmark)

@@ -242,6 +242,14 @@ class HikyuuStore:
         for f in files:
             f.close()
 
+    def risk_free(self) -> pl.DataFrame | None:
+        """The 10-year government bond yields of ``stock.db`` (``datetime, rate``, annual fractions; see
+        :mod:`.bonds`), or ``None`` when the table is empty: a :class:`~hikyuu_qlib.ports.RiskFreeSource`."""
+        from hikyuu_qlib.stores.hikyuu.bonds import read_zh_bond10
+
+        rates = read_zh_bond10(self.layout.db)
+        return rates if rates.height else None
+
     def close(self) -> None:
         self.release_files()
         with self._lock:

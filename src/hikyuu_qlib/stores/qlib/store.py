@@ -390,6 +390,27 @@ class QlibStore:
         """Canonical codes listed in ``instruments/<universe>.txt`` (sorted, unique)."""
         return sorted(set(self._spans(universe)["code"].to_list()))
 
+    def fields(self, codes: Sequence[str | StockCode] | None = None, freq: str = "day") -> frozenset[str]:
+        """The fields :meth:`features` serves for every one of ``codes`` that has data (a ``features``
+        folder; default: every instrument): the names of the ``<field>.<freq>.bin`` files they all hold.
+        Empty when none of them has data (:class:`~hikyuu_qlib.ports.FeatureSource`)."""
+        if codes is None:
+            folders = sorted(feature_folders(self._root))
+        else:
+            folders = sorted({StockCode.parse(c).qlib_folder for c in codes})
+        suffix = f".{freq.lower()}.bin"
+        common: set[str] | None = None
+        for folder in folders:
+            try:
+                with os.scandir(self._root / "features" / folder) as entries:
+                    names = {e.name[: -len(suffix)] for e in entries if e.name.endswith(suffix)}
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # no data: absent from features, as in Qlib
+            common = names if common is None else common & names
+            if not common:
+                break
+        return frozenset(common or ())
+
     def features(
         self,
         instruments: str | Sequence[str | StockCode],
