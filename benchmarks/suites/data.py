@@ -6,6 +6,8 @@
 - Hikyuu store, every stock, forward-adjusted, plus MA20: bars/s cold (a fresh process; files may sit in
   the OS page cache) on the shared store and on a generated whole-market store (≥ 15 M bars);
   goal ≥ 5 M bars/s, and MA20 over all bars in memory ≤ 100 ms. Anchor: Hikyuu's own 19 M bars in 6 s.
+- Hikyuu whole-market store, every listed code forward-adjusted by ``load_many`` through the public
+  client vs ``store.read_all`` in the same process (both decode every HDF5 table): goal within 10 %.
 - Async: 100 codes by ``load_many`` vs sequential loads, with the largest event-loop stall (goal ≤ 10 ms).
 """
 
@@ -134,7 +136,78 @@ def hikyuu_suite(hikyuu_dir: Path, quick: bool) -> list[Result]:
         else ensure_market_store()
     )
     results += _hikyuu_all_ma20("whole-market hikyuu store", market)
+    results.append(_load_many_vs_read_all("whole-market hikyuu store", market, rounds=3 if quick else 5))
     return results
+
+
+LOAD_MANY_GOAL = 1.10  # load_many of every code within 10 % of read_all
+
+
+def _load_many_vs_read_all(label: str, path: Path, rounds: int) -> Result:
+    m = _in_fresh_process("load_many_figures", str(path), str(rounds))
+    ours_s, anchor_s, bars = m["load_many_s"], m["read_all_s"], m["bars"]
+    return Result(
+        f"{label}: load_many of every code (public client) vs read_all, forward-adjusted",
+        ours_s,
+        "store.read_all, same store, same process (interleaved rounds, best of each)",
+        anchor_s,
+        extra={
+            "bars": bars,
+            "codes": m["codes"],
+            "rounds": rounds,
+            "load_many_bars_per_s": round(bars / ours_s),
+            "read_all_bars_per_s": round(bars / anchor_s),
+            "load_many_over_read_all": round(ours_s / anchor_s, 3),
+            "goal_max_over_read_all": LOAD_MANY_GOAL,
+            "goal_met": ours_s <= LOAD_MANY_GOAL * anchor_s,
+            "load_many_concurrency_4_s": round(m["load_many_c4_s"], 3),
+            "async_load_many_s": round(m["async_s"], 3),
+            "same_frame": m["same_frame"],
+        },
+    )
+
+
+def load_many_figures(path: str, rounds: str) -> dict[str, Any]:
+    """Every listed code of a Hikyuu store, forward-adjusted: ``store.read_all`` and ``load_many`` through
+    the public sync client (default concurrency, and 4 as ``hq data bars`` asks), then the async client;
+    best of ``rounds`` interleaved rounds after one warm read (page cache, compiled kernels). The store
+    has no ``cache_dir``: every load decodes the HDF5 tables."""
+    from hikyuu_qlib import Adjust
+    from hikyuu_qlib.marketdata import AsyncMarketDataClient, MarketDataClient
+    from hikyuu_qlib.stores.hikyuu import HikyuuStore
+
+    def best(fn: Any, into: dict[str, float], key: str) -> Any:
+        gc.collect()
+        start = time.perf_counter()
+        value = fn()
+        into[key] = min(into.get(key, float("inf")), time.perf_counter() - start)
+        return value
+
+    times: dict[str, float] = {}
+    with MarketDataClient(HikyuuStore.open(path)) as md:
+        store = md.store
+        codes = md.stocks(valid=None)["code"].to_list()
+        expected = store.read_all(adjust=Adjust.FORWARD)
+        bars, same = expected.height, True
+        del expected
+        for _ in range(int(rounds)):
+            best(lambda: store.read_all(adjust=Adjust.FORWARD), times, "read_all_s")
+            result = best(lambda: md.load_many(codes, adjust=Adjust.FORWARD), times, "load_many_s")
+            same = same and result.ok and result.frame.height == bars
+            del result
+            best(lambda: md.load_many(codes, adjust=Adjust.FORWARD, concurrency=4), times, "load_many_c4_s")
+
+    async def run_async() -> None:
+        async with AsyncMarketDataClient(HikyuuStore.open(path)) as amd:
+            for _ in range(int(rounds)):
+                gc.collect()
+                start = time.perf_counter()
+                result = await amd.load_many(codes, adjust=Adjust.FORWARD)
+                times["async_s"] = min(times.get("async_s", float("inf")), time.perf_counter() - start)
+                del result
+
+    asyncio.run(run_async())
+    return {"bars": bars, "codes": len(codes), "same_frame": same, **times}
 
 
 def _accepts_quick(fn: Any) -> bool:
