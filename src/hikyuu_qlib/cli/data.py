@@ -125,7 +125,12 @@ def bars(
         str, typer.Option(help="day, week, month, quarter, halfyear, year, min, min5 …")
     ] = "day",
     adjust: Annotated[str, typer.Option(help="none, forward or backward")] = "none",
-    concurrency: Annotated[int, typer.Option(min=1, help="codes read at once")] = 4,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, help="codes read at once from a store read code by code (Hikyuu and Qlib: one pass)"
+        ),
+    ] = 4,
     fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
