@@ -13,7 +13,9 @@ client's bounded executor (async). The plan holds everything but the running:
   ``concurrency`` reads in flight.
 - **The batch fallback, once** (:func:`read_batch`): a store's ``read_many`` reports per-code errors
   itself, or raises when the batch as a whole cannot be read; then the codes are read one by one
-  (:func:`read_each`), so that only the failing codes are reported.
+  (:func:`read_each`), so that only the failing codes are reported. A query the store cannot serve
+  (:class:`~hikyuu_qlib.domain.InvalidInputError`, e.g. a ktype it lacks) fails the call instead: every
+  code would fail the same way.
 - **Folding** per-code outcomes into a :class:`LoadResult` (:meth:`LoadPlan.fold`): codes without bars
   (:class:`~hikyuu_qlib.domain.NoBarsError`) go to ``without_bars``, other errors to ``errors``.
 - **Chunking** a stream (:class:`StreamPlan`, :class:`StreamFold`): exact ``chunk_rows``-row frames, codes
@@ -170,9 +172,12 @@ def read_batch(
     store: BatchBarReader, codes: Sequence[StockCode], query: BarQuery
 ) -> tuple[pl.DataFrame, dict[str, HQError]]:
     """The codes' bars in one ``read_many`` pass; when the store cannot read the batch as a whole (it
-    raises), code by code (:func:`read_each`), so that only the failing codes are reported."""
+    raises), code by code (:func:`read_each`), so that only the failing codes are reported. An invalid
+    query (:class:`InvalidInputError`) is raised as it is."""
     try:
         return store.read_many(codes, ktype=query.ktype, adjust=query.adjust, dates=query.dates)
+    except InvalidInputError:
+        raise
     except HQError as exc:
         if not isinstance(store, MarketData):
             raise

@@ -298,7 +298,7 @@ class QlibStore:
         Reads every code's full history in one :meth:`features` query (forward and backward
         adjustment need the first or last factor). Damaged instruments fail with the error
         :meth:`read_bars` gives them and the others are read again in one pass; an error of the store as
-        a whole (its calendar, a ktype it lacks) fails every code that has data.
+        a whole (its calendar) fails every code that has data; a ktype Qlib has no frequency for raises.
         """
         errors: dict[str, HQError] = {}
         present: list[StockCode] = []
@@ -314,8 +314,9 @@ class QlibStore:
                 errors[str(code)] = damage or self._absent(StockCode.parse(code), listed)
         if not present:
             return empty_bars(with_factor=True), errors
+        freq = freq_of(ktype)  # a ktype Qlib has no frequency for fails the call
         try:
-            raw = self._bar_fields(present, ktype, errors)
+            raw = self._bar_fields(present, freq, errors)
         except LoadErrors:
             raise  # failures it cannot tell apart: the caller reads the codes one by one
         except HQError as exc:  # the store cannot serve this batch at all: every code fails with it
@@ -332,12 +333,11 @@ class QlibStore:
         return bars, errors
 
     def _bar_fields(
-        self, codes: Sequence[StockCode], ktype: KType, errors: dict[str, HQError]
+        self, codes: Sequence[StockCode], freq: str, errors: dict[str, HQError]
     ) -> pl.DataFrame | None:
         """The raw bar fields of ``codes`` over their whole history in one :meth:`features` pass (``None``
         when no code is left). Damaged instruments join ``errors`` (with the error :meth:`read_bars`
         gives them) and the others are read again; an error of the whole store raises."""
-        freq = freq_of(ktype)
         extra = [*self._factor_field(freq)]
         while codes:
             folders = [c.qlib_folder for c in codes]
