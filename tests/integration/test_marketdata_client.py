@@ -11,7 +11,7 @@ import pytest
 
 from hikyuu_qlib import Adjust, AsyncMarketDataClient, LoadErrors, MarketDataClient, StockCode
 from hikyuu_qlib.app import open_store
-from hikyuu_qlib.domain import DataFormatError, InvalidCodeError, UnknownCodeError
+from hikyuu_qlib.domain import DataFormatError, InvalidCodeError, UnknownCodeError, UnsupportedKTypeError
 from hikyuu_qlib.domain.schema import BAR_SCHEMA
 from hikyuu_qlib.ports import MarketData
 
@@ -218,3 +218,12 @@ async def test_a_batch_that_fails_as_a_whole_is_read_code_by_code(hikyuu_dir: Pa
         assert list(got.errors) == ["SZ300999"] and isinstance(got.errors["SZ300999"], UnknownCodeError)
         assert got.without_bars == ("SH600001",)
         assert len(used.batches) == 1 and used.single_reads == len(asked)  # one batch, then each code
+
+
+async def test_a_query_the_batch_store_cannot_serve_fails_the_call(qlib_dir: Path) -> None:
+    """Not read code by code: every code would fail the same way."""
+    with MarketDataClient(open_store(f"qlib:{qlib_dir}")) as md, pytest.raises(UnsupportedKTypeError, match="quarter"):
+        md.load_many(["SH600000", "SH600036"], ktype="quarter")
+    async with AsyncMarketDataClient(open_store(f"qlib:{qlib_dir}")) as amd:
+        with pytest.raises(UnsupportedKTypeError, match="quarter"):
+            await amd.load_many(["SH600000", "SH600036"], ktype="quarter")
