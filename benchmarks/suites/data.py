@@ -136,7 +136,7 @@ def hikyuu_suite(hikyuu_dir: Path, quick: bool) -> list[Result]:
         else ensure_market_store()
     )
     results += _hikyuu_all_ma20("whole-market hikyuu store", market)
-    results.append(_load_many_vs_read_all("whole-market hikyuu store", market, rounds=3 if quick else 5))
+    results.append(_load_many_vs_read_all("whole-market hikyuu store", market, rounds=3 if quick else 7))
     return results
 
 
