@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -144,12 +145,16 @@ LOAD_MANY_GOAL = 1.10  # load_many of every code within 10 % of read_all
 
 
 def _load_many_vs_read_all(label: str, path: Path, rounds: int) -> Result:
+    """The goal is judged on the median of the rounds' ratios: in a round the two loads run back to back
+    (in alternating order), so a busy spell of the shared machine hits both; the best of each over all
+    rounds is the headline time, but one quiet moment can favour either side."""
     m = _in_fresh_process("load_many_figures", str(path), str(rounds))
     ours_s, anchor_s, bars = m["load_many_s"], m["read_all_s"], m["bars"]
+    median = statistics.median(m["paired"])
     return Result(
         f"{label}: load_many of every code (public client) vs read_all, forward-adjusted",
         ours_s,
-        "store.read_all, same store, same process (interleaved rounds, best of each)",
+        "store.read_all, same store, same process (best of interleaved rounds)",
         anchor_s,
         extra={
             "bars": bars,
@@ -157,9 +162,11 @@ def _load_many_vs_read_all(label: str, path: Path, rounds: int) -> Result:
             "rounds": rounds,
             "load_many_bars_per_s": round(bars / ours_s),
             "read_all_bars_per_s": round(bars / anchor_s),
-            "load_many_over_read_all": round(ours_s / anchor_s, 3),
+            "best_over_best": round(ours_s / anchor_s, 3),
+            "rounds_over_read_all": [round(r, 3) for r in m["paired"]],
+            "median_round_over_read_all": round(median, 3),
             "goal_max_over_read_all": LOAD_MANY_GOAL,
-            "goal_met": ours_s <= LOAD_MANY_GOAL * anchor_s,
+            "goal_met": median <= LOAD_MANY_GOAL,
             "load_many_concurrency_4_s": round(m["load_many_c4_s"], 3),
             "async_load_many_s": round(m["async_s"], 3),
             "same_frame": m["same_frame"],
@@ -170,8 +177,8 @@ def _load_many_vs_read_all(label: str, path: Path, rounds: int) -> Result:
 def load_many_figures(path: str, rounds: str) -> dict[str, Any]:
     """Every listed code of a Hikyuu store, forward-adjusted: ``store.read_all`` and ``load_many`` through
     the public sync client (default concurrency, and 4 as ``hq data bars`` asks), then the async client;
-    best of ``rounds`` interleaved rounds after one warm read (page cache, compiled kernels). The store
-    has no ``cache_dir``: every load decodes the HDF5 tables."""
+    best of ``rounds`` interleaved rounds after one warm read (page cache, compiled kernels), and each
+    round's load_many / read_all. The store has no ``cache_dir``: every load decodes the HDF5 tables."""
     from hikyuu_qlib import Adjust
     from hikyuu_qlib.marketdata import AsyncMarketDataClient, MarketDataClient
     from hikyuu_qlib.stores.hikyuu import HikyuuStore
@@ -184,17 +191,25 @@ def load_many_figures(path: str, rounds: str) -> dict[str, Any]:
         return value
 
     times: dict[str, float] = {}
+    paired: list[float] = []
     with MarketDataClient(HikyuuStore.open(path)) as md:
         store = md.store
         codes = md.stocks(valid=None)["code"].to_list()
         expected = store.read_all(adjust=Adjust.FORWARD)
         bars, same = expected.height, True
         del expected
-        for _ in range(int(rounds)):
-            best(lambda: store.read_all(adjust=Adjust.FORWARD), times, "read_all_s")
-            result = best(lambda: md.load_many(codes, adjust=Adjust.FORWARD), times, "load_many_s")
-            same = same and result.ok and result.frame.height == bars
-            del result
+        for i in range(int(rounds)):
+            pair: dict[str, float] = {}
+            for what in ("read_all", "load_many")[:: 1 if i % 2 == 0 else -1]:
+                if what == "read_all":
+                    best(lambda: store.read_all(adjust=Adjust.FORWARD), pair, "read_all_s")
+                else:
+                    result = best(lambda: md.load_many(codes, adjust=Adjust.FORWARD), pair, "load_many_s")
+                    same = same and result.ok and result.frame.height == bars
+                    del result
+            paired.append(pair["load_many_s"] / pair["read_all_s"])
+            for key, value in pair.items():
+                times[key] = min(times.get(key, float("inf")), value)
             best(lambda: md.load_many(codes, adjust=Adjust.FORWARD, concurrency=4), times, "load_many_c4_s")
 
     async def run_async() -> None:
@@ -207,7 +222,7 @@ def load_many_figures(path: str, rounds: str) -> dict[str, Any]:
                 del result
 
     asyncio.run(run_async())
-    return {"bars": bars, "codes": len(codes), "same_frame": same, **times}
+    return {"bars": bars, "codes": len(codes), "same_frame": same, "paired": paired, **times}
 
 
 def _accepts_quick(fn: Any) -> bool:
