@@ -56,6 +56,17 @@ def test_report(exported: tuple[Path, ExportReport], hikyuu: HikyuuStore) -> Non
     assert not (out / "instruments" / "bj.txt").exists()
 
 
+def test_report_has_the_shape_of_every_batch_report(exported: tuple[Path, ExportReport]) -> None:
+    """``ok`` (the codes done), ``failed`` (code -> "ErrorType: message") and ``to_dict()`` as plain values,
+    like the TDX import report."""
+    out, report = exported
+    assert report.ok == report.exported == [str(c) for c in CODES] and report.empty == []
+    doc = report.to_dict()
+    assert doc["ok"] == report.ok and doc["failed"] == {} and doc["exported"] == report.exported
+    assert doc["out"] == str(out) and doc["adjust"] == "forward" and doc["fields"] == FIELDS
+    assert doc["without_bars"] == [str(MISSING)]
+
+
 def test_values_follow_qlib_conventions(exported: tuple[Path, ExportReport], hikyuu: HikyuuStore) -> None:
     out, report = exported
     store = QlibStore.open(out)

@@ -97,7 +97,7 @@ def test_a_damaged_chunk_fails_its_table_only(hikyuu_dir: Path, tmp_path: Path) 
     with HikyuuStore.open(store_dir) as store:
         with pytest.raises(LoadErrors, match=rf"SZ000002.*sz_day\.h5:/data/SZ000002: chunk at byte {info.byte_offset}"):
             store.read_all(workers=2)
-        rest = bulk.read_all(store, on_error="skip", workers=2)
+        rest = bulk.read_all(store.files, on_error="skip", workers=2)
     assert rest.equals(_expected(hikyuu_dir, Adjust.NONE, [c for c in CODES if c != "SZ000002"]))
 
 

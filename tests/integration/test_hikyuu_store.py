@@ -318,7 +318,7 @@ def test_read_all_with_a_corrupt_file(hikyuu_dir: Path, tmp_path: Path) -> None:
             broken.read_all()
         from hikyuu_qlib.stores.hikyuu.bulk import read_all
 
-        rest = read_all(broken, on_error="skip")
+        rest = read_all(broken.files, on_error="skip")
         assert rest["code"].unique().sort().to_list() == [c for c in CODES if c.startswith("SZ")]
 
 
@@ -340,7 +340,7 @@ def test_read_all_with_a_bad_datetime_fails_that_table_only(hikyuu_dir: Path, tm
     with HikyuuStore.open(tmp_path) as broken:
         with pytest.raises(LoadErrors, match=r"SH600004.*201113450000"):
             broken.read_all(workers=workers)
-        rest = bulk.read_all(broken, on_error="skip", workers=workers)
+        rest = bulk.read_all(broken.files, on_error="skip", workers=workers)
     assert "SH600004" not in rest["code"].unique().to_list()
     with HikyuuStore.open(hikyuu_dir) as good:
         expected = good.read_all(workers=workers).filter(pl.col("code") != "SH600004")

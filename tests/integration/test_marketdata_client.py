@@ -11,7 +11,7 @@ import pytest
 
 from hikyuu_qlib import Adjust, AsyncMarketDataClient, LoadErrors, MarketDataClient, StockCode
 from hikyuu_qlib.app import open_store
-from hikyuu_qlib.domain import InvalidCodeError, UnknownCodeError
+from hikyuu_qlib.domain import DataFormatError, InvalidCodeError, UnknownCodeError, UnsupportedKTypeError
 from hikyuu_qlib.domain.schema import BAR_SCHEMA
 from hikyuu_qlib.ports import MarketData
 
@@ -157,3 +157,73 @@ async def test_batch_reads_equal_per_code_reads_and_report_bad_codes(qlib_dir: P
         result = await amd.load_many([*codes, "SH600005", "SH609999"], adjust="forward", concurrency=2)
     assert result.frame.equals(expected) and set(result.errors) == {"SH609999"}
     assert result.without_bars == ("SH600005",)
+
+
+class BatchRecorder:
+    """Delegates to a real Hikyuu store and records each ``read_many`` call (its codes and thread);
+    with ``fail_batches`` every ``read_many`` raises, as a store does when it cannot read a batch at all."""
+
+    def __init__(self, inner: MarketData, *, fail_batches: bool = False) -> None:
+        self._inner = inner
+        self.fail_batches = fail_batches
+        self.batches: list[tuple[int, str]] = []
+        self.single_reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def read_many(self, codes, **kw):  # type: ignore[no-untyped-def]
+        self.batches.append((len(codes), threading.current_thread().name))
+        if self.fail_batches:
+            raise DataFormatError("this batch cannot be read as a whole")
+        return self._inner.read_many(codes, **kw)  # type: ignore[attr-defined]
+
+    def read_bars(self, code, **kw):  # type: ignore[no-untyped-def]
+        self.single_reads += 1
+        return self._inner.read_bars(code, **kw)
+
+
+async def test_a_batch_reader_gets_every_code_in_one_pass_whatever_the_concurrency(hikyuu_dir: Path) -> None:
+    """The store parallelises its own pass: splitting a whole-market load into runs would only repeat its
+    fixed costs and add a concatenation (the gap between load_many and read_all)."""
+    listed = open_store(f"hikyuu:{hikyuu_dir}")
+    codes = listed.stocks(valid=None)["code"].to_list()  # 4,729 listed codes, 8 of them with bars
+    expected = listed.read_all(adjust=Adjust.FORWARD)  # type: ignore[attr-defined]
+    listed.close()
+    store = BatchRecorder(open_store(f"hikyuu:{hikyuu_dir}"))
+    with MarketDataClient(store, max_workers=4) as md:  # type: ignore[arg-type]
+        result = md.load_many(codes, adjust="forward", concurrency=4)
+    assert result.ok and result.frame.equals(expected) and len(result.without_bars) == len(codes) - 8
+    async_store = BatchRecorder(open_store(f"hikyuu:{hikyuu_dir}"))
+    async with AsyncMarketDataClient(async_store, max_workers=4) as amd:  # type: ignore[arg-type]
+        async_result = await amd.load_many(codes, adjust="forward", concurrency=8)
+    assert async_result.frame.equals(expected) and async_result.without_bars == result.without_bars
+    assert [n for n, _ in store.batches + async_store.batches] == [len(codes), len(codes)]
+    assert store.single_reads == async_store.single_reads == 0
+    assert async_store.batches[0][1].startswith("hq-aio")  # the async client's batch ran on its executor
+
+
+async def test_a_batch_that_fails_as_a_whole_is_read_code_by_code(hikyuu_dir: Path) -> None:
+    asked = [*CODES, "SH600001", "SZ300999"]  # SH600001: listed without bars; SZ300999: unknown
+    with MarketDataClient(open_store(f"hikyuu:{hikyuu_dir}")) as md:
+        expected = md.load_many(CODES, adjust="backward")
+    store = BatchRecorder(open_store(f"hikyuu:{hikyuu_dir}"), fail_batches=True)
+    with MarketDataClient(store) as md:  # type: ignore[arg-type]
+        result = md.load_many(asked, adjust="backward", concurrency=3)
+    async_store = BatchRecorder(open_store(f"hikyuu:{hikyuu_dir}"), fail_batches=True)
+    async with AsyncMarketDataClient(async_store) as amd:  # type: ignore[arg-type]
+        async_result = await amd.load_many(asked, adjust="backward")
+    for got, used in ((result, store), (async_result, async_store)):
+        assert got.frame.equals(expected.frame)
+        assert list(got.errors) == ["SZ300999"] and isinstance(got.errors["SZ300999"], UnknownCodeError)
+        assert got.without_bars == ("SH600001",)
+        assert len(used.batches) == 1 and used.single_reads == len(asked)  # one batch, then each code
+
+
+async def test_a_query_the_batch_store_cannot_serve_fails_the_call(qlib_dir: Path) -> None:
+    """Not read code by code: every code would fail the same way."""
+    with MarketDataClient(open_store(f"qlib:{qlib_dir}")) as md, pytest.raises(UnsupportedKTypeError, match="quarter"):
+        md.load_many(["SH600000", "SH600036"], ktype="quarter")
+    async with AsyncMarketDataClient(open_store(f"qlib:{qlib_dir}")) as amd:
+        with pytest.raises(UnsupportedKTypeError, match="quarter"):
+            await amd.load_many(["SH600000", "SH600036"], ktype="quarter")

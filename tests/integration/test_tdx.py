@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hikyuu_qlib.domain import Adjust, DataFormatError, StockCode
+from hikyuu_qlib.domain import Adjust, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
 from hikyuu_qlib.stores.tdx import import_tdx, read_tdx_day
 
@@ -119,7 +119,9 @@ def test_corrupt_file_fails_alone(vipdoc: Path, tmp_path: Path) -> None:
         tmp_path / "vipdoc", tmp_path / "out", progress=lambda d, t, i: progress.append((d, t, i))
     )
     assert set(report.failed) == {"SH000001", "SZ000001"}
-    assert isinstance(report.failed["SH000001"], DataFormatError)
+    assert report.failed["SH000001"].startswith("DataFormatError: ")  # the form every batch report keeps
+    assert report.failed["SZ000001"].startswith("DataFormatError: ")
+    assert report.ok == ["SH600000"] and report.to_dict()["ok"] == ["SH600000"]
     assert "sh000001.day" in str(report.failed["SH000001"]) and "multiple of 32" in str(
         report.failed["SH000001"]
     )

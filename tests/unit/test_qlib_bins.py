@@ -10,7 +10,7 @@ import pytest
 
 from hikyuu_qlib.domain import DataFormatError, DateRange
 from hikyuu_qlib.stores.qlib.bins import append_bin, encode_bin, read_bin, write_bin
-from hikyuu_qlib.stores.qlib.calendar import format_calendar, locate, read_calendar
+from hikyuu_qlib.stores.qlib.calendar import format_calendar, read_calendar
 
 
 def test_layout_is_qlibs(tmp_path: Path) -> None:
@@ -87,10 +87,10 @@ def test_calendar_round_trip_and_locate(tmp_path: Path) -> None:
     path.write_bytes(format_calendar(days, "day"))
     assert path.read_text() == "2020-01-02\n2020-01-03\n2020-01-06\n"
     assert (read_calendar(path) == days).all()
-    assert locate(days, DateRange.of("2020-01-04", "2020-01-06")) == (2, 2)
-    assert locate(days, DateRange.of("2020-01-03", "2020-01-05")) == (1, 1)
-    lo, hi = locate(days, DateRange.of("2020-01-04", "2020-01-05"))
-    assert hi < lo
+    # Qlib's locate_index: the start rounds up to the next trading day, the end down to the previous one
+    assert DateRange.of("2020-01-04", "2020-01-06").calendar_slice(days) == slice(2, 3)
+    assert DateRange.of("2020-01-03", "2020-01-05").calendar_slice(days) == slice(1, 2)
+    assert DateRange.of("2020-01-04", "2020-01-05").calendar_slice(days) == slice(2, 2)  # no trading day
     minutes = np.array([dt.datetime(2020, 1, 2, 9, 31)], dtype="datetime64[ms]")
     assert format_calendar(minutes, "1min") == b"2020-01-02 09:31:00\n"
 

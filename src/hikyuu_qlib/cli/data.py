@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +25,7 @@ from hikyuu_qlib.cli.output import (
 from hikyuu_qlib.cli.progress import progress_bar
 from hikyuu_qlib.domain import Adjust, KType, Market, StockType, parse_codes
 from hikyuu_qlib.marketdata import parse_code_list
+from hikyuu_qlib.stores.reports import BatchReport
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
@@ -124,7 +125,12 @@ def bars(
         str, typer.Option(help="day, week, month, quarter, halfyear, year, min, min5 …")
     ] = "day",
     adjust: Annotated[str, typer.Option(help="none, forward or backward")] = "none",
-    concurrency: Annotated[int, typer.Option(min=1, help="codes read at once")] = 4,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, help="codes read at once from a store read code by code (Hikyuu and Qlib: one pass)"
+        ),
+    ] = 4,
     fmt: FormatOpt = None,
     out: OutOpt = None,
 ) -> None:
@@ -204,75 +210,37 @@ def import_tdx_cmd(
     _report(report, fmt)
 
 
-def _report(report: object, fmt: ReportFormat) -> None:
+def _report(report: BatchReport, fmt: ReportFormat) -> None:
     """Print an export/import report; exit 5 when some files or codes failed (the failures were logged).
 
     JSON carries the whole report; the table form gives counts for the code lists (codes without bars
     are one line, not failures) and one line per failure."""
-    doc = _as_dict(report)
-    failed = doc.get("errors") or doc.get("failed") or {}
-    failures = failed if isinstance(failed, dict) else {}
-    refuse_if_all_failed(failures, _succeeded(doc), "codes or files")  # each failure was logged once
+    refuse_if_all_failed(report.failed, len(report.ok), "codes or files")  # each failure was logged once
+    doc = report.to_dict()
     if fmt is ReportFormat.json:
         emit_json(doc)
     else:
-        print_fields(_summary(doc, failures))
-    exit_if_partial(failures, _succeeded(doc), "codes or files")
+        print_fields(_summary(doc))
+    exit_if_partial(report.failed, len(report.ok), "codes or files")
 
 
-def _summary(doc: dict[str, object], failures: dict[str, object]) -> dict[str, object]:
+def _summary(doc: dict[str, Any]) -> dict[str, Any]:
     """The table form of a report: code lists as counts, one line for the codes without bars."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for key, value in doc.items():
-        if key in ("without_bars", "failed", "errors"):
+        if key in ("without_bars", "failed"):
             continue
-        out[key] = f"{len(value)} code(s)" if isinstance(value, list | tuple | dict) and key != "fields" else value
-    without = doc.get("without_bars")
-    if isinstance(without, list | tuple) and without:
-        out["without_bars"] = _without_bars_line(list(without))
-    out["failed"] = failures or 0
+        out[key] = f"{len(value)} code(s)" if isinstance(value, list | dict) and key != "fields" else value
+    if doc.get("without_bars"):
+        out["without_bars"] = _without_bars_line(doc["without_bars"])
+    out["failed"] = doc["failed"] or 0
     return out
 
 
-def _succeeded(doc: dict[str, object]) -> int:
-    done = doc.get("exported", doc.get("imported"))
-    empty = doc.get("empty")
-    return (len(done) if isinstance(done, list | dict) else 0) + (
-        len(empty) if isinstance(empty, list) else 0
-    )
-
-
-def _without_bars_line(codes: list[str] | tuple[str, ...]) -> str:
+def _without_bars_line(codes: list[str]) -> str:
     """One line for the codes the store lists without bars (not failures)."""
     shown = ", ".join(codes[:5]) + (", …" if len(codes) > 5 else "")
     return f"{len(codes)} listed code(s) have no bars in the store (not failures): {shown}"
-
-
-def _as_dict(report: object) -> dict[str, object]:
-    to_dict = getattr(report, "to_dict", None)
-    if callable(to_dict):
-        result = to_dict()
-        if isinstance(result, dict):
-            return result
-    import dataclasses
-
-    if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        fields = (f.name for f in dataclasses.fields(report))
-        return {name: _plain(getattr(report, name)) for name in fields}
-    raise TypeError(f"cannot summarise {type(report).__name__}")
-
-
-def _plain(value: object) -> object:
-    """Paths as text and errors as their messages (JSON and ``key: value`` lines print them as such)."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 __all__ = ["data_app"]

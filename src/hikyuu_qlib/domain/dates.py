@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from hikyuu_qlib.domain.errors import InvalidDateRangeError
 
 _MIN = dt.datetime(1990, 1, 1)
 _MAX = dt.datetime(2099, 12, 31, 23, 59, 59)
+_EPOCH = dt.datetime(1970, 1, 1)
+_MS = dt.timedelta(milliseconds=1)
 
 
 def parse_datetime(value: str | dt.date | dt.datetime | int, *, field: str = "date") -> dt.datetime:
@@ -68,3 +74,33 @@ class DateRange:
 
     def contains(self, when: dt.datetime) -> bool:
         return self.start <= when <= self.end
+
+    def ms_bounds(self) -> tuple[int, int]:
+        """``start`` and ``end`` as epoch milliseconds, the integers of a ``Datetime("ms")`` column (naive
+        datetimes are taken as they stand, an aware one in UTC; below a millisecond is dropped)."""
+        return _epoch_ms(self.start), _epoch_ms(self.end)
+
+    def calendar_slice(self, calendar: npt.NDArray[Any]) -> slice:
+        """The positions of the ascending ``calendar`` inside the range, as a slice (empty when none).
+
+        ``calendar`` holds ``datetime64`` values or epoch milliseconds (``int64``), e.g. a trading calendar
+        or one code's bar times. ``start`` rounds up to the next entry and ``end`` down to the previous
+        one, the rule of Qlib's ``locate_index``: ``calendar[range.calendar_slice(calendar)]`` is every
+        entry ``start <= t <= end``.
+        """
+        values = np.asarray(calendar)
+        lo_ms, hi_ms = self.ms_bounds()
+        if values.dtype.kind == "M":
+            lo: Any = np.datetime64(lo_ms, "ms").astype(values.dtype)
+            hi: Any = np.datetime64(hi_ms, "ms").astype(values.dtype)
+        else:
+            lo, hi = lo_ms, hi_ms
+        return slice(
+            int(np.searchsorted(values, lo, side="left")), int(np.searchsorted(values, hi, side="right"))
+        )
+
+
+def _epoch_ms(when: dt.datetime) -> int:
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return (when - _EPOCH) // _MS

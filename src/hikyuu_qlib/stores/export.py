@@ -35,7 +35,8 @@ from the SH000001 index that Hikyuu's calendar follows); ``extend_calendar=True`
 raw bars and adds their dates to the calendar instead, at the cost of a second read per code.
 A code that fails to read is recorded in the report (``failed``); the others are exported. A code the
 store lists but holds no bars for (its ``has_data`` is false, or reading it raises :class:`NoBarsError`)
-is not a failure: it is counted in ``without_bars``.
+is not a failure: it is counted in ``without_bars``. The report has the shape of every batch report
+(:class:`~hikyuu_qlib.stores.reports.BatchReport`): ``ok`` (the codes exported or empty), ``failed``.
 
 Files are replaced one by one (atomically each); an existing directory is written over, and feature
 folders of codes that are not exported this time are left in place (they are not in ``all.txt``).
@@ -48,12 +49,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from hikyuu_qlib.domain import Adjust, DataFormatError, HQError, KType, NoBarsError, StockCode
 from hikyuu_qlib.ports import MarketData, Progress
 from hikyuu_qlib.stores.qlib.writer import QlibWriter
+from hikyuu_qlib.stores.reports import BatchReport
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +65,16 @@ TURNOVER_FIELDS: tuple[str, ...] = ("amount", "vwap")
 
 
 @dataclass(slots=True)
-class ExportReport:
-    """What :func:`export_qlib` wrote: ``exported`` codes, ``empty`` (bars, none on the calendar),
-    ``without_bars`` (listed by the store, no data), ``failed`` (code -> error), ``rebased`` factors."""
+class ExportReport(BatchReport):
+    """What :func:`export_qlib` wrote: ``ok``, the codes done (in order), of which ``empty`` had bars but
+    none on the calendar and the others are ``exported``; ``without_bars`` (listed by the store, no
+    data); ``failed`` (code -> ``"ErrorType: message"``); ``rebased`` factors; row counts."""
 
     out: Path
     adjust: Adjust
     calendar_days: int = 0
     fields: tuple[str, ...] = BASE_FIELDS
-    exported: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
     rebased: list[str] = field(default_factory=list)
     without_bars: list[str] = field(default_factory=list)
     rows: int = 0
@@ -80,9 +82,13 @@ class ExportReport:
     seconds: float = 0.0
 
     @property
-    def ok(self) -> bool:
-        """True when every requested code was exported or simply had no bars (``empty``, ``without_bars``)."""
-        return not self.failed
+    def exported(self) -> list[str]:
+        """The codes written: those done that had a bar on the calendar."""
+        empty = set(self.empty)
+        return [c for c in self.ok if c not in empty]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**BatchReport.to_dict(self), "exported": self.exported}
 
 
 def export_qlib(
@@ -119,11 +125,12 @@ def export_qlib(
         except NoBarsError:
             report.without_bars.append(str(code))
         except (HQError, OSError) as exc:
-            report.failed[str(code)] = f"{type(exc).__name__}: {exc}"
+            report.fail(str(code), exc)
             log.warning("export: %s failed: %s", code, exc)
         else:
             on_calendar = frame.join(days, on="datetime", how="semi")
             report.off_calendar_rows += frame.height - on_calendar.height
+            report.ok.append(str(code))
             if on_calendar.height == 0:
                 report.empty.append(str(code))
             else:
@@ -131,7 +138,6 @@ def export_qlib(
                     with_turnover = bool(on_calendar["amount"].is_not_null().any())
                 keep = BASE_FIELDS + (TURNOVER_FIELDS if with_turnover else ())
                 report.rows += writer.write_features(code, on_calendar.select("datetime", *keep))
-                report.exported.append(str(code))
                 if rebased:
                     report.rebased.append(str(code))
                 spans.append(

@@ -31,6 +31,7 @@ from hikyuu_qlib.ports import Progress
 from hikyuu_qlib.stores.hikyuu.coderules import stock_type_of
 from hikyuu_qlib.stores.hikyuu.h5 import ymdhm_to_ms
 from hikyuu_qlib.stores.hikyuu.writer import WRITE_DTYPE, HikyuuWriter
+from hikyuu_qlib.stores.reports import BatchReport
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +50,19 @@ TDX_DAY_DTYPE = np.dtype(
 RECORD_SIZE = TDX_DAY_DTYPE.itemsize  # 32
 
 
-@dataclass
-class ImportReport:
-    """What :func:`import_tdx` did: codes imported (bars each), files that failed and why."""
+@dataclass(slots=True)
+class ImportReport(BatchReport):
+    """What :func:`import_tdx` did: ``ok``, the codes imported, with the bars of each (``imported``) and
+    the records skipped (``skipped_records``); ``failed``, the codes whose file failed
+    (``"ErrorType: message"``)."""
 
     out_dir: Path
     imported: dict[str, int] = field(default_factory=dict)
     skipped_records: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, HQError] = field(default_factory=dict)
 
     @property
     def bars(self) -> int:
         return sum(self.imported.values())
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
 
 
 def read_tdx_records(path: Path) -> npt.NDArray[Any]:
@@ -165,6 +163,7 @@ def import_tdx(
                 hk, skipped = hikyuu_records(rec, is_index=kind == StockType.INDEX.value)
                 if hk.shape[0]:
                     writer.write_records(code, hk, "day")
+                report.ok.append(str(code))
                 report.imported[str(code)] = int(hk.shape[0])
                 if skipped:
                     report.skipped_records[str(code)] = skipped
@@ -172,7 +171,7 @@ def import_tdx(
                     derived.append(_stock_row(code, kind, hk))
             except HQError as exc:
                 log.warning("TDX import of %s failed: %s", path, exc)
-                report.failed[str(code)] = exc
+                report.fail(str(code), exc)
             if progress is not None:
                 progress(done, len(files), str(code))
         if derived:

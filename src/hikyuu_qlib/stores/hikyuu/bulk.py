@@ -6,6 +6,9 @@ thread loads the kernels needed next. Tables in any other layout go through HDF5
 (:mod:`~hikyuu_qlib.stores.hikyuu.h5tables`). Tables are laid out in code order, so the result is
 already sorted by (code, datetime). Adjustment is one pass over the whole frame with per-code affine
 coefficients.
+
+These reads take the store's files (:class:`~.files.StoreFiles`), not the store: the periods built from
+the base tables (week … year, min15 …) are read code by code by :class:`~.store.HikyuuStore`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -32,8 +35,9 @@ from hikyuu_qlib.domain import (
     NoBarsError,
     StockCode,
     UnknownCodeError,
+    UnsupportedKTypeError,
 )
-from hikyuu_qlib.domain.schema import DATETIME, conform_bars, empty_bars
+from hikyuu_qlib.domain.schema import conform_bars, empty_bars
 from hikyuu_qlib.stores.hikyuu.adjust import (
     WeightEvents,
     apply_affine,
@@ -43,13 +47,11 @@ from hikyuu_qlib.stores.hikyuu.adjust import (
 )
 from hikyuu_qlib.stores.hikyuu.chunks import FilePlan, Output, decode, plan_file
 from hikyuu_qlib.stores.hikyuu.colcache import read_columns, write_columns
+from hikyuu_qlib.stores.hikyuu.files import StoreFiles
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.h5tables import OUTPUT_COLUMNS, read_tables
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND
 from hikyuu_qlib.stringviews import repeat_strings
-
-if TYPE_CHECKING:
-    from hikyuu_qlib.stores.hikyuu.store import HikyuuStore
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ OnError = Literal["raise", "skip"]
 
 
 def read_all(
-    store: HikyuuStore,
+    files: StoreFiles,
     *,
     ktype: KType = KType.DAY,
     adjust: Adjust = Adjust.NONE,
@@ -69,35 +71,39 @@ def read_all(
     on_error: OnError = "raise",
     cache_dir: Path | None = None,
 ) -> pl.DataFrame:
-    """Bars of every stock in the store (or of ``codes``), sorted by (code, datetime).
+    """Bars of every stock in the store (or of ``codes``), sorted by (code, datetime), for a base ktype
+    (day, min5, min; the others are built per code by ``HikyuuStore.read_all``).
 
     ``workers``: threads decoding chunks (default: CPU count; 1: the calling thread). A table that
     cannot be read raises :class:`LoadErrors` naming each failed code, or with ``on_error="skip"`` is logged and
-    left out. Derived ktypes (week … year, min15 …) are built per code through ``read_bars``.
+    left out.
 
     With ``cache_dir``, a whole-store load keeps the decoded, unadjusted columns as memory-mapped numpy
     files keyed by the store's data version: the next load (in any process) maps them instead of
     inflating every HDF5 table again, and adjustment is applied on top. A change to any file of the
     store changes the data version, so a stale cache is never read.
     """
+    files.require_ktype(ktype)
     if ktype not in BASE_KIND:
-        return _read_derived(store, ktype, adjust, codes, on_error)
-    store._require_ktype(ktype)
-    early = _Early(store, adjust)
+        raise UnsupportedKTypeError(
+            f"bulk reads serve the stored ktypes ({', '.join(k.value for k in BASE_KIND)}); "
+            f"{ktype.value} bars are built code by code (HikyuuStore.read_all)"
+        )
+    early = _CodesAndEvents(files, adjust)
     if cache_dir is not None and codes is None:
-        base, errors = _cached_base(store, ktype, Path(cache_dir), workers, early)
+        base, errors = _cached_base(files, ktype, Path(cache_dir), workers, early)
     else:
-        base, errors = _read_base(store, ktype, codes, workers, early)
+        base, errors = _read_base(files, ktype, codes, workers, early)
     if errors:
         if on_error == "raise":
             raise LoadErrors({n: DataFormatError(m) for n, m in errors.items()})
         for name, msg in sorted(errors.items()):
             log.warning("read_all skipped %s: %s", name, msg)
-    return _finish(store, base.columns, base.names, base.lengths, adjust, early)
+    return _finish(files, base.columns, base.names, base.lengths, adjust, early)
 
 
 def read_many(
-    store: HikyuuStore,
+    files: StoreFiles,
     codes: Sequence[StockCode],
     *,
     ktype: KType = KType.DAY,
@@ -105,22 +111,23 @@ def read_many(
     dates: DateRange | None = None,
     workers: int | None = None,
 ) -> tuple[pl.DataFrame, dict[str, HQError]]:
-    """The bars of many codes as :meth:`HikyuuStore.read_bars` gives them, read in one bulk pass: the
-    frame of the codes that loaded (sorted by code, datetime), and each failing code's error.
+    """The bars of many codes as ``HikyuuStore.read_bars`` gives them, read in one bulk pass: the
+    frame of the codes that loaded (sorted by code, datetime), and each failing code's error. A ktype
+    the files do not hold, or a period built from them (week …), fails every code.
 
     Adjustment is relative to the requested window, as for one code: the bars are cut to ``dates``
     first, then adjusted for the events inside each code's own window."""
     wanted = sorted(set(codes))
-    if ktype not in BASE_KIND:  # week … year and minute aggregates are built per code
-        return _read_one_by_one(store, wanted, ktype, adjust, dates)
     try:
-        store._require_ktype(ktype)
+        files.require_ktype(ktype)
+        if ktype not in BASE_KIND:
+            raise UnsupportedKTypeError(f"{ktype.value} bars are built code by code, not in a bulk pass")
     except HQError as exc:
         return empty_bars(), {str(c): exc for c in wanted}
-    early = _Early(store, adjust) if dates is None else None
-    base, failed = _read_base(store, ktype, wanted, workers, early, missing="report")
+    early = _CodesAndEvents(files, adjust) if dates is None else None
+    base, failed = _read_base(files, ktype, wanted, workers, early, missing="report")
     errors: dict[str, HQError] = {}
-    known = store.stock_index()
+    known = files.stock_index()
     for name, message in failed.items():
         if name not in base.missing:
             errors[name] = DataFormatError(message)
@@ -131,26 +138,12 @@ def read_many(
     cols, names, lengths = base.columns, base.names, base.lengths
     if dates is not None:
         cols, lengths = _window(cols, lengths, dates)
-    return _finish(store, cols, names, lengths, adjust, early), errors
-
-
-def _read_one_by_one(
-    store: HikyuuStore, codes: Sequence[StockCode], ktype: KType, adjust: Adjust, dates: DateRange | None
-) -> tuple[pl.DataFrame, dict[str, HQError]]:
-    frames: list[pl.DataFrame] = []
-    errors: dict[str, HQError] = {}
-    for code in codes:
-        try:
-            frames.append(store.read_bars(code, ktype=ktype, adjust=adjust, dates=dates))
-        except HQError as exc:
-            errors[str(code)] = exc
-    frames = [f for f in frames if f.height]
-    return (pl.concat(frames) if frames else empty_bars()), errors
+    return _finish(files, cols, names, lengths, adjust, early), errors
 
 
 def _window(cols: Columns, lengths: np.ndarray, dates: DateRange) -> tuple[Columns, np.ndarray]:
     """The rows of every code inside ``dates``, and the codes' new row counts."""
-    lo_ms, hi_ms = (int(v) for v in pl.Series([dates.start, dates.end]).cast(DATETIME).cast(pl.Int64))
+    lo_ms, hi_ms = dates.ms_bounds()
     keep = (cols.datetime >= lo_ms) & (cols.datetime <= hi_ms)
     kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
     ends = np.cumsum(lengths)
@@ -158,17 +151,17 @@ def _window(cols: Columns, lengths: np.ndarray, dates: DateRange) -> tuple[Colum
 
 
 def _finish(
-    store: HikyuuStore,
+    files: StoreFiles,
     cols: Columns,
     names: list[str],
     lengths: np.ndarray,
     adjust: Adjust,
-    early: _Early | None = None,
+    early: _CodesAndEvents | None = None,
 ) -> pl.DataFrame:
     """The bars frame of decoded columns: the code column, and the adjustment when asked."""
     if not names or cols.datetime.size == 0:
         return empty_bars()
-    early = early or _Early(store, adjust)
+    early = early or _CodesAndEvents(files, adjust)
     code = early.codes(names, lengths)
     if adjust is Adjust.NONE:
         return conform_bars(cols.frame(code))
@@ -193,13 +186,13 @@ def _finish(
 Grouping = tuple[np.ndarray, np.ndarray, WeightEvents, np.ndarray, np.ndarray]
 
 
-class _Early:
+class _CodesAndEvents:
     """The code column and the weight events of a load, built on this thread while the chunks decode
     (the decoding threads keep both cores busy; building these afterwards would leave one idle). They
     are used when the load keeps every table it planned, else built again for the tables kept."""
 
-    def __init__(self, store: HikyuuStore, adjust: Adjust) -> None:
-        self.store, self.adjust = store, adjust
+    def __init__(self, files: StoreFiles, adjust: Adjust) -> None:
+        self.files, self.adjust = files, adjust
         self.names: list[str] | None = None
         self.lengths: np.ndarray | None = None
         self._codes: pl.Series | None = None
@@ -211,7 +204,7 @@ class _Early:
         self.names, self.lengths = names, lengths
         self._codes = repeat_strings("code", names, lengths)
         if self.adjust is not Adjust.NONE:
-            self._grouping = _grouped_events(self.store, names, lengths)
+            self._grouping = _grouped_events(self.files, names, lengths)
 
     def codes(self, names: list[str], lengths: np.ndarray) -> pl.Series:
         if names is self.names and lengths is self.lengths and self._codes is not None:
@@ -221,7 +214,7 @@ class _Early:
     def grouping(self, names: list[str], lengths: np.ndarray) -> Grouping:
         if names is self.names and lengths is self.lengths and self._grouping is not None:
             return self._grouping
-        return _grouped_events(self.store, names, lengths)
+        return _grouped_events(self.files, names, lengths)
 
 
 # Below this many bars polars applies the maps faster than loading the compiled kernel in a new process.
@@ -229,7 +222,7 @@ AFFINE_KERNEL_MIN_ROWS = 1_000_000
 
 
 @dataclass
-class Base:
+class DecodedTables:
     """Decoded, unadjusted columns of some tables, sorted by (table, datetime): the tables' names (codes)
     and row counts, and which asked-for codes had no table (``missing``)."""
 
@@ -243,46 +236,46 @@ Missing = Literal["raise", "report"]
 
 
 def _cached_base(
-    store: HikyuuStore,
+    files: StoreFiles,
     ktype: KType,
     cache_dir: Path,
     workers: int | None,
     early: Callable[[list[str], np.ndarray], None] | None = None,
-) -> tuple[Base, dict[str, str]]:
+) -> tuple[DecodedTables, dict[str, str]]:
     """The decoded base columns from the cache, or read (and cached when complete), and the tables that
     failed (by name)."""
-    key = hashlib.sha256(f"{store.source}|{store.data_version()}|{ktype.value}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{files.source}|{files.data_version()}|{ktype.value}".encode()).hexdigest()[:20]
     target = cache_dir / "hikyuu-bulk" / key
     cached = read_columns(target)
     if cached is not None:
         log.info("read_all: mapped decoded columns from %s", target)
-        return Base(*cached), {}
-    base, errors = _read_base(store, ktype, None, workers, early)
+        return DecodedTables(*cached), {}
+    base, errors = _read_base(files, ktype, None, workers, early)
     if not errors:  # a load that left failing tables out is incomplete: never cache it
         write_columns(target, base.columns, base.names, base.lengths)
     return base, errors
 
 
 def _read_base(
-    store: HikyuuStore,
+    files: StoreFiles,
     ktype: KType,
     codes: Sequence[StockCode] | None,
     workers: int | None,
     early: Callable[[list[str], np.ndarray], None] | None = None,
     missing: Missing = "raise",
-) -> tuple[Base, dict[str, str]]:
+) -> tuple[DecodedTables, dict[str, str]]:
     """Decoded, unadjusted columns of every (or the given) table, with their codes and row counts; and
     the tables that failed, left out of the columns (by name; a file that cannot be listed by path).
 
     ``early(names, lengths)`` runs on this thread while the chunks decode. Asked-for codes the store
     does not know raise :class:`UnknownCodeError`, known ones without a table :class:`NoBarsError`; with
-    ``missing="report"`` both join the failures (listed in ``Base.missing``)."""
-    files, errors, absent = _tables(store, BASE_KIND[ktype], codes, missing)
+    ``missing="report"`` both join the failures (listed in ``DecodedTables.missing``)."""
+    tables, errors, absent = _tables(files, BASE_KIND[ktype], codes, missing)
     plans: list[FilePlan] = []
     all_names: list[str] = []
     all_rows: list[int] = []
     row_lo: list[int] = []
-    for path, names, _ in files:
+    for path, names, _ in tables:
         found = plan_file(path, names)
         errors.update({names[i]: m for i, m in found.errors.items()})
         plans.append(found)
@@ -293,7 +286,7 @@ def _read_base(
     total = int(lengths.sum())
     out = Output(np.empty(total, dtype=np.int64), np.empty((6, total), dtype=np.float64))
     columns = dict(zip(OUTPUT_COLUMNS, (out.datetime, *out.values), strict=True))
-    for (path, names, scales), found, lo in zip(files, plans, row_lo, strict=True):
+    for (path, names, scales), found, lo in zip(tables, plans, row_lo, strict=True):
         if found.fallback:  # odd layouts: HDF5 decodes them, one after another
             starts = lo + np.concatenate(([0], np.cumsum(found.rows)))
             pick = found.fallback
@@ -311,8 +304,8 @@ def _read_base(
     if sum(len(p.size) for p in plans) < MIN_CHUNKS_FOR_THREADS:
         threads = 1
     meanwhile = (lambda: early(all_names, lengths)) if early is not None else None
-    failed = decode(plans, row_lo, [scales for _, _, scales in files], out, threads, while_waiting=meanwhile)
-    for (_, names, _), fails in zip(files, failed, strict=True):
+    failed = decode(plans, row_lo, [scales for _, _, scales in tables], out, threads, while_waiting=meanwhile)
+    for (_, names, _), fails in zip(tables, failed, strict=True):
         errors.update({names[i]: message for i, message in fails.items()})
     if errors:
         keep_table = np.array([n not in errors for n in all_names], dtype=bool)
@@ -322,30 +315,30 @@ def _read_base(
         lengths = lengths[keep_table]
     cols = Columns(*(columns[f] for f in OUTPUT_COLUMNS))
     errors.update(absent)
-    return Base(_sort_within_codes(cols, lengths), all_names, lengths, set(absent)), errors
+    return DecodedTables(_sort_within_codes(cols, lengths), all_names, lengths, set(absent)), errors
 
 
 def _tables(
-    store: HikyuuStore, kind: str, codes: Sequence[StockCode] | None, missing: Missing = "raise"
+    files: StoreFiles, kind: str, codes: Sequence[StockCode] | None, missing: Missing = "raise"
 ) -> tuple[list[tuple[str, list[str], list[float]]], dict[str, str], dict[str, str]]:
     """Per market file: its path, the tables to read (every listed code, or those asked) and their
     volume scales; the files that cannot be listed (by path, or by code for codes asked for); and the
     asked-for codes without a table (by code; raised instead unless ``missing="report"``)."""
-    index = store.stock_index()
+    index = files.stock_index()
     wanted: set[StockCode] | None = None
     absent: dict[str, str] = {}
     if codes is not None:
         wanted = {StockCode.parse(c) for c in codes}
         unknown = sorted(str(c) for c in wanted if c not in index)
         if unknown and missing == "raise":
-            raise UnknownCodeError(f"unknown code(s) {', '.join(unknown[:20])}: not in {store.layout.db}")
-        absent = {c: f"unknown code {c}: not in {store.layout.db} and no table" for c in unknown}
+            raise UnknownCodeError(f"unknown code(s) {', '.join(unknown[:20])}: not in {files.layout.db}")
+        absent = {c: f"unknown code {c}: not in {files.layout.db} and no table" for c in unknown}
         wanted -= {StockCode.parse(c) for c in unknown}
-    files: list[tuple[str, list[str], list[float]]] = []
+    tables: list[tuple[str, list[str], list[float]]] = []
     file_errors: dict[str, str] = {}
     found: set[StockCode] = set()
     for market in sorted(Market, key=lambda m: m.value):
-        handle = store.h5(market, kind)
+        handle = files.h5(market, kind)
         if handle is None:
             continue
         names: list[str] = []
@@ -370,14 +363,14 @@ def _tables(
             found.add(code)
             names.append(name)
             scales.append(LOT if (kind == "day" and row.volume_in_lots) else 1.0)
-        files.append((str(handle.path), names, scales))
+        tables.append((str(handle.path), names, scales))
     if wanted is not None and wanted - found:
         lacking = sorted(str(c) for c in wanted - found)
-        where = store.layout.datadir
+        where = files.layout.datadir
         if missing == "raise":
             raise NoBarsError(f"no {kind} table for code(s) {', '.join(lacking[:20])} in {where}")
         absent.update({c: f"{c}: no {kind} table in {where}" for c in lacking})
-    return files, file_errors, absent
+    return tables, file_errors, absent
 
 
 def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
@@ -395,13 +388,13 @@ def _sort_within_codes(cols: Columns, lengths: np.ndarray) -> Columns:
 
 
 def _grouped_events(
-    store: HikyuuStore, names: list[str], lengths: np.ndarray
+    files: StoreFiles, names: list[str], lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, WeightEvents, np.ndarray, np.ndarray]:
     """Every code's rows and weight events at once, as the grouped adjustment kernels take them:
     ``(row_lo, row_hi, events, ev_lo, ev_hi)``."""
-    index = store.stock_index()
+    index = files.stock_index()
     ids = np.array([index[StockCode.parse(n)].stockid for n in names], dtype=np.int64)
-    weights = store.base_info.weights(ids.tolist())
+    weights = files.base_info.weights(ids.tolist())
     col = {c: weights.get_column(c).to_numpy() for c in weights.columns if c not in ("stockid", "date")}
     sid = weights.get_column("stockid").to_numpy().astype(np.int64)
     date_ms = weights.get_column("date").cast(pl.Int64).to_numpy()
@@ -419,27 +412,3 @@ def _grouped_events(
     ev_hi = np.searchsorted(kept_sid, ids, side="right").astype(np.int64)
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     return offsets[:-1], offsets[1:], events, ev_lo, ev_hi
-
-
-def _read_derived(
-    store: HikyuuStore, ktype: KType, adjust: Adjust, codes: Sequence[StockCode] | None, on_error: OnError
-) -> pl.DataFrame:
-    if codes is None:
-        frame = store.stocks(valid=None)
-        codes = [StockCode.parse(c) for c in frame.get_column("code").to_list()]
-        only_present = True
-    else:
-        only_present = False
-    frames: list[pl.DataFrame] = []
-    errors: dict[str, BaseException] = {}
-    for code in sorted(StockCode.parse(c) for c in codes):  # one read per stock
-        try:
-            frames.append(store.read_bars(code, ktype=ktype, adjust=adjust))
-        except (UnknownCodeError, NoBarsError):
-            if not only_present:
-                raise
-        except DataFormatError as exc:
-            errors[str(code)] = exc
-    if errors and on_error == "raise":
-        raise LoadErrors(errors)
-    return pl.concat(frames) if frames else empty_bars()

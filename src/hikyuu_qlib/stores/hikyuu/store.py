@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -15,16 +14,17 @@ import polars as pl
 
 from hikyuu_qlib.domain import (
     Adjust,
+    DataFormatError,
     DateRange,
     HQError,
     KType,
+    LoadErrors,
     Market,
     NoBarsError,
     NotFoundError,
     StockCode,
     StockType,
     UnknownCodeError,
-    UnsupportedKTypeError,
 )
 from hikyuu_qlib.domain.schema import (
     DATETIME,
@@ -34,10 +34,13 @@ from hikyuu_qlib.domain.schema import (
     conform_bars,
     empty_bars,
 )
+from hikyuu_qlib.loadplan import BarQuery, read_each
+from hikyuu_qlib.stores.hikyuu import bulk
 from hikyuu_qlib.stores.hikyuu.adjust import adjust_bars
-from hikyuu_qlib.stores.hikyuu.basedb import BaseInfo, StockRow
-from hikyuu_qlib.stores.hikyuu.catalog import Catalog, base_kind, build_catalog
+from hikyuu_qlib.stores.hikyuu.basedb import StockRow
+from hikyuu_qlib.stores.hikyuu.catalog import Catalog
 from hikyuu_qlib.stores.hikyuu.config import StoreLayout, resolve_layout
+from hikyuu_qlib.stores.hikyuu.files import StoreFiles
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.h5 import INDEX_DTYPE, H5File, ymdhm_to_ms
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND, DAY_GROUPS, DERIVED, aggregate, check_starts
@@ -55,7 +58,9 @@ class HikyuuStore:
 
     Units: prices in yuan, volume in shares (day bars of non-index securities are stored in lots),
     amount in yuan. Day bars are stamped at midnight; period bars at the period end.
-    Safe to share between threads: HDF5 files open lazily and are read under a lock.
+    Safe to share between threads: HDF5 files open lazily and are read under a lock. The files (layout,
+    stock.db, catalog, HDF5 handles) are :attr:`files` (:class:`~.files.StoreFiles`), which the bulk
+    reads (:mod:`.bulk`) share; per-code reads and the periods built from them are here.
 
     Codes: those of ``stock.db`` and those with a table (see :mod:`.catalog`). A listed code without a
     table raises :class:`NoBarsError` ("without bars"); a code the store does not know at all raises
@@ -65,14 +70,11 @@ class HikyuuStore:
     """
 
     def __init__(self, layout: StoreLayout, *, cache_dir: Path | None = None) -> None:
-        self.layout = layout
+        self.files = StoreFiles(layout)
         self.cache_dir = cache_dir
-        self._db = BaseInfo(layout.db)
-        self._files: dict[Path, H5File] = {}
-        self._lock = threading.Lock()
+        self._db = self.files.base_info
         self._calendars: dict[KType, pl.Series] = {}
-        self._catalog: Catalog | None = None
-        self._catalog_lock = threading.Lock()
+        self._note_lock = threading.Lock()
         self._weights_noted = False
 
     @classmethod
@@ -83,34 +85,26 @@ class HikyuuStore:
         """
         return cls(resolve_layout(Path(path)), cache_dir=cache_dir)
 
+    @property
+    def layout(self) -> StoreLayout:
+        return self.files.layout
+
     # -- MarketData -------------------------------------------------------------------------------
     @property
     def source(self) -> str:
         """``hikyuu:`` and the store's canonical path (absolute, symlinks resolved)."""
-        return f"hikyuu:{self.layout.source_path}"
+        return self.files.source
 
     def data_version(self) -> str:
         """Digest of the resolved path, size and mtime of stock.db and every HDF5 file: the same store
         named in any spelling has one version, and any change to a file changes it."""
-        digest = hashlib.sha256()
-        for path in [self.layout.db, *sorted(self.layout.files.values())]:
-            real = path.resolve()
-            try:
-                st = real.stat()
-            except OSError:
-                digest.update(f"{real}:missing".encode())
-                continue
-            digest.update(f"{real}:{st.st_size}:{st.st_mtime_ns}".encode())
-        return digest.hexdigest()[:16]
+        return self.files.data_version()
 
     def markets(self) -> list[Market]:
         return self._db.markets()
 
     def ktypes(self) -> frozenset[KType]:
-        kinds = {kind for (_, kind) in self.layout.files}
-        out = {k for k, kind in BASE_KIND.items() if kind in kinds}
-        out |= {k for k, (_, base) in DERIVED.items() if base in kinds}
-        return frozenset(out)
+        return self.files.ktypes()
 
     def stocks(
         self,
@@ -156,18 +150,14 @@ class HikyuuStore:
 
     def catalog(self) -> Catalog:
         """The codes the store knows and which hold data (built once, on first use)."""
-        with self._catalog_lock:
-            if self._catalog is None:
-                kind = base_kind(kind for (_, kind) in self.layout.files)
-                self._catalog = build_catalog(self._db.stock_index(), kind, self.h5, self.layout.datadir)
-            return self._catalog
+        return self.files.catalog()
 
     def stock_index(self) -> dict[StockCode, StockRow]:
         """Every code the store knows (stock.db's and the tables' missing from it) with its row."""
-        return self.catalog().rows
+        return self.files.stock_index()
 
     def calendar(self, *, ktype: KType = KType.DAY, dates: DateRange | None = None) -> pl.Series:
-        self._require_ktype(ktype)
+        self.files.require_ktype(ktype)
         cal = self._calendars.get(ktype)
         if cal is None:
             cal = self._build_calendar(ktype)
@@ -196,8 +186,8 @@ class HikyuuStore:
         dates: DateRange | None = None,
     ) -> pl.DataFrame:
         code = StockCode.parse(code)
-        row = self._require_code(code)
-        self._require_ktype(ktype)
+        row = self.files.require_code(code)
+        self.files.require_ktype(ktype)
         self._note_adjust(adjust)
         if ktype in DERIVED:
             group, base = DERIVED[ktype]
@@ -206,8 +196,7 @@ class HikyuuStore:
         else:
             cols = self._columns(code, row, BASE_KIND[ktype])
             if dates is not None:
-                lo, hi = _bounds(cols.datetime, dates)
-                cols = cols.take(slice(lo, hi))
+                cols = cols.take(dates.calendar_slice(cols.datetime))
             frame = cols.frame(str(code))
             if adjust is not Adjust.NONE:
                 frame = adjust_bars(frame, self.weights(code), adjust)
@@ -221,12 +210,13 @@ class HikyuuStore:
         adjust: Adjust = Adjust.NONE,
         dates: DateRange | None = None,
     ) -> tuple[pl.DataFrame, dict[str, HQError]]:
-        """:meth:`read_bars` of many codes in one bulk pass (see ``bulk.read_many``): the frame of the codes
-        that loaded, sorted by (code, datetime), and each failing code's error."""
-        from hikyuu_qlib.stores.hikyuu.bulk import read_many
-
+        """:meth:`read_bars` of many codes: the frame of the codes that loaded, sorted by (code, datetime),
+        and each failing code's error. Base ktypes (day, minutes) are read in one bulk pass (see
+        ``bulk.read_many``); the periods built from them (week … year, min15 …) code by code."""
         self._note_adjust(adjust)
-        return read_many(self, codes, ktype=ktype, adjust=adjust, dates=dates)
+        if ktype in BASE_KIND:
+            return bulk.read_many(self.files, codes, ktype=ktype, adjust=adjust, dates=dates)
+        return read_each(self, sorted(set(codes)), BarQuery(ktype, adjust, dates))
 
     def weights(self, code: StockCode) -> pl.DataFrame:
         code = StockCode.parse(code)
@@ -237,10 +227,7 @@ class HikyuuStore:
 
     def release_files(self) -> None:
         """Close the open HDF5 files (they reopen on next use)."""
-        with self._lock:
-            files = list(self._files.values())
-        for f in files:
-            f.close()
+        self.files.release()
 
     def risk_free(self) -> pl.DataFrame | None:
         """The 10-year government bond yields of ``stock.db`` (``datetime, rate``, annual fractions; see
@@ -251,10 +238,7 @@ class HikyuuStore:
         return rates if rates.height else None
 
     def close(self) -> None:
-        self.release_files()
-        with self._lock:
-            self._files.clear()
-        self._db.close()
+        self.files.close()
 
     def __enter__(self) -> HikyuuStore:
         return self
@@ -275,49 +259,37 @@ class HikyuuStore:
         codes: Sequence[StockCode] | None = None,
         workers: int | None = None,
     ) -> pl.DataFrame:
-        """Every (or the given) stock's bars in one frame sorted by (code, datetime); see ``bulk``."""
-        from hikyuu_qlib.stores.hikyuu.bulk import read_all
+        """Every (or the given) stock's bars in one frame sorted by (code, datetime).
 
+        Base ktypes are read in one bulk pass (see ``bulk.read_all``; ``workers`` threads decode). The
+        periods built from them (week … year, min15 …) are built code by code: over the whole store the
+        codes without bars are left out, a given code that is unknown or without bars raises its error,
+        and codes whose tables are damaged raise :class:`LoadErrors` naming each."""
         self._note_adjust(adjust)
-        return read_all(
-            self, ktype=ktype, adjust=adjust, codes=codes, workers=workers, cache_dir=self.cache_dir
-        )
+        if ktype in BASE_KIND:
+            return bulk.read_all(
+                self.files, ktype=ktype, adjust=adjust, codes=codes, workers=workers, cache_dir=self.cache_dir
+            )
+        self.files.require_ktype(ktype)
+        whole = codes is None
+        if codes is None:
+            codes = [StockCode.parse(c) for c in self.stocks(valid=None).get_column("code").to_list()]
+        frame, errors = read_each(self, sorted(StockCode.parse(c) for c in codes), BarQuery(ktype, adjust))
+        if whole:
+            errors = {c: e for c, e in errors.items() if not isinstance(e, UnknownCodeError | NoBarsError)}
+        first = next((e for _, e in sorted(errors.items()) if not isinstance(e, DataFormatError)), None)
+        if first is not None:
+            raise first
+        if errors:
+            raise LoadErrors(errors)
+        return frame
 
     # -- internals --------------------------------------------------------------------------------
-    @property
-    def base_info(self) -> BaseInfo:
-        return self._db
-
-    def h5(self, market: Market, kind: str) -> H5File | None:
-        path = self.layout.file(market, kind)
-        if path is None:
-            return None
-        with self._lock:
-            handle = self._files.get(path)
-            if handle is None:
-                handle = self._files[path] = H5File(path)
-            return handle
-
-    def _require_ktype(self, ktype: KType) -> None:
-        if ktype not in self.ktypes():
-            have = ", ".join(sorted(k.value for k in self.ktypes())) or "none"
-            raise UnsupportedKTypeError(
-                f"ktype {ktype.value!r} is not in Hikyuu store {self.layout.source_path} (it has: {have})"
-            )
-
-    def _require_code(self, code: StockCode) -> StockRow:
-        row = self.stock_index().get(code)
-        if row is None:
-            raise UnknownCodeError(
-                f"unknown code {code}: not in {self.layout.db} and no table in {self.layout.datadir}"
-            )
-        return row
-
     def _note_adjust(self, adjust: Adjust) -> None:
         """Warn (once per store) when prices are to be adjusted but the store has no weight record."""
         if adjust is Adjust.NONE or self._weights_noted:
             return
-        with self._catalog_lock:
+        with self._note_lock:
             if self._weights_noted:
                 return
             self._weights_noted = True
@@ -330,7 +302,7 @@ class HikyuuStore:
             )
 
     def _file_for(self, code: StockCode, kind: str) -> H5File:
-        handle = self.h5(code.market, kind)
+        handle = self.files.h5(code.market, kind)
         if handle is None:
             raise NoBarsError(
                 f"{code}: Hikyuu store {self.layout.datadir} has no {code.market.value.lower()} {kind} file"
@@ -363,7 +335,7 @@ class HikyuuStore:
         starts = check_starts(index["start"], len(cols), where)
         keep = np.ones(labels.shape[0], dtype=bool)
         if dates is not None:
-            lo_ms, hi_ms = _ms(dates)
+            lo_ms, hi_ms = dates.ms_bounds()
             keep = (labels >= lo_ms) & (labels <= hi_ms)
         if not keep.any():
             return empty_bars()
@@ -384,12 +356,12 @@ class HikyuuStore:
         kind = BASE_KIND.get(ktype) or DERIVED[ktype][1]
         group = "data" if ktype in BASE_KIND else DERIVED[ktype][0]
         arrays: list[Any] = []
-        sh = self.h5(Market.SH, kind)
+        sh = self.files.h5(Market.SH, kind)
         if sh is not None and sh.has(group, CALENDAR_CODE.hikyuu_table):
             arrays.append(sh.read(group, CALENDAR_CODE.hikyuu_table, required=("datetime",))["datetime"])
         else:
             for market in Market:
-                handle = self.h5(market, kind)
+                handle = self.files.h5(market, kind)
                 if handle is None:
                     continue
                 for name in handle.names(group):
@@ -397,16 +369,6 @@ class HikyuuStore:
         values = np.unique(np.concatenate(arrays)) if arrays else np.empty(0, np.uint64)
         ms = ymdhm_to_ms(values, where=f"calendar of {self.layout.datadir}")
         return pl.Series("datetime", ms, dtype=pl.Int64).cast(DATETIME)
-
-
-def _ms(dates: DateRange) -> tuple[int, int]:
-    lo = pl.Series([dates.start, dates.end]).cast(DATETIME).cast(pl.Int64).to_list()
-    return int(lo[0]), int(lo[1])
-
-
-def _bounds(ms: Any, dates: DateRange) -> tuple[int, int]:
-    lo_ms, hi_ms = _ms(dates)
-    return int(np.searchsorted(ms, lo_ms, side="left")), int(np.searchsorted(ms, hi_ms, side="right"))
 
 
 __all__ = ["DAY_GROUPS", "HikyuuStore"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from hikyuu_qlib.domain import DataFormatError, DateRange, KType, UnsupportedKTypeError
+from hikyuu_qlib.domain import DataFormatError, KType, UnsupportedKTypeError
 from hikyuu_qlib.stores.qlib._io import write_atomic
 
 DatetimeArray = npt.NDArray[np.datetime64]
@@ -78,15 +78,3 @@ def format_calendar(values: DatetimeArray, freq: str) -> bytes:
 
 def write_calendar(path: Path, values: DatetimeArray, freq: str) -> None:
     write_atomic(path, format_calendar(values, freq))
-
-
-def locate(calendar: DatetimeArray, dates: DateRange | None) -> tuple[int, int]:
-    """Inclusive calendar index range ``[lo, hi]`` inside ``dates`` (``hi < lo`` when empty).
-
-    Same rule as Qlib's ``locate_index``: start rounds up to the next trading datetime, end rounds down.
-    """
-    if dates is None:
-        return 0, len(calendar) - 1
-    lo = int(np.searchsorted(calendar, np.datetime64(dates.start, "ms"), side="left"))
-    hi = int(np.searchsorted(calendar, np.datetime64(dates.end, "ms"), side="right")) - 1
-    return lo, hi

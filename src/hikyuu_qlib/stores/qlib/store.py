@@ -59,6 +59,7 @@ from hikyuu_qlib.domain import (
     HQError,
     InvalidInputError,
     KType,
+    LoadErrors,
     Market,
     NoBarsError,
     NotFoundError,
@@ -72,7 +73,7 @@ from hikyuu_qlib.domain.errors import InvalidCodeError
 from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, STOCK_SCHEMA, WEIGHT_SCHEMA, empty_bars
 from hikyuu_qlib.stores.qlib.bars import frame_to_bars, to_bars
 from hikyuu_qlib.stores.qlib.bins import bin_path
-from hikyuu_qlib.stores.qlib.calendar import KTYPE_OF, calendar_path, freq_of, locate, read_calendar
+from hikyuu_qlib.stores.qlib.calendar import KTYPE_OF, calendar_path, freq_of, read_calendar
 from hikyuu_qlib.stores.qlib.change import (
     CHANGE_UNITS,
     DIVISOR,
@@ -244,8 +245,7 @@ class QlibStore:
 
     def calendar(self, *, ktype: KType = KType.DAY, dates: DateRange | None = None) -> pl.Series:
         cal = self._calendar(freq_of(ktype))
-        lo, hi = locate(cal, dates)
-        return pl.Series("datetime", cal[lo : hi + 1] if hi >= lo else cal[:0]).cast(DATETIME)
+        return pl.Series("datetime", cal if dates is None else cal[dates.calendar_slice(cal)]).cast(DATETIME)
 
     def members(self, universe: str, dates: DateRange | None = None) -> pl.DataFrame:
         spans = self._spans(universe).select(list(MEMBERSHIP_SCHEMA))
@@ -296,8 +296,9 @@ class QlibStore:
         """:meth:`read_bars` of many codes in one columnar pass: the frame, and each failing code's error.
 
         Reads every code's full history in one :meth:`features` query (forward and backward
-        adjustment need the first or last factor); if that query fails, falls back to one read per
-        code so that only the failing codes are reported.
+        adjustment need the first or last factor). Damaged instruments fail with the error
+        :meth:`read_bars` gives them and the others are read again in one pass; an error of the store as
+        a whole (its calendar) fails every code that has data; a ktype Qlib has no frequency for raises.
         """
         errors: dict[str, HQError] = {}
         present: list[StockCode] = []
@@ -313,14 +314,16 @@ class QlibStore:
                 errors[str(code)] = damage or self._absent(StockCode.parse(code), listed)
         if not present:
             return empty_bars(with_factor=True), errors
-        freq = freq_of(ktype)
-        folders = [c.qlib_folder for c in present]
-        extra = [*self._factor_field(freq)]
-        extra += [f for f in ("amount",) if all(bin_path(self._root, d, f, freq).is_file() for d in folders)]
+        freq = freq_of(ktype)  # a ktype Qlib has no frequency for fails the call
         try:
-            raw = self.features(present, [*BAR_FIELDS, *extra], None, freq=freq)
-        except HQError:
-            return self._read_one_by_one(present, ktype, adjust, dates, errors)
+            raw = self._bar_fields(present, freq, errors)
+        except LoadErrors:
+            raise  # failures it cannot tell apart: the caller reads the codes one by one
+        except HQError as exc:  # the store cannot serve this batch at all: every code fails with it
+            errors.update({str(c): exc for c in present})
+            return empty_bars(with_factor=True), errors
+        if raw is None:
+            return empty_bars(with_factor=True), errors
         if "factor" not in raw.columns:
             raw = raw.with_columns(pl.lit(1.0, dtype=pl.Float32).alias("factor"))
         bars, bad = frame_to_bars(raw, adjust)
@@ -329,22 +332,32 @@ class QlibStore:
             bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
         return bars, errors
 
-    def _read_one_by_one(
-        self,
-        codes: Sequence[StockCode],
-        ktype: KType,
-        adjust: Adjust,
-        dates: DateRange | None,
-        errors: dict[str, HQError],
-    ) -> tuple[pl.DataFrame, dict[str, HQError]]:
-        frames = []
-        for code in codes:
+    def _bar_fields(
+        self, codes: Sequence[StockCode], freq: str, errors: dict[str, HQError]
+    ) -> pl.DataFrame | None:
+        """The raw bar fields of ``codes`` over their whole history in one :meth:`features` pass (``None``
+        when no code is left). Damaged instruments join ``errors`` (with the error :meth:`read_bars`
+        gives them) and the others are read again; an error of the whole store raises."""
+        extra = [*self._factor_field(freq)]
+        while codes:
+            folders = [c.qlib_folder for c in codes]
+            fields = extra + [
+                f for f in ("amount",) if all(bin_path(self._root, d, f, freq).is_file() for d in folders)
+            ]
             try:
-                frames.append(self.read_bars(code, ktype=ktype, adjust=adjust, dates=dates))
-            except HQError as exc:
-                errors[str(code)] = exc
-        frame = pl.concat(frames, how="diagonal_relaxed") if frames else empty_bars(with_factor=True)
-        return frame, errors
+                return self.features(codes, [*BAR_FIELDS, *fields], None, freq=freq)
+            except LoadErrors as exc:
+                rest = [c for c in codes if str(c) not in exc.errors]
+                if len(rest) == len(codes):
+                    raise
+                errors.update(
+                    {
+                        c: e if isinstance(e, HQError) else DataFormatError(str(e))
+                        for c, e in exc.errors.items()
+                    }
+                )
+                codes = rest
+        return None
 
     def _absent(self, code: StockCode, listed: set[str] | None = None) -> NoBarsError | UnknownCodeError:
         """The error for a code without a ``features`` folder: listed in an instruments file -> without bars
@@ -434,9 +447,9 @@ class QlibStore:
         if isinstance(fields, str):
             fields = [fields]
         cal = self._calendar(freq)
-        lo, hi = locate(cal, dates)
+        span = slice(0, len(cal)) if dates is None else dates.calendar_slice(cal)
         targets = self._targets(instruments, cal, freq)
-        frame = read_features(self._root, cal, freq, targets, fields, lo, hi)
+        frame = read_features(self._root, cal, freq, targets, fields, span.start, span.stop - 1)
         if as_stored or "change" not in frame.columns or self.change_unit(freq) == "fraction":
             return frame
         divisor = DIVISOR[self.change_unit(freq)]
