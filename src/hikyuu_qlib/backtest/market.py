@@ -79,8 +79,8 @@ def load_market(
     ``dates``). ``benchmark`` is a code whose close-to-close change becomes ``bench_return``.
     """
     full = source.calendar().to_numpy().astype("datetime64[ms]")
-    lo = int(np.searchsorted(full, np.datetime64(dates.start, "ms"), side="left"))
-    hi = int(np.searchsorted(full, np.datetime64(dates.end, "ms"), side="right"))
+    inside = dates.calendar_slice(full)
+    lo, hi = inside.start, inside.stop
     if hi <= lo:
         raise InvalidInputError(f"no trading day of {source.source} in {dates}")
     ext_lo = max(lo - 1, 0)

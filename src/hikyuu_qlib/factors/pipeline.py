@@ -59,8 +59,8 @@ class _Uncacheable(Exception):
 def extended_dates(calendar: pl.Series, dates: DateRange) -> DateRange:
     """``dates`` widened by Qlib's extended window: 60 trading days before, 2 after (for the label)."""
     cal = calendar.to_numpy()
-    lo = int(np.searchsorted(cal, np.datetime64(dates.start, "ms"), side="left"))
-    hi = int(np.searchsorted(cal, np.datetime64(dates.end, "ms"), side="right")) - 1
+    inside = dates.calendar_slice(cal)
+    lo, hi = inside.start, inside.stop - 1
     if lo > hi:
         raise InvalidInputError(f"no trading day in {dates}")
     start = calendar[max(0, lo - LOOKBACK)]
