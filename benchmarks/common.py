@@ -54,8 +54,11 @@ class Result:
         record["ratio"] = None if self.ratio is None else round(self.ratio, 3)
         if self.goal_ratio is not None and self.ratio is not None:  # both the ratio and any other goal
             ratio_met = self.ratio >= self.goal_ratio
-            record["extra"] = {**self.extra, "ratio_goal_met": ratio_met,
-                               "goal_met": ratio_met and self.extra.get("goal_met", True)}
+            record["extra"] = {
+                **self.extra,
+                "ratio_goal_met": ratio_met,
+                "goal_met": ratio_met and self.extra.get("goal_met", True),
+            }
         return record
 
 

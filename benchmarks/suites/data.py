@@ -328,7 +328,10 @@ def _throughput_goal(bars: int, bars_per_s: float) -> dict[str, Any]:
     throughput: it is judged at whole-market size. On a store of a few tens of thousands of bars the
     fixed costs of a new process (loading compiled kernels, opening the databases) are the time."""
     if bars < WHOLE_MARKET_BARS:
-        return {"goal_bars_per_s": None, "goal_note": f"throughput goal judged at >= {WHOLE_MARKET_BARS:,} bars"}
+        return {
+            "goal_bars_per_s": None,
+            "goal_note": f"throughput goal judged at >= {WHOLE_MARKET_BARS:,} bars",
+        }
     return {"goal_bars_per_s": 5_000_000, "goal_met": bars_per_s >= 5_000_000}
 
 
@@ -364,8 +367,10 @@ def async_suite(qlib_dir: Path, quick: bool) -> list[Result]:
 
 def _in_fresh_process(function: str, *args: str) -> dict[str, Any]:
     """``function(*args)`` of this module run in a new interpreter; its dict result back (JSON)."""
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
-              f"from suites.data import {function}; print(json.dumps({function}(*sys.argv[1:])))")
+    script = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
+        f"from suites.data import {function}; print(json.dumps({function}(*sys.argv[1:])))"
+    )
     proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{function} failed:\n{proc.stderr[-4000:]}")
@@ -432,5 +437,11 @@ def async_figures(qlib_dir: str) -> dict[str, Any]:
             return best, stall, rows
 
     ours_s, stall, rows = asyncio.run(measure())
-    return {"ours_s": ours_s, "stall_s": stall, "rows": rows, "sequential_s": sequential_s,
-            "batch_s": batch_s, "sequential_rows": sum(f.height for f in seq)}
+    return {
+        "ours_s": ours_s,
+        "stall_s": stall,
+        "rows": rows,
+        "sequential_s": sequential_s,
+        "batch_s": batch_s,
+        "sequential_rows": sum(f.height for f in seq),
+    }

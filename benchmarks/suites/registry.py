@@ -34,18 +34,33 @@ from hikyuu_qlib.registry.tables import COLUMNS
 
 log = logging.getLogger("bench.registry")
 PG_URL = os.environ.get("HQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-GOALS = {"save_1000_s": 0.1, "save_many_1000_s": 0.020, "get_p50_s": 0.0001, "get_many_100_s": 0.001,
-         "page_s": 0.005, "iterate_rss_mb": 20.0, "concurrent_100_gets_s": 0.005,
-         "sequential_100_gets_s": 0.010}
+GOALS = {
+    "save_1000_s": 0.1,
+    "save_many_1000_s": 0.020,
+    "get_p50_s": 0.0001,
+    "get_many_100_s": 0.001,
+    "page_s": 0.005,
+    "iterate_rss_mb": 20.0,
+    "concurrent_100_gets_s": 0.005,
+    "sequential_100_gets_s": 0.010,
+}
 ROUNDS = 5  # rounds of the async get comparisons; each contender's best round counts (this VM is noisy)
-NAIVE_DDL = ("CREATE TABLE IF NOT EXISTS naive_models (id TEXT PRIMARY KEY, name TEXT, version INTEGER, "
-             "model_type TEXT, status TEXT, payload TEXT, created_at BIGINT)")
+NAIVE_DDL = (
+    "CREATE TABLE IF NOT EXISTS naive_models (id TEXT PRIMARY KEY, name TEXT, version INTEGER, "
+    "model_type TEXT, status TEXT, payload TEXT, created_at BIGINT)"
+)
 
 
 def model(i: int) -> Model:
-    return Model.new(f"bench-{i % 20}", "lightgbm", hyperparameters={"num_leaves": 31, "lr": 0.05},
-                     feature_set="alpha158", universe="csi300", metrics={"ic": 0.041, "rank_ic": 0.052},
-                     tags={"batch": str(i % 5)})
+    return Model.new(
+        f"bench-{i % 20}",
+        "lightgbm",
+        hyperparameters={"num_leaves": 31, "lr": 0.05},
+        feature_set="alpha158",
+        universe="csi300",
+        metrics={"ic": 0.041, "rank_ic": 0.052},
+        tags={"batch": str(i % 5)},
+    )
 
 
 def goal(tag: str, result: Result, key: str, value: float, **extra: Any) -> Result:
@@ -53,7 +68,9 @@ def goal(tag: str, result: Result, key: str, value: float, **extra: Any) -> Resu
     if tag == "sqlite":
         result.extra.update({"goal": GOALS[key], "goal_met": value <= GOALS[key], **extra})
     else:
-        result.extra.update({"goal": None, "goal_note": "goals are set on SQLite; PostgreSQL is reported", **extra})
+        result.extra.update(
+            {"goal": None, "goal_note": "goals are set on SQLite; PostgreSQL is reported", **extra}
+        )
     return result
 
 
@@ -104,12 +121,26 @@ class Naive:
     async def _save(self, m: Model, payload: str) -> None:
         row = await self.fetchrow("SELECT id FROM naive_models WHERE id = ?", m.id)
         if row is None:
-            version = (await self.fetchrow("SELECT coalesce(max(version), 0) + 1 FROM naive_models WHERE name = ?",
-                                           m.name))[0]
+            version = (
+                await self.fetchrow(
+                    "SELECT coalesce(max(version), 0) + 1 FROM naive_models WHERE name = ?", m.name
+                )
+            )[0]
             sql = "INSERT INTO naive_models VALUES (?, ?, ?, ?, ?, ?, ?)"
-            args = (m.id, m.name, version, m.model_type.value, m.status.value, payload, to_micros(m.created_at))
+            args = (
+                m.id,
+                m.name,
+                version,
+                m.model_type.value,
+                m.status.value,
+                payload,
+                to_micros(m.created_at),
+            )
         else:
-            sql, args = "UPDATE naive_models SET status = ?, payload = ? WHERE id = ?", (m.status.value, payload, m.id)
+            sql, args = (
+                "UPDATE naive_models SET status = ?, payload = ? WHERE id = ?",
+                (m.status.value, payload, m.id),
+            )
         if self.pg:
             await self.conn.execute(self.q(sql), *args)
         else:
@@ -119,7 +150,9 @@ class Naive:
         return await self.fetchrow("SELECT * FROM naive_models WHERE id = ?", model_id)
 
     async def page(self, offset: int, limit: int = 100) -> list[Any]:
-        return await self.fetch("SELECT * FROM naive_models ORDER BY created_at LIMIT ? OFFSET ?", limit, offset)
+        return await self.fetch(
+            "SELECT * FROM naive_models ORDER BY created_at LIMIT ? OFFSET ?", limit, offset
+        )
 
 
 async def open_naive(backend: str, url: str, schema: str | None) -> Naive:
@@ -190,8 +223,12 @@ async def single_gets(repo: AsyncModelRepository, bare: BareGet, ids: list[str])
             for i in ids[:100]:
                 await fn(i)
             seq[name].append(time.perf_counter() - t)
-    return {"p50": {k: min(v) for k, v in p50s.items()}, "p50_rounds": p50s,
-            "seq": {k: min(v) for k, v in seq.items()}, "seq_rounds": seq}
+    return {
+        "p50": {k: min(v) for k, v in p50s.items()},
+        "p50_rounds": p50s,
+        "seq": {k: min(v) for k, v in seq.items()},
+        "seq_rounds": seq,
+    }
 
 
 # ------------------------------------------------------------------------------------------ filling
@@ -216,15 +253,23 @@ def fill(registry: ModelRegistry, naive_url: str, backend: str, schema: str | No
             for i in range(start, min(total, start + 50_000)):
                 created = t0 + i * 1000
                 rid = _ulid(created, rng)
-                row = {**params, "id": rid, "name": f"fill-{i % 1000}", "version": i // 1000 + 1,
-                       "status": ("created", "trained", "deployed")[i % 3], "created_at": created,
-                       "updated_at": created, "tags": "{}"}
+                row = {
+                    **params,
+                    "id": rid,
+                    "name": f"fill-{i % 1000}",
+                    "version": i // 1000 + 1,
+                    "status": ("created", "trained", "deployed")[i % 3],
+                    "created_at": created,
+                    "updated_at": created,
+                    "tags": "{}",
+                }
                 rows.append(tuple(row[c] for c in cols))
             naive_rows = [(r[0], r[1], r[2], r[3], r[4], "{}", r[-2]) for r in rows]
             if backend == "sqlite":
                 cur.execute("BEGIN IMMEDIATE")
-                cur.executemany(f"INSERT INTO models ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                                rows)
+                cur.executemany(
+                    f"INSERT INTO models ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows
+                )
                 cur.execute(NAIVE_DDL)
                 cur.executemany("INSERT INTO naive_models VALUES (?, ?, ?, ?, ?, ?, ?)", naive_rows)
             else:
@@ -237,8 +282,10 @@ def fill(registry: ModelRegistry, naive_url: str, backend: str, schema: str | No
                         copy.write_row(r)
             raw.commit()
         if backend == "postgresql":
-            cur.execute("INSERT INTO model_names SELECT name, max(version) FROM models GROUP BY name "
-                        "ON CONFLICT (name) DO UPDATE SET last_version = excluded.last_version")
+            cur.execute(
+                "INSERT INTO model_names SELECT name, max(version) FROM models GROUP BY name "
+                "ON CONFLICT (name) DO UPDATE SET last_version = excluded.last_version"
+            )
             raw.commit()
         cur.execute("ANALYZE")
         raw.commit()
@@ -348,9 +395,16 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
                         await naive.save(m)
                 rounds[name].append(time.perf_counter() - t)
         ours, ours_async, anchor = (min(rounds[k]) for k in ("ours", "async", "naive"))
-        results.append(goal(tag, Result(f"save 1000 one by one [{tag}]", ours, "naive select+insert+commit", anchor),
-                            "save_1000_s", ours, async_repository_s=round(ours_async, 4),
-                            rounds_s={k: [round(x, 4) for x in v] for k, v in rounds.items()}))
+        results.append(
+            goal(
+                tag,
+                Result(f"save 1000 one by one [{tag}]", ours, "naive select+insert+commit", anchor),
+                "save_1000_s",
+                ours,
+                async_repository_s=round(ours_async, 4),
+                rounds_s={k: [round(x, 4) for x in v] for k, v in rounds.items()},
+            )
+        )
 
         many = [[model(i) for i in range(1000)] for _ in range(8)]
         times = []
@@ -365,9 +419,16 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
             t = time.perf_counter()
             await repo.save_many(batch)
             atimes.append(time.perf_counter() - t)
-        results.append(goal(tag, Result(f"save_many(1000) [{tag}]", min(times), "naive 1000 saves", anchor),
-                            "save_many_1000_s", min(times), async_repository_s=round(min(atimes), 4),
-                            rounds_s=[round(x, 4) for x in times]))
+        results.append(
+            goal(
+                tag,
+                Result(f"save_many(1000) [{tag}]", min(times), "naive 1000 saves", anchor),
+                "save_many_1000_s",
+                min(times),
+                async_repository_s=round(min(atimes), 4),
+                rounds_s=[round(x, 4) for x in times],
+            )
+        )
 
         # --- reads at 10 k and at 1 M (100 k quick)
         for size in (small, big):
@@ -378,26 +439,65 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
             ours_p = lat(registry.get, ids)
             async_p = await alat(repo.get, ids[:1000])
             naive_p = await alat(naive.get, ids)
-            res = Result(f"get p50 among {label} [{tag}]", ours_p["p50"], "naive get p50", naive_p["p50"],
-                         goal_ratio=1.0 if tag == "sqlite" else None)
-            results.append(goal(tag, res, "get_p50_s", ours_p["p50"], p99_s=ours_p["p99"], naive_p99_s=naive_p["p99"],
-                                async_repository_p50_s=async_p["p50"], async_repository_p99_s=async_p["p99"]))
+            res = Result(
+                f"get p50 among {label} [{tag}]",
+                ours_p["p50"],
+                "naive get p50",
+                naive_p["p50"],
+                goal_ratio=1.0 if tag == "sqlite" else None,
+            )
+            results.append(
+                goal(
+                    tag,
+                    res,
+                    "get_p50_s",
+                    ours_p["p50"],
+                    p99_s=ours_p["p99"],
+                    naive_p99_s=naive_p["p99"],
+                    async_repository_p50_s=async_p["p50"],
+                    async_repository_p99_s=async_p["p99"],
+                )
+            )
             # a single awaited get of the async repository against the bare driver (goal on both backends)
             single = await single_gets(repo, bare, ids[:1000])
-            bare_name = "bare asyncpg prepared statement" if backend == "postgresql" else "bare aiosqlite SELECT by id"
-            results.append(Result(f"async get p50 among {label} [{tag}]", single["p50"]["ours"], f"{bare_name} p50",
-                                  single["p50"]["bare"], goal_ratio=1.0,
-                                  extra={"rounds_p50_s": {k: [round(x, 6) for x in v]
-                                                          for k, v in single["p50_rounds"].items()}}))
+            bare_name = (
+                "bare asyncpg prepared statement"
+                if backend == "postgresql"
+                else "bare aiosqlite SELECT by id"
+            )
+            results.append(
+                Result(
+                    f"async get p50 among {label} [{tag}]",
+                    single["p50"]["ours"],
+                    f"{bare_name} p50",
+                    single["p50"]["bare"],
+                    goal_ratio=1.0,
+                    extra={
+                        "rounds_p50_s": {k: [round(x, 6) for x in v] for k, v in single["p50_rounds"].items()}
+                    },
+                )
+            )
             seq_s = single["seq"]["ours"]
-            seq = Result(f"100 sequential awaited gets among {label} [{tag}]", seq_s, bare_name, single["seq"]["bare"],
-                         extra={"rounds_s": {k: [round(x, 5) for x in v] for k, v in single["seq_rounds"].items()}})
+            seq = Result(
+                f"100 sequential awaited gets among {label} [{tag}]",
+                seq_s,
+                bare_name,
+                single["seq"]["bare"],
+                extra={"rounds_s": {k: [round(x, 5) for x in v] for k, v in single["seq_rounds"].items()}},
+            )
             results.append(goal(tag, seq, "sequential_100_gets_s", seq_s))
-            chunks = [ids[i:i + 100] for i in range(0, 2000, 100)]
+            chunks = [ids[i : i + 100] for i in range(0, 2000, 100)]
             gm = sorted(_timed(registry.get_many, c) for c in chunks)
             agm = sorted([await _atimed(repo.get_many, c) for c in chunks])
-            results.append(goal(tag, Result(f"get_many(100) among {label} [{tag}]", gm[len(gm) // 2]),
-                                "get_many_100_s", gm[len(gm) // 2], async_repository_s=agm[len(agm) // 2]))
+            results.append(
+                goal(
+                    tag,
+                    Result(f"get_many(100) among {label} [{tag}]", gm[len(gm) // 2]),
+                    "get_many_100_s",
+                    gm[len(gm) // 2],
+                    async_repository_s=agm[len(agm) // 2],
+                )
+            )
             # 100 concurrent gets: async repository (coalesced) vs naive gather on one connection
             conc, nconc = [], []
             await asyncio.gather(*(repo.get(i) for i in chunks[0]))  # warm
@@ -411,9 +511,19 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
                 nconc.append(time.perf_counter() - t)
             conc.sort()
             nconc.sort()
-            results.append(goal(tag, Result(f"100 concurrent gets among {label} [{tag}]", conc[len(conc) // 2],
-                                       "naive asyncio.gather", nconc[len(nconc) // 2]),
-                                "concurrent_100_gets_s", conc[len(conc) // 2]))
+            results.append(
+                goal(
+                    tag,
+                    Result(
+                        f"100 concurrent gets among {label} [{tag}]",
+                        conc[len(conc) // 2],
+                        "naive asyncio.gather",
+                        nconc[len(nconc) // 2],
+                    ),
+                    "concurrent_100_gets_s",
+                    conc[len(conc) // 2],
+                )
+            )
 
         # --- pages of 100 at depth 1 k and 900 k (90 k quick)
         for depth in (1000, int(big * 0.9)):
@@ -422,16 +532,35 @@ async def backend_suite(backend: str, url: str, schema: str | None, quick: bool,
             ours_s = min(_timed(lambda c=cursor: registry.find(limit=100, cursor=c)) for _ in range(20))
             apage = min([await _atimed(lambda c=cursor: repo.find(limit=100, cursor=c)) for _ in range(10)])
             naive_s = min([await _atimed(lambda d=depth: naive.page(d)) for _ in range(3)])
-            results.append(goal(tag, Result(f"page of 100 at depth {depth // 1000}k [{tag}]", ours_s,
-                                       "naive LIMIT/OFFSET", naive_s), "page_s", ours_s, async_repository_s=apage))
+            results.append(
+                goal(
+                    tag,
+                    Result(
+                        f"page of 100 at depth {depth // 1000}k [{tag}]",
+                        ours_s,
+                        "naive LIMIT/OFFSET",
+                        naive_s,
+                    ),
+                    "page_s",
+                    ours_s,
+                    async_repository_s=apage,
+                )
+            )
 
         # --- iterate over everything, RSS growth (each in a fresh process, so earlier work does not hide it)
         ours_rss = _measure_rss(ITERATE_SCRIPT, url, schema)
         naive_rss = _measure_rss(FIND_ALL_SCRIPT, url, schema)
-        results.append(goal(tag, Result(f"iterate {ours_rss['n'] // 1000}k records [{tag}]", ours_rss["seconds"]),
-                            "iterate_rss_mb", ours_rss["growth_mb"], rss_growth_mb=round(ours_rss["growth_mb"], 1),
-                            records=ours_rss["n"],
-                            naive_find_all_10k_rss_mb=round(naive_rss["growth_mb"], 1)))
+        results.append(
+            goal(
+                tag,
+                Result(f"iterate {ours_rss['n'] // 1000}k records [{tag}]", ours_rss["seconds"]),
+                "iterate_rss_mb",
+                ours_rss["growth_mb"],
+                rss_growth_mb=round(ours_rss["growth_mb"], 1),
+                records=ours_rss["n"],
+                naive_find_all_10k_rss_mb=round(naive_rss["growth_mb"], 1),
+            )
+        )
     finally:
         registry.close()
         await repo.close()
@@ -485,8 +614,13 @@ def _measure_rss(script: str, url: str, schema: str | None) -> dict[str, Any]:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", script, url, schema or ""], capture_output=True, text=True,
-                         check=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-c", script, url, schema or ""],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -46,14 +46,21 @@ class Settings(BaseSettings):
     registry_max_overflow: int = Field(10, ge=0, le=500, description="extra connections under load")
     registry_pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
     registry_pool_pre_ping: bool = Field(True, description="test a pooled connection before handing it out")
-    registry_pool_recycle: int = Field(1800, description="seconds after which a connection is replaced (-1: never)")
+    registry_pool_recycle: int = Field(
+        1800, description="seconds after which a connection is replaced (-1: never)"
+    )
     registry_busy_timeout_ms: int = Field(5000, ge=0, description="SQLite busy timeout")
     registry_retry_deadline: float = Field(
-        30.0, ge=0, le=3600,
+        30.0,
+        ge=0,
+        le=3600,
         description="seconds of transient database faults (an outage, a server restart) an operation rides out",
     )
     registry_retry_attempts: int = Field(
-        100, ge=1, le=10_000, description="tries of an operation at most (the deadline usually ends them first)"
+        100,
+        ge=1,
+        le=10_000,
+        description="tries of an operation at most (the deadline usually ends them first)",
     )
     registry_connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for a new connection")
 

@@ -37,7 +37,7 @@ def inline_views(series: pl.Series) -> U64 | None:
     if buffer is None:
         return None
     words = np.frombuffer(buffer, dtype=np.uint64)
-    return words[2 * array.offset: 2 * (array.offset + len(array))].reshape(-1, 2)
+    return words[2 * array.offset : 2 * (array.offset + len(array))].reshape(-1, 2)
 
 
 def repeat_strings(name: str, values: Sequence[str], counts: npt.NDArray[np.int64]) -> pl.Series:
@@ -55,7 +55,7 @@ def repeat_strings(name: str, values: Sequence[str], counts: npt.NDArray[np.int6
     table = np.zeros((len(encoded), 16), dtype=np.uint8)
     for i, e in enumerate(encoded):
         table[i, :4] = np.frombuffer(np.uint32(len(e)).tobytes(), dtype=np.uint8)
-        table[i, 4:4 + len(e)] = np.frombuffer(e, dtype=np.uint8)
+        table[i, 4 : 4 + len(e)] = np.frombuffer(e, dtype=np.uint8)
     if counts.size and int(np.sum(counts)) >= VIEWS_MIN_ROWS:
         # off the GIL: bulk loads build this column while their decoding threads run
         views = np.empty((int(np.sum(counts)), 2), dtype=np.uint64)

@@ -13,8 +13,18 @@ hq = run_hq
 
 
 def test_stocks_json_is_one_document(hikyuu_dir: Path) -> None:
-    proc = hq("data", "stocks", "--source", f"hikyuu:{hikyuu_dir}", "--market", "SZ", "--type", "a_share",
-              "--format", "json")
+    proc = hq(
+        "data",
+        "stocks",
+        "--source",
+        f"hikyuu:{hikyuu_dir}",
+        "--market",
+        "SZ",
+        "--type",
+        "a_share",
+        "--format",
+        "json",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     codes = {row["code"] for row in doc["data"]}
@@ -23,8 +33,20 @@ def test_stocks_json_is_one_document(hikyuu_dir: Path) -> None:
 
 
 def test_bars_json_with_a_bad_code_reports_it_and_keeps_the_rest(hikyuu_dir: Path) -> None:
-    proc = hq("data", "bars", "SH600000", "SH999999", "--source", f"hikyuu:{hikyuu_dir}",
-              "--start", "2011-12-01", "--end", "2011-12-06", "--format", "json")
+    proc = hq(
+        "data",
+        "bars",
+        "SH600000",
+        "SH999999",
+        "--source",
+        f"hikyuu:{hikyuu_dir}",
+        "--start",
+        "2011-12-01",
+        "--end",
+        "2011-12-06",
+        "--format",
+        "json",
+    )
     assert proc.returncode == 5
     doc = json.loads(proc.stdout)  # stdout holds exactly one JSON document
     assert set(doc["errors"]) == {"SH999999"}
@@ -38,13 +60,35 @@ def test_bars_json_with_a_bad_code_reports_it_and_keeps_the_rest(hikyuu_dir: Pat
 
 def test_bars_parquet_and_csv_outputs(hikyuu_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bars.parquet"
-    proc = hq("data", "bars", "SZ000001", "--source", f"hikyuu:{hikyuu_dir}", "--ktype", "week",
-              "--adjust", "forward", "--format", "parquet", "--out", str(out))
+    proc = hq(
+        "data",
+        "bars",
+        "SZ000001",
+        "--source",
+        f"hikyuu:{hikyuu_dir}",
+        "--ktype",
+        "week",
+        "--adjust",
+        "forward",
+        "--format",
+        "parquet",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pl.read_parquet(out)
     assert frame.height > 500 and frame["code"].unique().to_list() == ["SZ000001"]
-    csv = hq("data", "bars", "SZ000001", "--source", f"hikyuu:{hikyuu_dir}", "--start", "2011-01-01",
-             "--format", "csv")
+    csv = hq(
+        "data",
+        "bars",
+        "SZ000001",
+        "--source",
+        f"hikyuu:{hikyuu_dir}",
+        "--start",
+        "2011-01-01",
+        "--format",
+        "csv",
+    )
     assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("code,datetime,open")
 
 

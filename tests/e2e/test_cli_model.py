@@ -23,9 +23,13 @@ def seed(db: str) -> list[Model]:
     models = []
     start = dt.datetime.now(dt.UTC)
     for i in range(7):
-        m = Model.new("alpha" if i % 2 else "beta", "mlp" if i == 3 else "lightgbm",
-                      metrics={"ic": 0.01 * i, "rank_ic": 0.02 * i}, tags={"batch": str(i % 2)},
-                      now=start + dt.timedelta(milliseconds=50 * i))
+        m = Model.new(
+            "alpha" if i % 2 else "beta",
+            "mlp" if i == 3 else "lightgbm",
+            metrics={"ic": 0.01 * i, "rank_ic": 0.02 * i},
+            tags={"batch": str(i % 2)},
+            now=start + dt.timedelta(milliseconds=50 * i),
+        )
         models.append(m.transition("training").transition("trained") if i < 5 else m)
     with open_registry(db, sync=True) as registry:
         return registry.save_many(models)
@@ -53,8 +57,11 @@ def test_list_pages_with_cursor_as_json(db: str) -> None:
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
     assert doc["rows"] == 4 and doc["next_cursor"]
-    second = json.loads(hq("model", "list", "--db", db, "--limit", "4", "--cursor", doc["next_cursor"],
-                           "--format", "json").stdout)
+    second = json.loads(
+        hq(
+            "model", "list", "--db", db, "--limit", "4", "--cursor", doc["next_cursor"], "--format", "json"
+        ).stdout
+    )
     assert second["next_cursor"] is None
     ids = [m["id"] for m in doc["models"] + second["models"]]
     assert ids == [m.id for m in reversed(saved)]  # newest first, ids whole
@@ -62,11 +69,26 @@ def test_list_pages_with_cursor_as_json(db: str) -> None:
 
 def test_list_filters_and_table(db: str) -> None:
     saved = seed(db)
-    proc = hq("model", "list", "--db", db, "--status", "trained", "--type", "lightgbm", "--tag", "batch=1",
-              "--format", "json")
+    proc = hq(
+        "model",
+        "list",
+        "--db",
+        db,
+        "--status",
+        "trained",
+        "--type",
+        "lightgbm",
+        "--tag",
+        "batch=1",
+        "--format",
+        "json",
+    )
     doc = json.loads(proc.stdout)
-    want = {m.id for m in saved if m.status.value == "trained" and m.model_type.value == "lightgbm"
-            and m.tags["batch"] == "1"}
+    want = {
+        m.id
+        for m in saved
+        if m.status.value == "trained" and m.model_type.value == "lightgbm" and m.tags["batch"] == "1"
+    }
     assert {m["id"] for m in doc["models"]} == want and want
     by_name = json.loads(hq("model", "list", "--db", db, "--name", "beta", "--format", "json").stdout)
     assert {m["name"] for m in by_name["models"]} == {"beta"}
@@ -139,8 +161,13 @@ def test_unusual_paths_open_where_they_point(tmp_path: Path) -> None:
 
 def test_read_only_commands_never_create_a_registry(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "registry.db"
-    for args in (("list",), ("list", "--format", "json"), ("show", "01ARZ3NDEK"), ("rm", "01ARZ3NDEK"),
-                 ("promote", "01ARZ3NDEK")):
+    for args in (
+        ("list",),
+        ("list", "--format", "json"),
+        ("show", "01ARZ3NDEK"),
+        ("rm", "01ARZ3NDEK"),
+        ("promote", "01ARZ3NDEK"),
+    ):
         proc = hq("model", *args, "--db", f"sqlite:///{missing}")
         assert proc.returncode == 3, (args, proc.stderr)
         flat = proc.stderr.replace("\n", "")  # (long lines wrap at 80 columns)
@@ -165,12 +192,21 @@ def test_passwords_in_registry_urls_are_masked(pg_url: str) -> None:
     assert secret not in proc.stderr
     # nothing listens on port 1: transient faults until the deadline, logged and reported masked
     env = {**os.environ, "HQ_REGISTRY_RETRY_DEADLINE": "0.5"}
-    refused = hq("-v", "--log-format", "json", "model", "list", "--db",
-                 f"postgresql://postgres:{secret}@127.0.0.1:1/test", env=env)
+    refused = hq(
+        "-v",
+        "--log-format",
+        "json",
+        "model",
+        "list",
+        "--db",
+        f"postgresql://postgres:{secret}@127.0.0.1:1/test",
+        env=env,
+    )
     assert refused.returncode == 1, refused.stderr
     logged = [json.loads(line)["msg"] for line in refused.stderr.splitlines() if line.startswith("{")]
-    assert any(m.startswith("transient fault of registry postgresql://postgres:***@127.0.0.1:1/test")
-               for m in logged), refused.stderr
+    assert any(
+        m.startswith("transient fault of registry postgresql://postgres:***@127.0.0.1:1/test") for m in logged
+    ), refused.stderr
     assert "postgres:***@127.0.0.1:1/test" in refused.stderr.replace("\n", "").split("error:")[-1]
     assert secret not in refused.stderr
     bad = hq("model", "list", "--db", f"mysql://root:{secret}@db.example/x")

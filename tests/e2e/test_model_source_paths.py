@@ -28,10 +28,25 @@ def test_evaluate_from_another_directory(qlib_dir: Path, tmp_path: Path) -> None
     relative = os.path.relpath(qlib_dir, here)
     assert relative.startswith("..") and not (there / relative).is_dir()  # means nothing from `there`
     trained = hq(
-        home, here,
-        "model", "train", "--source", f"qlib:{relative}", "--universe", UNIVERSE,
-        "--train", "2015-01-01:2016-12-31", "--test", "2017-04-01:2017-06-30",
-        "--num-boost-round", "5", "--threads", "2", "--no-cache", "--format", "json",
+        home,
+        here,
+        "model",
+        "train",
+        "--source",
+        f"qlib:{relative}",
+        "--universe",
+        UNIVERSE,
+        "--train",
+        "2015-01-01:2016-12-31",
+        "--test",
+        "2017-04-01:2017-06-30",
+        "--num-boost-round",
+        "5",
+        "--threads",
+        "2",
+        "--no-cache",
+        "--format",
+        "json",
     )  # fmt: skip  (no valid segment: five rounds, never a degenerate one-round model)
     assert trained.returncode == 0, trained.stderr[-3000:]
     model = json.loads(trained.stdout)["model"]

@@ -43,8 +43,9 @@ def pg_schema(pg_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def make_target(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Target]:
+def make_target(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("registry") / "registry.db"
         yield Target("sqlite", f"sqlite:///{path}", RegistryOptions(pool_size=5, max_overflow=10))
@@ -60,8 +61,11 @@ def sample(name: str = "alpha-lgb", i: int = 0, **overrides: object) -> Model:
         "hyperparameters": {"learning_rate": 0.05, "num_leaves": 31 + i},
         "feature_set": "alpha158",
         "universe": "csi300",
-        "segments": {"train": ["2010-01-01", "2014-12-31"], "valid": ["2015-01-01", "2015-12-31"],
-                     "test": ["2016-01-01", "2017-12-31"]},
+        "segments": {
+            "train": ["2010-01-01", "2014-12-31"],
+            "valid": ["2015-01-01", "2015-12-31"],
+            "test": ["2016-01-01", "2017-12-31"],
+        },
         "label": "Ref($close, -2) / Ref($close, -1) - 1",
         "metrics": {"ic": 0.04, "rank_ic": 0.05, "backtest": {"annual_return": 0.12}},
         "tags": {"owner": "tests", "batch": str(i % 3)},

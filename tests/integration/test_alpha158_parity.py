@@ -102,7 +102,9 @@ def test_column_matches_qlib(reference: pl.DataFrame, ours: pl.DataFrame, name: 
     diff = np.abs(expected[both] - actual[both])
     limit = np.maximum(1e-4 * np.abs(expected[both]), 1e-6)
     worst = np.argmax(diff - limit) if diff.size else 0
-    assert (diff <= limit).all(), f"{name}: {(diff > limit).sum()} cells differ, e.g. {expected[both][worst]} vs {actual[both][worst]}"
+    assert (diff <= limit).all(), (
+        f"{name}: {(diff > limit).sum()} cells differ, e.g. {expected[both][worst]} vs {actual[both][worst]}"
+    )
 
 
 def test_excluded_cells_are_what_the_reason_says(reference: pl.DataFrame, ours: pl.DataFrame) -> None:

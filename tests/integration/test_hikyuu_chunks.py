@@ -95,7 +95,9 @@ def test_a_damaged_chunk_fails_its_table_only(hikyuu_dir: Path, tmp_path: Path) 
         raw.seek(info.byte_offset + info.size // 2)
         raw.write(b"\xff" * 64)
     with HikyuuStore.open(store_dir) as store:
-        with pytest.raises(LoadErrors, match=rf"SZ000002.*sz_day\.h5:/data/SZ000002: chunk at byte {info.byte_offset}"):
+        with pytest.raises(
+            LoadErrors, match=rf"SZ000002.*sz_day\.h5:/data/SZ000002: chunk at byte {info.byte_offset}"
+        ):
             store.read_all(workers=2)
         rest = bulk.read_all(store.files, on_error="skip", workers=2)
     assert rest.equals(_expected(hikyuu_dir, Adjust.NONE, [c for c in CODES if c != "SZ000002"]))
@@ -104,8 +106,9 @@ def test_a_damaged_chunk_fails_its_table_only(hikyuu_dir: Path, tmp_path: Path) 
 @pytest.mark.parametrize("adjust", list(Adjust))
 @pytest.mark.parametrize("dates", [None, DateRange.of("2008-03-01", "2011-06-30")])
 @pytest.mark.parametrize("kernel", [False, True])
-def test_read_many_equals_read_bars_code_by_code(hikyuu_dir: Path, adjust: Adjust, dates: DateRange | None,
-                                                 kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_many_equals_read_bars_code_by_code(
+    hikyuu_dir: Path, adjust: Adjust, dates: DateRange | None, kernel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if kernel:  # the compiled whole-market adjustment, on a small store
         monkeypatch.setattr(bulk, "AFFINE_KERNEL_MIN_ROWS", 0)
     asked = [StockCode.parse(c) for c in [*CODES, "SH600001", "SZ300999"]]
@@ -118,8 +121,9 @@ def test_read_many_equals_read_bars_code_by_code(hikyuu_dir: Path, adjust: Adjus
     assert isinstance(errors["SZ300999"], UnknownCodeError)  # the store does not know it
 
 
-def test_read_many_reports_a_damaged_table_and_builds_weeks_code_by_code(hikyuu_dir: Path,
-                                                                        tmp_path: Path) -> None:
+def test_read_many_reports_a_damaged_table_and_builds_weeks_code_by_code(
+    hikyuu_dir: Path, tmp_path: Path
+) -> None:
     store_dir = _copy_store(hikyuu_dir, tmp_path)
     with h5py.File(store_dir / "sh_day.h5", "r") as f:
         info = f["data/SH600004"].id.get_chunk_info(0)
@@ -132,7 +136,12 @@ def test_read_many_reports_a_damaged_table_and_builds_weeks_code_by_code(hikyuu_
         assert set(errors) == {"SH600004"} and isinstance(errors["SH600004"], DataFormatError)
         assert "sh_day.h5:/data/SH600004" in str(errors["SH600004"])
         weeks, week_errors = store.read_many(asked[:3], ktype=KType.WEEK, adjust=Adjust.BACKWARD)
-        expected_weeks = pl.concat([store.read_bars(c, ktype=KType.WEEK, adjust=Adjust.BACKWARD) for c in asked[:3]
-                                    if str(c) != "SH600004"])
+        expected_weeks = pl.concat(
+            [
+                store.read_bars(c, ktype=KType.WEEK, adjust=Adjust.BACKWARD)
+                for c in asked[:3]
+                if str(c) != "SH600004"
+            ]
+        )
     assert frame.equals(_expected(hikyuu_dir, Adjust.FORWARD, [c for c in CODES if c != "SH600004"]))
     assert set(week_errors) == {"SH600004"} and weeks.equals(expected_weeks)

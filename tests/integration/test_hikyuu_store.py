@@ -323,8 +323,9 @@ def test_read_all_with_a_corrupt_file(hikyuu_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_read_all_with_a_bad_datetime_fails_that_table_only(hikyuu_dir: Path, tmp_path: Path, workers: int,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_all_with_a_bad_datetime_fails_that_table_only(
+    hikyuu_dir: Path, tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import h5py
 
     from hikyuu_qlib.stores.hikyuu import bulk

@@ -222,7 +222,10 @@ async def test_a_batch_that_fails_as_a_whole_is_read_code_by_code(hikyuu_dir: Pa
 
 async def test_a_query_the_batch_store_cannot_serve_fails_the_call(qlib_dir: Path) -> None:
     """Not read code by code: every code would fail the same way."""
-    with MarketDataClient(open_store(f"qlib:{qlib_dir}")) as md, pytest.raises(UnsupportedKTypeError, match="quarter"):
+    with (
+        MarketDataClient(open_store(f"qlib:{qlib_dir}")) as md,
+        pytest.raises(UnsupportedKTypeError, match="quarter"),
+    ):
         md.load_many(["SH600000", "SH600036"], ktype="quarter")
     async with AsyncMarketDataClient(open_store(f"qlib:{qlib_dir}")) as amd:
         with pytest.raises(UnsupportedKTypeError, match="quarter"):

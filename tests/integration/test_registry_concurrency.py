@@ -27,6 +27,7 @@ async def test_fifty_writers_two_hundred_saves_each(target: Target) -> None:
     errors: list[BaseException] = []
     busy = target.with_options(pool_size=10, max_overflow=20)
     async with AsyncModelRepository(busy.url, busy.options) as repo:
+
         async def writer(w: int) -> list[tuple[str, int]]:
             done = []
             for i in range(SAVES):

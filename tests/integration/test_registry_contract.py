@@ -69,7 +69,10 @@ async def test_save_many_is_all_or_nothing(repo: AsyncModelRepository) -> None:
 async def test_get_many_delete_and_missing(repo: AsyncModelRepository) -> None:
     models = await repo.save_many([sample("g", i) for i in range(5)])
     ids = [m.id for m in models]
-    assert [m.id for m in await repo.get_many([ids[3], "01ARZ3NDEKTSV4RRFFQ69G5FAV", ids[0]])] == [ids[3], ids[0]]
+    assert [m.id for m in await repo.get_many([ids[3], "01ARZ3NDEKTSV4RRFFQ69G5FAV", ids[0]])] == [
+        ids[3],
+        ids[0],
+    ]
     with pytest.raises(E.ModelNotFoundError, match="01ARZ3NDEKTSV4RRFFQ69G5FAV"):
         await repo.get("01ARZ3NDEKTSV4RRFFQ69G5FAV")
     assert await repo.delete(ids[0]) is True
@@ -82,8 +85,12 @@ async def test_find_filters(repo: AsyncModelRepository) -> None:
     t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     models = []
     for i in range(12):
-        m = sample("x" if i % 2 else "y", i, model_type="mlp" if i % 3 == 0 else "lightgbm",
-                   now=t0 + dt.timedelta(days=i))
+        m = sample(
+            "x" if i % 2 else "y",
+            i,
+            model_type="mlp" if i % 3 == 0 else "lightgbm",
+            now=t0 + dt.timedelta(days=i),
+        )
         models.append(m.transition("training") if i % 4 == 0 else m)
     await repo.save_many(models)
 
@@ -91,7 +98,9 @@ async def test_find_filters(repo: AsyncModelRepository) -> None:
         return [m.id for m in (await repo.find(flt, limit=100, **kw)).items]  # type: ignore[arg-type]
 
     assert await ids(ModelFilter(status="training")) == [m.id for m in models if m.status.value == "training"]
-    assert await ids(ModelFilter(model_type=ModelType.MLP)) == [m.id for i, m in enumerate(models) if i % 3 == 0]
+    assert await ids(ModelFilter(model_type=ModelType.MLP)) == [
+        m.id for i, m in enumerate(models) if i % 3 == 0
+    ]
     assert await ids(ModelFilter(name="x")) == [m.id for m in models if m.name == "x"]
     assert await ids(ModelFilter(tags={"batch": "1"})) == [m.id for i, m in enumerate(models) if i % 3 == 1]
     assert await ids(ModelFilter(tags={"batch": "1", "owner": "nobody"})) == []
@@ -166,7 +175,9 @@ async def test_concurrent_gets_are_served_together(repo: AsyncModelRepository) -
     import asyncio
 
     models = await repo.save_many([sample("c", i) for i in range(100)])
-    got = await asyncio.gather(*(repo.get(m.id) for m in models), repo.find_by_id("01ARZ3NDEKTSV4RRFFQ69G5FAV"))
+    got = await asyncio.gather(
+        *(repo.get(m.id) for m in models), repo.find_by_id("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    )
     assert [g.id for g in got[:-1] if g is not None] == [m.id for m in models]
     assert got[-1] is None
 
@@ -224,12 +235,18 @@ def _nested(levels: int) -> object:
     return value
 
 
-async def test_both_backends_store_the_same_values_and_refuse_the_same(repo: AsyncModelRepository,
-                                                                      target: Target) -> None:
+async def test_both_backends_store_the_same_values_and_refuse_the_same(
+    repo: AsyncModelRepository, target: Target
+) -> None:
     # at the limits: every backend stores them and gives them back unchanged
-    edge = sample("名" * 200, feature_set="f" * 200, universe="u" * 200, label="é\u2028 ✓",
-                  hyperparameters={"max": 2**64 - 1, "min": -(2**63), "deep": _nested(253), "s": "ü"},
-                  tags={"ключ": "値"})
+    edge = sample(
+        "名" * 200,
+        feature_set="f" * 200,
+        universe="u" * 200,
+        label="é\u2028 ✓",
+        hyperparameters={"max": 2**64 - 1, "min": -(2**63), "deep": _nested(253), "s": "ü"},
+        tags={"ключ": "値"},
+    )
     saved = await repo.save(edge)
     assert await repo.get(saved.id) == saved
     with ModelRegistry(target.url, target.options) as reg:

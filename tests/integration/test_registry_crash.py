@@ -44,7 +44,9 @@ def _run_and_kill(target: Target, delay: float) -> tuple[bool, str]:
     """Start the writer, SIGKILL it ``delay`` s after it starts saving; (killed while running, output)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, target.url, target.options.schema or ""],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

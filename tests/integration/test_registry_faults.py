@@ -23,7 +23,8 @@ def _terminate(pg_url: str, app: str) -> int:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND application_name = %s", (app,)
+            "AND pid <> pg_backend_pid() AND application_name = %s",
+            (app,),
         ).fetchall()
     return sum(1 for (ok,) in rows if ok)
 

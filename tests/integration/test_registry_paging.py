@@ -82,12 +82,19 @@ def _plan_sql(registry: ModelRegistry, sql: str, params: object) -> str:
     return " | ".join(r[-1] for r in rows)
 
 
-def test_sqlite_query_plans_use_indexes(tmp_path_factory: pytest.TempPathFactory,
-                                        request: pytest.FixtureRequest) -> None:
-    with make_target("sqlite", request, tmp_path_factory) as target, \
-            ModelRegistry(target.url, target.options) as registry:
-        registry.save_many([sample(f"plan-{i % 50}", i, model_type=("mlp", "lightgbm", "linear")[i % 3])
-                            for i in range(3000)])
+def test_sqlite_query_plans_use_indexes(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    with (
+        make_target("sqlite", request, tmp_path_factory) as target,
+        ModelRegistry(target.url, target.options) as registry,
+    ):
+        registry.save_many(
+            [
+                sample(f"plan-{i % 50}", i, model_type=("mlp", "lightgbm", "linear")[i % 3])
+                for i in range(3000)
+            ]
+        )
         raw = registry.engine.raw_connection()
         raw.cursor().execute("ANALYZE")
         raw.commit()
@@ -102,16 +109,20 @@ def test_sqlite_query_plans_use_indexes(tmp_path_factory: pytest.TempPathFactory
             "type": (ModelFilter(model_type="mlp"), ModelOrder.CREATED, "ix_models_type_created"),
             "name": (ModelFilter(name="plan-3"), ModelOrder.NAME, "uq_models_name_version"),
             "tag": (ModelFilter(tags={"batch": "1"}), ModelOrder.CREATED, "ix_model_tags_key_value"),
-            "created range": (ModelFilter(created_from=t0, created_to=t0 + dt.timedelta(days=1)),
-                              ModelOrder.CREATED, "ix_models_created"),
+            "created range": (
+                ModelFilter(created_from=t0, created_to=t0 + dt.timedelta(days=1)),
+                ModelOrder.CREATED,
+                "ix_models_created",
+            ),
         }
         for label, (flt, order, index) in cases.items():
             keys = after if order in (ModelOrder.CREATED, ModelOrder.CREATED_DESC) else ["plan-3", 10]
             for cursor_keys in (None, keys):
                 plan = _plan(registry, q.find_statement(flt, order, cursor_keys, 101, "sqlite"))
                 assert index in plan, f"{label} (cursor={cursor_keys is not None}): {plan}"
-                assert "SCAN models" not in plan.replace(f"SCAN models USING INDEX {index}", ""), \
+                assert "SCAN models" not in plan.replace(f"SCAN models USING INDEX {index}", ""), (
                     f"{label}: full table scan: {plan}"
+                )
             if cursor_keys is not None and order is not ModelOrder.NAME and not flt.tags:
                 plan = _plan(registry, q.find_statement(flt, order, keys, 101, "sqlite"))
                 assert "SEARCH" in plan, f"{label}: the cursor does not seek the index: {plan}"
@@ -128,7 +139,11 @@ def test_sqlite_query_plans_use_indexes(tmp_path_factory: pytest.TempPathFactory
         defaults = {k: v for k, v in upsert.params.items() if v is not None}
         save_plan = _plan_sql(registry, upsert.sql, {**defaults, **RowCodec.params(model)})
         assert "SCAN" not in save_plan.replace("SCAN CONSTANT ROW", ""), save_plan
-        assert "model_tags USING PRIMARY KEY" in save_plan and "uq_models_name_version" in save_plan, save_plan
+        assert "model_tags USING PRIMARY KEY" in save_plan and "uq_models_name_version" in save_plan, (
+            save_plan
+        )
         chunk = writes.chunks([model, Model.new("plan", "lightgbm")], "sqlite")[0]
         many_plan = _plan_sql(registry, chunk.sql or "", chunk.params)
-        assert "SCAN models" not in many_plan and "SCAN k" not in many_plan and "SCAN m" not in many_plan, many_plan
+        assert "SCAN models" not in many_plan and "SCAN k" not in many_plan and "SCAN m" not in many_plan, (
+            many_plan
+        )

@@ -37,11 +37,19 @@ def test_upgrade_from_0001_keeps_models_tags_and_versions(tmp_path: Path) -> Non
         command.upgrade(config, "0001")
         # rows written by the 0001 schema (its triggers fill model_tags)
         for i in range(30):
-            conn.execute(sa.text(
-                "INSERT INTO models VALUES (:id, :name, :v, 'lightgbm', 'created', '{}', 'alpha158', 'csi300', "
-                "'{}', 'label', '{}', NULL, NULL, NULL, :tags, '', :t, :t)"),
-                {"id": f"01K{i:023d}", "name": f"m{i % 3}", "v": i // 3 + 1, "t": i,
-                 "tags": json.dumps({"batch": str(i % 2), "team": "a"}) if i % 5 else "{}"})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO models VALUES (:id, :name, :v, 'lightgbm', 'created', '{}', 'alpha158', 'csi300', "
+                    "'{}', 'label', '{}', NULL, NULL, NULL, :tags, '', :t, :t)"
+                ),
+                {
+                    "id": f"01K{i:023d}",
+                    "name": f"m{i % 3}",
+                    "v": i // 3 + 1,
+                    "t": i,
+                    "tags": json.dumps({"batch": str(i % 2), "team": "a"}) if i % 5 else "{}",
+                },
+            )
     engine.dispose()
     before = _tag_rows(path)
     assert len(before) == 2 * 24
@@ -148,7 +156,9 @@ def test_point_reads_are_mapped_and_scans_are_not(tmp_path: Path, script: str) -
             registry.save_many([_model(i, batch=str(i % 7)) for i in range(start, start + 10_000)])
         raw = registry.engine.raw_connection()
         try:
-            assert raw.cursor().execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30  # gets read through a map
+            assert (
+                raw.cursor().execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30
+            )  # gets read through a map
         finally:
             raw.close()
     size = path.stat().st_size

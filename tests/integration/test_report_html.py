@@ -104,7 +104,9 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     day = ic["datetime"][100]
     calendar = store.calendar()
     first, second = calendar.filter(calendar > day).head(2).to_list()
-    bars = pl.concat([store.read_bars(StockCode.parse(c), adjust=Adjust.BACKWARD) for c in CODES])  # whole histories
+    bars = pl.concat(
+        [store.read_bars(StockCode.parse(c), adjust=Adjust.BACKWARD) for c in CODES]
+    )  # whole histories
 
     def close_on(when: object) -> pl.DataFrame:
         return bars.filter(pl.col("datetime") == when).select("code", "close")
@@ -112,7 +114,11 @@ def test_report_files_and_numbers(report_dir: Path, store: HikyuuStore, momentum
     label = (
         close_on(first)
         .join(close_on(second), on="code", suffix="_2")
-        .select("code", pl.lit(day).cast(pl.Datetime("ms")).alias("datetime"), (pl.col("close_2") / pl.col("close") - 1).alias("label"))
+        .select(
+            "code",
+            pl.lit(day).cast(pl.Datetime("ms")).alias("datetime"),
+            (pl.col("close_2") / pl.col("close") - 1).alias("label"),
+        )
     )
     joined = momentum.filter(pl.col("datetime") == day).join(label, on=["datetime", "code"]).drop_nulls()
     x, y = joined["score"].to_list(), joined["label"].to_list()

@@ -76,7 +76,9 @@ def test_record_holds_metrics_artifact_and_config(first, env) -> None:  # type: 
     assert set(model.artifacts) == {"model", "processors"} and model.artifact == model.artifacts["model"]
     text = artifacts.get_bytes(model.artifacts["model"]).decode()
     assert text.startswith("tree") and "[num_leaves: 210]" in text
-    assert not {t for t in model.tags if t.startswith("processors_")}  # the processors are an artifact, not tags
+    assert not {
+        t for t in model.tags if t.startswith("processors_")
+    }  # the processors are an artifact, not tags
     steps, features, _ = decode_state(artifacts.get_bytes(model.artifacts["processors"]))
     assert steps == [] and len(features) == 158
 

@@ -20,8 +20,9 @@ def test_grouped_adjust_equals_apply_affine_bit_for_bit_in_place_too(adjust: Adj
     row_hi = np.cumsum(lengths)
     row_lo = row_hi - lengths
     day = 86_400_000
-    bar_ms = np.concatenate([np.sort(rng.choice(np.arange(10_000, 16_000), k, replace=False)) * day
-                             for k in lengths.tolist()]).astype(np.int64)
+    bar_ms = np.concatenate(
+        [np.sort(rng.choice(np.arange(10_000, 16_000), k, replace=False)) * day for k in lengths.tolist()]
+    ).astype(np.int64)
     # per code: events sorted by date, some outside the code's window, the last code without any
     counts = [3, 2, 0, 7, 1, 0]
     dates = np.concatenate([np.sort(rng.integers(9_000, 17_000, k)) * day for k in counts]).astype(np.int64)
@@ -45,13 +46,17 @@ def test_grouped_adjust_equals_apply_affine_bit_for_bit_in_place_too(adjust: Adj
 
 
 @pytest.mark.parametrize("path", ["views", "views-kernel", "gather"])
-def test_repeat_strings_builds_the_same_column_as_a_gather(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repeat_strings_builds_the_same_column_as_a_gather(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(stringviews, "_views_pay_off", lambda rows: path != "gather")
     if path == "views-kernel":  # long columns are filled by a compiled loop
         monkeypatch.setattr(stringviews, "VIEWS_MIN_ROWS", 1)
     counts = np.array([3, 0, 1, 5, 2], dtype=np.int64)
-    for values in (["SH600000", "SZ000001", "", "BJ430047", "abcdefghijkl"],  # inline
-                   ["SH600000", "a-name-longer-than-12", "x", "y", "z"]):  # not inline: always gathered
+    for values in (
+        ["SH600000", "SZ000001", "", "BJ430047", "abcdefghijkl"],  # inline
+        ["SH600000", "a-name-longer-than-12", "x", "y", "z"],
+    ):  # not inline: always gathered
         column = repeat_strings("code", values, counts)
         assert column.name == "code" and column.dtype == pl.String
         assert column.to_list() == [v for v, k in zip(values, counts, strict=True) for _ in range(k)]

@@ -22,7 +22,9 @@ from hikyuu_qlib.domain import (
 from hikyuu_qlib.stores.source import SourceSpec, SyntheticParams
 
 
-@pytest.mark.parametrize("text", ["sh600000", "SH600000", "600000.SH", "SH.600000", " sh.600000 ", "600000.sh"])
+@pytest.mark.parametrize(
+    "text", ["sh600000", "SH600000", "600000.SH", "SH.600000", " sh.600000 ", "600000.sh"]
+)
 def test_code_spellings_share_one_canonical_form(text: str) -> None:
     code = StockCode.parse(text)
     assert str(code) == "SH600000"

@@ -11,8 +11,9 @@ from hikyuu_qlib import fileio
 
 
 @pytest.mark.parametrize("positioned", [True, False])
-def test_read_at_reads_the_asked_bytes_and_stops_at_the_end(tmp_path: Path, positioned: bool,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_at_reads_the_asked_bytes_and_stops_at_the_end(
+    tmp_path: Path, positioned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not positioned:
         monkeypatch.setattr(fileio, "_pread", None)
     path = tmp_path / "blob"

@@ -55,8 +55,21 @@ def _reference_starts(values: list[str | None]) -> list[int]:
 def test_group_starts_on_string_views_agree_with_a_plain_comparison() -> None:
     rng = np.random.default_rng(5)
     # inline strings (≤ 12 bytes) of every length, runs of random size, neighbours sharing prefixes
-    alphabet = ["", "A", "SH", "SH6", "SH600000", "SH600001", "SZ000001", "BJ430047", "abcdefghijkl", "abcdefghijkm"]
-    values = [alphabet[i] for i in rng.integers(0, len(alphabet), 400) for _ in range(int(rng.integers(1, 4)))]
+    alphabet = [
+        "",
+        "A",
+        "SH",
+        "SH6",
+        "SH600000",
+        "SH600001",
+        "SZ000001",
+        "BJ430047",
+        "abcdefghijkl",
+        "abcdefghijkm",
+    ]
+    values = [
+        alphabet[i] for i in rng.integers(0, len(alphabet), 400) for _ in range(int(rng.integers(1, 4)))
+    ]
     series = pl.Series("code", values)
     views = inline_views(series)
     assert views is not None and _view_changes(views) is not None  # the view path decides here

@@ -67,8 +67,10 @@ def test_hyperparameters_must_be_json(bad: object) -> None:
         make(hyperparameters=bad)
 
 
-@pytest.mark.parametrize("bad", [{"ic": math.nan}, {"ic": math.inf}, {"backtest": {"sharpe": -math.inf}},
-                                 {"curve": [0.1, math.nan]}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"ic": math.nan}, {"ic": math.inf}, {"backtest": {"sharpe": -math.inf}}, {"curve": [0.1, math.nan]}],
+)
 def test_metrics_reject_nan_and_infinity(bad: dict[str, object]) -> None:
     with pytest.raises(E.InvalidMetricsError, match="finite"):
         make(metrics=bad)
@@ -114,30 +116,34 @@ def _nested(levels: int) -> object:
     return value
 
 
-@pytest.mark.parametrize(("changes", "error", "words"), [
-    ({"name": "n" * 201}, E.InvalidInputError, "201 characters"),
-    ({"feature_set": "f" * 201}, E.InvalidInputError, "feature_set is 201 characters"),
-    ({"universe": "u" * 201}, E.InvalidInputError, "universe is 201 characters"),
-    ({"name": "a\x00b"}, E.InvalidInputError, "NUL"),
-    ({"label": "Ref($close, -1)\x00"}, E.InvalidInputError, "NUL"),
-    ({"feature_set": None}, E.InvalidInputError, "feature_set"),
-    ({"tags": {"owner": "x\x00"}}, E.InvalidInputError, "NUL"),
-    ({"tags": {"k\x00": "v"}}, E.InvalidInputError, "NUL"),
-    ({"name": "half \ud800 pair"}, E.InvalidInputError, "surrogate"),
-    ({"hyperparameters": {"objective": "a\x00b"}}, E.InvalidHyperparametersError, "NUL"),
-    ({"hyperparameters": {"k\x00": 1}}, E.InvalidHyperparametersError, "NUL"),
-    ({"hyperparameters": {"seed": 2**64}}, E.InvalidHyperparametersError, "64 bits"),
-    ({"hyperparameters": {"seed": -(2**63) - 1}}, E.InvalidHyperparametersError, "64 bits"),
-    ({"hyperparameters": {"deep": _nested(254)}}, E.InvalidHyperparametersError, "254 levels"),
-    ({"hyperparameters": {"x": float("inf")}}, E.InvalidHyperparametersError, "finite"),
-    ({"hyperparameters": {7: 1}}, E.InvalidHyperparametersError, "keys are strings"),
-    ({"hyperparameters": {"x": 1, None: 2}}, E.InvalidHyperparametersError, "keys are strings"),
-    ({"metrics": {"count": 2**80}}, E.InvalidMetricsError, "64 bits"),
-    ({"metrics": {"curve": [[{"x": _nested(260)}]]}}, E.InvalidMetricsError, "254 levels"),
-    ({"metrics": {"note": "a\x00"}}, E.InvalidMetricsError, "NUL"),
-])
-def test_what_no_backend_can_store_is_refused_at_construction(changes: dict[str, object], error: type,
-                                                             words: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "error", "words"),
+    [
+        ({"name": "n" * 201}, E.InvalidInputError, "201 characters"),
+        ({"feature_set": "f" * 201}, E.InvalidInputError, "feature_set is 201 characters"),
+        ({"universe": "u" * 201}, E.InvalidInputError, "universe is 201 characters"),
+        ({"name": "a\x00b"}, E.InvalidInputError, "NUL"),
+        ({"label": "Ref($close, -1)\x00"}, E.InvalidInputError, "NUL"),
+        ({"feature_set": None}, E.InvalidInputError, "feature_set"),
+        ({"tags": {"owner": "x\x00"}}, E.InvalidInputError, "NUL"),
+        ({"tags": {"k\x00": "v"}}, E.InvalidInputError, "NUL"),
+        ({"name": "half \ud800 pair"}, E.InvalidInputError, "surrogate"),
+        ({"hyperparameters": {"objective": "a\x00b"}}, E.InvalidHyperparametersError, "NUL"),
+        ({"hyperparameters": {"k\x00": 1}}, E.InvalidHyperparametersError, "NUL"),
+        ({"hyperparameters": {"seed": 2**64}}, E.InvalidHyperparametersError, "64 bits"),
+        ({"hyperparameters": {"seed": -(2**63) - 1}}, E.InvalidHyperparametersError, "64 bits"),
+        ({"hyperparameters": {"deep": _nested(254)}}, E.InvalidHyperparametersError, "254 levels"),
+        ({"hyperparameters": {"x": float("inf")}}, E.InvalidHyperparametersError, "finite"),
+        ({"hyperparameters": {7: 1}}, E.InvalidHyperparametersError, "keys are strings"),
+        ({"hyperparameters": {"x": 1, None: 2}}, E.InvalidHyperparametersError, "keys are strings"),
+        ({"metrics": {"count": 2**80}}, E.InvalidMetricsError, "64 bits"),
+        ({"metrics": {"curve": [[{"x": _nested(260)}]]}}, E.InvalidMetricsError, "254 levels"),
+        ({"metrics": {"note": "a\x00"}}, E.InvalidMetricsError, "NUL"),
+    ],
+)
+def test_what_no_backend_can_store_is_refused_at_construction(
+    changes: dict[str, object], error: type, words: str
+) -> None:
     name = str(changes.pop("name", "alpha"))
     with pytest.raises(error, match=words):
         Model.new(name, "lightgbm", **changes)  # type: ignore[arg-type]
@@ -146,9 +152,16 @@ def test_what_no_backend_can_store_is_refused_at_construction(changes: dict[str,
 def test_the_limits_themselves_are_accepted_and_encodable() -> None:
     import orjson
 
-    edge = Model.new("名" * 200, "lightgbm", feature_set="f" * 200, universe="u" * 200, label="é\u2028",
-                     hyperparameters={"max": 2**64 - 1, "min": -(2**63), "deep": _nested(253)},
-                     metrics={"ic": 0.05}, tags={"ключ": "値"})
+    edge = Model.new(
+        "名" * 200,
+        "lightgbm",
+        feature_set="f" * 200,
+        universe="u" * 200,
+        label="é\u2028",
+        hyperparameters={"max": 2**64 - 1, "min": -(2**63), "deep": _nested(253)},
+        metrics={"ic": 0.05},
+        tags={"ключ": "値"},
+    )
     assert len(edge.name) == 200
     orjson.dumps(edge.hyperparameters, option=orjson.OPT_NON_STR_KEYS)  # what the registry's codec sends
     with pytest.raises(orjson.JSONEncodeError):  # one level more is beyond the codec: the limit is its own

@@ -157,4 +157,3 @@ def choose_benchmark(ctx: ResearchContext, test: DateRange) -> tuple[str | None,
     note = f"benchmark: {why}; {instead}"
     log.warning("%s", note)
     return chosen, [note]
-

@@ -69,9 +69,12 @@ class ModelType(StrEnum):
         if isinstance(text, ModelType):
             return text
         key = str(text).strip().lower().replace("-", "_")
-        key = {"lgb": "lightgbm", "lgbm": "lightgbm", "xgb": "xgboost", "doubleensemble": "double_ensemble"}.get(
-            key, key
-        )
+        key = {
+            "lgb": "lightgbm",
+            "lgbm": "lightgbm",
+            "xgb": "xgboost",
+            "doubleensemble": "double_ensemble",
+        }.get(key, key)
         try:
             return cls(key)
         except ValueError:
@@ -121,8 +124,9 @@ MAX_JSON_DEPTH = 254
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
-def check_text(value: Any, what: str, *, limit: int | None = None,
-               error: type[InvalidInputError] = InvalidInputError) -> str:
+def check_text(
+    value: Any, what: str, *, limit: int | None = None, error: type[InvalidInputError] = InvalidInputError
+) -> str:
     """A string every backend stores as given: no NUL, no unpaired surrogate, at most ``limit`` characters."""
     if not isinstance(value, str):
         raise error(f"invalid {what} {value!r}: expected a string")
@@ -161,15 +165,19 @@ def _walk_json(value: Any, path: str, depth: int, error: type[InvalidInputError]
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):  # it would come back as a string: the record would change
-                    raise error(f"{path} has the key {key!r} of type {type(key).__name__}: JSON keys are strings")
+                    raise error(
+                        f"{path} has the key {key!r} of type {type(key).__name__}: JSON keys are strings"
+                    )
                 check_text(key, f"key {key[:40]!r} of {path}", error=error)
                 _walk_json(item, f"{path}.{key}", depth + 1, error)
         else:
             for i, item in enumerate(value):
                 _walk_json(item, f"{path}[{i}]", depth + 1, error)
     else:
-        raise error(f"{path} is {value!r} of type {kind.__module__}.{kind.__qualname__}: not a JSON value "
-                    "(convert it to a str, int, float, bool, list or dict)")
+        raise error(
+            f"{path} is {value!r} of type {kind.__module__}.{kind.__qualname__}: not a JSON value "
+            "(convert it to a str, int, float, bool, list or dict)"
+        )
 
 
 #: The role of the trained model's own file in :attr:`Model.artifacts` (for LightGBM, its text model).
@@ -191,7 +199,9 @@ class ArtifactRef:
             raise InvalidInputError(f"invalid artifact uri {self.uri!r}: expected a non-empty string")
         check_text(self.uri, "artifact uri")
         if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
-            raise InvalidInputError(f"invalid artifact sha256 {self.sha256!r}: expected 64 lowercase hex digits")
+            raise InvalidInputError(
+                f"invalid artifact sha256 {self.sha256!r}: expected 64 lowercase hex digits"
+            )
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
             raise InvalidInputError(f"invalid artifact size {self.size!r}: expected a whole number of bytes")
 
@@ -211,7 +221,9 @@ class ArtifactRef:
 def check_artifacts(value: Any) -> dict[str, ArtifactRef]:
     """Artifacts by role: non-empty role names, each an :class:`ArtifactRef` (or its JSON form)."""
     if not isinstance(value, Mapping):
-        raise InvalidInputError(f"artifacts must be a mapping of role to artifact, got {type(value).__name__}")
+        raise InvalidInputError(
+            f"artifacts must be a mapping of role to artifact, got {type(value).__name__}"
+        )
     out: dict[str, ArtifactRef] = {}
     for role, ref in value.items():
         if not isinstance(role, str) or not role:
@@ -229,8 +241,12 @@ def utcnow() -> dt.datetime:
 
 
 def config_hash(
-    model_type: ModelType, hyperparameters: Mapping[str, Any], feature_set: str, universe: str,
-    segments: Segments, label: str,
+    model_type: ModelType,
+    hyperparameters: Mapping[str, Any],
+    feature_set: str,
+    universe: str,
+    segments: Segments,
+    label: str,
 ) -> str:
     """sha256 of the canonical JSON of everything that defines a training run."""
     config = {
@@ -248,7 +264,9 @@ def config_hash(
 def check_hyperparameters(value: Any) -> JSONObject:
     """A JSON object of hyperparameters (finite numbers), or :class:`InvalidHyperparametersError`."""
     if not isinstance(value, Mapping):
-        raise InvalidHyperparametersError(f"hyperparameters must be a JSON object, got {type(value).__name__}")
+        raise InvalidHyperparametersError(
+            f"hyperparameters must be a JSON object, got {type(value).__name__}"
+        )
     out = dict(value)
     check_json(out, "hyperparameters", InvalidHyperparametersError)
     return out
@@ -338,9 +356,18 @@ class Model:
             if when.tzinfo is None:
                 set_(self, name, when.replace(tzinfo=dt.UTC))
         if not self.config_hash:
-            set_(self, "config_hash", config_hash(
-                self.model_type, self.hyperparameters, self.feature_set, self.universe, self.segments, self.label
-            ))
+            set_(
+                self,
+                "config_hash",
+                config_hash(
+                    self.model_type,
+                    self.hyperparameters,
+                    self.feature_set,
+                    self.universe,
+                    self.segments,
+                    self.label,
+                ),
+            )
 
     @classmethod
     def new(
@@ -401,14 +428,19 @@ class Model:
         training)."""
         return self.artifacts.get(MODEL_ARTIFACT)
 
-    def with_artifact(self, artifact: ArtifactRef, *, role: str = MODEL_ARTIFACT,
-                      now: dt.datetime | None = None) -> Model:
+    def with_artifact(
+        self, artifact: ArtifactRef, *, role: str = MODEL_ARTIFACT, now: dt.datetime | None = None
+    ) -> Model:
         """The record with ``artifact`` in ``role`` (the model's own file by default)."""
         return self.with_artifacts({role: artifact}, now=now)
 
-    def with_artifacts(self, artifacts: Mapping[str, ArtifactRef], *, now: dt.datetime | None = None) -> Model:
+    def with_artifacts(
+        self, artifacts: Mapping[str, ArtifactRef], *, now: dt.datetime | None = None
+    ) -> Model:
         """The record with these artifacts by role (others are kept)."""
-        return replace(self, artifacts={**self.artifacts, **check_artifacts(artifacts)}, updated_at=now or utcnow())
+        return replace(
+            self, artifacts={**self.artifacts, **check_artifacts(artifacts)}, updated_at=now or utcnow()
+        )
 
     def with_tags(self, tags: Mapping[str, str], *, now: dt.datetime | None = None) -> Model:
         return replace(self, tags={**self.tags, **check_tags(tags)}, updated_at=now or utcnow())

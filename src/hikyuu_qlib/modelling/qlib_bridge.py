@@ -30,7 +30,9 @@ from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.ports import FeatureSource
 
 
-def to_qlib_frame(frame: pl.DataFrame, features: Sequence[str] | None = None, label: str | None = LABEL) -> Any:
+def to_qlib_frame(
+    frame: pl.DataFrame, features: Sequence[str] | None = None, label: str | None = LABEL
+) -> Any:
     """A features frame → Qlib's handler layout (pandas; MultiIndex rows and columns, float32)."""
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
@@ -38,7 +40,9 @@ def to_qlib_frame(frame: pl.DataFrame, features: Sequence[str] | None = None, la
     ordered = frame.sort("datetime", "code")
     index = pd.MultiIndex.from_arrays(
         [
-            pd.DatetimeIndex(ordered.get_column("datetime").cast(pl.Datetime("ns")).to_numpy(), name="datetime"),
+            pd.DatetimeIndex(
+                ordered.get_column("datetime").cast(pl.Datetime("ns")).to_numpy(), name="datetime"
+            ),
             pd.Index(ordered.get_column("code").to_numpy(), name="instrument"),
         ]
     )

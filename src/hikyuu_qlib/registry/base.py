@@ -35,8 +35,9 @@ class RegistryCore:
         self.where = sqlite_path(parsed).as_posix() if backend == "sqlite" else describe(url)
         if backend == "postgresql" and self.options.schema:
             self.where += f" (schema {self.options.schema})"
-        self.policy = RetryPolicy(attempts=self.options.retry_attempts, deadline=self.options.retry_deadline,
-                                  where=self.where)
+        self.policy = RetryPolicy(
+            attempts=self.options.retry_attempts, deadline=self.options.retry_deadline, where=self.where
+        )
         self.upsert_one = q.upsert_one_statement(backend)
         self.upsert_many = q.pg_upsert_many_sql() if backend == "postgresql" else None
         self.get_one = q.get_statement()
@@ -48,8 +49,11 @@ class RegistryCore:
         """SQLite: a started background WAL checkpointer for this database (the caller stops it)."""
         if self.sqlite_path is None:
             return None
-        return WalCheckpointer(self.sqlite_path, uri=sqlite_uri(self.sqlite_path, create=False),
-                               busy_timeout_ms=self.options.busy_timeout_ms).start()
+        return WalCheckpointer(
+            self.sqlite_path,
+            uri=sqlite_uri(self.sqlite_path, create=False),
+            busy_timeout_ms=self.options.busy_timeout_ms,
+        ).start()
 
     def set_cursor_key(self, key: str | None) -> None:
         if not key:
@@ -71,13 +75,21 @@ class RegistryCore:
     def after(self, cursor: str | None, order: ModelOrder, flt: ModelFilter) -> list[Any] | None:
         return None if cursor is None else self.cursors.decode(cursor, order.value, flt.fingerprint())
 
-    def page(self, rows: Sequence[Sequence[Any]], order: ModelOrder, flt: ModelFilter,
-             limit: int, to_model: Callable[[Sequence[Any]], Model]) -> Page[Model]:
+    def page(
+        self,
+        rows: Sequence[Sequence[Any]],
+        order: ModelOrder,
+        flt: ModelFilter,
+        limit: int,
+        to_model: Callable[[Sequence[Any]], Model],
+    ) -> Page[Model]:
         """Rows fetched with ``limit + 1``: the extra row only tells that there is a next page."""
         items = [to_model(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
-            next_cursor = self.cursors.encode(order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1]))
+            next_cursor = self.cursors.encode(
+                order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1])
+            )
         return Page(items, next_cursor)
 
     @staticmethod
@@ -110,8 +122,9 @@ class RegistryCore:
         if not ids:
             raise ModelNotFoundError(f"no model with id or id prefix {prefix!r}")
         if len(ids) > 1:
-            raise AmbiguousIdError(f"id prefix {prefix!r} matches several models ({', '.join(ids)}, …): "
-                                   "give more characters")
+            raise AmbiguousIdError(
+                f"id prefix {prefix!r} matches several models ({', '.join(ids)}, …): give more characters"
+            )
         return ids[0]
 
 

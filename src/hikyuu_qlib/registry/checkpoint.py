@@ -25,8 +25,15 @@ BACKSTOP_PAGES = 20_000
 class WalCheckpointer:
     """A daemon thread checkpointing one SQLite database's WAL; ``stop()`` checkpoints a last time."""
 
-    def __init__(self, path: Path, *, uri: str | None = None, busy_timeout_ms: int = 5000, fastest: float = 0.05,
-                 slowest: float = 2.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        uri: str | None = None,
+        busy_timeout_ms: int = 5000,
+        fastest: float = 0.05,
+        slowest: float = 2.0,
+    ) -> None:
         self.path = path
         self.uri = uri  # the database's escaped file: URI (registry.engine.sqlite_uri), else the path
         self.fastest, self.slowest = fastest, slowest
@@ -36,8 +43,9 @@ class WalCheckpointer:
 
     def start(self) -> WalCheckpointer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, daemon=True,
-                                            name=f"hq-wal-checkpoint:{self.path.name}")
+            self._thread = threading.Thread(
+                target=self._loop, daemon=True, name=f"hq-wal-checkpoint:{self.path.name}"
+            )
             self._thread.start()
         return self
 
@@ -49,8 +57,13 @@ class WalCheckpointer:
 
     def _loop(self) -> None:
         try:
-            conn = sqlite3.connect(self.uri or self.path, timeout=self.busy_timeout_ms / 1000,
-                                   isolation_level=None, check_same_thread=False, uri=self.uri is not None)
+            conn = sqlite3.connect(
+                self.uri or self.path,
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=self.uri is not None,
+            )
         except sqlite3.Error as error:
             log.warning("WAL checkpointer for %s not started: %s", self.path, error)
             return

@@ -36,9 +36,20 @@ def to_values(model: Model) -> tuple[Any, ...]:
     """Bind values of one model in ``UPSERT_COLUMNS`` order (JSON fields as Python objects)."""
     artifacts = model.artifacts
     return (
-        model.id, model.name, model.model_type.value, model.status.value, model.hyperparameters,
-        model.feature_set, model.universe, model.segments.to_json(), model.label, model.metrics, model.tags,
-        model.config_hash, to_micros(model.created_at), to_micros(model.updated_at),
+        model.id,
+        model.name,
+        model.model_type.value,
+        model.status.value,
+        model.hyperparameters,
+        model.feature_set,
+        model.universe,
+        model.segments.to_json(),
+        model.label,
+        model.metrics,
+        model.tags,
+        model.config_hash,
+        to_micros(model.created_at),
+        to_micros(model.updated_at),
         {role: ref.to_json() for role, ref in artifacts.items()} if artifacts else {},
     )
 
@@ -89,16 +100,45 @@ def stored_segments(data: Any) -> Segments:
 def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_segments) -> Model:
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
     record is rebuilt without re-running the checks (reads are the hot path)."""
-    (id_, name, version, model_type, status, hyper, feature_set, universe, segs, label, metrics,
-     tags, chash, created, updated, artifacts) = row
+    (
+        id_,
+        name,
+        version,
+        model_type,
+        status,
+        hyper,
+        feature_set,
+        universe,
+        segs,
+        label,
+        metrics,
+        tags,
+        chash,
+        created,
+        updated,
+        artifacts,
+    ) = row
     created_at = from_micros(created)
-    return _assemble((
-        id_, name, _TYPES.get(model_type) or ModelType.parse(model_type), version,
-        _STATUSES.get(status) or ModelStatus.parse(status), hyper, feature_set, universe,
-        segments(segs) if segs else _NO_SEGMENTS, label, metrics,
-        stored_artifacts(artifacts), tags, chash,
-        created_at, created_at if updated == created else from_micros(updated),
-    ))
+    return _assemble(
+        (
+            id_,
+            name,
+            _TYPES.get(model_type) or ModelType.parse(model_type),
+            version,
+            _STATUSES.get(status) or ModelStatus.parse(status),
+            hyper,
+            feature_set,
+            universe,
+            segments(segs) if segs else _NO_SEGMENTS,
+            label,
+            metrics,
+            stored_artifacts(artifacts),
+            tags,
+            chash,
+            created_at,
+            created_at if updated == created else from_micros(updated),
+        )
+    )
 
 
 _NO_SEGMENTS = Segments()

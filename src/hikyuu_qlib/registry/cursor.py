@@ -50,7 +50,9 @@ class CursorCodec:
         try:
             raw, given = _unb64(body), _unb64(mac)
         except (binascii.Error, ValueError):
-            raise InvalidCursorError(f"invalid cursor {token[:40]!r}: not a cursor this registry made") from None
+            raise InvalidCursorError(
+                f"invalid cursor {token[:40]!r}: not a cursor this registry made"
+            ) from None
         if not sep or not hmac.compare_digest(given, self._mac(raw)):
             raise InvalidCursorError(
                 f"invalid cursor {token[:40]!r}: it was altered or made by another registry"

@@ -94,7 +94,9 @@ def parse_url(url: str) -> tuple[Backend, URL]:
     if literal is not None:
         path = literal["path"]
         if not path or path == ":memory:":
-            raise InvalidInputError(f"invalid registry URL {describe(url)!r}: SQLite needs a file, sqlite:///PATH")
+            raise InvalidInputError(
+                f"invalid registry URL {describe(url)!r}: SQLite needs a file, sqlite:///PATH"
+            )
         return "sqlite", URL.create("sqlite", database=path)
     try:
         parsed = make_url(url)
@@ -104,10 +106,14 @@ def parse_url(url: str) -> tuple[Backend, URL]:
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        raise InvalidInputError(f"invalid registry URL {describe(url)!r}: SQLite needs a file, sqlite:///PATH")
+        raise InvalidInputError(
+            f"invalid registry URL {describe(url)!r}: SQLite needs a file, sqlite:///PATH"
+        )
     if backend in {"postgresql", "postgres"}:
         return "postgresql", parsed.set(drivername="postgresql")
-    raise InvalidInputError(f"unsupported registry URL {describe(url)!r}: expected sqlite:///PATH or postgresql://…")
+    raise InvalidInputError(
+        f"unsupported registry URL {describe(url)!r}: expected sqlite:///PATH or postgresql://…"
+    )
 
 
 def sqlite_path(url: URL) -> Path:
@@ -123,7 +129,9 @@ def sqlite_uri(path: Path, *, create: bool) -> str:
 def missing_sqlite(path: Path) -> RegistryNotFoundError:
     if path.is_dir():
         return RegistryNotFoundError(f"no registry at {path}: it is a directory, not a registry file")
-    return RegistryNotFoundError(f"no registry at {path}: the file does not exist (nothing was saved there yet)")
+    return RegistryNotFoundError(
+        f"no registry at {path}: the file does not exist (nothing was saved there yet)"
+    )
 
 
 def _driver_url(url: str, options: RegistryOptions, *, asynchronous: bool) -> tuple[Backend, URL]:
@@ -135,8 +143,9 @@ def _driver_url(url: str, options: RegistryOptions, *, asynchronous: bool) -> tu
         elif not path.is_file():
             raise missing_sqlite(path)
         driver = "sqlite+aiosqlite" if asynchronous else "sqlite+pysqlite"
-        return backend, URL.create(driver, database=sqlite_uri(path, create=options.create),
-                                   query={"uri": "true"})
+        return backend, URL.create(
+            driver, database=sqlite_uri(path, create=options.create), query={"uri": "true"}
+        )
     return backend, parsed.set(drivername="postgresql+asyncpg" if asynchronous else "postgresql+psycopg")
 
 
@@ -153,8 +162,11 @@ def _engine_kwargs(backend: Backend, options: RegistryOptions, *, asynchronous: 
         kwargs["paramstyle"] = "named"  # the sync facade runs compiled SQL with dict parameters
     if backend == "sqlite":
         # isolation_level=None: the driver does not open transactions itself; the "begin" hook below does.
-        kwargs["connect_args"] = {"timeout": options.busy_timeout_ms / 1000, "check_same_thread": False,
-                                  "isolation_level": None}
+        kwargs["connect_args"] = {
+            "timeout": options.busy_timeout_ms / 1000,
+            "check_same_thread": False,
+            "isolation_level": None,
+        }
         kwargs["pool_pre_ping"] = False  # a local file has no connection to lose
         kwargs["pool_reset_on_return"] = None  # every operation commits or rolls back itself
     elif asynchronous:
@@ -164,8 +176,10 @@ def _engine_kwargs(backend: Backend, options: RegistryOptions, *, asynchronous: 
         kwargs["connect_args"] = {"server_settings": settings, "timeout": options.connect_timeout}
     else:
         # libpq counts whole seconds, at least 2
-        connect: dict[str, Any] = {"application_name": options.application_name,
-                                   "connect_timeout": max(2, math.ceil(options.connect_timeout))}
+        connect: dict[str, Any] = {
+            "application_name": options.application_name,
+            "connect_timeout": max(2, math.ceil(options.connect_timeout)),
+        }
         if options.schema:
             connect["options"] = f"-csearch_path={options.schema}"
         kwargs["connect_args"] = connect

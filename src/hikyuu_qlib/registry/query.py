@@ -62,8 +62,9 @@ def row_keys(order: ModelOrder, row: Sequence[Any]) -> list[Any]:
     return [row[1], row[2]]
 
 
-def find_statement(flt: ModelFilter, order: ModelOrder, after: list[Any] | None, limit: int,
-                   backend: str) -> sa.Select[Any]:
+def find_statement(
+    flt: ModelFilter, order: ModelOrder, after: list[Any] | None, limit: int, backend: str
+) -> sa.Select[Any]:
     first, second, desc = order_keys(order)
     where = conditions(flt, backend)
     if after is not None:
@@ -97,7 +98,12 @@ def delete_many_statement() -> sa.Delete:
 def prefix_statement(prefix: str) -> sa.Select[Any]:
     """Ids starting with ``prefix`` (a range on the primary key, so it seeks); two are enough to decide."""
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    return sa.select(models.c.id).where(models.c.id >= prefix, models.c.id < upper).order_by(models.c.id).limit(2)
+    return (
+        sa.select(models.c.id)
+        .where(models.c.id >= prefix, models.c.id < upper)
+        .order_by(models.c.id)
+        .limit(2)
+    )
 
 
 def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
@@ -121,7 +127,9 @@ def upsert_one_statement(backend: str) -> sa.Insert | sa.TextClause:
     stmt = ins.values(values)
     # and whether the model has tag rows stored (so a new model's save skips clearing them)
     # (as SQL text: SQLAlchemy does not correlate a subquery in RETURNING with the inserted row)
-    has_tags: sa.ColumnClause[bool] = sa.literal_column("EXISTS (SELECT 1 FROM model_tags WHERE model_tags.model_id = models.id)")
+    has_tags: sa.ColumnClause[bool] = sa.literal_column(
+        "EXISTS (SELECT 1 FROM model_tags WHERE model_tags.model_id = models.id)"
+    )
     return stmt.on_conflict_do_update(
         index_elements=[models.c.id], set_={c: stmt.excluded[c] for c in UPDATABLE}
     ).returning(models.c.version, has_tags)

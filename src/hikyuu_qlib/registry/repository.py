@@ -153,10 +153,16 @@ class AsyncModelRepository:
     def _compile(self, dialect: sa.Dialect) -> None:
         backend = self._core.backend
         select_all = sa.select(models)
-        many = (sa.text(f"SELECT {', '.join(COLUMNS)} FROM models WHERE {ids_condition(backend)}")
-                if backend == "sqlite" else select_all.where(models.c.id == sa.func.any(sa.bindparam("ids"))))
-        delete = (sa.text(f"DELETE FROM models WHERE {ids_condition(backend)}") if backend == "sqlite"
-                  else sa.delete(models).where(models.c.id == sa.func.any(sa.bindparam("ids"))))
+        many = (
+            sa.text(f"SELECT {', '.join(COLUMNS)} FROM models WHERE {ids_condition(backend)}")
+            if backend == "sqlite"
+            else select_all.where(models.c.id == sa.func.any(sa.bindparam("ids")))
+        )
+        delete = (
+            sa.text(f"DELETE FROM models WHERE {ids_condition(backend)}")
+            if backend == "sqlite"
+            else sa.delete(models).where(models.c.id == sa.func.any(sa.bindparam("ids")))
+        )
         self._sql = {
             "upsert": Positional.compile(self._core.upsert_one, dialect),
             "get": Positional.compile(self._core.get_one, dialect),
@@ -184,14 +190,21 @@ class AsyncModelRepository:
     async def __aenter__(self) -> Self:
         return await self.open()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     # --- transactions -------------------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[AsyncDriver], Awaitable[T]], *, write: bool, scan: bool = False,
-                   confirm: Callable[[T], Awaitable[T | None]] | None = None) -> T:
+    async def _run(
+        self,
+        work: Callable[[AsyncDriver], Awaitable[T]],
+        *,
+        write: bool,
+        scan: bool = False,
+        confirm: Callable[[T], Awaitable[T | None]] | None = None,
+    ) -> T:
         """One transaction (reads: one autocommit statement) on a pooled connection, retried whole. A
         ``scan`` on SQLite reads outside the memory map (see :data:`~.engine.SCAN_BEGIN`). A write whose
         connection is lost during COMMIT is settled by ``confirm`` (see :mod:`~.retry`)."""
@@ -272,7 +285,9 @@ class AsyncModelRepository:
 
         async def confirm(done: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
             stored = {m.id: m for m in await self.get_many([m.id for c in chunks for m in c.models])}
-            return done if all(self._core.saved(stored.get(m.id), m) for c in chunks for m in c.models) else None
+            return (
+                done if all(self._core.saved(stored.get(m.id), m) for c in chunks for m in c.models) else None
+            )
 
         versions = await self._run(work, write=True, confirm=confirm)
         return self._core.with_versions([m for c in chunks for m in c.models], versions)
@@ -291,7 +306,7 @@ class AsyncModelRepository:
         async def work(d: AsyncDriver) -> int:
             total = 0
             for i in range(0, len(wanted), q.CHUNK):
-                total += await d.execute(stmt, {"ids": ids_param(backend, wanted[i:i + q.CHUNK])})
+                total += await d.execute(stmt, {"ids": ids_param(backend, wanted[i : i + q.CHUNK])})
             return total
 
         async def confirm(total: int) -> int | None:
@@ -304,18 +319,26 @@ class AsyncModelRepository:
         for _ in range(self._core.policy.attempts):
             current = await self.get(model_id)
             changed = current.transition(target)
-            update = (sa.update(models)
-                      .where(models.c.id == changed.id, models.c.status == current.status.value)
-                      .values(status=changed.status.value, updated_at=to_micros(changed.updated_at)))
+            update = (
+                sa.update(models)
+                .where(models.c.id == changed.id, models.c.status == current.status.value)
+                .values(status=changed.status.value, updated_at=to_micros(changed.updated_at))
+            )
             stmt = Positional.compile(update, self.engine.dialect)
 
             async def confirm(count: int, want: Model = changed) -> int | None:
                 stored = await self.find_by_id(want.id)
-                done = stored is not None and (stored.status, stored.updated_at) == (want.status, want.updated_at)
+                done = stored is not None and (stored.status, stored.updated_at) == (
+                    want.status,
+                    want.updated_at,
+                )
                 return count if done else None
 
-            changed_rows = await self._run(lambda d, s=stmt: d.execute(s), write=True,  # type: ignore[misc]
-                                           confirm=confirm)
+            changed_rows = await self._run(
+                lambda d, s=stmt: d.execute(s),
+                write=True,  # type: ignore[misc]
+                confirm=confirm,
+            )
             if changed_rows == 1:
                 return changed
         raise IllegalTransitionError(f"model {model_id} kept changing status; try again")
@@ -333,7 +356,7 @@ class AsyncModelRepository:
             async def work(d: AsyncDriver) -> list[Any]:
                 out: list[Any] = []
                 for i in range(0, len(ids), q.CHUNK):
-                    out.extend(await d.fetch(stmt, {"ids": ids_param(backend, ids[i:i + q.CHUNK])}))
+                    out.extend(await d.fetch(stmt, {"ids": ids_param(backend, ids[i : i + q.CHUNK])}))
                 return out
 
             rows = await self._run(work, write=False)
@@ -377,22 +400,36 @@ class AsyncModelRepository:
         compiled = Positional.compile(stmt, self.engine.dialect)
         return list(await self._run(lambda d: d.fetch(compiled), write=False, scan=scan))
 
-    async def find(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
-                   limit: int = 100, cursor: str | None = None) -> Page[Model]:
+    async def find(
+        self,
+        flt: ModelFilter | None = None,
+        *,
+        order: ModelOrder | str = ModelOrder.CREATED,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Model]:
         """One keyset page of matching models and the cursor of the next page."""
         return await self._find(flt, order, limit, cursor, scan=False)
 
-    async def _find(self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None,
-                    *, scan: bool) -> Page[Model]:
+    async def _find(
+        self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None, *, scan: bool
+    ) -> Page[Model]:
         flt = flt or ModelFilter()
         order = ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
         after = self._core.after(cursor, order, flt)
-        rows = await self._select(q.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan)
+        rows = await self._select(
+            q.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan
+        )
         return self._core.page(rows, order, flt, limit, self._rows.model)
 
-    async def iterate(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
-                      batch: int = 1000) -> AsyncIterator[Model]:
+    async def iterate(
+        self,
+        flt: ModelFilter | None = None,
+        *,
+        order: ModelOrder | str = ModelOrder.CREATED,
+        batch: int = 1000,
+    ) -> AsyncIterator[Model]:
         """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat: the pages are
         read outside SQLite's memory map)."""
         cursor: str | None = None

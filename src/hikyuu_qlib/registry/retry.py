@@ -46,20 +46,35 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "55P03", "53300"})
-_TRANSIENT_TEXT = ("database is locked", "database is busy", "database table is locked",
-                   "connection was closed", "connection is closed", "connection reset",
-                   "terminating connection", "server closed the connection", "connection not open",
-                   "connection does not exist", "the connection is lost")
+_TRANSIENT_TEXT = (
+    "database is locked",
+    "database is busy",
+    "database table is locked",
+    "connection was closed",
+    "connection is closed",
+    "connection reset",
+    "terminating connection",
+    "server closed the connection",
+    "connection not open",
+    "connection does not exist",
+    "the connection is lost",
+)
 _VERSION_RACE = "uq_models_name_version"
 _ACCESS_SQLSTATES = frozenset({"28000", "28P01", "42501"})
 _NO_DATABASE_SQLSTATES = frozenset({"3D000"})
 # libpq reports connection-time failures without an SQLSTATE: recognise them by their text
-_ACCESS_TEXT = re.compile(r"password authentication failed|authentication failed|no pg_hba\.conf entry"
-                          r"|role \"[^\"]*\" does not exist|permission denied for database"
-                          r"|password is required|no password supplied", re.IGNORECASE)
+_ACCESS_TEXT = re.compile(
+    r"password authentication failed|authentication failed|no pg_hba\.conf entry"
+    r"|role \"[^\"]*\" does not exist|permission denied for database"
+    r"|password is required|no password supplied",
+    re.IGNORECASE,
+)
 _NO_DATABASE_TEXT = re.compile(r"database \"[^\"]*\" does not exist", re.IGNORECASE)
-_UNKNOWN_HOST_TEXT = re.compile(r"could not translate host name|failed to resolve host"
-                                r"|name or service not known|nodename nor servname", re.IGNORECASE)
+_UNKNOWN_HOST_TEXT = re.compile(
+    r"could not translate host name|failed to resolve host"
+    r"|name or service not known|nodename nor servname",
+    re.IGNORECASE,
+)
 
 Fatal = Literal["access", "no_database", "unknown_host"]
 
@@ -98,8 +113,10 @@ def _state(error: BaseException) -> str | None:
 
 
 def _from_driver(error: BaseException) -> bool:
-    return any(type(e).__module__.startswith(("sqlite3", "psycopg", "asyncpg", "sqlalchemy.dialects"))
-               for e in _chain(error))
+    return any(
+        type(e).__module__.startswith(("sqlite3", "psycopg", "asyncpg", "sqlalchemy.dialects"))
+        for e in _chain(error)
+    )
 
 
 def fatal_kind(error: BaseException) -> Fatal | None:
@@ -138,8 +155,14 @@ def is_connection_lost(error: BaseException) -> bool:
             return False
         state = _sqlstate(error) or ""
         name = type(error).__name__
-        client_side = {"OperationalError", "InterfaceError", "InternalClientError", "ProtocolError",
-                       "ConnectionDoesNotExistError", "ConnectionFailureError"}
+        client_side = {
+            "OperationalError",
+            "InterfaceError",
+            "InternalClientError",
+            "ProtocolError",
+            "ConnectionDoesNotExistError",
+            "ConnectionFailureError",
+        }
         return state.startswith(("08", "57P")) or (name in client_side and not state)
     return isinstance(error, ConnectionError)
 
@@ -162,8 +185,9 @@ def is_transient(error: BaseException) -> bool:
         return False
     if is_connection_lost(error):
         return True
-    if isinstance(error, sa_exc.DBAPIError) or type(error).__module__.startswith(("sqlite3", "psycopg",
-                                                                                 "asyncpg")):
+    if isinstance(error, sa_exc.DBAPIError) or type(error).__module__.startswith(
+        ("sqlite3", "psycopg", "asyncpg")
+    ):
         orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
         state = _sqlstate(orig) or _sqlstate(getattr(orig, "__cause__", None))
         if state in _TRANSIENT_SQLSTATES or (state or "").startswith("08"):
@@ -189,13 +213,16 @@ def fatal_error(error: BaseException, where: str) -> HQError | None:
     """The clear error for a refusal that no retry can change, or ``None``."""
     kind = fatal_kind(error)
     if kind == "access":
-        return RegistryAccessError(f"the registry database {where} refused the connection: {reason(error)} "
-                                   "(check the user, password and permissions in the URL)")
+        return RegistryAccessError(
+            f"the registry database {where} refused the connection: {reason(error)} "
+            "(check the user, password and permissions in the URL)"
+        )
     if kind == "no_database":
         return RegistryNotFoundError(f"no registry database at {where}: {reason(error)}")
     if kind == "unknown_host":
-        return RegistryUnavailableError(f"cannot reach the registry database {where}: unknown host "
-                                        f"({reason(error)})")
+        return RegistryUnavailableError(
+            f"cannot reach the registry database {where}: unknown host ({reason(error)})"
+        )
     return None
 
 
@@ -250,8 +277,11 @@ class _Faults:
         return min(self.policy.delay(self.tries - 1), remaining)
 
 
-async def retry_async(operation: Callable[[], Awaitable[T]], policy: RetryPolicy,
-                      confirm: Callable[[T], Awaitable[T | None]] | None = None) -> T:
+async def retry_async(
+    operation: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    confirm: Callable[[T], Awaitable[T | None]] | None = None,
+) -> T:
     """Run ``operation`` (a whole transaction) until it succeeds, a non-transient error, or the bound.
     ``confirm(result)`` settles a :class:`CommitInDoubt`: the result if the commit happened, else ``None``."""
     faults = _Faults(policy)
@@ -270,8 +300,9 @@ async def retry_async(operation: Callable[[], Awaitable[T]], policy: RetryPolicy
         await asyncio.sleep(faults.next_sleep(error))
 
 
-def retry_sync(operation: Callable[[], T], policy: RetryPolicy,
-               confirm: Callable[[T], T | None] | None = None) -> T:
+def retry_sync(
+    operation: Callable[[], T], policy: RetryPolicy, confirm: Callable[[T], T | None] | None = None
+) -> T:
     """The blocking twin of :func:`retry_async`."""
     faults = _Faults(policy)
     while True:

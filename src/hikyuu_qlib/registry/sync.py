@@ -94,8 +94,9 @@ class ModelRegistry:
             compiled["upsert_many"] = compile_statement(self._core.upsert_many, dialect)
         self._sql = {name: c.sql for name, c in compiled.items()}
         # constants bound in the statements (e.g. coalesce(max(version), 0) + 1)
-        self._defaults = {name: {k: v for k, v in c.params.items() if v is not None}
-                          for name, c in compiled.items()}
+        self._defaults = {
+            name: {k: v for k, v in c.params.items() if v is not None} for name, c in compiled.items()
+        }
         self._sql["get_many"] = f"{select_all} WHERE {ids_condition(backend)}"
         self._sql["delete_many"] = f"DELETE FROM models WHERE {ids_condition(backend)}"
 
@@ -110,14 +111,21 @@ class ModelRegistry:
     def __enter__(self) -> Self:
         return self.open()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # --- transactions -------------------------------------------------------------------------------
 
-    def _run(self, work: Callable[[Cursor], T], *, write: bool, scan: bool = False,
-             confirm: Callable[[T], T | None] | None = None) -> T:
+    def _run(
+        self,
+        work: Callable[[Cursor], T],
+        *,
+        write: bool,
+        scan: bool = False,
+        confirm: Callable[[T], T | None] | None = None,
+    ) -> T:
         """One transaction on a pooled connection, retried as a whole on transient faults.
 
         Reads run in autocommit (each is one statement with its own snapshot); SQLite writes take the
@@ -213,7 +221,9 @@ class ModelRegistry:
 
         def confirm(done: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
             stored = {m.id: m for m in self.get_many([m.id for c in chunks for m in c.models])}
-            return done if all(self._core.saved(stored.get(m.id), m) for c in chunks for m in c.models) else None
+            return (
+                done if all(self._core.saved(stored.get(m.id), m) for c in chunks for m in c.models) else None
+            )
 
         done = self._run(work, write=True, confirm=confirm)
         return self._core.with_versions([m for c in chunks for m in c.models], done)
@@ -232,7 +242,7 @@ class ModelRegistry:
         def work(cur: Cursor) -> int:
             total = 0
             for i in range(0, len(wanted), q.CHUNK):
-                cur.execute(sql, {"ids": ids_param(backend, wanted[i:i + q.CHUNK])})
+                cur.execute(sql, {"ids": ids_param(backend, wanted[i : i + q.CHUNK])})
                 total += cur.rowcount
             return total
 
@@ -246,8 +256,11 @@ class ModelRegistry:
         for _ in range(self._core.policy.attempts):
             current = self.get(model_id)
             changed = current.transition(target)
-            stmt = (sa.update(models).where(models.c.id == changed.id, models.c.status == current.status.value)
-                    .values(status=changed.status.value, updated_at=to_micros(changed.updated_at)))
+            stmt = (
+                sa.update(models)
+                .where(models.c.id == changed.id, models.c.status == current.status.value)
+                .values(status=changed.status.value, updated_at=to_micros(changed.updated_at))
+            )
             compiled = compile_statement(stmt, self.engine.dialect)
 
             def work(cur: Cursor, c: Any = compiled) -> int:
@@ -256,7 +269,10 @@ class ModelRegistry:
 
             def confirm(count: int, want: Model = changed) -> int | None:
                 stored = self.find_by_id(want.id)
-                done = stored is not None and (stored.status, stored.updated_at) == (want.status, want.updated_at)
+                done = stored is not None and (stored.status, stored.updated_at) == (
+                    want.status,
+                    want.updated_at,
+                )
                 return count if done else None
 
             if self._run(work, write=True, confirm=confirm) == 1:
@@ -294,7 +310,7 @@ class ModelRegistry:
         def work(cur: Cursor) -> list[Any]:
             rows: list[Any] = []
             for i in range(0, len(unique), q.CHUNK):
-                cur.execute(sql, {"ids": ids_param(backend, unique[i:i + q.CHUNK])})
+                cur.execute(sql, {"ids": ids_param(backend, unique[i : i + q.CHUNK])})
                 rows.extend(cur.fetchall())
             return rows
 
@@ -310,21 +326,35 @@ class ModelRegistry:
 
         return self._run(work, write=False, scan=scan)
 
-    def find(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
-             limit: int = 100, cursor: str | None = None) -> Page[Model]:
+    def find(
+        self,
+        flt: ModelFilter | None = None,
+        *,
+        order: ModelOrder | str = ModelOrder.CREATED,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Model]:
         """One keyset page of matching models and the cursor of the next page."""
         return self._find(flt, order, limit, cursor, scan=False)
 
-    def _find(self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None, *,
-              scan: bool) -> Page[Model]:
+    def _find(
+        self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None, *, scan: bool
+    ) -> Page[Model]:
         flt = flt or ModelFilter()
         order = ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
-        stmt = q.find_statement(flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend)
+        stmt = q.find_statement(
+            flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend
+        )
         return self._core.page(self._select(stmt, scan=scan), order, flt, limit, self._rows.model)
 
-    def iterate(self, flt: ModelFilter | None = None, *, order: ModelOrder | str = ModelOrder.CREATED,
-                batch: int = 1000) -> Iterator[Model]:
+    def iterate(
+        self,
+        flt: ModelFilter | None = None,
+        *,
+        order: ModelOrder | str = ModelOrder.CREATED,
+        batch: int = 1000,
+    ) -> Iterator[Model]:
         """Every matching model, fetched ``batch`` at a time by keyset (memory stays flat: the pages are
         read outside SQLite's memory map)."""
         cursor: str | None = None

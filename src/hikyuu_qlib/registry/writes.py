@@ -22,7 +22,9 @@ from hikyuu_qlib.registry.query import CHUNK
 from hikyuu_qlib.registry.tables import UPDATABLE
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
-_JSON_AT = tuple(UPSERT_COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "artifacts", "tags"))
+_JSON_AT = tuple(
+    UPSERT_COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "artifacts", "tags")
+)
 Step = tuple[str, tuple[Any, ...]]  # one statement and its parameters
 
 
@@ -40,12 +42,16 @@ SQLITE_CHUNK = min(CHUNK, _max_variables() // (len(UPSERT_COLUMNS) + 1))
 
 # --- SQLite: the tag index of a model is rewritten with its row ------------------------------------
 _TAGS_CLEAR_ONE = "DELETE FROM model_tags WHERE model_id = ?"
-_TAGS_FILL_ONE = "INSERT INTO model_tags (model_id, key, value) SELECT ?, j.key, j.value FROM json_each(?) AS j"
+_TAGS_FILL_ONE = (
+    "INSERT INTO model_tags (model_id, key, value) SELECT ?, j.key, j.value FROM json_each(?) AS j"
+)
 _TAGS_CLEAR_MANY = "DELETE FROM model_tags WHERE model_id IN (SELECT value FROM json_each(?))"
 # from the rows the batch upsert has just written
-_TAGS_FILL_MANY = ("INSERT INTO model_tags (model_id, key, value) SELECT m.id, j.key, j.value "
-                   "FROM models AS m, json_each(m.tags) AS j "
-                   "WHERE m.id IN (SELECT value FROM json_each(?)) AND m.tags <> '{}'")
+_TAGS_FILL_MANY = (
+    "INSERT INTO model_tags (model_id, key, value) SELECT m.id, j.key, j.value "
+    "FROM models AS m, json_each(m.tags) AS j "
+    "WHERE m.id IN (SELECT value FROM json_each(?)) AND m.tags <> '{}'"
+)
 
 
 def sqlite_tag_steps(model: Model, tags_json: str, stored_tags: bool) -> list[Step]:
@@ -73,14 +79,18 @@ def sqlite_upsert_values(rows: int) -> str:
     before the rows are written (the window function materialises it)."""
     one = "(" + ", ".join(["?"] * (len(UPSERT_COLUMNS) + 1)) + ")"
     cols = ", ".join(UPSERT_COLUMNS)
-    version = ("(SELECT coalesce(max(m.version), 0) FROM models AS m WHERE m.name = v.name)"
-               " + row_number() OVER (PARTITION BY v.name,"
-               " EXISTS (SELECT 1 FROM models AS k WHERE k.id = v.id) ORDER BY v.ord)")
+    version = (
+        "(SELECT coalesce(max(m.version), 0) FROM models AS m WHERE m.name = v.name)"
+        " + row_number() OVER (PARTITION BY v.name,"
+        " EXISTS (SELECT 1 FROM models AS k WHERE k.id = v.id) ORDER BY v.ord)"
+    )
     updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATABLE)
-    return (f"WITH v(ord, {cols}) AS (VALUES {', '.join([one] * rows)}) "
-            f"INSERT INTO models ({cols}, version) "
-            f"SELECT {', '.join('v.' + c for c in UPSERT_COLUMNS)}, {version} FROM v WHERE true "
-            f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING id, version")
+    return (
+        f"WITH v(ord, {cols}) AS (VALUES {', '.join([one] * rows)}) "
+        f"INSERT INTO models ({cols}, version) "
+        f"SELECT {', '.join('v.' + c for c in UPSERT_COLUMNS)}, {version} FROM v WHERE true "
+        f"ON CONFLICT (id) DO UPDATE SET {updates} RETURNING id, version"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +108,8 @@ def chunks(models: Sequence[Model], backend: str) -> list[Chunk]:
     """Batches of models, the last save of an id winning, each ready to send as one statement."""
     unique = list({m.id: m for m in models}.values())
     if backend == "postgresql":
-        return [_pg_chunk(unique[i:i + CHUNK]) for i in range(0, len(unique), CHUNK)]
-    return [_sqlite_chunk(unique[i:i + SQLITE_CHUNK]) for i in range(0, len(unique), SQLITE_CHUNK)]
+        return [_pg_chunk(unique[i : i + CHUNK]) for i in range(0, len(unique), CHUNK)]
+    return [_sqlite_chunk(unique[i : i + SQLITE_CHUNK]) for i in range(0, len(unique), SQLITE_CHUNK)]
 
 
 def _pg_chunk(part: list[Model]) -> Chunk:
@@ -113,4 +123,6 @@ def _sqlite_chunk(part: list[Model]) -> Chunk:
         params.append(i)
         params.extend(sqlite_values(m))
     ids = (json_text([m.id for m in part]),)
-    return Chunk(part, sqlite_upsert_values(len(part)), params, [(_TAGS_CLEAR_MANY, ids), (_TAGS_FILL_MANY, ids)])
+    return Chunk(
+        part, sqlite_upsert_values(len(part)), params, [(_TAGS_CLEAR_MANY, ids), (_TAGS_FILL_MANY, ids)]
+    )

@@ -60,8 +60,9 @@ def _segments(value: Any) -> Segments:
 WorkflowSegments = Annotated[
     Segments,
     PlainValidator(_segments, json_schema_input_type=dict[str, str]),
-    PlainSerializer(lambda segments: {name: str(span) for name, span in segments.items()},
-                    return_type=dict[str, str]),
+    PlainSerializer(
+        lambda segments: {name: str(span) for name, span in segments.items()}, return_type=dict[str, str]
+    ),
 ]
 
 

@@ -61,7 +61,9 @@ def information_coefficient(
     return out.select([pl.col(k).cast(v) for k, v in IC_SCHEMA.items()])
 
 
-def forward_returns(source: FeatureSource, codes: Sequence[str | StockCode], dates: DateRange) -> pl.DataFrame:
+def forward_returns(
+    source: FeatureSource, codes: Sequence[str | StockCode], dates: DateRange
+) -> pl.DataFrame:
     """The model's label per code on ``dates`` (``datetime, code, label``), from ``$close`` as the models
     read it from the same feature source (read ``LOOKAHEAD`` trading days past ``dates.end``)."""
     names = sorted({str(StockCode.parse(c)) for c in codes})

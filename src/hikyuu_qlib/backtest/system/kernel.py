@@ -46,7 +46,13 @@ def order_cost(
 
 @njit(cache=True, nogil=True)
 def _buy_shares(
-    price: float, cash: float, lot: float, sh: bool, mm_kind: int, mm_value: float, stop_pct: float,
+    price: float,
+    cash: float,
+    lot: float,
+    sh: bool,
+    mm_kind: int,
+    mm_value: float,
+    stop_pct: float,
     costs: F64,
 ) -> float:  # pragma: no cover - compiled
     if mm_kind == MM_COUNT:
@@ -64,9 +70,25 @@ def _buy_shares(
 
 @njit(cache=True, nogil=True)
 def _fill(
-    t: int, prices: F64, high: F64, low: F64, st: F64, ints: I64, acct: F64, t_int: I64, t_flt: F64,
-    d_cost: F64, d_traded: F64, lot: F64, is_sh: B1, mm_kind: int, mm_value: float, stop_pct: float,
-    profit_pct: float, slip: float, costs: F64,
+    t: int,
+    prices: F64,
+    high: F64,
+    low: F64,
+    st: F64,
+    ints: I64,
+    acct: F64,
+    t_int: I64,
+    t_flt: F64,
+    d_cost: F64,
+    d_traded: F64,
+    lot: F64,
+    is_sh: B1,
+    mm_kind: int,
+    mm_value: float,
+    stop_pct: float,
+    profit_pct: float,
+    slip: float,
+    costs: F64,
 ) -> None:  # pragma: no cover - compiled
     """Fill the pending orders of date ``t`` at ``prices[t]``: every sell, then every buy.
 
@@ -112,9 +134,24 @@ def _fill(
 
 @njit(cache=True, nogil=True)
 def run_grid(
-    open_: F64, high: F64, low: F64, close: F64, buy: B1, sell: B1, gift: F64, bonus: F64,
-    lot: F64, is_sh: B1, mm_kind: int, mm_value: float, stop_pct: float, profit_pct: float,
-    slip: float, costs: F64, init_cash: float, at_close: bool,
+    open_: F64,
+    high: F64,
+    low: F64,
+    close: F64,
+    buy: B1,
+    sell: B1,
+    gift: F64,
+    bonus: F64,
+    lot: F64,
+    is_sh: B1,
+    mm_kind: int,
+    mm_value: float,
+    stop_pct: float,
+    profit_pct: float,
+    slip: float,
+    costs: F64,
+    init_cash: float,
+    at_close: bool,
 ) -> tuple[F64, F64, F64, F64, F64, I64, F64, F64, I64]:  # pragma: no cover - compiled
     """Run the system over the grid (NaN prices where a code has no bar).
 
@@ -146,8 +183,27 @@ def run_grid(
                 st[c, 3] = (st[c, 3] - b) / (1.0 + g)
                 st[c, 4] = (st[c, 4] - b) / (1.0 + g)
         if not at_close:
-            _fill(t, open_, high, low, st, ints, acct, t_int, t_flt, d_cost, d_traded, lot, is_sh,
-                  mm_kind, mm_value, stop_pct, profit_pct, slip, costs)
+            _fill(
+                t,
+                open_,
+                high,
+                low,
+                st,
+                ints,
+                acct,
+                t_int,
+                t_flt,
+                d_cost,
+                d_traded,
+                lot,
+                is_sh,
+                mm_kind,
+                mm_value,
+                stop_pct,
+                profit_pct,
+                slip,
+                costs,
+            )
         for c in range(n_c):
             px = close[t, c]
             if np.isnan(px):
@@ -167,8 +223,27 @@ def run_grid(
             elif ints[c, 0] == _NONE and buy[t, c] and not sell[t, c]:
                 ints[c, 0] = _BUY
         if at_close:
-            _fill(t, close, high, low, st, ints, acct, t_int, t_flt, d_cost, d_traded, lot, is_sh,
-                  mm_kind, mm_value, stop_pct, profit_pct, slip, costs)
+            _fill(
+                t,
+                close,
+                high,
+                low,
+                st,
+                ints,
+                acct,
+                t_int,
+                t_flt,
+                d_cost,
+                d_traded,
+                lot,
+                is_sh,
+                mm_kind,
+                mm_value,
+                stop_pct,
+                profit_pct,
+                slip,
+                costs,
+            )
         value = 0.0
         for c in range(n_c):
             if st[c, 0] > 0:

@@ -200,8 +200,9 @@ def _grouped_kernel(  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _affine_row(ai: float, bi: float, ins: tuple[F64, ...], outs: tuple[F64, ...],
-                i: int) -> None:  # pragma: no cover - compiled
+def _affine_row(
+    ai: float, bi: float, ins: tuple[F64, ...], outs: tuple[F64, ...], i: int
+) -> None:  # pragma: no cover - compiled
     # the arithmetic of apply_affine for row i (read before written, so outs may be ins)
     c = ins[3][i]
     scaled = c * ai
@@ -229,20 +230,55 @@ def grouped_coefficients(
     a = np.ones(bar_ms.shape[0], dtype=np.float64)
     b = np.zeros(bar_ms.shape[0], dtype=np.float64)
     if adjust is not Adjust.NONE and len(events):
-        _grouped_kernel(bar_ms, row_lo, row_hi, ev_lo, ev_hi, events.date_ms, events.den, events.cash,
-                        adjust is Adjust.FORWARD, a, b, _NO_COLUMNS, _NO_COLUMNS, False)
+        _grouped_kernel(
+            bar_ms,
+            row_lo,
+            row_hi,
+            ev_lo,
+            ev_hi,
+            events.date_ms,
+            events.den,
+            events.cash,
+            adjust is Adjust.FORWARD,
+            a,
+            b,
+            _NO_COLUMNS,
+            _NO_COLUMNS,
+            False,
+        )
     return a, b
 
 
 def grouped_adjust(
-    bar_ms: I64, row_lo: I64, row_hi: I64, events: WeightEvents, ev_lo: I64, ev_hi: I64, adjust: Adjust,
-    columns: Sequence[F64], out: Sequence[F64],
+    bar_ms: I64,
+    row_lo: I64,
+    row_hi: I64,
+    events: WeightEvents,
+    ev_lo: I64,
+    ev_hi: I64,
+    adjust: Adjust,
+    columns: Sequence[F64],
+    out: Sequence[F64],
 ) -> None:
     """:func:`grouped_coefficients` applied as :func:`apply_affine` applies them (same arithmetic) in the
     same pass, with no per-row coefficient arrays. ``columns`` are open, high, low, close, volume and
     amount; ``out`` receives the result and may be ``columns``."""
-    _grouped_kernel(bar_ms, row_lo, row_hi, ev_lo, ev_hi, events.date_ms, events.den, events.cash,
-                    adjust is Adjust.FORWARD, _NO_ROWS, _NO_ROWS, tuple(columns), tuple(out), True)
+    _grouped_kernel(
+        bar_ms,
+        row_lo,
+        row_hi,
+        ev_lo,
+        ev_hi,
+        events.date_ms,
+        events.den,
+        events.cash,
+        adjust is Adjust.FORWARD,
+        _NO_ROWS,
+        _NO_ROWS,
+        tuple(columns),
+        tuple(out),
+        True,
+    )
 
 
 def load_kernels() -> None:

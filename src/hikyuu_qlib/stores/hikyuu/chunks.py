@@ -140,7 +140,9 @@ def _add_chunks(plan: FilePlan, i: int, dsid: Any, rows: int, lix: int, layout: 
     found: list[tuple[int, int, int, int]] = []
 
     def visit(info: Any) -> None:
-        found.append((int(info.chunk_offset[0]), int(info.byte_offset), int(info.size), int(info.filter_mask)))
+        found.append(
+            (int(info.chunk_offset[0]), int(info.byte_offset), int(info.size), int(info.filter_mask))
+        )
 
     if hasattr(dsid, "chunk_iter"):
         dsid.chunk_iter(visit)
@@ -170,15 +172,27 @@ def layout_of(dsid: Any) -> Layout | None:
     fields = dtype.fields or {}
     if any(name not in fields or fields[name][0] != kind for name, kind in FIELDS):
         return None
-    pipeline = tuple((dcpl.get_filter(k)[0], tuple(dcpl.get_filter(k)[2])) for k in range(dcpl.get_nfilters()))
-    return _layout(int(dcpl.get_chunk()[0]), int(dtype.itemsize),
-                   tuple(int(fields[name][1]) for name, _ in FIELDS), pipeline)
+    pipeline = tuple(
+        (dcpl.get_filter(k)[0], tuple(dcpl.get_filter(k)[2])) for k in range(dcpl.get_nfilters())
+    )
+    return _layout(
+        int(dcpl.get_chunk()[0]),
+        int(dtype.itemsize),
+        tuple(int(fields[name][1]) for name, _ in FIELDS),
+        pipeline,
+    )
 
 
-def _layout(chunk_rows: int, itemsize: int, offsets: tuple[int, ...],
-            pipeline: tuple[tuple[int, tuple[int, ...]], ...]) -> Layout | None:
+def _layout(
+    chunk_rows: int,
+    itemsize: int,
+    offsets: tuple[int, ...],
+    pipeline: tuple[tuple[int, tuple[int, ...]], ...],
+) -> Layout | None:
     codes = [code for code, _ in pipeline]
-    if any(c not in (h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE) for c in codes) or len(set(codes)) != len(codes):
+    if any(c not in (h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE) for c in codes) or len(
+        set(codes)
+    ) != len(codes):
         return None
     shuffle_at = codes.index(h5py.h5z.FILTER_SHUFFLE) if h5py.h5z.FILTER_SHUFFLE in codes else -1
     deflate_at = codes.index(h5py.h5z.FILTER_DEFLATE) if h5py.h5z.FILTER_DEFLATE in codes else -1
@@ -197,15 +211,23 @@ class Output:
     values: F64  # (6, n): open, high, low, close, volume, amount
 
 
-def decode(plans: Sequence[FilePlan], row_lo: Sequence[int], scales: Sequence[Sequence[float]], out: Output,
-           threads: int, while_waiting: Callable[[], None] | None = None) -> list[dict[int, str]]:
+def decode(
+    plans: Sequence[FilePlan],
+    row_lo: Sequence[int],
+    scales: Sequence[Sequence[float]],
+    out: Output,
+    threads: int,
+    while_waiting: Callable[[], None] | None = None,
+) -> list[dict[int, str]]:
     """Decode every planned chunk into ``out``; per plan, the tables that failed (index -> message).
 
     ``row_lo[p]`` is where plan ``p``'s first table starts in the output, ``scales[p][i]`` the volume
     scale of its table ``i``. Work is split into contiguous runs of about equal stored bytes, one per
     thread; ``while_waiting`` runs on the calling thread meanwhile."""
     _warm_kernel()
-    jobs = [_Job.of(p, plan, lo, sc) for p, (plan, lo, sc) in enumerate(zip(plans, row_lo, scales, strict=True))]
+    jobs = [
+        _Job.of(p, plan, lo, sc) for p, (plan, lo, sc) in enumerate(zip(plans, row_lo, scales, strict=True))
+    ]
     runs = _balanced_runs(jobs, threads)
     failures: list[dict[int, str]] = [{} for _ in plans]
 
@@ -253,8 +275,14 @@ class _Job:
         lix = np.asarray(plan.layout, dtype=np.int64)
         take = np.minimum(chunk_rows[lix], rows[table] - start) if table.size else table
         offsets = np.array([lay.offsets for lay in plan.layouts], dtype=np.int64).reshape(-1, len(FIELDS))
-        return cls(plan, index, first[table] + start if table.size else table, take,
-                   np.asarray(scales, dtype=np.float64)[table] if table.size else np.empty(0), offsets)
+        return cls(
+            plan,
+            index,
+            first[table] + start if table.size else table,
+            take,
+            np.asarray(scales, dtype=np.float64)[table] if table.size else np.empty(0),
+            offsets,
+        )
 
     def run(self, lo: int, hi: int, out: Output) -> list[tuple[int, int, str]]:
         plan = self.plan
@@ -262,15 +290,22 @@ class _Job:
         try:
             fd = open_to_read(plan.path)
         except OSError as exc:
-            return [(self.index, t, f"{plan.path}: cannot open ({exc})") for t in sorted(set(plan.table[lo:hi]))]
+            return [
+                (self.index, t, f"{plan.path}: cannot open ({exc})") for t in sorted(set(plan.table[lo:hi]))
+            ]
         try:
             for k in range(lo, hi):
                 try:
                     self._chunk(fd, k, out)
                 except _CHUNK_ERRORS as exc:
                     t = plan.table[k]
-                    failed.append((self.index, t, f"{plan.path}:/data/{plan.names[t]}: chunk at byte "
-                                                  f"{plan.offset[k]}: {exc}"))
+                    failed.append(
+                        (
+                            self.index,
+                            t,
+                            f"{plan.path}:/data/{plan.names[t]}: chunk at byte {plan.offset[k]}: {exc}",
+                        )
+                    )
         finally:
             os.close(fd)
         return failed
@@ -289,9 +324,20 @@ class _Job:
         if len(data) != expected:
             raise ValueError(f"chunk holds {len(data)} bytes, expected {expected}")
         shuffled = layout.shuffle_at >= 0 and not mask >> layout.shuffle_at & 1
-        n_bad, first_bad = _unpack(np.frombuffer(data, dtype=np.uint8), layout.chunk_rows, layout.itemsize,
-                                   shuffled, self.offsets[plan.layout[k]], int(self.take[k]), self.scale[k],
-                                   int(self.dest[k]), out.datetime, out.values, self.dates, DATE_LUT_BASE)
+        n_bad, first_bad = _unpack(
+            np.frombuffer(data, dtype=np.uint8),
+            layout.chunk_rows,
+            layout.itemsize,
+            shuffled,
+            self.offsets[plan.layout[k]],
+            int(self.take[k]),
+            self.scale[k],
+            int(self.dest[k]),
+            out.datetime,
+            out.values,
+            self.dates,
+            DATE_LUT_BASE,
+        )
         if n_bad:
             raise ValueError(f"invalid datetime {first_bad % 2**64} ({n_bad} bad value(s) in the chunk)")
 
@@ -303,8 +349,11 @@ def _balanced_runs(jobs: list[_Job], parts: int) -> list[list[tuple[int, int, in
         return []
     bounds = np.concatenate(([0], np.cumsum([len(j.plan.size) for j in jobs])))
     cum = np.cumsum(sizes)
-    cuts = np.unique(np.concatenate(([0], np.searchsorted(cum, np.linspace(0, cum[-1], max(parts, 1) + 1)[1:-1]),
-                                     [sizes.size])))
+    cuts = np.unique(
+        np.concatenate(
+            ([0], np.searchsorted(cum, np.linspace(0, cum[-1], max(parts, 1) + 1)[1:-1]), [sizes.size])
+        )
+    )
     runs: list[list[tuple[int, int, int]]] = []
     for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
         part = []
@@ -319,13 +368,37 @@ def _balanced_runs(jobs: list[_Job], parts: int) -> list[list[tuple[int, int, in
 
 def _warm_kernel() -> None:
     """Load the compiled kernel (from numba's cache) before threads race to do it."""
-    _unpack(np.zeros(40, dtype=np.uint8), 1, 40, False, np.array([0, 8, 12, 16, 20, 24, 32], dtype=np.int64),
-            1, 1.0, 0, np.zeros(1, dtype=np.int64), np.zeros((6, 1)), dates_table(), DATE_LUT_BASE)
+    _unpack(
+        np.zeros(40, dtype=np.uint8),
+        1,
+        40,
+        False,
+        np.array([0, 8, 12, 16, 20, 24, 32], dtype=np.int64),
+        1,
+        1.0,
+        0,
+        np.zeros(1, dtype=np.int64),
+        np.zeros((6, 1)),
+        dates_table(),
+        DATE_LUT_BASE,
+    )
 
 
 @njit(nogil=True, cache=True)
-def _unpack(buf: Any, n: int, itemsize: int, shuffled: bool, offs: Any, take: int, scale: float, dest: int,
-            dt: Any, values: Any, dates: Any, date_base: int) -> tuple[int, int]:  # pragma: no cover - compiled
+def _unpack(
+    buf: Any,
+    n: int,
+    itemsize: int,
+    shuffled: bool,
+    offs: Any,
+    take: int,
+    scale: float,
+    dest: int,
+    dt: Any,
+    values: Any,
+    dates: Any,
+    date_base: int,
+) -> tuple[int, int]:  # pragma: no cover - compiled
     # byte b of record i sits at b*n + i when shuffled (byte planes), else at i*itemsize + b; returns
     # the number of invalid datetimes and the first of them
     ps = n if shuffled else 1
@@ -359,8 +432,12 @@ def _unpack(buf: Any, n: int, itemsize: int, shuffled: bool, offs: Any, take: in
 @njit(inline="always")
 def _u32(buf: Any, o: int, ps: int, es: int, i: int) -> Any:  # pragma: no cover - compiled
     base = o * ps + i * es
-    return (np.uint32(buf[base]) | np.uint32(buf[base + ps]) << np.uint32(8)
-            | np.uint32(buf[base + 2 * ps]) << np.uint32(16) | np.uint32(buf[base + 3 * ps]) << np.uint32(24))
+    return (
+        np.uint32(buf[base])
+        | np.uint32(buf[base + ps]) << np.uint32(8)
+        | np.uint32(buf[base + 2 * ps]) << np.uint32(16)
+        | np.uint32(buf[base + 3 * ps]) << np.uint32(24)
+    )
 
 
 @njit(inline="always")

@@ -23,8 +23,14 @@ I64 = npt.NDArray[np.int64]
 OUTPUT_COLUMNS: tuple[str, ...] = ("datetime", "open", "high", "low", "close", "volume", "amount")
 
 
-def read_tables(path: str, names: list[str], rows: list[int], scales: list[float], row_lo: list[int],
-                out: dict[str, npt.NDArray[Any]]) -> dict[str, str]:
+def read_tables(
+    path: str,
+    names: list[str],
+    rows: list[int],
+    scales: list[float],
+    row_lo: list[int],
+    out: dict[str, npt.NDArray[Any]],
+) -> dict[str, str]:
     """Decode ``/data/<name>`` tables into ``out[column][row_lo[i] : row_lo[i] + rows[i]]``; failures by name.
 
     Datetimes are converted to ms since the epoch; the rows of a failed table are left as they were."""
@@ -47,7 +53,7 @@ def read_tables(path: str, names: list[str], rows: list[int], scales: list[float
                 errors[name] = f"{path}: cannot read /data/{name} ({exc})"
                 continue
             for column in OUTPUT_COLUMNS:
-                _convert(column, rec, dt, scale, out[column][lo:lo + count])
+                _convert(column, rec, dt, scale, out[column][lo : lo + count])
     return errors
 
 

@@ -56,7 +56,9 @@ def upgrade() -> None:
     if sqlite:
         op.create_table(
             "model_tags",
-            sa.Column("model_id", sa.String(26), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+            sa.Column(
+                "model_id", sa.String(26), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False
+            ),
             sa.Column("key", sa.Text, nullable=False),
             sa.Column("value", sa.Text, nullable=False),
             sa.PrimaryKeyConstraint("model_id", "key"),
@@ -81,8 +83,13 @@ def upgrade() -> None:
             sa.Column("name", sa.String(200), primary_key=True),
             sa.Column("last_version", sa.Integer, nullable=False),
         )
-        op.create_index("ix_models_tags", "models", ["tags"], postgresql_using="gin",
-                        postgresql_ops={"tags": "jsonb_path_ops"})
+        op.create_index(
+            "ix_models_tags",
+            "models",
+            ["tags"],
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+        )
 
 
 def downgrade() -> None:

@@ -70,8 +70,10 @@ def _rebuild_models(*, rowid: bool) -> None:
     for index, (columns, unique) in _INDEXES.items():
         op.create_index(index, "models", columns, unique=unique)
     op.execute("DELETE FROM model_tags")
-    op.execute("INSERT INTO model_tags (model_id, key, value) "
-               "SELECT m.id, j.key, j.value FROM models AS m, json_each(m.tags) AS j")
+    op.execute(
+        "INSERT INTO model_tags (model_id, key, value) "
+        "SELECT m.id, j.key, j.value FROM models AS m, json_each(m.tags) AS j"
+    )
 
 
 def upgrade() -> None:
