@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from hikyuu_qlib.marketdata import AsyncMarketDataClient, MarketDataClient
-from hikyuu_qlib.ports import FeatureSource, MarketData
+from hikyuu_qlib.ports import Cache, FeatureSource, MarketData
 from hikyuu_qlib.settings import Settings, load_settings
 from hikyuu_qlib.stores.source import SourceSpec
 
 if TYPE_CHECKING:
+    from hikyuu_qlib.cache.tiered import TieredCache
     from hikyuu_qlib.registry.artifacts import LocalArtifactStore
     from hikyuu_qlib.registry.repository import AsyncModelRepository
     from hikyuu_qlib.registry.sync import ModelRegistry
@@ -60,20 +61,57 @@ def resolve_source(source: str | SourceSpec | None, settings: Settings) -> Sourc
     return SourceSpec.parse(settings.source)
 
 
+def open_cache(settings: Settings | None = None) -> TieredCache:
+    """The cache the settings describe: L1 in memory (``cache_memory_bytes``), L2 in Redis when
+    ``cache_url`` is set, L3 under ``cache_disk_dir`` (``cache_disk_bytes``); a bound of 0 turns a tier
+    off. Nothing connects until the cache is used, and an unreachable Redis is skipped, never an error."""
+    from hikyuu_qlib.cache.disk import DiskTier
+    from hikyuu_qlib.cache.memory import MemoryTier
+    from hikyuu_qlib.cache.tiered import TieredCache
+
+    s = load_settings(settings)
+    redis = None
+    if s.cache_url is not None:
+        from hikyuu_qlib.cache.redis_tier import RedisTier
+
+        redis = RedisTier(
+            s.cache_url,
+            prefix=s.cache_key_prefix,
+            ttl_ms=s.cache_ttl_s * 1000,
+            max_value_bytes=s.cache_redis_max_value_bytes,
+            timeout_s=s.cache_redis_timeout_s,
+            max_backoff_s=s.cache_redis_retry_s,
+        )
+    return TieredCache(
+        memory=MemoryTier(s.cache_memory_bytes) if s.cache_memory_bytes else None,
+        redis=redis,
+        disk=DiskTier(s.cache_disk_dir, s.cache_disk_bytes) if s.cache_disk_bytes else None,
+        lock_ttl_ms=s.cache_lock_ttl_ms,
+        lock_wait_s=s.cache_lock_wait_s,
+        version_interval_s=s.cache_version_check_s,
+    )
+
+
 def open_market(
-    source: str | SourceSpec | None = None, *, settings: Settings | None = None
+    source: str | SourceSpec | None = None, *, settings: Settings | None = None, cache: Cache | None = None
 ) -> MarketDataClient:
-    """A sync market data client over the named source (default: the settings' source)."""
+    """A sync market data client over the named source (default: the settings' source); bar queries and
+    stock lists go through ``cache`` when one is given (see :func:`open_cache`)."""
     settings = load_settings(settings)
-    return MarketDataClient(open_store(source, settings=settings), max_workers=settings.io_workers)
+    return MarketDataClient(
+        open_store(source, settings=settings), max_workers=settings.io_workers, cache=cache
+    )
 
 
 def open_market_async(
-    source: str | SourceSpec | None = None, *, settings: Settings | None = None
+    source: str | SourceSpec | None = None, *, settings: Settings | None = None, cache: Cache | None = None
 ) -> AsyncMarketDataClient:
-    """An async market data client over the named source (default: the settings' source)."""
+    """An async market data client over the named source (default: the settings' source), cached like
+    :func:`open_market`."""
     settings = load_settings(settings)
-    return AsyncMarketDataClient(open_store(source, settings=settings), max_workers=settings.io_workers)
+    return AsyncMarketDataClient(
+        open_store(source, settings=settings), max_workers=settings.io_workers, cache=cache
+    )
 
 
 @overload

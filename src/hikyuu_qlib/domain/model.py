@@ -467,3 +467,32 @@ class Model:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Model:
+        """The record of a :meth:`to_json` document (every field validated as in a new record)."""
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"a model record is a JSON object, not {type(data).__name__}")
+        try:
+            return cls(
+                id=data["id"],
+                name=data["name"],
+                model_type=data["model_type"],
+                version=data.get("version"),
+                status=data["status"],
+                hyperparameters=data.get("hyperparameters") or {},
+                feature_set=data.get("feature_set", ""),
+                universe=data.get("universe", ""),
+                segments=Segments.from_json(data.get("segments")),
+                label=data.get("label", ""),
+                metrics=data.get("metrics") or {},
+                artifacts={
+                    role: ArtifactRef.from_json(ref) for role, ref in (data.get("artifacts") or {}).items()
+                },
+                tags=data.get("tags") or {},
+                config_hash=data.get("config_hash", ""),
+                created_at=dt.datetime.fromisoformat(data["created_at"]),
+                updated_at=dt.datetime.fromisoformat(data["updated_at"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"not a model record: {type(exc).__name__} {exc}") from None
