@@ -116,24 +116,41 @@ def open_market_async(
 
 @overload
 def open_registry(
-    url: str | None = None, *, settings: Settings | None = None, sync: Literal[True], **options: Any
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    sync: Literal[True],
+    cache: Cache | None = None,
+    **options: Any,
 ) -> ModelRegistry: ...
 
 
 @overload
 def open_registry(
-    url: str | None = None, *, settings: Settings | None = None, sync: Literal[False] = False, **options: Any
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    sync: Literal[False] = False,
+    cache: Cache | None = None,
+    **options: Any,
 ) -> AsyncModelRepository: ...
 
 
 def open_registry(
-    url: str | None = None, *, settings: Settings | None = None, sync: bool = False, **options: Any
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    sync: bool = False,
+    cache: Cache | None = None,
+    **options: Any,
 ) -> AsyncModelRepository | ModelRegistry:
     """The model registry at ``url`` (else ``HQ_DATABASE_URL``/settings, else ``sqlite:///~/.hikyuu_qlib/registry.db``).
 
     Returns an unopened async repository (``async with open_registry() as repo``), or with ``sync=True``
     the blocking facade (``with open_registry(sync=True) as reg``). ``options`` override
     :class:`~hikyuu_qlib.registry.engine.RegistryOptions` fields (pool_size, schema, application_name …).
+    With ``cache``, reads by id and by prefix are cached and every write invalidates them in every
+    process (:mod:`hikyuu_qlib.cache.records`).
     """
     from hikyuu_qlib.registry.engine import RegistryOptions
 
@@ -143,10 +160,18 @@ def open_registry(
     if sync:
         from hikyuu_qlib.registry.sync import ModelRegistry
 
-        return ModelRegistry(resolved, registry_options)
+        if cache is None:
+            return ModelRegistry(resolved, registry_options)
+        from hikyuu_qlib.cache.records import CachedModelRegistry
+
+        return CachedModelRegistry(resolved, registry_options, cache)
     from hikyuu_qlib.registry.repository import AsyncModelRepository
 
-    return AsyncModelRepository(resolved, registry_options)
+    if cache is None:
+        return AsyncModelRepository(resolved, registry_options)
+    from hikyuu_qlib.cache.records import CachedModelRepository
+
+    return CachedModelRepository(resolved, registry_options, cache)
 
 
 def open_artifacts(settings: Settings | None = None) -> LocalArtifactStore:

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tests.cache_support import disk_cache
 
 from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import HQError
 from hikyuu_qlib.domain.model import ModelStatus, ModelType
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
+from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, decode_state, prepare_frame
 from hikyuu_qlib.modelling.predictor import Predictor
@@ -38,10 +39,10 @@ def universe(store: QlibStore) -> Universe:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, LocalArtifactStore, FeatureCache]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, LocalArtifactStore, TieredCache]:
     root = tmp_path_factory.mktemp("training")
     registry = ModelRegistry(f"sqlite:///{root / 'registry.db'}").open()
-    yield registry, LocalArtifactStore(root / "artifacts"), FeatureCache(root / "cache")  # type: ignore[misc]
+    yield registry, LocalArtifactStore(root / "artifacts"), disk_cache(root / "cache")  # type: ignore[misc]
     registry.close()
 
 

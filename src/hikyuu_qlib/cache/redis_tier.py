@@ -167,6 +167,23 @@ class RedisTier:
         token = self.call(read, "")
         return token or None
 
+    async def ageneration(self, scope: str) -> str | None:
+        key = self.key(f"gen:{scope}")
+
+        async def read(r: aredis.Redis) -> str:
+            token = await r.get(key)
+            if token is None:
+                await r.set(key, uuid.uuid4().hex, nx=True, px=self.ttl_ms)
+                token = await r.get(key)
+            return "" if token is None else bytes(token).decode()
+
+        token = await self.acall(read, "")
+        return token or None
+
+    async def abump(self, scope: str) -> bool:
+        key = self.key(f"gen:{scope}")
+        return bool(await self.acall(lambda r: r.set(key, uuid.uuid4().hex, px=self.ttl_ms), False))  # type: ignore[arg-type]
+
     def bump(self, scope: str) -> bool:
         """Give ``scope`` a new token (never one it had before); False when Redis is down."""
         key = self.key(f"gen:{scope}")

@@ -455,10 +455,21 @@ class TieredCache:
             return local_files.file_generation(self.disk.directory, scope)
         return None
 
+    async def ageneration(self, scope: str) -> str | None:
+        if self.redis is not None:
+            return await self.redis.ageneration(scope)
+        return self.generation(scope)
+
     def bump(self, scope: str) -> None:
         """A new token for ``scope``, in Redis and on this host."""
         if self.redis is not None:
             self.redis.bump(scope)
+        if self.disk is not None:
+            local_files.bump_file_generation(self.disk.directory, scope)
+
+    async def abump(self, scope: str) -> None:
+        if self.redis is not None:
+            await self.redis.abump(scope)
         if self.disk is not None:
             local_files.bump_file_generation(self.disk.directory, scope)
 

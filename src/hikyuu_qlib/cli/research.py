@@ -2,7 +2,7 @@
 
 Mounted by :func:`mount` (``hq model train|evaluate`` on the model app, ``hq predict`` on the root).
 With ``--format json`` stdout holds exactly one JSON document; logs and progress go to stderr.
-Features are cached under the settings' feature cache directory (``--no-cache`` to skip it).
+Features and predictions go through the settings' cache (``hq cache``; ``--no-cache`` skips it).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ FormatOption = Annotated[
 SourceOption = Annotated[
     str | None, typer.Option("--source", "-s", help="hikyuu:PATH, qlib:PATH or synthetic")
 ]
-NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features without the feature cache")]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features and predictions without the cache")]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="LightGBM threads (default: all cores)")
 ]
@@ -152,7 +152,7 @@ def train(
                     universe=members,
                     registry=registry,
                     artifacts=ctx.artifacts,
-                    cache=None if no_cache else ctx.feature_cache,
+                    cache=None if no_cache else ctx.cache,
                     progress=progress,
                 )
             except LoadErrors:
@@ -214,7 +214,7 @@ def evaluate(
             store=ctx.features,
             universe=members,
             dates=dates,
-            cache=None if no_cache else ctx.feature_cache,
+            cache=None if no_cache else ctx.cache,
         )
     doc: dict[str, Any] = {
         "id": full,
@@ -285,7 +285,7 @@ def predict(
             store=ctx.features,
             universe=members,
             dates=dates,
-            cache=None if no_cache else ctx.feature_cache,
+            cache=None if no_cache else ctx.cache,
         )
     frame = result.frame
     with writing(out):

@@ -119,7 +119,7 @@ def run_workflow(
         with stages.stage("predict"):
             test = segments["test"]
             preds = ctx.predictor.predict(
-                model_id, features, ctx.universe(config.universe, test), test, cache=ctx.feature_cache
+                model_id, features, ctx.universe(config.universe, test), test, cache=ctx.cache
             )
             _write_predictions(preds, staging, config.outputs.predictions)
         bt = config.backtest
@@ -216,7 +216,7 @@ def _train(
             universe=universe,
             registry=ctx.registry,
             artifacts=ctx.artifacts,
-            cache=ctx.feature_cache,
+            cache=ctx.cache,
             progress=bar,
         )
     return outcome.model.id
