@@ -179,7 +179,7 @@ def test_positions_and_trades_in_traded_units(hikyuu_view: tuple[HikyuuStore, Ql
     preds = close.select("datetime", "code").with_columns(
         score=pl.Series(np.random.default_rng(5).standard_normal(close.height))
     )
-    config = BacktestConfig(topk=3, n_drop=1, limit_threshold=0.095, benchmark="SH000001", init_cash=1e7)
+    config = BacktestConfig(topk=3, n_drop=1, limit_threshold=0.095, benchmark="SH000001", account=1e7)
     result = run_topk_backtest(preds, view, config, dates)
     positions, trades = result.positions, result.trades
     assert positions.columns == [
