@@ -31,7 +31,7 @@ queries — threads, tasks, processes sharing Redis — read the store once. ``s
 
 ``stocks(has_data=True)`` lists only the codes with bars (the ``has_data`` column of the stocks frame).
 A code the store does not know at all is an :class:`UnknownCodeError`, reported in ``errors`` (and
-raised by ``stream``) as before.
+raised by ``stream``).
 """
 
 from __future__ import annotations

@@ -12,16 +12,16 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, guarded
+from hikyuu_qlib.backtest.config import BacktestConfig
+from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
+from hikyuu_qlib.cli.output import check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
 from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, Segments, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.settings import load_settings
 from hikyuu_qlib.workflow.config import (
-    BacktestSpec,
     ModelSpec,
     Outputs,
-    TopkDropoutSpec,
     WorkflowConfig,
 )
 from hikyuu_qlib.workflow.runner import run_workflow
@@ -42,10 +42,8 @@ def demo(
     force: Annotated[
         bool, typer.Option("--force", help="retrain even if this exact run was done before")
     ] = False,
-    db: Annotated[
-        str | None, typer.Option("--db", help="model registry URL", envvar="HQ_DATABASE_URL")
-    ] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json")] = ReportFormat.table,
+    db: DbOption = None,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
     check_out_dir(out)
@@ -107,8 +105,7 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[Workflo
         universe=universe,
         model=ModelSpec(name=f"demo-{ctx.source.split(':', 1)[0]}", params=params),
         segments=segments,
-        strategy=TopkDropoutSpec(topk=topk, n_drop=max(1, topk // 10)),
-        backtest=BacktestSpec(benchmark=benchmark),
+        backtest=BacktestConfig(topk=topk, n_drop=max(1, topk // 10), benchmark=benchmark),
         outputs=Outputs(dir=out),
     )
     return config, notes

@@ -1,8 +1,8 @@
 """What ``hq`` prints and writes, and how its errors end.
 
-* Formats: each command's ``--format`` choices are exactly what it supports: :class:`OutputFormat` for
-  commands that produce a frame (table, csv, json, parquet), :class:`ReportFormat` for summaries (table,
-  json). Without ``--format``, ``--out FILE`` chooses by its extension (:func:`frame_format`).
+* Formats: each command's ``--format`` choices are exactly what it supports (see
+  :mod:`hikyuu_qlib.cli.options`): every :class:`OutputFormat` for commands that produce a frame (table,
+  csv, json, parquet), table and json for summaries. Without ``--format``, ``--out FILE`` chooses by its extension (:func:`frame_format`).
 * Human output: ``key: value`` lines (:func:`print_fields`) and tables. On a terminal a frame prints as a
   table of at most ``max_rows`` rows whose caption says how to get them all; piped, it prints whole as
   TSV, and other tables use the full width instead of 80 columns.
@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import Enum, StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +41,8 @@ from hikyuu_qlib.cli.errors import (
     is_driver_error,
     is_expected,
 )
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.cli.options import OutputFormat
+from hikyuu_qlib.domain import errors as domain_errors
 from hikyuu_qlib.domain.enums import StockType
 from hikyuu_qlib.serialization import to_json_text
 
@@ -53,22 +54,6 @@ T = TypeVar("T")
 PIPE_WIDTH = 10_000
 #: A longer list prints as its first items and its length (``--format json`` has them all).
 MAX_LISTED = 20
-
-
-class OutputFormat(StrEnum):
-    """Formats of commands that produce a frame."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-    parquet = "parquet"
-
-
-class ReportFormat(StrEnum):
-    """Formats of commands that print a summary."""
-
-    table = "table"
-    json = "json"
 
 
 #: File extensions and the frame format each one means.
@@ -96,18 +81,20 @@ def frame_format(fmt: OutputFormat | None, out: Path | None) -> OutputFormat:
             return OutputFormat.table
         if by_suffix is None:
             known = ", ".join(SUFFIX_FORMATS)
-            raise E.InvalidInputError(
+            raise domain_errors.InvalidInputError(
                 f"--out {out}: unknown extension {out.suffix or '(none)'!r}: use {known}, or give --format"
             )
         return by_suffix
     if fmt is OutputFormat.table and out is not None:
-        raise E.InvalidInputError(
+        raise domain_errors.InvalidInputError(
             "--format table prints to the terminal: for --out FILE use csv, json or parquet"
         )
     if fmt is OutputFormat.parquet and out is None:
-        raise E.InvalidInputError("--format parquet needs --out FILE")
+        raise domain_errors.InvalidInputError("--format parquet needs --out FILE")
     if by_suffix is not None and by_suffix is not fmt:
-        raise E.InvalidInputError(f"--format {fmt.value} contradicts --out {out} (a {by_suffix.value} file)")
+        raise domain_errors.InvalidInputError(
+            f"--format {fmt.value} contradicts --out {out} (a {by_suffix.value} file)"
+        )
     return fmt
 
 
@@ -117,17 +104,17 @@ def check_out_file(out: Path, suffixes: Mapping[str, str] | None = None) -> str 
     With ``suffixes`` (extension → format), the file's extension must be one of them; returns its format.
     """
     if out.is_dir():
-        raise E.InvalidInputError(f"--out {out} is a directory: give a file name")
+        raise domain_errors.InvalidInputError(f"--out {out} is a directory: give a file name")
     parent = out.parent
     if not parent.exists():
-        raise E.NotFoundError(f"--out {out}: directory {parent} does not exist")
+        raise domain_errors.NotFoundError(f"--out {out}: directory {parent} does not exist")
     if not parent.is_dir():
-        raise E.InvalidInputError(f"--out {out}: {parent} is not a directory")
+        raise domain_errors.InvalidInputError(f"--out {out}: {parent} is not a directory")
     if suffixes is None:
         return None
     kind = suffixes.get(out.suffix.lower())
     if kind is None:
-        raise E.InvalidInputError(
+        raise domain_errors.InvalidInputError(
             f"--out {out}: unknown extension {out.suffix or '(none)'!r}: use {', '.join(suffixes)}"
         )
     return kind
@@ -138,7 +125,7 @@ def check_out_dir(out: Path) -> None:
     for path in (out, *out.parents):
         if path.exists():
             if not path.is_dir():
-                raise E.InvalidInputError(f"--out {out}: {path} is a file, not a directory")
+                raise domain_errors.InvalidInputError(f"--out {out}: {path} is a file, not a directory")
             return
 
 
@@ -312,13 +299,13 @@ def write_frame(
     """Write a frame in ``fmt`` (see :func:`frame_format`) to ``out`` or stdout."""
     if fmt is OutputFormat.table:
         if out is not None:
-            raise E.InvalidInputError(
+            raise domain_errors.InvalidInputError(
                 "--format table prints to the terminal: for --out FILE use csv, json or parquet"
             )
         print_frame(frame, title=title)
         return
     if fmt is OutputFormat.parquet and out is None:
-        raise E.InvalidInputError("--format parquet needs --out FILE")
+        raise domain_errors.InvalidInputError("--format parquet needs --out FILE")
     if out is None:
         if fmt is OutputFormat.csv:
             sys.stdout.write(frame.write_csv())
@@ -437,8 +424,6 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
 
 __all__ = [
     "ExitCode",
-    "OutputFormat",
-    "ReportFormat",
     "check_out_dir",
     "check_out_file",
     "cli_errors",
