@@ -38,26 +38,9 @@ log = logging.getLogger("hikyuu_qlib.cli.research")
 #: Prediction files: extension → format.
 PREDICTION_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
-<<<<<<< HEAD
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="registry URL: sqlite:///PATH or postgresql://…",
-        envvar="HQ_DATABASE_URL",
-        show_envvar=True,
-    ),
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="compute features and predictions without the cache")
 ]
-FormatOption = Annotated[
-    ReportFormat, typer.Option("--format", "-f", help="table or json (one document on stdout)")
-]
-SourceOption = Annotated[
-    str | None, typer.Option("--source", "-s", help="hikyuu:PATH, qlib:PATH or synthetic")
-]
-NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features and predictions without the cache")]
-=======
-NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features without the feature cache")]
->>>>>>> main
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="LightGBM threads (default: all cores)")
 ]
