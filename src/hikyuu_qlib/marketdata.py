@@ -361,7 +361,8 @@ class AsyncMarketDataClient(_BaseClient):
     async def _version(self, cache: Cache) -> str:
         """The store's data version: the cache's fresh one, else asked on the executor (a Qlib store
         stats every file)."""
-        return cache.fresh_version(self._store) or await self._run(lambda: cache.data_version(self._store))
+        fresh = cache.fresh_version(self._store)
+        return fresh if fresh is not None else await self._run(lambda: cache.data_version(self._store))
 
     async def _load(self, plan: LoadPlan) -> LoadResult:
         if plan.mode is ReadMode.BATCH:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from tests.cache_support import disk_cache, entries
 
-from hikyuu_qlib.domain.cache import Tier
 from hikyuu_qlib.app import open_feature_source, open_store
 from hikyuu_qlib.domain import DateRange, KType
+from hikyuu_qlib.domain.cache import Tier
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.ports import MarketData

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tests.cache_support import disk_cache, entries
 from polars.testing import assert_frame_equal
+from tests.cache_support import disk_cache, entries
 
 from hikyuu_qlib.domain import DataFormatError, DateRange, LoadErrors
 from hikyuu_qlib.factors.pipeline import compute_features, compute_features_partial

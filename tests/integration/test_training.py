@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 from tests.cache_support import disk_cache
 
+from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import HQError
 from hikyuu_qlib.domain.model import ModelStatus, ModelType
 from hikyuu_qlib.factors.label import LABEL
-from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, decode_state, prepare_frame
 from hikyuu_qlib.modelling.predictor import Predictor

@@ -17,11 +17,11 @@ import polars as pl
 import pytest
 from tests.cache_support import disk_cache
 
+from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.domain import DateRange, InvalidInputError, Segments
 from hikyuu_qlib.domain.errors import ArtifactIntegrityError, ArtifactNotFoundError, ModelNotFoundError
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
-from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import service, trainer
 from hikyuu_qlib.modelling.bars_source import BarsFeatureSource

@@ -20,7 +20,9 @@ from hikyuu_qlib.domain.cache import Tier
 T = TypeVar("T")
 
 
-def write_frame(frame: pl.DataFrame, out: IO[bytes], tier: Tier, metadata: dict[str, str] | None = None) -> None:
+def write_frame(
+    frame: pl.DataFrame, out: IO[bytes], tier: Tier, metadata: dict[str, str] | None = None
+) -> None:
     """``frame`` as an Arrow IPC stream (Redis) or file (disk), with optional schema metadata."""
     import pyarrow.ipc as ipc
 
@@ -43,10 +45,8 @@ def read_frame(payload: memoryview, tier: Tier) -> tuple[pl.DataFrame, dict[str,
 
     try:
         buffer = pa.py_buffer(payload)  # in place: on disk the payload is a mapped file
-        if tier is Tier.DISK:
-            table = ipc.open_file(buffer).read_all()
-        else:
-            table = ipc.open_stream(buffer).read_all()
+        reader = ipc.open_file(buffer) if tier is Tier.DISK else ipc.open_stream(buffer)
+        table = reader.read_all()
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"not an Arrow IPC {'file' if tier is Tier.DISK else 'stream'}: {exc}") from None
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}

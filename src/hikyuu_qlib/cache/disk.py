@@ -10,10 +10,10 @@ more than its bound, the least recently used files go first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
-import contextlib
 import tempfile
 import threading
 from pathlib import Path
@@ -46,13 +46,11 @@ class DiskTier:
         try:
             with path.open("rb") as f:
                 size = os.fstat(f.fileno()).st_size
-                data: bytes | mmap.mmap = (
-                    mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-                )
+                data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         except FileNotFoundError:
             return None
         try:
-            payload = unseal(data, codec.name, codec.schema, format_of(codec.kind, on_disk=True))
+            payload = unseal(memoryview(data), codec.name, codec.schema, format_of(codec.kind, on_disk=True))
             value = codec.read(payload, Tier.DISK)
         except ValueError as exc:
             path.unlink(missing_ok=True)

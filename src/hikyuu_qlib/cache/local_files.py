@@ -102,10 +102,8 @@ def bump_file_generation(directory: Path, scope: str, *, only_if_missing: bool =
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(uuid.uuid4().hex)
         if only_if_missing:
-            try:
-                os.link(tmp, path)  # fails when another process created it first
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):  # another process created it first
+                os.link(tmp, path)
             os.unlink(tmp)
         else:
             os.replace(tmp, path)

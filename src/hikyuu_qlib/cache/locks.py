@@ -43,7 +43,9 @@ class SingleFlight:
             self._flights[name] = future
             return future, True
 
-    def finish(self, name: str, future: Future[Any], value: Any = None, error: BaseException | None = None) -> None:
+    def finish(
+        self, name: str, future: Future[Any], value: Any = None, error: BaseException | None = None
+    ) -> None:
         with self._lock:
             if self._flights.get(name) is future:
                 del self._flights[name]
@@ -104,7 +106,7 @@ class RedisLocks:
     async def aacquire(self, name: str) -> HeldLock | LockState:
         token = uuid.uuid4().hex
         key = self.key(name)
-        got = await self.tier.acall(lambda r: r.set(key, token, nx=True, px=self.ttl_ms), None)  # type: ignore[arg-type]
+        got = await self.tier.acall(lambda r: r.set(key, token, nx=True, px=self.ttl_ms), None)
         if got is None and self.tier.outage.down:
             return LockState.UNAVAILABLE
         return self._held(name, token) if got else LockState.BUSY
@@ -124,7 +126,7 @@ class RedisLocks:
     async def arelease(self, held: HeldLock) -> None:
         held.stop.set()
         key = self.key(held.name)
-        await self.tier.acall(lambda r: r.eval(RELEASE, 1, key, held.token), 0)  # type: ignore[arg-type]
+        await self.tier.acall(lambda r: r.eval(RELEASE, 1, key, held.token), 0)
 
     def exists(self, name: str) -> bool | None:
         """Whether someone holds ``name`` (None when Redis is down)."""
@@ -134,5 +136,5 @@ class RedisLocks:
 
     async def aexists(self, name: str) -> bool | None:
         key = self.key(name)
-        found = await self.tier.acall(lambda r: r.exists(key), None)  # type: ignore[arg-type]
+        found = await self.tier.acall(lambda r: r.exists(key), None)
         return None if found is None else bool(found)

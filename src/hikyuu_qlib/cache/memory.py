@@ -76,6 +76,4 @@ class MemoryTier:
 
     def usage(self) -> TierUsage:
         with self._lock:
-            return TierUsage(
-                Tier.MEMORY, True, len(self._items), self._bytes, self.max_bytes, "this process"
-            )
+            return TierUsage(Tier.MEMORY, True, len(self._items), self._bytes, self.max_bytes, "this process")

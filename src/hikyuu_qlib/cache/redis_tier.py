@@ -139,13 +139,13 @@ class RedisTier:
         if not self.fits(data):
             return False
         key = self.key(name)
-        return bool(self.call(lambda r: r.set(key, data, px=self.ttl_ms), False))
+        return self.call(lambda r: bool(r.set(key, data, px=self.ttl_ms)), False)
 
     async def aput(self, name: str, data: bytes) -> bool:
         if not self.fits(data):
             return False
         key = self.key(name)
-        return bool(await self.acall(lambda r: r.set(key, data, px=self.ttl_ms), False))  # type: ignore[arg-type]
+        return bool(await self.acall(lambda r: r.set(key, data, px=self.ttl_ms), False))
 
     def delete(self, name: str) -> bool:
         key = self.key(name)
@@ -162,7 +162,7 @@ class RedisTier:
             if token is None:
                 r.set(key, uuid.uuid4().hex, nx=True, px=self.ttl_ms)
                 token = r.get(key)
-            return "" if token is None else bytes(token).decode()  # type: ignore[arg-type]
+            return "" if token is None else token.decode() if isinstance(token, bytes) else str(token)
 
         token = self.call(read, "")
         return token or None
@@ -175,19 +175,19 @@ class RedisTier:
             if token is None:
                 await r.set(key, uuid.uuid4().hex, nx=True, px=self.ttl_ms)
                 token = await r.get(key)
-            return "" if token is None else bytes(token).decode()
+            return "" if token is None else token.decode() if isinstance(token, bytes) else str(token)
 
         token = await self.acall(read, "")
         return token or None
 
     async def abump(self, scope: str) -> bool:
         key = self.key(f"gen:{scope}")
-        return bool(await self.acall(lambda r: r.set(key, uuid.uuid4().hex, px=self.ttl_ms), False))  # type: ignore[arg-type]
+        return bool(await self.acall(lambda r: r.set(key, uuid.uuid4().hex, px=self.ttl_ms), False))
 
     def bump(self, scope: str) -> bool:
         """Give ``scope`` a new token (never one it had before); False when Redis is down."""
         key = self.key(f"gen:{scope}")
-        return bool(self.call(lambda r: r.set(key, uuid.uuid4().hex, px=self.ttl_ms), False))
+        return self.call(lambda r: bool(r.set(key, uuid.uuid4().hex, px=self.ttl_ms)), False)
 
     # --- management -------------------------------------------------------------------------------
 

@@ -57,7 +57,9 @@ class TieredCache:
         version_interval_s: float = 1.0,
     ) -> None:
         if redis is not None and lock_ttl_ms / 1000 >= lock_wait_s:
-            raise ValueError(f"the lock TTL ({lock_ttl_ms} ms) must be shorter than the wait ({lock_wait_s} s)")
+            raise ValueError(
+                f"the lock TTL ({lock_ttl_ms} ms) must be shorter than the wait ({lock_wait_s} s)"
+            )
         self.memory = memory
         self.redis = redis
         self.disk = disk
@@ -84,7 +86,7 @@ class TieredCache:
 
     def stored_counters(self) -> CacheCounters:
         """The counters of every closed process over the disk tier's directory, plus this one's."""
-        total = local_files.read_counters(self.disk.directory) if self.disk else CacheCounters()
+        total = local_files.read_counters(self.disk.directory) if self.disk is not None else CacheCounters()
         total.add(self.counters().minus(self._flushed))
         return total
 
@@ -101,11 +103,15 @@ class TieredCache:
     # --- tiers ------------------------------------------------------------------------------------
 
     def _uses(self, key: CacheKey, tier: Tier) -> bool:
-        return tier in key.tiers and {
-            Tier.MEMORY: self.memory,
-            Tier.REDIS: self.redis,
-            Tier.DISK: self.disk,
-        }[tier] is not None
+        return (
+            tier in key.tiers
+            and {
+                Tier.MEMORY: self.memory,
+                Tier.REDIS: self.redis,
+                Tier.DISK: self.disk,
+            }[tier]
+            is not None
+        )
 
     def _decode_l2(self, key: CacheKey, data: bytes, codec: ValueCodec[T]) -> Any:
         try:
@@ -206,7 +212,7 @@ class TieredCache:
 
     def get(self, key: CacheKey, codec: ValueCodec[T]) -> T | None:
         value = self._lookup(key, codec)
-        return None if value is MISS else value  # type: ignore[no-any-return]
+        return None if value is MISS else value
 
     def put(self, key: CacheKey, value: T, codec: ValueCodec[T]) -> None:
         self._store(key, value, codec)
@@ -248,11 +254,13 @@ class TieredCache:
                 self._flights.finish(key.name, flight, error=error)
                 raise
             self._flights.finish(key.name, flight, value)
-            return value  # type: ignore[no-any-return]
+            return value
 
     def _cross_process(self, key: CacheKey, codec: ValueCodec[T]) -> bool:
-        return self.locks is not None and codec.storable and (
-            self._uses(key, Tier.REDIS) or self._uses(key, Tier.DISK)
+        return (
+            self.locks is not None
+            and codec.storable
+            and (self._uses(key, Tier.REDIS) or self._uses(key, Tier.DISK))
         )
 
     def _lead(
@@ -270,7 +278,11 @@ class TieredCache:
                 self._count(None, "shared")
                 return value  # type: ignore[no-any-return]
             if time.monotonic() >= deadline:
-                log.warning("cache: waited %.0f s for %s computed elsewhere: computing it here", self.lock_wait_s, key.name)
+                log.warning(
+                    "cache: waited %.0f s for %s computed elsewhere: computing it here",
+                    self.lock_wait_s,
+                    key.name,
+                )
                 held = LockState.UNAVAILABLE
                 break
         try:
@@ -396,7 +408,11 @@ class TieredCache:
                 self._count(None, "shared")
                 return value  # type: ignore[no-any-return]
             if time.monotonic() >= deadline:
-                log.warning("cache: waited %.0f s for %s computed elsewhere: computing it here", self.lock_wait_s, key.name)
+                log.warning(
+                    "cache: waited %.0f s for %s computed elsewhere: computing it here",
+                    self.lock_wait_s,
+                    key.name,
+                )
                 held = LockState.UNAVAILABLE
                 break
         try:
@@ -477,9 +493,11 @@ class TieredCache:
 
     def usage(self) -> list[TierUsage]:
         return [
-            self.memory.usage() if self.memory else TierUsage(Tier.MEMORY, False, detail="off"),
-            self.redis.usage() if self.redis else TierUsage(Tier.REDIS, False, detail="off (no HQ_CACHE_URL)"),
-            self.disk.usage() if self.disk else TierUsage(Tier.DISK, False, detail="off"),
+            self.memory.usage() if self.memory is not None else TierUsage(Tier.MEMORY, False, detail="off"),
+            self.redis.usage()
+            if self.redis is not None
+            else TierUsage(Tier.REDIS, False, detail="no cache_url"),
+            self.disk.usage() if self.disk is not None else TierUsage(Tier.DISK, False, detail="off"),
         ]
 
     def clear(self, tiers: Collection[Tier] | None = None) -> dict[Tier, int]:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from hikyuu_qlib.cli.backtest import backtest_app
+from hikyuu_qlib.cli.cache import cache_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(backtest_app, name="backtest")
+app.add_typer(cache_app, name="cache")
 app.command("demo")(demo)
 app.command("run")(run)
 mount_research(app, model_app)

@@ -33,9 +33,10 @@ model_app = typer.Typer(
 
 def _registry(db: str | None) -> Any:
     """The registry at ``db``; it must exist (these commands never create one: exit 3 when it is missing)."""
-    from hikyuu_qlib.app import open_registry
+    from hikyuu_qlib.app import open_cache, open_registry
 
-    return open_registry(db, sync=True, create=False)
+    # through the cache: a promote or a removal invalidates the record in every process that caches it
+    return open_registry(db, sync=True, create=False, cache=open_cache())
 
 
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:

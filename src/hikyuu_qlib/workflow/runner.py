@@ -8,7 +8,8 @@ so an interrupted run (Ctrl-C) leaves no half-written outputs; the registry mark
 training ``failed``.
 
 Re-running an identical run (same config, same data version) reuses the registered model (found by its
-``run_id`` tag) and the cached features, unless ``force`` is set.
+``run_id`` tag) unless ``force`` is set; the features come from the cache either way. The result's
+``cache`` holds the run's cache counters (requests, hits per tier, computations).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class RunResult:
     reused_model: bool
     metrics: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class RunResult:
             ),
             "metrics": self.metrics,
             "timings": self.timings,
+            "cache": self.cache,
         }
 
 
@@ -100,6 +103,7 @@ def run_workflow(
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
     stages = _Stages()
+    cache_before = ctx.cache.counters()
     segments = config.segments
     whole = segments.span()
     with stages.stage("data"):
@@ -154,7 +158,8 @@ def run_workflow(
         staging.rename(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return RunResult(run_id, out_dir, model_id, reused, metrics, stages.timings)
+    cache = ctx.cache.counters().minus(cache_before).to_json()
+    return RunResult(run_id, out_dir, model_id, reused, metrics, stages.timings, cache)
 
 
 def _registered(ctx: ResearchContext, run_id: str) -> str | None:
