@@ -15,12 +15,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import redis
+from tests.conftest import require
 
 from hikyuu_qlib.cache.codec import FRAME
 from hikyuu_qlib.cache.redis_tier import RedisTier
 from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.domain.cache import CacheKey, Tier
-from tests.conftest import require
 
 KEYS = [CacheKey.of("outage", source="t", data_version="1", schema=1, params={"i": i}) for i in range(5)]
 
