@@ -72,6 +72,7 @@ class RedisTier:
             "socket_connect_timeout": self.timeout_s,
             "retry": Retry(NoBackoff(), 0),
             "client_name": "hikyuu-qlib-cache",
+            "socket_read_size": 1 << 20,  # values of megabytes: fewer reads
         }
 
     @property
