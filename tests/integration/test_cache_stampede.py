@@ -109,3 +109,37 @@ def test_100_concurrent_requests_compute_once(redis_url: str, prefix: str, tmp_p
     assert sum(o["computed"] for o in outputs) == 1
     assert not list(client.scan_iter(match=f"{prefix}lock:*"))  # released
     client.close()
+
+
+def test_a_crashed_holder_blocks_the_others_only_for_its_lock_ttl(redis_url: str, prefix: str) -> None:
+    import polars as pl
+
+    from hikyuu_qlib.cache.codec import FRAME
+    from hikyuu_qlib.cache.memory import MemoryTier
+    from hikyuu_qlib.cache.redis_tier import RedisTier
+    from hikyuu_qlib.cache.tiered import TieredCache
+    from hikyuu_qlib.domain.cache import CacheKey
+
+    tier = RedisTier(redis_url, prefix=prefix, ttl_ms=60_000, max_value_bytes=1 << 20)
+    cache = TieredCache(memory=MemoryTier(1 << 20), redis=tier, lock_ttl_ms=800, lock_wait_s=30)
+    key = CacheKey.of("crashed", source="t", data_version="1", schema=1)
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{prefix}lock:{key.name}", "a-holder-that-died", px=800)  # never released, never renewed
+    started = time.perf_counter()
+    frame = cache.get_or_compute(key, lambda: pl.DataFrame({"x": [1]}), FRAME)
+    waited = time.perf_counter() - started
+    assert frame["x"].to_list() == [1] and cache.counters().computed == 1
+    assert 0.5 < waited < 5.0  # waited for the dead lock to expire, not for the 30 s wait
+    client.close()
+
+
+def test_the_lock_ttl_must_be_shorter_than_the_wait() -> None:
+    from pydantic import ValidationError
+
+    from hikyuu_qlib.settings import Settings
+
+    with pytest.raises(ValidationError, match="must be shorter than cache_lock_wait_s"):
+        Settings(cache_lock_ttl_ms=60_000, cache_lock_wait_s=30)
+    with pytest.raises(ValidationError, match="redis://"):
+        Settings(cache_url="http://127.0.0.1:6379")
+    assert Settings(cache_url="none").cache_url is None

@@ -96,7 +96,7 @@ class TieredCache:
             return
         now = self.counters()
         delta = now.minus(self._flushed)
-        if delta.requests or any(c.to_json() != {k: 0 for k in c.to_json()} for c in delta.tiers.values()):
+        if delta.to_json() != CacheCounters().to_json():
             local_files.add_counters(self.disk.directory, delta)
         self._flushed = now
 
@@ -211,6 +211,7 @@ class TieredCache:
     # --- the port: plain reads and writes ---------------------------------------------------------
 
     def get(self, key: CacheKey, codec: ValueCodec[T]) -> T | None:
+        self._count(None, "requests")
         value = self._lookup(key, codec)
         return None if value is MISS else value
 

@@ -119,14 +119,19 @@ class Predictor:
             stale = [k for k in self._models if k[0] == record.id and k != key]
             for old in stale:
                 self._cache.delete(self._models.pop(old))
-        loaded: LoadedModel | None = self._cache.get(cached, BOOSTER)
+        fresh = False
+
+        def load() -> LoadedModel:
+            nonlocal fresh
+            fresh = True
+            return self._load(record)
+
+        loaded: LoadedModel = self._cache.get_or_compute(cached, load, BOOSTER)
         with self._lock:
-            if loaded is not None:
-                self.hits += 1
-            else:
+            if fresh:
                 self.misses += 1
-        if loaded is None:
-            loaded = self._cache.get_or_compute(cached, lambda: self._load(record), BOOSTER)
+            else:
+                self.hits += 1
         with self._lock:
             self._models[key] = cached
             self._models.move_to_end(key)
