@@ -16,7 +16,7 @@ from tests.cache_support import drop_prefix, unique_prefix
 
 from hikyuu_qlib.app import open_cache, open_market, open_registry
 from hikyuu_qlib.cache.codec import FRAME
-from hikyuu_qlib.cache.envelope import Format, seal
+from hikyuu_qlib.cache.envelope import Encoding, seal
 from hikyuu_qlib.cache.keys import bars_key, features_key
 from hikyuu_qlib.cache.memory import MemoryTier
 from hikyuu_qlib.cache.tiered import TieredCache
@@ -49,7 +49,7 @@ def _damaged(kind: str, frame: pl.DataFrame) -> bytes:
     if kind == "pickle":
         return pickle.dumps({"frame": frame.to_dict(as_series=False)})
     # a well-formed value of the next schema version (a newer release's format)
-    return seal(LOAD_RESULT.name, LOAD_RESULT.schema + 1, Format.ARROW_STREAM, _stream(frame))
+    return seal(LOAD_RESULT.name, LOAD_RESULT.schema + 1, Encoding.ARROW_STREAM, _stream(frame))
 
 
 @pytest.mark.parametrize("kind", ["garbage", "pickle", "schema"])
@@ -93,7 +93,7 @@ def test_a_damaged_disk_value_under_a_real_key_is_a_miss_and_deleted(tmp_path: P
     if kind == "schema":
         file = io.BytesIO()
         frame.write_ipc(file)
-        data = seal(FRAME.name, FRAME.schema + 1, Format.ARROW_FILE, file.getvalue())
+        data = seal(FRAME.name, FRAME.schema + 1, Encoding.ARROW_FILE, file.getvalue())
     path.write_bytes(data)
     assert cache.get(key, FRAME) is None and not path.exists()
     assert cache.counters().tiers[Tier.DISK].corrupt == 1

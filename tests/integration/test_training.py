@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tests.cache_support import disk_cache
+from tests.cache_support import disk_cache, entries
 
 from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.domain import DateRange, Segments
@@ -96,9 +96,11 @@ def test_metrics_are_ic_of_raw_label_per_day(first) -> None:  # type: ignore[no-
 
 def test_deterministic_for_a_seed_and_features_come_from_the_cache(first, store, universe, env) -> None:  # type: ignore[no-untyped-def]
     registry, artifacts, cache = env
-    cached = sorted(cache.directory.glob("*.arrow"))
+    cached = entries(cache.directory)
+    computed = cache.counters().computed
     again = _train(store, universe, env)
-    assert sorted(cache.directory.glob("*.arrow")) == cached  # same key: read, not recomputed
+    assert cached and entries(cache.directory) == cached  # same key: read, not recomputed
+    assert cache.counters().computed == computed
     assert again.model.id != first.model.id and again.model.version == 2
     predictor = Predictor(registry, artifacts)
     rows = first.data.view("test", "infer")

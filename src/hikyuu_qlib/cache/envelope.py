@@ -20,7 +20,7 @@ HEADER = struct.Struct("<4s8sHHQI4x")  # magic, codec name, schema, format, payl
 _BLOCK = 1 << 22
 
 
-class Format(IntEnum):
+class Encoding(IntEnum):
     """How the payload is encoded."""
 
     ARROW_STREAM = 1
@@ -28,12 +28,12 @@ class Format(IntEnum):
     JSON = 3
 
 
-def format_of(kind: str, on_disk: bool) -> Format:
+def format_of(kind: str, on_disk: bool) -> Encoding:
     """The payload format of a codec's ``kind`` (``arrow`` or ``json``) in Redis or on disk."""
     if kind == "json":
-        return Format.JSON
+        return Encoding.JSON
     if kind == "arrow":
-        return Format.ARROW_FILE if on_disk else Format.ARROW_STREAM
+        return Encoding.ARROW_FILE if on_disk else Encoding.ARROW_STREAM
     raise ValueError(f"{kind!r} values are not stored")
 
 
@@ -48,17 +48,17 @@ def _name(codec_name: str) -> bytes:
     return raw.ljust(8, b"\0")
 
 
-def header(codec_name: str, schema: int, fmt: Format, payload: bytes | memoryview) -> bytes:
+def header(codec_name: str, schema: int, fmt: Encoding, payload: bytes | memoryview) -> bytes:
     """The header of ``payload``."""
     return HEADER.pack(MAGIC, _name(codec_name), schema, fmt, len(payload), crc32(payload))
 
 
-def seal(codec_name: str, schema: int, fmt: Format, payload: bytes) -> bytes:
+def seal(codec_name: str, schema: int, fmt: Encoding, payload: bytes) -> bytes:
     """Header and payload, as one value."""
     return header(codec_name, schema, fmt, payload) + payload
 
 
-def seal_file(out: IO[bytes], start: int, codec_name: str, schema: int, fmt: Format) -> None:
+def seal_file(out: IO[bytes], start: int, codec_name: str, schema: int, fmt: Encoding) -> None:
     """Fill in the header of a file whose payload was written after ``HEADER.size`` zero bytes at
     ``start`` (``out`` is open for reading and writing)."""
     end = out.seek(0, 2)
@@ -71,7 +71,7 @@ def seal_file(out: IO[bytes], start: int, codec_name: str, schema: int, fmt: For
     out.seek(end)
 
 
-def unseal(data: bytes | memoryview, codec_name: str, schema: int, fmt: Format) -> memoryview:
+def unseal(data: bytes | memoryview, codec_name: str, schema: int, fmt: Encoding) -> memoryview:
     """The payload of ``data``, checked against the expected codec, schema and format; else
     :class:`CorruptValue` saying what does not match."""
     view = memoryview(data)

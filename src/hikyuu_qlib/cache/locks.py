@@ -16,9 +16,21 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hikyuu_qlib.cache.redis_tier import RELEASE, RENEW, RedisTier
+if TYPE_CHECKING:  # redis is imported only by a cache that has a Redis tier
+    from hikyuu_qlib.cache.redis_tier import RedisTier
+
+#: Deletes the lock only if it still holds the caller's token.
+RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+#: Extends the lock only if it still holds the caller's token.
+RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 class LeaderGone(Exception):

@@ -30,15 +30,6 @@ T = TypeVar("T")
 #: What a failing Redis call raises: connection, timeout, a server that is loading or read-only …
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
-RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
-
 
 class RedisTier:
     """Values, locks and generation tokens under ``prefix`` in the Redis at ``url``."""

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hikyuu_qlib.cache import local_files
 from hikyuu_qlib.cache.codec import encode
@@ -25,9 +25,11 @@ from hikyuu_qlib.cache.disk import DiskTier
 from hikyuu_qlib.cache.envelope import CorruptValue, format_of, seal, unseal
 from hikyuu_qlib.cache.locks import HeldLock, LeaderGone, LockState, RedisLocks, SingleFlight
 from hikyuu_qlib.cache.memory import MemoryTier
-from hikyuu_qlib.cache.redis_tier import RedisTier
 from hikyuu_qlib.domain.cache import CacheCounters, CacheKey, Tier, TierUsage
 from hikyuu_qlib.ports import ValueCodec, Versioned
+
+if TYPE_CHECKING:  # redis is imported only by a cache that has a Redis tier
+    from hikyuu_qlib.cache.redis_tier import RedisTier
 
 log = logging.getLogger("hikyuu_qlib.cache")
 
