@@ -12,6 +12,7 @@ from hikyuu_qlib.app import open_market, open_store
 from hikyuu_qlib.cli.options import (
     FrameFormatOption,
     FrameOutOption,
+    MetricsFileOption,
     OutputFormat,
     SourceOption,
     SummaryFormatOption,
@@ -157,12 +158,14 @@ def export_qlib_cmd(
     adjust: Annotated[str, typer.Option(help="price adjustment written as Qlib's $factor")] = "forward",
     codes: Annotated[list[str] | None, typer.Option("--code", help="only these codes (repeatable)")] = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    metrics_file: MetricsFileOption = None,
 ) -> None:
     """Write a Qlib provider directory (calendar, instruments, feature bins) from any store."""
+    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.stores.export import export_qlib
 
     check_out_dir(out)
-    store = open_store(source)
+    store = open_store(source, settings=current().settings)
     try:
         with progress_bar("export to qlib", enabled=fmt is not OutputFormat.json) as progress:
             report = export_qlib(

@@ -410,13 +410,27 @@ def _registry_url(db: str | None) -> str | None:
 
 def guarded(fn: Callable[..., T]) -> Callable[..., T]:
     """Decorator form of :func:`cli_errors` for Typer commands (JSON errors when ``fmt`` is json; a
-    database error names the command's ``--db``)."""
+    database error names the command's ``--db``), run as an observed command (its span; for a batch
+    command with ``metrics_file``, its job metrics: see :mod:`hikyuu_qlib.cli.telemetry`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        db = kwargs.get("db")
-        with cli_errors(json_errors=str(kwargs.get("fmt")) == "json", db=db if isinstance(db, str) else None):
-            return fn(*args, **kwargs)
+        from hikyuu_qlib.cli import telemetry
+
+        given_db = kwargs.get("db")
+        db = given_db if isinstance(given_db, str) else None
+        json_errors = str(kwargs.get("fmt")) == "json"
+        with cli_errors(json_errors=json_errors, db=db):
+            run = telemetry.start(fn.__name__, kwargs)
+        with telemetry.observed_command(run) as outcome:
+            try:
+                with cli_errors(json_errors=json_errors, db=db):
+                    result = fn(*args, **kwargs)
+            except typer.Exit as exc:
+                outcome["exit_code"] = int(exc.exit_code)
+                raise
+            outcome["exit_code"] = int(ExitCode.OK)
+            return result
         raise AssertionError("unreachable")
 
     return wrapper
