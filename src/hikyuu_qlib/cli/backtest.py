@@ -39,7 +39,7 @@ backtest_app = typer.Typer(
 
 
 @backtest_app.command("run")
-@guarded
+@guarded(job="backtest_run")
 def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.html, PNGs, daily frame")],
     predictions: Annotated[

@@ -151,7 +151,7 @@ def bars(
 
 
 @data_app.command("export-qlib")
-@guarded
+@guarded(job="data_export_qlib")
 def export_qlib_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="the Qlib provider directory to write")],
     source: SourceOption = None,

@@ -99,7 +99,7 @@ def _num(value: Any) -> str:
 # --- commands ------------------------------------------------------------------------------------------
 
 
-@guarded
+@guarded(job="model_train")
 def train(
     train_span: Annotated[str, typer.Option("--train", help="train segment START:END")],
     valid_span: Annotated[str | None, typer.Option("--valid", help="valid segment (early stopping)")] = None,

@@ -27,7 +27,7 @@ from hikyuu_qlib.ports import Progress
 MODEL_FIGURES = ("ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_label", "days")
 
 
-@guarded
+@guarded(job="run")
 def run(
     workflow: Annotated[Path, typer.Argument(help="the workflow file (YAML)")],
     force: Annotated[

@@ -12,7 +12,8 @@
   ``HQ_PUSHGATEWAY_URL`` is set they are pushed there (job ``hq``, grouped by ``instance`` and ``kind``),
   whether the command succeeded or failed. Without either, nothing is recorded.
 
-The command body reads its settings and telemetry with :func:`current`.
+The command body reads its settings and telemetry with :func:`current` (the running command's, held in a
+context variable for the time of the command).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
+import typer
 
 from hikyuu_qlib.cli.errors import ExitCode
 from hikyuu_qlib.observability.recording import JobStatus
@@ -34,12 +36,13 @@ from hikyuu_qlib.settings import Settings, load_settings
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
-_META_KEY = "hikyuu_qlib.command"
+_RUNNING: ContextVar[CommandRun | None] = ContextVar("hikyuu_qlib.command", default=None)
 
 
 @dataclass
 class CommandRun:
-    """One command's settings (read once for it) and telemetry."""
+    """One command's settings (read once for it) and telemetry; ``kind`` names it in spans and, for a
+    batch command, in the job metrics."""
 
     kind: str
     settings: Settings
@@ -54,36 +57,25 @@ class CommandRun:
 
 def current() -> CommandRun:
     """The running command's :class:`CommandRun` (outside a command: the settings, nothing recorded)."""
-    ctx = click.get_current_context(silent=True)
-    run = ctx.meta.get(_META_KEY) if ctx is not None else None
-    if isinstance(run, CommandRun):
+    run = _RUNNING.get()
+    if run is not None:
         return run
     return CommandRun("library", load_settings(), Telemetry.disabled())
 
 
-def _kind(ctx: click.Context | None, fallback: str) -> str:
-    path = ctx.command_path if ctx is not None else fallback
-    words = path.split()[1:] or [fallback]
-    return "_".join(w.replace("-", "_") for w in words)
-
-
-def start(name: str, kwargs: dict[str, Any]) -> CommandRun:
-    """Read the settings, check ``--metrics-file``, open the telemetry (see the module)."""
+def start(name: str, kwargs: dict[str, Any], *, job: str | None = None) -> CommandRun:
+    """Read the settings, check ``--metrics-file``, open the telemetry (see the module). ``job``: the kind
+    of a batch command (else ``name`` names the command in its span, and no metrics are kept)."""
     from hikyuu_qlib.app import open_telemetry
     from hikyuu_qlib.observability.exposition import check_textfile_path
 
-    ctx = click.get_current_context(silent=True)
     settings = load_settings()
-    batch = "metrics_file" in kwargs
-    metrics_file = kwargs.get("metrics_file") if batch else None
+    metrics_file = kwargs.get("metrics_file") if job is not None else None
     if metrics_file is not None:
         check_textfile_path(metrics_file)
-    pushgateway = settings.pushgateway_url if batch else None
+    pushgateway = settings.pushgateway_url if job is not None else None
     telemetry = open_telemetry(settings, metrics=metrics_file is not None or bool(pushgateway))
-    run = CommandRun(_kind(ctx, name), settings, telemetry, metrics_file, pushgateway)
-    if ctx is not None:
-        ctx.meta[_META_KEY] = run
-    return run
+    return CommandRun(job or name, settings, telemetry, metrics_file, pushgateway)
 
 
 def job_status(code: int) -> JobStatus:
@@ -98,6 +90,7 @@ def observed_command(run: CommandRun) -> Iterator[dict[str, int]]:
     metrics are published (:func:`publish`): a command that succeeded but whose metrics file could not be
     written exits 1 (the error is logged; stdout already holds the command's output)."""
     outcome = {"exit_code": int(ExitCode.FAILURE)}
+    token = _RUNNING.set(run)
     metrics = run.telemetry.metrics
     metrics.job_started(run.kind)
     started = time.perf_counter()
@@ -119,9 +112,10 @@ def observed_command(run: CommandRun) -> Iterator[dict[str, int]]:
         except Exception as exc:
             log.error("could not write the metrics file %s: %s", run.metrics_file, exc)
             if outcome["exit_code"] == ExitCode.OK:
-                raise click.exceptions.Exit(ExitCode.FAILURE) from None
+                raise typer.Exit(ExitCode.FAILURE) from None
         finally:
             run.telemetry.close()
+            _RUNNING.reset(token)
 
 
 def publish(run: CommandRun) -> None:

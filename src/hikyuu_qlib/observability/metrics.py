@@ -51,7 +51,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from hikyuu_qlib.observability.latency import LatencyHistogram
 from hikyuu_qlib.observability.recording import (
@@ -121,6 +121,9 @@ class PrometheusMetrics(Metrics):
     enabled = True
 
     def __init__(self, version: str = "unknown", registry: CollectorRegistry | None = None) -> None:
+        # no ``*_created`` series: in the text format Prometheus would take each for a gauge of its own
+        # (a switch of prometheus-client for the whole process)
+        disable_created_metrics()
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.multiprocess = multiprocess_mode()
         r = self.registry
