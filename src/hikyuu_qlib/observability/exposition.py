@@ -5,7 +5,7 @@
   workers) it reads the values every worker wrote into that directory, so one scrape, whichever worker
   answers it, counts the requests of all of them; the ``process_*`` figures are then those of the worker
   that answered.
-- :func:`metrics_asgi_app` is that endpoint as an ASGI app (``app.mount("/metrics", …)`` in FastAPI);
+- :class:`MetricsEndpoint` is that endpoint as an ASGI app (``app.add_route("/metrics", …)`` in FastAPI);
   :class:`MetricsServer` serves it on its own port from a thread (a process without an HTTP server).
 - :func:`write_textfile` writes a batch command's metrics for node_exporter's textfile collector: in the
   text format, without timestamps, atomically (a temporary file in the same directory renamed over it).
@@ -73,9 +73,16 @@ def scrape_registry(metrics: PrometheusMetrics) -> CollectorRegistry:
     return registry
 
 
-def metrics_asgi_app(metrics: PrometheusMetrics) -> Callable[..., Any]:
-    """An ASGI app serving :func:`scrape_registry` (text or OpenMetrics, gzip when asked)."""
-    return make_asgi_app(registry=scrape_registry(metrics))
+class MetricsEndpoint:
+    """An ASGI app serving :func:`scrape_registry` (text or OpenMetrics as the scraper asks, gzip when
+    asked): ``app.add_route("/metrics", MetricsEndpoint(metrics))`` in FastAPI/Starlette (an object, so
+    the router hands it the raw request instead of wrapping it as a view function)."""
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        self._app = make_asgi_app(registry=scrape_registry(metrics))
+
+    async def __call__(self, scope: Any, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await self._app(scope, receive, send)
 
 
 class MetricsServer:
