@@ -35,7 +35,9 @@ def test_every_alert_has_a_severity_and_its_annotations() -> None:
     for rule in alerts():
         labels, notes = rule["labels"], rule["annotations"]
         assert isinstance(labels, dict) and labels["severity"] in ("critical", "warning"), rule["alert"]
-        assert isinstance(notes, dict) and {"summary", "description", "runbook_url"} <= set(notes), rule["alert"]
+        assert isinstance(notes, dict) and {"summary", "description", "runbook_url"} <= set(notes), rule[
+            "alert"
+        ]
         anchor = str(notes["runbook_url"]).split("#", 1)[1]
         assert f"## {anchor}" in runbooks, f"no runbook section for {anchor}"
 

@@ -42,7 +42,10 @@ def prometheus(metrics_target: str, tmp_path_factory: pytest.TempPathFactory) ->
             {
                 "name": "hq-test",
                 "rules": [
-                    {"record": "hq:http_requests:rate1m", "expr": "sum by (job) (rate(hq_http_requests_total[1m]))"},
+                    {
+                        "record": "hq:http_requests:rate1m",
+                        "expr": "sum by (job) (rate(hq_http_requests_total[1m]))",
+                    },
                     {"alert": "HqTestRequestsServed", "expr": "sum by (job) (hq_http_requests_total) > 0"},
                 ],
             }
@@ -52,7 +55,9 @@ def prometheus(metrics_target: str, tmp_path_factory: pytest.TempPathFactory) ->
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS), str(tmp / "test_rules.yml")],
-        "scrape_configs": [{"job_name": "hq", "static_configs": [{"targets": [metrics_target.split("//")[1]]}]}],
+        "scrape_configs": [
+            {"job_name": "hq", "static_configs": [{"targets": [metrics_target.split("//")[1]]}]}
+        ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -124,5 +129,9 @@ def test_the_rules_evaluate(prometheus: str) -> None:
         return rules if all(r["health"] != "unknown" for r in rules) else []
 
     rules = wait_for(evaluated, "every rule evaluated once")
-    assert {r["name"] for r in rules} >= {"HqRegistryLatencyHigh", "HqErrorBudgetBurnFast", "HqJobNotSucceeding"}
+    assert {r["name"] for r in rules} >= {
+        "HqRegistryLatencyHigh",
+        "HqErrorBudgetBurnFast",
+        "HqJobNotSucceeding",
+    }
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]

@@ -7,8 +7,9 @@ separated by commas; ``none`` keeps it off) or when an OTLP endpoint is set
 nothing is exported when nothing is said, so a laptop run never waits on a collector that is not there.
 
 - ``otlp``: over HTTP (``http/protobuf``, the default) or gRPC (``grpc``), chosen by
-  ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` or ``OTEL_EXPORTER_OTLP_PROTOCOL``; the exporter reads its own
-  endpoint, headers, timeout and certificate variables.
+  ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` or ``OTEL_EXPORTER_OTLP_PROTOCOL``, to
+  ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT`` (+ ``/v1/traces`` over HTTP;
+  default ``localhost:4318``/``4317``); the exporter reads its headers, timeout and certificate variables.
 - ``console``: one JSON document per span on stderr (stdout belongs to ``--format json``).
 - ``jsonl``: one JSON object per span and line, appended to ``HQ_TRACES_FILE``.
 
@@ -89,17 +90,22 @@ class JsonLinesSpanExporter:
 
 
 def _otlp_exporter(environ: Mapping[str, str]) -> SpanExporter:
+    """The OTLP exporter ``environ`` asks for; its endpoint from ``environ``, its other settings (headers,
+    timeout, certificates, compression) from the process environment, where the exporter reads them."""
     protocol = (
         environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
     ).strip() or "http/protobuf"
+    traces_endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter()
+        return GrpcExporter(endpoint=traces_endpoint or base)
     if protocol in ("http/protobuf", "http"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        return HttpExporter()
+        endpoint = traces_endpoint or (base.rstrip("/") + "/v1/traces" if base else None)
+        return HttpExporter(endpoint=endpoint)
     raise InvalidInputError(f"OTLP protocol {protocol!r} is not supported: use http/protobuf or grpc")
 
 
@@ -141,7 +147,9 @@ class Tracing:
                     )
                 exporters.append(JsonLinesSpanExporter(traces_file))
         resource = Resource.create({"service.version": version})
-        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        if environ.get("OTEL_SERVICE_NAME"):
+            resource = resource.merge(Resource({"service.name": environ["OTEL_SERVICE_NAME"]}))
+        elif str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
             resource = resource.merge(Resource({"service.name": "hq"}))
         provider = TracerProvider(resource=resource)
         for exporter in exporters:
