@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import require
 
 REPO = Path(__file__).resolve().parents[2]

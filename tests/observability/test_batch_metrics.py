@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import require
 from obs_support import free_port, sample
+
+from conftest import require
 
 REPO = Path(__file__).resolve().parents[2]
 

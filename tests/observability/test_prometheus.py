@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import require
 from obs_support import free_port, serve
+
+from conftest import require
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
