@@ -123,7 +123,7 @@ class PrometheusMetrics(Metrics):
     def __init__(self, version: str = "unknown", registry: CollectorRegistry | None = None) -> None:
         # no ``*_created`` series: in the text format Prometheus would take each for a gauge of its own
         # (a switch of prometheus-client for the whole process)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.multiprocess = multiprocess_mode()
         r = self.registry
