@@ -49,14 +49,13 @@ workers' values combine (``livesum`` for what is in progress and for bytes held,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from hikyuu_qlib.observability.latency import LatencyHistogram
 from hikyuu_qlib.observability.recording import (
     CacheResult,
-    DbStatus,
     DbTimer,
     JobStatus,
     Metrics,
@@ -89,30 +88,24 @@ HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 JOB_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
 
 
-class _LatencyDbTimer(DbTimer):
-    """One process: one cheap observation (the counter family is the histogram's count)."""
-
-    __slots__ = ("_error", "_ok")
-
-    def __init__(self, histogram: LatencyHistogram, labels: tuple[str, str]) -> None:
-        self._ok = histogram.labels(*labels, "ok")
-        self._error = histogram.labels(*labels, "error")
-
-    def record(self, status: DbStatus, seconds: float) -> None:
-        (self._ok if status == "ok" else self._error).observe(seconds)
+def _latency_timer(histogram: LatencyHistogram, labels: tuple[str, str]) -> DbTimer:
+    """One process: one cheap observation a call (the counter family is the histogram's count)."""
+    return DbTimer(histogram.labels(*labels, "ok").observe, histogram.labels(*labels, "error").observe)
 
 
-class _MultiprocessDbTimer(DbTimer):
+def _multiprocess_timer(histogram: Histogram, counter: Counter, labels: tuple[str, str]) -> DbTimer:
     """Multiprocess mode: prometheus-client's histogram and counter, whose values live in files."""
 
-    __slots__ = ("_counter", "_histogram", "_labels")
+    def recorder(status: str) -> Callable[[float], None]:
+        observed, counted = histogram.labels(*labels, status), counter.labels(*labels, status)
 
-    def __init__(self, histogram: Histogram, counter: Counter, labels: tuple[str, str]) -> None:
-        self._histogram, self._counter, self._labels = histogram, counter, labels
+        def record(seconds: float) -> None:
+            observed.observe(seconds)
+            counted.inc()
 
-    def record(self, status: DbStatus, seconds: float) -> None:
-        self._histogram.labels(*self._labels, status).observe(seconds)
-        self._counter.labels(*self._labels, status).inc()
+        return record
+
+    return DbTimer(recorder("ok"), recorder("error"))
 
 
 class PrometheusMetrics(Metrics):
@@ -252,10 +245,10 @@ class PrometheusMetrics(Metrics):
         key = (operation, backend)
         timer = self._db_timers.get(key)
         if timer is None:
-            made: DbTimer = (
-                _LatencyDbTimer(self._db, key)
+            made = (
+                _latency_timer(self._db, key)
                 if isinstance(self._db, LatencyHistogram)
-                else _MultiprocessDbTimer(*self._db, key)
+                else _multiprocess_timer(*self._db, key)
             )
             timer = self._db_timers.setdefault(key, made)
         return timer

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from hikyuu_qlib.observability.recording import DbTimer
@@ -24,18 +25,19 @@ T = TypeVar("T")
 class OperationObserver:
     """The metrics and spans of one registry's operations (``backend``: ``sqlite`` or ``postgresql``)."""
 
-    __slots__ = ("_metrics", "_timers", "_tracing", "backend")
+    __slots__ = ("_metrics", "_tracing", "backend", "timers", "traced")
 
     def __init__(self, telemetry: Telemetry, backend: str) -> None:
         self._metrics = telemetry.metrics
         self._tracing = telemetry.tracing
+        self.traced = telemetry.tracing.enabled
         self.backend = backend
-        self._timers: dict[str, DbTimer] = {}
+        self.timers: dict[str, DbTimer] = {}
 
-    def _timer(self, operation: str) -> DbTimer:
-        timer = self._timers.get(operation)
+    def timer(self, operation: str) -> DbTimer:
+        timer = self.timers.get(operation)
         if timer is None:
-            timer = self._timers[operation] = self._metrics.db_timer(operation, self.backend)
+            timer = self.timers[operation] = self._metrics.db_timer(operation, self.backend)
         return timer
 
     def _attributes(self, operation: str) -> dict[str, str]:
@@ -43,28 +45,28 @@ class OperationObserver:
 
     def call(self, operation: str, fn: Callable[[], T]) -> T:
         """``fn()``, timed, counted and traced as ``operation``."""
-        timer = self._timer(operation)
+        timer = self.timer(operation)
         with self._tracing.span(f"registry.{operation}", self._attributes(operation)):
             started = time.perf_counter()
             try:
                 result = fn()
             except BaseException:
-                timer.record("error", time.perf_counter() - started)
+                timer.error(time.perf_counter() - started)
                 raise
-            timer.record("ok", time.perf_counter() - started)
+            timer.ok(time.perf_counter() - started)
             return result
 
     async def acall(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
         """``await fn()``, timed, counted and traced as ``operation``."""
-        timer = self._timer(operation)
+        timer = self.timer(operation)
         with self._tracing.span(f"registry.{operation}", self._attributes(operation)):
             started = time.perf_counter()
             try:
                 result = await fn()
             except BaseException:
-                timer.record("error", time.perf_counter() - started)
+                timer.error(time.perf_counter() - started)
                 raise
-            timer.record("ok", time.perf_counter() - started)
+            timer.ok(time.perf_counter() - started)
             return result
 
     def retried(self, reason: str) -> None:
@@ -95,7 +97,17 @@ def observed(
             observer = self._observer
             if observer is None:
                 return method(self, *args, **kwargs)
-            return observer.call(operation, lambda: method(self, *args, **kwargs))
+            if observer.traced:
+                return observer.call(operation, lambda: method(self, *args, **kwargs))
+            timer = observer.timers.get(operation) or observer.timer(operation)  # metrics only: inline
+            started = perf_counter()
+            try:
+                result = method(self, *args, **kwargs)
+            except BaseException:
+                timer.error(perf_counter() - started)
+                raise
+            timer.ok(perf_counter() - started)
+            return result
 
         functools.update_wrapper(wrapper, method)
         return wrapper
@@ -115,7 +127,17 @@ def observed_async(
             observer = self._observer
             if observer is None:
                 return await method(self, *args, **kwargs)
-            return await observer.acall(operation, lambda: method(self, *args, **kwargs))
+            if observer.traced:
+                return await observer.acall(operation, lambda: method(self, *args, **kwargs))
+            timer = observer.timers.get(operation) or observer.timer(operation)  # metrics only: inline
+            started = perf_counter()
+            try:
+                result = await method(self, *args, **kwargs)
+            except BaseException:
+                timer.error(perf_counter() - started)
+                raise
+            timer.ok(perf_counter() - started)
+            return result
 
         functools.update_wrapper(wrapper, method)
         return wrapper

@@ -8,7 +8,7 @@ are off, and importing this module imports no Prometheus client.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 DbStatus = Literal["ok", "error"]
@@ -21,13 +21,25 @@ def multiprocess_mode() -> bool:
     return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
 
 
-class DbTimer:
-    """Records the outcome of one kind of registry operation on one backend (bound once, used per call)."""
+def _ignore(seconds: float) -> None:
+    return None
 
-    __slots__ = ()
+
+class DbTimer:
+    """Records the outcomes of one kind of registry operation on one backend (bound once, used per call):
+    ``ok(seconds)`` or ``error(seconds)``, each one observation."""
+
+    __slots__ = ("error", "ok")
+
+    def __init__(
+        self, ok: Callable[[float], None] = _ignore, error: Callable[[float], None] = _ignore
+    ) -> None:
+        self.ok = ok
+        self.error = error
 
     def record(self, status: DbStatus, seconds: float) -> None:
         """One operation that ended with ``status`` after ``seconds``."""
+        (self.ok if status == "ok" else self.error)(seconds)
 
 
 class Metrics:
