@@ -67,11 +67,12 @@ def start(name: str, kwargs: dict[str, Any], *, job: str | None = None) -> Comma
     """Read the settings, check ``--metrics-file``, open the telemetry (see the module). ``job``: the kind
     of a batch command (else ``name`` names the command in its span, and no metrics are kept)."""
     from hikyuu_qlib.app import open_telemetry
-    from hikyuu_qlib.observability.exposition import check_textfile_path
 
     settings = load_settings()
     metrics_file = kwargs.get("metrics_file") if job is not None else None
     if metrics_file is not None:
+        from hikyuu_qlib.observability.exposition import check_textfile_path
+
         check_textfile_path(metrics_file)
     pushgateway = settings.pushgateway_url if job is not None else None
     telemetry = open_telemetry(settings, metrics=metrics_file is not None or bool(pushgateway))
