@@ -29,6 +29,7 @@ from hikyuu_qlib.cli.output import (
     write_frame,
 )
 from hikyuu_qlib.cli.progress import progress_bar
+from hikyuu_qlib.cli.telemetry import current
 from hikyuu_qlib.domain import Adjust, KType, Market, StockType, parse_codes
 from hikyuu_qlib.marketdata import parse_code_list
 from hikyuu_qlib.stores.reports import BatchReport
@@ -42,7 +43,7 @@ data_app = typer.Typer(help="Market data: stocks, bars, export to Qlib, import T
 @guarded
 def info(source: SourceOption = None, fmt: SummaryFormatOption = OutputFormat.table) -> None:
     """Summarise a store: markets, ktypes, stock count (and how many have bars), calendar span, data version."""
-    store = open_store(source)
+    store = open_store(source, settings=current().settings)
     try:
         calendar = store.calendar()
         listed = store.stocks(valid=None)
@@ -91,7 +92,7 @@ def stocks(
 ) -> None:
     """List stocks, filtered by market, type, validity and whether the store holds bars for them."""
     chosen = frame_format(fmt, out)
-    with open_market(source) as md:
+    with open_market(source, settings=current().settings) as md:
         frame = md.stocks(
             market=Market.parse(market) if market else None,
             types=[StockType.parse(t) for t in types] if types else None,
@@ -124,7 +125,7 @@ def bars(
 ) -> None:
     """Print or save bars of one or more codes. Failing codes are reported; the rest load (exit 5)."""
     chosen = frame_format(fmt, out)
-    with open_market(source) as md:
+    with open_market(source, settings=current().settings) as md:
         result = md.load_many(
             codes,
             start=start,
@@ -161,7 +162,6 @@ def export_qlib_cmd(
     metrics_file: MetricsFileOption = None,
 ) -> None:
     """Write a Qlib provider directory (calendar, instruments, feature bins) from any store."""
-    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.stores.export import export_qlib
 
     check_out_dir(out)
