@@ -26,6 +26,9 @@ exchange while the HDF5 files hold a few tables; a Qlib universe lists delisted 
 ``stocks(has_data=True)`` lists only the codes with bars (the ``has_data`` column of the stocks frame).
 A code the store does not know at all is an :class:`UnknownCodeError`, reported in ``errors`` (and
 raised by ``stream``).
+
+Given active telemetry (:func:`hikyuu_qlib.app.open_market` passes the entrypoint's), each ``load_many``
+(and so ``bars``) is one recorded load (:mod:`hikyuu_qlib.observability.loads`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,16 @@ from typing import Self, TypeVar
 
 import polars as pl
 
-from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, KType, Market, StockCode, StockType
+from hikyuu_qlib.domain import (
+    Adjust,
+    DateRange,
+    HQError,
+    InvalidInputError,
+    KType,
+    Market,
+    StockCode,
+    StockType,
+)
 from hikyuu_qlib.loadplan import (
     DEFAULT_CHUNK_ROWS,
     BarQuery,
@@ -53,19 +65,31 @@ from hikyuu_qlib.loadplan import (
     parse_code_list,
     read_outcome,
 )
+from hikyuu_qlib.observability.loads import LoadObserver
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import MarketData
 
 T = TypeVar("T")
 
 
+def _result_outcome(result: LoadResult) -> tuple[int, dict[str, HQError]]:
+    return result.frame.height, result.errors
+
+
 class _BaseClient:
     """What the sync and async clients share: the store, the executor size, and the plans of their calls."""
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4) -> None:
+    def __init__(
+        self, store: MarketData, *, max_workers: int = 4, telemetry: Telemetry | None = None
+    ) -> None:
         if max_workers < 1:
             raise InvalidInputError(f"max_workers must be >= 1, got {max_workers}")
         self._store = store
         self._max_workers = max_workers
+        # records each load; None when nothing is recorded
+        self._loads = (
+            LoadObserver(telemetry, store.source) if telemetry is not None and telemetry.active else None
+        )
 
     @property
     def store(self) -> MarketData:
@@ -108,8 +132,10 @@ def _filter_has_data(frame: pl.DataFrame, has_data: bool | None) -> pl.DataFrame
 class MarketDataClient(_BaseClient):
     """Blocking API over a store. ``with MarketDataClient(store) as md: md.bars(...)``."""
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4) -> None:
-        super().__init__(store, max_workers=max_workers)
+    def __init__(
+        self, store: MarketData, *, max_workers: int = 4, telemetry: Telemetry | None = None
+    ) -> None:
+        super().__init__(store, max_workers=max_workers, telemetry=telemetry)
         self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> Self:
@@ -177,6 +203,13 @@ class MarketDataClient(_BaseClient):
         ``without_bars``. A store that reads many codes at once gets them in one pass (it uses its own
         threads); others are read ``concurrency`` at a time on threads."""
         plan = self._load_plan(codes, start, end, ktype, adjust, concurrency)
+        if self._loads is None:
+            return self._run_plan(plan)
+        return self._loads.call(
+            plan.query.ktype.value, len(plan.codes), lambda: self._run_plan(plan), _result_outcome
+        )
+
+    def _run_plan(self, plan: LoadPlan) -> LoadResult:
         if plan.mode is ReadMode.BATCH:
             return plan.read_batch(self._store)
         if plan.mode is ReadMode.SERIAL:
@@ -227,8 +260,10 @@ class AsyncMarketDataClient(_BaseClient):
     ``async with AsyncMarketDataClient(store) as md: result = await md.load_many(codes, concurrency=8)``
     """
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4) -> None:
-        super().__init__(store, max_workers=max_workers)
+    def __init__(
+        self, store: MarketData, *, max_workers: int = 4, telemetry: Telemetry | None = None
+    ) -> None:
+        super().__init__(store, max_workers=max_workers, telemetry=telemetry)
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="hq-aio")
 
     async def __aenter__(self) -> Self:
@@ -301,6 +336,13 @@ class AsyncMarketDataClient(_BaseClient):
         """See :meth:`MarketDataClient.load_many`; code-by-code reads have at most ``concurrency`` in
         flight (default: the executor size)."""
         plan = self._load_plan(codes, start, end, ktype, adjust, concurrency or self._max_workers)
+        if self._loads is None:
+            return await self._run_plan(plan)
+        return await self._loads.acall(
+            plan.query.ktype.value, len(plan.codes), lambda: self._run_plan(plan), _result_outcome
+        )
+
+    async def _run_plan(self, plan: LoadPlan) -> LoadResult:
         if plan.mode is ReadMode.BATCH:
             return await self._run(lambda: plan.read_batch(self._store))
         limit = asyncio.Semaphore(plan.concurrency)

@@ -34,8 +34,9 @@ model_app = typer.Typer(
 def _registry(db: str | None) -> Any:
     """The registry at ``db``; it must exist (these commands never create one: exit 3 when it is missing)."""
     from hikyuu_qlib.app import open_registry
+    from hikyuu_qlib.cli.telemetry import current
 
-    return open_registry(db, sync=True, create=False)
+    return open_registry(db, settings=current().settings, sync=True, create=False)
 
 
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:
