@@ -32,6 +32,9 @@ queries — threads, tasks, processes sharing Redis — read the store once. ``s
 ``stocks(has_data=True)`` lists only the codes with bars (the ``has_data`` column of the stocks frame).
 A code the store does not know at all is an :class:`UnknownCodeError`, reported in ``errors`` (and
 raised by ``stream``).
+
+Given active telemetry (:func:`hikyuu_qlib.app.open_market` passes the entrypoint's), each ``load_many``
+(and so ``bars``) is one recorded load (:mod:`hikyuu_qlib.observability.loads`).
 """
 
 from __future__ import annotations
@@ -47,7 +50,16 @@ import polars as pl
 from hikyuu_qlib.cache.codec import FRAME
 from hikyuu_qlib.cache.keys import bars_key, stocks_key
 from hikyuu_qlib.cache.values import LOAD_RESULT
-from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, KType, Market, StockCode, StockType
+from hikyuu_qlib.domain import (
+    Adjust,
+    DateRange,
+    HQError,
+    InvalidInputError,
+    KType,
+    Market,
+    StockCode,
+    StockType,
+)
 from hikyuu_qlib.domain.cache import CacheKey
 from hikyuu_qlib.loadplan import (
     DEFAULT_CHUNK_ROWS,
@@ -63,9 +75,15 @@ from hikyuu_qlib.loadplan import (
     parse_code_list,
     read_outcome,
 )
+from hikyuu_qlib.observability.loads import LoadObserver
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import Cache, MarketData
 
 T = TypeVar("T")
+
+
+def _result_outcome(result: LoadResult) -> tuple[int, dict[str, HQError]]:
+    return result.frame.height, result.errors
 
 
 def _ok(result: LoadResult) -> bool:
@@ -75,12 +93,23 @@ def _ok(result: LoadResult) -> bool:
 class _BaseClient:
     """What the sync and async clients share: the store, the executor size, and the plans of their calls."""
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4, cache: Cache | None = None) -> None:
+    def __init__(
+        self,
+        store: MarketData,
+        *,
+        max_workers: int = 4,
+        telemetry: Telemetry | None = None,
+        cache: Cache | None = None,
+    ) -> None:
         if max_workers < 1:
             raise InvalidInputError(f"max_workers must be >= 1, got {max_workers}")
         self._store = store
         self._max_workers = max_workers
         self._cache = cache
+        # records each load; None when nothing is recorded
+        self._loads = (
+            LoadObserver(telemetry, store.source) if telemetry is not None and telemetry.active else None
+        )
 
     @property
     def store(self) -> MarketData:
@@ -140,8 +169,15 @@ def _filter_has_data(frame: pl.DataFrame, has_data: bool | None) -> pl.DataFrame
 class MarketDataClient(_BaseClient):
     """Blocking API over a store. ``with MarketDataClient(store) as md: md.bars(...)``."""
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4, cache: Cache | None = None) -> None:
-        super().__init__(store, max_workers=max_workers, cache=cache)
+    def __init__(
+        self,
+        store: MarketData,
+        *,
+        max_workers: int = 4,
+        telemetry: Telemetry | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        super().__init__(store, max_workers=max_workers, telemetry=telemetry, cache=cache)
         self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> Self:
@@ -221,6 +257,14 @@ class MarketDataClient(_BaseClient):
         return cache.get_or_compute(key, lambda: self._load(plan), LOAD_RESULT, keep=_ok)
 
     def _load(self, plan: LoadPlan) -> LoadResult:
+        """Read the plan from the store (recorded by the telemetry when it is on)."""
+        if self._loads is None:
+            return self._run_plan(plan)
+        return self._loads.call(
+            plan.query.ktype.value, len(plan.codes), lambda: self._run_plan(plan), _result_outcome
+        )
+
+    def _run_plan(self, plan: LoadPlan) -> LoadResult:
         if plan.mode is ReadMode.BATCH:
             return plan.read_batch(self._store)
         if plan.mode is ReadMode.SERIAL:
@@ -271,8 +315,15 @@ class AsyncMarketDataClient(_BaseClient):
     ``async with AsyncMarketDataClient(store) as md: result = await md.load_many(codes, concurrency=8)``
     """
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4, cache: Cache | None = None) -> None:
-        super().__init__(store, max_workers=max_workers, cache=cache)
+    def __init__(
+        self,
+        store: MarketData,
+        *,
+        max_workers: int = 4,
+        telemetry: Telemetry | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        super().__init__(store, max_workers=max_workers, telemetry=telemetry, cache=cache)
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="hq-aio")
 
     async def __aenter__(self) -> Self:
@@ -365,6 +416,13 @@ class AsyncMarketDataClient(_BaseClient):
         return fresh if fresh is not None else await self._run(lambda: cache.data_version(self._store))
 
     async def _load(self, plan: LoadPlan) -> LoadResult:
+        if self._loads is None:
+            return await self._run_plan(plan)
+        return await self._loads.acall(
+            plan.query.ktype.value, len(plan.codes), lambda: self._run_plan(plan), _result_outcome
+        )
+
+    async def _run_plan(self, plan: LoadPlan) -> LoadResult:
         if plan.mode is ReadMode.BATCH:
             return await self._run(lambda: plan.read_batch(self._store))
         limit = asyncio.Semaphore(plan.concurrency)

@@ -7,7 +7,8 @@ feature source that training, evaluation, prediction and the backtest all read
 (:func:`~hikyuu_qlib.app.open_feature_source`), the model registry (sync facade), the artifact store, the
 predictor with its LRU of loaded models, and the cache (:func:`~hikyuu_qlib.app.open_cache`: features,
 predictions, model records and boosters go through it); and it closes the store, the registry and the
-cache.
+cache. The entrypoint's telemetry (:func:`~hikyuu_qlib.app.open_telemetry`), when given, goes to the
+registry and the feature source, and the workflow runner records its stages with it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import polars as pl
 
 from hikyuu_qlib.app import open_artifacts, open_cache, open_feature_source, open_registry, open_store
 from hikyuu_qlib.domain import DateRange, InvalidInputError
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import Cache, FeatureSource, MarketData, ModelFiles, ModelRecords, RiskFreeSource
 from hikyuu_qlib.settings import Settings
 
@@ -51,8 +53,10 @@ class ResearchContext:
         source: str | SourceSpec | None = None,
         db: str | None = None,
         create_registry: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry.disabled()
         self._source = source
         self._store = store
         self._features: FeatureSource | None = None
@@ -71,10 +75,11 @@ class ResearchContext:
         settings: Settings,
         db: str | None = None,
         create_registry: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> Self:
         """A context over ``source`` (default: the settings'), with the registry at ``db`` (default: the
         settings'). Nothing is opened until it is used."""
-        return cls(settings, source=source, db=db, create_registry=create_registry)
+        return cls(settings, source=source, db=db, create_registry=create_registry, telemetry=telemetry)
 
     def __enter__(self) -> Self:
         return self
@@ -119,7 +124,7 @@ class ResearchContext:
     def features(self) -> FeatureSource:
         """The feature source of the store: training, evaluation, prediction and the backtest read it."""
         if self._features is None:
-            self._features = open_feature_source(self.store)
+            self._features = open_feature_source(self.store, self.telemetry)
         return self._features
 
     @property
@@ -148,7 +153,12 @@ class ResearchContext:
     def registry(self) -> ModelRecords:
         if self._registry is None:
             self._registry = open_registry(
-                self._db, settings=self.settings, sync=True, create=self._create_registry, cache=self.cache
+                self._db,
+                settings=self.settings,
+                sync=True,
+                telemetry=self.telemetry,
+                create=self._create_registry,
+                cache=self.cache,
             ).open()
         return self._registry
 
@@ -170,7 +180,7 @@ class ResearchContext:
     def cache(self) -> Cache:
         """The cache of the settings (memory, Redis with ``HQ_CACHE_URL``, disk)."""
         if self._cache is None:
-            self._cache = open_cache(self.settings)
+            self._cache = open_cache(self.settings, telemetry=self.telemetry)
         return self._cache
 
     def resolve_model(self, prefix: str) -> str:

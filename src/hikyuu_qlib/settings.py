@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         description="tries of an operation at most (the deadline usually ends them first)",
     )
     registry_connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for a new connection")
+    # observability (tracing itself is configured by the standard OTEL_* variables)
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway that batch commands push their metrics to"
+    )
+    traces_file: Path | None = Field(
+        None, description="file the jsonl trace exporter appends spans to (OTEL_TRACES_EXPORTER=jsonl)"
+    )
 
     @field_validator("cache_url", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from hikyuu_qlib.cache.keys import record_key, registry_identity, resolve_key
 from hikyuu_qlib.cache.values import MODEL, MODEL_ID
 from hikyuu_qlib.domain.model import Model, ModelStatus
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import Cache
 from hikyuu_qlib.registry.engine import RegistryOptions
 from hikyuu_qlib.registry.repository import AsyncModelRepository
@@ -30,8 +31,10 @@ class CachedModelRegistry(ModelRegistry):
     """The blocking registry with cached ``get`` and ``resolve``; every write bumps the generation before
     it starts (so that its own reads, such as a transition's, see the database) and after it ends."""
 
-    def __init__(self, url: str, options: RegistryOptions | None, cache: Cache) -> None:
-        super().__init__(url, options)
+    def __init__(
+        self, url: str, options: RegistryOptions | None, cache: Cache, *, telemetry: Telemetry | None = None
+    ) -> None:
+        super().__init__(url, options, telemetry=telemetry)
         self.cache = cache
         self._identity, self._scope = _scope(url)
 
@@ -78,8 +81,10 @@ class CachedModelRepository(AsyncModelRepository):
     """The async repository with cached ``get`` and ``resolve`` (the keys of
     :class:`CachedModelRegistry`, so both invalidate each other)."""
 
-    def __init__(self, url: str, options: RegistryOptions | None, cache: Cache) -> None:
-        super().__init__(url, options)
+    def __init__(
+        self, url: str, options: RegistryOptions | None, cache: Cache, *, telemetry: Telemetry | None = None
+    ) -> None:
+        super().__init__(url, options, telemetry=telemetry)
         self.cache = cache
         self._identity, self._scope = _scope(url)
 

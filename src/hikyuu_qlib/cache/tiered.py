@@ -30,6 +30,10 @@ from hikyuu_qlib.ports import ValueCodec, Versioned
 
 if TYPE_CHECKING:  # redis is imported only by a cache that has a Redis tier
     from hikyuu_qlib.cache.redis_tier import RedisTier
+    from hikyuu_qlib.observability.recording import Metrics
+
+#: Tier counters and the result label of ``hq_cache_requests_total``.
+_RESULTS: dict[str, Any] = {"hits": "hit", "misses": "miss", "corrupt": "stale", "errors": "error"}
 
 log = logging.getLogger("hikyuu_qlib.cache")
 
@@ -57,6 +61,7 @@ class TieredCache:
         lock_ttl_ms: int = 10_000,
         lock_wait_s: float = 300.0,
         version_interval_s: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         if redis is not None and lock_ttl_ms / 1000 >= lock_wait_s:
             raise ValueError(
@@ -73,6 +78,7 @@ class TieredCache:
         self._counters = CacheCounters()
         self._flushed = CacheCounters()
         self._versions: dict[str, tuple[str, float]] = {}
+        self._metrics = metrics if metrics is not None and metrics.enabled else None
 
     # --- counters ---------------------------------------------------------------------------------
 
@@ -80,6 +86,8 @@ class TieredCache:
         with self._count_lock:
             target: Any = self._counters if tier is None else self._counters.tiers[tier]
             setattr(target, what, getattr(target, what) + n)
+        if self._metrics is not None and tier is not None and what in _RESULTS:
+            self._metrics.record_cache(tier.value, _RESULTS[what])
 
     def counters(self) -> CacheCounters:
         """This process's counters since the cache was made."""
@@ -143,6 +151,8 @@ class TieredCache:
     def _to_l1(self, key: CacheKey, value: Any, codec: ValueCodec[T]) -> None:
         if self.memory is not None and Tier.MEMORY in key.tiers:
             self.memory.put(key.name, value, codec.size(value))
+            if self._metrics is not None:
+                self._metrics.set_cache_bytes(Tier.MEMORY.value, self.memory.nbytes)
 
     def _l2_bytes(self, key: CacheKey, value: Any, codec: ValueCodec[T]) -> bytes | None:
         """The sealed Redis value, or None when it should not go to Redis (down, or too large)."""

@@ -19,8 +19,7 @@ from hikyuu_qlib.cli.output import ExitCode, emit_json
 from hikyuu_qlib.cli.research import mount as mount_research
 from hikyuu_qlib.cli.run import run
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
-
-PACKAGE = "hikyuu-qlib"
+from hikyuu_qlib.version import PACKAGE, package_version
 
 app = typer.Typer(
     name="hq",
@@ -36,16 +35,6 @@ app.add_typer(cache_app, name="cache")
 app.command("demo")(demo)
 app.command("run")(run)
 mount_research(app, model_app)
-
-
-def package_version() -> str:
-    """The installed package's version (its metadata)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def _show_version(value: bool) -> None:

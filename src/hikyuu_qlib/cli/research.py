@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from hikyuu_qlib.cli.options import DbOption, OutputFormat, SourceOption, SummaryFormatOption
+from hikyuu_qlib.cli.options import (
+    DbOption,
+    MetricsFileOption,
+    OutputFormat,
+    SourceOption,
+    SummaryFormatOption,
+)
 from hikyuu_qlib.cli.output import (
     check_out_file,
     emit_json,
@@ -57,11 +63,18 @@ def mount(root: typer.Typer, model: typer.Typer) -> None:
 
 
 def _context(source: str | None, db: str | None, *, create_registry: bool = True) -> ResearchContext:
-    """The command's research context, over the settings read once for the command."""
+    """The command's research context, over the settings read once for the command, with its telemetry."""
+    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.research import ResearchContext
-    from hikyuu_qlib.settings import load_settings
 
-    return ResearchContext.open(source, settings=load_settings(), db=db, create_registry=create_registry)
+    command = current()
+    return ResearchContext.open(
+        source,
+        settings=command.settings,
+        db=db,
+        create_registry=create_registry,
+        telemetry=command.telemetry,
+    )
 
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
@@ -88,7 +101,7 @@ def _num(value: Any) -> str:
 # --- commands ------------------------------------------------------------------------------------------
 
 
-@guarded
+@guarded(job="model_train")
 def train(
     train_span: Annotated[str, typer.Option("--train", help="train segment START:END")],
     valid_span: Annotated[str | None, typer.Option("--valid", help="valid segment (early stopping)")] = None,
@@ -110,6 +123,7 @@ def train(
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    metrics_file: MetricsFileOption = None,
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
     from hikyuu_qlib.modelling.presets import get_preset
