@@ -11,7 +11,8 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, emit_json, guarded, stdout_console
+from hikyuu_qlib.cli.options import DbOption, OutputFormat, SourceOption, SummaryFormatOption
+from hikyuu_qlib.cli.output import check_out_dir, emit_json, guarded, stdout_console
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
 from hikyuu_qlib.serialization import flatten
 
@@ -33,7 +34,7 @@ def run(
         str | None,
         typer.Option("--model", "-m", help="a registered model id (or unique prefix) to predict with"),
     ] = None,
-    source: Annotated[str | None, typer.Option("--source", "-s", help="market data source")] = None,
+    source: SourceOption = None,
     universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
     start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
     end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
@@ -50,10 +51,8 @@ def run(
     min_cost: Annotated[float, typer.Option(min=0.0, help="minimum cost of a trade, yuan")] = 5.0,
     stamp_tax: Annotated[float, typer.Option(min=0.0, help="stamp tax rate on sells")] = 0.0,
     account: Annotated[float, typer.Option(min=0.0, help="initial cash, yuan")] = 1e8,
-    db: Annotated[str | None, typer.Option("--db", help="model registry URL")] = None,
-    fmt: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="table or json summary")
-    ] = ReportFormat.table,
+    db: DbOption = None,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it."""
     from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
@@ -113,7 +112,7 @@ def run(
         "days": result.daily.height,
         "statistics": statistics,
     }
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
         return
     console = stdout_console()

@@ -9,9 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from hikyuu_qlib.app import open_market, open_store
-from hikyuu_qlib.cli.output import (
+from hikyuu_qlib.cli.options import (
+    FrameFormatOption,
+    FrameOutOption,
     OutputFormat,
-    ReportFormat,
+    SourceOption,
+    SummaryFormatOption,
+)
+from hikyuu_qlib.cli.output import (
     check_out_dir,
     emit_json,
     exit_if_partial,
@@ -31,28 +36,10 @@ log = logging.getLogger("hikyuu_qlib.cli")
 
 data_app = typer.Typer(help="Market data: stocks, bars, export to Qlib, import TDX.", no_args_is_help=True)
 
-SourceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--source", "-s", help="hikyuu:PATH, qlib:PATH or synthetic[:SEED] (default: env HQ_SOURCE)"
-    ),
-]
-FormatOpt = Annotated[
-    OutputFormat | None,
-    typer.Option("--format", "-f", help="output format (default: by --out's extension, else a table)"),
-]
-ReportFormatOpt = Annotated[
-    ReportFormat, typer.Option("--format", "-f", help="a summary as a table, or one JSON document")
-]
-OutOpt = Annotated[
-    Path | None,
-    typer.Option("--out", "-o", help="write to FILE.csv, FILE.json or FILE.parquet instead of stdout"),
-]
-
 
 @data_app.command("info")
 @guarded
-def info(source: SourceOpt = None, fmt: ReportFormatOpt = ReportFormat.table) -> None:
+def info(source: SourceOption = None, fmt: SummaryFormatOption = OutputFormat.table) -> None:
     """Summarise a store: markets, ktypes, stock count (and how many have bars), calendar span, data version."""
     store = open_store(source)
     try:
@@ -73,7 +60,7 @@ def info(source: SourceOpt = None, fmt: ReportFormatOpt = ReportFormat.table) ->
         }
     finally:
         store.close()
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
         return
     print_fields(doc)
@@ -82,7 +69,7 @@ def info(source: SourceOpt = None, fmt: ReportFormatOpt = ReportFormat.table) ->
 @data_app.command("stocks")
 @guarded
 def stocks(
-    source: SourceOpt = None,
+    source: SourceOption = None,
     market: Annotated[str | None, typer.Option("--market", "-m", help="SH, SZ or BJ")] = None,
     types: Annotated[
         list[str] | None,
@@ -98,8 +85,8 @@ def stocks(
             help="only the codes with bars in the store / only those without (default: both)",
         ),
     ] = None,
-    fmt: FormatOpt = None,
-    out: OutOpt = None,
+    fmt: FrameFormatOption = None,
+    out: FrameOutOption = None,
 ) -> None:
     """List stocks, filtered by market, type, validity and whether the store holds bars for them."""
     chosen = frame_format(fmt, out)
@@ -118,7 +105,7 @@ def stocks(
 @guarded
 def bars(
     codes: Annotated[list[str], typer.Argument(help="codes such as SH600000, 000001.SZ")],
-    source: SourceOpt = None,
+    source: SourceOption = None,
     start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
     ktype: Annotated[
@@ -131,8 +118,8 @@ def bars(
             min=1, help="codes read at once from a store read code by code (Hikyuu and Qlib: one pass)"
         ),
     ] = 4,
-    fmt: FormatOpt = None,
-    out: OutOpt = None,
+    fmt: FrameFormatOption = None,
+    out: FrameOutOption = None,
 ) -> None:
     """Print or save bars of one or more codes. Failing codes are reported; the rest load (exit 5)."""
     chosen = frame_format(fmt, out)
@@ -166,10 +153,10 @@ def bars(
 @guarded
 def export_qlib_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="the Qlib provider directory to write")],
-    source: SourceOpt = None,
+    source: SourceOption = None,
     adjust: Annotated[str, typer.Option(help="price adjustment written as Qlib's $factor")] = "forward",
     codes: Annotated[list[str] | None, typer.Option("--code", help="only these codes (repeatable)")] = None,
-    fmt: ReportFormatOpt = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Write a Qlib provider directory (calendar, instruments, feature bins) from any store."""
     from hikyuu_qlib.stores.export import export_qlib
@@ -177,7 +164,7 @@ def export_qlib_cmd(
     check_out_dir(out)
     store = open_store(source)
     try:
-        with progress_bar("export to qlib", enabled=fmt is not ReportFormat.json) as progress:
+        with progress_bar("export to qlib", enabled=fmt is not OutputFormat.json) as progress:
             report = export_qlib(
                 store,
                 out,
@@ -199,25 +186,25 @@ def import_tdx_cmd(
         Path | None,
         typer.Option("--base-db", help="copy stock rows from this stock.db instead of deriving them"),
     ] = None,
-    fmt: ReportFormatOpt = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Build a Hikyuu-layout store (HDF5 + stock.db) from TDX .day files."""
     from hikyuu_qlib.stores.tdx import import_tdx
 
     check_out_dir(out)
-    with progress_bar("import tdx", enabled=fmt is not ReportFormat.json) as progress:
+    with progress_bar("import tdx", enabled=fmt is not OutputFormat.json) as progress:
         report = import_tdx(vipdoc, out, progress=progress, base_db=base_db)
     _report(report, fmt)
 
 
-def _report(report: BatchReport, fmt: ReportFormat) -> None:
+def _report(report: BatchReport, fmt: OutputFormat) -> None:
     """Print an export/import report; exit 5 when some files or codes failed (the failures were logged).
 
     JSON carries the whole report; the table form gives counts for the code lists (codes without bars
     are one line, not failures) and one line per failure."""
     refuse_if_all_failed(report.failed, len(report.ok), "codes or files")  # each failure was logged once
     doc = report.to_dict()
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
     else:
         print_fields(_summary(doc))

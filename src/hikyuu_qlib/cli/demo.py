@@ -12,7 +12,8 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from hikyuu_qlib.cli.output import ReportFormat, check_out_dir, guarded
+from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
+from hikyuu_qlib.cli.output import check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
 from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, Segments, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
@@ -42,10 +43,8 @@ def demo(
     force: Annotated[
         bool, typer.Option("--force", help="retrain even if this exact run was done before")
     ] = False,
-    db: Annotated[
-        str | None, typer.Option("--db", help="model registry URL", envvar="HQ_DATABASE_URL")
-    ] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json")] = ReportFormat.table,
+    db: DbOption = None,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
     check_out_dir(out)

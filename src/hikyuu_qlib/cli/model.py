@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
 from hikyuu_qlib.cli.output import (
-    ReportFormat,
     emit_json,
     guarded,
     print_fields,
@@ -29,19 +29,6 @@ from hikyuu_qlib.domain.model import Model, ModelStatus, ModelType
 model_app = typer.Typer(
     help="Models: train, evaluate, and the registry (list, show, promote, remove).", no_args_is_help=True
 )
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="registry URL: sqlite:///PATH or postgresql://…",
-        envvar="HQ_DATABASE_URL",
-        show_envvar=True,
-    ),
-]
-FormatOption = Annotated[
-    ReportFormat, typer.Option("--format", "-f", help="table or json (one document on stdout)")
-]
 
 
 def _registry(db: str | None) -> Any:
@@ -87,7 +74,7 @@ def list_models(
         str | None, typer.Option("--cursor", help="the next cursor printed by the last page")
     ] = None,
     db: DbOption = None,
-    fmt: FormatOption = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """One page of models, newest first; prints the cursor of the next page."""
     from hikyuu_qlib.domain.queries import ModelFilter
@@ -100,7 +87,7 @@ def list_models(
     )
     with _registry(db) as registry:
         page = registry.find(flt, order=order, limit=limit, cursor=cursor)
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(
             {
                 "rows": len(page.items),
@@ -137,13 +124,13 @@ def list_models(
 def show_model(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
     db: DbOption = None,
-    fmt: FormatOption = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Everything the registry holds about one model."""
     with _registry(db) as registry:
         model = registry.get(registry.resolve(model_id))
     doc = model.to_json()
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
         return
     print_fields(doc)
@@ -154,13 +141,13 @@ def show_model(
 def remove_models(
     model_ids: Annotated[list[str], typer.Argument(help="model ids or unique prefixes")],
     db: DbOption = None,
-    fmt: FormatOption = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Delete models from the registry (their artifact files are kept)."""
     with _registry(db) as registry:
         ids = [registry.resolve(i) for i in model_ids]
         deleted = registry.delete_many(ids)
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json({"deleted": deleted, "ids": ids})
         return
     for i in ids:
@@ -175,14 +162,14 @@ def promote_model(
         str, typer.Option("--to", help="the target status, e.g. deployed or archived")
     ] = "deployed",
     db: DbOption = None,
-    fmt: FormatOption = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Move a model along its lifecycle (trained → deployed → archived …); illegal moves are refused."""
     with _registry(db) as registry:
         full = registry.resolve(model_id)
         before = registry.get(full).status
         model = registry.transition(full, ModelStatus.parse(to))
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json({"id": model.id, "from": before.value, "to": model.status.value, "model": model.to_json()})
         return
     sys.stdout.write(f"{model.id}: {before.value} -> {model.status.value}\n")

@@ -1,8 +1,8 @@
 """What ``hq`` prints and writes, and how its errors end.
 
-* Formats: each command's ``--format`` choices are exactly what it supports: :class:`OutputFormat` for
-  commands that produce a frame (table, csv, json, parquet), :class:`ReportFormat` for summaries (table,
-  json). Without ``--format``, ``--out FILE`` chooses by its extension (:func:`frame_format`).
+* Formats: each command's ``--format`` choices are exactly what it supports (see
+  :mod:`hikyuu_qlib.cli.options`): every :class:`OutputFormat` for commands that produce a frame (table,
+  csv, json, parquet), table and json for summaries. Without ``--format``, ``--out FILE`` chooses by its extension (:func:`frame_format`).
 * Human output: ``key: value`` lines (:func:`print_fields`) and tables. On a terminal a frame prints as a
   table of at most ``max_rows`` rows whose caption says how to get them all; piped, it prints whole as
   TSV, and other tables use the full width instead of 80 columns.
@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import Enum, StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +41,7 @@ from hikyuu_qlib.cli.errors import (
     is_driver_error,
     is_expected,
 )
+from hikyuu_qlib.cli.options import OutputFormat
 from hikyuu_qlib.domain import errors as E
 from hikyuu_qlib.domain.enums import StockType
 from hikyuu_qlib.serialization import to_json_text
@@ -53,22 +54,6 @@ T = TypeVar("T")
 PIPE_WIDTH = 10_000
 #: A longer list prints as its first items and its length (``--format json`` has them all).
 MAX_LISTED = 20
-
-
-class OutputFormat(StrEnum):
-    """Formats of commands that produce a frame."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-    parquet = "parquet"
-
-
-class ReportFormat(StrEnum):
-    """Formats of commands that print a summary."""
-
-    table = "table"
-    json = "json"
 
 
 #: File extensions and the frame format each one means.
@@ -437,8 +422,6 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
 
 __all__ = [
     "ExitCode",
-    "OutputFormat",
-    "ReportFormat",
     "check_out_dir",
     "check_out_file",
     "cli_errors",

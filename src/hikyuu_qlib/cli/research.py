@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from hikyuu_qlib.cli.options import DbOption, OutputFormat, SourceOption, SummaryFormatOption
 from hikyuu_qlib.cli.output import (
-    ReportFormat,
     check_out_file,
     emit_json,
     exit_if_partial,
@@ -38,21 +38,6 @@ log = logging.getLogger("hikyuu_qlib.cli.research")
 #: Prediction files: extension → format.
 PREDICTION_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="registry URL: sqlite:///PATH or postgresql://…",
-        envvar="HQ_DATABASE_URL",
-        show_envvar=True,
-    ),
-]
-FormatOption = Annotated[
-    ReportFormat, typer.Option("--format", "-f", help="table or json (one document on stdout)")
-]
-SourceOption = Annotated[
-    str | None, typer.Option("--source", "-s", help="hikyuu:PATH, qlib:PATH or synthetic")
-]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features without the feature cache")]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="LightGBM threads (default: all cores)")
@@ -122,7 +107,7 @@ def train(
     ] = None,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
-    fmt: FormatOption = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
     from hikyuu_qlib.modelling.presets import get_preset
@@ -144,7 +129,7 @@ def train(
         )
         stderr_console().print(f"training {spec.name} on {members.name} ({ctx.source})", highlight=False)
         registry = ctx.registry
-        with progress_bar("boosting", enabled=fmt is ReportFormat.table or sys.stderr.isatty()) as progress:
+        with progress_bar("boosting", enabled=fmt is OutputFormat.table or sys.stderr.isatty()) as progress:
             try:
                 outcome = train_and_register(
                     spec,
@@ -169,7 +154,7 @@ def train(
         "rounds": outcome.result.rounds,
         "timings": outcome.timings,
     }
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
         return
     stdout_console().print(
@@ -193,7 +178,7 @@ def evaluate(
     daily: Annotated[bool, typer.Option("--daily", help="include the IC of every day")] = False,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
-    fmt: FormatOption = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
     from hikyuu_qlib.modelling import service
@@ -228,7 +213,7 @@ def evaluate(
         doc["daily"] = report.daily.to_dicts()
     doc["errors"] = {code: str(err) for code, err in sorted(report.errors.items())}
     succeeded = len(members.members_between(dates)) - len(report.errors)
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
         exit_if_partial(report.errors, succeeded)  # each failing code was logged once
         return
@@ -260,7 +245,7 @@ def predict(
     ] = False,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
-    fmt: FormatOption = ReportFormat.table,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Predict a universe over a date range with a registered model; writes (datetime, code, score).
 
@@ -304,7 +289,7 @@ def predict(
         "errors": {code: str(err) for code, err in sorted(result.errors.items())},
     }
     succeeded = len(members.members_between(dates)) - len(result.errors)
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
     else:
         sys.stdout.write(

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from hikyuu_qlib.backtest.formats import format_measure
 from hikyuu_qlib.cli.backtest import statistics_table
+from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
 from hikyuu_qlib.cli.output import (
-    ReportFormat,
     check_out_dir,
     emit_json,
     guarded,
@@ -36,10 +36,8 @@ def run(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="outputs root (default: the file's outputs.dir)")
     ] = None,
-    db: Annotated[
-        str | None, typer.Option("--db", help="model registry URL", envvar="HQ_DATABASE_URL")
-    ] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json")] = ReportFormat.table,
+    db: DbOption = None,
+    fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Features → train and register → predict → backtest → report, from one validated workflow file."""
     from hikyuu_qlib.research import ResearchContext
@@ -55,18 +53,18 @@ def run(
     show_run(result.to_json(), fmt)
 
 
-def stage_bars(fmt: ReportFormat) -> Callable[[str], AbstractContextManager[Progress]]:
+def stage_bars(fmt: OutputFormat) -> Callable[[str], AbstractContextManager[Progress]]:
     """Rich progress bars on stderr for each long stage (off when stdout carries JSON)."""
 
     def open_bar(name: str) -> AbstractContextManager[Progress]:
-        return progress_bar(name, enabled=fmt is not ReportFormat.json)
+        return progress_bar(name, enabled=fmt is not OutputFormat.json)
 
     return open_bar
 
 
-def show_run(doc: dict[str, Any], fmt: ReportFormat) -> None:
+def show_run(doc: dict[str, Any], fmt: OutputFormat) -> None:
     """Print a run's summary: stage timings, key metrics and where the outputs are."""
-    if fmt is ReportFormat.json:
+    if fmt is OutputFormat.json:
         emit_json(doc)
         return
     console = stdout_console()

@@ -341,8 +341,8 @@ class AsyncModelRepository:
                 return count if done else None
 
             changed_rows = await self._run(
-                lambda d, s=stmt: d.execute(s),
-                write=True,  # type: ignore[misc]
+                lambda d, s=stmt: d.execute(s),  # type: ignore[misc]
+                write=True,
                 confirm=confirm,
             )
             if changed_rows == 1:

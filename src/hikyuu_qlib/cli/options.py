@@ -1,0 +1,90 @@
+"""The options that several commands share, defined once: the source, the registry, the output format.
+
+One :class:`OutputFormat` names every format. Commands that print a frame accept all of them; commands
+that print a summary accept ``table`` and ``json`` (:data:`SummaryFormatOption`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class OutputFormat(StrEnum):
+    """How a command writes its result."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+#: The formats a summary can be printed in.
+SUMMARY_FORMATS = (OutputFormat.table, OutputFormat.json)
+
+
+def format_choice(*allowed: OutputFormat) -> Callable[[str | OutputFormat], OutputFormat]:
+    """A parser of ``--format`` values that accepts only ``allowed``, naming them when it refuses one."""
+    names = ", ".join(f.value for f in allowed)
+
+    def parse(value: str | OutputFormat) -> OutputFormat:
+        if isinstance(value, OutputFormat) and value in allowed:
+            return value
+        text = str(value).strip().lower()
+        for fmt in allowed:
+            if fmt.value == text:
+                return fmt
+        raise typer.BadParameter(f"{value!r} is not one of {names}")
+
+    return parse
+
+
+def _metavar(*allowed: OutputFormat) -> str:
+    return "<" + "|".join(f.value for f in allowed) + ">"
+
+
+SourceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        "-s",
+        help="hikyuu:PATH, qlib:PATH or synthetic[:SEED] (default: env HQ_SOURCE, the config file)",
+    ),
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="model registry URL: sqlite:///PATH or postgresql://…",
+        envvar="HQ_DATABASE_URL",
+        show_envvar=True,
+    ),
+]
+SummaryFormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        parser=format_choice(*SUMMARY_FORMATS),
+        metavar=_metavar(*SUMMARY_FORMATS),
+        help="a table, or one JSON document on stdout",
+    ),
+]
+FrameFormatOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        parser=format_choice(*OutputFormat),
+        metavar=_metavar(*OutputFormat),
+        help="output format (default: by --out's extension, else a table)",
+    ),
+]
+FrameOutOption = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="write to FILE.csv, FILE.json or FILE.parquet instead of stdout"),
+]
