@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.errors import InvalidInputError, NotFoundError
+
+
+class JobNotFoundError(NotFoundError):
+    """A job id the registry does not hold."""
 
 
 class JobKind(StrEnum):

@@ -445,6 +445,32 @@ class Model:
     def with_tags(self, tags: Mapping[str, str], *, now: dt.datetime | None = None) -> Model:
         return replace(self, tags={**self.tags, **check_tags(tags)}, updated_at=now or utcnow())
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Model:
+        """A record from :meth:`to_json`'s form (what ``hq model show --format json`` and the HTTP API
+        print); the record is checked as on any construction."""
+        try:
+            return cls(
+                id=data["id"],
+                name=data["name"],
+                model_type=ModelType.parse(data["model_type"]),
+                version=data.get("version"),
+                status=ModelStatus.parse(data["status"]),
+                hyperparameters=data.get("hyperparameters") or {},
+                feature_set=data.get("feature_set") or "",
+                universe=data.get("universe") or "",
+                segments=Segments.from_json(data.get("segments"), ordered=False),
+                label=data.get("label") or "",
+                metrics=data.get("metrics") or {},
+                artifacts={r: ArtifactRef.from_json(a) for r, a in (data.get("artifacts") or {}).items()},
+                tags=data.get("tags") or {},
+                config_hash=data.get("config_hash") or "",
+                created_at=dt.datetime.fromisoformat(data["created_at"]),
+                updated_at=dt.datetime.fromisoformat(data["updated_at"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise InvalidInputError(f"not a model record: {exc}") from None
+
     def to_json(self) -> JSONObject:
         """A JSON-ready dict (enums as values, datetimes as ISO strings). ``artifact`` repeats the
         :data:`MODEL_ARTIFACT` of ``artifacts`` (``null`` when there is none)."""

@@ -19,8 +19,8 @@ import orjson
 import sqlalchemy as sa
 from ulid import ULID
 
-from hikyuu_qlib.domain.errors import IllegalTransitionError, InvalidInputError, NotFoundError
-from hikyuu_qlib.domain.jobs import Job, JobKind, JobStatus
+from hikyuu_qlib.domain.errors import IllegalTransitionError, InvalidInputError
+from hikyuu_qlib.domain.jobs import Job, JobKind, JobNotFoundError, JobStatus
 from hikyuu_qlib.domain.queries import Page
 from hikyuu_qlib.registry.codec import from_micros, to_micros
 from hikyuu_qlib.registry.engine import WRITE
@@ -32,10 +32,6 @@ T = TypeVar("T")
 
 #: A running job whose runner gave no sign of life for this long is taken for dead.
 STALE_AFTER_S = 60.0
-
-
-class JobNotFoundError(NotFoundError):
-    """A job id the registry does not hold."""
 
 
 def runner_name() -> str:
