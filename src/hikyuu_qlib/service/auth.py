@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import Request
@@ -21,9 +20,6 @@ from hikyuu_qlib.service.problems import ServiceProblem
 from hikyuu_qlib.settings import ApiToken
 
 Scope = Literal["read", "write"]
-
-#: The OpenAPI security scheme (and the header parser) of every protected route.
-bearer = HTTPBearer(auto_error=False, description="a token of HQ_API_TOKENS (read or write scope)")
 
 
 def hash_token(token: str) -> str:
@@ -80,14 +76,28 @@ class Authenticator:
         return token
 
 
-def requires(scope: Scope) -> Callable[..., Awaitable[ApiToken | None]]:
-    """A route dependency that admits requests with a token of ``scope``."""
-    from fastapi import Depends
+class ScopedBearer(HTTPBearer):
+    """The route dependency that admits requests with a token of ``scope`` (and documents the bearer
+    scheme in OpenAPI): one dependency, no nested ones, as it runs on every request."""
 
-    async def dependency(
-        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-    ) -> ApiToken | None:
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(
+            auto_error=False, scheme_name="bearer", description="a token of HQ_API_TOKENS (read or write scope)"
+        )
+        self.scope = scope
+
+    async def __call__(self, request: Request) -> ApiToken | None:  # type: ignore[override]
         auth: Authenticator = request.app.state.hq.auth
-        return auth.check(credentials, scope)
+        if self.scope == "read" and auth.public_read:
+            return None
+        header = request.headers.get("authorization")
+        credentials = None
+        if header:
+            scheme, _, value = header.partition(" ")
+            credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=value.strip())
+        return auth.check(credentials, self.scope)
 
-    return dependency
+
+def requires(scope: Scope) -> ScopedBearer:
+    """A route dependency that admits requests with a token of ``scope``."""
+    return ScopedBearer(scope)

@@ -29,7 +29,6 @@ class BoundsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path")
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -51,22 +50,22 @@ class BoundsMiddleware:
             return message
 
         started = False
+        deadline: asyncio.Timeout | None = None
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if deadline is not None:
+                    deadline.reschedule(None)  # a started (streaming) response is not cut
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, limited_receive, tracking_send))
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.timeout)
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.app(scope, limited_receive, tracking_send)
         except TimeoutError:
-            if started:  # a streaming body: let it finish
-                await task
-                return
-            task.cancel()
-            await self._problem(scope, send, 504, f"the request took longer than {self.timeout:g} s")
+            if not started:
+                await self._problem(scope, send, 504, f"the request took longer than {self.timeout:g} s")
         except _TooLarge:
             if not started:
                 await self._problem(scope, send, 413, f"the request body is larger than {self.max_bytes:,} bytes")

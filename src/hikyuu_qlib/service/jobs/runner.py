@@ -69,6 +69,7 @@ class JobRunner:
         lost = self._store.recover(runner_alive)
         if lost:
             log.warning("marked %d job(s) failed: their server stopped while they ran: %s", len(lost), lost)
+            self._fail_models_of(lost)
         self._thread = threading.Thread(target=self._loop, name="hq-job-runner", daemon=True)
         self._thread.start()
         return self
@@ -92,6 +93,19 @@ class JobRunner:
         if self._registry is not None:
             self._registry.close()
             self._registry = None
+
+    def _fail_models_of(self, job_ids: list[str]) -> None:
+        """Mark failed the models that lost jobs left in training (found by their job tag)."""
+        from hikyuu_qlib.domain.model import ModelStatus
+        from hikyuu_qlib.domain.queries import ModelFilter
+        from hikyuu_qlib.service.jobs.work import JOB_TAG
+
+        assert self._registry is not None
+        for job_id in job_ids:
+            for status in (ModelStatus.CREATED, ModelStatus.TRAINING):
+                for model in self._registry.find(ModelFilter(status=status, tags={JOB_TAG: job_id})).items:
+                    self._registry.transition(model.id, ModelStatus.FAILED)
+                    log.warning("model %s of lost job %s marked failed", model.id, job_id)
 
     @property
     def store(self) -> JobStore:

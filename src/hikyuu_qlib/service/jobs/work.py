@@ -98,7 +98,7 @@ def run(job: Job, settings: Settings, report: Report) -> dict[str, Any]:
         return _workflow(body, settings, out, report)
     with ResearchContext.open(settings=settings) as ctx:
         if isinstance(body, TrainJob):
-            return _train(body, ctx, report)
+            return _train(body, ctx, report, job.id)
         if isinstance(body, EvaluateJob):
             return _evaluate(body, ctx, report)
         return _backtest(body, ctx, out, report)
@@ -111,7 +111,11 @@ def _stage_progress(report: Report, stage: str) -> Progress:
     return update
 
 
-def _train(body: TrainJob, ctx: ResearchContext, report: Report) -> dict[str, Any]:
+#: The tag that names the job a model was trained by.
+JOB_TAG = "job_id"
+
+
+def _train(body: TrainJob, ctx: ResearchContext, report: Report, job_id: str) -> dict[str, Any]:
     from hikyuu_qlib.modelling.presets import ProcessorStep
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
@@ -127,6 +131,7 @@ def _train(body: TrainJob, ctx: ResearchContext, report: Report) -> dict[str, An
         num_boost_round=body.num_boost_round,
         infer=tuple(ProcessorStep.of(p) for p in body.processors.infer),
         learn=tuple(ProcessorStep.of(p) for p in body.processors.learn),
+        tags={JOB_TAG: job_id},
     )
     outcome = train_and_register(
         spec,

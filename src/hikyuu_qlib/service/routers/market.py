@@ -52,7 +52,7 @@ def parse_codes(text: str) -> list[StockCode]:
 
 
 def router(settings: Settings) -> APIRouter:
-    api = APIRouter(tags=["market data"], dependencies=READ)
+    api = APIRouter(tags=["market data"])
     max_codes = settings.api_max_codes
     max_page = settings.api_max_page_size
     codes_pattern = f"^(?:{CODE_PATTERN})(?:,(?:{CODE_PATTERN})){{0,{max_codes - 1}}}$"
@@ -62,6 +62,7 @@ def router(settings: Settings) -> APIRouter:
         response_model=StockPage,
         operation_id="listStocks",
         summary="The stock list, filtered and paged",
+        dependencies=READ,
         responses=problems(400, 401, 403, 422),
     )
     async def stocks(
@@ -98,6 +99,7 @@ def router(settings: Settings) -> APIRouter:
         response_model=BarsOut,
         operation_id="getBars",
         summary="Bars of codes (or of a universe's members) in JSON, CSV, Arrow IPC stream or Parquet",
+        dependencies=READ,
         responses={**FRAME_RESPONSE, **problems(400, 401, 403, 404, 406, 422)},
     )
     async def bars(
@@ -145,6 +147,7 @@ def router(settings: Settings) -> APIRouter:
         response_model=MembersOut,
         operation_id="getUniverseMembers",
         summary="Members of a point-in-time universe (on one date, or all their spans)",
+        dependencies=READ,
         responses=problems(400, 401, 403, 404, 422),
     )
     async def members(
