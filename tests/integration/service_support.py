@@ -18,7 +18,11 @@ from hikyuu_qlib.service.auth import new_token
 
 #: A synthetic market big enough for a backtest to take a few seconds, small enough to train in ~10 s.
 SOURCE = "synthetic:5?stocks=300&years=3"
-SEGMENTS = {"train": "2015-04-01:2016-06-30", "valid": "2016-07-01:2016-12-31", "test": "2017-01-01:2017-09-30"}
+SEGMENTS = {
+    "train": "2015-04-01:2016-06-30",
+    "valid": "2016-07-01:2016-12-31",
+    "test": "2017-01-01:2017-09-30",
+}
 TRAIN = {
     "universe": "csi300",
     "segments": SEGMENTS,
@@ -63,14 +67,25 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
-        env.update(HQ_HOME=str(self.home), HQ_API_TOKENS=self.tokens.env, HQ_SOURCE=self.source, **self.extra_env)
+        env.update(
+            HQ_HOME=str(self.home), HQ_API_TOKENS=self.tokens.env, HQ_SOURCE=self.source, **self.extra_env
+        )
         return env
 
     def start(self, timeout: float = 60.0) -> Server:
         self.port = free_port()
         log = (self.home / "server.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hikyuu_qlib", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [
+                sys.executable,
+                "-m",
+                "hikyuu_qlib",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
             env=self.env(),
             stdout=log,
             stderr=log,

@@ -18,7 +18,7 @@ from service_support import make_tokens
 
 from hikyuu_qlib.app import open_market, open_registry
 from hikyuu_qlib.client import AsyncClient, ServiceAuthError
-from hikyuu_qlib.domain.errors import InvalidCursorError, LoadErrors, ModelNotFoundError
+from hikyuu_qlib.domain.errors import LoadErrors, ModelNotFoundError
 from hikyuu_qlib.domain.model import Model, ModelStatus, ModelType
 from hikyuu_qlib.service import create_app
 from hikyuu_qlib.settings import Settings
@@ -78,7 +78,9 @@ async def test_bars_formats_match_the_in_process_client(api: httpx.AsyncClient, 
     params = {"codes": ",".join([*CODES, "SZ999999"]), "start": "2019-01-01", "end": "2020-12-31"}
     with open_market(settings=settings) as md:
         expected = md.load_many([*CODES, "SZ999999"], start="2019-01-01", end="2020-12-31")
-    arrow = await api.get("/v1/bars", params=params, headers={"Accept": "application/vnd.apache.arrow.stream"})
+    arrow = await api.get(
+        "/v1/bars", params=params, headers={"Accept": "application/vnd.apache.arrow.stream"}
+    )
     assert arrow.status_code == 200 and arrow.headers["content-type"] == "application/vnd.apache.arrow.stream"
     reader = ipc.open_stream(pa.BufferReader(arrow.content))
     frame = pl.from_arrow(reader.read_all())
@@ -91,14 +93,18 @@ async def test_bars_formats_match_the_in_process_client(api: httpx.AsyncClient, 
     assert as_json["rows"] == expected.frame.height == len(as_json["bars"])
     assert set(as_json["errors"]) == {"SZ999999"}  # beside the bars, never as missing rows
     first = as_json["bars"][0]
-    assert first["code"] == expected.frame["code"][0] and first["close"] == pytest.approx(expected.frame["close"][0])
+    assert first["code"] == expected.frame["code"][0] and first["close"] == pytest.approx(
+        expected.frame["close"][0]
+    )
     csv = await api.get("/v1/bars", params=params, headers={"Accept": "text/csv"})
     assert pl.read_csv(io.BytesIO(csv.content)).height == expected.frame.height
     assert "SZ999999" in csv.headers["HQ-Meta"]
     _problem(await api.get("/v1/bars", params=params, headers={"Accept": "image/png"}), 406)
 
 
-async def test_the_client_reads_frames_and_raises_library_errors(api: httpx.AsyncClient, settings: Settings, tokens) -> None:  # type: ignore[no-untyped-def]
+async def test_the_client_reads_frames_and_raises_library_errors(
+    api: httpx.AsyncClient, settings: Settings, tokens
+) -> None:  # type: ignore[no-untyped-def]
     app = api.app  # type: ignore[attr-defined]
     transport = httpx.ASGITransport(app=app)
     async with AsyncClient("http://hq", tokens.read, transport=transport) as client:
@@ -139,11 +145,15 @@ async def test_stock_pages_are_complete_and_their_tokens_signed(api: httpx.Async
     _problem(await api.get("/v1/models", params={"page_token": token}), 400)
 
 
-async def test_models_pages_prefix_transitions_and_deletes(api: httpx.AsyncClient, settings: Settings) -> None:
+async def test_models_pages_prefix_transitions_and_deletes(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
     models = _saved_models(settings, 5)
     page = (await api.get("/v1/models", params={"page_size": 2})).json()
     assert len(page["models"]) == 2 and page["next_page_token"]
-    rest = (await api.get("/v1/models", params={"page_size": 10, "page_token": page["next_page_token"]})).json()
+    rest = (
+        await api.get("/v1/models", params={"page_size": 10, "page_token": page["next_page_token"]})
+    ).json()
     assert len(rest["models"]) == 3 and rest["next_page_token"] is None
     target = models[0]
     got = (await api.get(f"/v1/models/{target.id.lower()}")).json()
@@ -159,7 +169,9 @@ async def test_models_pages_prefix_transitions_and_deletes(api: httpx.AsyncClien
         assert registry.get(models[1].id).status is ModelStatus.CREATED and registry.count() == 4
 
 
-async def test_every_write_refuses_a_missing_or_read_token(api: httpx.AsyncClient, tokens, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+async def test_every_write_refuses_a_missing_or_read_token(
+    api: httpx.AsyncClient, tokens, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
     model = _saved_models(settings, 1)[0]
     schema = (await api.get("/openapi.json")).json()
     writes = [
@@ -194,16 +206,50 @@ async def test_bad_input_is_a_problem_and_writes_nothing(api: httpx.AsyncClient,
         api.get("/v1/bars", params={"codes": "SH600000", "start": "2020-02-30"}),
         api.get("/v1/stocks", params={"page_size": 100_000}),
         api.get("/v1/models", params={"page_size": 0}),
-        api.post("/v1/jobs", json={"kind": "train", "segments": {"train": "2015-01-01:2015-12-31", "valid": "2016-01-01:2016-06-30", "test": "2016-07-01:2016-12-31"}, "surprise": 1}),  # fmt: skip
-        api.post("/v1/jobs", json={"kind": "backtest", "model": "01ABCD", "start": "2020-05-01", "end": "2020-01-01"}),
+        api.post(
+            "/v1/jobs",
+            json={
+                "kind": "train",
+                "segments": {
+                    "train": "2015-01-01:2015-12-31",
+                    "valid": "2016-01-01:2016-06-30",
+                    "test": "2016-07-01:2016-12-31",
+                },
+                "surprise": 1,
+            },
+        ),
+        api.post(
+            "/v1/jobs",
+            json={"kind": "backtest", "model": "01ABCD", "start": "2020-05-01", "end": "2020-01-01"},
+        ),
         api.post("/v1/jobs", json={"kind": "evaluate", "model": "01ABCD", "nested": {"x": 1}}),
-        api.post("/v1/jobs", json={"kind": "workflow", "config": {"source": "synthetic", "segments": {}, "extra": 1}}),
+        api.post(
+            "/v1/jobs",
+            json={"kind": "workflow", "config": {"source": "synthetic", "segments": {}, "extra": 1}},
+        ),
         api.post("/v1/jobs", json={"kind": "launch"}),
-        api.post("/v1/jobs", content=b'{"kind": "train", "universe": "\xff\xfe"}', headers={"Content-Type": "application/json"}),
+        api.post(
+            "/v1/jobs",
+            content=b'{"kind": "train", "universe": "\xff\xfe"}',
+            headers={"Content-Type": "application/json"},
+        ),
         api.post("/v1/jobs", content=b"\x80\x81not json", headers={"Content-Type": "application/json"}),
-        api.post("/v1/jobs", json={"kind": "train", "source": "qlib:/elsewhere", "segments": {"train": "2015-01-01:2015-12-31", "valid": "2016-01-01:2016-06-30", "test": "2016-07-01:2016-12-31"}}),  # fmt: skip
+        api.post(
+            "/v1/jobs",
+            json={
+                "kind": "train",
+                "source": "qlib:/elsewhere",
+                "segments": {
+                    "train": "2015-01-01:2015-12-31",
+                    "valid": "2016-01-01:2016-06-30",
+                    "test": "2016-07-01:2016-12-31",
+                },
+            },
+        ),
         api.post("/v1/predictions", json={"model": "01ABCD", "start": "2020-05-01", "end": "2020-01-01"}),
-        api.post("/v1/predictions", json={"model": "01ABCD", "start": "2020-01-01", "end": "2020-05-01", "x": 1}),
+        api.post(
+            "/v1/predictions", json={"model": "01ABCD", "start": "2020-01-01", "end": "2020-05-01", "x": 1}
+        ),
         api.post("/v1/jobs", content=b"x" * (2 << 20), headers={"Content-Type": "application/json"}),
     ]
     for call in bad:

@@ -25,7 +25,9 @@ from hikyuu_qlib.settings import Settings
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("serve"), make_tokens(), workers=2).start()  # the supervisor mode
+    running = Server(
+        tmp_path_factory.mktemp("serve"), make_tokens(), workers=2
+    ).start()  # the supervisor mode
     try:
         yield running
     finally:
@@ -91,7 +93,9 @@ def test_sigkill_while_a_job_runs_then_restart_marks_it(tmp_path: Path) -> None:
             assert client.job(job.id).status is JobStatus.RUNNING
         server.kill()
         time.sleep(0.5)
-        orphans = subprocess.run(["pgrep", "-f", f"hq-job|{job.id}"], capture_output=True, text=True).stdout.split()
+        orphans = subprocess.run(
+            ["pgrep", "-f", f"hq-job|{job.id}"], capture_output=True, text=True
+        ).stdout.split()
         assert not [p for p in orphans if int(p) != server.process.pid]  # type: ignore[union-attr]
         _registry_ok(tmp_path)
         server.start()
@@ -101,7 +105,9 @@ def test_sigkill_while_a_job_runs_then_restart_marks_it(tmp_path: Path) -> None:
             assert marked.error["type"] == "RunnerLost"
             assert client.ready()["status"] == "ready"
             models = list(client.models())  # the record is there, readable, and not left "training"
-            assert [(m.name, m.status.value, m.tags["job_id"]) for m in models] == [("killed", "failed", job.id)]
+            assert [(m.name, m.status.value, m.tags["job_id"]) for m in models] == [
+                ("killed", "failed", job.id)
+            ]
     finally:
         server.stop()
     _registry_ok(tmp_path)
@@ -139,7 +145,9 @@ asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
 
 
-def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(server: Server, trained: str) -> None:
+def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(
+    server: Server, trained: str
+) -> None:
     """100 concurrent model reads (from a second process, over keep-alive connections opened before the
     burst) while a backtest job runs and a cold whole-store bars request streams.
 
@@ -152,7 +160,8 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(se
     """
     with Client(server.url, server.tokens.write) as client:
         job = client.submit(
-            "backtest", {"model": trained, "start": "2016-01-01", "end": "2017-09-30", "backtest": {"benchmark": None}}
+            "backtest",
+            {"model": trained, "start": "2016-01-01", "end": "2017-09-30", "backtest": {"benchmark": None}},
         )
         deadline = time.monotonic() + 60
         while client.job(job.id).status is not JobStatus.RUNNING and time.monotonic() < deadline:
@@ -170,7 +179,15 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(se
     try:
         for _ in range(5):
             load = subprocess.run(
-                [sys.executable, "-c", LOAD, str(server.port), f"/v1/models/{trained}", server.tokens.read, "100"],
+                [
+                    sys.executable,
+                    "-c",
+                    LOAD,
+                    str(server.port),
+                    f"/v1/models/{trained}",
+                    server.tokens.read,
+                    "100",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -185,7 +202,9 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(se
     assert bars.returncode == 0 and int(out) > 0
     overlapped = [p for p, streaming, status in rounds if streaming and status == "running"]
     assert overlapped, f"no burst overlapped the bar stream and the job: {rounds}"
-    assert min(overlapped) <= NOT_BLOCKED_P99, f"p99 (s), bar stream in flight, job status, per burst: {rounds}"
+    assert min(overlapped) <= NOT_BLOCKED_P99, (
+        f"p99 (s), bar stream in flight, job status, per burst: {rounds}"
+    )
     with Client(server.url, server.tokens.read) as client:
         done = client.wait(job.id, timeout=180, poll=0.3)
     assert done.result is not None and done.result["days"] > 0 and Path(done.result["report"]).is_file()

@@ -14,7 +14,9 @@ from hikyuu_qlib.cli.output import guarded
 
 @guarded
 def serve(
-    host: Annotated[str, typer.Option("--host", help="address to bind (loopback unless told otherwise)")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="address to bind (loopback unless told otherwise)")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64, help="server processes")] = 1,
     public_read: Annotated[

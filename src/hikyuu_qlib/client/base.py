@@ -141,7 +141,14 @@ def bars_params(
 ) -> dict[str, Any]:
     text = None if codes is None else (codes if isinstance(codes, str) else ",".join(str(c) for c in codes))
     return _clean(
-        {"codes": text, "universe": universe, "start": _day(start), "end": _day(end), "ktype": ktype, "adjust": adjust}
+        {
+            "codes": text,
+            "universe": universe,
+            "start": _day(start),
+            "end": _day(end),
+            "ktype": ktype,
+            "adjust": adjust,
+        }
     )
 
 
@@ -154,7 +161,9 @@ def load_result(response: httpx.Response) -> LoadResult:
 def predictions(response: httpx.Response) -> Predictions:
     raise_for_problem(response)
     frame, meta = read_arrow(response.content)
-    return Predictions(frame, str(meta.get("model_id")), str(meta.get("universe")), code_errors(meta.get("errors")))
+    return Predictions(
+        frame, str(meta.get("model_id")), str(meta.get("universe")), code_errors(meta.get("errors"))
+    )
 
 
 def json_of(response: httpx.Response) -> Any:
@@ -190,7 +199,12 @@ def job_body(kind: str | JobKind, spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def models_params(
-    status: str | None, model_type: str | None, name: str | None, tags: Mapping[str, str] | None, order: str, page_size: int
+    status: str | None,
+    model_type: str | None,
+    name: str | None,
+    tags: Mapping[str, str] | None,
+    order: str,
+    page_size: int,
 ) -> dict[str, Any]:
     return _clean(
         {
@@ -222,7 +236,10 @@ def headers(token: str | None) -> dict[str, str]:
 def stock_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     from hikyuu_qlib.domain.schema import STOCK_SCHEMA
 
-    frame = pl.DataFrame(rows, schema={k: (pl.String if k in ("start_date", "end_date") else v) for k, v in STOCK_SCHEMA.items()})
+    frame = pl.DataFrame(
+        rows,
+        schema={k: (pl.String if k in ("start_date", "end_date") else v) for k, v in STOCK_SCHEMA.items()},
+    )
     return frame.with_columns(pl.col("start_date", "end_date").str.to_date())
 
 

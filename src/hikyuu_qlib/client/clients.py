@@ -69,7 +69,7 @@ class Client:
         self,
         *,
         market: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         has_data: bool | None = None,
         valid: bool | None = None,
         page_size: int = 1000,
@@ -117,7 +117,9 @@ class Client:
         return result.frame
 
     def members(self, universe: str, *, date: b.DateLike = None) -> pl.DataFrame:
-        doc = b.json_of(self._http.get(f"/v1/universes/{universe}/members", params=b._clean({"date": b._day(date)})))
+        doc = b.json_of(
+            self._http.get(f"/v1/universes/{universe}/members", params=b._clean({"date": b._day(date)}))
+        )
         return b.members_frame(doc["members"])
 
     # --- models ---------------------------------------------------------------------------------------
@@ -152,7 +154,9 @@ class Client:
     def delete_model(self, model_id: str) -> None:
         b.raise_for_problem(self._http.delete(f"/v1/models/{model_id}"))
 
-    def predict(self, model: str, *, start: b.DateLike, end: b.DateLike, universe: str | None = None) -> b.Predictions:
+    def predict(
+        self, model: str, *, start: b.DateLike, end: b.DateLike, universe: str | None = None
+    ) -> b.Predictions:
         body = b._clean({"model": model, "universe": universe, "start": b._day(start), "end": b._day(end)})
         return b.predictions(self._http.post("/v1/predictions", json=body, headers={"Accept": b.ARROW}))
 
@@ -229,7 +233,7 @@ class AsyncClient:
         self,
         *,
         market: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         has_data: bool | None = None,
         valid: bool | None = None,
         page_size: int = 1000,
@@ -268,13 +272,17 @@ class AsyncClient:
         ktype: str = "day",
         adjust: str = "none",
     ) -> pl.DataFrame:
-        result = await self.load_many(codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust)
+        result = await self.load_many(
+            codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust
+        )
         if result.errors:
             raise LoadErrors(result.errors)
         return result.frame
 
     async def members(self, universe: str, *, date: b.DateLike = None) -> pl.DataFrame:
-        response = await self._http.get(f"/v1/universes/{universe}/members", params=b._clean({"date": b._day(date)}))
+        response = await self._http.get(
+            f"/v1/universes/{universe}/members", params=b._clean({"date": b._day(date)})
+        )
         return b.members_frame(b.json_of(response)["members"])
 
     async def models(

@@ -89,8 +89,9 @@ class JobStore:
 
     def create(self, kind: JobKind, body: dict[str, Any]) -> Job:
         now = _now()
-        values = {
-            "id": str(ULID()),
+        job_id = str(ULID())
+        values: dict[str, Any] = {
+            "id": job_id,
             "kind": kind.value,
             "status": JobStatus.QUEUED.value,
             "body": body,
@@ -99,7 +100,7 @@ class JobStore:
             "created_at": now,
         }
         self._run(lambda c: c.execute(sa.insert(jobs).values(**values)), write=True)
-        return self.get(values["id"])
+        return self.get(job_id)
 
     def find(self, job_id: str) -> Job | None:
         rows = self._run(lambda c: c.execute(sa.select(jobs).where(jobs.c.id == job_id)).all(), write=False)
@@ -234,15 +235,22 @@ class JobStore:
         """Record the outcome of a running job; ``False`` if it was not running any more."""
         if not status.finished:
             raise InvalidInputError(f"{status.value} is not a final job status")
-        values: dict[str, Any] = {"status": status.value, "finished_at": _now(), "result": result, "error": error}
+        values: dict[str, Any] = {
+            "status": status.value,
+            "finished_at": _now(),
+            "result": result,
+            "error": error,
+        }
         if status is JobStatus.SUCCEEDED:
             values["progress"] = 1.0
         done = self._run(
-            lambda c: c.execute(
-                sa.update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
-                .values(**values)
-            ).rowcount,
+            lambda c: (
+                c.execute(
+                    sa.update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+                    .values(**values)
+                ).rowcount
+            ),
             write=True,
         )
         return bool(done)

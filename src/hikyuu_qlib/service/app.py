@@ -92,9 +92,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
-            schema = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes
-            )
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             app.openapi_schema = schema

@@ -35,7 +35,9 @@ def new_token(name: str, scope: Scope = "read") -> tuple[str, ApiToken]:
 class Authenticator:
     """Checks bearer tokens against the settings' hashes and counts refusals."""
 
-    def __init__(self, tokens: tuple[ApiToken, ...], *, public_read: bool, metrics: CollectorRegistry) -> None:
+    def __init__(
+        self, tokens: tuple[ApiToken, ...], *, public_read: bool, metrics: CollectorRegistry
+    ) -> None:
         self._tokens = {t.sha256: t for t in tokens}
         self.public_read = public_read
         self.refusals = Counter(
@@ -82,7 +84,9 @@ class ScopedBearer(HTTPBearer):
 
     def __init__(self, scope: Scope) -> None:
         super().__init__(
-            auto_error=False, scheme_name="bearer", description="a token of HQ_API_TOKENS (read or write scope)"
+            auto_error=False,
+            scheme_name="bearer",
+            description="a token of HQ_API_TOKENS (read or write scope)",
         )
         self.scope = scope
 

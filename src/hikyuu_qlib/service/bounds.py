@@ -36,7 +36,9 @@ class BoundsMiddleware:
                 except ValueError:
                     size = -1
                 if size < 0 or size > self.max_bytes:
-                    await self._problem(scope, send, 413, f"the request body is larger than {self.max_bytes:,} bytes")
+                    await self._problem(
+                        scope, send, 413, f"the request body is larger than {self.max_bytes:,} bytes"
+                    )
                     return
         received = 0
 
@@ -68,7 +70,9 @@ class BoundsMiddleware:
                 await self._problem(scope, send, 504, f"the request took longer than {self.timeout:g} s")
         except _TooLarge:
             if not started:
-                await self._problem(scope, send, 413, f"the request body is larger than {self.max_bytes:,} bytes")
+                await self._problem(
+                    scope, send, 413, f"the request body is larger than {self.max_bytes:,} bytes"
+                )
 
     @staticmethod
     async def _problem(scope: Scope, send: Send, status: int, detail: str) -> None:

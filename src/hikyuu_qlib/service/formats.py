@@ -17,6 +17,7 @@ Times are ISO 8601 text (exchange local time) in JSON and CSV, ``timestamp[ms]``
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 from collections.abc import AsyncIterator, Callable
@@ -150,13 +151,13 @@ def frame_response(
         yield head
         for i, chunk in enumerate(_chunks(frame, chunk_rows)):
             if chunk.height:
-                part = await on_executor(lambda c=chunk: _json_rows(c))
+                part = await on_executor(functools.partial(_json_rows, chunk))
                 yield (b"," if i else b"") + part
         yield b"]}"
 
     async def csv_body() -> AsyncIterator[bytes]:
         for i, chunk in enumerate(_chunks(frame, chunk_rows)):
-            yield await on_executor(lambda c=chunk, h=i == 0: _csv_rows(c, h))
+            yield await on_executor(functools.partial(_csv_rows, chunk, i == 0))
 
     async def arrow_body() -> AsyncIterator[bytes]:
         table = frame.to_arrow()
@@ -179,7 +180,9 @@ def frame_response(
             import pyarrow.parquet as pq
 
             table = frame.to_arrow()
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"hq.meta": _meta_bytes(meta)})
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), b"hq.meta": _meta_bytes(meta)}
+            )
             buffer = io.BytesIO()
             pq.write_table(table, buffer, compression="zstd")
             return buffer.getvalue()

@@ -137,7 +137,10 @@ def error_response(exc: BaseException, instance: str | None = None) -> Response:
         return problem_response(status, type(exc).__name__, str(exc), instance=instance)
     log.error("unexpected error serving %s", instance, exc_info=exc)
     return problem_response(
-        500, "InternalError", "the server failed to answer this request; the error is in its log", instance=instance
+        500,
+        "InternalError",
+        "the server failed to answer this request; the error is in its log",
+        instance=instance,
     )
 
 

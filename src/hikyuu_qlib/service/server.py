@@ -30,7 +30,12 @@ def _environment(settings: Settings) -> dict[str, str]:
 
 
 def serve(
-    settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, access_log: bool = False
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    access_log: bool = False,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C."""
     import uvicorn

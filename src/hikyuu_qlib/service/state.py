@@ -70,7 +70,9 @@ async def open_state(settings: Settings, *, run_jobs: bool) -> ServiceState:
     models = await open_registry(settings=settings).open()
     blocking = ThreadPoolExecutor(max(2, settings.io_workers), thread_name_prefix="hq-api-io")
     loop = asyncio.get_running_loop()
-    registry = await loop.run_in_executor(blocking, lambda: open_registry(settings=settings, sync=True).open())
+    registry = await loop.run_in_executor(
+        blocking, lambda: open_registry(settings=settings, sync=True).open()
+    )
     research = ResearchContext(settings, store=None)
     compute = ThreadPoolExecutor(settings.api_compute_workers, thread_name_prefix="hq-api-compute")
     state = ServiceState(

@@ -10,6 +10,7 @@ no job is left ``running`` and none is half-written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -162,7 +163,10 @@ class JobRunner:
             store.finish(
                 job_id,
                 JobStatus.FAILED,
-                error={"type": "Interrupted", "message": "the server shut down while the job ran; submit it again"},
+                error={
+                    "type": "Interrupted",
+                    "message": "the server shut down while the job ran; submit it again",
+                },
             )
         else:
             store.finish(
@@ -174,10 +178,8 @@ class JobRunner:
 
 def _interrupt(process: BaseProcess) -> None:
     if process.is_alive() and process.pid is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
 
 
 def _job_main(job_id: str, settings_doc: dict[str, Any]) -> None:

@@ -84,7 +84,10 @@ def main(job_id: str, settings_doc: dict[str, Any]) -> None:
             store.finish(
                 job_id,
                 JobStatus.FAILED,
-                error={"type": "InternalError", "message": f"the job failed unexpectedly ({type(exc).__name__})"},
+                error={
+                    "type": "InternalError",
+                    "message": f"the job failed unexpectedly ({type(exc).__name__})",
+                },
             )
             return
         store.finish(job_id, JobStatus.SUCCEEDED, result=clean(result))
@@ -168,7 +171,12 @@ def _evaluate(body: EvaluateJob, ctx: ResearchContext, report: Report) -> dict[s
     dates = _model_dates(ctx, full, body.start, body.end)
     members = ctx.universe(body.universe or record.universe, dates)
     result = service.evaluate(
-        full, predictor=ctx.predictor, store=ctx.features, universe=members, dates=dates, cache=ctx.feature_cache
+        full,
+        predictor=ctx.predictor,
+        store=ctx.features,
+        universe=members,
+        dates=dates,
+        cache=ctx.feature_cache,
     )
     return {
         "model_id": full,

@@ -1,7 +1,6 @@
 """``/v1/health`` (liveness) and ``/v1/ready`` (the registry, the store and, when one is configured,
 the cache answer). Neither needs a token."""
 
-
 import asyncio
 import time
 from collections.abc import Awaitable, Callable

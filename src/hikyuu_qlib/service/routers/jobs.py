@@ -5,7 +5,6 @@ written; an invalid one is a 422 and no job is recorded. Jobs run in worker proc
 job runner, never on the event loop.
 """
 
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
@@ -99,13 +98,17 @@ def router(settings: Settings) -> APIRouter:
     )
     async def list_jobs(
         request: Request,
-        status: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()] = None,
+        status: Annotated[
+            Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()
+        ] = None,
         page_size: Annotated[int, Query(ge=1, le=max_page, description=f"1..{max_page}")] = 50,
         page_token: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> Response:
         state = state_of(request)
         wanted = None if status is None else JobStatus(status)
-        page = await state.run_blocking(lambda: state.jobs.page(status=wanted, limit=page_size, token=page_token or None))
+        page = await state.run_blocking(
+            lambda: state.jobs.page(status=wanted, limit=page_size, token=page_token or None)
+        )
         return json_response({"jobs": [job_doc(j) for j in page.items], "next_page_token": page.next_cursor})
 
     @api.get(

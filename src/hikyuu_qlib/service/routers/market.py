@@ -5,7 +5,6 @@ names its codes (``codes=SH600000,SZ000001``) or a universe (its members within 
 fails is reported in the body's ``errors`` beside the bars of the others (200), a malformed code is a 400.
 """
 
-
 import datetime as dt
 import hashlib
 from typing import Annotated, Any, Literal
@@ -15,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
-from hikyuu_qlib.domain import Adjust, DateRange, KType, Market, StockType
+from hikyuu_qlib.domain import DateRange, Market, StockType
 from hikyuu_qlib.domain.codes import StockCode
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.service.deps import READ, json_response, state_of
@@ -33,9 +32,13 @@ FRAME_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "the frame, in the format the Accept header asks for", "content": _FRAME_TYPES}
 }
 
-KTypeName = Literal[tuple(k.value for k in KType)]  # type: ignore[valid-type]
-AdjustName = Literal[tuple(a.value for a in Adjust)]  # type: ignore[valid-type]
-StockTypeName = Literal[tuple(t.name.lower() for t in StockType)]  # type: ignore[valid-type]
+KTypeName = Literal[
+    "day", "week", "month", "quarter", "halfyear", "year", "min", "min5", "min15", "min30", "min60"
+]
+AdjustName = Literal["none", "forward", "backward"]
+StockTypeName = Literal[
+    "block", "a_share", "index", "b_share", "fund", "etf", "gov_bond", "other_bond", "chinext", "star"
+]
 
 
 def error_doc(errors: dict[str, BaseException]) -> dict[str, dict[str, str]]:
@@ -68,7 +71,7 @@ def router(settings: Settings) -> APIRouter:
     async def stocks(
         request: Request,
         market: Annotated[Literal["SH", "SZ", "BJ"] | None, Query(description="exchange")] = None,
-        type: Annotated[StockTypeName | None, Query(description="stock type")] = None,  # noqa: A002
+        type: Annotated[StockTypeName | None, Query(description="stock type")] = None,
         has_data: Annotated[bool | None, Query(description="only codes with (true) or without bars")] = None,
         valid: Annotated[bool | None, Query(description="only listed (true) or delisted codes")] = None,
         page_size: Annotated[int, Query(ge=1, le=max_page, description=f"1..{max_page}")] = 100,
@@ -153,7 +156,9 @@ def router(settings: Settings) -> APIRouter:
     async def members(
         request: Request,
         name: Annotated[str, PathParam(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")],
-        date: Annotated[dt.date | None, Query(description="members on this day (default: every span)")] = None,
+        date: Annotated[
+            dt.date | None, Query(description="members on this day (default: every span)")
+        ] = None,
     ) -> Response:
         state = state_of(request)
         frame = await state.market.members(name, start=date, end=date)
@@ -162,7 +167,8 @@ def router(settings: Settings) -> APIRouter:
             "date": None if date is None else date.isoformat(),
             "rows": frame.height,
             "members": frame.with_columns(
-                pl.col("start").dt.strftime("%Y-%m-%dT%H:%M:%S"), pl.col("end").dt.strftime("%Y-%m-%dT%H:%M:%S")
+                pl.col("start").dt.strftime("%Y-%m-%dT%H:%M:%S"),
+                pl.col("end").dt.strftime("%Y-%m-%dT%H:%M:%S"),
             ).to_dicts(),
         }
         return json_response(doc)

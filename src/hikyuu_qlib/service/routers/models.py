@@ -1,7 +1,6 @@
 """The model registry: list (filters, AIP-158 pages), point reads (id or unique prefix), status
 transitions and deletes (write scope), and predictions from a registered model."""
 
-
 import threading
 from typing import Annotated, Any, Literal
 
@@ -30,8 +29,19 @@ from hikyuu_qlib.service.schemas import (
 from hikyuu_qlib.service.state import ServiceState
 from hikyuu_qlib.settings import Settings
 
-StatusName = Literal[tuple(s.value for s in ModelStatus)]  # type: ignore[valid-type]
-TypeName = Literal[tuple(t.value for t in ModelType)]  # type: ignore[valid-type]
+StatusName = Literal["created", "training", "trained", "deployed", "archived", "failed"]
+TypeName = Literal[
+    "lightgbm",
+    "xgboost",
+    "catboost",
+    "linear",
+    "mlp",
+    "lstm",
+    "gru",
+    "transformer",
+    "tabnet",
+    "double_ensemble",
+]
 ModelRef = Annotated[str, PathParam(pattern=MODEL_REF_PATTERN, description="a model id or a unique prefix")]
 ModelId = Annotated[str, PathParam(pattern=MODEL_ID_PATTERN, description="a whole model id")]
 
@@ -88,19 +98,27 @@ def router(settings: Settings) -> APIRouter:
     async def list_models(
         request: Request,
         status: Annotated[StatusName | None, Query()] = None,
-        type: Annotated[TypeName | None, Query(description="model type")] = None,  # noqa: A002
+        type: Annotated[TypeName | None, Query(description="model type")] = None,
         name: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
         tag: Annotated[
-            list[str] | None, Query(description="KEY=VALUE; repeat for several (all must hold)", max_length=20)
+            list[str] | None,
+            Query(description="KEY=VALUE; repeat for several (all must hold)", max_length=20),
         ] = None,
         order: Annotated[Literal["created", "-created", "name", "-name"], Query()] = "-created",
         page_size: Annotated[int, Query(ge=1, le=max_page, description=f"1..{max_page}")] = 50,
         page_token: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> Response:
         state = state_of(request)
-        flt = ModelFilter(status=status, model_type=type, name=name, tags=_tags(tag))
+        flt = ModelFilter(
+            status=None if status is None else ModelStatus(status),
+            model_type=None if type is None else ModelType(type),
+            name=name,
+            tags=_tags(tag),
+        )
         page = await state.models.find(flt, order=order, limit=page_size, cursor=page_token or None)
-        return json_response({"models": [m.to_json() for m in page.items], "next_page_token": page.next_cursor})
+        return json_response(
+            {"models": [m.to_json() for m in page.items], "next_page_token": page.next_cursor}
+        )
 
     @api.get(
         "/v1/models/{model_ref}",
@@ -108,7 +126,10 @@ def router(settings: Settings) -> APIRouter:
         operation_id="getModel",
         summary="One model, by id or unique id prefix",
         dependencies=READ,
-        responses={200: {"description": "the model", "links": _MODEL_LINKS}, **problems(400, 401, 403, 404, 422)},
+        responses={
+            200: {"description": "the model", "links": _MODEL_LINKS},
+            **problems(400, 401, 403, 404, 422),
+        },
     )
     async def get_model(request: Request, model_ref: ModelRef) -> Response:
         state = state_of(request)
@@ -131,7 +152,9 @@ def router(settings: Settings) -> APIRouter:
         before = (await state.models.get(full)).status
         target = (transition or Transition()).to
         model = await state.models.transition(full, target)
-        return json_response({"id": model.id, "from": before.value, "to": model.status.value, "model": model.to_json()})
+        return json_response(
+            {"id": model.id, "from": before.value, "to": model.status.value, "model": model.to_json()}
+        )
 
     @api.delete(
         "/v1/models/{model_id}",
@@ -188,4 +211,3 @@ def router(settings: Settings) -> APIRouter:
         return frame_response(result.frame, fmt, key="scores", meta=meta, executor=state.blocking)
 
     return api
-
