@@ -180,7 +180,7 @@ async def test_every_write_refuses_a_missing_or_read_token(
         for method in ops
         if method in ("post", "delete") and path != "/v1/predictions"  # predictions only read
     ]
-    assert {("post", "/v1/jobs"), ("delete", "/v1/models/{model_id}"), ("post", "/v1/models/{model_ref}/promote"),
+    assert {("post", "/v1/jobs"), ("delete", "/v1/models/{model_ref}"), ("post", "/v1/models/{model_ref}/promote"),
             ("delete", "/v1/jobs/{job_id}")} <= set(writes)  # fmt: skip
     for method, path in writes:
         url = path.format(model_id=model.id, model_ref=model.id, job_id="0" * 26)

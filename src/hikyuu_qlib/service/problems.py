@@ -8,6 +8,7 @@ error                                      status  why
 IllegalTransitionError                     409     a lifecycle move the state does not allow
 InvalidInputError (and subclasses)         400     bad input the schema could not express
 request validation (schema)                422     a body or parameter that breaks the schema
+request validation (a validator's check)   400     well-formed, invalid (inverted dates …)
 NotFoundError (model, code, job …)         404     something named does not exist
 StoreNotFoundError, RegistryNotFoundError  503     the server's own store or registry is missing
 DataFormatError                            500     corrupt data; the message names the file
@@ -162,11 +163,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         detail, problems = _validation_detail(exc)
+        if all(err.get("type") == "value_error" for err in exc.errors()):
+            # well-formed, but invalid in a way the schema cannot say (inverted dates, unordered segments)
+            return problem_response(
+                400, "InvalidInputError", detail, instance=request.url.path, errors=problems
+            )
         return problem_response(422, "ValidationError", detail, instance=request.url.path, errors=problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
         name = _TITLES.get(exc.status_code, "Error").replace(" ", "")
         return problem_response(
             exc.status_code, name, str(exc.detail), instance=request.url.path, headers=headers
@@ -183,6 +191,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _any(request: Request, exc: Exception) -> Response:
         return error_response(exc, request.url.path)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (a path may have a route per method)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    scope = {**request.scope, "method": "\0"}
+    for route in request.app.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods.update(m for m in getattr(route, "methods", None) or () if m != "HEAD")
+    return sorted(methods)
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -43,12 +43,14 @@ TypeName = Literal[
     "double_ensemble",
 ]
 ModelRef = Annotated[str, PathParam(pattern=MODEL_REF_PATTERN, description="a model id or a unique prefix")]
-ModelId = Annotated[str, PathParam(pattern=MODEL_ID_PATTERN, description="a whole model id")]
+ModelId = Annotated[
+    str, PathParam(pattern=MODEL_ID_PATTERN, description="a whole model id (deletes take no prefix)")
+]
 
 _MODEL_LINKS = {
     "GetModel": {"operationId": "getModel", "parameters": {"model_ref": "$response.body#/id"}},
     "PromoteModel": {"operationId": "promoteModel", "parameters": {"model_ref": "$response.body#/id"}},
-    "DeleteModel": {"operationId": "deleteModel", "parameters": {"model_id": "$response.body#/id"}},
+    "DeleteModel": {"operationId": "deleteModel", "parameters": {"model_ref": "$response.body#/id"}},
     "Predict": {
         "operationId": "predict",
         "requestBody": {"model": "$response.body#/id", "start": "2020-01-02", "end": "2020-12-31"},
@@ -157,16 +159,16 @@ def router(settings: Settings) -> APIRouter:
         )
 
     @api.delete(
-        "/v1/models/{model_id}",
+        "/v1/models/{model_ref}",
         status_code=204,
         operation_id="deleteModel",
         summary="Delete a model record (by its whole id; artifact files are kept)",
         dependencies=WRITE,
         responses=problems(400, 401, 403, 404, 422),
     )
-    async def delete_model(request: Request, model_id: ModelId) -> Response:
+    async def delete_model(request: Request, model_ref: ModelId) -> Response:
         state = state_of(request)
-        full = model_id.upper()
+        full = model_ref.upper()
         if not await state.models.delete(full):
             await state.models.get(full)  # raises ModelNotFoundError
         return Response(status_code=204)
