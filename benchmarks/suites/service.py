@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from common import REPO, Result, data_root, percentiles, work_dir
 
 log = logging.getLogger("bench.service")
@@ -138,7 +139,14 @@ def run(quick: bool) -> list[Result]:
 
 
 def _measure(
-    url: str, port: int, token: str, headers: dict[str, str], model_id: str, source: str, home: Path, quick: bool
+    url: str,
+    port: int,
+    token: str,
+    headers: dict[str, str],
+    model_id: str,
+    source: str,
+    home: Path,
+    quick: bool,
 ) -> list[Result]:
     import asyncio
 
@@ -205,7 +213,9 @@ def _measure(
             frame.to_arrow()
             local.append(time.perf_counter() - started)
     served = []
-    with httpx.Client(base_url=url, headers={**headers, "Accept": "application/vnd.apache.arrow.stream"}) as http:
+    with httpx.Client(
+        base_url=url, headers={**headers, "Accept": "application/vnd.apache.arrow.stream"}
+    ) as http:
         for _ in range(5 if quick else 20):
             started = time.perf_counter()
             response = http.get("/v1/bars", params=bar_params)
@@ -233,7 +243,9 @@ def _measure(
     # --- POST /v1/predictions ----------------------------------------------------------------------
     body = {"model": model_id, "universe": "csi300", "start": "2020-01-01", "end": "2020-12-31"}
     preds = []
-    with httpx.Client(base_url=url, headers={**headers, "Accept": "application/vnd.apache.arrow.stream"}, timeout=600) as http:
+    with httpx.Client(
+        base_url=url, headers={**headers, "Accept": "application/vnd.apache.arrow.stream"}, timeout=600
+    ) as http:
         for _ in range(3 if quick else 10):
             started = time.perf_counter()
             response = http.post("/v1/predictions", json=body)

@@ -212,3 +212,36 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(
 
 def _job_status(server: Server, job_id: str) -> str:
     return str(httpx.get(f"{server.url}/v1/jobs/{job_id}", headers=server.headers()).json()["status"])
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_serve_on_postgresql_and_redis(tmp_path: Path, pg_url: str, redis_url: str) -> None:
+    """The same server on PostgreSQL (its own database) with the Redis cache checked by /v1/ready."""
+    import secrets
+
+    import psycopg
+
+    name = f"hq_serve_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    server = Server(
+        tmp_path,
+        make_tokens(),
+        source="synthetic:5?stocks=40&years=3",
+        extra_env={"HQ_DATABASE_URL": url, "HQ_CACHE_URL": redis_url},
+    ).start()
+    try:
+        with Client(server.url, server.tokens.write) as client:
+            ready = client.ready()
+            assert ready["checks"]["cache"]["ok"] and "postgresql" in ready["checks"]["registry"]["detail"]
+            job = client.wait(client.submit("train", TRAIN), timeout=180, poll=0.3)
+            assert job.result is not None
+            model = client.model(job.result["model_id"])
+            assert model.status.value == "trained" and model.tags["job_id"] == job.id
+            assert client.predict(model.id, start="2017-01-01", end="2017-02-28").frame.height > 0
+    finally:
+        server.stop()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
