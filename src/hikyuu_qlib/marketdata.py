@@ -25,7 +25,7 @@ exchange while the HDF5 files hold a few tables; a Qlib universe lists delisted 
 
 ``stocks(has_data=True)`` lists only the codes with bars (the ``has_data`` column of the stocks frame).
 A code the store does not know at all is an :class:`UnknownCodeError`, reported in ``errors`` (and
-raised by ``stream``) as before.
+raised by ``stream``).
 """
 
 from __future__ import annotations

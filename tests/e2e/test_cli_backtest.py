@@ -78,6 +78,19 @@ def test_backtest_run_rejects_bad_predictions(qlib_dir: Path, tmp_path: Path) ->
     assert proc.returncode == 2 and "--predictions" in proc.stderr
 
 
+def test_predictions_and_model_are_mutually_exclusive(qlib_dir: Path, tmp_path: Path) -> None:
+    preds = _predictions(qlib_dir, tmp_path / "preds.parquet")
+    out = tmp_path / "bt"
+    proc = hq(
+        "backtest", "run", "--predictions", str(preds), "--model", "abc123", "--source", f"qlib:{qlib_dir}",
+        "--out", str(out), "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    error = json.loads(proc.stdout)["error"]
+    assert "mutually exclusive" in error["message"] and error["exit_code"] == 2
+    assert not out.exists()  # refused before any work
+
+
 def test_backtest_of_a_registered_model_stores_its_summary(qlib_dir: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,

@@ -20,7 +20,7 @@ from hikyuu_qlib.backtest.report import run_report
 from hikyuu_qlib.domain import Adjust, DateRange, HQError, Segments, StockCode
 from hikyuu_qlib.domain.model import ModelStatus
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.modelling import metrics as M
+from hikyuu_qlib.modelling import metrics as model_metrics
 from hikyuu_qlib.modelling.dataset import RAW_LABEL
 from hikyuu_qlib.modelling.predictor import Predictor
 from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
@@ -77,10 +77,12 @@ def test_report_ic_is_the_models_test_ic(qlib: QlibStore, registry: Any, tmp_pat
     paths = run_report(tmp_path, result, predictions=preds, store=qlib, benchmark="SH000300")
     # day by day: the model's own daily IC of its test segment (scores against the raw label)
     rows = outcome.data.view("test", "infer")
-    scored = rows.select("datetime", "code", pl.col(RAW_LABEL).alias(M.LABEL)).with_columns(
-        pl.Series(M.SCORE, outcome.result.booster.predict(rows.select(outcome.data.features).to_numpy()))
+    scored = rows.select("datetime", "code", pl.col(RAW_LABEL).alias(model_metrics.LABEL)).with_columns(
+        pl.Series(
+            model_metrics.SCORE, outcome.result.booster.predict(rows.select(outcome.data.features).to_numpy())
+        )
     )
-    model_daily = M.daily_ic(scored)
+    model_daily = model_metrics.daily_ic(scored)
     report_daily = pl.read_parquet(paths.tables["ic"])
     assert report_daily["datetime"].to_list() == model_daily["datetime"].to_list()
     assert report_daily["ic"].to_numpy() == pytest.approx(model_daily["ic"].to_numpy(), rel=1e-9, nan_ok=True)
@@ -179,7 +181,7 @@ def test_positions_and_trades_in_traded_units(hikyuu_view: tuple[HikyuuStore, Ql
     preds = close.select("datetime", "code").with_columns(
         score=pl.Series(np.random.default_rng(5).standard_normal(close.height))
     )
-    config = BacktestConfig(topk=3, n_drop=1, limit_threshold=0.095, benchmark="SH000001", init_cash=1e7)
+    config = BacktestConfig(topk=3, n_drop=1, limit_threshold=0.095, benchmark="SH000001", account=1e7)
     result = run_topk_backtest(preds, view, config, dates)
     positions, trades = result.positions, result.trades
     assert positions.columns == [

@@ -10,7 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import errors
 from hikyuu_qlib.domain.model import ArtifactRef
 from hikyuu_qlib.registry import LocalArtifactStore
 
@@ -34,7 +34,7 @@ def test_put_file_streams_and_matches_put_bytes(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path / "artifacts")
     ref = store.put_file(source)
     assert ref == store.put_bytes(data)
-    with pytest.raises(E.ArtifactNotFoundError):
+    with pytest.raises(errors.ArtifactNotFoundError):
         store.put_file(tmp_path / "missing.bin")
 
 
@@ -43,15 +43,15 @@ def test_corruption_and_loss_are_detected(tmp_path: Path) -> None:
     ref = store.put_bytes(b"abcdef")
     path = store.path_of(ref)
     path.write_bytes(b"abcdeX")
-    with pytest.raises(E.ArtifactIntegrityError, match="corrupt"):
+    with pytest.raises(errors.ArtifactIntegrityError, match="corrupt"):
         store.get_bytes(ref)
-    with pytest.raises(E.ArtifactIntegrityError):
+    with pytest.raises(errors.ArtifactIntegrityError):
         store.get_path(ref)
     path.write_bytes(b"abc")
-    with pytest.raises(E.ArtifactIntegrityError):
+    with pytest.raises(errors.ArtifactIntegrityError):
         store.get_bytes(ref)
     path.unlink()
-    with pytest.raises(E.ArtifactNotFoundError):
+    with pytest.raises(errors.ArtifactNotFoundError):
         store.get_bytes(ref)
 
 
@@ -80,7 +80,7 @@ def test_lightgbm_round_trip_in_text_format(tmp_path: Path) -> None:
     loaded = store.load_lightgbm(ref)
     np.testing.assert_allclose(loaded.predict(x), booster.predict(x))
     store.path_of(ref).write_bytes(text.replace(b"num_leaves=7", b"num_leaves=8"))
-    with pytest.raises(E.ArtifactIntegrityError):
+    with pytest.raises(errors.ArtifactIntegrityError):
         store.load_lightgbm(ref)
 
 
@@ -104,7 +104,7 @@ def test_reads_and_deletes_stay_under_the_root(tmp_path: Path) -> None:
     victim.write_bytes(b"not an artifact")
     for ref in _outside_refs(store, victim, inside):
         for operation in (store.delete, store.get_bytes, store.get_path):
-            with pytest.raises(E.ArtifactLocationError, match="refusing"):
+            with pytest.raises(errors.ArtifactLocationError, match="refusing"):
                 operation(ref)
     assert victim.read_bytes() == b"not an artifact"
     assert store.get_bytes(inside) == b"a model"
@@ -119,6 +119,6 @@ def test_a_symlink_out_of_the_root_is_not_followed(tmp_path: Path) -> None:
     target = store.path_of(ref)
     target.unlink()
     target.symlink_to(victim)
-    with pytest.raises(E.ArtifactLocationError, match="symbolic link"):
+    with pytest.raises(errors.ArtifactLocationError, match="symbolic link"):
         store.delete(ref)
     assert victim.read_bytes() == b"payload"

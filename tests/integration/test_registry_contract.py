@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from registry_support import Target, make_target, sample
 
-from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import DateRange, errors
 from hikyuu_qlib.domain.model import ModelStatus, ModelType
 from hikyuu_qlib.registry import AsyncModelRepository, ModelFilter, ModelRegistry
 
@@ -73,7 +72,7 @@ async def test_get_many_delete_and_missing(repo: AsyncModelRepository) -> None:
         ids[3],
         ids[0],
     ]
-    with pytest.raises(E.ModelNotFoundError, match="01ARZ3NDEKTSV4RRFFQ69G5FAV"):
+    with pytest.raises(errors.ModelNotFoundError, match="01ARZ3NDEKTSV4RRFFQ69G5FAV"):
         await repo.get("01ARZ3NDEKTSV4RRFFQ69G5FAV")
     assert await repo.delete(ids[0]) is True
     assert await repo.delete(ids[0]) is False
@@ -128,13 +127,13 @@ async def test_pages_and_cursors(repo: AsyncModelRepository) -> None:
     assert page.next_cursor is not None
     body, mac = page.next_cursor.split(".")
     tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + mac
-    with pytest.raises(E.InvalidCursorError, match="altered or made by another registry"):
+    with pytest.raises(errors.InvalidCursorError, match="altered or made by another registry"):
         await repo.find(limit=5, cursor=tampered)
-    with pytest.raises(E.InvalidCursorError, match="another filter or order"):
+    with pytest.raises(errors.InvalidCursorError, match="another filter or order"):
         await repo.find(ModelFilter(name="p"), limit=5, cursor=page.next_cursor)
-    with pytest.raises(E.InvalidCursorError):
+    with pytest.raises(errors.InvalidCursorError):
         await repo.find(limit=5, cursor="garbage!")
-    with pytest.raises(E.InvalidInputError, match="limit"):
+    with pytest.raises(errors.InvalidInputError, match="limit"):
         await repo.find(limit=0)
 
 
@@ -147,7 +146,7 @@ async def test_foreign_cursor_from_another_registry(repo: AsyncModelRepository, 
         await other.save_many([sample("p", i) for i in range(3)])
         foreign = (await other.find(limit=1)).next_cursor
     assert foreign is not None
-    with pytest.raises(E.InvalidCursorError, match="another registry"):
+    with pytest.raises(errors.InvalidCursorError, match="another registry"):
         await repo.find(limit=1, cursor=foreign)
 
 
@@ -161,13 +160,13 @@ async def test_transition_and_resolve_prefix(repo: AsyncModelRepository) -> None
     m = await repo.save(sample("t"))
     moved = await repo.transition(m.id, "training")
     assert (await repo.get(m.id)).status is ModelStatus.TRAINING == moved.status
-    with pytest.raises(E.IllegalTransitionError):
+    with pytest.raises(errors.IllegalTransitionError):
         await repo.transition(m.id, "deployed")
     assert await repo.resolve(m.id[:18].lower()) == m.id
-    with pytest.raises(E.ModelNotFoundError):
+    with pytest.raises(errors.ModelNotFoundError):
         await repo.resolve("ZZZZZZ")
     await repo.save_many([sample("t", i) for i in range(3)])
-    with pytest.raises(E.AmbiguousIdError, match="several"):
+    with pytest.raises(errors.AmbiguousIdError, match="several"):
         await repo.resolve(m.id[:2])
 
 
@@ -199,9 +198,9 @@ def test_sync_facade_shares_the_contract(target: Target) -> None:
         assert reg.resolve(a.id.lower()) == a.id
         assert reg.delete_many([a.id, b.id]) == 2 and reg.delete(a.id) is False
         cursor = page.next_cursor
-        with pytest.raises(E.InvalidCursorError):
+        with pytest.raises(errors.InvalidCursorError):
             reg.find(limit=100, cursor=cursor)
-        with pytest.raises(E.ModelNotFoundError):
+        with pytest.raises(errors.ModelNotFoundError):
             reg.get(a.id)
 
 
@@ -221,7 +220,7 @@ async def test_migrations_are_idempotent_and_url_errors_clear(target: Target) ->
             await repo.save(sample("mig"))
     async with AsyncModelRepository(target.url, target.options) as repo:
         assert await repo.count() == 2
-    with pytest.raises(E.InvalidInputError, match="unsupported registry URL"):
+    with pytest.raises(errors.InvalidInputError, match="unsupported registry URL"):
         AsyncModelRepository("mysql://x/y")
     from hikyuu_qlib.registry import migrate
 
@@ -254,15 +253,15 @@ async def test_both_backends_store_the_same_values_and_refuse_the_same(
         assert reg.save_many([sample("f" * 200, 1)])[0].version == 1
     # beyond them: refused when the record is made, the same way for both (never a driver error at save)
     refused = [
-        ({"name": "n" * 201}, E.InvalidInputError),
-        ({"feature_set": "f" * 201}, E.InvalidInputError),
-        ({"name": "nul\x00name"}, E.InvalidInputError),
-        ({"label": "nul\x00"}, E.InvalidInputError),
-        ({"tags": {"owner": "nul\x00"}}, E.InvalidInputError),
-        ({"hyperparameters": {"objective": "nul\x00"}}, E.InvalidHyperparametersError),
-        ({"hyperparameters": {"seed": 2**64}}, E.InvalidHyperparametersError),
-        ({"metrics": {"n": -(2**63) - 1}}, E.InvalidMetricsError),
-        ({"hyperparameters": {"deep": _nested(254)}}, E.InvalidHyperparametersError),
+        ({"name": "n" * 201}, errors.InvalidInputError),
+        ({"feature_set": "f" * 201}, errors.InvalidInputError),
+        ({"name": "nul\x00name"}, errors.InvalidInputError),
+        ({"label": "nul\x00"}, errors.InvalidInputError),
+        ({"tags": {"owner": "nul\x00"}}, errors.InvalidInputError),
+        ({"hyperparameters": {"objective": "nul\x00"}}, errors.InvalidHyperparametersError),
+        ({"hyperparameters": {"seed": 2**64}}, errors.InvalidHyperparametersError),
+        ({"metrics": {"n": -(2**63) - 1}}, errors.InvalidMetricsError),
+        ({"hyperparameters": {"deep": _nested(254)}}, errors.InvalidHyperparametersError),
     ]
     for changes, error in refused:
         name = str(changes.pop("name", "refused"))

@@ -22,7 +22,7 @@ from pg_cluster import CuttingProxy, PrivateCluster, private_cluster, server_bin
 from registry_support import pg_schema, sample
 
 from conftest import require
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import errors
 from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.registry import AsyncModelRepository, ModelRegistry, RegistryOptions
 
@@ -211,21 +211,21 @@ async def test_async_commit_cut_after_commit_is_read_back(
 # ------------------------------------------------------------------- refusals are not transient faults
 
 
-def _refusals(cluster: PrivateCluster) -> list[tuple[str, type[E.HQError], str]]:
+def _refusals(cluster: PrivateCluster) -> list[tuple[str, type[errors.HQError], str]]:
     return [
         (
             cluster.url(user=cluster.PASSWORD_ROLE, password="wrong-pw", database="test"),
-            E.RegistryAccessError,
+            errors.RegistryAccessError,
             "password authentication failed",
         ),
         (
             cluster.url(user=cluster.MISSING_ROLE, password="any-pw", database="test"),
-            E.RegistryAccessError,
+            errors.RegistryAccessError,
             f'role "{cluster.MISSING_ROLE}" does not exist',
         ),
         (
             cluster.url(user="postgres", password="any-pw", database="no_such_db"),
-            E.RegistryNotFoundError,
+            errors.RegistryNotFoundError,
             'database "no_such_db" does not exist',
         ),
     ]
@@ -262,7 +262,7 @@ def test_an_outage_longer_than_the_deadline_fails_with_a_masked_url(cluster: Pri
     url = cluster.url(user="postgres", password="pw-in-url", port=free_port())  # nothing listens there
     options = RegistryOptions(retry_deadline=1.5)
     started = time.monotonic()
-    with pytest.raises(E.RegistryUnavailableError) as raised:
+    with pytest.raises(errors.RegistryUnavailableError) as raised:
         ModelRegistry(url, options).open()
     waited = time.monotonic() - started
     assert 1.4 < waited < 10, waited

@@ -11,7 +11,7 @@ from registry_support import Target, make_target, sample
 
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.registry import AsyncModelRepository, ModelFilter, ModelOrder, ModelRegistry, writes
-from hikyuu_qlib.registry import query as q
+from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.driver import RowCodec, compile_statement
 
 N = 10_000
@@ -118,24 +118,24 @@ def test_sqlite_query_plans_use_indexes(
         for label, (flt, order, index) in cases.items():
             keys = after if order in (ModelOrder.CREATED, ModelOrder.CREATED_DESC) else ["plan-3", 10]
             for cursor_keys in (None, keys):
-                plan = _plan(registry, q.find_statement(flt, order, cursor_keys, 101, "sqlite"))
+                plan = _plan(registry, statements.find_statement(flt, order, cursor_keys, 101, "sqlite"))
                 assert index in plan, f"{label} (cursor={cursor_keys is not None}): {plan}"
                 assert "SCAN models" not in plan.replace(f"SCAN models USING INDEX {index}", ""), (
                     f"{label}: full table scan: {plan}"
                 )
             if cursor_keys is not None and order is not ModelOrder.NAME and not flt.tags:
-                plan = _plan(registry, q.find_statement(flt, order, keys, 101, "sqlite"))
+                plan = _plan(registry, statements.find_statement(flt, order, keys, 101, "sqlite"))
                 assert "SEARCH" in plan, f"{label}: the cursor does not seek the index: {plan}"
-        get_plan = _plan(registry, q.get_statement().params(id="X"))
+        get_plan = _plan(registry, statements.get_statement().params(id="X"))
         # models is clustered on id (WITHOUT ROWID): a get is one seek of the primary key
         assert "SEARCH models USING PRIMARY KEY (id=?)" in get_plan, get_plan
-        count_plan = _plan(registry, q.count_statement(ModelFilter(status="created"), "sqlite"))
+        count_plan = _plan(registry, statements.count_statement(ModelFilter(status="created"), "sqlite"))
         assert "ix_models_status_created" in count_plan, count_plan
-        prefix_plan = _plan(registry, q.prefix_statement("01H"))
+        prefix_plan = _plan(registry, statements.prefix_statement("01H"))
         assert "SEARCH" in prefix_plan, prefix_plan
         # writes seek too: the save's upsert (version of the name, stored tag rows) and the batch upsert
         model = Model.new("plan", "lightgbm", tags={"k": "v"})
-        upsert = compile_statement(q.upsert_one_statement("sqlite"), registry.engine.dialect)
+        upsert = compile_statement(statements.upsert_one_statement("sqlite"), registry.engine.dialect)
         defaults = {k: v for k, v in upsert.params.items() if v is not None}
         save_plan = _plan_sql(registry, upsert.sql, {**defaults, **RowCodec.params(model)})
         assert "SCAN" not in save_plan.replace("SCAN CONSTANT ROW", ""), save_plan

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from registry_support import Target, make_target, sample
 
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import errors
 from hikyuu_qlib.registry import AsyncModelRepository
 
 
@@ -31,7 +31,7 @@ async def test_a_single_get_needs_no_pooled_connection(repo: AsyncModelRepositor
     async with repo.engine.connect():  # the pool's only connection is taken, and stays taken
         assert await repo.get(saved.id) == saved
         assert await repo.find_by_id("01ARZ3NDEKTSV4RRFFQ69G5FAV") is None
-        with pytest.raises(E.ModelNotFoundError):
+        with pytest.raises(errors.ModelNotFoundError):
             await repo.get("01ARZ3NDEKTSV4RRFFQ69G5FAV")
 
 

@@ -18,14 +18,14 @@ from hikyuu_qlib.cli.errors import (
     outcome_exit_code,
 )
 from hikyuu_qlib.cli.output import display, field_lines, tsv_text, with_type_names
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import errors as domain_errors
 
 
 def test_every_kind_of_failure_has_its_code() -> None:
-    assert exit_code_of(E.InvalidCodeError("x")) == ExitCode.INVALID_INPUT
-    assert exit_code_of(E.UnknownCodeError("x")) == ExitCode.NOT_FOUND
-    assert exit_code_of(E.DataFormatError("x")) == ExitCode.DATA_FORMAT
-    assert exit_code_of(E.RegistryUnavailableError("x")) == ExitCode.FAILURE
+    assert exit_code_of(domain_errors.InvalidCodeError("x")) == ExitCode.INVALID_INPUT
+    assert exit_code_of(domain_errors.UnknownCodeError("x")) == ExitCode.NOT_FOUND
+    assert exit_code_of(domain_errors.DataFormatError("x")) == ExitCode.DATA_FORMAT
+    assert exit_code_of(domain_errors.RegistryUnavailableError("x")) == ExitCode.FAILURE
     assert exit_code_of(FileNotFoundError(errno.ENOENT, "No such file", "/x")) == ExitCode.NOT_FOUND
     assert exit_code_of(IsADirectoryError(errno.EISDIR, "Is a directory", "/tmp")) == ExitCode.INVALID_INPUT
     assert exit_code_of(OSError(errno.ENOSPC, "No space left on device")) == ExitCode.FAILURE
@@ -36,13 +36,17 @@ def test_every_kind_of_failure_has_its_code() -> None:
 
 
 def test_a_batch_where_every_code_failed_exits_with_the_most_severe_kind() -> None:
-    unknown, malformed, corrupt = E.UnknownCodeError("u"), E.InvalidCodeError("m"), E.DataFormatError("c")
+    unknown, malformed, corrupt = (
+        domain_errors.UnknownCodeError("u"),
+        domain_errors.InvalidCodeError("m"),
+        domain_errors.DataFormatError("c"),
+    )
     assert failures_exit_code({"a": malformed}) == 2
     assert failures_exit_code({"a": unknown, "b": malformed}) == 3
     assert failures_exit_code({"a": unknown, "b": corrupt, "c": malformed}) == 4
     assert failures_exit_code({"a": "UnknownCodeError: not in stock.db"}) == 3  # as export reports keep them
     assert failures_exit_code({"a": "OSError: disk", "b": corrupt}) == 1
-    assert exit_code_of(E.LoadErrors({"a": corrupt})) == 4
+    assert exit_code_of(domain_errors.LoadErrors({"a": corrupt})) == 4
     assert exit_code_of(AllFailedError({"a": unknown, "b": "DataFormatError: bad"})) == 4
     assert outcome_exit_code({}, 3) == 0
     assert outcome_exit_code({"a": corrupt}, 3) == ExitCode.PARTIAL
@@ -57,10 +61,10 @@ def test_messages_are_one_line_and_name_the_file() -> None:
     err = OSError("No space left on device (os error 28)")
     err.filename = "/dev/full"
     assert error_message(err) == "/dev/full: No space left on device (os error 28)"
-    assert error_message(E.HQError("two\n   lines")) == "two lines"
+    assert error_message(domain_errors.HQError("two\n   lines")) == "two lines"
     text = error_message(sqlite3.DatabaseError("file is not a database"), database="sqlite:////x/notes.txt")
     assert text == "registry sqlite:////x/notes.txt: file is not a database"
-    assert "secret" not in error_message(E.HQError("cannot reach postgresql://u:secret@h/db"))
+    assert "secret" not in error_message(domain_errors.HQError("cannot reach postgresql://u:secret@h/db"))
     assert "secret" not in error_message(OSError("connect to postgresql://u:secret@h:5432/db failed"))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hikyuu_qlib.modelling import metrics as M
+from hikyuu_qlib.modelling import metrics
 
 
 def _frame(seed: int = 3, days: int = 12, codes: int = 40) -> pl.DataFrame:
@@ -38,13 +38,13 @@ def _frame(seed: int = 3, days: int = 12, codes: int = 40) -> pl.DataFrame:
 
 def test_daily_ic_matches_pandas_pearson_and_spearman() -> None:
     frame = _frame()
-    ours = M.daily_ic(frame)
+    ours = metrics.daily_ic(frame)
     pdf = frame.to_pandas().set_index(["datetime", "code"])
     ic = pdf.groupby(level="datetime").apply(lambda d: d["score"].corr(d["label"]))
     ric = pdf.groupby(level="datetime").apply(lambda d: d["score"].corr(d["label"], method="spearman"))
     np.testing.assert_allclose(ours["ic"].to_numpy(), ic.to_numpy(), rtol=1e-10)
     np.testing.assert_allclose(ours["rank_ic"].to_numpy(), ric.to_numpy(), rtol=1e-10)
-    summary = M.summarize(ours)
+    summary = metrics.summarize(ours)
     assert summary["ic"] == pytest.approx(ic.mean())
     assert summary["icir"] == pytest.approx(ic.mean() / ic.std(ddof=1))
     assert summary["rank_ic"] == pytest.approx(ric.mean())
@@ -58,9 +58,9 @@ def test_constant_day_is_nan_and_left_out_of_the_mean() -> None:
         .otherwise(pl.col("score"))
         .alias("score")
     )
-    daily = M.daily_ic(frame)
+    daily = metrics.daily_ic(frame)
     assert math.isnan(daily["ic"][0]) and math.isnan(daily["rank_ic"][0])
-    assert M.summarize(daily)["ic"] == pytest.approx(float(daily["ic"][1:].mean()))  # type: ignore[arg-type]
+    assert metrics.summarize(daily)["ic"] == pytest.approx(float(daily["ic"][1:].mean()))  # type: ignore[arg-type]
 
 
 def test_mse_over_rows_with_both_values() -> None:
@@ -72,16 +72,16 @@ def test_mse_over_rows_with_both_values() -> None:
             "label": [1.0, 0.0, None, 5.0],
         }
     )
-    assert M.mse(frame) == pytest.approx((0.0 + 4.0) / 2)
+    assert metrics.mse(frame) == pytest.approx((0.0 + 4.0) / 2)
 
 
 def test_signal_metrics_finite_only_for_the_registry() -> None:
     frame = _frame(days=1, codes=1)  # one pair a day: no correlation
-    found = M.finite_only({"test": M.signal_metrics(frame)})
+    found = metrics.finite_only({"test": metrics.signal_metrics(frame)})
     assert "ic" not in found["test"] and "days" in found["test"]
 
 
 def test_perfect_signal_has_ic_one() -> None:
     frame = _frame().with_columns(pl.col("score").alias("label"))
-    summary = M.summarize(M.daily_ic(frame))
+    summary = metrics.summarize(metrics.daily_ic(frame))
     assert summary["ic"] == pytest.approx(1.0) and summary["rank_ic"] == pytest.approx(1.0)

@@ -8,8 +8,7 @@ import math
 import pytest
 from ulid import ULID
 
-from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import DateRange, errors
 from hikyuu_qlib.domain.model import TRANSITIONS, ArtifactRef, Model, ModelStatus, ModelType, Segments
 
 
@@ -29,11 +28,11 @@ def test_new_record_has_sortable_ulid_and_times() -> None:
 def test_types_and_statuses_parse_and_reject_unknown() -> None:
     assert ModelType.parse("LGB") is ModelType.LIGHTGBM
     assert ModelType.parse("double-ensemble") is ModelType.DOUBLE_ENSEMBLE
-    with pytest.raises(E.UnknownModelTypeError, match="'svm'"):
+    with pytest.raises(errors.UnknownModelTypeError, match="'svm'"):
         make(model_type="svm")
-    with pytest.raises(E.UnknownModelStatusError, match="'done'"):
+    with pytest.raises(errors.UnknownModelStatusError, match="'done'"):
         make(status="done")
-    assert issubclass(E.UnknownModelTypeError, E.InvalidInputError)
+    assert issubclass(errors.UnknownModelTypeError, errors.InvalidInputError)
 
 
 def test_lifecycle_allows_only_listed_transitions() -> None:
@@ -49,7 +48,9 @@ def test_lifecycle_allows_only_listed_transitions() -> None:
             if target in TRANSITIONS[source]:
                 assert record.transition(target).status is target
             else:
-                with pytest.raises(E.IllegalTransitionError, match=f"from {source.value} to {target.value}"):
+                with pytest.raises(
+                    errors.IllegalTransitionError, match=f"from {source.value} to {target.value}"
+                ):
                     record.transition(target)
 
 
@@ -63,7 +64,7 @@ def test_transition_updates_time_not_identity() -> None:
 
 @pytest.mark.parametrize("bad", [{"f": object()}, {"x": float("nan")}, {"x": {1, 2}}, ["not", "a", "dict"]])
 def test_hyperparameters_must_be_json(bad: object) -> None:
-    with pytest.raises(E.InvalidHyperparametersError):
+    with pytest.raises(errors.InvalidHyperparametersError):
         make(hyperparameters=bad)
 
 
@@ -72,9 +73,9 @@ def test_hyperparameters_must_be_json(bad: object) -> None:
     [{"ic": math.nan}, {"ic": math.inf}, {"backtest": {"sharpe": -math.inf}}, {"curve": [0.1, math.nan]}],
 )
 def test_metrics_reject_nan_and_infinity(bad: dict[str, object]) -> None:
-    with pytest.raises(E.InvalidMetricsError, match="finite"):
+    with pytest.raises(errors.InvalidMetricsError, match="finite"):
         make(metrics=bad)
-    with pytest.raises(E.InvalidMetricsError):
+    with pytest.raises(errors.InvalidMetricsError):
         make().with_metrics(bad)
 
 
@@ -87,17 +88,17 @@ def test_config_hash_depends_on_training_config_only() -> None:
 
 
 def test_segments_artifact_and_tags_are_checked() -> None:
-    with pytest.raises(E.InvalidInputError, match="inverted train"):
+    with pytest.raises(errors.InvalidInputError, match="inverted train"):
         make(segments={"train": ["2015-01-01", "2010-01-01"]})
-    with pytest.raises(E.InvalidInputError, match="unknown segment"):
+    with pytest.raises(errors.InvalidInputError, match="unknown segment"):
         make(segments={"holdout": ["2015-01-01", "2016-01-01"]})
-    with pytest.raises(E.InvalidInputError, match="sha256"):
+    with pytest.raises(errors.InvalidInputError, match="sha256"):
         ArtifactRef("file:///x", "abc", 1)
-    with pytest.raises(E.InvalidInputError, match="tag"):
+    with pytest.raises(errors.InvalidInputError, match="tag"):
         make(tags={"k": 1})
-    with pytest.raises(E.InvalidInputError, match="model id"):
+    with pytest.raises(errors.InvalidInputError, match="model id"):
         Model(id="not-a-ulid", name="x", model_type=ModelType.MLP)
-    with pytest.raises(E.InvalidInputError, match="name"):
+    with pytest.raises(errors.InvalidInputError, match="name"):
         make().__class__.new("  ", "mlp")
 
 
@@ -119,26 +120,26 @@ def _nested(levels: int) -> object:
 @pytest.mark.parametrize(
     ("changes", "error", "words"),
     [
-        ({"name": "n" * 201}, E.InvalidInputError, "201 characters"),
-        ({"feature_set": "f" * 201}, E.InvalidInputError, "feature_set is 201 characters"),
-        ({"universe": "u" * 201}, E.InvalidInputError, "universe is 201 characters"),
-        ({"name": "a\x00b"}, E.InvalidInputError, "NUL"),
-        ({"label": "Ref($close, -1)\x00"}, E.InvalidInputError, "NUL"),
-        ({"feature_set": None}, E.InvalidInputError, "feature_set"),
-        ({"tags": {"owner": "x\x00"}}, E.InvalidInputError, "NUL"),
-        ({"tags": {"k\x00": "v"}}, E.InvalidInputError, "NUL"),
-        ({"name": "half \ud800 pair"}, E.InvalidInputError, "surrogate"),
-        ({"hyperparameters": {"objective": "a\x00b"}}, E.InvalidHyperparametersError, "NUL"),
-        ({"hyperparameters": {"k\x00": 1}}, E.InvalidHyperparametersError, "NUL"),
-        ({"hyperparameters": {"seed": 2**64}}, E.InvalidHyperparametersError, "64 bits"),
-        ({"hyperparameters": {"seed": -(2**63) - 1}}, E.InvalidHyperparametersError, "64 bits"),
-        ({"hyperparameters": {"deep": _nested(254)}}, E.InvalidHyperparametersError, "254 levels"),
-        ({"hyperparameters": {"x": float("inf")}}, E.InvalidHyperparametersError, "finite"),
-        ({"hyperparameters": {7: 1}}, E.InvalidHyperparametersError, "keys are strings"),
-        ({"hyperparameters": {"x": 1, None: 2}}, E.InvalidHyperparametersError, "keys are strings"),
-        ({"metrics": {"count": 2**80}}, E.InvalidMetricsError, "64 bits"),
-        ({"metrics": {"curve": [[{"x": _nested(260)}]]}}, E.InvalidMetricsError, "254 levels"),
-        ({"metrics": {"note": "a\x00"}}, E.InvalidMetricsError, "NUL"),
+        ({"name": "n" * 201}, errors.InvalidInputError, "201 characters"),
+        ({"feature_set": "f" * 201}, errors.InvalidInputError, "feature_set is 201 characters"),
+        ({"universe": "u" * 201}, errors.InvalidInputError, "universe is 201 characters"),
+        ({"name": "a\x00b"}, errors.InvalidInputError, "NUL"),
+        ({"label": "Ref($close, -1)\x00"}, errors.InvalidInputError, "NUL"),
+        ({"feature_set": None}, errors.InvalidInputError, "feature_set"),
+        ({"tags": {"owner": "x\x00"}}, errors.InvalidInputError, "NUL"),
+        ({"tags": {"k\x00": "v"}}, errors.InvalidInputError, "NUL"),
+        ({"name": "half \ud800 pair"}, errors.InvalidInputError, "surrogate"),
+        ({"hyperparameters": {"objective": "a\x00b"}}, errors.InvalidHyperparametersError, "NUL"),
+        ({"hyperparameters": {"k\x00": 1}}, errors.InvalidHyperparametersError, "NUL"),
+        ({"hyperparameters": {"seed": 2**64}}, errors.InvalidHyperparametersError, "64 bits"),
+        ({"hyperparameters": {"seed": -(2**63) - 1}}, errors.InvalidHyperparametersError, "64 bits"),
+        ({"hyperparameters": {"deep": _nested(254)}}, errors.InvalidHyperparametersError, "254 levels"),
+        ({"hyperparameters": {"x": float("inf")}}, errors.InvalidHyperparametersError, "finite"),
+        ({"hyperparameters": {7: 1}}, errors.InvalidHyperparametersError, "keys are strings"),
+        ({"hyperparameters": {"x": 1, None: 2}}, errors.InvalidHyperparametersError, "keys are strings"),
+        ({"metrics": {"count": 2**80}}, errors.InvalidMetricsError, "64 bits"),
+        ({"metrics": {"curve": [[{"x": _nested(260)}]]}}, errors.InvalidMetricsError, "254 levels"),
+        ({"metrics": {"note": "a\x00"}}, errors.InvalidMetricsError, "NUL"),
     ],
 )
 def test_what_no_backend_can_store_is_refused_at_construction(
@@ -166,5 +167,5 @@ def test_the_limits_themselves_are_accepted_and_encodable() -> None:
     orjson.dumps(edge.hyperparameters, option=orjson.OPT_NON_STR_KEYS)  # what the registry's codec sends
     with pytest.raises(orjson.JSONEncodeError):  # one level more is beyond the codec: the limit is its own
         orjson.dumps({"deep": _nested(254)})
-    with pytest.raises(E.InvalidMetricsError):
+    with pytest.raises(errors.InvalidMetricsError):
         edge.with_metrics({"n": 2**64})

@@ -17,7 +17,7 @@ def test_the_example_validates_with_qlib_defaults() -> None:
     assert config.source == "qlib:../shared/data/qlib_cn"
     assert config.processors.infer == []
     assert [p.name for p in config.processors.learn] == ["dropna_label", "cs_zscore"]
-    assert (config.strategy.topk, config.strategy.n_drop) == (50, 5)
+    assert (config.backtest.topk, config.backtest.n_drop) == (50, 5)
     assert config.segments["test"].end.year == 2020
 
 
@@ -46,6 +46,43 @@ def test_unknown_keys_and_bad_values_are_rejected_with_their_path(tmp_path: Path
         load_workflow(EXAMPLE, env={"HQ_VALID": "2009-01-01:2009-12-31"})
     with pytest.raises(NotFoundError, match=r"nope\.yaml"):
         load_workflow(tmp_path / "nope.yaml")
+
+
+def test_strategy_and_backtest_sections_are_one_backtest_config(tmp_path: Path) -> None:
+    """The file's two sections build the engine's one :class:`BacktestConfig`: its defaults fill what the
+    file leaves out, a key given in both sections is refused, and the document written back loads again."""
+    import yaml
+
+    from hikyuu_qlib.backtest.config import BacktestConfig
+
+    config = load_workflow(EXAMPLE, env={})
+    assert isinstance(config.backtest, BacktestConfig)
+    assert config.backtest == BacktestConfig(topk=50, n_drop=5, benchmark="SH000300")
+    text = EXAMPLE.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("  open_cost: 0.0005", "  open_cost: 0.0005\n  topk: 20"))
+    with pytest.raises(InvalidInputError, match="topk: given in both"):
+        load_workflow(bad, env={})
+    bad.write_text(text.replace("kind: topk_dropout", "kind: weights"))
+    with pytest.raises(InvalidInputError, match=r"strategy\.kind: only 'topk_dropout'"):
+        load_workflow(bad, env={})
+    bad.write_text(text.replace("  min_cost: 5", "  min_cost: 5\n  init_cash: 1"))
+    with pytest.raises(InvalidInputError, match=r"backtest\.init_cash"):
+        load_workflow(bad, env={})
+    written = tmp_path / "written.yaml"
+    document = config.document()
+    assert document["strategy"] == {
+        "kind": "topk_dropout",
+        "topk": 50,
+        "n_drop": 5,
+        "risk_degree": 0.95,
+        "hold_thresh": 1,
+        "only_tradable": False,
+    }
+    assert "topk" not in document["backtest"]
+    written.write_text(yaml.safe_dump(document, sort_keys=False))
+    again = load_workflow(written, env={})
+    assert again == config and again.run_id("v") == config.run_id("v")
 
 
 def test_run_id_follows_config_and_data_but_not_outputs() -> None:

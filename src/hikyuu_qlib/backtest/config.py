@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from hikyuu_qlib.domain.errors import InvalidInputError
 
 DealPrice = Literal["close", "open"]
 
+#: The fields that describe the TopkDropout strategy (a workflow file's ``strategy`` section); the others
+#: are the market's rules, the costs and the account (its ``backtest`` section).
+STRATEGY_FIELDS = ("topk", "n_drop", "risk_degree", "hold_thresh", "only_tradable")
+
 
 @dataclass(frozen=True, slots=True)
 class BacktestConfig:
-    """Parameters of :func:`~hikyuu_qlib.backtest.engine.run_topk_backtest`.
+    """Parameters of :func:`~hikyuu_qlib.backtest.engine.run_topk_backtest`: the one backtest
+    configuration that the workflow file (its ``strategy`` and ``backtest`` sections), ``hq backtest run``
+    and the library all build, with its defaults and rules stated here only.
 
-    Defaults are those of pyqlib's ``backtest_daily`` with ``TopkDropoutStrategy`` on the cn region.
+    Defaults are those of pyqlib's ``backtest_daily`` with ``TopkDropoutStrategy`` on the cn region, and
+    topk 50 / n_drop 5 as in Qlib's benchmark workflows. Unknown keys are refused when it is validated
+    from a document (the workflow file).
 
     * ``topk`` stocks are held; each day the ``n_drop`` worst held ones (by the previous day's score)
       are replaced, ``hold_thresh`` is the minimum number of days held before a sell.
@@ -34,8 +42,10 @@ class BacktestConfig:
       fractional amounts.
     """
 
-    topk: int
-    n_drop: int
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    topk: int = 50
+    n_drop: int = 5
     risk_degree: float = 0.95
     hold_thresh: int = 1
     only_tradable: bool = False
@@ -48,7 +58,7 @@ class BacktestConfig:
     limit_threshold: float | None = 0.095
     trade_unit: int | None = 100
     zero_volume_suspended: bool = False
-    init_cash: float = 1e8
+    account: float = 1e8
     benchmark: str | None = "SH000300"
 
     def __post_init__(self) -> None:
@@ -56,6 +66,8 @@ class BacktestConfig:
             raise InvalidInputError(f"topk must be at least 1, got {self.topk}")
         if self.n_drop < 0:
             raise InvalidInputError(f"n_drop must not be negative, got {self.n_drop}")
+        if self.n_drop > self.topk:
+            raise InvalidInputError(f"n_drop ({self.n_drop}) cannot exceed topk ({self.topk})")
         if not 0.0 < self.risk_degree <= 1.0:
             raise InvalidInputError(f"risk_degree must be in (0, 1], got {self.risk_degree}")
         if self.hold_thresh < 0:
@@ -72,5 +84,5 @@ class BacktestConfig:
             raise InvalidInputError(
                 f"trade_unit must be a positive share count or None, got {self.trade_unit}"
             )
-        if not self.init_cash > 0.0:
-            raise InvalidInputError(f"init_cash must be positive, got {self.init_cash!r}")
+        if not self.account > 0.0:
+            raise InvalidInputError(f"account (the initial cash) must be positive, got {self.account!r}")

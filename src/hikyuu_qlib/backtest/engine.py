@@ -88,7 +88,7 @@ def run_on_grid(
         score, present, has_signal, market.close, buy_price, sell_price, market.factor, no_buy, no_sell,
         config.topk, config.n_drop, config.risk_degree, config.hold_thresh, config.only_tradable,
         config.forbid_all_trade_at_limit, config.open_cost, config.close_cost, config.min_cost,
-        config.stamp_tax, unit, config.init_cash,
+        config.stamp_tax, unit, config.account,
     )  # fmt: skip
     return BacktestResult.from_arrays(market, config, raw, unit)
 

@@ -59,7 +59,7 @@ class BacktestResult:
         if unit is None:
             unit = float(config.trade_unit or 0)
         account = cash + stock_value
-        last = np.concatenate([[config.init_cash], account[:-1]])
+        last = np.concatenate([[config.account], account[:-1]])
         cost = np.diff(total_cost, prepend=0.0)
         turnover = np.diff(total_turnover, prepend=0.0)
         dates = pl.Series("datetime", market.dates).cast(DATETIME)

@@ -3,6 +3,7 @@ with the HTML report, PNGs and the daily frame written to one directory."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,12 +12,20 @@ import polars as pl
 import typer
 from rich.table import Table
 
+from hikyuu_qlib.backtest.config import BacktestConfig
 from hikyuu_qlib.cli.options import DbOption, OutputFormat, SourceOption, SummaryFormatOption
 from hikyuu_qlib.cli.output import check_out_dir, emit_json, guarded, stdout_console
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
 from hikyuu_qlib.serialization import flatten
 
 log = logging.getLogger("hikyuu_qlib.cli")
+
+
+def _default(name: str) -> str:
+    """``(default …)`` for a help text: the default of :class:`BacktestConfig`, stated there only."""
+    value = next(f.default for f in dataclasses.fields(BacktestConfig) if f.name == name)
+    return f"(default {value})"
+
 
 backtest_app = typer.Typer(
     help="Portfolio backtests (TopkDropout, A-share rules) and reports.", no_args_is_help=True
@@ -38,43 +47,68 @@ def run(
     universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
     start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
     end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
-    topk: Annotated[int, typer.Option(min=1, help="stocks held")] = 50,
-    n_drop: Annotated[int, typer.Option("--n-drop", min=0, help="stocks replaced each day")] = 5,
-    benchmark: Annotated[str | None, typer.Option(help="benchmark code (empty for none)")] = "SH000300",
-    deal_price: Annotated[str, typer.Option(help="close or open")] = "close",
+    topk: Annotated[int | None, typer.Option(min=1, help=f"stocks held {_default('topk')}")] = None,
+    n_drop: Annotated[
+        int | None, typer.Option("--n-drop", min=0, help=f"stocks replaced each day {_default('n_drop')}")
+    ] = None,
+    benchmark: Annotated[
+        str | None, typer.Option(help=f"benchmark code, '' for none {_default('benchmark')}")
+    ] = None,
+    deal_price: Annotated[str | None, typer.Option(help=f"close or open {_default('deal_price')}")] = None,
     limit_threshold: Annotated[
         float | None,
-        typer.Option(min=0.0, help="limit up/down when |$change| >= this, a fraction (0.095 = 9.5 %)"),
-    ] = 0.095,
-    open_cost: Annotated[float, typer.Option(min=0.0, help="cost rate of buys")] = 0.0005,
-    close_cost: Annotated[float, typer.Option(min=0.0, help="cost rate of sells")] = 0.0015,
-    min_cost: Annotated[float, typer.Option(min=0.0, help="minimum cost of a trade, yuan")] = 5.0,
-    stamp_tax: Annotated[float, typer.Option(min=0.0, help="stamp tax rate on sells")] = 0.0,
-    account: Annotated[float, typer.Option(min=0.0, help="initial cash, yuan")] = 1e8,
+        typer.Option(
+            min=0.0,
+            help=f"limit up/down when |$change| >= this, a fraction (0.095 = 9.5 %) {_default('limit_threshold')}",
+        ),
+    ] = None,
+    open_cost: Annotated[
+        float | None, typer.Option(min=0.0, help=f"cost rate of buys {_default('open_cost')}")
+    ] = None,
+    close_cost: Annotated[
+        float | None, typer.Option(min=0.0, help=f"cost rate of sells {_default('close_cost')}")
+    ] = None,
+    min_cost: Annotated[
+        float | None, typer.Option(min=0.0, help=f"minimum cost of a trade, yuan {_default('min_cost')}")
+    ] = None,
+    stamp_tax: Annotated[
+        float | None, typer.Option(min=0.0, help=f"stamp tax rate on sells {_default('stamp_tax')}")
+    ] = None,
+    account: Annotated[
+        float | None, typer.Option(min=0.0, help=f"initial cash, yuan {_default('account')}")
+    ] = None,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it."""
-    from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
+    from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
     from hikyuu_qlib.research import ResearchContext
     from hikyuu_qlib.settings import load_settings
 
-    if (predictions is None) == (model is None) and predictions is None:
+    if predictions is not None and model is not None:
+        raise InvalidInputError(
+            "--predictions and --model are mutually exclusive: backtest a predictions file, "
+            "or predict with a registered model, not both"
+        )
+    if predictions is None and model is None:
         raise InvalidInputError("give --predictions FILE or --model ID")
     check_out_dir(out)
-    config = BacktestConfig(
-        topk=topk,
-        n_drop=n_drop,
-        deal_price=deal_price,  # type: ignore[arg-type]
-        limit_threshold=limit_threshold,
-        open_cost=open_cost,
-        close_cost=close_cost,
-        min_cost=min_cost,
-        stamp_tax=stamp_tax,
-        init_cash=account,
-        benchmark=benchmark or None,
-    )
+    given: dict[str, Any] = {
+        "topk": topk,
+        "n_drop": n_drop,
+        "deal_price": deal_price,
+        "limit_threshold": limit_threshold,
+        "open_cost": open_cost,
+        "close_cost": close_cost,
+        "min_cost": min_cost,
+        "stamp_tax": stamp_tax,
+        "account": account,
+        "benchmark": benchmark,
+    }
+    config = BacktestConfig(**{name: value for name, value in given.items() if value not in (None, "")})
+    if benchmark == "":
+        config = dataclasses.replace(config, benchmark=None)
     with ResearchContext.open(source, settings=load_settings(), db=db) as ctx:
         model_id = ctx.resolve_model(model) if model else None
         if predictions is not None:
@@ -92,7 +126,7 @@ def run(
         result = run_topk_backtest(preds, ctx.features, config)
         ic = prediction_ic(preds, ctx.features)
         statistics = result.statistics(ctx.risk_free(), ic=ic)
-        title = f"TopkDropout({topk}, {n_drop})" + (f" — model {model_id}" if model_id else "")
+        title = f"TopkDropout({config.topk}, {config.n_drop})" + (f" — model {model_id}" if model_id else "")
         paths = run_report(
             out,
             result,
@@ -103,7 +137,9 @@ def run(
             statistics=statistics,
         )
         if model_id is not None:
-            ctx.record_backtest(model_id, {"topk": topk, "n_drop": n_drop, **flatten(statistics)})
+            ctx.record_backtest(
+                model_id, {"topk": config.topk, "n_drop": config.n_drop, **flatten(statistics)}
+            )
     doc: dict[str, Any] = {
         "out": str(out),
         "report": str(paths.html),

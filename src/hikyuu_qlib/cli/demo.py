@@ -12,6 +12,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
+from hikyuu_qlib.backtest.config import BacktestConfig
 from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
 from hikyuu_qlib.cli.output import check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
@@ -19,10 +20,8 @@ from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, Segments, 
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.settings import load_settings
 from hikyuu_qlib.workflow.config import (
-    BacktestSpec,
     ModelSpec,
     Outputs,
-    TopkDropoutSpec,
     WorkflowConfig,
 )
 from hikyuu_qlib.workflow.runner import run_workflow
@@ -106,8 +105,7 @@ def demo_workflow(ctx: ResearchContext, source: str, out: Path) -> tuple[Workflo
         universe=universe,
         model=ModelSpec(name=f"demo-{ctx.source.split(':', 1)[0]}", params=params),
         segments=segments,
-        strategy=TopkDropoutSpec(topk=topk, n_drop=max(1, topk // 10)),
-        backtest=BacktestSpec(benchmark=benchmark),
+        backtest=BacktestConfig(topk=topk, n_drop=max(1, topk // 10), benchmark=benchmark),
         outputs=Outputs(dir=out),
     )
     return config, notes

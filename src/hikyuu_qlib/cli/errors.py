@@ -23,7 +23,7 @@ import builtins
 import re
 from collections.abc import Mapping
 
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import errors as domain_errors
 from hikyuu_qlib.observability.redact import mask_secrets, mask_url
 
 
@@ -44,7 +44,7 @@ SEVERITY = (ExitCode.FAILURE, ExitCode.DATA_FORMAT, ExitCode.NOT_FOUND, ExitCode
 DRIVERS = frozenset({"sqlalchemy", "sqlite3", "psycopg", "psycopg2", "psycopg_pool", "asyncpg", "aiosqlite"})
 
 
-class AllFailedError(E.LoadErrors):
+class AllFailedError(domain_errors.LoadErrors):
     """Every code (or file) of a batch failed; each failure was already logged, so the message only names them."""
 
     def __init__(self, errors: Mapping[str, BaseException | str], what: str = "codes") -> None:
@@ -62,7 +62,7 @@ def exit_code_of(exc: BaseException) -> int:
     """The exit code of one error (see the module docstring)."""
     if isinstance(exc, AllFailedError):
         return failures_exit_code(exc.failures)
-    if isinstance(exc, E.LoadErrors):
+    if isinstance(exc, domain_errors.LoadErrors):
         return failures_exit_code(exc.errors)
     if is_driver_error(exc):
         return _driver_exit_code(exc)
@@ -94,7 +94,7 @@ def outcome_exit_code(errors: Mapping[str, BaseException | str], succeeded: int)
 
 def is_expected(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure the user can act on (not a bug, which keeps its traceback at DEBUG)."""
-    return isinstance(exc, E.HQError | OSError | UnicodeError) or is_driver_error(exc)
+    return isinstance(exc, domain_errors.HQError | OSError | UnicodeError) or is_driver_error(exc)
 
 
 def is_driver_error(exc: BaseException) -> bool:
@@ -115,7 +115,7 @@ def error_message(exc: BaseException, database: str | None = None) -> str:
     elif is_driver_error(exc):
         where = f"registry {mask_url(database)}" if database else "registry database"
         text = f"{where}: {_driver_text(exc)}"
-    elif isinstance(exc, E.HQError):
+    elif isinstance(exc, domain_errors.HQError):
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc}"
@@ -133,11 +133,11 @@ def one_line(text: str) -> str:
 def _type_exit_code(kind: type[BaseException]) -> int:
     if issubclass(kind, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
-    if issubclass(kind, E.InvalidInputError):
+    if issubclass(kind, domain_errors.InvalidInputError):
         return ExitCode.INVALID_INPUT
-    if issubclass(kind, E.NotFoundError | FileNotFoundError):
+    if issubclass(kind, domain_errors.NotFoundError | FileNotFoundError):
         return ExitCode.NOT_FOUND
-    if issubclass(kind, E.DataFormatError):
+    if issubclass(kind, domain_errors.DataFormatError):
         return ExitCode.DATA_FORMAT
     if issubclass(kind, IsADirectoryError | NotADirectoryError | FileExistsError | PermissionError):
         return ExitCode.INVALID_INPUT  # a path that was given but cannot be used as asked
@@ -148,8 +148,12 @@ def _type_exit_code(kind: type[BaseException]) -> int:
 
 def _text_exit_code(text: str) -> int:
     name = text.split(":", 1)[0].strip()
-    kind = getattr(E, name, None) or getattr(builtins, name, None)
-    if isinstance(kind, type) and issubclass(kind, BaseException) and not issubclass(kind, E.LoadErrors):
+    kind = getattr(domain_errors, name, None) or getattr(builtins, name, None)
+    if (
+        isinstance(kind, type)
+        and issubclass(kind, BaseException)
+        and not issubclass(kind, domain_errors.LoadErrors)
+    ):
         return _type_exit_code(kind)
     return ExitCode.FAILURE
 

@@ -42,7 +42,7 @@ from hikyuu_qlib.cli.errors import (
     is_expected,
 )
 from hikyuu_qlib.cli.options import OutputFormat
-from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain import errors as domain_errors
 from hikyuu_qlib.domain.enums import StockType
 from hikyuu_qlib.serialization import to_json_text
 
@@ -81,18 +81,20 @@ def frame_format(fmt: OutputFormat | None, out: Path | None) -> OutputFormat:
             return OutputFormat.table
         if by_suffix is None:
             known = ", ".join(SUFFIX_FORMATS)
-            raise E.InvalidInputError(
+            raise domain_errors.InvalidInputError(
                 f"--out {out}: unknown extension {out.suffix or '(none)'!r}: use {known}, or give --format"
             )
         return by_suffix
     if fmt is OutputFormat.table and out is not None:
-        raise E.InvalidInputError(
+        raise domain_errors.InvalidInputError(
             "--format table prints to the terminal: for --out FILE use csv, json or parquet"
         )
     if fmt is OutputFormat.parquet and out is None:
-        raise E.InvalidInputError("--format parquet needs --out FILE")
+        raise domain_errors.InvalidInputError("--format parquet needs --out FILE")
     if by_suffix is not None and by_suffix is not fmt:
-        raise E.InvalidInputError(f"--format {fmt.value} contradicts --out {out} (a {by_suffix.value} file)")
+        raise domain_errors.InvalidInputError(
+            f"--format {fmt.value} contradicts --out {out} (a {by_suffix.value} file)"
+        )
     return fmt
 
 
@@ -102,17 +104,17 @@ def check_out_file(out: Path, suffixes: Mapping[str, str] | None = None) -> str 
     With ``suffixes`` (extension → format), the file's extension must be one of them; returns its format.
     """
     if out.is_dir():
-        raise E.InvalidInputError(f"--out {out} is a directory: give a file name")
+        raise domain_errors.InvalidInputError(f"--out {out} is a directory: give a file name")
     parent = out.parent
     if not parent.exists():
-        raise E.NotFoundError(f"--out {out}: directory {parent} does not exist")
+        raise domain_errors.NotFoundError(f"--out {out}: directory {parent} does not exist")
     if not parent.is_dir():
-        raise E.InvalidInputError(f"--out {out}: {parent} is not a directory")
+        raise domain_errors.InvalidInputError(f"--out {out}: {parent} is not a directory")
     if suffixes is None:
         return None
     kind = suffixes.get(out.suffix.lower())
     if kind is None:
-        raise E.InvalidInputError(
+        raise domain_errors.InvalidInputError(
             f"--out {out}: unknown extension {out.suffix or '(none)'!r}: use {', '.join(suffixes)}"
         )
     return kind
@@ -123,7 +125,7 @@ def check_out_dir(out: Path) -> None:
     for path in (out, *out.parents):
         if path.exists():
             if not path.is_dir():
-                raise E.InvalidInputError(f"--out {out}: {path} is a file, not a directory")
+                raise domain_errors.InvalidInputError(f"--out {out}: {path} is a file, not a directory")
             return
 
 
@@ -297,13 +299,13 @@ def write_frame(
     """Write a frame in ``fmt`` (see :func:`frame_format`) to ``out`` or stdout."""
     if fmt is OutputFormat.table:
         if out is not None:
-            raise E.InvalidInputError(
+            raise domain_errors.InvalidInputError(
                 "--format table prints to the terminal: for --out FILE use csv, json or parquet"
             )
         print_frame(frame, title=title)
         return
     if fmt is OutputFormat.parquet and out is None:
-        raise E.InvalidInputError("--format parquet needs --out FILE")
+        raise domain_errors.InvalidInputError("--format parquet needs --out FILE")
     if out is None:
         if fmt is OutputFormat.csv:
             sys.stdout.write(frame.write_csv())

@@ -3,7 +3,7 @@
 A loaded model is cached under ``(id, updated_at, artifact sha256)``. Each prediction reads the record
 (one indexed row) and looks its key up: a record that changed since (new artifact, any update) misses,
 so the stale entry is dropped and the model reloaded. Nothing is read from the database or the artifact
-store beyond that one row on a hit (the old design reloaded the model on every prediction).
+store beyond that one row on a hit: a model is parsed once, not on every prediction.
 """
 
 from __future__ import annotations

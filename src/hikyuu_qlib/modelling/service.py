@@ -29,7 +29,7 @@ from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.modelling import metrics as M
+from hikyuu_qlib.modelling import metrics as model_metrics
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
@@ -159,7 +159,7 @@ def train_and_register(
         found["best_iteration"] = result.best_iteration
         found["rounds"] = result.rounds
         reason = degenerate(found)
-        current = registry.get(record.id).with_metrics(M.finite_only(found))
+        current = registry.get(record.id).with_metrics(model_metrics.finite_only(found))
         if reason is None:
             files = {
                 MODEL_ARTIFACT: artifacts.save_lightgbm(result.booster),
@@ -231,12 +231,12 @@ def segment_metrics(booster: Any, data: PreparedData, num_threads: int | None = 
     out: dict[str, Any] = {}
     for name in data.segments:
         rows = data.view(name, "infer")
-        scored = rows.select("datetime", "code", pl.col(RAW_LABEL).alias(M.LABEL)).with_columns(
-            pl.Series(M.SCORE, trainer.predict(booster, matrix(rows, data.features), num_threads))
+        scored = rows.select("datetime", "code", pl.col(RAW_LABEL).alias(model_metrics.LABEL)).with_columns(
+            pl.Series(model_metrics.SCORE, trainer.predict(booster, matrix(rows, data.features), num_threads))
         )
         learn = data.view(name, "learn").select("datetime", "code", pl.col(LABEL).alias("learn_label"))
         scored = scored.join(learn, on=["datetime", "code"], how="left")
-        out[name] = M.signal_metrics(scored, learn_label="learn_label")
+        out[name] = model_metrics.signal_metrics(scored, learn_label="learn_label")
     if "test" in out:
         out.update({k: out["test"][k] for k in TOP_LEVEL})
     return out
@@ -297,10 +297,12 @@ def evaluate(
     )
     frame = features.frame
     scored = loaded.score(frame).join(
-        frame.select("datetime", "code", pl.col(LABEL).alias(M.LABEL)), on=["datetime", "code"], how="left"
+        frame.select("datetime", "code", pl.col(LABEL).alias(model_metrics.LABEL)),
+        on=["datetime", "code"],
+        how="left",
     )
-    daily = M.daily_ic(scored)
-    summary = M.signal_metrics(scored)
+    daily = model_metrics.daily_ic(scored)
+    summary = model_metrics.signal_metrics(scored)
     yearly = (
         daily.with_columns(pl.col("datetime").dt.year().alias("year"))
         .group_by("year")

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, ModelNotFoundError
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
-from hikyuu_qlib.registry import query as q
+from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import with_version
 from hikyuu_qlib.registry.cursor import CursorCodec
@@ -38,11 +38,11 @@ class RegistryCore:
         self.policy = RetryPolicy(
             attempts=self.options.retry_attempts, deadline=self.options.retry_deadline, where=self.where
         )
-        self.upsert_one = q.upsert_one_statement(backend)
-        self.upsert_many = q.pg_upsert_many_sql() if backend == "postgresql" else None
-        self.get_one = q.get_statement()
-        self.get_many = q.get_many_statement()
-        self.delete_many = q.delete_many_statement()
+        self.upsert_one = statements.upsert_one_statement(backend)
+        self.upsert_many = statements.pg_upsert_many_sql() if backend == "postgresql" else None
+        self.get_one = statements.get_statement()
+        self.get_many = statements.get_many_statement()
+        self.delete_many = statements.delete_many_statement()
         self._cursors: CursorCodec | None = None
 
     def checkpointer(self) -> WalCheckpointer | None:
@@ -68,8 +68,8 @@ class RegistryCore:
 
     @staticmethod
     def check_limit(limit: int) -> int:
-        if not isinstance(limit, int) or limit < 1 or limit > q.MAX_LIMIT:
-            raise InvalidInputError(f"invalid limit {limit!r}: expected 1 to {q.MAX_LIMIT}")
+        if not isinstance(limit, int) or limit < 1 or limit > statements.MAX_LIMIT:
+            raise InvalidInputError(f"invalid limit {limit!r}: expected 1 to {statements.MAX_LIMIT}")
         return limit
 
     def after(self, cursor: str | None, order: ModelOrder, flt: ModelFilter) -> list[Any] | None:
@@ -88,7 +88,7 @@ class RegistryCore:
         next_cursor = None
         if len(rows) > limit:
             next_cursor = self.cursors.encode(
-                order.value, flt.fingerprint(), q.row_keys(order, rows[limit - 1])
+                order.value, flt.fingerprint(), statements.row_keys(order, rows[limit - 1])
             )
         return Page(items, next_cursor)
 

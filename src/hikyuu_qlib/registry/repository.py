@@ -25,7 +25,7 @@ from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 from hikyuu_qlib.registry import migrate, writes
-from hikyuu_qlib.registry import query as q
+from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.async_driver import AsyncDriver, Positional
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
@@ -311,8 +311,8 @@ class AsyncModelRepository:
 
         async def work(d: AsyncDriver) -> int:
             total = 0
-            for i in range(0, len(wanted), q.CHUNK):
-                total += await d.execute(stmt, {"ids": ids_param(backend, wanted[i : i + q.CHUNK])})
+            for i in range(0, len(wanted), statements.CHUNK):
+                total += await d.execute(stmt, {"ids": ids_param(backend, wanted[i : i + statements.CHUNK])})
             return total
 
         async def confirm(total: int) -> int | None:
@@ -361,8 +361,10 @@ class AsyncModelRepository:
 
             async def work(d: AsyncDriver) -> list[Any]:
                 out: list[Any] = []
-                for i in range(0, len(ids), q.CHUNK):
-                    out.extend(await d.fetch(stmt, {"ids": ids_param(backend, ids[i : i + q.CHUNK])}))
+                for i in range(0, len(ids), statements.CHUNK):
+                    out.extend(
+                        await d.fetch(stmt, {"ids": ids_param(backend, ids[i : i + statements.CHUNK])})
+                    )
                 return out
 
             rows = await self._run(work, write=False)
@@ -425,7 +427,7 @@ class AsyncModelRepository:
         limit = self._core.check_limit(limit)
         after = self._core.after(cursor, order, flt)
         rows = await self._select(
-            q.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan
+            statements.find_statement(flt, order, after, limit + 1, self._core.backend), scan=scan
         )
         return self._core.page(rows, order, flt, limit, self._rows.model)
 
@@ -449,10 +451,10 @@ class AsyncModelRepository:
 
     async def count(self, flt: ModelFilter | None = None) -> int:
         """How many models match."""
-        rows = await self._select(q.count_statement(flt or ModelFilter(), self._core.backend))
+        rows = await self._select(statements.count_statement(flt or ModelFilter(), self._core.backend))
         return int(rows[0][0])
 
     async def resolve(self, prefix: str) -> str:
         """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""
-        rows = await self._select(q.prefix_statement(self._core.normalise_prefix(prefix)))
+        rows = await self._select(statements.prefix_statement(self._core.normalise_prefix(prefix)))
         return self._core.resolved(prefix, [r[0] for r in rows])

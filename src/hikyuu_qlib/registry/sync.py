@@ -18,7 +18,7 @@ from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 from hikyuu_qlib.registry import migrate, writes
-from hikyuu_qlib.registry import query as q
+from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
@@ -258,8 +258,8 @@ class ModelRegistry:
 
         def work(cur: Cursor) -> int:
             total = 0
-            for i in range(0, len(wanted), q.CHUNK):
-                cur.execute(sql, {"ids": ids_param(backend, wanted[i : i + q.CHUNK])})
+            for i in range(0, len(wanted), statements.CHUNK):
+                cur.execute(sql, {"ids": ids_param(backend, wanted[i : i + statements.CHUNK])})
                 total += cur.rowcount
             return total
 
@@ -326,8 +326,8 @@ class ModelRegistry:
 
         def work(cur: Cursor) -> list[Any]:
             rows: list[Any] = []
-            for i in range(0, len(unique), q.CHUNK):
-                cur.execute(sql, {"ids": ids_param(backend, unique[i : i + q.CHUNK])})
+            for i in range(0, len(unique), statements.CHUNK):
+                cur.execute(sql, {"ids": ids_param(backend, unique[i : i + statements.CHUNK])})
                 rows.extend(cur.fetchall())
             return rows
 
@@ -360,7 +360,7 @@ class ModelRegistry:
         flt = flt or ModelFilter()
         order = ModelOrder.parse(order)
         limit = self._core.check_limit(limit)
-        stmt = q.find_statement(
+        stmt = statements.find_statement(
             flt, order, self._core.after(cursor, order, flt), limit + 1, self._core.backend
         )
         return self._core.page(self._select(stmt, scan=scan), order, flt, limit, self._rows.model)
@@ -383,9 +383,9 @@ class ModelRegistry:
             cursor = page.next_cursor
 
     def count(self, flt: ModelFilter | None = None) -> int:
-        return int(self._select(q.count_statement(flt or ModelFilter(), self._core.backend))[0][0])
+        return int(self._select(statements.count_statement(flt or ModelFilter(), self._core.backend))[0][0])
 
     def resolve(self, prefix: str) -> str:
         """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""
-        rows = self._select(q.prefix_statement(self._core.normalise_prefix(prefix)))
+        rows = self._select(statements.prefix_statement(self._core.normalise_prefix(prefix)))
         return self._core.resolved(prefix, [r[0] for r in rows])

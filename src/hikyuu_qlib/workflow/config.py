@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from hikyuu_qlib.backtest.config import STRATEGY_FIELDS, BacktestConfig
 from hikyuu_qlib.domain import InvalidInputError, NotFoundError
 from hikyuu_qlib.domain.segments import SEGMENT_NAMES, Segments
 from hikyuu_qlib.stores.source import SourceSpec
@@ -97,33 +98,6 @@ class ModelSpec(_Strict):
     name: str | None = None
 
 
-class TopkDropoutSpec(_Strict):
-    kind: Literal["topk_dropout"] = "topk_dropout"
-    topk: Annotated[int, Field(ge=1)] = 50
-    n_drop: Annotated[int, Field(ge=0)] = 5
-    risk_degree: Annotated[float, Field(gt=0, le=1)] = 0.95
-    hold_thresh: Annotated[int, Field(ge=1)] = 1
-    only_tradable: bool = False
-
-    @model_validator(mode="after")
-    def _drop_le_topk(self) -> TopkDropoutSpec:
-        if self.n_drop > self.topk:
-            raise ValueError(f"n_drop ({self.n_drop}) cannot exceed topk ({self.topk})")
-        return self
-
-
-class BacktestSpec(_Strict):
-    account: Annotated[float, Field(gt=0)] = 100_000_000
-    benchmark: str | None = "SH000300"
-    deal_price: Literal["close", "open"] = "close"
-    open_cost: Annotated[float, Field(ge=0)] = 0.0005
-    close_cost: Annotated[float, Field(ge=0)] = 0.0015
-    min_cost: Annotated[float, Field(ge=0)] = 5
-    stamp_tax: Annotated[float, Field(ge=0)] = 0.0
-    limit_threshold: Annotated[float | None, Field(gt=0)] = 0.095
-    trade_unit: Annotated[int, Field(ge=1)] = 100
-
-
 class Outputs(_Strict):
     dir: Path = Path("hq-output/runs")
     predictions: Literal["parquet", "csv"] = "parquet"
@@ -140,9 +114,57 @@ class WorkflowConfig(_Strict):
     processors: Processors = Field(default_factory=Processors)
     model: ModelSpec = Field(default_factory=ModelSpec)
     segments: WorkflowSegments
-    strategy: TopkDropoutSpec = Field(default_factory=TopkDropoutSpec)
-    backtest: BacktestSpec = Field(default_factory=BacktestSpec)
+    backtest: BacktestConfig = Field(
+        default_factory=BacktestConfig,
+        description="the backtest: the file's strategy section (TopkDropout) and backtest section in one",
+    )
     outputs: Outputs = Field(default_factory=Outputs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_into_backtest(cls, data: Any) -> Any:
+        """The file writes the strategy (``kind: topk_dropout``, topk, n_drop …) apart from the market
+        rules, costs and account; both are the one :class:`BacktestConfig`."""
+        if not isinstance(data, Mapping) or "strategy" not in data:
+            return data
+        document = dict(data)
+        strategy = document.pop("strategy")
+        if strategy is None:
+            return document
+        if not isinstance(strategy, Mapping):
+            raise ValueError(f"strategy: expected a mapping (kind, topk, n_drop …), got {strategy!r}")
+        strategy = dict(strategy)
+        kind = strategy.pop("kind", "topk_dropout")
+        if kind != "topk_dropout":
+            raise ValueError(f"strategy.kind: only 'topk_dropout' is supported, got {kind!r}")
+        unknown = sorted(map(str, set(strategy) - set(STRATEGY_FIELDS)))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(f'strategy.{key}' for key in unknown)}: unknown key; "
+                f"a TopkDropout strategy takes kind, {', '.join(STRATEGY_FIELDS)}"
+            )
+        backtest = document.get("backtest") or {}
+        if not isinstance(backtest, Mapping):
+            return document  # the backtest field reports it
+        twice = sorted(set(strategy) & set(backtest))
+        if twice:
+            raise ValueError(
+                f"{', '.join(map(str, twice))}: given in both the strategy and the backtest sections"
+            )
+        document["backtest"] = {**backtest, **strategy}
+        return document
+
+    def document(self) -> dict[str, Any]:
+        """The configuration as a workflow file writes it (the strategy in its own section)."""
+        doc = self.model_dump(mode="json")
+        backtest = doc.pop("backtest")
+        strategy = {"kind": "topk_dropout", **{name: backtest.pop(name) for name in STRATEGY_FIELDS}}
+        ordered: dict[str, Any] = {}
+        for key, value in doc.items():
+            if key == "outputs":
+                ordered["strategy"], ordered["backtest"] = strategy, backtest
+            ordered[key] = value
+        return ordered
 
     @field_validator("source")
     @classmethod

@@ -96,7 +96,7 @@ def run_workflow(
 ) -> RunResult:
     """Run ``config`` end to end in ``ctx`` (the caller opens it over ``config.source`` and closes it);
     see the module docstring for the outputs. Every stage reads the context's one feature source."""
-    from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
+    from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
     stages = _Stages()
@@ -123,27 +123,11 @@ def run_workflow(
             )
             _write_predictions(preds, staging, config.outputs.predictions)
         bt = config.backtest
-        strategy = config.strategy
         with stages.stage("backtest"):
             result = run_topk_backtest(
                 preds,
                 features,
-                BacktestConfig(
-                    topk=strategy.topk,
-                    n_drop=strategy.n_drop,
-                    risk_degree=strategy.risk_degree,
-                    hold_thresh=strategy.hold_thresh,
-                    only_tradable=strategy.only_tradable,
-                    deal_price=bt.deal_price,
-                    open_cost=bt.open_cost,
-                    close_cost=bt.close_cost,
-                    min_cost=bt.min_cost,
-                    stamp_tax=bt.stamp_tax,
-                    limit_threshold=bt.limit_threshold,
-                    trade_unit=bt.trade_unit,
-                    init_cash=bt.account,
-                    benchmark=bt.benchmark,
-                ),
+                bt,
             )
             ic = prediction_ic(preds, features)
             statistics = result.statistics(ctx.risk_free(), ic=ic)
@@ -154,7 +138,7 @@ def run_workflow(
                     result,
                     ic=ic,
                     benchmark=bt.benchmark,
-                    title=f"{model.name} v{model.version} — TopkDropout({strategy.topk}, {strategy.n_drop})",
+                    title=f"{model.name} v{model.version} — TopkDropout({bt.topk}, {bt.n_drop})",
                     subtitle=f"run {run_id} on {ctx.source}",
                     statistics=statistics,
                 )
@@ -163,7 +147,7 @@ def run_workflow(
         _write_json(staging / "metrics.json", {**metrics, "timings": stages.timings, "run_id": run_id})
         _write_json(staging / "model.json", ctx.registry.get(model_id).to_json())
         (staging / "config.yaml").write_text(
-            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+            yaml.safe_dump(config.document(), sort_keys=False, allow_unicode=True)
         )
         if out_dir.exists():
             shutil.rmtree(out_dir)

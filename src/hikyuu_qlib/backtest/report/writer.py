@@ -22,7 +22,7 @@ from hikyuu_qlib.backtest.measures import (
     used_measures,
 )
 from hikyuu_qlib.backtest.report import charts
-from hikyuu_qlib.backtest.report import html as h
+from hikyuu_qlib.backtest.report import html as report_html
 from hikyuu_qlib.domain import InvalidInputError
 from hikyuu_qlib.domain.schema import DATETIME
 
@@ -136,7 +136,7 @@ def _yearly_table(frame: pl.DataFrame) -> str:
         [pl.col(c).map_elements(percent, return_dtype=pl.String) for c in frame.columns
          if c not in ("year", "trading_days")]
     )  # fmt: skip
-    return h.frame_table("Yearly (compounded within each year, after costs unless said)", shown)
+    return report_html.frame_table("Yearly (compounded within each year, after costs unless said)", shown)
 
 
 def _ic_note(statistics: Mapping[str, Any]) -> str:
@@ -204,29 +204,34 @@ def write_report(
     daily.write_parquet(out / "daily.parquet")
     daily.write_csv(out / "daily.csv")
     span = f"{daily['datetime'][0]:%Y-%m-%d} to {daily['datetime'][-1]:%Y-%m-%d}"
-    summary = h.kpis(_headline(statistics))
+    summary = report_html.kpis(_headline(statistics))
     if not with_benchmark:
         summary += f'<p class="note">{html.escape(NO_BENCHMARK)}</p>'
     equity_title = "Equity against the benchmark" if with_benchmark else "Equity (no benchmark)"
     ic_body = (
-        h.image(pngs["rolling_ic"], "rolling IC") + f'<p class="note">{html.escape(_ic_note(statistics))}</p>'
+        report_html.image(pngs["rolling_ic"], "rolling IC")
+        + f'<p class="note">{html.escape(_ic_note(statistics))}</p>'
         if ic is not None
         else '<p class="note">No IC: the report was written without predictions and labels.</p>'
     )
     notes = {**GROUPS, "benchmark": f"{GROUPS['benchmark']} ({format_measure('code', _code(bench))})"}
     sections = [
-        h.section("summary", "Summary", summary),
-        h.section("equity", equity_title, h.image(pngs["equity"], "equity curve")),
-        h.section("drawdown", "Drawdown", h.image(pngs["drawdown"], "drawdown")),
-        h.section("rolling-ic", "Rolling IC", ic_body),
-        h.section("monthly-returns", "Monthly returns", h.image(pngs["monthly_returns"], "monthly returns")),
-        h.section("turnover", "Turnover", h.image(pngs["turnover"], "turnover")),
-        h.section(
+        report_html.section("summary", "Summary", summary),
+        report_html.section("equity", equity_title, report_html.image(pngs["equity"], "equity curve")),
+        report_html.section("drawdown", "Drawdown", report_html.image(pngs["drawdown"], "drawdown")),
+        report_html.section("rolling-ic", "Rolling IC", ic_body),
+        report_html.section(
+            "monthly-returns",
+            "Monthly returns",
+            report_html.image(pngs["monthly_returns"], "monthly returns"),
+        ),
+        report_html.section("turnover", "Turnover", report_html.image(pngs["turnover"], "turnover")),
+        report_html.section(
             "statistics",
             "Statistics",
-            f'<div class="tables">{h.statistics_tables(statistics, notes)}'
+            f'<div class="tables">{report_html.statistics_tables(statistics, notes)}'
             f"<div>{_yearly_table(_yearly(daily, with_benchmark))}</div></div>"
-            + h.definitions_table(used_measures(statistics)),
+            + report_html.definitions_table(used_measures(statistics)),
         ),
     ]
     if positions is not None and positions.height:
@@ -234,12 +239,18 @@ def write_report(
         if "datetime" in positions.columns:
             last = positions.filter(pl.col("datetime") == pl.col("datetime").max())
         sections.append(
-            h.section("positions", "Positions at the end", h.frame_table("Holdings", _shown(last)))
+            report_html.section(
+                "positions", "Positions at the end", report_html.frame_table("Holdings", _shown(last))
+            )
         )
     if trades is not None:
-        sections.append(h.section("trades", "Trades", h.frame_table("Trades", _shown(trades), limit=100)))
+        sections.append(
+            report_html.section(
+                "trades", "Trades", report_html.frame_table("Trades", _shown(trades), limit=100)
+            )
+        )
     html_path = out / "report.html"
-    _atomic_write(html_path, h.page(title, subtitle or span, sections))
+    _atomic_write(html_path, report_html.page(title, subtitle or span, sections))
     log.info("wrote report %s (%d days, %d charts)", html_path, daily.height, len(pngs))
     return ReportPaths(html_path, out / "daily.parquet", out / "daily.csv", png_paths, tables)
 
