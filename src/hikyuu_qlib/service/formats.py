@@ -38,7 +38,7 @@ CHUNK_ROWS = 65_536
 _PART = 1 << 20
 
 
-class FrameFormat(Enum):
+class MediaType(Enum):
     JSON = "application/json"
     CSV = "text/csv"
     ARROW = "application/vnd.apache.arrow.stream"
@@ -46,21 +46,21 @@ class FrameFormat(Enum):
 
 
 _ALIASES = {
-    "application/json": FrameFormat.JSON,
-    "text/csv": FrameFormat.CSV,
-    "application/vnd.apache.arrow.stream": FrameFormat.ARROW,
-    "application/vnd.apache.parquet": FrameFormat.PARQUET,
-    "application/x-parquet": FrameFormat.PARQUET,
-    "*/*": FrameFormat.JSON,
-    "application/*": FrameFormat.JSON,
-    "text/*": FrameFormat.CSV,
+    "application/json": MediaType.JSON,
+    "text/csv": MediaType.CSV,
+    "application/vnd.apache.arrow.stream": MediaType.ARROW,
+    "application/vnd.apache.parquet": MediaType.PARQUET,
+    "application/x-parquet": MediaType.PARQUET,
+    "*/*": MediaType.JSON,
+    "application/*": MediaType.JSON,
+    "text/*": MediaType.CSV,
 }
 
 
-def negotiate(accept: str | None) -> FrameFormat:
+def negotiate(accept: str | None) -> MediaType:
     """The format of the highest-quality media type of ``Accept`` that the service writes (406 if none)."""
     if not accept or not accept.strip():
-        return FrameFormat.JSON
+        return MediaType.JSON
     offers: list[tuple[float, int, str]] = []
     for i, part in enumerate(accept.split(",")):
         media, *params = (p.strip() for p in part.split(";"))
@@ -80,7 +80,7 @@ def negotiate(accept: str | None) -> FrameFormat:
     raise ServiceProblem(
         406,
         "NotAcceptable",
-        f"cannot answer {accept!r}: ask for one of {', '.join(f.value for f in FrameFormat)}",
+        f"cannot answer {accept!r}: ask for one of {', '.join(f.value for f in MediaType)}",
     )
 
 
@@ -131,7 +131,7 @@ def _chunks(frame: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
 
 def frame_response(
     frame: pl.DataFrame,
-    fmt: FrameFormat,
+    fmt: MediaType,
     *,
     key: str,
     meta: dict[str, Any],
@@ -192,15 +192,15 @@ def frame_response(
             yield data[i : i + _PART]
 
     bodies = {
-        FrameFormat.JSON: json_body,
-        FrameFormat.CSV: csv_body,
-        FrameFormat.ARROW: arrow_body,
-        FrameFormat.PARQUET: parquet_body,
+        MediaType.JSON: json_body,
+        MediaType.CSV: csv_body,
+        MediaType.ARROW: arrow_body,
+        MediaType.PARQUET: parquet_body,
     }
     extra = dict(headers or {})
-    if fmt is not FrameFormat.JSON:
+    if fmt is not MediaType.JSON:
         extra["HQ-Meta"] = _header_meta(meta)
-    media = "text/csv; charset=utf-8" if fmt is FrameFormat.CSV else fmt.value
+    media = "text/csv; charset=utf-8" if fmt is MediaType.CSV else fmt.value
     return StreamingResponse(bodies[fmt](), media_type=media, headers=extra)
 
 

@@ -2,7 +2,7 @@
 
 ``POST /v1/jobs`` takes ``{"kind": "train" | "evaluate" | "backtest" | "workflow", …}``; the ``kind``
 picks the schema. A train job has the workflow file's model, processors and segments; a backtest job its
-strategy and backtest sections; a workflow job a whole workflow file under ``config``.
+backtest configuration; a workflow job a whole workflow file under ``config``.
 The source of every job is the server's own: a body may name it, or nothing (another is refused).
 """
 
@@ -13,14 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from hikyuu_qlib.workflow.config import (
-    BacktestSpec,
-    ModelSpec,
-    Processors,
-    TopkDropoutSpec,
-    WorkflowConfig,
-    WorkflowSegments,
-)
+from hikyuu_qlib.backtest.config import BacktestConfig
+from hikyuu_qlib.workflow.config import ModelSpec, Processors, WorkflowConfig, WorkflowSegments
 
 #: A model id (26 characters) or a unique prefix of one (at least 4).
 ModelRef = Annotated[str, Field(min_length=4, max_length=26, pattern=r"^[0-9A-Za-z]+$")]
@@ -67,14 +61,14 @@ class EvaluateJob(_Dated):
 
 class BacktestJob(_Dated):
     """Predict with a registered model and backtest TopkDropout on the predictions (``hq backtest run``);
-    the summary is stored with the model."""
+    ``backtest`` is the workflow file's one backtest configuration (strategy, rules, costs, account). The
+    summary is stored with the model."""
 
     kind: Literal["backtest"]
     model: ModelRef
     source: Source | None = None
     universe: Universe | None = None
-    strategy: TopkDropoutSpec = Field(default_factory=TopkDropoutSpec)
-    backtest: BacktestSpec = Field(default_factory=BacktestSpec)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
 
     @model_validator(mode="after")
     def _dates_given(self) -> BacktestJob:

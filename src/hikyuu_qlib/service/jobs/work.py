@@ -189,7 +189,7 @@ def _evaluate(body: EvaluateJob, ctx: ResearchContext, report: Report) -> dict[s
 
 
 def _backtest(body: BacktestJob, ctx: ResearchContext, out: Path, report: Report) -> dict[str, Any]:
-    from hikyuu_qlib.backtest import BacktestConfig, run_topk_backtest
+    from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
     full = ctx.resolve_model(body.model)
@@ -199,23 +199,7 @@ def _backtest(body: BacktestJob, ctx: ResearchContext, out: Path, report: Report
     preds = ctx.predict(full, body.universe or record.universe, dates)
     if preds.height == 0:
         raise InvalidInputError(f"model {full} predicted nothing in {dates}")
-    s, b = body.strategy, body.backtest
-    config = BacktestConfig(
-        topk=s.topk,
-        n_drop=s.n_drop,
-        risk_degree=s.risk_degree,
-        hold_thresh=s.hold_thresh,
-        only_tradable=s.only_tradable,
-        deal_price=b.deal_price,
-        open_cost=b.open_cost,
-        close_cost=b.close_cost,
-        min_cost=b.min_cost,
-        stamp_tax=b.stamp_tax,
-        limit_threshold=b.limit_threshold,
-        trade_unit=b.trade_unit,
-        init_cash=b.account,
-        benchmark=b.benchmark,
-    )
+    config = body.backtest
     report(0.4, "backtest")
     result = run_topk_backtest(preds, ctx.features, config)
     ic = prediction_ic(preds, ctx.features)
@@ -226,11 +210,11 @@ def _backtest(body: BacktestJob, ctx: ResearchContext, out: Path, report: Report
         result,
         ic=ic,
         benchmark=config.benchmark,
-        title=f"TopkDropout({s.topk}, {s.n_drop}) — model {full}",
+        title=f"TopkDropout({config.topk}, {config.n_drop}) — model {full}",
         subtitle=ctx.source,
         statistics=statistics,
     )
-    ctx.record_backtest(full, {"topk": s.topk, "n_drop": s.n_drop, **flatten(statistics)})
+    ctx.record_backtest(full, {"topk": config.topk, "n_drop": config.n_drop, **flatten(statistics)})
     return {
         "model_id": full,
         "days": result.daily.height,
