@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,20 @@ DEFAULT_HOME = Path("~/.hikyuu_qlib").expanduser()
 
 def _default_workers() -> int:
     return max(2, min(8, (os.cpu_count() or 2) * 2))
+
+
+class ApiToken(BaseModel):
+    """One bearer token of the HTTP service, kept as the SHA-256 of the token (never the token itself).
+
+    ``read`` reads; ``write`` reads and writes (model transitions and deletes, jobs). Make one with
+    ``hq serve token --scope write``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100, description="who holds it (shown in logs)")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token, lowercase hex")
+    scope: Literal["read", "write"] = "read"
 
 
 class Settings(BaseSettings):
@@ -94,6 +108,24 @@ class Settings(BaseSettings):
     traces_file: Path | None = Field(
         None, description="file the jsonl trace exporter appends spans to (OTEL_TRACES_EXPORTER=jsonl)"
     )
+
+    # HTTP service (hq serve)
+    api_tokens: tuple[ApiToken, ...] = Field(
+        (), description='bearer tokens, JSON: [{"name": …, "sha256": …, "scope": "read"|"write"}]'
+    )
+    api_public_read: bool = Field(False, description="reads need no token (writes always do)")
+    api_max_codes: int = Field(1000, ge=1, le=100_000, description="codes in one bars request at most")
+    api_max_page_size: int = Field(1000, ge=1, le=10_000, description="largest page_size of a list")
+    api_max_request_bytes: int = Field(1 << 20, ge=1024, description="largest request body, bytes")
+    api_request_timeout: float = Field(
+        120.0, gt=0, description="seconds a request may take before it is answered 504"
+    )
+    api_compute_workers: int = Field(2, ge=1, le=64, description="threads for predictions per worker")
+    api_job_workers: int = Field(1, ge=1, le=64, description="jobs run at once (one process each)")
+    api_shutdown_grace: float = Field(
+        20.0, ge=0, description="seconds SIGTERM waits for requests and jobs before it stops them"
+    )
+    api_cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS (none: CORS off)")
 
     @field_validator("cache_url", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.cli.output import ExitCode, emit_json
 from hikyuu_qlib.cli.research import mount as mount_research
 from hikyuu_qlib.cli.run import run
+from hikyuu_qlib.cli.serve import serve, token
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
 from hikyuu_qlib.version import PACKAGE, package_version
 
@@ -34,6 +35,8 @@ app.add_typer(backtest_app, name="backtest")
 app.add_typer(cache_app, name="cache")
 app.command("demo")(demo)
 app.command("run")(run)
+app.command("serve")(serve)
+app.command("token")(token)
 mount_research(app, model_app)
 
 

@@ -32,6 +32,7 @@ from hikyuu_qlib.registry.async_driver import AsyncDriver, Positional
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
+from hikyuu_qlib.registry.cursor import CursorCodec
 from hikyuu_qlib.registry.driver import RowCodec, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import (
     SCAN_BEGIN,
@@ -116,6 +117,11 @@ class AsyncModelRepository:
         if self._engine is None:
             raise RuntimeError("the registry is not open: use `async with` or call open()")
         return self._engine
+
+    @property
+    def cursors(self) -> CursorCodec:
+        """The registry's signer of page tokens (see :attr:`ModelRegistry.cursors`)."""
+        return self._core.cursors
 
     # --- lifecycle ----------------------------------------------------------------------------------
 

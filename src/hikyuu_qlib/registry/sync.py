@@ -24,6 +24,7 @@ from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
+from hikyuu_qlib.registry.cursor import CursorCodec
 from hikyuu_qlib.registry.driver import RowCodec, compile_statement, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import (
     SCAN_BEGIN,
@@ -32,7 +33,13 @@ from hikyuu_qlib.registry.engine import (
     RegistryOptions,
     create_sync_registry_engine,
 )
-from hikyuu_qlib.registry.retry import CommitInDoubt, is_connection_lost, leaves_connection_usable, retry_sync
+from hikyuu_qlib.registry.retry import (
+    CommitInDoubt,
+    RetryPolicy,
+    is_connection_lost,
+    leaves_connection_usable,
+    retry_sync,
+)
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
 T = TypeVar("T")
@@ -62,6 +69,16 @@ class ModelRegistry:
         if self._engine is None:
             raise RuntimeError("the registry is not open: use `with` or call open()")
         return self._engine
+
+    @property
+    def cursors(self) -> CursorCodec:
+        """The registry's signer of page tokens (its own secret): other keyset pages over the same
+        database (jobs, the service's lists) sign theirs with it too."""
+        return self._core.cursors
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._core.policy
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
