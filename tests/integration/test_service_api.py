@@ -192,8 +192,8 @@ async def test_every_write_refuses_a_missing_or_read_token(
     # reads need a token too (no --public-read)
     _problem(await api.get("/v1/models", headers={"Authorization": ""}), 401)
     metrics = (await api.get("/metrics")).text
-    assert 'hq_api_auth_refusals_total{reason="missing"}' in metrics
-    assert 'hq_api_auth_refusals_total{reason="scope"} 4.0' in metrics
+    assert 'hq_auth_failures_total{reason="missing"}' in metrics
+    assert 'hq_auth_failures_total{reason="scope"} 4.0' in metrics
     with open_registry(settings=settings, sync=True) as registry:
         assert registry.get(model.id).status is ModelStatus.CREATED  # nothing was written
 

@@ -36,7 +36,13 @@ SUPERVISED_ENV = "HQ_SERVE_SUPERVISED"
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
+    from hikyuu_qlib.app import open_telemetry
+    from hikyuu_qlib.observability.asgi import MetricsMiddleware
+    from hikyuu_qlib.observability.exposition import scrape_registry, worker_exited
+
     settings = load_settings(settings)
+    telemetry = open_telemetry(settings, metrics=True)  # one per worker process
+    scraped = scrape_registry(telemetry.metrics)  # type: ignore[arg-type]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,7 +50,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
             from hikyuu_qlib.service.lifecycle import die_with_parent
 
             die_with_parent(signal.SIGTERM)
-        state = await open_state(settings, run_jobs=run_jobs)
+        state = await open_state(settings, telemetry, run_jobs=run_jobs)
         app.state.hq = state
         log.info("serving %s, registry %s", state.source, state.models.backend)
         # the event loop's thread waits at most this long for the GIL that an executor thread holds
@@ -55,6 +61,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         finally:
             sys.setswitchinterval(switch)
             await close_state(state)
+            worker_exited()  # multiprocess metrics: this worker's live gauges go
+            telemetry.close()
 
     app = FastAPI(
         title="hikyuu-qlib",
@@ -73,7 +81,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return Response(generate_latest(request.app.state.hq.metrics), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(scraped), media_type=CONTENT_TYPE_LATEST)
 
     if settings.api_cors_origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -87,6 +95,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.add_middleware(
         BoundsMiddleware, max_bytes=settings.api_max_request_bytes, timeout=settings.api_request_timeout
     )
+    app.add_middleware(MetricsMiddleware, metrics=telemetry.metrics)
+    telemetry.tracing.instrument_fastapi(app, excluded_urls="/metrics,/v1/health,/v1/ready")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

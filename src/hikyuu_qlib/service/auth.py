@@ -3,7 +3,7 @@
 A request presents ``Authorization: Bearer TOKEN``; the service hashes it and looks the hash up. Reads
 need a read or write token (none with ``--public-read``); writes (model transitions and deletes, jobs)
 need a write token. No token, or one the server does not know: 401; a read token on a write: 403. Both
-refusals are counted (``hq_api_auth_refusals_total`` on ``/metrics``).
+refusals are counted (``hq_auth_failures_total`` by reason on ``/metrics``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Literal
 
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CollectorRegistry, Counter
 
+from hikyuu_qlib.observability.recording import Metrics
 from hikyuu_qlib.service.problems import ServiceProblem
 from hikyuu_qlib.settings import ApiToken
 
@@ -35,23 +35,16 @@ def new_token(name: str, scope: Scope = "read") -> tuple[str, ApiToken]:
 class Authenticator:
     """Checks bearer tokens against the settings' hashes and counts refusals."""
 
-    def __init__(
-        self, tokens: tuple[ApiToken, ...], *, public_read: bool, metrics: CollectorRegistry
-    ) -> None:
+    def __init__(self, tokens: tuple[ApiToken, ...], *, public_read: bool, metrics: Metrics) -> None:
         self._tokens = {t.sha256: t for t in tokens}
         self.public_read = public_read
-        self.refusals = Counter(
-            "hq_api_auth_refusals",
-            "requests refused for a missing or unknown token (401) or a token of the wrong scope (403)",
-            ["reason"],
-            registry=metrics,
-        )
+        self._metrics = metrics
 
     def check(self, credentials: HTTPAuthorizationCredentials | None, scope: Scope) -> ApiToken | None:
         if scope == "read" and self.public_read:
             return None
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-            self.refusals.labels("missing").inc()
+            self._metrics.auth_failure("missing")
             raise ServiceProblem(
                 401,
                 "Unauthorized",
@@ -60,7 +53,7 @@ class Authenticator:
             )
         token = self._tokens.get(hash_token(credentials.credentials))
         if token is None:
-            self.refusals.labels("invalid").inc()
+            self._metrics.auth_failure("invalid")
             raise ServiceProblem(
                 401,
                 "Unauthorized",
@@ -68,7 +61,7 @@ class Authenticator:
                 headers={"WWW-Authenticate": 'Bearer realm="hq", error="invalid_token"'},
             )
         if scope == "write" and token.scope != "write":
-            self.refusals.labels("scope").inc()
+            self._metrics.auth_failure("scope")
             raise ServiceProblem(
                 403,
                 "Forbidden",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from hikyuu_qlib.settings import Settings
 
@@ -61,6 +62,14 @@ def serve(
 
     os.environ.update(_environment(settings))
     os.environ[SUPERVISED_ENV] = "1"
+    # several workers share one /metrics: prometheus-client's multiprocess mode, in a directory of this
+    # server's own that is emptied before the workers start (values of a previous run would count again)
+    from hikyuu_qlib.observability.exposition import prepare_multiprocess_dir
+
+    multiproc = Path(
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.home / f"metrics-{port}"))
+    )
+    prepare_multiprocess_dir(multiproc)
     runner = JobRunner(settings).start()
     try:
         log.info("serving on http://%s:%d with %d workers", host, port, workers)

@@ -17,13 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import CollectorRegistry
-
 from hikyuu_qlib.service.auth import Authenticator
 from hikyuu_qlib.settings import Settings
 
 if TYPE_CHECKING:
+    from hikyuu_qlib.cache.tiered import TieredCache
     from hikyuu_qlib.marketdata import AsyncMarketDataClient
+    from hikyuu_qlib.observability.telemetry import Telemetry
     from hikyuu_qlib.registry.jobs import JobStore
     from hikyuu_qlib.registry.repository import AsyncModelRepository
     from hikyuu_qlib.registry.sync import ModelRegistry
@@ -38,7 +38,8 @@ T = TypeVar("T")
 class ServiceState:
     settings: Settings
     auth: Authenticator
-    metrics: CollectorRegistry
+    telemetry: Telemetry
+    cache: TieredCache
     market: AsyncMarketDataClient
     models: AsyncModelRepository
     registry: ModelRegistry
@@ -58,27 +59,29 @@ class ServiceState:
         return await asyncio.get_running_loop().run_in_executor(self.blocking, fn)
 
 
-async def open_state(settings: Settings, *, run_jobs: bool) -> ServiceState:
-    """Open every adapter of a server process (and, with ``run_jobs``, the job runner)."""
-    from hikyuu_qlib.app import open_market_async, open_registry
+async def open_state(settings: Settings, telemetry: Telemetry, *, run_jobs: bool) -> ServiceState:
+    """Open every adapter of a server process (and, with ``run_jobs``, the job runner): market data and
+    model records go through the settings' cache, and every adapter records to ``telemetry``."""
+    from hikyuu_qlib.app import open_cache, open_market_async, open_registry
     from hikyuu_qlib.registry.jobs import JobStore
     from hikyuu_qlib.research import ResearchContext
 
-    metrics = CollectorRegistry(auto_describe=True)
-    auth = Authenticator(settings.api_tokens, public_read=settings.api_public_read, metrics=metrics)
-    market = open_market_async(settings=settings)
-    models = await open_registry(settings=settings).open()
+    auth = Authenticator(settings.api_tokens, public_read=settings.api_public_read, metrics=telemetry.metrics)
+    cache = open_cache(settings, telemetry=telemetry)
+    market = open_market_async(settings=settings, telemetry=telemetry, cache=cache)
+    models = await open_registry(settings=settings, telemetry=telemetry, cache=cache).open()
     blocking = ThreadPoolExecutor(max(2, settings.io_workers), thread_name_prefix="hq-api-io")
     loop = asyncio.get_running_loop()
     registry = await loop.run_in_executor(
-        blocking, lambda: open_registry(settings=settings, sync=True).open()
+        blocking, lambda: open_registry(settings=settings, sync=True, telemetry=telemetry, cache=cache).open()
     )
-    research = ResearchContext(settings, store=None)
+    research = ResearchContext(settings, store=None, telemetry=telemetry)
     compute = ThreadPoolExecutor(settings.api_compute_workers, thread_name_prefix="hq-api-compute")
     state = ServiceState(
         settings=settings,
         auth=auth,
-        metrics=metrics,
+        telemetry=telemetry,
+        cache=cache,
         market=market,
         models=models,
         registry=registry,
@@ -104,4 +107,5 @@ async def close_state(state: ServiceState) -> None:
     await state.market.aclose()
     await state.models.close()
     await loop.run_in_executor(None, state.registry.close)
+    await loop.run_in_executor(None, state.cache.close)
     state.blocking.shutdown(wait=True, cancel_futures=True)
