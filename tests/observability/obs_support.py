@@ -100,6 +100,45 @@ def serve(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
             proc.wait()
 
 
+@contextmanager
+def hq_serve(home: Path, workers: int = 1) -> Iterator[str]:
+    """A real ``hq serve --public-read`` on the synthetic market (registry and metrics under ``home``) on a
+    free loopback port; yields its base URL once ``/v1/health`` answers."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "hikyuu_qlib", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--public-read",
+    ]  # fmt: skip
+    env = {**os.environ, "HQ_HOME": str(home), "HQ_SOURCE": "synthetic", "HQ_DATABASE_URL": ""}
+    env.pop("HQ_DATABASE_URL")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = open(home / "serve.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"hq serve exited: {(home / 'serve.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("hq serve did not start in 90 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
 def sample(text: str, name: str, **labels: str) -> float:
     """The value of one sample of an exposition (0 when absent)."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from obs_support import sample, serve
+from obs_support import hq_serve, sample, serve
 
 ROUTE = "/v1/models/{model_id}"
 
@@ -53,4 +53,24 @@ def test_several_workers_count_every_request(tmp_path: Path) -> None:
         assert sample(text, "hq_jobs_total", kind="train", status="succeeded") == 1
         assert sample(text, "hq_jobs_running", kind="train") == 0
         assert sample(text, "hq_job_last_success_timestamp_seconds", kind="train") > 1.6e9
+        assert sample(text, "hq_build_info") == 1
+
+
+def test_hq_serve_with_two_workers_counts_every_request(tmp_path: Path) -> None:
+    """The real server: requests spread over its two workers are all counted on every scrape."""
+    home = tmp_path / "home"
+    home.mkdir()
+    sent = 0
+    with hq_serve(home, workers=2) as url:
+        multiproc = home / f"metrics-{url.rsplit(':', 1)[1]}"
+        writers: set[str] = set()
+        while sent < 40 or (len(writers) < 2 and sent < 400):
+            with httpx.Client() as fresh:  # a new connection each time: the kernel spreads them
+                assert fresh.get(f"{url}/v1/models/M{sent}").status_code == 404
+            sent += 1
+            writers = {path.stem.split("_", 1)[1] for path in multiproc.glob("counter_*.db")}
+        scrapes = [httpx.Client().get(f"{url}/metrics").text for _ in range(6)]
+    assert len(writers) >= 2, "the requests did not reach both workers"
+    for text in scrapes:
+        assert sample(text, "hq_http_requests_total", route="/v1/models/{model_ref}", status="404") == sent
         assert sample(text, "hq_build_info") == 1

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from obs_support import free_port, serve
+from obs_support import free_port, hq_serve
 
 from conftest import require
 
@@ -23,12 +23,12 @@ REQUESTS = 7
 
 
 @pytest.fixture(scope="module")
-def metrics_target() -> Iterator[str]:
-    """The base URL of a running process that serves hq's HTTP API and ``/metrics``, having served
-    ``REQUESTS`` requests of ``/v1/models/{model_id}`` (the service's stand-in: see obs_support.serve)."""
-    with serve(workers=1) as url:
+def metrics_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a running ``hq serve`` (its ``/metrics``), having answered ``REQUESTS`` requests
+    of ``/v1/models/{model_id}`` (404s: the registry is empty)."""
+    with hq_serve(tmp_path_factory.mktemp("hq-home")) as url:
         for i in range(REQUESTS):
-            assert httpx.get(f"{url}/v1/models/M{i}").status_code == 200
+            assert httpx.get(f"{url}/v1/models/M{i}").status_code == 404
         yield url
 
 
@@ -105,7 +105,7 @@ def query(url: str, promql: str) -> list[dict[str, Any]]:
 
 def test_prometheus_scrapes_the_request_count(prometheus: str) -> None:
     def scraped() -> list[dict[str, Any]]:
-        return query(prometheus, 'hq_http_requests_total{route="/v1/models/{model_id}",status="200"}')
+        return query(prometheus, 'hq_http_requests_total{route="/v1/models/{model_ref}",status="404"}')
 
     result = wait_for(scraped, "a scrape with hq_http_requests_total")
     assert result[0]["metric"]["job"] == "hq" and result[0]["metric"]["method"] == "GET"
