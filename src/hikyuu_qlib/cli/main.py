@@ -16,7 +16,9 @@ from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
 from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.cli.output import ExitCode, emit_json
 from hikyuu_qlib.cli.research import mount as mount_research
+from hikyuu_qlib.cli.rolling import rolling
 from hikyuu_qlib.cli.run import run
+from hikyuu_qlib.cli.sweep import sweep
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
 
 PACKAGE = "hikyuu-qlib"
@@ -33,6 +35,8 @@ app.add_typer(model_app, name="model")
 app.add_typer(backtest_app, name="backtest")
 app.command("demo")(demo)
 app.command("run")(run)
+app.command("rolling")(rolling)
+app.command("sweep")(sweep)
 mount_research(app, model_app)
 
 

@@ -27,13 +27,17 @@ _FRAMES: dict[str, pl.DataFrame] = {}
 def load_shared(shared: Any) -> pl.DataFrame:
     """The shared features: a path to an Arrow IPC file (memory-mapped, read once per process) or an
     Arrow table (Ray hands the object-store copy to the task)."""
+    import pyarrow as pa
+
     if isinstance(shared, str):
         frame = _FRAMES.get(shared)
         if frame is None:
+            import pyarrow.ipc as pa_ipc
+
             _FRAMES.clear()
-            frame = _FRAMES[shared] = pl.read_ipc(shared, memory_map=True)
+            table = pa_ipc.open_file(pa.memory_map(shared)).read_all()  # pages shared by every worker
+            frame = _FRAMES[shared] = pl.DataFrame(pl.from_arrow(table))
         return frame
-    import pyarrow as pa
 
     if isinstance(shared, pa.Table):
         return pl.DataFrame(pl.from_arrow(shared))

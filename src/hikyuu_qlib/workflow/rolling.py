@@ -16,9 +16,7 @@ predictions bit for bit (same seeds and thread counts). ``force`` starts over.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -30,7 +28,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from hikyuu_qlib.domain import DataFormatError, DateRange, InvalidInputError
+from hikyuu_qlib.domain import DataFormatError, DateRange
 from hikyuu_qlib.executors.base import Executor
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.rolling.tasks import TaskResult
@@ -114,7 +112,9 @@ def run_rolling(
     test_span = DateRange(windows[0].test.start, windows[-1].test.end)
     configs = [shared.task_config(config, threads, segments=w.segments) for w in windows]
     payloads = [
-        shared.payload(ctx, c, version, {"rolling_id": rid, "window": str(w.index), "window_test": str(w.test)})
+        shared.payload(
+            ctx, c, version, {"rolling_id": rid, "window": str(w.index), "window_test": str(w.test)}
+        )
         for w, c in zip(windows, configs, strict=True)
     ]
     static_payload = None
@@ -173,12 +173,14 @@ def run_rolling(
         _report(out_dir, ctx, config, rid, statistics["rolling"], docs)
     timings["report"] = round(time.perf_counter() - mark, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
-    result = RollingResult(rid, out_dir, executor.name, window_docs, skipped, docs, comparison, timings)
+    outcome = RollingResult(rid, out_dir, executor.name, window_docs, skipped, docs, comparison, timings)
     _write(out_dir / "windows.json", window_docs)
     _write(out_dir / "metrics.json", {"rolling_id": rid, "statistics": docs, "comparison": comparison,
                                       "timings": timings})  # fmt: skip
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.document(), sort_keys=False, allow_unicode=True))
-    return result
+    (out_dir / "config.yaml").write_text(
+        yaml.safe_dump(config.document(), sort_keys=False, allow_unicode=True)
+    )
+    return outcome
 
 
 def stitch(windows: list[Window], slices: list[pl.DataFrame]) -> pl.DataFrame:
@@ -189,7 +191,9 @@ def stitch(windows: list[Window], slices: list[pl.DataFrame]) -> pl.DataFrame:
         span = window.test
         outside = part.filter(~pl.col("datetime").is_between(span.start, span.end))
         if outside.height:
-            raise DataFormatError(f"window {window.index}: {outside.height} score(s) outside its test span {span}")
+            raise DataFormatError(
+                f"window {window.index}: {outside.height} score(s) outside its test span {span}"
+            )
         parts.append(part)
     return pl.concat(parts, how="vertical").sort("datetime", "code", maintain_order=True)
 
@@ -267,6 +271,3 @@ def _write(path: Path, doc: Any) -> None:
     staging = path.with_name(f".{path.name}.tmp")
     staging.write_text(to_json_text(doc, indent=2))
     staging.replace(path)
-
-
-_ = (dt, json, InvalidInputError)

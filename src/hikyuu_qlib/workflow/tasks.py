@@ -43,8 +43,12 @@ def task_config(config: WorkflowConfig, threads: int, **updates: Any) -> Workflo
     """The config of one task: ``config`` with its thread count fixed, no rolling block and ``updates``."""
     model = config.model.model_copy(update={"num_threads": threads, **updates.pop("model", {})})
     return WorkflowConfig.model_validate(
-        {**config.model_dump(mode="json"), "rolling": None, "model": model.model_dump(mode="json"),
-         **{k: _json(v) for k, v in updates.items()}}  # fmt: skip
+        {
+            **config.model_dump(mode="json"),
+            "rolling": None,
+            "model": model.model_dump(mode="json"),
+            **{k: _json(v) for k, v in updates.items()},
+        }
     )
 
 
@@ -79,7 +83,9 @@ def payload(
     return task.model_dump(mode="json")
 
 
-def shared_features(ctx: ResearchContext, config: WorkflowConfig, span: DateRange) -> tuple[pl.DataFrame, Path]:
+def shared_features(
+    ctx: ResearchContext, config: WorkflowConfig, span: DateRange
+) -> tuple[pl.DataFrame, Path]:
     """The universe's Alpha158 features and label over ``span`` (every task's segments), computed once
     (through the feature cache), and where a file copy of them goes (named by a digest of the inputs)."""
     from hikyuu_qlib.factors.pipeline import ENGINE_VERSION, compute_features
@@ -92,15 +98,15 @@ def shared_features(ctx: ResearchContext, config: WorkflowConfig, span: DateRang
     return frame, ctx.settings.feature_cache_dir / "shared" / f"{digest}.arrow"
 
 
-def run_tasks(
-    executor: Executor, payloads: Sequence[dict[str, Any]], shared: Any
-) -> Iterator[TaskResult]:
+def run_tasks(executor: Executor, payloads: Sequence[dict[str, Any]], shared: Any) -> Iterator[TaskResult]:
     from hikyuu_qlib.rolling.worker import run_task
 
     yield from executor.run(run_task, payloads, shared)
 
 
-def evaluate(ctx: ResearchContext, config: WorkflowConfig, preds: pl.DataFrame) -> tuple[dict[str, Any], Any, pl.DataFrame]:
+def evaluate(
+    ctx: ResearchContext, config: WorkflowConfig, preds: pl.DataFrame
+) -> tuple[dict[str, Any], Any, pl.DataFrame]:
     """The backtest statistics document of ``preds`` (TopkDropout of the workflow), the result and the
     daily IC."""
     from hikyuu_qlib.backtest import run_topk_backtest
