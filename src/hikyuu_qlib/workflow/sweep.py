@@ -157,10 +157,7 @@ def run_sweep(
         scores = {name: result.frame(name) for name in ("valid", "test")}
         for name, frame_ in scores.items():
             shared.write_frame(frame_, out_dir / f"trial-{i}.{name}.parquet")
-        for bt_combo in backtest_combos:
-            bt_config = config.model_copy(
-                update={"backtest": dataclasses.replace(config.backtest, **bt_combo)}
-            )
+        for bt_combo, bt_config in zip(backtest_combos, backtests, strict=True):
             row: dict[str, Any] = {"trial": i, "model_id": result.model_id, "params": {**combo, **bt_combo}}
             for segment, preds in scores.items():
                 stats = shared.evaluate(ctx, bt_config, preds)[0]
