@@ -4,7 +4,6 @@ registry rule, a sweep's records and leaderboard."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -69,7 +68,9 @@ def test_rolling_stitches_windows_without_overlap_or_gap(
     assert all(m["status"] == "trained" for m in mine)
 
 
-def test_rerunning_skips_finished_windows(first: dict[str, object], workflow: Path, env: dict[str, str]) -> None:
+def test_rerunning_skips_finished_windows(
+    first: dict[str, object], workflow: Path, env: dict[str, str]
+) -> None:
     proc = run_hq("rolling", str(workflow), "--format", "json", env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
@@ -83,7 +84,17 @@ def test_a_killed_run_resumes_to_the_same_predictions(
 ) -> None:
     out = home / "killed"
     local = {**env, "HQ_DATABASE_URL": f"sqlite:///{home / 'killed.db'}"}
-    args = [sys.executable, "-m", "hikyuu_qlib", "rolling", str(workflow), "--workers", "2", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "hikyuu_qlib",
+        "rolling",
+        str(workflow),
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(args, env=local, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tasks = out / f"rolling-{first['rolling_id']}" / "tasks"
     deadline = time.monotonic() + 600
