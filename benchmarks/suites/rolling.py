@@ -77,6 +77,7 @@ def run(quick: bool) -> list[Result]:
     preds: dict[str, Any] = {}
     comparison: dict[str, Any] = {}
     ray_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    errors: dict[str, str] = {}
     for name in ("inline", "local", "ray"):
         with ResearchContext.open(
             config.source, settings=settings, db=f"sqlite:///{scratch / name}.db"
@@ -84,7 +85,12 @@ def run(quick: bool) -> list[Result]:
             import time
 
             started = time.perf_counter()
-            executor = open_executor(name, registry_url=ctx.registry_url, threads=1, ray_temp_dir=ray_dir)
+            try:
+                executor = open_executor(name, registry_url=ctx.registry_url, threads=1, ray_temp_dir=ray_dir)
+            except Exception as exc:  # a local Ray that cannot start on an overloaded machine
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                log.error("%s could not start: %s", name, exc)
+                continue
             opened = time.perf_counter() - started
             try:
                 result = run_rolling(config, ctx, executor, out_root=scratch / name)
@@ -96,9 +102,18 @@ def run(quick: bool) -> list[Result]:
         log.info("%s: %s", name, timings[name])
     load["loadavg_after"] = os.getloadavg()
     same = all(preds[n].equals(preds["inline"]) for n in ("local", "ray"))
+    if "ray" in errors:
+        timings["ray"] = {"tasks": float("nan")}
+        preds["ray"] = preds["inline"].clear()
     seq, pool, ray = (timings[n]["tasks"] for n in ("inline", "local", "ray"))
     overhead = ray / pool - 1
-    common = {"windows": len(windows), "tasks": len(windows) + 1, "identical_predictions": same, **load}
+    common = {
+        "errors": errors,
+        "windows": len(windows),
+        "tasks": len(windows) + 1,
+        "identical_predictions": same,
+        **load,
+    }
     return [
         Result(
             f"rolling {len(windows)} windows: local pool (2 workers) vs sequential",
