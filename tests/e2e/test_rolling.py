@@ -144,10 +144,15 @@ def test_a_sweep_registers_every_configuration_and_ranks_on_valid(
     assert {(r["params"]["num_leaves"], r["params"]["learning_rate"]) for r in board} == {
         (16, 0.1), (16, 0.2), (64, 0.1), (64, 0.2)
     }  # fmt: skip
-    valid = [r["valid"]["ic"] for r in board]
+    trained = [r for r in board if r["status"] == "trained"]
+    assert trained and board[: len(trained)] == trained  # a failed (degenerate) trial is listed last
+    valid = [r["valid"]["ic"] for r in trained]
     assert valid == sorted(valid, reverse=True) and doc["best"] == board[0]
     for row in board:
         assert set(row["valid"]) == set(row["test"]) == {"ic", "rank_ic", "ir", "excess_return"}
+        assert row["status"] == "trained" or row["failure"]
     registered = [m for m in models(local) if m["tags"].get("sweep_id") == doc["sweep_id"]]  # type: ignore[union-attr]
     assert len(registered) == 4 and {m["id"] for m in registered} == {r["model_id"] for r in board}
     assert {m["hyperparameters"]["params"]["num_leaves"] for m in registered} == {16, 64}  # type: ignore[index]
+    assert {m["status"] for m in registered} <= {"trained", "failed"}
+    assert sorted(m["status"] for m in registered) == sorted(r["status"] for r in board)

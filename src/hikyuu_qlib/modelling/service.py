@@ -47,6 +47,10 @@ ZERO_IC = 1e-9
 class DegenerateModelError(HQError):
     """Training ended with a model that cannot be used (see :func:`degenerate`); it is recorded failed."""
 
+    def __init__(self, message: str, model_id: str | None = None) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+
 
 @dataclass(frozen=True)
 class TrainSpec:
@@ -193,7 +197,8 @@ def train_and_register(
                   reason)  # fmt: skip
         raise DegenerateModelError(
             f"model {saved.id} ({saved.name} v{saved.version}) is degenerate: {reason}. It is recorded as "
-            "failed, not trained; widen the segments or the universe, or give more rounds"
+            "failed, not trained; widen the segments or the universe, or give more rounds",
+            saved.id,
         )
     log.info("model %s (%s v%s) trained: test ic %s", saved.id, saved.name, saved.version, found.get("ic"))
     return TrainOutcome(saved, found, result, timings, data)

@@ -27,6 +27,7 @@ class TrainTask(BaseModel):
     config: dict[str, Any]  # the task's workflow document (WorkflowConfig, mode="json")
     tags: dict[str, str] = {}
     score: tuple[str, ...] = ("test",)
+    keep_degenerate: bool = False  # a degenerate model is a result (sweeps), not an error (rolling)
     db: str
     settings: dict[str, Any]
 
@@ -51,6 +52,7 @@ class TaskResult:
     predictions: dict[str, bytes] = field(default_factory=dict)
     seconds: float = 0.0
     worker_pid: int = 0
+    failure: str | None = None  # why the model is degenerate (recorded failed; no predictions)
 
     def frame(self, segment: str) -> pl.DataFrame:
         return frame_from_bytes(self.predictions[segment])

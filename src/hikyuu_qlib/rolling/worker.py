@@ -73,7 +73,7 @@ def registered_model(registry: Any, run_id: str) -> str | None:
 def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
     """Train (or reuse) the task's model and score its segments on the shared features."""
     from hikyuu_qlib.modelling.presets import ProcessorStep
-    from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
+    from hikyuu_qlib.modelling.service import DegenerateModelError, TrainSpec, train_and_register
     from hikyuu_qlib.workflow.config import WorkflowConfig
 
     started = time.perf_counter()
@@ -97,14 +97,22 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
             learn=tuple(ProcessorStep.of(p) for p in config.processors.learn),
             tags={"run_id": task.task_id, "config_hash": config.config_hash(), **task.tags},
         )
-        outcome = train_and_register(
-            spec,
-            store=ctx.features,
-            universe=ctx.universe(config.universe, segments.span()),
-            registry=ctx.registry,
-            artifacts=ctx.artifacts,
-            frame=frame,
-        )
+        try:
+            outcome = train_and_register(
+                spec,
+                store=ctx.features,
+                universe=ctx.universe(config.universe, segments.span()),
+                registry=ctx.registry,
+                artifacts=ctx.artifacts,
+                frame=frame,
+            )
+        except DegenerateModelError as exc:
+            if not task.keep_degenerate or exc.model_id is None:
+                raise
+            record = ctx.registry.get(exc.model_id)
+            seconds = round(time.perf_counter() - started, 3)
+            return TaskResult(task.task_id, exc.model_id, False, dict(record.metrics), {}, seconds,
+                              os.getpid(), failure=record.tags.get("failure") or str(exc))  # fmt: skip
         model_id = outcome.model.id
     else:
         log.info("task %s: reusing model %s", task.label(), model_id)

@@ -4,7 +4,8 @@ Model parameters (LightGBM's, and ``seed``) make the trials: each is a task on t
 registered with the tags ``sweep_id`` and ``trial``. Backtest parameters (``topk``, ``n_drop``, the
 costs) need no fit: every trial's scores are backtested for each of their values in the driver.
 
-Research honesty: the ranking reads the valid segment only (``select``, default ``valid.ic``); the
+A trial whose model is degenerate (see :func:`~hikyuu_qlib.modelling.service.degenerate`) is registered
+failed and listed with its reason, ranked last. Research honesty: the ranking reads the valid segment only (``select``, default ``valid.ic``); the
 test figures are reported beside it and never used to choose.
 """
 
@@ -142,7 +143,9 @@ def run_sweep(
     for i, combo in enumerate(model_combos):
         trial = shared.task_config(config, threads, model=_model_update(config, combo))
         tags = {"sweep_id": sid, "trial": str(i), "sweep_params": json.dumps(combo, sort_keys=True)}
-        payloads.append(shared.payload(ctx, trial, version, tags, score=("valid", "test")))
+        payloads.append(
+            shared.payload(ctx, trial, version, tags, score=("valid", "test"), keep_degenerate=True)
+        )
     frame, path = shared.shared_features(ctx, config, config.segments.span())
     handle = executor.share(frame, path)
     del frame
@@ -151,14 +154,20 @@ def run_sweep(
     results = {r.task_id: r for r in shared.run_tasks(executor, payloads, handle)}
     timings["tasks"] = round(time.perf_counter() - mark, 3)
     mark = time.perf_counter()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, (combo, p) in enumerate(zip(model_combos, payloads, strict=True)):
         result = results[p["task_id"]]
+        if result.failure is not None:  # registered failed: listed, ranked last, never chosen
+            empty = dict.fromkeys(ROW_FIGURES)
+            rows.extend({"trial": i, "model_id": result.model_id, "status": "failed", "failure": result.failure,
+                         "params": {**combo, **bt}, "valid": empty, "test": empty} for bt in backtest_combos)  # fmt: skip
+            continue
         scores = {name: result.frame(name) for name in ("valid", "test")}
         for name, frame_ in scores.items():
             shared.write_frame(frame_, out_dir / f"trial-{i}.{name}.parquet")
         for bt_combo, bt_config in zip(backtest_combos, backtests, strict=True):
-            row: dict[str, Any] = {"trial": i, "model_id": result.model_id, "params": {**combo, **bt_combo}}
+            row: dict[str, Any] = {"trial": i, "model_id": result.model_id, "status": "trained",
+                                   "params": {**combo, **bt_combo}}  # fmt: skip
             for segment, preds in scores.items():
                 stats = shared.evaluate(ctx, bt_config, preds)[0]
                 found = shared.figures(stats, list(ROW_FIGURES.values()))

@@ -70,6 +70,8 @@ def payload(
     data_version: str,
     tags: Mapping[str, str],
     score: Sequence[str] = ("test",),
+    *,
+    keep_degenerate: bool = False,
 ) -> dict[str, Any]:
     """The JSON payload of the task that trains ``config`` (its id: the config's run id)."""
     task = TrainTask(
@@ -77,6 +79,7 @@ def payload(
         config=config.model_dump(mode="json"),
         tags=dict(tags),
         score=tuple(score),
+        keep_degenerate=keep_degenerate,
         db=ctx.registry_url,
         settings=ctx.settings.model_dump(mode="json"),
     )
