@@ -23,9 +23,18 @@ exchange while the HDF5 files hold a few tables; a Qlib universe lists delisted 
 - ``bars`` returns the bars of the others (it raises :class:`LoadErrors` only for real errors);
 - ``stream`` skips it and logs one line with the count of skipped codes when the stream ends.
 
+Caching. With a :class:`~hikyuu_qlib.ports.Cache`, ``load_many``/``bars`` and ``stocks`` are cached under
+keys of the store's source, its data version (asked again at most once per the cache's version
+interval), the codes as a set, the period, adjustment and dates: a data update is a new key. Only
+results without errors are kept (codes without bars are part of the result). Concurrent identical
+queries — threads, tasks, processes sharing Redis — read the store once. ``stream`` is not cached.
+
 ``stocks(has_data=True)`` lists only the codes with bars (the ``has_data`` column of the stocks frame).
 A code the store does not know at all is an :class:`UnknownCodeError`, reported in ``errors`` (and
 raised by ``stream``).
+
+Given active telemetry (:func:`hikyuu_qlib.app.open_market` passes the entrypoint's), each ``load_many``
+(and so ``bars``) is one recorded load (:mod:`hikyuu_qlib.observability.loads`).
 """
 
 from __future__ import annotations
@@ -38,7 +47,20 @@ from typing import Self, TypeVar
 
 import polars as pl
 
-from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, KType, Market, StockCode, StockType
+from hikyuu_qlib.cache.codec import FRAME
+from hikyuu_qlib.cache.keys import bars_key, stocks_key
+from hikyuu_qlib.cache.values import LOAD_RESULT
+from hikyuu_qlib.domain import (
+    Adjust,
+    DateRange,
+    HQError,
+    InvalidInputError,
+    KType,
+    Market,
+    StockCode,
+    StockType,
+)
+from hikyuu_qlib.domain.cache import CacheKey
 from hikyuu_qlib.loadplan import (
     DEFAULT_CHUNK_ROWS,
     BarQuery,
@@ -53,23 +75,62 @@ from hikyuu_qlib.loadplan import (
     parse_code_list,
     read_outcome,
 )
-from hikyuu_qlib.ports import MarketData
+from hikyuu_qlib.observability.loads import LoadObserver
+from hikyuu_qlib.observability.telemetry import Telemetry
+from hikyuu_qlib.ports import Cache, MarketData
 
 T = TypeVar("T")
+
+
+def _result_outcome(result: LoadResult) -> tuple[int, dict[str, HQError]]:
+    return result.frame.height, result.errors
+
+
+def _ok(result: LoadResult) -> bool:
+    return result.ok
 
 
 class _BaseClient:
     """What the sync and async clients share: the store, the executor size, and the plans of their calls."""
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4) -> None:
+    def __init__(
+        self,
+        store: MarketData,
+        *,
+        max_workers: int = 4,
+        telemetry: Telemetry | None = None,
+        cache: Cache | None = None,
+    ) -> None:
         if max_workers < 1:
             raise InvalidInputError(f"max_workers must be >= 1, got {max_workers}")
         self._store = store
         self._max_workers = max_workers
+        self._cache = cache
+        # records each load; None when nothing is recorded
+        self._loads = (
+            LoadObserver(telemetry, store.source) if telemetry is not None and telemetry.active else None
+        )
 
     @property
     def store(self) -> MarketData:
         return self._store
+
+    @property
+    def cache(self) -> Cache | None:
+        return self._cache
+
+    def _cacheable(self, plan: LoadPlan) -> bool:
+        """Whether a plan's result may be cached (not when some codes did not parse)."""
+        return self._cache is not None and not plan.unparsed and bool(plan.codes)
+
+    def _bars_key(self, plan: LoadPlan, version: str) -> CacheKey:
+        q = plan.query
+        return bars_key(self._store.source, version, [str(c) for c in plan.codes], q.ktype, q.adjust, q.dates)
+
+    def _stocks_key(
+        self, market: Market | None, types: Sequence[StockType] | None, valid: bool | None, version: str
+    ) -> CacheKey:
+        return stocks_key(self._store.source, version, market, types, valid)
 
     def _load_plan(
         self,
@@ -108,8 +169,15 @@ def _filter_has_data(frame: pl.DataFrame, has_data: bool | None) -> pl.DataFrame
 class MarketDataClient(_BaseClient):
     """Blocking API over a store. ``with MarketDataClient(store) as md: md.bars(...)``."""
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4) -> None:
-        super().__init__(store, max_workers=max_workers)
+    def __init__(
+        self,
+        store: MarketData,
+        *,
+        max_workers: int = 4,
+        telemetry: Telemetry | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        super().__init__(store, max_workers=max_workers, telemetry=telemetry, cache=cache)
         self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> Self:
@@ -141,7 +209,12 @@ class MarketDataClient(_BaseClient):
     ) -> pl.DataFrame:
         """The stock list (``STOCK_SCHEMA``); ``has_data`` keeps only the codes with (True) or without
         (False) bars in the store."""
-        return _filter_has_data(self._read_stocks(market, types, valid), has_data)
+        cache = self._cache
+        if cache is None:
+            return _filter_has_data(self._read_stocks(market, types, valid), has_data)
+        key = self._stocks_key(market, types, valid, cache.data_version(self._store))
+        frame = cache.get_or_compute(key, lambda: self._read_stocks(market, types, valid), FRAME)
+        return _filter_has_data(frame, has_data)
 
     def calendar(
         self, *, ktype: KType = KType.DAY, start: DateLike = None, end: DateLike = None
@@ -177,6 +250,21 @@ class MarketDataClient(_BaseClient):
         ``without_bars``. A store that reads many codes at once gets them in one pass (it uses its own
         threads); others are read ``concurrency`` at a time on threads."""
         plan = self._load_plan(codes, start, end, ktype, adjust, concurrency)
+        cache = self._cache
+        if cache is None or not self._cacheable(plan):
+            return self._load(plan)
+        key = self._bars_key(plan, cache.data_version(self._store))
+        return cache.get_or_compute(key, lambda: self._load(plan), LOAD_RESULT, keep=_ok)
+
+    def _load(self, plan: LoadPlan) -> LoadResult:
+        """Read the plan from the store (recorded by the telemetry when it is on)."""
+        if self._loads is None:
+            return self._run_plan(plan)
+        return self._loads.call(
+            plan.query.ktype.value, len(plan.codes), lambda: self._run_plan(plan), _result_outcome
+        )
+
+    def _run_plan(self, plan: LoadPlan) -> LoadResult:
         if plan.mode is ReadMode.BATCH:
             return plan.read_batch(self._store)
         if plan.mode is ReadMode.SERIAL:
@@ -227,8 +315,15 @@ class AsyncMarketDataClient(_BaseClient):
     ``async with AsyncMarketDataClient(store) as md: result = await md.load_many(codes, concurrency=8)``
     """
 
-    def __init__(self, store: MarketData, *, max_workers: int = 4) -> None:
-        super().__init__(store, max_workers=max_workers)
+    def __init__(
+        self,
+        store: MarketData,
+        *,
+        max_workers: int = 4,
+        telemetry: Telemetry | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        super().__init__(store, max_workers=max_workers, telemetry=telemetry, cache=cache)
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="hq-aio")
 
     async def __aenter__(self) -> Self:
@@ -260,7 +355,14 @@ class AsyncMarketDataClient(_BaseClient):
         has_data: bool | None = None,
     ) -> pl.DataFrame:
         """See :meth:`MarketDataClient.stocks`."""
-        frame = await self._run(lambda: self._read_stocks(market, types, valid))
+        cache = self._cache
+        if cache is None:
+            frame = await self._run(lambda: self._read_stocks(market, types, valid))
+        else:
+            key = self._stocks_key(market, types, valid, await self._version(cache))
+            frame = await cache.aget_or_compute(
+                key, lambda: self._run(lambda: self._read_stocks(market, types, valid)), FRAME
+            )
         return _filter_has_data(frame, has_data)
 
     async def calendar(
@@ -301,6 +403,26 @@ class AsyncMarketDataClient(_BaseClient):
         """See :meth:`MarketDataClient.load_many`; code-by-code reads have at most ``concurrency`` in
         flight (default: the executor size)."""
         plan = self._load_plan(codes, start, end, ktype, adjust, concurrency or self._max_workers)
+        cache = self._cache
+        if cache is None or not self._cacheable(plan):
+            return await self._load(plan)
+        key = self._bars_key(plan, await self._version(cache))
+        return await cache.aget_or_compute(key, lambda: self._load(plan), LOAD_RESULT, keep=_ok)
+
+    async def _version(self, cache: Cache) -> str:
+        """The store's data version: the cache's fresh one, else asked on the executor (a Qlib store
+        stats every file)."""
+        fresh = cache.fresh_version(self._store)
+        return fresh if fresh is not None else await self._run(lambda: cache.data_version(self._store))
+
+    async def _load(self, plan: LoadPlan) -> LoadResult:
+        if self._loads is None:
+            return await self._run_plan(plan)
+        return await self._loads.acall(
+            plan.query.ktype.value, len(plan.codes), lambda: self._run_plan(plan), _result_outcome
+        )
+
+    async def _run_plan(self, plan: LoadPlan) -> LoadResult:
         if plan.mode is ReadMode.BATCH:
             return await self._run(lambda: plan.read_batch(self._store))
         limit = asyncio.Semaphore(plan.concurrency)

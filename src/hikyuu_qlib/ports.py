@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
 from hikyuu_qlib.domain import Adjust, DateRange, HQError, KType, Market, StockCode, StockType
+from hikyuu_qlib.domain.cache import CacheCounters, CacheKey, Tier, TierUsage
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
+
+T = TypeVar("T")
 
 
 class Progress(Protocol):
@@ -201,3 +204,105 @@ class ModelFiles(Protocol):
     def load_lightgbm(self, ref: ArtifactRef) -> Any:
         """The LightGBM booster stored under ``ref``."""
         ...
+
+
+class Versioned(Protocol):
+    """Anything with a source identity and a data version (a store, a feature source)."""
+
+    @property
+    def source(self) -> str: ...
+
+    def data_version(self) -> str: ...
+
+
+class ValueCodec(Protocol[T]):
+    """How one kind of value is kept in the cache's tiers.
+
+    ``name`` (at most 8 ASCII characters) and ``schema`` go into every stored value's header; a value
+    stored under another name or schema is a miss. ``kind`` is ``arrow`` (an Arrow IPC stream in Redis, an
+    Arrow IPC file on disk), ``json`` or ``memory``. ``storable`` is False for values that live in memory
+    only (loaded boosters). ``write`` writes the payload of ``value`` for a tier (Redis: an Arrow IPC
+    stream or JSON; disk: an Arrow IPC file or JSON); ``read`` parses a payload (``ValueError`` when it
+    cannot); ``size`` is the bytes ``value`` holds in memory (the L1 bound counts them).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def schema(self) -> int: ...
+
+    @property
+    def storable(self) -> bool: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    def size(self, value: T) -> int: ...
+
+    def write(self, value: T, out: IO[bytes], tier: Tier) -> None: ...
+
+    def read(self, payload: memoryview, tier: Tier) -> T: ...
+
+
+@runtime_checkable
+class Cache(Protocol):
+    """A tiered cache: memory (L1), Redis (L2, optional), disk (L3).
+
+    ``get_or_compute`` returns the value of ``key`` from the nearest tier that holds it (copying it into
+    the nearer tiers that the key allows), else runs ``compute`` once for all concurrent callers of the
+    same key (threads and tasks of this process; other processes through a Redis lock) and stores its
+    value, unless ``keep(value)`` is False. A tier that fails (Redis down) is skipped, never an error.
+    ``generation(scope)`` is a token that ``bump(scope)`` changes in every process sharing the cache
+    (None when it cannot be known: then nothing of that scope may be served from the cache).
+    """
+
+    def get(self, key: CacheKey, codec: ValueCodec[T]) -> T | None: ...
+
+    def put(self, key: CacheKey, value: T, codec: ValueCodec[T]) -> None: ...
+
+    def get_or_compute(
+        self,
+        key: CacheKey,
+        compute: Callable[[], T],
+        codec: ValueCodec[T],
+        *,
+        keep: Callable[[T], bool] | None = None,
+    ) -> T: ...
+
+    async def aget_or_compute(
+        self,
+        key: CacheKey,
+        compute: Callable[[], Awaitable[T]],
+        codec: ValueCodec[T],
+        *,
+        keep: Callable[[T], bool] | None = None,
+    ) -> T: ...
+
+    def delete(self, key: CacheKey) -> None: ...
+
+    def data_version(self, source: Versioned) -> str:
+        """``source.data_version()``, asked again at most once per the cache's version interval."""
+        ...
+
+    def fresh_version(self, source: Versioned) -> str | None:
+        """The remembered data version of ``source`` while it is fresh, else None (never blocks)."""
+        ...
+
+    def generation(self, scope: str) -> str | None: ...
+
+    async def ageneration(self, scope: str) -> str | None: ...
+
+    def bump(self, scope: str) -> None: ...
+
+    async def abump(self, scope: str) -> None: ...
+
+    def counters(self) -> CacheCounters: ...
+
+    def usage(self) -> list[TierUsage]: ...
+
+    def clear(self, tiers: Collection[Tier] | None = None) -> dict[Tier, int]:
+        """Delete every value of the given tiers (default: all); returns how many each held."""
+        ...
+
+    def close(self) -> None: ...

@@ -5,7 +5,10 @@ Every research entrypoint (``hq model train``, ``hq model evaluate``, ``hq predi
 when done. It opens, through the factories of :mod:`hikyuu_qlib.app`, the market data store, the one
 feature source that training, evaluation, prediction and the backtest all read
 (:func:`~hikyuu_qlib.app.open_feature_source`), the model registry (sync facade), the artifact store, the
-predictor with its LRU of loaded models, and the feature cache; and it closes the store and the registry.
+predictor with its LRU of loaded models, and the cache (:func:`~hikyuu_qlib.app.open_cache`: features,
+predictions, model records and boosters go through it); and it closes the store, the registry and the
+cache. The entrypoint's telemetry (:func:`~hikyuu_qlib.app.open_telemetry`), when given, goes to the
+registry and the feature source, and the workflow runner records its stages with it.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import polars as pl
 
-from hikyuu_qlib.app import open_artifacts, open_feature_source, open_registry, open_store
+from hikyuu_qlib.app import open_artifacts, open_cache, open_feature_source, open_registry, open_store
 from hikyuu_qlib.domain import DateRange, InvalidInputError
-from hikyuu_qlib.ports import FeatureSource, MarketData, ModelFiles, ModelRecords, RiskFreeSource
+from hikyuu_qlib.observability.telemetry import Telemetry
+from hikyuu_qlib.ports import Cache, FeatureSource, MarketData, ModelFiles, ModelRecords, RiskFreeSource
 from hikyuu_qlib.settings import Settings
 
 if TYPE_CHECKING:
     from hikyuu_qlib.domain.model import Model
-    from hikyuu_qlib.factors.cache import FeatureCache
     from hikyuu_qlib.factors.universe import Universe
     from hikyuu_qlib.modelling.predictor import Predictor
     from hikyuu_qlib.registry.artifacts import LocalArtifactStore
@@ -50,8 +53,10 @@ class ResearchContext:
         source: str | SourceSpec | None = None,
         db: str | None = None,
         create_registry: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry.disabled()
         self._source = source
         self._store = store
         self._features: FeatureSource | None = None
@@ -60,7 +65,7 @@ class ResearchContext:
         self._registry: ModelRegistry | None = None
         self._artifacts: LocalArtifactStore | None = None
         self._predictor: Predictor | None = None
-        self._cache: FeatureCache | None = None
+        self._cache: Cache | None = None
 
     @classmethod
     def open(
@@ -70,10 +75,11 @@ class ResearchContext:
         settings: Settings,
         db: str | None = None,
         create_registry: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> Self:
         """A context over ``source`` (default: the settings'), with the registry at ``db`` (default: the
         settings'). Nothing is opened until it is used."""
-        return cls(settings, source=source, db=db, create_registry=create_registry)
+        return cls(settings, source=source, db=db, create_registry=create_registry, telemetry=telemetry)
 
     def __enter__(self) -> Self:
         return self
@@ -84,15 +90,21 @@ class ResearchContext:
         self.close()
 
     def close(self) -> None:
-        """Close the registry and the store (each at most once; the context can be used again after)."""
+        """Close the registry, the store and the cache (each at most once; the context can be used
+        again after)."""
         registry, self._registry, self._predictor = self._registry, None, None
         store, self._store, self._features = self._store, None, None
+        cache, self._cache = self._cache, None
         try:
             if registry is not None:
                 registry.close()
         finally:
-            if store is not None:
-                store.close()
+            try:
+                if store is not None:
+                    store.close()
+            finally:
+                if cache is not None:
+                    cache.close()
 
     # --- market data -----------------------------------------------------------------------------------
 
@@ -112,7 +124,7 @@ class ResearchContext:
     def features(self) -> FeatureSource:
         """The feature source of the store: training, evaluation, prediction and the backtest read it."""
         if self._features is None:
-            self._features = open_feature_source(self.store)
+            self._features = open_feature_source(self.store, self.telemetry)
         return self._features
 
     @property
@@ -141,7 +153,12 @@ class ResearchContext:
     def registry(self) -> ModelRecords:
         if self._registry is None:
             self._registry = open_registry(
-                self._db, settings=self.settings, sync=True, create=self._create_registry
+                self._db,
+                settings=self.settings,
+                sync=True,
+                telemetry=self.telemetry,
+                create=self._create_registry,
+                cache=self.cache,
             ).open()
         return self._registry
 
@@ -161,15 +178,14 @@ class ResearchContext:
         if self._predictor is None:
             from hikyuu_qlib.modelling.predictor import Predictor
 
-            self._predictor = Predictor(self.registry, self.artifacts)
+            self._predictor = Predictor(self.registry, self.artifacts, cache=self.cache)
         return self._predictor
 
     @property
-    def feature_cache(self) -> FeatureCache:
+    def cache(self) -> Cache:
+        """The cache of the settings (memory, Redis with ``HQ_CACHE_URL``, disk)."""
         if self._cache is None:
-            from hikyuu_qlib.factors.cache import FeatureCache
-
-            self._cache = FeatureCache(self.settings.feature_cache_dir)
+            self._cache = open_cache(self.settings, telemetry=self.telemetry)
         return self._cache
 
     def resolve_model(self, prefix: str) -> str:
@@ -178,7 +194,7 @@ class ResearchContext:
     def predict(self, model_id: str, universe: str, dates: DateRange) -> pl.DataFrame:
         """``datetime, code, score`` of a registered model over each date's members of ``universe``."""
         return self.predictor.predict(
-            model_id, self.features, self.universe(universe, dates), dates, cache=self.feature_cache
+            model_id, self.features, self.universe(universe, dates), dates, cache=self.cache
         )
 
     def record_backtest(self, model_id: str, summary: dict[str, Any]) -> None:

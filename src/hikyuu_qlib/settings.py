@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,20 @@ def _default_workers() -> int:
     return max(2, min(8, (os.cpu_count() or 2) * 2))
 
 
+class ApiToken(BaseModel):
+    """One bearer token of the HTTP service, kept as the SHA-256 of the token (never the token itself).
+
+    ``read`` reads; ``write`` reads and writes (model transitions and deletes, jobs). Make one with
+    ``hq serve token --scope write``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100, description="who holds it (shown in logs)")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token, lowercase hex")
+    scope: Literal["read", "write"] = "read"
+
+
 class Settings(BaseSettings):
     """Everything the composition root needs to wire adapters."""
 
@@ -35,7 +49,31 @@ class Settings(BaseSettings):
     )
     home: Path = Field(DEFAULT_HOME, description="where registry, artifacts and caches live by default")
     database_url: str | None = Field(None, description="model registry URL; default sqlite under home")
-    cache_dir: Path | None = Field(None, description="feature cache directory; default home/cache")
+    cache_dir: Path | None = Field(None, description="the disk cache (L3) directory; default home/cache")
+    # the cache: L1 in memory, L2 in Redis (only with cache_url), L3 on disk
+    cache_url: str | None = Field(
+        None, description="Redis URL of the shared cache tier (L2), e.g. redis://127.0.0.1:6379/0; none: off"
+    )
+    cache_memory_bytes: int = Field(256 << 20, ge=0, description="bound of the in-process tier (L1); 0: off")
+    cache_disk_bytes: int = Field(20 << 30, ge=0, description="bound of the disk tier (L3); 0: off")
+    cache_redis_max_value_bytes: int = Field(
+        32 << 20, ge=1, description="largest value stored in Redis (larger ones stay in L1/L3)"
+    )
+    cache_ttl_s: int = Field(86_400, ge=1, description="TTL of every Redis key of the cache")
+    cache_key_prefix: str = Field("hq:", min_length=1, description="prefix of every Redis key of the cache")
+    cache_lock_ttl_ms: int = Field(
+        10_000, ge=100, description="TTL of a computation's cross-process lock (renewed while it runs)"
+    )
+    cache_lock_wait_s: float = Field(
+        300.0, gt=0, description="how long a process waits on another's computation before computing"
+    )
+    cache_version_check_s: float = Field(
+        1.0, ge=0, description="seconds a store's data version is trusted before it is checked again"
+    )
+    cache_redis_timeout_s: float = Field(0.5, gt=0, description="Redis connect and read timeout")
+    cache_redis_retry_s: float = Field(
+        2.0, gt=0, description="longest pause between reconnection attempts while Redis is down"
+    )
     io_workers: int = Field(default_factory=_default_workers, ge=1, le=64)
     log_level: str = "INFO"
     qlib_change_unit: Literal["auto", "fraction", "percent"] = Field(
@@ -63,6 +101,50 @@ class Settings(BaseSettings):
         description="tries of an operation at most (the deadline usually ends them first)",
     )
     registry_connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for a new connection")
+    # observability (tracing itself is configured by the standard OTEL_* variables)
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway that batch commands push their metrics to"
+    )
+    traces_file: Path | None = Field(
+        None, description="file the jsonl trace exporter appends spans to (OTEL_TRACES_EXPORTER=jsonl)"
+    )
+
+    # HTTP service (hq serve)
+    api_tokens: tuple[ApiToken, ...] = Field(
+        (), description='bearer tokens, JSON: [{"name": …, "sha256": …, "scope": "read"|"write"}]'
+    )
+    api_public_read: bool = Field(False, description="reads need no token (writes always do)")
+    api_max_codes: int = Field(1000, ge=1, le=100_000, description="codes in one bars request at most")
+    api_max_page_size: int = Field(1000, ge=1, le=10_000, description="largest page_size of a list")
+    api_max_request_bytes: int = Field(1 << 20, ge=1024, description="largest request body, bytes")
+    api_request_timeout: float = Field(
+        120.0, gt=0, description="seconds a request may take before it is answered 504"
+    )
+    api_compute_workers: int = Field(2, ge=1, le=64, description="threads for predictions per worker")
+    api_job_workers: int = Field(1, ge=1, le=64, description="jobs run at once (one process each)")
+    api_shutdown_grace: float = Field(
+        20.0, ge=0, description="seconds SIGTERM waits for requests and jobs before it stops them"
+    )
+    api_cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS (none: CORS off)")
+
+    @field_validator("cache_url", mode="before")
+    @classmethod
+    def _no_cache_url(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "off"):
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _lock_shorter_than_wait(self) -> Settings:
+        if self.cache_lock_ttl_ms / 1000 >= self.cache_lock_wait_s:
+            raise ValueError(
+                f"cache_lock_ttl_ms ({self.cache_lock_ttl_ms} ms) must be shorter than cache_lock_wait_s "
+                f"({self.cache_lock_wait_s} s), so that a crashed holder never blocks the waiters"
+            )
+        if self.cache_url is not None and not self.cache_url.startswith(("redis://", "rediss://", "unix://")):
+            scheme = self.cache_url.split(":", 1)[0]
+            raise ValueError(f"cache_url must be a redis://, rediss:// or unix:// URL, not {scheme}:")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -85,8 +167,9 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.home / 'registry.db'}"
 
     @property
-    def feature_cache_dir(self) -> Path:
-        return self.cache_dir or self.home / "cache"
+    def cache_disk_dir(self) -> Path:
+        """The disk tier's directory."""
+        return (self.cache_dir or self.home / "cache").expanduser()
 
 
 def load_settings(given: Settings | None = None) -> Settings:

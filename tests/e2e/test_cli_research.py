@@ -74,7 +74,7 @@ def test_train_registers_and_prints_metrics(trained) -> None:  # type: ignore[no
     assert set(doc["metrics"]) >= {"train", "valid", "test"} and "days" in doc["metrics"]["test"]
     shown = one_json(hq(home, "model", "show", model["id"][:12], "--format", "json"))
     assert shown["metrics"]["test"] == model["metrics"]["test"] and shown["artifact"]["sha256"]
-    assert list((home / "cache").glob("*.arrow"))  # features cached by default
+    assert list((home / "cache").glob("features/*.hqc"))  # features cached by default
 
 
 def test_train_table_output_and_cached_features(trained) -> None:  # type: ignore[no-untyped-def]

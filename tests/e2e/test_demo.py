@@ -36,7 +36,7 @@ def test_demo_runs_the_whole_job_and_reuses_it(tmp_path: Path) -> None:
     # the synthetic market is read through its feature source, directly: no hidden export of the store,
     # only the computed features are cached under HQ_HOME
     cache = tmp_path / "home" / "cache"
-    assert not (cache / "qlib-views").exists() and list(cache.glob("*.arrow"))
+    assert not (cache / "qlib-views").exists() and list(cache.glob("features/*.hqc"))
     again = hq(env, "demo", "--source", SOURCE, "--out", str(out), "--format", "json")
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(again.stdout)

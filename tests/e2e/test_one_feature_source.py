@@ -63,8 +63,8 @@ def seen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Seen]:
         spied.stores.append(store)
         return store
 
-    def opening_features(store: MarketData) -> FeatureSource:
-        source = open_features(store)
+    def opening_features(store: MarketData, telemetry: Any = None) -> FeatureSource:
+        source = open_features(store, telemetry)
         spied.sources.append(source)
         return source
 

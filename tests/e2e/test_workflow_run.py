@@ -37,9 +37,47 @@ def env(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
 
 @pytest.fixture(scope="module")
 def first_run(env: dict[str, str]) -> dict[str, object]:
-    proc = hq(env, "run", str(EXAMPLE), "--format", "json")
+    """The first run, traced into a JSON-lines file and writing its metrics file (both beside the runs)."""
+    runs = Path(env["HQ_RUNS_DIR"]).parent
+    traced = {**env, "OTEL_TRACES_EXPORTER": "jsonl", "HQ_TRACES_FILE": str(runs / "traces.jsonl")}
+    proc = hq(traced, "run", str(EXAMPLE), "--format", "json", "--metrics-file", str(runs / "run.prom"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(json.loads(proc.stdout))
+
+
+def test_a_run_writes_its_metrics_and_its_trace(first_run: dict[str, object], env: dict[str, str]) -> None:
+    """One trace: the command's span, each stage under it, data loads and registry operations under those;
+    the metrics file has the same stage times as metrics.json, and the run as a succeeded job."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    runs = Path(env["HQ_RUNS_DIR"]).parent
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families((runs / "run.prom").read_text())
+        for s in family.samples
+    }
+    timings = json.loads((Path(str(first_run["out_dir"])) / "metrics.json").read_text())["timings"]
+    for stage, seconds in timings.items():
+        recorded = samples[("hq_stage_duration_seconds_sum", (("stage", stage),))]
+        assert recorded == pytest.approx(seconds, abs=0.001), stage
+    assert samples[("hq_jobs_total", (("kind", "run"), ("status", "succeeded")))] == 1
+    loads = [v for (name, labels), v in samples.items() if name == "hq_data_bars_loaded_total"]
+    assert loads and sum(loads) > 10_000  # CSI300 for a year and a half
+    saves = samples[("hq_db_queries_total", (("backend", "sqlite"), ("operation", "save"), ("status", "ok")))]
+    assert saves >= 2
+
+    spans = [json.loads(line) for line in (runs / "traces.jsonl").read_text().splitlines()]
+    assert len({s["context"]["trace_id"] for s in spans}) == 1
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    root = [s for s in spans if s["parent_id"] is None]
+    assert [s["name"] for s in root] == ["hq run"] and root[0]["attributes"]["hq.exit_code"] == 0
+    stages = {s["name"] for s in spans if by_id.get(s["parent_id"] or "", {}).get("name") == "hq run"}
+    assert {"stage.load", "stage.train", "stage.predict", "stage.backtest", "stage.report"} <= stages
+    loads_traced = [s for s in spans if s["name"] == "data.load"]
+    assert loads_traced and all(s["attributes"]["hq.ktype"] == "day" for s in loads_traced)
+    assert max(s["attributes"]["hq.codes"] for s in loads_traced) > 100  # one span per load, not per code
+    assert sum(s["attributes"]["hq.bars"] for s in loads_traced) == sum(loads)
+    assert any(s["name"] == "registry.save" for s in spans)
 
 
 def test_a_run_puts_every_output_in_one_directory(first_run: dict[str, object], env: dict[str, str]) -> None:
@@ -52,7 +90,7 @@ def test_a_run_puts_every_output_in_one_directory(first_run: dict[str, object], 
     assert preds.columns == ["datetime", "code", "score"]
     assert preds["datetime"].min().strftime("%Y-%m") == "2017-07"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["timings"]) == {"data", "train", "predict", "backtest", "report"}
+    assert set(metrics["timings"]) == {"load", "factors", "train", "predict", "backtest", "report"}
     assert -0.2 < metrics["model"]["ic"] < 0.2 and metrics["model"]["test"]["days"] > 100
     model = json.loads((out / "model.json").read_text())
     assert model["id"] == first_run["model_id"] and model["status"] == "trained"
@@ -120,5 +158,9 @@ def test_ctrl_c_leaves_no_half_written_outputs(env: dict[str, str], tmp_path: Pa
     leftovers = list(runs.iterdir()) if runs.exists() else []
     assert leftovers == []  # neither a run directory nor a staging directory
     listed = hq(local, "model", "list", "--format", "json")
-    statuses = [m["status"] for m in json.loads(listed.stdout)["models"]]
+    document = json.loads(listed.stdout)
+    if listed.returncode == 3:  # interrupted before the run opened the registry: it was never created
+        assert "not found" in document["error"]["message"] and not (tmp_path / "reg.db").exists()
+        return
+    statuses = [m["status"] for m in document["models"]]
     assert statuses in ([], ["failed"])  # an interrupted training is marked failed, never "trained"

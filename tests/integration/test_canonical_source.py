@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.cache_support import disk_cache, entries
 
 from hikyuu_qlib.app import open_feature_source, open_store
 from hikyuu_qlib.domain import DateRange, KType
-from hikyuu_qlib.factors.cache import FeatureCache
+from hikyuu_qlib.domain.cache import Tier
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.ports import MarketData
@@ -69,21 +70,21 @@ def test_spellings_share_source_version_and_run_id(
 def test_feature_cache_hits_across_spellings(
     qlib_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cache = FeatureCache(tmp_path / "features")
+    cache = disk_cache(tmp_path / "features")
     universe = Universe.from_codes(["SH600000", "SH600036", "SZ000001"])
     dates = DateRange.of("2016-01-04", "2016-03-31")
     first, *others = _spellings(qlib_dir, tmp_path, monkeypatch)
     with open_store(f"qlib:{first}") as store:
         expected = compute_features(store, universe, dates, cache=cache)  # type: ignore[arg-type]
-    assert len(list(cache.directory.glob("*.arrow"))) == 1
-    caplog.set_level(logging.INFO)
+    assert len(entries(tmp_path / "features")) == 1
     for spelling in others:
-        caplog.clear()
+        before = cache.counters().tiers[Tier.DISK].hits
         with open_store(f"qlib:{spelling}") as store:
             got = compute_features(store, universe, dates, cache=cache)  # type: ignore[arg-type]
         assert got.equals(expected)
-        assert any("feature cache hit" in r.getMessage() for r in caplog.records), spelling
-    assert len(list(cache.directory.glob("*.arrow"))) == 1  # nothing computed twice
+        assert cache.counters().tiers[Tier.DISK].hits == before + 1, spelling
+    assert len(entries(tmp_path / "features")) == 1  # nothing computed twice
+    assert cache.counters().computed == 1
 
 
 def test_decoded_column_cache_hits_across_spellings(

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from tests.cache_support import disk_cache, entries
 
 from hikyuu_qlib.domain import DataFormatError, DateRange, LoadErrors
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.pipeline import compute_features, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.stores.qlib import QlibStore
@@ -40,7 +40,7 @@ def test_the_others_are_computed_exactly_as_on_their_own(store: QlibStore, tmp_p
     with pytest.raises(LoadErrors) as strict:
         compute_features(store, universe, DATES, label=False)
     assert set(strict.value.errors) == {DAMAGED}
-    cache = FeatureCache(tmp_path / "cache")
+    cache = disk_cache(tmp_path / "cache")
     partial = compute_features_partial(store, universe, DATES, label=False, cache=cache)
     assert set(partial.errors) == {DAMAGED} and isinstance(partial.errors[DAMAGED], DataFormatError)
     assert "close.day.bin" in str(partial.errors[DAMAGED])
@@ -49,7 +49,7 @@ def test_the_others_are_computed_exactly_as_on_their_own(store: QlibStore, tmp_p
     assert sorted(partial.frame["code"].unique()) == healthy
     order = ["code", "datetime"]
     assert_frame_equal(partial.frame.sort(order), alone.sort(order))
-    assert not list((tmp_path / "cache").glob("*.arrow"))  # a partial result is never cached
+    assert not entries(tmp_path / "cache")  # a partial result is never cached
 
 
 def test_every_code_failing_raises(store: QlibStore) -> None:
@@ -59,8 +59,8 @@ def test_every_code_failing_raises(store: QlibStore) -> None:
 
 
 def test_a_healthy_batch_is_cached(store: QlibStore, tmp_path: Path) -> None:
-    cache = FeatureCache(tmp_path / "cache")
+    cache = disk_cache(tmp_path / "cache")
     universe = Universe.from_codes(["SH600000", "SH600009"])
     first = compute_features_partial(store, universe, DATES, label=False, cache=cache)
-    assert first.errors == {} and len(list((tmp_path / "cache").glob("*.arrow"))) == 1
+    assert first.errors == {} and len(entries(tmp_path / "cache")) == 1
     assert_frame_equal(first.frame, pl.DataFrame(first.raise_for_errors()))

@@ -17,6 +17,7 @@ from hikyuu_qlib.domain import (
     InvalidInputError,
     KType,
     Market,
+    NotFoundError,
     StockCode,
     StockType,
     UnknownCodeError,
@@ -217,7 +218,7 @@ def test_universes_are_point_in_time(store: SyntheticStore) -> None:
     window = store.members("CSI300", DateRange.of("2020-01-01", "2020-01-31"))
     assert (window.get_column("start") <= dt.datetime(2020, 1, 31, 23, 59, 59)).all()
     assert (window.get_column("end") >= dt.datetime(2020, 1, 1)).all()
-    with pytest.raises(InvalidInputError, match="'sp500'"):
+    with pytest.raises(NotFoundError, match="'sp500'"):  # as on the Hikyuu and Qlib stores
         store.members("sp500")
 
 

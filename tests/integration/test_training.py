@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tests.cache_support import disk_cache, entries
 
+from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import HQError
 from hikyuu_qlib.domain.model import ModelStatus, ModelType
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, decode_state, prepare_frame
@@ -38,10 +39,10 @@ def universe(store: QlibStore) -> Universe:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, LocalArtifactStore, FeatureCache]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, LocalArtifactStore, TieredCache]:
     root = tmp_path_factory.mktemp("training")
     registry = ModelRegistry(f"sqlite:///{root / 'registry.db'}").open()
-    yield registry, LocalArtifactStore(root / "artifacts"), FeatureCache(root / "cache")  # type: ignore[misc]
+    yield registry, LocalArtifactStore(root / "artifacts"), disk_cache(root / "cache")  # type: ignore[misc]
     registry.close()
 
 
@@ -95,9 +96,11 @@ def test_metrics_are_ic_of_raw_label_per_day(first) -> None:  # type: ignore[no-
 
 def test_deterministic_for_a_seed_and_features_come_from_the_cache(first, store, universe, env) -> None:  # type: ignore[no-untyped-def]
     registry, artifacts, cache = env
-    cached = sorted(cache.directory.glob("*.arrow"))
+    cached = entries(cache.directory)
+    computed = cache.counters().computed
     again = _train(store, universe, env)
-    assert sorted(cache.directory.glob("*.arrow")) == cached  # same key: read, not recomputed
+    assert cached and entries(cache.directory) == cached  # same key: read, not recomputed
+    assert cache.counters().computed == computed
     assert again.model.id != first.model.id and again.model.version == 2
     predictor = Predictor(registry, artifacts)
     rows = first.data.view("test", "infer")

@@ -112,3 +112,18 @@ def test_settings_read_env_and_config_file(tmp_path, monkeypatch) -> None:  # ty
     assert Settings().source == "hikyuu:/from/env"
     assert str(resolve_source(None, Settings())) == "hikyuu:/from/env"
     assert str(resolve_source("synthetic:3", Settings())) == "synthetic:3"
+
+
+def test_the_service_literals_name_every_enum_value() -> None:
+    """The API's parameter schemas spell the enums out; they must stay the enums' values."""
+    from typing import get_args
+
+    from hikyuu_qlib.domain import Adjust, KType, StockType
+    from hikyuu_qlib.domain.model import ModelStatus, ModelType
+    from hikyuu_qlib.service.routers import market, models
+
+    assert set(get_args(market.KTypeName)) == {k.value for k in KType}
+    assert set(get_args(market.AdjustName)) == {a.value for a in Adjust}
+    assert set(get_args(market.StockTypeName)) == {t.name.lower() for t in StockType}
+    assert set(get_args(models.StatusName)) == {s.value for s in ModelStatus}
+    assert set(get_args(models.TypeName)) == {t.value for t in ModelType}

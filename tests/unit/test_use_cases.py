@@ -15,12 +15,13 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
+from tests.cache_support import disk_cache
 
+from hikyuu_qlib.cache.tiered import TieredCache
 from hikyuu_qlib.domain import DateRange, InvalidInputError, Segments
 from hikyuu_qlib.domain.errors import ArtifactIntegrityError, ArtifactNotFoundError, ModelNotFoundError
 from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import service, trainer
 from hikyuu_qlib.modelling.bars_source import BarsFeatureSource
@@ -141,11 +142,11 @@ SMALL = {"lambda_l1": 1.0, "lambda_l2": 1.0, "num_leaves": 15, "min_data_in_leaf
 @pytest.fixture(scope="module")
 def market(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[BarsFeatureSource, Universe, FeatureCache]]:
+) -> Iterator[tuple[BarsFeatureSource, Universe, TieredCache]]:
     store = SyntheticStore(SyntheticParams(seed=5, stocks=40, years=2, start=dt.date(2019, 1, 2)))
     source = BarsFeatureSource(store)
     universe = Universe.from_store(source, "all", SEGMENTS.span())
-    yield source, universe, FeatureCache(tmp_path_factory.mktemp("features"))
+    yield source, universe, disk_cache(tmp_path_factory.mktemp("features"))
     store.close()
 
 
@@ -155,7 +156,7 @@ def _spec(segments: Segments = SEGMENTS, **changes: Any) -> TrainSpec:
 
 
 def _train(
-    market: tuple[BarsFeatureSource, Universe, FeatureCache],
+    market: tuple[BarsFeatureSource, Universe, TieredCache],
     records: ModelRecords,
     files: ModelFiles,
     spec: TrainSpec | None = None,

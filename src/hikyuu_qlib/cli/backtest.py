@@ -13,7 +13,13 @@ import typer
 from rich.table import Table
 
 from hikyuu_qlib.backtest.config import BacktestConfig
-from hikyuu_qlib.cli.options import DbOption, OutputFormat, SourceOption, SummaryFormatOption
+from hikyuu_qlib.cli.options import (
+    DbOption,
+    MetricsFileOption,
+    OutputFormat,
+    SourceOption,
+    SummaryFormatOption,
+)
 from hikyuu_qlib.cli.output import check_out_dir, emit_json, guarded, stdout_console
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
 from hikyuu_qlib.serialization import flatten
@@ -33,7 +39,7 @@ backtest_app = typer.Typer(
 
 
 @backtest_app.command("run")
-@guarded
+@guarded(job="backtest_run")
 def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.html, PNGs, daily frame")],
     predictions: Annotated[
@@ -79,12 +85,13 @@ def run(
     ] = None,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    metrics_file: MetricsFileOption = None,
 ) -> None:
     """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it."""
     from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
+    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.research import ResearchContext
-    from hikyuu_qlib.settings import load_settings
 
     if predictions is not None and model is not None:
         raise InvalidInputError(
@@ -109,7 +116,8 @@ def run(
     config = BacktestConfig(**{name: value for name, value in given.items() if value not in (None, "")})
     if benchmark == "":
         config = dataclasses.replace(config, benchmark=None)
-    with ResearchContext.open(source, settings=load_settings(), db=db) as ctx:
+    command = current()
+    with ResearchContext.open(source, settings=command.settings, db=db, telemetry=command.telemetry) as ctx:
         model_id = ctx.resolve_model(model) if model else None
         if predictions is not None:
             preds = read_predictions(predictions)

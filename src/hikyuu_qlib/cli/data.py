@@ -12,6 +12,7 @@ from hikyuu_qlib.app import open_market, open_store
 from hikyuu_qlib.cli.options import (
     FrameFormatOption,
     FrameOutOption,
+    MetricsFileOption,
     OutputFormat,
     SourceOption,
     SummaryFormatOption,
@@ -28,6 +29,7 @@ from hikyuu_qlib.cli.output import (
     write_frame,
 )
 from hikyuu_qlib.cli.progress import progress_bar
+from hikyuu_qlib.cli.telemetry import current
 from hikyuu_qlib.domain import Adjust, KType, Market, StockType, parse_codes
 from hikyuu_qlib.marketdata import parse_code_list
 from hikyuu_qlib.stores.reports import BatchReport
@@ -41,7 +43,7 @@ data_app = typer.Typer(help="Market data: stocks, bars, export to Qlib, import T
 @guarded
 def info(source: SourceOption = None, fmt: SummaryFormatOption = OutputFormat.table) -> None:
     """Summarise a store: markets, ktypes, stock count (and how many have bars), calendar span, data version."""
-    store = open_store(source)
+    store = open_store(source, settings=current().settings)
     try:
         calendar = store.calendar()
         listed = store.stocks(valid=None)
@@ -90,7 +92,7 @@ def stocks(
 ) -> None:
     """List stocks, filtered by market, type, validity and whether the store holds bars for them."""
     chosen = frame_format(fmt, out)
-    with open_market(source) as md:
+    with open_market(source, settings=current().settings) as md:
         frame = md.stocks(
             market=Market.parse(market) if market else None,
             types=[StockType.parse(t) for t in types] if types else None,
@@ -123,7 +125,7 @@ def bars(
 ) -> None:
     """Print or save bars of one or more codes. Failing codes are reported; the rest load (exit 5)."""
     chosen = frame_format(fmt, out)
-    with open_market(source) as md:
+    with open_market(source, settings=current().settings) as md:
         result = md.load_many(
             codes,
             start=start,
@@ -150,19 +152,20 @@ def bars(
 
 
 @data_app.command("export-qlib")
-@guarded
+@guarded(job="data_export_qlib")
 def export_qlib_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="the Qlib provider directory to write")],
     source: SourceOption = None,
     adjust: Annotated[str, typer.Option(help="price adjustment written as Qlib's $factor")] = "forward",
     codes: Annotated[list[str] | None, typer.Option("--code", help="only these codes (repeatable)")] = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    metrics_file: MetricsFileOption = None,
 ) -> None:
     """Write a Qlib provider directory (calendar, instruments, feature bins) from any store."""
     from hikyuu_qlib.stores.export import export_qlib
 
     check_out_dir(out)
-    store = open_store(source)
+    store = open_store(source, settings=current().settings)
     try:
         with progress_bar("export to qlib", enabled=fmt is not OutputFormat.json) as progress:
             report = export_qlib(

@@ -16,9 +16,9 @@ from hikyuu_qlib.backtest.config import BacktestConfig
 from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
 from hikyuu_qlib.cli.output import check_out_dir, guarded
 from hikyuu_qlib.cli.run import show_run, stage_bars
+from hikyuu_qlib.cli.telemetry import current
 from hikyuu_qlib.domain import DateRange, HQError, InvalidInputError, Segments, StockCode, StockType
 from hikyuu_qlib.research import ResearchContext
-from hikyuu_qlib.settings import load_settings
 from hikyuu_qlib.workflow.config import (
     ModelSpec,
     Outputs,
@@ -47,7 +47,8 @@ def demo(
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
     check_out_dir(out)
-    with ResearchContext.open(source, settings=load_settings(), db=db) as ctx:
+    command = current()
+    with ResearchContext.open(source, settings=command.settings, db=db, telemetry=command.telemetry) as ctx:
         config, notes = demo_workflow(ctx, source, out)
         result = run_workflow(config, ctx, force=force, progress=stage_bars(fmt))
     show_run({**result.to_json(), "notes": notes}, fmt)

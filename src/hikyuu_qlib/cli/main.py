@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from hikyuu_qlib.cli.backtest import backtest_app
+from hikyuu_qlib.cli.cache import cache_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
@@ -18,10 +19,10 @@ from hikyuu_qlib.cli.output import ExitCode, emit_json
 from hikyuu_qlib.cli.research import mount as mount_research
 from hikyuu_qlib.cli.rolling import rolling
 from hikyuu_qlib.cli.run import run
+from hikyuu_qlib.cli.serve import serve, token
 from hikyuu_qlib.cli.sweep import sweep
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
-
-PACKAGE = "hikyuu-qlib"
+from hikyuu_qlib.version import PACKAGE, package_version
 
 app = typer.Typer(
     name="hq",
@@ -33,21 +34,14 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(backtest_app, name="backtest")
+app.add_typer(cache_app, name="cache")
 app.command("demo")(demo)
 app.command("run")(run)
+app.command("serve")(serve)
+app.command("token")(token)
 app.command("rolling")(rolling)
 app.command("sweep")(sweep)
 mount_research(app, model_app)
-
-
-def package_version() -> str:
-    """The installed package's version (its metadata)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def _show_version(value: bool) -> None:

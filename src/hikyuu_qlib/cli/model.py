@@ -33,9 +33,12 @@ model_app = typer.Typer(
 
 def _registry(db: str | None) -> Any:
     """The registry at ``db``; it must exist (these commands never create one: exit 3 when it is missing)."""
-    from hikyuu_qlib.app import open_registry
+    from hikyuu_qlib.app import open_cache, open_registry
+    from hikyuu_qlib.cli.telemetry import current
 
-    return open_registry(db, sync=True, create=False)
+    settings = current().settings
+    # through the cache: a promote or a removal invalidates the record in every process that caches it
+    return open_registry(db, settings=settings, sync=True, create=False, cache=open_cache(settings))
 
 
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:

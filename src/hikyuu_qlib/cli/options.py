@@ -1,4 +1,5 @@
-"""The options that several commands share, defined once: the source, the registry, the output format.
+"""The options that several commands share, defined once: the source, the registry, the output format,
+the metrics file of batch commands.
 
 One :class:`OutputFormat` names every format. Commands that print a frame accept all of them; commands
 that print a summary accept ``table`` and ``json`` (:data:`SummaryFormatOption`).
@@ -101,5 +102,13 @@ WorkersOption = Annotated[
     int | None,
     typer.Option(
         "--workers", "-w", min=1, help="tasks at once (default: the cores over each task's threads)"
+    ),
+]
+MetricsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        help="write the command's Prometheus metrics to FILE.prom when it ends (node_exporter textfile "
+        "format, atomically)",
     ),
 ]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import polars as pl
 import typer
@@ -408,15 +408,43 @@ def _registry_url(db: str | None) -> str | None:
         return None
 
 
-def guarded(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorator form of :func:`cli_errors` for Typer commands (JSON errors when ``fmt`` is json; a
-    database error names the command's ``--db``)."""
+@overload
+def guarded(fn: Callable[..., T], *, job: str | None = None) -> Callable[..., T]: ...
 
-    @functools.wraps(fn)
+
+@overload
+def guarded(fn: None = None, *, job: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]: ...
+
+
+def guarded(
+    fn: Callable[..., T] | None = None, *, job: str | None = None
+) -> Callable[..., T] | Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator form of :func:`cli_errors` for Typer commands (JSON errors when ``fmt`` is json; a
+    database error names the command's ``--db``), run as an observed command: its span, and for a batch
+    command (``@guarded(job="model_train")``, with a ``metrics_file`` option) its job metrics, written and
+    pushed at the end (see :mod:`hikyuu_qlib.cli.telemetry`)."""
+    if fn is None:
+        return lambda command: guarded(command, job=job)
+    command = fn
+
+    @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        db = kwargs.get("db")
-        with cli_errors(json_errors=str(kwargs.get("fmt")) == "json", db=db if isinstance(db, str) else None):
-            return fn(*args, **kwargs)
+        from hikyuu_qlib.cli import telemetry
+
+        given_db = kwargs.get("db")
+        db = given_db if isinstance(given_db, str) else None
+        json_errors = str(kwargs.get("fmt")) == "json"
+        with cli_errors(json_errors=json_errors, db=db):
+            run = telemetry.start(command.__name__, kwargs, job=job)
+        with telemetry.observed_command(run) as outcome:
+            try:
+                with cli_errors(json_errors=json_errors, db=db):
+                    result = command(*args, **kwargs)
+            except typer.Exit as exc:
+                outcome["exit_code"] = int(exc.exit_code)
+                raise
+            outcome["exit_code"] = int(ExitCode.OK)
+            return result
         raise AssertionError("unreachable")
 
     return wrapper

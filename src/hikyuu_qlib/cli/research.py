@@ -2,7 +2,7 @@
 
 Mounted by :func:`mount` (``hq model train|evaluate`` on the model app, ``hq predict`` on the root).
 With ``--format json`` stdout holds exactly one JSON document; logs and progress go to stderr.
-Features are cached under the settings' feature cache directory (``--no-cache`` to skip it).
+Features and predictions go through the settings' cache (``hq cache``; ``--no-cache`` skips it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from hikyuu_qlib.cli.options import DbOption, OutputFormat, SourceOption, SummaryFormatOption
+from hikyuu_qlib.cli.options import (
+    DbOption,
+    MetricsFileOption,
+    OutputFormat,
+    SourceOption,
+    SummaryFormatOption,
+)
 from hikyuu_qlib.cli.output import (
     check_out_file,
     emit_json,
@@ -38,7 +44,9 @@ log = logging.getLogger("hikyuu_qlib.cli.research")
 #: Prediction files: extension → format.
 PREDICTION_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
-NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compute features without the feature cache")]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="compute features and predictions without the cache")
+]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="LightGBM threads (default: all cores)")
 ]
@@ -55,11 +63,18 @@ def mount(root: typer.Typer, model: typer.Typer) -> None:
 
 
 def _context(source: str | None, db: str | None, *, create_registry: bool = True) -> ResearchContext:
-    """The command's research context, over the settings read once for the command."""
+    """The command's research context, over the settings read once for the command, with its telemetry."""
+    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.research import ResearchContext
-    from hikyuu_qlib.settings import load_settings
 
-    return ResearchContext.open(source, settings=load_settings(), db=db, create_registry=create_registry)
+    command = current()
+    return ResearchContext.open(
+        source,
+        settings=command.settings,
+        db=db,
+        create_registry=create_registry,
+        telemetry=command.telemetry,
+    )
 
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
@@ -86,7 +101,7 @@ def _num(value: Any) -> str:
 # --- commands ------------------------------------------------------------------------------------------
 
 
-@guarded
+@guarded(job="model_train")
 def train(
     train_span: Annotated[str, typer.Option("--train", help="train segment START:END")],
     valid_span: Annotated[str | None, typer.Option("--valid", help="valid segment (early stopping)")] = None,
@@ -108,6 +123,7 @@ def train(
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    metrics_file: MetricsFileOption = None,
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
     from hikyuu_qlib.modelling.presets import get_preset
@@ -137,7 +153,7 @@ def train(
                     universe=members,
                     registry=registry,
                     artifacts=ctx.artifacts,
-                    cache=None if no_cache else ctx.feature_cache,
+                    cache=None if no_cache else ctx.cache,
                     progress=progress,
                 )
             except LoadErrors:
@@ -199,7 +215,7 @@ def evaluate(
             store=ctx.features,
             universe=members,
             dates=dates,
-            cache=None if no_cache else ctx.feature_cache,
+            cache=None if no_cache else ctx.cache,
         )
     doc: dict[str, Any] = {
         "id": full,
@@ -270,7 +286,7 @@ def predict(
             store=ctx.features,
             universe=members,
             dates=dates,
-            cache=None if no_cache else ctx.feature_cache,
+            cache=None if no_cache else ctx.cache,
         )
     frame = result.frame
     with writing(out):

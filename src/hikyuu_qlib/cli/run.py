@@ -12,7 +12,7 @@ from rich.table import Table
 
 from hikyuu_qlib.backtest.formats import format_measure
 from hikyuu_qlib.cli.backtest import statistics_table
-from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
+from hikyuu_qlib.cli.options import DbOption, MetricsFileOption, OutputFormat, SummaryFormatOption
 from hikyuu_qlib.cli.output import (
     check_out_dir,
     emit_json,
@@ -27,7 +27,7 @@ from hikyuu_qlib.ports import Progress
 MODEL_FIGURES = ("ic", "icir", "rank_ic", "rank_icir", "mse_learn_label", "mse_raw_label", "days")
 
 
-@guarded
+@guarded(job="run")
 def run(
     workflow: Annotated[Path, typer.Argument(help="the workflow file (YAML)")],
     force: Annotated[
@@ -38,17 +38,21 @@ def run(
     ] = None,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    metrics_file: MetricsFileOption = None,
 ) -> None:
     """Features → train and register → predict → backtest → report, from one validated workflow file."""
+    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.research import ResearchContext
-    from hikyuu_qlib.settings import load_settings
     from hikyuu_qlib.workflow.config import load_workflow
     from hikyuu_qlib.workflow.runner import run_workflow
 
     if out is not None:
         check_out_dir(out)
     config = load_workflow(workflow)
-    with ResearchContext.open(config.source, settings=load_settings(), db=db) as ctx:
+    command = current()
+    with ResearchContext.open(
+        config.source, settings=command.settings, db=db, telemetry=command.telemetry
+    ) as ctx:
         result = run_workflow(config, ctx, force=force, out_root=out, progress=stage_bars(fmt))
     show_run(result.to_json(), fmt)
 

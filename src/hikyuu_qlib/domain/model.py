@@ -445,6 +445,36 @@ class Model:
     def with_tags(self, tags: Mapping[str, str], *, now: dt.datetime | None = None) -> Model:
         return replace(self, tags={**self.tags, **check_tags(tags)}, updated_at=now or utcnow())
 
+    @classmethod
+    def from_json(cls, data: Any) -> Model:
+        """A record from :meth:`to_json`'s form (what ``hq model show --format json`` and the HTTP API
+        print); the record is checked as on any construction."""
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"a model record is a JSON object, not {type(data).__name__}")
+        try:
+            return cls(
+                id=data["id"],
+                name=data["name"],
+                model_type=ModelType.parse(data["model_type"]),
+                version=data.get("version"),
+                status=ModelStatus.parse(data["status"]),
+                hyperparameters=data.get("hyperparameters") or {},
+                feature_set=data.get("feature_set") or "",
+                universe=data.get("universe") or "",
+                segments=Segments.from_json(data.get("segments"), ordered=False),
+                label=data.get("label") or "",
+                metrics=data.get("metrics") or {},
+                artifacts={r: ArtifactRef.from_json(a) for r, a in (data.get("artifacts") or {}).items()},
+                tags=data.get("tags") or {},
+                config_hash=data.get("config_hash") or "",
+                created_at=dt.datetime.fromisoformat(data["created_at"]),
+                updated_at=dt.datetime.fromisoformat(data["updated_at"]),
+            )
+        except InvalidInputError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"not a model record: {type(exc).__name__} {exc}") from None
+
     def to_json(self) -> JSONObject:
         """A JSON-ready dict (enums as values, datetimes as ISO strings). ``artifact`` repeats the
         :data:`MODEL_ARTIFACT` of ``artifacts`` (``null`` when there is none)."""

@@ -1,1 +1,1 @@
-"""Factors: Alpha158 and its label, processors, point-in-time universes and the feature cache."""
+"""Factors: Alpha158 and its label, processors, point-in-time universes."""

@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from hikyuu_qlib.cache.codec import FRAME
+from hikyuu_qlib.cache.keys import features_key
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.alpha158 import INPUTS, LOOKAHEAD, LOOKBACK, alpha158, sorted_by_code_date
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.grouped import group_starts
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.ports import FeatureSource
+from hikyuu_qlib.ports import Cache, FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,16 @@ def compute_features(
     factor_set: str = "alpha158",
     *,
     label: bool = True,
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
 ) -> pl.DataFrame:
     """Features of each date's members within ``dates``: ``code, datetime``, the factors and ``LABEL0``.
 
     Each member's history is loaded from 60 trading days before ``dates.start`` (Qlib's extended
     window for Alpha158) to two days after ``dates.end`` (for the label, which, like Qlib's, reads
     past the end date). Features are computed per code over that whole history, then each date keeps
-    only that date's members. With ``cache``, a second call with the same inputs reads from disk.
+    only that date's members. With ``cache``, a second call with the same inputs (and the same data
+    version) reads the cached frame (memory, or the disk tier's memory-mapped Arrow file), and
+    concurrent identical calls compute it once.
     A member that fails to load raises :class:`LoadErrors` (with every failing member).
     """
     return _features(store, universe, dates, factor_set, label=label, cache=cache, skip_failed=False).frame
@@ -122,7 +125,7 @@ def compute_features_partial(
     factor_set: str = "alpha158",
     *,
     label: bool = True,
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
 ) -> PartialFrame:
     """:func:`compute_features` of the members that load; the others are left out with their errors.
 
@@ -138,7 +141,7 @@ def _features(
     factor_set: str,
     *,
     label: bool,
-    cache: FeatureCache | None,
+    cache: Cache | None,
     skip_failed: bool,
 ) -> PartialFrame:
     if factor_set not in FACTOR_SETS:
@@ -154,16 +157,16 @@ def _features(
     try:
         if cache is None:
             return PartialFrame(compute())
-        parts = {
-            "source": store.source,
-            "data_version": store.data_version(),
-            "universe": universe.fingerprint(),
-            "factor_set": factor_set,
-            "engine": ENGINE_VERSION,
-            "dates": str(dates) + f"/{dates.start.isoformat()}/{dates.end.isoformat()}",
-            "label": str(label),
-        }
-        return PartialFrame(cache.get_or_compute(parts, compute))
+        key = features_key(
+            store.source,
+            store.data_version(),
+            universe=universe.fingerprint(),
+            factor_set=factor_set,
+            engine=ENGINE_VERSION,
+            dates=dates,
+            label=label,
+        )
+        return PartialFrame(cache.get_or_compute(key, compute, FRAME))
     except _Uncacheable as partial:
         return partial.result
 

@@ -22,7 +22,6 @@ import polars as pl
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.processors import (
@@ -38,7 +37,7 @@ from hikyuu_qlib.factors.processors import (
 )
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.presets import ProcessorStep
-from hikyuu_qlib.ports import FeatureSource
+from hikyuu_qlib.ports import Cache, FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +156,7 @@ def prepare(
     factor_set: str = "alpha158",
     infer: Sequence[ProcessorStep] = (),
     learn: Sequence[ProcessorStep] = (),
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
 ) -> PreparedData:
     """Features over all segments, processors fitted on the train segment, both views built."""
     segments = Segments.of(segments)

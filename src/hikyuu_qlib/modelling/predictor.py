@@ -1,9 +1,14 @@
-"""Predictions from registered models, with an LRU of loaded models.
+"""Predictions from registered models, with an LRU of loaded models and cached prediction frames.
 
-A loaded model is cached under ``(id, updated_at, artifact sha256)``. Each prediction reads the record
-(one indexed row) and looks its key up: a record that changed since (new artifact, any update) misses,
-so the stale entry is dropped and the model reloaded. Nothing is read from the database or the artifact
-store beyond that one row on a hit: a model is parsed once, not on every prediction.
+A loaded model is kept in the cache's memory tier (through the :class:`~hikyuu_qlib.ports.Cache` port)
+under ``(id, updated_at, artifact sha256)``; the predictor keeps at most ``capacity`` of them, least
+recently used out. Each prediction reads the record (the registry, or the registry's cache) and looks
+its key up: a record that changed since (new artifact, any update) misses, so the stale entry is dropped
+and the model reloaded. Nothing is read from the artifact store on a hit.
+
+With a cache, a prediction frame is cached too, keyed by the model id, the record's ``updated_at``, the
+source and its data version, the universe's spans and the dates; predictions from partial features (some
+codes failed to load) are never kept.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from typing import Any
 
 import polars as pl
 
+from hikyuu_qlib.cache.codec import FRAME
+from hikyuu_qlib.cache.keys import booster_key, prediction_key
+from hikyuu_qlib.cache.values import BOOSTER
 from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain.cache import CacheKey
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.model import PROCESSORS_ARTIFACT, Model
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features, compute_features_partial
 from hikyuu_qlib.factors.processors import ProcessorChain
 from hikyuu_qlib.factors.universe import Universe
@@ -27,11 +35,11 @@ from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import decode_state, matrix, qlib_order
 from hikyuu_qlib.modelling.presets import ProcessorStep
 from hikyuu_qlib.modelling.qlib_form import PREDICTION_SCHEMA
-from hikyuu_qlib.ports import FeatureSource, ModelFiles, ModelRecords
+from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords
 
 log = logging.getLogger(__name__)
 
-CacheKey = tuple[str, str, str]
+LoadedKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class LoadedModel:
         )
 
 
-def cache_key(model: Model) -> CacheKey:
+def cache_key(model: Model) -> LoadedKey:
     if model.artifact is None:
         raise InvalidInputError(
             f"model {model.id} has no artifact (status {model.status.value}): train it first"
@@ -69,8 +77,16 @@ def cache_key(model: Model) -> CacheKey:
     return (model.id, model.updated_at.isoformat(), model.artifact.sha256)
 
 
+def _memory_cache() -> Cache:
+    from hikyuu_qlib.cache.memory import MemoryTier
+    from hikyuu_qlib.cache.tiered import TieredCache
+
+    return TieredCache(memory=MemoryTier(1 << 40))  # the predictor's capacity bounds it
+
+
 class Predictor:
-    """Scores from registered models; keeps up to ``capacity`` loaded models (least recently used out)."""
+    """Scores from registered models; keeps up to ``capacity`` loaded models (least recently used out)
+    in ``cache`` (default: a private in-memory one)."""
 
     def __init__(
         self,
@@ -79,6 +95,7 @@ class Predictor:
         *,
         capacity: int = 8,
         num_threads: int | None = None,
+        cache: Cache | None = None,
     ) -> None:
         if capacity < 1:
             raise InvalidInputError(f"capacity must be >= 1, got {capacity}")
@@ -86,8 +103,9 @@ class Predictor:
         self._artifacts = artifacts
         self._capacity = capacity
         self._num_threads = num_threads
+        self._cache = cache if cache is not None else _memory_cache()
         self._lock = threading.Lock()
-        self._models: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[LoadedKey, CacheKey] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -95,21 +113,31 @@ class Predictor:
         """The loaded model for the record as it is now (from the cache when the record is unchanged)."""
         record = self._registry.get(model_id)
         key = cache_key(record)
+        assert record.artifact is not None
+        cached = booster_key(record.id, record.updated_at, record.artifact.sha256)
         with self._lock:
-            found = self._models.get(key)
-            if found is not None:
-                self._models.move_to_end(key)
+            stale = [k for k in self._models if k[0] == record.id and k != key]
+            for old in stale:
+                self._cache.delete(self._models.pop(old))
+        fresh = False
+
+        def load() -> LoadedModel:
+            nonlocal fresh
+            fresh = True
+            return self._load(record)
+
+        loaded: LoadedModel = self._cache.get_or_compute(cached, load, BOOSTER)
+        with self._lock:
+            if fresh:
+                self.misses += 1
+            else:
                 self.hits += 1
-                return found
-            self.misses += 1
-            for stale in [k for k in self._models if k[0] == record.id]:
-                del self._models[stale]
-        loaded = self._load(record)
         with self._lock:
-            self._models[key] = loaded
+            self._models[key] = cached
             self._models.move_to_end(key)
             while len(self._models) > self._capacity:
-                evicted, _ = self._models.popitem(last=False)
+                evicted, old_key = self._models.popitem(last=False)
+                self._cache.delete(old_key)
                 log.debug("evicted model %s from the cache", evicted[0])
         return loaded
 
@@ -126,12 +154,14 @@ class Predictor:
         log.info("loaded model %s (%d features)", record.id, len(features))
         return LoadedModel(record, booster, features, steps, chain)
 
-    def cached(self) -> list[CacheKey]:
+    def cached(self) -> list[LoadedKey]:
         with self._lock:
             return list(self._models)
 
     def clear(self) -> None:
         with self._lock:
+            for key in self._models.values():
+                self._cache.delete(key)
             self._models.clear()
 
     def predict_frame(self, model_id: str, features: pl.DataFrame) -> pl.DataFrame:
@@ -145,14 +175,21 @@ class Predictor:
         universe: Universe,
         dates: DateRange,
         *,
-        cache: FeatureCache | None = None,
+        cache: Cache | None = None,
     ) -> pl.DataFrame:
-        """``datetime, code, score`` for each date's members of ``universe`` within ``dates``."""
+        """``datetime, code, score`` for each date's members of ``universe`` within ``dates`` (with
+        ``cache``, the features and the scores are cached)."""
         model = self.load(model_id)
-        frame = compute_features(
-            store, universe, dates, model.record.feature_set or "alpha158", label=False, cache=cache
-        )
-        return model.score(frame, self._num_threads)
+
+        def scores() -> pl.DataFrame:
+            frame = compute_features(
+                store, universe, dates, model.record.feature_set or "alpha158", label=False, cache=cache
+            )
+            return model.score(frame, self._num_threads)
+
+        if cache is None:
+            return scores()
+        return cache.get_or_compute(_prediction_key(model.record, store, universe, dates), scores, FRAME)
 
     def predict_partial(
         self,
@@ -161,14 +198,33 @@ class Predictor:
         universe: Universe,
         dates: DateRange,
         *,
-        cache: FeatureCache | None = None,
+        cache: Cache | None = None,
     ) -> PartialFrame:
         """:meth:`predict` of the members that load; the others are left out, with their errors."""
         model = self.load(model_id)
+        key = None if cache is None else _prediction_key(model.record, store, universe, dates)
+        if cache is not None and key is not None:
+            found = cache.get(key, FRAME)
+            if found is not None:
+                return PartialFrame(found)
         features = compute_features_partial(
             store, universe, dates, model.record.feature_set or "alpha158", label=False, cache=cache
         )
-        return PartialFrame(model.score(features.frame, self._num_threads), features.errors)
+        scores = model.score(features.frame, self._num_threads)
+        if cache is not None and key is not None and not features.errors:
+            cache.put(key, scores, FRAME)
+        return PartialFrame(scores, features.errors)
+
+
+def _prediction_key(record: Model, store: FeatureSource, universe: Universe, dates: DateRange) -> CacheKey:
+    return prediction_key(
+        store.source,
+        store.data_version(),
+        model_id=record.id,
+        updated_at=record.updated_at,
+        universe=universe.fingerprint(),
+        dates=dates,
+    )
 
 
 def write_predictions(frame: pl.DataFrame, path: str, fmt: str | None = None) -> str:

@@ -22,12 +22,11 @@ import polars as pl
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.processors import feature_columns
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.ports import FeatureSource
+from hikyuu_qlib.ports import Cache, FeatureSource
 
 
 def to_qlib_frame(
@@ -70,7 +69,7 @@ def make_handler(
     infer_processors: Sequence[Any] = (),
     learn_processors: Sequence[Any] | None = None,
     fit_dates: DateRange | None = None,
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
     frame: pl.DataFrame | None = None,
 ) -> Any:
     """A Qlib ``DataHandlerLP`` over our features of ``universe`` within ``dates`` (or over ``frame``).

@@ -25,7 +25,6 @@ from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
 from hikyuu_qlib.domain.model import MODEL_ARTIFACT, PROCESSORS_ARTIFACT, Model, ModelStatus
 from hikyuu_qlib.domain.segments import Segments
-from hikyuu_qlib.factors.cache import FeatureCache
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
@@ -34,7 +33,7 @@ from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare, prepare_frame
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
-from hikyuu_qlib.ports import FeatureSource, ModelFiles, ModelRecords, Progress
+from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords, Progress
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def train_and_register(
     universe: Universe,
     registry: ModelRecords,
     artifacts: ModelFiles,
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
     progress: Progress | None = None,
     frame: pl.DataFrame | None = None,
 ) -> TrainOutcome:
@@ -262,7 +261,7 @@ def predict(
     store: FeatureSource,
     universe: Universe,
     dates: DateRange,
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
 ) -> pl.DataFrame:
     """``datetime, code, score`` from a registered model (loaded once, then from the predictor's LRU)."""
     return predictor.predict(model_id, store, universe, dates, cache=cache)
@@ -275,7 +274,7 @@ def predict_partial(
     store: FeatureSource,
     universe: Universe,
     dates: DateRange,
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
 ) -> PartialFrame:
     """:func:`predict` of the members that load; the failing ones are left out and returned with their errors."""
     return predictor.predict_partial(model_id, store, universe, dates, cache=cache)
@@ -298,7 +297,7 @@ def evaluate(
     store: FeatureSource,
     universe: Universe,
     dates: DateRange,
-    cache: FeatureCache | None = None,
+    cache: Cache | None = None,
 ) -> Evaluation:
     """An IC report of a registered model over ``dates``: summary, per day and per year (raw label).
 

@@ -2,6 +2,9 @@
 
 Text logs go through Rich on a terminal; when stderr is a pipe or a file they are plain lines, one per
 record and never wrapped, so they can be read back and searched.
+
+A record logged while a trace span is current carries ``trace_id`` and ``span_id`` (hex, as trace
+backends show them): fields of the JSON object, ``trace_id=… span_id=…`` at the end of a text line.
 """
 
 from __future__ import annotations
@@ -18,6 +21,30 @@ LogFormat = Literal["text", "json"]
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class TraceFilter(logging.Filter):
+    """Adds ``trace_id`` and ``span_id`` to a record when a span is current (nothing otherwise)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = trace.format_trace_id(context.trace_id)
+            record.span_id = trace.format_span_id(context.span_id)
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The message, then ``trace_id=… span_id=…`` when the record has them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            text += f" trace_id={trace_id} span_id={getattr(record, 'span_id', '')}"
+        return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,9 +81,11 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
         from rich.logging import RichHandler
 
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+        handler.setFormatter(TextFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+        handler.setFormatter(TextFormatter(PLAIN_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(TraceFilter())
     handler.addFilter(RedactingFilter())  # no password of a URL reaches a log line
     setattr(handler, "_hq", True)  # noqa: B010 - marks handlers this function owns
     root.addHandler(handler)

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, ModelNotFoundError
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
+from hikyuu_qlib.observability.operations import OperationObserver
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import with_version
@@ -25,7 +27,9 @@ _ID_CHARS = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 class RegistryCore:
     """Backend-specific statements built once, and the pure parts of each operation."""
 
-    def __init__(self, url: str, options: RegistryOptions | None = None) -> None:
+    def __init__(
+        self, url: str, options: RegistryOptions | None = None, telemetry: Telemetry | None = None
+    ) -> None:
         backend, parsed = parse_url(url)
         self.url = url
         self.sqlite_path = sqlite_path(parsed) if backend == "sqlite" else None
@@ -35,8 +39,14 @@ class RegistryCore:
         self.where = sqlite_path(parsed).as_posix() if backend == "sqlite" else describe(url)
         if backend == "postgresql" and self.options.schema:
             self.where += f" (schema {self.options.schema})"
+        self.telemetry = telemetry or Telemetry.disabled()
+        # times, counts and traces the operations; None when nothing is recorded
+        self.observer = OperationObserver(self.telemetry, backend) if self.telemetry.active else None
         self.policy = RetryPolicy(
-            attempts=self.options.retry_attempts, deadline=self.options.retry_deadline, where=self.where
+            attempts=self.options.retry_attempts,
+            deadline=self.options.retry_deadline,
+            where=self.where,
+            on_retry=None if self.observer is None else self.observer.retried,
         )
         self.upsert_one = statements.upsert_one_statement(backend)
         self.upsert_many = statements.pg_upsert_many_sql() if backend == "postgresql" else None

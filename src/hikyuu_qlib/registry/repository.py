@@ -24,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
+from hikyuu_qlib.observability.operations import observed_async
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.registry import migrate, writes
 from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.async_driver import AsyncDriver, Positional
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
+from hikyuu_qlib.registry.cursor import CursorCodec
 from hikyuu_qlib.registry.driver import RowCodec, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import (
     SCAN_BEGIN,
@@ -92,8 +95,11 @@ class GetBatcher:
 class AsyncModelRepository:
     """Models in a SQLite file or PostgreSQL, asynchronously."""
 
-    def __init__(self, url: str, options: RegistryOptions | None = None) -> None:
-        self._core = RegistryCore(url, options)
+    def __init__(
+        self, url: str, options: RegistryOptions | None = None, *, telemetry: Telemetry | None = None
+    ) -> None:
+        self._core = RegistryCore(url, options, telemetry)
+        self._observer = self._core.observer
         self._rows = RowCodec(self._core.backend)
         self._engine: AsyncEngine | None = None
         self._sql: dict[str, Positional] = {}
@@ -112,14 +118,21 @@ class AsyncModelRepository:
             raise RuntimeError("the registry is not open: use `async with` or call open()")
         return self._engine
 
+    @property
+    def cursors(self) -> CursorCodec:
+        """The registry's signer of page tokens (see :attr:`ModelRegistry.cursors`)."""
+        return self._core.cursors
+
     # --- lifecycle ----------------------------------------------------------------------------------
 
+    @observed_async("open")
     async def open(self) -> Self:
         """Create the engine and pool, apply migrations, compile the statements, load the cursor key."""
         if self._engine is not None:
             return self
         _, engine = create_async_registry_engine(self._core.url, self._core.options)
         self._engine = engine
+        self._core.telemetry.tracing.instrument_engine(engine)
         try:
             writer = engine.execution_options(**WRITE)
 
@@ -244,6 +257,7 @@ class AsyncModelRepository:
 
     # --- writes -------------------------------------------------------------------------------------
 
+    @observed_async("save")
     async def save(self, model: Model) -> Model:
         """Insert or update one model: one upsert statement (no SELECT first), and on SQLite the
         model's tag-index rows, in one transaction; returns the model with its version."""
@@ -264,6 +278,7 @@ class AsyncModelRepository:
 
         return with_version(model, await self._run(work, write=True, confirm=confirm))
 
+    @observed_async("save_many")
     async def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
         chunks = writes.chunks(items, self._core.backend)
@@ -296,6 +311,7 @@ class AsyncModelRepository:
         """Delete one model; ``False`` when there was none."""
         return await self.delete_many([model_id]) == 1
 
+    @observed_async("delete")
     async def delete_many(self, ids: Iterable[str]) -> int:
         """Delete models by id in one transaction; returns how many existed."""
         wanted = self._core.check_ids(ids)
@@ -314,6 +330,7 @@ class AsyncModelRepository:
 
         return await self._run(work, write=True, confirm=confirm)
 
+    @observed_async("transition")
     async def transition(self, model_id: str, target: ModelStatus | str) -> Model:
         """Move a model to ``target`` if the lifecycle allows it (compare-and-set on the status)."""
         for _ in range(self._core.policy.attempts):
@@ -364,6 +381,7 @@ class AsyncModelRepository:
             rows = await self._run(work, write=False)
         return {m.id: m for m in map(self._rows.model, rows)}
 
+    @observed_async("get")
     async def find_by_id(self, model_id: str) -> Model | None:
         """The model with this id, or ``None``. Straight to the database when it can (see
         :mod:`~.point_reads`); else, with the gets of the same loop turn, in one query."""
@@ -390,6 +408,7 @@ class AsyncModelRepository:
             raise not_found(model_id)
         return found
 
+    @observed_async("get_many")
     async def get_many(self, ids: Iterable[str]) -> list[Model]:
         """The models with these ids, in the order asked; unknown ids are left out."""
         wanted = self._core.check_ids(ids)
@@ -413,6 +432,7 @@ class AsyncModelRepository:
         """One keyset page of matching models and the cursor of the next page."""
         return await self._find(flt, order, limit, cursor, scan=False)
 
+    @observed_async("find")
     async def _find(
         self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None, *, scan: bool
     ) -> Page[Model]:
@@ -443,11 +463,13 @@ class AsyncModelRepository:
                 return
             cursor = page.next_cursor
 
+    @observed_async("count")
     async def count(self, flt: ModelFilter | None = None) -> int:
         """How many models match."""
         rows = await self._select(statements.count_statement(flt or ModelFilter(), self._core.backend))
         return int(rows[0][0])
 
+    @observed_async("resolve")
     async def resolve(self, prefix: str) -> str:
         """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""
         rows = await self._select(statements.prefix_statement(self._core.normalise_prefix(prefix)))

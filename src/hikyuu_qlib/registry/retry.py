@@ -229,13 +229,16 @@ def fatal_error(error: BaseException, where: str) -> HQError | None:
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Up to ``attempts`` tries within ``deadline`` seconds of the first fault; sleeps of half to all of
-    ``min(cap, base * 2**n)`` seconds. ``where`` names the database in messages (password masked)."""
+    ``min(cap, base * 2**n)`` seconds. ``where`` names the database in messages (password masked).
+    ``on_retry`` hears of each try repeated, with its reason (``transient`` or ``commit_in_doubt``): the
+    registry counts them in ``hq_db_retries_total``."""
 
     attempts: int = 100
     deadline: float = 30.0
     base: float = 0.01
     cap: float = 1.0
     where: str = "(unnamed)"
+    on_retry: Callable[[str], None] | None = None
 
     def delay(self, attempt: int) -> float:
         step: float = min(self.cap, self.base * 2.0 ** min(attempt, 32))
@@ -260,7 +263,7 @@ class _Faults:
         if not is_transient(error):
             raise error
 
-    def next_sleep(self, error: BaseException) -> float:
+    def next_sleep(self, error: BaseException, why: str = "transient") -> float:
         """How long to sleep before the next try; raises once the attempts or the deadline are spent."""
         now = time.monotonic()
         if self.first is None:
@@ -274,6 +277,8 @@ class _Faults:
                 f"({self.tries} tries over {elapsed:.1f} s): {reason(error)}"
             ) from error
         log.debug("transient fault of registry %s (try %d): %s", self.policy.where, self.tries, reason(error))
+        if self.policy.on_retry is not None:
+            self.policy.on_retry(why)
         return min(self.policy.delay(self.tries - 1), remaining)
 
 
@@ -294,10 +299,11 @@ async def retry_async(
                 if settled is not None:
                     return settled
             error: BaseException = doubt.__cause__ or doubt
+            why = "commit_in_doubt"
         except Exception as exc:
             faults.check(exc)
-            error = exc
-        await asyncio.sleep(faults.next_sleep(error))
+            error, why = exc, "transient"
+        await asyncio.sleep(faults.next_sleep(error, why))
 
 
 def retry_sync(
@@ -314,7 +320,8 @@ def retry_sync(
                 if settled is not None:
                     return settled
             error: BaseException = doubt.__cause__ or doubt
+            why = "commit_in_doubt"
         except Exception as exc:
             faults.check(exc)
-            error = exc
-        time.sleep(faults.next_sleep(error))
+            error, why = exc, "transient"
+        time.sleep(faults.next_sleep(error, why))

@@ -17,11 +17,14 @@ import sqlalchemy as sa
 from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
+from hikyuu_qlib.observability.operations import observed
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.registry import migrate, writes
 from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.base import CURSOR_KEY_STATEMENT, RegistryCore, not_found
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
 from hikyuu_qlib.registry.codec import to_micros, with_version
+from hikyuu_qlib.registry.cursor import CursorCodec
 from hikyuu_qlib.registry.driver import RowCodec, compile_statement, ids_condition, ids_param
 from hikyuu_qlib.registry.engine import (
     SCAN_BEGIN,
@@ -30,7 +33,13 @@ from hikyuu_qlib.registry.engine import (
     RegistryOptions,
     create_sync_registry_engine,
 )
-from hikyuu_qlib.registry.retry import CommitInDoubt, is_connection_lost, leaves_connection_usable, retry_sync
+from hikyuu_qlib.registry.retry import (
+    CommitInDoubt,
+    RetryPolicy,
+    is_connection_lost,
+    leaves_connection_usable,
+    retry_sync,
+)
 from hikyuu_qlib.registry.tables import COLUMNS, models
 
 T = TypeVar("T")
@@ -40,8 +49,11 @@ Cursor = Any  # a DBAPI cursor (sqlite3 or psycopg)
 class ModelRegistry:
     """Models in a SQLite file or PostgreSQL, blocking. Same operations as the async repository."""
 
-    def __init__(self, url: str, options: RegistryOptions | None = None) -> None:
-        self._core = RegistryCore(url, options)
+    def __init__(
+        self, url: str, options: RegistryOptions | None = None, *, telemetry: Telemetry | None = None
+    ) -> None:
+        self._core = RegistryCore(url, options, telemetry)
+        self._observer = self._core.observer
         self._rows = RowCodec(self._core.backend)
         self._engine: sa.Engine | None = None
         self._sql: dict[str, str] = {}
@@ -58,14 +70,26 @@ class ModelRegistry:
             raise RuntimeError("the registry is not open: use `with` or call open()")
         return self._engine
 
+    @property
+    def cursors(self) -> CursorCodec:
+        """The registry's signer of page tokens (its own secret): other keyset pages over the same
+        database (jobs, the service's lists) sign theirs with it too."""
+        return self._core.cursors
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._core.policy
+
     # --- lifecycle ----------------------------------------------------------------------------------
 
+    @observed("open")
     def open(self) -> Self:
         """Create the engine and pool, apply migrations, load the cursor key, compile the statements."""
         if self._engine is not None:
             return self
         _, engine = create_sync_registry_engine(self._core.url, self._core.options)
         self._engine = engine
+        self._core.telemetry.tracing.instrument_engine(engine)
         try:
             writer = engine.execution_options(**WRITE)
 
@@ -182,6 +206,7 @@ class ModelRegistry:
 
     # --- writes -------------------------------------------------------------------------------------
 
+    @observed("save")
     def save(self, model: Model) -> Model:
         """Insert or update one model: one upsert statement (no SELECT first), and on SQLite the
         model's tag-index rows, in one transaction; returns the model with its version."""
@@ -203,6 +228,7 @@ class ModelRegistry:
 
         return with_version(model, int(self._run(work, write=True, confirm=confirm)))
 
+    @observed("save_many")
     def save_many(self, items: Sequence[Model]) -> list[Model]:
         """Upsert many models in one transaction (one multi-row statement per chunk): all or nothing."""
         chunks = writes.chunks(items, self._core.backend)
@@ -232,6 +258,7 @@ class ModelRegistry:
         """Delete one model; ``False`` when there was none."""
         return self.delete_many([model_id]) == 1
 
+    @observed("delete")
     def delete_many(self, ids: Iterable[str]) -> int:
         """Delete models by id in one transaction; returns how many existed."""
         wanted = self._core.check_ids(ids)
@@ -251,6 +278,7 @@ class ModelRegistry:
 
         return self._run(work, write=True, confirm=confirm)
 
+    @observed("transition")
     def transition(self, model_id: str, target: ModelStatus | str) -> Model:
         """Move a model to ``target`` if the lifecycle allows it (compare-and-set on the status)."""
         for _ in range(self._core.policy.attempts):
@@ -281,6 +309,7 @@ class ModelRegistry:
 
     # --- reads --------------------------------------------------------------------------------------
 
+    @observed("get")
     def find_by_id(self, model_id: str) -> Model | None:
         """The model with this id, or ``None``."""
         sql = self._sql["get"]
@@ -299,6 +328,7 @@ class ModelRegistry:
             raise not_found(model_id)
         return found
 
+    @observed("get_many")
     def get_many(self, ids: Iterable[str]) -> list[Model]:
         """The models with these ids, in the order asked; unknown ids are left out."""
         wanted = self._core.check_ids(ids)
@@ -337,6 +367,7 @@ class ModelRegistry:
         """One keyset page of matching models and the cursor of the next page."""
         return self._find(flt, order, limit, cursor, scan=False)
 
+    @observed("find")
     def _find(
         self, flt: ModelFilter | None, order: ModelOrder | str, limit: int, cursor: str | None, *, scan: bool
     ) -> Page[Model]:
@@ -365,9 +396,11 @@ class ModelRegistry:
                 return
             cursor = page.next_cursor
 
+    @observed("count")
     def count(self, flt: ModelFilter | None = None) -> int:
         return int(self._select(statements.count_statement(flt or ModelFilter(), self._core.backend))[0][0])
 
+    @observed("resolve")
     def resolve(self, prefix: str) -> str:
         """The whole id of the one model whose id starts with ``prefix`` (case-insensitive)."""
         rows = self._select(statements.prefix_statement(self._core.normalise_prefix(prefix)))

@@ -72,6 +72,28 @@ registry_meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# Jobs of the HTTP service (migration 0004): a queue that survives restarts, read by every worker.
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True, comment="ULID"),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("body", JSONType, nullable=False),
+    sa.Column("progress", sa.Float, nullable=False),
+    sa.Column("stage", sa.Text, nullable=True),
+    sa.Column("result", JSONType, nullable=True),
+    sa.Column("error", JSONType, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("runner", sa.String(200), nullable=True, comment="host:pid of the runner that claimed it"),
+    sa.Column("created_at", sa.BigInteger, nullable=False, comment="µs since epoch, UTC"),
+    sa.Column("started_at", sa.BigInteger, nullable=True),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    sa.Column("heartbeat_at", sa.BigInteger, nullable=True, comment="the runner's last sign of life"),
+    sa.Index("ix_jobs_created", "created_at", "id"),
+    sa.Index("ix_jobs_status_created", "status", "created_at", "id"),
+)
+
 COLUMNS: tuple[str, ...] = tuple(c.name for c in models.columns)
 # Fields a re-save may change; id, name, version and created_at are fixed at first save.
 UPDATABLE: tuple[str, ...] = tuple(c for c in COLUMNS if c not in {"id", "name", "version", "created_at"})

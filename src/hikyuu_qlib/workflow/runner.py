@@ -8,7 +8,13 @@ so an interrupted run (Ctrl-C) leaves no half-written outputs; the registry mark
 training ``failed``.
 
 Re-running an identical run (same config, same data version) reuses the registered model (found by its
-``run_id`` tag) and the cached features, unless ``force`` is set.
+``run_id`` tag) unless ``force`` is set; the features come from the cache either way. The result's
+``cache`` holds the run's cache counters (requests, hits per tier, computations).
+
+Stages, timed in ``metrics.json``'s ``timings`` and as ``hq_stage_duration_seconds`` (and traced as spans
+``stage.<name>`` when tracing is on): ``load`` (open the feature source, its data version), ``factors``
+(the training segments' features), ``train`` (the rest of training: fitting, segment metrics, registering;
+with a reused model only the lookup, and ``factors`` is 0), ``predict``, ``backtest``, ``report``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import yaml
 
 from hikyuu_qlib.domain import Segments
 from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import FeatureSource, Progress
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.serialization import flatten, to_json_text
@@ -47,6 +54,7 @@ class RunResult:
     reused_model: bool
     metrics: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +68,7 @@ class RunResult:
             ),
             "metrics": self.metrics,
             "timings": self.timings,
+            "cache": self.cache,
         }
 
 
@@ -72,18 +81,34 @@ def _silent(_: str) -> Iterator[Progress]:
 
 
 class _Stages:
-    """Times each stage and logs it."""
+    """Times each stage, logs it, records it (``hq_stage_duration_seconds``) and traces it."""
 
-    def __init__(self) -> None:
+    def __init__(self, telemetry: Telemetry) -> None:
         self.timings: dict[str, float] = {}
+        self._telemetry = telemetry
+        self._parts: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         log.info("stage %s …", name)
-        started = time.perf_counter()
-        yield
-        self.timings[name] = round(time.perf_counter() - started, 3)
+        with self._telemetry.span(f"stage.{name}", {"hq.stage": name}):
+            started = time.perf_counter()
+            yield
+            seconds = time.perf_counter() - started
+        for part, part_seconds in self._parts.items():  # parts measured inside this stage come first
+            self._record(part, part_seconds)
+            seconds -= part_seconds
+        self._parts.clear()
+        self._record(name, max(0.0, seconds))
         log.info("stage %s done in %.2fs", name, self.timings[name])
+
+    def part(self, name: str, seconds: float) -> None:
+        """Inside a stage: ``seconds`` of it were stage ``name`` (taken out of the enclosing stage's time)."""
+        self._parts[name] = seconds
+
+    def _record(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(seconds, 3)
+        self._telemetry.metrics.stage(name, seconds)
 
 
 def run_workflow(
@@ -99,10 +124,11 @@ def run_workflow(
     from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
-    stages = _Stages()
+    stages = _Stages(ctx.telemetry)
+    cache_before = ctx.cache.counters()
     segments = config.segments
     whole = segments.span()
-    with stages.stage("data"):
+    with stages.stage("load"):
         features = ctx.features
         run_id = config.run_id(features.data_version())
     out_dir = (out_root or config.outputs.dir) / run_id
@@ -113,13 +139,17 @@ def run_workflow(
         model_id = None if force else _registered(ctx, run_id)
         reused = model_id is not None
         with stages.stage("train"):
+            factors_seconds = 0.0
             if model_id is None:
-                model_id = _train(ctx, config, features, universe, segments, run_id, progress)
+                model_id, factors_seconds = _train(
+                    ctx, config, features, universe, segments, run_id, progress
+                )
+            stages.part("factors", factors_seconds)
         model = ctx.registry.get(model_id)
         with stages.stage("predict"):
             test = segments["test"]
             preds = ctx.predictor.predict(
-                model_id, features, ctx.universe(config.universe, test), test, cache=ctx.feature_cache
+                model_id, features, ctx.universe(config.universe, test), test, cache=ctx.cache
             )
             _write_predictions(preds, staging, config.outputs.predictions)
         bt = config.backtest
@@ -154,7 +184,8 @@ def run_workflow(
         staging.rename(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return RunResult(run_id, out_dir, model_id, reused, metrics, stages.timings)
+    cache = ctx.cache.counters().minus(cache_before).to_json()
+    return RunResult(run_id, out_dir, model_id, reused, metrics, stages.timings, cache)
 
 
 def _registered(ctx: ResearchContext, run_id: str) -> str | None:
@@ -178,7 +209,8 @@ def _train(
     segments: Segments,
     run_id: str,
     progress: StageProgress,
-) -> str:
+) -> tuple[str, float]:
+    """The id of the model trained and registered, and the seconds its features took."""
     from hikyuu_qlib.modelling.presets import ProcessorStep
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
@@ -200,10 +232,10 @@ def _train(
             universe=universe,
             registry=ctx.registry,
             artifacts=ctx.artifacts,
-            cache=ctx.feature_cache,
+            cache=ctx.cache,
             progress=bar,
         )
-    return outcome.model.id
+    return outcome.model.id, outcome.timings.get("features_s", 0.0)
 
 
 def _write_predictions(preds: pl.DataFrame, out: Path, fmt: str) -> None:

@@ -95,10 +95,10 @@ def shared_features(
 
     features = ctx.features
     universe = ctx.universe(config.universe, span)
-    frame = compute_features(features, universe, span, config.factors, label=True, cache=ctx.feature_cache)
+    frame = compute_features(features, universe, span, config.factors, label=True, cache=ctx.cache)
     parts = f"{features.source}|{features.data_version()}|{universe.fingerprint()}|{span}|{ENGINE_VERSION}"
     digest = hashlib.sha256(parts.encode()).hexdigest()[:24]
-    return frame, ctx.settings.feature_cache_dir / "shared" / f"{digest}.arrow"
+    return frame, ctx.settings.cache_disk_dir / "shared" / f"{digest}.arrow"
 
 
 def run_tasks(executor: Executor, payloads: Sequence[dict[str, Any]], shared: Any) -> Iterator[TaskResult]:

@@ -24,6 +24,7 @@ from hikyuu_qlib.domain import (
     InvalidInputError,
     KType,
     Market,
+    NotFoundError,
     StockCode,
     StockType,
     UnknownCodeError,
@@ -189,7 +190,7 @@ class SyntheticStore:
         key = universe.strip().lower()
         spans = self._data().members.get(key)
         if spans is None:
-            raise InvalidInputError(
+            raise NotFoundError(  # as the Hikyuu and Qlib stores: a universe that does not exist
                 f"unknown universe {universe!r}: the synthetic store has {', '.join(UNIVERSES)}"
             )
         if dates is not None:

@@ -1,0 +1,250 @@
+"""What :class:`~.Client` and :class:`~.AsyncClient` share: how each call is asked and how each answer
+is read. A client only sends the requests (blocking or awaited), as httpx's two clients share one base.
+
+Frames travel as Arrow IPC streams and come back as polars frames; the per-code errors that travel
+beside them (the stream's ``hq.meta``) come back as the library's own error types, and so do problem
+documents: a 404 for a model is a :class:`ModelNotFoundError`, an invalid page token an
+:class:`InvalidCursorError`, as in process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from hikyuu_qlib.domain import errors as E
+from hikyuu_qlib.domain.jobs import Job, JobKind, JobNotFoundError, JobStatus
+from hikyuu_qlib.domain.model import Model
+from hikyuu_qlib.loadplan import LoadResult
+
+ARROW = "application/vnd.apache.arrow.stream"
+DateLike = str | dt.date | None
+
+
+class ServiceError(E.HQError):
+    """The server failed (5xx) or answered something the client cannot read."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServiceAuthError(ServiceError):
+    """The server refused the token: missing or unknown (401), or of the read scope for a write (403)."""
+
+
+class JobFailedError(E.HQError):
+    """A job ended failed or cancelled; ``job`` holds its record (its ``error`` says why)."""
+
+    def __init__(self, job: Job) -> None:
+        error = job.error or {}
+        super().__init__(f"job {job.id} ({job.kind.value}) {job.status.value}: {error.get('message', '')}")
+        self.job = job
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Scores (``datetime, code, score``) of the members that loaded, and the errors of the others."""
+
+    frame: pl.DataFrame
+    model_id: str
+    universe: str
+    errors: dict[str, E.HQError] = field(default_factory=dict)
+
+
+def _error_types() -> dict[str, type[E.HQError]]:
+    found: dict[str, type[E.HQError]] = {"JobNotFoundError": JobNotFoundError}
+    for name in dir(E):
+        value = getattr(E, name)
+        if isinstance(value, type) and issubclass(value, E.HQError) and value is not E.LoadErrors:
+            found[name] = value
+    return found
+
+
+_BY_STATUS: dict[int, type[E.HQError]] = {
+    400: E.InvalidInputError,
+    404: E.NotFoundError,
+    406: E.InvalidInputError,
+    409: E.IllegalTransitionError,
+    413: E.InvalidInputError,
+    422: E.InvalidInputError,
+    503: E.RegistryUnavailableError,
+}
+
+
+def make_error(name: str, message: str, status: int | None = None) -> E.HQError:
+    """The library's error named ``name`` (by class name), else one of the status's kind."""
+    if status in (401, 403):
+        return ServiceAuthError(message, status)
+    kind = _error_types().get(name)
+    if kind is None or kind is E.HQError:
+        kind = _BY_STATUS.get(status or 0) or ServiceError
+    if kind is ServiceError:
+        return ServiceError(message, status)
+    try:
+        return kind(message)
+    except TypeError:
+        return ServiceError(message, status)
+
+
+def raise_for_problem(response: httpx.Response) -> None:
+    """Raise the library's error for an error response (its problem document names the type)."""
+    if response.status_code < 400:
+        return
+    try:
+        doc = orjson.loads(response.content)
+        name, detail = str(doc.get("error", "")), str(doc.get("detail", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        name, detail = "", response.text[:500]
+    raise make_error(name, detail or f"HTTP {response.status_code}", response.status_code)
+
+
+def code_errors(doc: Mapping[str, Any] | None) -> dict[str, E.HQError]:
+    return {code: make_error(e.get("type", ""), e.get("message", "")) for code, e in (doc or {}).items()}
+
+
+def read_arrow(content: bytes) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """A frame and its ``hq.meta`` from an Arrow IPC stream."""
+    reader = ipc.open_stream(pa.BufferReader(content))
+    table = reader.read_all()
+    meta_raw = (reader.schema.metadata or {}).get(b"hq.meta")
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame, orjson.loads(meta_raw) if meta_raw else {}
+
+
+def _day(value: DateLike) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
+def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def bars_params(
+    codes: str | Iterable[str] | None,
+    universe: str | None,
+    start: DateLike,
+    end: DateLike,
+    ktype: str,
+    adjust: str,
+) -> dict[str, Any]:
+    text = None if codes is None else (codes if isinstance(codes, str) else ",".join(str(c) for c in codes))
+    return _clean(
+        {
+            "codes": text,
+            "universe": universe,
+            "start": _day(start),
+            "end": _day(end),
+            "ktype": ktype,
+            "adjust": adjust,
+        }
+    )
+
+
+def load_result(response: httpx.Response) -> LoadResult:
+    raise_for_problem(response)
+    frame, meta = read_arrow(response.content)
+    return LoadResult(frame, code_errors(meta.get("errors")), tuple(meta.get("without_bars") or ()))
+
+
+def predictions(response: httpx.Response) -> Predictions:
+    raise_for_problem(response)
+    frame, meta = read_arrow(response.content)
+    return Predictions(
+        frame, str(meta.get("model_id")), str(meta.get("universe")), code_errors(meta.get("errors"))
+    )
+
+
+def json_of(response: httpx.Response) -> Any:
+    raise_for_problem(response)
+    return orjson.loads(response.content)
+
+
+def job_of(doc: Mapping[str, Any]) -> Job:
+    def when(value: Any) -> dt.datetime | None:
+        return None if value is None else dt.datetime.fromisoformat(value)
+
+    created = when(doc["created_at"])
+    assert created is not None
+    return Job(
+        id=doc["id"],
+        kind=JobKind(doc["kind"]),
+        status=JobStatus(doc["status"]),
+        body=doc.get("body") or {},
+        created_at=created,
+        progress=float(doc.get("progress") or 0.0),
+        stage=doc.get("stage"),
+        result=doc.get("result"),
+        error=doc.get("error"),
+        started_at=when(doc.get("started_at")),
+        finished_at=when(doc.get("finished_at")),
+        cancel_requested=bool(doc.get("cancel_requested")),
+        extra={"links": doc.get("links") or {}},
+    )
+
+
+def job_body(kind: str | JobKind, spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {**spec, "kind": JobKind(kind).value}
+
+
+def models_params(
+    status: str | None,
+    model_type: str | None,
+    name: str | None,
+    tags: Mapping[str, str] | None,
+    order: str,
+    page_size: int,
+) -> dict[str, Any]:
+    return _clean(
+        {
+            "status": status,
+            "type": model_type,
+            "name": name,
+            "tag": [f"{k}={v}" for k, v in (tags or {}).items()] or None,
+            "order": order,
+            "page_size": page_size,
+        }
+    )
+
+
+def models_page(response: httpx.Response) -> tuple[list[Model], str | None]:
+    doc = json_of(response)
+    return [Model.from_json(m) for m in doc["models"]], doc.get("next_page_token")
+
+
+def check_finished(job: Job, raise_on_failure: bool) -> Job:
+    if raise_on_failure and job.status is not JobStatus.SUCCEEDED:
+        raise JobFailedError(job)
+    return job
+
+
+def headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def stock_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    from hikyuu_qlib.domain.schema import STOCK_SCHEMA
+
+    frame = pl.DataFrame(
+        rows,
+        schema={k: (pl.String if k in ("start_date", "end_date") else v) for k, v in STOCK_SCHEMA.items()},
+    )
+    return frame.with_columns(pl.col("start_date", "end_date").str.to_date())
+
+
+def members_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    from hikyuu_qlib.domain.schema import DATETIME
+
+    frame = pl.DataFrame(rows, schema={"code": pl.String, "start": pl.String, "end": pl.String})
+    return frame.with_columns(pl.col("start", "end").str.to_datetime("%Y-%m-%dT%H:%M:%S").cast(DATETIME))

@@ -1,0 +1,152 @@
+"""Long-running jobs: ``POST /v1/jobs`` (202 + Location), ``GET /v1/jobs[/{id}]``, ``DELETE`` cancels.
+
+A body is validated by its kind's schema (:mod:`hikyuu_qlib.service.jobs.specs`) before anything is
+written; an invalid one is a 422 and no job is recorded. Jobs run in worker processes of the server's
+job runner, never on the event loop.
+"""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi import Path as PathParam
+from starlette.responses import Response
+
+from hikyuu_qlib.domain.errors import InvalidSourceError
+from hikyuu_qlib.domain.jobs import Job, JobKind, JobStatus
+from hikyuu_qlib.service.deps import READ, WRITE, json_response, state_of
+from hikyuu_qlib.service.jobs.specs import JobBody, body_source
+from hikyuu_qlib.service.problems import problems
+from hikyuu_qlib.service.schemas import JobOut, JobPage
+from hikyuu_qlib.service.state import ServiceState
+from hikyuu_qlib.settings import Settings
+from hikyuu_qlib.stores.source import SourceSpec
+
+JobId = Annotated[str, PathParam(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="a job id")]
+
+
+def job_doc(job: Job) -> dict[str, Any]:
+    result = job.result
+    model_id = result.get("model_id") if isinstance(result, dict) else None
+    links: dict[str, Any] = {"self": f"/v1/jobs/{job.id}"}
+    if isinstance(model_id, str):
+        links["model"] = f"/v1/models/{model_id}"
+    return {
+        "id": job.id,
+        "kind": job.kind.value,
+        "status": job.status.value,
+        "progress": job.progress,
+        "stage": job.stage,
+        "cancel_requested": job.cancel_requested,
+        "created_at": job.created_at.isoformat(),
+        "started_at": None if job.started_at is None else job.started_at.isoformat(),
+        "finished_at": None if job.finished_at is None else job.finished_at.isoformat(),
+        "timings": job.timings(),
+        "result": result,
+        "error": job.error,
+        "body": job.body,
+        "links": links,
+    }
+
+
+def _check_source(state: ServiceState, named: str | None) -> None:
+    """A job reads the server's source; a body may name it (spelled any way), but no other."""
+    if named is None:
+        return
+    if SourceSpec.parse(named).canonical() != SourceSpec.parse(state.settings.source).canonical():
+        raise InvalidSourceError(
+            f"this server serves {state.source}; a job cannot read another source ({named!r})"
+        )
+
+
+def router(settings: Settings) -> APIRouter:
+    api = APIRouter(tags=["jobs"])
+    max_page = settings.api_max_page_size
+
+    @api.post(
+        "/v1/jobs",
+        status_code=202,
+        response_model=JobOut,
+        operation_id="createJob",
+        summary="Queue a train, evaluate, backtest or workflow job",
+        dependencies=WRITE,
+        responses={
+            202: {
+                "description": "queued; poll the URL in Location",
+                "headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}},
+                "links": {
+                    "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
+                    "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
+                },
+            },
+            **problems(400, 401, 403, 413, 422),
+        },
+    )
+    async def create_job(request: Request, body: Annotated[JobBody, Body()]) -> Response:
+        state = state_of(request)
+        _check_source(state, body_source(body))
+        doc = body.model_dump(mode="json")
+        job = await state.run_blocking(lambda: state.jobs.create(JobKind(body.kind), doc))
+        return json_response(job_doc(job), 202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+    @api.get(
+        "/v1/jobs",
+        response_model=JobPage,
+        operation_id="listJobs",
+        summary="Jobs, newest first, one page at a time",
+        dependencies=READ,
+        responses=problems(400, 401, 403, 422),
+    )
+    async def list_jobs(
+        request: Request,
+        status: Annotated[
+            Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()
+        ] = None,
+        page_size: Annotated[int, Query(ge=1, le=max_page, description=f"1..{max_page}")] = 50,
+        page_token: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> Response:
+        state = state_of(request)
+        wanted = None if status is None else JobStatus(status)
+        page = await state.run_blocking(
+            lambda: state.jobs.page(status=wanted, limit=page_size, token=page_token or None)
+        )
+        return json_response({"jobs": [job_doc(j) for j in page.items], "next_page_token": page.next_cursor})
+
+    @api.get(
+        "/v1/jobs/{job_id}",
+        response_model=JobOut,
+        operation_id="getJob",
+        summary="A job's status, progress, timings, result links and error",
+        dependencies=READ,
+        responses={
+            200: {
+                "description": "the job",
+                "links": {
+                    "GetJobModel": {
+                        "operationId": "getModel",
+                        "parameters": {"model_ref": "$response.body#/result/model_id"},
+                    }
+                },
+            },
+            **problems(401, 403, 404, 422),
+        },
+    )
+    async def get_job(request: Request, job_id: JobId) -> Response:
+        state = state_of(request)
+        job = await state.run_blocking(lambda: state.jobs.get(job_id))
+        return json_response(job_doc(job))
+
+    @api.delete(
+        "/v1/jobs/{job_id}",
+        response_model=JobOut,
+        status_code=202,
+        operation_id="cancelJob",
+        summary="Cancel a job (a queued one at once, a running one by stopping its process)",
+        dependencies=WRITE,
+        responses=problems(401, 403, 404, 409, 422),
+    )
+    async def cancel_job(request: Request, job_id: JobId) -> Response:
+        state = state_of(request)
+        job = await state.run_blocking(lambda: state.jobs.cancel(job_id))
+        return json_response(job_doc(job), 202)
+
+    return api
