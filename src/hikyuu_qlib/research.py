@@ -163,6 +163,11 @@ class ResearchContext:
         return self._registry
 
     @property
+    def registry_url(self) -> str:
+        """The registry's URL (given, else the settings'): what workers of a distributed run open."""
+        return self._db or self.settings.registry_url
+
+    @property
     def artifacts(self) -> ModelFiles:
         if self._artifacts is None:
             self._artifacts = open_artifacts(self.settings)

@@ -17,8 +17,10 @@ from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
 from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.cli.output import ExitCode, emit_json
 from hikyuu_qlib.cli.research import mount as mount_research
+from hikyuu_qlib.cli.rolling import rolling
 from hikyuu_qlib.cli.run import run
 from hikyuu_qlib.cli.serve import serve, token
+from hikyuu_qlib.cli.sweep import sweep
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
 from hikyuu_qlib.version import PACKAGE, package_version
 
@@ -37,6 +39,8 @@ app.command("demo")(demo)
 app.command("run")(run)
 app.command("serve")(serve)
 app.command("token")(token)
+app.command("rolling")(rolling)
+app.command("sweep")(sweep)
 mount_research(app, model_app)
 
 

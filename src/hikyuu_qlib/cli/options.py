@@ -89,6 +89,21 @@ FrameOutOption = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="write to FILE.csv, FILE.json or FILE.parquet instead of stdout"),
 ]
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        "-e",
+        help="where tasks run: local (a process pool, default), inline (one by one in this process), "
+        "ray (a local Ray) or ray://HOST:PORT (a Ray cluster; needs a PostgreSQL registry)",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", "-w", min=1, help="tasks at once (default: the cores over each task's threads)"
+    ),
+]
 MetricsFileOption = Annotated[
     Path | None,
     typer.Option(

@@ -30,7 +30,7 @@ from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as model_metrics
 from hikyuu_qlib.modelling import trainer
-from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare
+from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare, prepare_frame
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
 from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords, Progress
@@ -45,6 +45,10 @@ ZERO_IC = 1e-9
 
 class DegenerateModelError(HQError):
     """Training ended with a model that cannot be used (see :func:`degenerate`); it is recorded failed."""
+
+    def __init__(self, message: str, model_id: str | None = None) -> None:
+        super().__init__(message)
+        self.model_id = model_id
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,13 @@ def train_and_register(
     artifacts: ModelFiles,
     cache: Cache | None = None,
     progress: Progress | None = None,
+    frame: pl.DataFrame | None = None,
 ) -> TrainOutcome:
     """Features → dataset → LightGBM → metrics, recorded in the registry with its artifacts.
 
     The spec is checked first (see :func:`check_spec`): invalid input creates no registry record.
+    ``frame``: the universe's features (Alpha158 and label) already computed over at least the spec's
+    segments (rolling windows share one); without it they are computed (or read from ``cache``).
     """
     check_spec(spec, store)
     preset = get_preset(spec.preset)
@@ -127,15 +134,20 @@ def train_and_register(
     try:
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        data = prepare(
-            store,
-            universe,
-            spec.segments,
-            factor_set=preset.feature_set,
-            infer=infer,
-            learn=learn,
-            cache=cache,
-        )
+        if frame is None:
+            data = prepare(
+                store,
+                universe,
+                spec.segments,
+                factor_set=preset.feature_set,
+                infer=infer,
+                learn=learn,
+                cache=cache,
+            )
+        else:
+            span = spec.segments.span()
+            rows = frame.filter(pl.col("datetime").is_between(span.start, span.end))
+            data = prepare_frame(rows, spec.segments, infer=infer, learn=learn)
         timings["features_s"] = time.perf_counter() - started
         train_rows = data.view("train")
         valid = None
@@ -184,7 +196,8 @@ def train_and_register(
                   reason)  # fmt: skip
         raise DegenerateModelError(
             f"model {saved.id} ({saved.name} v{saved.version}) is degenerate: {reason}. It is recorded as "
-            "failed, not trained; widen the segments or the universe, or give more rounds"
+            "failed, not trained; widen the segments or the universe, or give more rounds",
+            saved.id,
         )
     log.info("model %s (%s v%s) trained: test ic %s", saved.id, saved.name, saved.version, found.get("ic"))
     return TrainOutcome(saved, found, result, timings, data)

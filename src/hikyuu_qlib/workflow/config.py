@@ -34,6 +34,7 @@ from pydantic import (
 from hikyuu_qlib.backtest.config import STRATEGY_FIELDS, BacktestConfig
 from hikyuu_qlib.domain import InvalidInputError, NotFoundError
 from hikyuu_qlib.domain.segments import SEGMENT_NAMES, Segments
+from hikyuu_qlib.rolling.windows import RollingSpec
 from hikyuu_qlib.stores.source import SourceSpec
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -119,6 +120,9 @@ class WorkflowConfig(_Strict):
         description="the backtest: the file's strategy section (TopkDropout) and backtest section in one",
     )
     outputs: Outputs = Field(default_factory=Outputs)
+    rolling: RollingSpec | None = Field(
+        None, description="rolling retraining (hq rolling): the step, mode, lengths and test span"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -157,6 +161,8 @@ class WorkflowConfig(_Strict):
     def document(self) -> dict[str, Any]:
         """The configuration as a workflow file writes it (the strategy in its own section)."""
         doc = self.model_dump(mode="json")
+        if doc.get("rolling") is None:
+            doc.pop("rolling", None)
         backtest = doc.pop("backtest")
         strategy = {"kind": "topk_dropout", **{name: backtest.pop(name) for name in STRATEGY_FIELDS}}
         ordered: dict[str, Any] = {}
@@ -174,11 +180,14 @@ class WorkflowConfig(_Strict):
 
     def canonical_json(self) -> str:
         return json.dumps(
-            self.model_dump(mode="json", exclude={"outputs"}), sort_keys=True, separators=(",", ":")
+            self.model_dump(mode="json", exclude={"outputs", "rolling"}),
+            sort_keys=True,
+            separators=(",", ":"),
         )
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the results (outputs excluded), with the source in its
+        """Hash of everything that changes one model's results (outputs and the rolling block, which
+        only ``hq rolling`` reads, excluded), with the source in its
         canonical form (absolute, symlinks resolved): one store spelled any way gives one hash."""
         canonical = self.model_copy(update={"source": SourceSpec.parse(self.source).canonical()})
         return hashlib.sha256(canonical.canonical_json().encode()).hexdigest()

@@ -1,0 +1,141 @@
+"""The worker side of a task: runs in a pool process or a Ray worker, never in the driver's state.
+
+Each process keeps one research context per (source, registry URL) and the shared features frame it was
+handed (read once per process: a memory-mapped Arrow file by path, or Ray's object-store copy).
+A model already registered for the task's id (status trained or deployed) is reused: a task that ran
+before a kill is scored again, not retrained. Scores always come from the registered model as loaded
+from the registry, so a reused model and a fresh one give the same numbers bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import polars as pl
+
+from hikyuu_qlib.rolling.tasks import TaskResult, TrainTask, frame_to_bytes
+
+log = logging.getLogger(__name__)
+
+_CONTEXTS: dict[tuple[str, str], Any] = {}
+_FRAMES: dict[str, pl.DataFrame] = {}
+
+
+def load_shared(shared: Any) -> pl.DataFrame:
+    """The shared features: a path to an Arrow IPC file (memory-mapped, read once per process) or an
+    Arrow table (Ray hands the object-store copy to the task)."""
+    import pyarrow as pa
+
+    if isinstance(shared, str):
+        frame = _FRAMES.get(shared)
+        if frame is None:
+            import pyarrow.ipc as pa_ipc
+
+            _FRAMES.clear()
+            table = pa_ipc.open_file(pa.memory_map(shared)).read_all()  # pages shared by every worker
+            frame = _FRAMES[shared] = pl.DataFrame(pl.from_arrow(table))
+        return frame
+
+    if isinstance(shared, pa.Table):
+        return pl.DataFrame(pl.from_arrow(shared))
+    if isinstance(shared, pl.DataFrame):
+        return shared
+    raise TypeError(f"unexpected shared features of type {type(shared).__name__}")
+
+
+def _context(task: TrainTask, source: str) -> Any:
+    from hikyuu_qlib.research import ResearchContext
+    from hikyuu_qlib.settings import Settings
+
+    key = (source, task.db)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        settings = Settings.model_validate(task.settings)
+        ctx = _CONTEXTS[key] = ResearchContext.open(source, settings=settings, db=task.db)
+    return ctx
+
+
+def registered_model(registry: Any, run_id: str) -> str | None:
+    """The id of a trained (or deployed) model tagged ``run_id``, if the registry has one."""
+    from hikyuu_qlib.domain.model import ModelStatus
+    from hikyuu_qlib.registry import ModelFilter
+
+    for status in (ModelStatus.TRAINED, ModelStatus.DEPLOYED):
+        page = registry.find(ModelFilter(status=status, tags={"run_id": run_id}), limit=1)
+        if page.items:
+            return str(page.items[0].id)
+    return None
+
+
+def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
+    """Train (or reuse) the task's model and score its segments on the shared features."""
+    from hikyuu_qlib.modelling.presets import ProcessorStep
+    from hikyuu_qlib.modelling.service import DegenerateModelError, TrainSpec, train_and_register
+    from hikyuu_qlib.workflow.config import WorkflowConfig
+
+    started = time.perf_counter()
+    task = TrainTask.model_validate(payload)
+    task.check()
+    config = WorkflowConfig.model_validate(task.config)
+    ctx = _context(task, config.source)
+    frame = load_shared(shared)
+    model_id = registered_model(ctx.registry, task.task_id)
+    reused = model_id is not None
+    if model_id is None:
+        segments = config.segments
+        spec = TrainSpec(
+            config.model.name or f"{config.model.preset}-{config.universe}",
+            segments,
+            preset=config.model.preset,
+            seed=config.model.seed,
+            num_threads=config.model.num_threads,
+            params=dict(config.model.params),
+            infer=tuple(ProcessorStep.of(p) for p in config.processors.infer),
+            learn=tuple(ProcessorStep.of(p) for p in config.processors.learn),
+            tags={"run_id": task.task_id, "config_hash": config.config_hash(), **task.tags},
+        )
+        try:
+            outcome = train_and_register(
+                spec,
+                store=ctx.features,
+                universe=ctx.universe(config.universe, segments.span()),
+                registry=ctx.registry,
+                artifacts=ctx.artifacts,
+                frame=frame,
+            )
+        except DegenerateModelError as exc:
+            if not task.keep_degenerate or exc.model_id is None:
+                raise
+            record = ctx.registry.get(exc.model_id)
+            seconds = round(time.perf_counter() - started, 3)
+            return TaskResult(task.task_id, exc.model_id, False, dict(record.metrics), {}, seconds,
+                              os.getpid(), failure=record.tags.get("failure") or str(exc))  # fmt: skip
+        model_id = outcome.model.id
+    else:
+        log.info("task %s: reusing model %s", task.label(), model_id)
+    loaded = ctx.predictor.load(model_id)
+    scores: dict[str, bytes] = {}
+    for name in task.score:
+        span = config.segments[name]
+        rows = frame.filter(pl.col("datetime").is_between(span.start, span.end))
+        scores[name] = frame_to_bytes(loaded.score(rows, config.model.num_threads))
+    return TaskResult(
+        task.task_id,
+        model_id,
+        reused,
+        dict(loaded.record.metrics),
+        scores,
+        round(time.perf_counter() - started, 3),
+        os.getpid(),
+    )
+
+
+def close_contexts() -> None:
+    """Close the contexts this process opened (the inline executor runs tasks in the driver)."""
+    while _CONTEXTS:
+        _, ctx = _CONTEXTS.popitem()
+        ctx.close()
+    _FRAMES.clear()
