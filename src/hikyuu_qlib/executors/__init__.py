@@ -5,6 +5,7 @@ driver, one task after another), ``local`` (a process pool over the machine's co
 core tasks on a local Ray or an existing cluster). :func:`open_executor` picks one by name.
 """
 
-from hikyuu_qlib.executors.base import Executor, TaskFailedError, open_executor
+from hikyuu_qlib.executors.base import Executor, TaskFailedError
+from hikyuu_qlib.executors.factory import open_executor
 
 __all__ = ["Executor", "TaskFailedError", "open_executor"]

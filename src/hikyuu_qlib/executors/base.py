@@ -80,42 +80,6 @@ def check_registry_for(address: str | None, registry_url: str) -> None:
         )
 
 
-def open_executor(
-    spec: str,
-    *,
-    registry_url: str,
-    threads: int = 1,
-    workers: int | None = None,
-    ray_temp_dir: str | None = None,
-    max_retries: int = 3,
-) -> Executor:
-    """The executor named ``spec`` (see :data:`EXECUTOR_HELP`); ``threads`` is each task's LightGBM
-    thread count, so ``workers`` defaults to the cores divided by it."""
-    cores = os.cpu_count() or 1
-    count = workers or max(1, cores // max(1, threads))
-    if spec == "inline":
-        from hikyuu_qlib.executors.inline import InlineExecutor
-
-        return InlineExecutor()
-    if spec == "local":
-        from hikyuu_qlib.executors.local import LocalPoolExecutor
-
-        return LocalPoolExecutor(count, max_retries=max_retries)
-    if spec == "ray" or spec.startswith("ray://"):
-        address = None if spec == "ray" else spec
-        check_registry_for(address, registry_url)
-        from hikyuu_qlib.executors.ray import RayExecutor
-
-        return RayExecutor(
-            address,
-            workers=workers,
-            threads=threads,
-            max_retries=max_retries,
-            temp_dir=ray_temp_dir,
-        )
-    raise InvalidInputError(f"unknown executor {spec!r}: expected {EXECUTOR_HELP}")
-
-
 def write_shared(frame: pl.DataFrame, path: Path) -> str:
     """Write ``frame`` once as an uncompressed Arrow IPC file (workers memory-map it); an existing file
     at ``path`` (named by a digest of the frame's inputs) is kept."""
