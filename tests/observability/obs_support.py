@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,37 +68,49 @@ def create_app() -> object:
 
 
 @contextmanager
+def _running(
+    cmd: list[str], env: dict[str, str], url: str, ready: str, log: Path, seconds: float
+) -> Iterator[str]:
+    """``cmd``, a server at ``url``, running with its output in ``log``; yields ``url`` once ``url + ready``
+    answers 200, and stops the process at the end."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + seconds
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{cmd[2]} exited: {log.read_text()[-3000:]}")
+                try:
+                    if httpx.get(url + ready, timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{cmd[2]} did not start in {seconds:.0f} s")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
 def serve(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port; yields its base URL once it answers."""
+    """The test app under uvicorn on a free loopback port; yields its base URL once it answers."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "uvicorn", "obs_app:app", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--log-level", "warning", "--app-dir", str(HERE),
     ]  # fmt: skip
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(HERE)]), **(env or {})}
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {proc.stdout.read() if proc.stdout else ''}")
-            try:
-                if httpx.get(f"{url}/metrics", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start in 60 s")
-            time.sleep(0.2)
+    with tempfile.TemporaryDirectory() as tmp, _running(
+        cmd, full_env, f"http://127.0.0.1:{port}", "/metrics", Path(tmp) / "uvicorn.log", 60
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextmanager
@@ -109,34 +122,11 @@ def hq_serve(home: Path, workers: int = 1) -> Iterator[str]:
         sys.executable, "-m", "hikyuu_qlib", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--public-read",
     ]  # fmt: skip
-    env = {**os.environ, "HQ_HOME": str(home), "HQ_SOURCE": "synthetic", "HQ_DATABASE_URL": ""}
-    env.pop("HQ_DATABASE_URL")
+    env = {**os.environ, "HQ_HOME": str(home), "HQ_SOURCE": "synthetic"}
+    env.pop("HQ_DATABASE_URL", None)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = open(home / "serve.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"hq serve exited: {(home / 'serve.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("hq serve did not start in 90 s")
-            time.sleep(0.2)
+    with _running(cmd, env, f"http://127.0.0.1:{port}", "/v1/health", home / "serve.log", 90) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def sample(text: str, name: str, **labels: str) -> float:
