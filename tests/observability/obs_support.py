@@ -107,9 +107,10 @@ def serve(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
         "--workers", str(workers), "--log-level", "warning", "--app-dir", str(HERE),
     ]  # fmt: skip
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(HERE)]), **(env or {})}
-    with tempfile.TemporaryDirectory() as tmp, _running(
-        cmd, full_env, f"http://127.0.0.1:{port}", "/metrics", Path(tmp) / "uvicorn.log", 60
-    ) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _running(cmd, full_env, f"http://127.0.0.1:{port}", "/metrics", Path(tmp) / "uvicorn.log", 60) as url,
+    ):
         yield url
 
 
