@@ -43,6 +43,10 @@ def test_the_api_keeps_its_openapi_contract(server: Server) -> None:
             f"{server.url}/openapi.json",
             "--checks",
             "all",
+            # DELETE /v1/jobs/{id} cancels: the job stays readable (see schemathesis.toml); the CLI's
+            # "all" would switch the check back on
+            "--exclude-checks",
+            "use_after_free",
             "--max-examples",
             "5",
             "--generation-deterministic",

@@ -39,6 +39,12 @@ def test_mask_secrets_in_free_text_and_logs(caplog: pytest.LogCaptureFixture) ->
     assert "postgresql://a:***@h/db" in masked and "password=***" in masked
     logger = logging.getLogger("hikyuu_qlib.test_redact")
     logger.addFilter(RedactingFilter())
-    with caplog.at_level(logging.INFO, logger="hikyuu_qlib.test_redact"):
-        logger.info("opening %s", "postgresql://a:pw5@h/db")
+    # the capture handler on this logger itself: a CLI test in the same process may have configured the
+    # package's logger not to propagate to the root, where caplog listens by default
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="hikyuu_qlib.test_redact"):
+            logger.info("opening %s", "postgresql://a:pw5@h/db")
+    finally:
+        logger.removeHandler(caplog.handler)
     assert caplog.records[-1].getMessage() == "opening postgresql://a:***@h/db"

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Running:
     process: BaseProcess
-    cancelling: float | None = None  # when SIGINT was sent
+    ready: Any  # a multiprocessing Event the job sets once its own code runs (it then handles SIGINT)
+    cancelling: float | None = None  # when the cancel was seen
 
 
 def runner_alive(runner: str) -> bool:
@@ -83,7 +84,7 @@ class JobRunner:
             self._thread = None
         deadline = time.monotonic() + (self._interrupt_grace if grace is None else grace)
         for running in self._running.values():
-            _interrupt(running.process)
+            _interrupt(running)
         for job_id, running in list(self._running.items()):
             running.process.join(max(0.0, deadline - time.monotonic()))
             if running.process.is_alive():
@@ -132,7 +133,7 @@ class JobRunner:
             running = self._running[job_id]
             if running.cancelling is None:
                 log.info("cancelling job %s", job_id)
-                _interrupt(running.process)
+                _interrupt(running)
                 running.cancelling = time.monotonic()
             elif time.monotonic() - running.cancelling > self._interrupt_grace:
                 running.process.kill()
@@ -140,15 +141,16 @@ class JobRunner:
             job = store.claim(self._name)
             if job is None:
                 break
+            ready = self._context.Event()
             process = self._context.Process(
                 target=_job_main,
-                args=(job.id, self._settings.model_dump(mode="json")),
+                args=(job.id, self._settings.model_dump(mode="json"), ready),
                 name=f"hq-job-{job.id}",
                 daemon=False,
             )
             process.start()
             log.info("job %s (%s) started in process %s", job.id, job.kind.value, process.pid)
-            self._running[job.id] = _Running(process)
+            self._running[job.id] = _Running(process, ready)
 
     def _settle(self, job_id: str, running: _Running, *, shutting_down: bool = False) -> None:
         """Record the outcome of a job whose process ended without recording one itself."""
@@ -176,16 +178,25 @@ class JobRunner:
             )
 
 
-def _interrupt(process: BaseProcess) -> None:
-    if process.is_alive() and process.pid is not None:
-        with contextlib.suppress(ProcessLookupError):
+def _interrupt(running: _Running) -> None:
+    """SIGINT to a job whose own code runs (its use case cleans up); SIGTERM to a job process still
+    starting (the interpreter importing: it has done nothing yet, and SIGINT there would only print a
+    traceback). Either way the job is then settled as cancelled or interrupted."""
+    process = running.process
+    if not process.is_alive() or process.pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        if running.ready.is_set():
             os.kill(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGTERM)
 
 
-def _job_main(job_id: str, settings_doc: dict[str, Any]) -> None:
-    from hikyuu_qlib.service.jobs.work import main
-
+def _job_main(job_id: str, settings_doc: dict[str, Any], ready: Any) -> None:
     try:
+        ready.set()
+        from hikyuu_qlib.service.jobs.work import main
+
         main(job_id, settings_doc)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
