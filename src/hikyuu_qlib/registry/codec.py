@@ -23,9 +23,18 @@ def to_micros(when: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+#: Below this, ``micros / 1e6`` is within 0.48 µs of the exact time (one rounding of a double under
+#: 2**32 s), so ``fromtimestamp``, which rounds to the nearest microsecond, gives the exact datetime.
+_FLOAT_EXACT_BELOW = 2**32 * 1_000_000  # µs: the year 2106
+
+
 def from_micros(micros: int) -> dt.datetime:
-    seconds, rest = divmod(micros, 1_000_000)
-    return _EPOCH + dt.timedelta(0, seconds, rest)
+    if 0 <= micros < _FLOAT_EXACT_BELOW:
+        return _fromtimestamp(micros / 1e6, dt.UTC)  # one C call: the hot path of every read
+    return _EPOCH + dt.timedelta(0, 0, micros)
+
+
+_fromtimestamp = dt.datetime.fromtimestamp
 
 
 # The columns a save binds, in table order (``version`` is left to the database).
