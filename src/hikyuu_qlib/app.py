@@ -99,7 +99,8 @@ def open_cache(settings: Settings | None = None, *, telemetry: Telemetry | None 
     """The cache the settings describe: L1 in memory (``cache_memory_bytes``), L2 in Redis when
     ``cache_url`` is set, L3 under ``cache_disk_dir`` (``cache_disk_bytes``); a bound of 0 turns a tier
     off. Nothing connects until the cache is used, and an unreachable Redis is skipped, never an error.
-    ``telemetry`` counts its lookups per tier and result (``hq_cache_requests_total``)."""
+    ``telemetry`` counts its lookups per tier and result (``hq_cache_requests_total``) and, with tracing
+    on, traces its lookups and the Redis commands."""
     from hikyuu_qlib.cache.disk import DiskTier
     from hikyuu_qlib.cache.memory import MemoryTier
     from hikyuu_qlib.cache.tiered import TieredCache
@@ -108,6 +109,9 @@ def open_cache(settings: Settings | None = None, *, telemetry: Telemetry | None 
     redis = None
     if s.cache_url is not None:
         from hikyuu_qlib.cache.redis_tier import RedisTier
+
+        if telemetry is not None:
+            telemetry.tracing.instrument_redis()  # spans of the Redis commands (tracing on only)
 
         redis = RedisTier(
             s.cache_url,
@@ -125,6 +129,7 @@ def open_cache(settings: Settings | None = None, *, telemetry: Telemetry | None 
         lock_wait_s=s.cache_lock_wait_s,
         version_interval_s=s.cache_version_check_s,
         metrics=None if telemetry is None else telemetry.metrics,
+        tracing=None if telemetry is None else telemetry.tracing,
     )
 
 

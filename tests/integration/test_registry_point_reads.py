@@ -94,3 +94,20 @@ async def test_pg_point_connection_killed_then_gets_still_answer(pg_target: Targ
         assert killed is not None and killed[0] >= 1
         for _ in range(3):
             assert await repo.get(model.id) == model
+
+
+def test_stored_times_decode_exactly() -> None:
+    """Rows hold integer microseconds; the fast decoding (through a double) gives the exact time."""
+    import datetime as dt
+    import random
+
+    from hikyuu_qlib.registry.codec import _FLOAT_EXACT_BELOW, from_micros, to_micros
+
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    rng = random.Random(7)
+    samples = [0, 1, 999_999, 1_000_000, _FLOAT_EXACT_BELOW - 1, _FLOAT_EXACT_BELOW, -1, -1_000_001]
+    samples += [rng.randrange(0, _FLOAT_EXACT_BELOW) for _ in range(100_000)]
+    for micros in samples:
+        when = from_micros(micros)
+        assert when == epoch + dt.timedelta(microseconds=micros) and to_micros(when) == micros, micros
+        assert when.tzinfo is dt.UTC

@@ -3,6 +3,7 @@ Pushgateway (the Debian ``prometheus-pushgateway`` binary) when ``HQ_PUSHGATEWAY
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -91,6 +92,25 @@ def test_an_export_writes_its_metrics_file_and_pushes_them(pushgateway: str, tmp
     assert sample(pushed, "hq_jobs_total", **group, status="failed") == 1
     # the failed run leaves the last success in place: the staleness alert counts from it
     assert sample(pushed, "hq_job_last_success_timestamp_seconds", **group) == pytest.approx(finished)
+
+
+def test_an_export_reports_its_data_load(tmp_path: Path) -> None:
+    """The export's reads count as the other data loads do: one load of the store's day bars, its bars,
+    and the error type of each code that failed."""
+    proc = hq(
+        "data", "export-qlib", "--source", "synthetic", "--code", "SH600000", "--code", "SZ000001",
+        "--code", "SH699999", "--out", str(tmp_path / "q"), "--metrics-file", str(tmp_path / "export.prom"),
+        "--format", "json", home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr[-2000:]  # one code unknown: partial success
+    done = json.loads(proc.stdout)
+    text = (tmp_path / "export.prom").read_text()
+    loaded = sample(text, "hq_data_bars_loaded_total", store_kind="synthetic", ktype="day")
+    assert loaded == done["rows"] + done["off_calendar_rows"] > 0
+    assert sample(text, "hq_data_load_duration_seconds_count", store_kind="synthetic", ktype="day") == 1
+    assert sample(text, "hq_data_load_duration_seconds_sum", store_kind="synthetic", ktype="day") > 0
+    # each failed code once, by its error type (sample() sums over the error types)
+    assert sample(text, "hq_data_load_errors_total", store_kind="synthetic") == len(done["failed"]) == 1
 
 
 def test_a_bad_metrics_file_is_refused_before_the_work(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from hikyuu_qlib.domain.errors import ModelNotFoundError
 from hikyuu_qlib.domain.model import Model
@@ -80,3 +81,38 @@ def test_retries_are_reported_with_their_reason() -> None:
     metrics = PrometheusMetrics("test")
     metrics.db_retry("sqlite", "transient")
     assert value(metrics, "hq_db_retries_total", backend="sqlite", reason="transient") == 1
+
+
+def test_the_latency_histogram_counts_every_observation_in_its_bucket() -> None:
+    import threading
+
+    from hikyuu_qlib.observability.latency import FOLD_AT, LatencyHistogram
+
+    histogram = LatencyHistogram(
+        "hq_t_seconds", "t", ["op"], [0.001, 0.01, 0.1], counter_name="hq_t_total", counter_documentation="t"
+    )
+    child = histogram.labels("get")
+    # a value equal to a bound is in that bound's bucket (Prometheus ``le``); above every bound: +Inf
+    for seconds in (0.0005, 0.001, 0.002, 0.01, 0.05, 0.5):
+        child.observe(seconds)
+    counts, total = child.snapshot()  # the queued observations are folded first
+    assert counts == [2, 2, 1, 1] and total == pytest.approx(0.5635)
+
+    per_thread = 3 * FOLD_AT + 7  # several folds while other threads append: none lost, none twice
+
+    def hammer() -> None:
+        for _ in range(per_thread):
+            child.observe(0.005)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts, total = child.snapshot()
+    assert counts == [2, 2 + 4 * per_thread, 1, 1]
+    assert total == pytest.approx(0.5635 + 4 * per_thread * 0.005)
+    registry = CollectorRegistry()
+    registry.register(histogram)
+    assert registry.get_sample_value("hq_t_total", {"op": "get"}) == 6 + 4 * per_thread
+    assert registry.get_sample_value("hq_t_seconds_bucket", {"op": "get", "le": "0.01"}) == 4 + 4 * per_thread

@@ -143,3 +143,51 @@ def test_logs_carry_the_trace_and_span_ids(
     else:
         assert "trace_id" not in outside
         assert inside.endswith(f"inside trace_id={ids[0]} span_id={ids[1]}")
+
+
+@pytest.mark.redis
+def test_cache_lookups_and_redis_commands_are_spans(tmp_path: Path, redis_url: str) -> None:
+    import polars as pl
+
+    from hikyuu_qlib.app import open_cache
+    from hikyuu_qlib.cache.codec import FRAME
+    from hikyuu_qlib.domain.cache import CacheKey
+    from hikyuu_qlib.observability.telemetry import Telemetry
+    from hikyuu_qlib.settings import Settings
+
+    traces = tmp_path / "spans.jsonl"
+    tracing = Tracing.from_env({"OTEL_TRACES_EXPORTER": "jsonl"}, traces_file=traces)
+    settings = Settings(
+        home=tmp_path, cache_url=redis_url, cache_key_prefix=f"hq-test-{tmp_path.name}:", cache_disk_bytes=0
+    )
+    cache = open_cache(settings, telemetry=Telemetry(tracing=tracing))
+    key = CacheKey("bars", "synthetic", "v1", (("n", 1),), 1)
+    frame = pl.DataFrame({"x": [1.0, 2.0]})
+    try:
+        with tracing.span("request"):
+            assert cache.get_or_compute(key, lambda: frame, FRAME).equals(frame)  # computed
+            assert cache.get_or_compute(key, lambda: frame, FRAME).equals(frame)  # found in L1
+            assert cache.get(key, FRAME) is not None
+        cache.redis.delete(key.name)  # type: ignore[union-attr]
+    finally:
+        cache.close()
+        tracing.shutdown()  # also removes the redis instrumentation
+    spans = [json.loads(line) for line in traces.read_text().splitlines()]
+    lookups = [s for s in spans if s["name"].startswith("cache.")]
+    assert [(s["name"], s["attributes"].get("hq.cache.computed", s["attributes"].get("hq.cache.found")))
+            for s in lookups] == [("cache.get_or_compute", True), ("cache.get_or_compute", False),
+                                  ("cache.get", True)]  # fmt: skip
+    assert all(s["attributes"]["hq.cache.op"] == "bars" for s in lookups)
+    first = lookups[0]
+    redis_spans = [s for s in spans if s["attributes"].get("db.system") == "redis"]
+    assert any(s["parent_id"] == first["context"]["span_id"] for s in redis_spans)  # the miss asked Redis
+
+
+def test_without_tracing_the_cache_makes_no_spans(tmp_path: Path) -> None:
+    from hikyuu_qlib.app import open_cache
+    from hikyuu_qlib.observability.telemetry import Telemetry
+    from hikyuu_qlib.settings import Settings
+
+    cache = open_cache(Settings(home=tmp_path), telemetry=Telemetry())
+    assert cache._tracing is None
+    cache.close()

@@ -31,6 +31,7 @@ from hikyuu_qlib.ports import ValueCodec, Versioned
 if TYPE_CHECKING:  # redis is imported only by a cache that has a Redis tier
     from hikyuu_qlib.cache.redis_tier import RedisTier
     from hikyuu_qlib.observability.recording import Metrics
+    from hikyuu_qlib.observability.tracing import Tracing
 
 #: Tier counters and the result label of ``hq_cache_requests_total``.
 _RESULTS: dict[str, Any] = {"hits": "hit", "misses": "miss", "corrupt": "stale", "errors": "error"}
@@ -62,7 +63,11 @@ class TieredCache:
         lock_wait_s: float = 300.0,
         version_interval_s: float = 1.0,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``metrics`` counts lookups by tier and result; with ``tracing`` on, each ``get``,
+        ``get_or_compute`` and ``aget_or_compute`` is one span ``cache.<method>`` (attributes: the key's
+        operation, whether a value was found or computed)."""
         if redis is not None and lock_ttl_ms / 1000 >= lock_wait_s:
             raise ValueError(
                 f"the lock TTL ({lock_ttl_ms} ms) must be shorter than the wait ({lock_wait_s} s)"
@@ -79,6 +84,7 @@ class TieredCache:
         self._flushed = CacheCounters()
         self._versions: dict[str, tuple[str, float]] = {}
         self._metrics = metrics if metrics is not None and metrics.enabled else None
+        self._tracing = tracing if tracing is not None and tracing.enabled else None
 
     # --- counters ---------------------------------------------------------------------------------
 
@@ -223,6 +229,14 @@ class TieredCache:
     # --- the port: plain reads and writes ---------------------------------------------------------
 
     def get(self, key: CacheKey, codec: ValueCodec[T]) -> T | None:
+        if self._tracing is not None:
+            with self._tracing.span("cache.get", {"hq.cache.op": key.op}) as span:
+                found = self._get(key, codec)
+                span.set_attribute("hq.cache.found", found is not None)
+                return found
+        return self._get(key, codec)
+
+    def _get(self, key: CacheKey, codec: ValueCodec[T]) -> T | None:
         self._count(None, "requests")
         value = self._lookup(key, codec)
         return None if value is MISS else value
@@ -241,6 +255,28 @@ class TieredCache:
     # --- the port: one computation per key (threads) ----------------------------------------------
 
     def get_or_compute(
+        self,
+        key: CacheKey,
+        compute: Callable[[], T],
+        codec: ValueCodec[T],
+        *,
+        keep: Callable[[T], bool] | None = None,
+    ) -> T:
+        if self._tracing is None:
+            return self._get_or_compute(key, compute, codec, keep=keep)
+        computed = False
+
+        def counted() -> T:
+            nonlocal computed
+            computed = True
+            return compute()
+
+        with self._tracing.span("cache.get_or_compute", {"hq.cache.op": key.op}) as span:
+            value = self._get_or_compute(key, counted, codec, keep=keep)
+            span.set_attribute("hq.cache.computed", computed)
+            return value
+
+    def _get_or_compute(
         self,
         key: CacheKey,
         compute: Callable[[], T],
@@ -374,6 +410,28 @@ class TieredCache:
             await asyncio.to_thread(self._put_l3, key, value, codec)
 
     async def aget_or_compute(
+        self,
+        key: CacheKey,
+        compute: Callable[[], Awaitable[T]],
+        codec: ValueCodec[T],
+        *,
+        keep: Callable[[T], bool] | None = None,
+    ) -> T:
+        if self._tracing is None:
+            return await self._aget_or_compute(key, compute, codec, keep=keep)
+        computed = False
+
+        async def counted() -> T:
+            nonlocal computed
+            computed = True
+            return await compute()
+
+        with self._tracing.span("cache.get_or_compute", {"hq.cache.op": key.op}) as span:
+            value = await self._aget_or_compute(key, counted, codec, keep=keep)
+            span.set_attribute("hq.cache.computed", computed)
+            return value
+
+    async def _aget_or_compute(
         self,
         key: CacheKey,
         compute: Callable[[], Awaitable[T]],

@@ -92,7 +92,7 @@ def stocks(
 ) -> None:
     """List stocks, filtered by market, type, validity and whether the store holds bars for them."""
     chosen = frame_format(fmt, out)
-    with open_market(source, settings=current().settings) as md:
+    with open_market(source, settings=current().settings, telemetry=current().telemetry) as md:
         frame = md.stocks(
             market=Market.parse(market) if market else None,
             types=[StockType.parse(t) for t in types] if types else None,
@@ -125,7 +125,7 @@ def bars(
 ) -> None:
     """Print or save bars of one or more codes. Failing codes are reported; the rest load (exit 5)."""
     chosen = frame_format(fmt, out)
-    with open_market(source, settings=current().settings) as md:
+    with open_market(source, settings=current().settings, telemetry=current().telemetry) as md:
         result = md.load_many(
             codes,
             start=start,
@@ -174,6 +174,7 @@ def export_qlib_cmd(
                 adjust=Adjust.parse(adjust),
                 codes=parse_codes(codes) if codes else None,
                 progress=progress,
+                telemetry=current().telemetry,
             )
     finally:
         store.close()

@@ -67,6 +67,8 @@ class Job:
     cancel_requested: bool = False
     runner: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the trace context (W3C headers) of the request that queued the job; None when it was not traced
+    trace_context: dict[str, str] | None = None
 
     def timings(self) -> dict[str, float | None]:
         """Seconds queued and running (the latter so far, for a running job)."""

@@ -7,8 +7,8 @@
   :func:`~.tracing.inject_context` / :func:`~.tracing.attached_context` for jobs.
 - :mod:`.telemetry` — :class:`~.telemetry.Telemetry` (metrics + tracing), built by
   :func:`hikyuu_qlib.app.open_telemetry` and passed to the adapters.
-- :mod:`.operations` (registry operations), :mod:`.loads` (market data loads), :mod:`.asgi` (HTTP requests:
-  :class:`~.asgi.MetricsMiddleware`).
+- :mod:`.operations` (registry operations), :mod:`.statements` (spans of the registry's SQL statements),
+  :mod:`.loads` (market data loads), :mod:`.asgi` (HTTP requests: :class:`~.asgi.MetricsMiddleware`).
 - :mod:`.exposition` — ``/metrics`` (:class:`~.exposition.MetricsEndpoint`, multiprocess mode), the
   node_exporter textfile, the Pushgateway.
 - :mod:`.logs` — log configuration, trace ids in records; :mod:`.redact` — passwords out of messages.
@@ -23,9 +23,10 @@ Wiring a service (one telemetry a worker process, from the composition root)::
     repo = open_registry(settings=settings, telemetry=telemetry)    # registry metrics and spans
     telemetry.metrics.auth_failure("invalid")                       # where a credential is refused
     carrier = inject_context()                                      # POST /v1/jobs: stored with the job
-    # in the worker process:
-    with attached_context(carrier), telemetry.span("job train"):
-        telemetry.metrics.job_started("train") … job_finished("train", "succeeded", seconds)
+    JobRunner(settings, metrics=telemetry.metrics)                  # counts the jobs it runs
+    # in the job's process (hikyuu_qlib.service.jobs.work.main):
+    with attached_context(job.trace_context), telemetry.span("job train"):
+        ...
 
 and a cache tier: ``telemetry.metrics.record_cache("l2", "hit")`` per lookup, ``set_cache_bytes("l1", n)``.
 """

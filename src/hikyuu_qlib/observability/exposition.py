@@ -153,6 +153,21 @@ def prepare_multiprocess_dir(path: Path) -> None:
     path.mkdir(parents=True)
 
 
+def supervisor_metrics() -> PrometheusMetrics:
+    """Metrics of a process that turned multiprocess mode on (``PROMETHEUS_MULTIPROC_DIR``) after
+    prometheus-client was imported, as ``hq serve``'s supervisor does for its workers: prometheus-client
+    chooses where values live when it is imported, so its choice is made again here (metrics made before
+    this call keep their in-memory values)."""
+    from prometheus_client import values
+
+    from hikyuu_qlib.version import package_version
+
+    if not multiprocess_mode():
+        raise RuntimeError("supervisor_metrics() needs PROMETHEUS_MULTIPROC_DIR set")
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return PrometheusMetrics(package_version())
+
+
 def worker_exited(pid: int | None = None) -> None:
     """Tell multiprocess mode that a worker stopped (its ``livesum``/``liveall`` gauges are dropped)."""
     if not multiprocess_mode():

@@ -10,7 +10,8 @@ count, the bar count and the ktype: one span per load, none per code.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import polars as pl
@@ -74,6 +75,20 @@ class LoadObserver:
             self._record(span, ktype, time.perf_counter() - started, bars, errors)
             return result
 
+    @contextmanager
+    def batch(self, ktype: str, codes: int) -> Iterator[LoadTally]:
+        """A load made of one read per code that the caller times itself (an export: reads and writes
+        alternate): one observation of the summed read time, the bars read, the error type of each code that
+        failed; traced, one ``data.load`` span around the whole batch (none per code)."""
+        tally = LoadTally()
+        with self.telemetry.span("data.load", self._attributes(ktype, codes)) as span:
+            try:
+                yield tally
+            finally:
+                if span is not None:
+                    span.set_attribute("hq.read_seconds", tally.seconds)
+                self._record(span, ktype, tally.seconds, tally.bars, tally.errors)
+
     async def acall(
         self,
         ktype: str,
@@ -95,6 +110,38 @@ class LoadObserver:
             bars, errors = outcome(result)
             self._record(span, ktype, time.perf_counter() - started, bars, errors)
             return result
+
+
+class LoadTally:
+    """The reads of a batch load (see :meth:`LoadObserver.batch`): their time, bars and failures."""
+
+    __slots__ = ("bars", "errors", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.bars = 0
+        self.errors: dict[str, BaseException] = {}
+
+    def read(self, seconds: float, bars: int) -> None:
+        """One code read (``bars`` 0: it had none)."""
+        self.seconds += seconds
+        self.bars += bars
+
+    def failed(self, code: str, seconds: float, error: BaseException) -> None:
+        """One code whose read failed."""
+        self.seconds += seconds
+        self.errors[code] = error
+
+
+@contextmanager
+def batch_load(telemetry: Telemetry | None, source: str, ktype: str, codes: int) -> Iterator[LoadTally]:
+    """:meth:`LoadObserver.batch` of a store (by its source spec) when ``telemetry`` is active; else a tally
+    that records nothing."""
+    if telemetry is None or not telemetry.active:
+        yield LoadTally()
+        return
+    with LoadObserver(telemetry, source).batch(ktype, codes) as tally:
+        yield tally
 
 
 def _frame_outcome(frame: pl.DataFrame) -> tuple[int, Mapping[str, BaseException]]:

@@ -5,6 +5,11 @@ one ``hq_db_query_duration_seconds`` observation and one ``hq_db_queries_total``
 backend and status (``ok``, or ``error`` when it raised), and, with tracing on, one span
 ``registry.<operation>``. A registry given no active telemetry has no observer, and the decorators call
 straight through.
+
+The async repository's ``get`` and ``find_by_id``, its hot path, are timed in their own bodies instead of by
+:func:`observed_async` (no wrapper coroutine): with metrics only, two clock reads and one call of the
+:class:`~.recording.DbTimer` bound when the repository was made (an append to a queue: see
+:mod:`~.latency`); traced, through :meth:`OperationObserver.acall`.
 """
 
 from __future__ import annotations

@@ -198,7 +198,10 @@ class Tracing:
             return
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=self.provider, excluded_urls=excluded_urls)
+        # no span per ASGI message (``http send``/``http receive``): one server span a request
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=self.provider, excluded_urls=excluded_urls, exclude_spans=["receive", "send"]
+        )
 
     def shutdown(self) -> None:
         """Export the spans still buffered and stop the exporters (and the library instrumentations)."""
@@ -223,6 +226,19 @@ def inject_context(carrier: dict[str, str] | None = None) -> dict[str, str]:
     out: dict[str, str] = {} if carrier is None else carrier
     propagate.inject(out)
     return out
+
+
+@contextmanager
+def detached_context() -> Iterator[None]:
+    """No current span in the block: what starts in it begins traces of its own. A server runs in one
+    (``hq serve``'s command span would otherwise be the parent of every request it ever serves)."""
+    from opentelemetry import context
+
+    token = context.attach(context.Context())
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 @contextmanager

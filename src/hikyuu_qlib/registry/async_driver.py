@@ -15,6 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hikyuu_qlib.observability.statements import StatementSpans
+
 
 @dataclass(frozen=True, slots=True)
 class Positional:
@@ -89,3 +91,30 @@ class AsyncDriver:
     async def execute_sql(self, sql: str, args: Sequence[Any]) -> None:
         cursor = await self._conn.execute(sql, args)
         await cursor.close()
+
+
+class TracedAsyncDriver(AsyncDriver):
+    """:class:`AsyncDriver` whose statements are each one client span (tracing on; see
+    :mod:`hikyuu_qlib.observability.statements`)."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, conn: Any, backend: str, spans: StatementSpans) -> None:
+        super().__init__(conn, backend)
+        self._spans = spans
+
+    async def fetch(self, stmt: Positional, params: dict[str, Any] | None = None) -> Sequence[Any]:
+        with self._spans.span(stmt.sql):
+            return await super().fetch(stmt, params)
+
+    async def execute(self, stmt: Positional, params: dict[str, Any] | None = None) -> int:
+        with self._spans.span(stmt.sql):
+            return await super().execute(stmt, params)
+
+    async def fetch_sql(self, sql: str, args: Sequence[Any]) -> Sequence[Any]:
+        with self._spans.span(sql):
+            return await super().fetch_sql(sql, args)
+
+    async def execute_sql(self, sql: str, args: Sequence[Any]) -> None:
+        with self._spans.span(sql):
+            await super().execute_sql(sql, args)

@@ -11,6 +11,7 @@ from hikyuu_qlib.domain.errors import AmbiguousIdError, InvalidInputError, Model
 from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 from hikyuu_qlib.observability.operations import OperationObserver
+from hikyuu_qlib.observability.statements import StatementSpans
 from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.registry import query as statements
 from hikyuu_qlib.registry.checkpoint import WalCheckpointer
@@ -42,6 +43,10 @@ class RegistryCore:
         self.telemetry = telemetry or Telemetry.disabled()
         # times, counts and traces the operations; None when nothing is recorded
         self.observer = OperationObserver(self.telemetry, backend) if self.telemetry.active else None
+        # spans of the statements run on driver connections; None with tracing off (plain drivers)
+        self.statement_spans: StatementSpans | None = None
+        if self.telemetry.tracing.enabled:
+            self.statement_spans = StatementSpans(self.telemetry.tracing, backend, parsed)
         self.policy = RetryPolicy(
             attempts=self.options.retry_attempts,
             deadline=self.options.retry_deadline,

@@ -65,6 +65,7 @@ def _job(row: Any) -> Job:
         finished_at=None if m["finished_at"] is None else from_micros(m["finished_at"]),
         cancel_requested=bool(m["cancel_requested"]),
         runner=m["runner"],
+        trace_context=_json(m["trace_context"]),
     )
 
 
@@ -87,7 +88,9 @@ class JobStore:
 
     # --- the API's side -------------------------------------------------------------------------------
 
-    def create(self, kind: JobKind, body: dict[str, Any]) -> Job:
+    def create(self, kind: JobKind, body: dict[str, Any], trace_context: dict[str, str] | None = None) -> Job:
+        """Queue a job; ``trace_context``: the submitting request's (see
+        :func:`~hikyuu_qlib.observability.tracing.inject_context`), continued by the job's process."""
         now = _now()
         job_id = str(ULID())
         values: dict[str, Any] = {
@@ -98,6 +101,7 @@ class JobStore:
             "progress": 0.0,
             "cancel_requested": False,
             "created_at": now,
+            "trace_context": trace_context or None,
         }
         self._run(lambda c: c.execute(sa.insert(jobs).values(**values)), write=True)
         return self.get(job_id)

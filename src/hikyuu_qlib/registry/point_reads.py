@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from hikyuu_qlib.observability.statements import StatementSpans
 from hikyuu_qlib.registry.engine import MMAP_BYTES
 
 YIELD_EVERY = 32
@@ -71,28 +72,49 @@ class PgPointReader:
 
     async def read(self, model_id: str) -> tuple[bool, Any]:
         """``(True, row or None)``, or ``(False, None)`` when the caller must take the ordinary path."""
-        if self._closed or (self._stmt is None and time.monotonic() < self._resume_at):
+        stmt = self._stmt
+        if stmt is None:  # not connected yet, or discarded after a failure, or closed
+            return await self._first_read(model_id)
+        self.busy = True
+        try:
+            row = await stmt.fetchrow(model_id)
+        except Exception:
+            self.busy = False
+            self._failed()
+            return False, None
+        except BaseException:  # cancelled in the middle of a query: the connection's state is unknown
+            self.busy = False
+            self.discard()
+            raise
+        self.busy = False
+        return True, row
+
+    async def _first_read(self, model_id: str) -> tuple[bool, Any]:
+        """Connect and prepare (unless closed, or paused after a failure), then read."""
+        if self._closed or time.monotonic() < self._resume_at:
             return False, None
         self.busy = True
         try:
-            if self._stmt is None:
-                import asyncpg
+            import asyncpg
 
-                self._conn = await asyncpg.connect(**self._connect)
-                if self._closed:  # closed while connecting
-                    self.discard()
-                    return False, None
-                self._stmt = await self._conn.prepare(self._sql)
+            self._conn = await asyncpg.connect(**self._connect)
+            if self._closed:  # closed while connecting
+                self.discard()
+                return False, None
+            self._stmt = await self._conn.prepare(self._sql)
             return True, await self._stmt.fetchrow(model_id)
         except Exception:
-            self.discard()
-            self._resume_at = time.monotonic() + self.PAUSE_S
+            self._failed()
             return False, None
-        except BaseException:  # cancelled in the middle of a query: the connection's state is unknown
+        except BaseException:
             self.discard()
             raise
         finally:
             self.busy = False
+
+    def _failed(self) -> None:
+        self.discard()
+        self._resume_at = time.monotonic() + self.PAUSE_S
 
     def discard(self) -> None:
         conn, self._conn, self._stmt = self._conn, None, None
@@ -108,3 +130,35 @@ class PgPointReader:
                 await conn.close(timeout=2)
             except Exception:
                 conn.terminate()
+
+
+class TracedSqlitePointReader(SqlitePointReader):
+    """:class:`SqlitePointReader` whose reads are each one statement span (tracing on)."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, uri: str, sql: str, spans: StatementSpans) -> None:
+        super().__init__(uri, sql)
+        self._spans = spans
+
+    def read(self, model_id: str) -> Sequence[Any] | None:
+        with self._spans.span(self._sql):
+            return super().read(model_id)
+
+
+class TracedPgPointReader(PgPointReader):
+    """:class:`PgPointReader` whose reads are each one statement span (tracing on); a read the fast path
+    could not serve (the get then takes the ordinary path, with a span of its own) says so in
+    ``hq.point_read.served``."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, connect_kwargs: dict[str, Any], sql: str, spans: StatementSpans) -> None:
+        super().__init__(connect_kwargs, sql)
+        self._spans = spans
+
+    async def read(self, model_id: str) -> tuple[bool, Any]:
+        with self._spans.span(self._sql) as span:
+            served, row = await super().read(model_id)
+            span.set_attribute("hq.point_read.served", served)
+            return served, row

@@ -18,6 +18,7 @@ from hikyuu_qlib.domain.errors import IllegalTransitionError
 from hikyuu_qlib.domain.model import Model, ModelStatus
 from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
 from hikyuu_qlib.observability.operations import observed
+from hikyuu_qlib.observability.statements import TracedCursor
 from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.registry import migrate, writes
 from hikyuu_qlib.registry import query as statements
@@ -160,6 +161,7 @@ class ModelRegistry:
         engine = self.engine
         sqlite = self._core.backend == "sqlite"
         scan = scan and sqlite
+        spans = self._core.statement_spans
 
         def attempt() -> T:
             raw = engine.raw_connection()
@@ -168,7 +170,7 @@ class ModelRegistry:
             try:
                 if autocommit:  # a PostgreSQL read: one round trip, no BEGIN/COMMIT
                     raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-                cursor = raw.cursor()
+                cursor = raw.cursor() if spans is None else TracedCursor(raw.cursor(), spans)
                 if scan:
                     cursor.execute(SCAN_BEGIN)
                 if write and sqlite:

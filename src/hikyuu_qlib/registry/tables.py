@@ -90,6 +90,8 @@ jobs = sa.Table(
     sa.Column("started_at", sa.BigInteger, nullable=True),
     sa.Column("finished_at", sa.BigInteger, nullable=True),
     sa.Column("heartbeat_at", sa.BigInteger, nullable=True, comment="the runner's last sign of life"),
+    # migration 0005: the trace context of the request that queued the job (W3C traceparent/tracestate)
+    sa.Column("trace_context", JSONType, nullable=True),
     sa.Index("ix_jobs_created", "created_at", "id"),
     sa.Index("ix_jobs_status_created", "status", "created_at", "id"),
 )

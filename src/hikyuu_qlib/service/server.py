@@ -38,7 +38,15 @@ def serve(
     workers: int = 1,
     access_log: bool = False,
 ) -> None:
-    """Serve until SIGTERM or Ctrl-C."""
+    """Serve until SIGTERM or Ctrl-C. Each request is a trace of its own (or continues its caller's),
+    never a child of the ``hq serve`` command's span."""
+    from hikyuu_qlib.observability.tracing import detached_context
+
+    with detached_context():
+        _serve(settings, host=host, port=port, workers=workers, access_log=access_log)
+
+
+def _serve(settings: Settings, *, host: str, port: int, workers: int, access_log: bool) -> None:
     import uvicorn
 
     from hikyuu_qlib.service.app import SUPERVISED_ENV, create_app
@@ -64,13 +72,14 @@ def serve(
     os.environ[SUPERVISED_ENV] = "1"
     # several workers share one /metrics: prometheus-client's multiprocess mode, in a directory of this
     # server's own that is emptied before the workers start (values of a previous run would count again)
-    from hikyuu_qlib.observability.exposition import prepare_multiprocess_dir
+    from hikyuu_qlib.observability.exposition import prepare_multiprocess_dir, supervisor_metrics
 
     multiproc = Path(
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.home / f"metrics-{port}"))
     )
     prepare_multiprocess_dir(multiproc)
-    runner = JobRunner(settings).start()
+    # the runner counts the jobs in this process; its values go to the workers' directory too
+    runner = JobRunner(settings, metrics=supervisor_metrics()).start()
     try:
         log.info("serving on http://%s:%d with %d workers", host, port, workers)
         uvicorn.run("hikyuu_qlib.service.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

@@ -94,7 +94,8 @@ async def open_state(settings: Settings, telemetry: Telemetry, *, run_jobs: bool
     if run_jobs:
         from hikyuu_qlib.service.jobs.runner import JobRunner
 
-        state.runner = await loop.run_in_executor(blocking, JobRunner(settings).start)
+        runner = JobRunner(settings, metrics=telemetry.metrics)
+        state.runner = await loop.run_in_executor(blocking, runner.start)
     return state
 
 

@@ -54,6 +54,8 @@ from typing import Any
 import polars as pl
 
 from hikyuu_qlib.domain import Adjust, DataFormatError, HQError, KType, NoBarsError, StockCode
+from hikyuu_qlib.observability.loads import batch_load
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import MarketData, Progress
 from hikyuu_qlib.stores.qlib.writer import QlibWriter
 from hikyuu_qlib.stores.reports import BatchReport
@@ -99,6 +101,7 @@ def export_qlib(
     progress: Progress | None = None,
     *,
     extend_calendar: bool = False,
+    telemetry: Telemetry | None = None,
 ) -> ExportReport:
     """Write a Qlib provider directory at ``out`` from ``store``'s day bars; see the module docstring."""
     started = time.perf_counter()
@@ -119,38 +122,43 @@ def export_qlib(
     days = calendar.alias("datetime").to_frame()
     with_turnover: bool | None = None
     spans: list[pl.DataFrame] = []
-    for done, code in enumerate(todo, start=1):
-        try:
-            frame, rebased = _qlib_fields(store, code, adjust)
-        except NoBarsError:
-            report.without_bars.append(str(code))
-        except (HQError, OSError) as exc:
-            report.fail(str(code), exc)
-            log.warning("export: %s failed: %s", code, exc)
-        else:
-            on_calendar = frame.join(days, on="datetime", how="semi")
-            report.off_calendar_rows += frame.height - on_calendar.height
-            report.ok.append(str(code))
-            if on_calendar.height == 0:
-                report.empty.append(str(code))
+    with batch_load(telemetry, store.source, KType.DAY.value, len(todo)) as tally:
+        for done, code in enumerate(todo, start=1):
+            read_at = time.perf_counter()
+            try:
+                frame, rebased = _qlib_fields(store, code, adjust)
+            except NoBarsError:
+                report.without_bars.append(str(code))
+                tally.read(time.perf_counter() - read_at, 0)
+            except (HQError, OSError) as exc:
+                report.fail(str(code), exc)
+                log.warning("export: %s failed: %s", code, exc)
+                tally.failed(str(code), time.perf_counter() - read_at, exc)
             else:
-                if with_turnover is None:
-                    with_turnover = bool(on_calendar["amount"].is_not_null().any())
-                keep = BASE_FIELDS + (TURNOVER_FIELDS if with_turnover else ())
-                report.rows += writer.write_features(code, on_calendar.select("datetime", *keep))
-                if rebased:
-                    report.rebased.append(str(code))
-                spans.append(
-                    pl.DataFrame(
-                        {
-                            "code": [str(code)],
-                            "start": [on_calendar["datetime"].min()],
-                            "end": [on_calendar["datetime"].max()],
-                        }
+                tally.read(time.perf_counter() - read_at, frame.height)
+                on_calendar = frame.join(days, on="datetime", how="semi")
+                report.off_calendar_rows += frame.height - on_calendar.height
+                report.ok.append(str(code))
+                if on_calendar.height == 0:
+                    report.empty.append(str(code))
+                else:
+                    if with_turnover is None:
+                        with_turnover = bool(on_calendar["amount"].is_not_null().any())
+                    keep = BASE_FIELDS + (TURNOVER_FIELDS if with_turnover else ())
+                    report.rows += writer.write_features(code, on_calendar.select("datetime", *keep))
+                    if rebased:
+                        report.rebased.append(str(code))
+                    spans.append(
+                        pl.DataFrame(
+                            {
+                                "code": [str(code)],
+                                "start": [on_calendar["datetime"].min()],
+                                "end": [on_calendar["datetime"].max()],
+                            }
+                        )
                     )
-                )
-        if progress is not None:
-            progress(done, len(todo), str(code))
+            if progress is not None:
+                progress(done, len(todo), str(code))
     report.fields = BASE_FIELDS + (TURNOVER_FIELDS if with_turnover else ())
     report.without_bars.sort()
     _write_universes(writer, spans)

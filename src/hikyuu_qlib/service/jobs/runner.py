@@ -23,6 +23,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from hikyuu_qlib.domain.jobs import JobStatus
+from hikyuu_qlib.observability.recording import Metrics
 from hikyuu_qlib.registry.jobs import JobStore, runner_name
 from hikyuu_qlib.registry.sync import ModelRegistry
 from hikyuu_qlib.service.lifecycle import pid_alive
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 class _Running:
     process: BaseProcess
     ready: Any  # a multiprocessing Event the job sets once its own code runs (it then handles SIGINT)
+    kind: str = ""
+    started: float = 0.0  # time.monotonic() when it was claimed
     cancelling: float | None = None  # when the cancel was seen
 
 
@@ -50,8 +53,19 @@ def runner_alive(runner: str) -> bool:
 class JobRunner:
     """Runs the jobs of one registry; ``start()`` then ``stop()``."""
 
-    def __init__(self, settings: Settings, *, poll: float = 0.25, interrupt_grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        poll: float = 0.25,
+        interrupt_grace: float = 10.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """``metrics``: where the jobs are counted (``hq_jobs_total``, ``hq_jobs_running``,
+        ``hq_job_duration_seconds``, ``hq_job_last_success_timestamp_seconds`` by job kind): the runner sees
+        every outcome, that of a job whose process was killed too."""
         self._settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
         self._poll = poll
         self._interrupt_grace = interrupt_grace
         self._slots = settings.api_job_workers
@@ -91,6 +105,7 @@ class JobRunner:
                 running.process.kill()
                 running.process.join(5)
             self._settle(job_id, running, shutting_down=True)
+            self._count_finished(job_id, running)
         self._running.clear()
         if self._registry is not None:
             self._registry.close()
@@ -129,6 +144,7 @@ class JobRunner:
                 running.process.join()
                 self._settle(job_id, running)
                 del self._running[job_id]
+                self._count_finished(job_id, running)
         for job_id in store.heartbeat(list(self._running)):
             running = self._running[job_id]
             if running.cancelling is None:
@@ -150,7 +166,18 @@ class JobRunner:
             )
             process.start()
             log.info("job %s (%s) started in process %s", job.id, job.kind.value, process.pid)
-            self._running[job.id] = _Running(process, ready)
+            self._running[job.id] = _Running(process, ready, job.kind.value, time.monotonic())
+            self._metrics.job_started(job.kind.value)
+
+    def _count_finished(self, job_id: str, running: _Running) -> None:
+        """Count a job whose process ended, with the status its row records."""
+        try:
+            job = self.store.find(job_id)
+        except Exception:  # the database is away: the job is counted as failed rather than lost
+            log.warning("could not read job %s back to count it", job_id, exc_info=True)
+            job = None
+        status = job.status.value if job is not None and job.status.finished else "failed"
+        self._metrics.job_finished(running.kind, status, time.monotonic() - running.started)  # type: ignore[arg-type]
 
     def _settle(self, job_id: str, running: _Running, *, shutting_down: bool = False) -> None:
         """Record the outcome of a job whose process ended without recording one itself."""

@@ -22,7 +22,9 @@ from typing import Any
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
 from hikyuu_qlib.domain.jobs import Job, JobStatus
+from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import Progress
+from hikyuu_qlib.registry.jobs import JobStore
 from hikyuu_qlib.research import ResearchContext
 from hikyuu_qlib.serialization import clean, flatten
 from hikyuu_qlib.service.jobs.specs import (
@@ -51,7 +53,10 @@ def job_dir(settings: Settings, job_id: str) -> Path:
 
 
 def main(job_id: str, settings_doc: dict[str, Any]) -> None:
-    """Entry point of a job's worker process."""
+    """Entry point of a job's worker process. With tracing configured (the ``OTEL_*`` variables the server
+    passes on), the job is one span ``job <kind>``, a child of the ``POST /v1/jobs`` request that queued it
+    (the trace context stored with the job), and the parent of the job's registry, data-load and stage
+    spans; they are exported before the process ends."""
     die_with_parent(signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
@@ -59,47 +64,78 @@ def main(job_id: str, settings_doc: dict[str, Any]) -> None:
     from hikyuu_qlib.observability.logs import configure_logging
 
     configure_logging(settings.log_level)
-    from hikyuu_qlib.app import open_registry
+    from hikyuu_qlib.app import open_registry, open_telemetry
+    from hikyuu_qlib.observability.tracing import attached_context
     from hikyuu_qlib.registry.jobs import JobStore
 
-    with open_registry(settings=settings, sync=True).open() as registry:
-        store = JobStore(registry)
-        job = store.get(job_id)
-        last = [0.0]
-
-        def report(progress: float, stage: str) -> None:
-            now = time.monotonic()
-            if now - last[0] >= REPORT_EVERY_S or progress >= 1.0:
-                last[0] = now
-                store.report(job_id, progress, stage)
-
-        try:
-            result = run(job, settings, report)
-        except HQError as exc:
-            log.warning("job %s failed: %s", job_id, exc)
-            store.finish(job_id, JobStatus.FAILED, error={"type": type(exc).__name__, "message": str(exc)})
-            return
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            store.finish(
-                job_id,
-                JobStatus.FAILED,
-                error={
-                    "type": "InternalError",
-                    "message": f"the job failed unexpectedly ({type(exc).__name__})",
-                },
-            )
-            return
-        store.finish(job_id, JobStatus.SUCCEEDED, result=clean(result))
+    # metrics of jobs are kept by the runner (it sees every outcome, a killed process's too)
+    telemetry = open_telemetry(settings, metrics=False)
+    try:
+        with open_registry(settings=settings, sync=True, telemetry=telemetry).open() as registry:
+            store = JobStore(registry)
+            job = store.get(job_id)
+            with (
+                attached_context(job.trace_context),
+                telemetry.span(f"job {job.kind.value}", {"hq.job.id": job_id, "hq.job.kind": job.kind.value}),
+            ):
+                _run_and_record(job, settings, store, telemetry)
+    finally:
+        telemetry.close()
 
 
-def run(job: Job, settings: Settings, report: Report) -> dict[str, Any]:
-    """Run one job's use case and return its result document."""
+def _run_and_record(job: Job, settings: Settings, store: JobStore, telemetry: Telemetry) -> None:
+    """Run the job and record its outcome (or its failure) in its row."""
+    job_id = job.id
+    last = [0.0]
+
+    def report(progress: float, stage: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= REPORT_EVERY_S or progress >= 1.0:
+            last[0] = now
+            store.report(job_id, progress, stage)
+
+    try:
+        result = run(job, settings, report, telemetry)
+    except HQError as exc:
+        log.warning("job %s failed: %s", job_id, exc)
+        store.finish(job_id, JobStatus.FAILED, error={"type": type(exc).__name__, "message": str(exc)})
+        _mark_span_failed(telemetry, type(exc).__name__)
+        return
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        store.finish(
+            job_id,
+            JobStatus.FAILED,
+            error={
+                "type": "InternalError",
+                "message": f"the job failed unexpectedly ({type(exc).__name__})",
+            },
+        )
+        _mark_span_failed(telemetry, type(exc).__name__)
+        return
+    store.finish(job_id, JobStatus.SUCCEEDED, result=clean(result))
+
+
+def _mark_span_failed(telemetry: Telemetry, error_type: str) -> None:
+    """The current span (the job's, when traced) ends with status error."""
+    if not telemetry.tracing.enabled:
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("error.type", error_type)
+        span.set_status(Status(StatusCode.ERROR, error_type))
+
+
+def run(job: Job, settings: Settings, report: Report, telemetry: Telemetry | None = None) -> dict[str, Any]:
+    """Run one job's use case and return its result document (its adapters record to ``telemetry``)."""
     body = JOB_BODY.validate_python(job.body)
     out = job_dir(settings, job.id)
     if isinstance(body, WorkflowJob):
-        return _workflow(body, settings, out, report)
-    with ResearchContext.open(settings=settings) as ctx:
+        return _workflow(body, settings, out, report, telemetry)
+    with ResearchContext.open(settings=settings, telemetry=telemetry) as ctx:
         if isinstance(body, TrainJob):
             return _train(body, ctx, report, job.id)
         if isinstance(body, EvaluateJob):
@@ -224,7 +260,9 @@ def _backtest(body: BacktestJob, ctx: ResearchContext, out: Path, report: Report
     }
 
 
-def _workflow(body: WorkflowJob, settings: Settings, out: Path, report: Report) -> dict[str, Any]:
+def _workflow(
+    body: WorkflowJob, settings: Settings, out: Path, report: Report, telemetry: Telemetry | None
+) -> dict[str, Any]:
     from hikyuu_qlib.workflow.runner import run_workflow
 
     stages = ("data", "boosting")
@@ -234,6 +272,6 @@ def _workflow(body: WorkflowJob, settings: Settings, out: Path, report: Report) 
         report(stages.index(stage) / len(stages) if stage in stages else 0.5, stage)
         yield _stage_progress(report, stage)
 
-    with ResearchContext.open(body.config.source, settings=settings) as ctx:
+    with ResearchContext.open(body.config.source, settings=settings, telemetry=telemetry) as ctx:
         result = run_workflow(body.config, ctx, force=body.force, out_root=out, progress=progress)
     return result.to_json()

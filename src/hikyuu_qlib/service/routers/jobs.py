@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from hikyuu_qlib.domain.errors import InvalidSourceError
 from hikyuu_qlib.domain.jobs import Job, JobKind, JobStatus
+from hikyuu_qlib.observability.tracing import inject_context
 from hikyuu_qlib.service.deps import READ, WRITE, json_response, state_of
 from hikyuu_qlib.service.jobs.specs import JobBody, body_source
 from hikyuu_qlib.service.problems import problems
@@ -85,7 +86,9 @@ def router(settings: Settings) -> APIRouter:
         state = state_of(request)
         _check_source(state, body_source(body))
         doc = body.model_dump(mode="json")
-        job = await state.run_blocking(lambda: state.jobs.create(JobKind(body.kind), doc))
+        # traced: the job's process continues this request's trace (its spans are children of this one)
+        trace = inject_context() if state.telemetry.tracing.enabled else None
+        job = await state.run_blocking(lambda: state.jobs.create(JobKind(body.kind), doc, trace))
         return json_response(job_doc(job), 202, headers={"Location": f"/v1/jobs/{job.id}"})
 
     @api.get(
