@@ -57,6 +57,13 @@ def run(
     n_drop: Annotated[
         int | None, typer.Option("--n-drop", min=0, help=f"stocks replaced each day {_default('n_drop')}")
     ] = None,
+    rebalance: Annotated[
+        str | None,
+        typer.Option(
+            help="trade on: day, week or month (the first trading day of each), or every N trading days; "
+            f"holdings are carried in between {_default('rebalance')}"
+        ),
+    ] = None,
     benchmark: Annotated[
         str | None, typer.Option(help=f"benchmark code, '' for none {_default('benchmark')}")
     ] = None,
@@ -104,6 +111,7 @@ def run(
     given: dict[str, Any] = {
         "topk": topk,
         "n_drop": n_drop,
+        "rebalance": rebalance,
         "deal_price": deal_price,
         "limit_threshold": limit_threshold,
         "open_cost": open_cost,
@@ -134,7 +142,10 @@ def run(
         result = run_topk_backtest(preds, ctx.features, config)
         ic = prediction_ic(preds, ctx.features)
         statistics = result.statistics(ctx.risk_free(), ic=ic)
-        title = f"TopkDropout({config.topk}, {config.n_drop})" + (f" — model {model_id}" if model_id else "")
+        title = f"TopkDropout({config.topk}, {config.n_drop})"
+        if config.rebalance != "day":
+            title += f", rebalance {config.rebalance}"
+        title += f" — model {model_id}" if model_id else ""
         paths = run_report(
             out,
             result,
@@ -146,7 +157,13 @@ def run(
         )
         if model_id is not None:
             ctx.record_backtest(
-                model_id, {"topk": config.topk, "n_drop": config.n_drop, **flatten(statistics)}
+                model_id,
+                {
+                    "topk": config.topk,
+                    "n_drop": config.n_drop,
+                    "rebalance": str(config.rebalance),
+                    **flatten(statistics),
+                },
             )
     doc: dict[str, Any] = {
         "out": str(out),
