@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -131,10 +132,14 @@ class ResearchContext:
     def source(self) -> str:
         return self.store.source
 
-    def universe(self, name: str, dates: DateRange) -> Universe:
-        """A universe name of the source (its spans overlapping ``dates``) or a list ``CODE,CODE,…``."""
+    def universe(self, name: str, dates: DateRange, *, file: Path | None = None) -> Universe:
+        """A universe name of the source (its spans overlapping ``dates``; on a Hikyuu store also its
+        blocks, such as 沪深300) or a list ``CODE,CODE,…``; with ``file``, the Qlib instruments file
+        instead (``--universe-file``)."""
         from hikyuu_qlib.factors.universe import Universe
 
+        if file is not None:
+            return Universe.from_file(file)
         if "," in name:
             codes = [c.strip() for c in name.split(",") if c.strip()]
             if not codes:
