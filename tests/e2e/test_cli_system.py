@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 from cli_support import run_hq
 
+from hikyuu_qlib.backtest.measures import GROUPS, MEASURES, Kind
 from hikyuu_qlib.backtest.system import (
     CostModel,
     FixedCount,
@@ -59,6 +60,9 @@ def test_system_run_writes_trades_performance_and_report(hikyuu_dir: Path, tmp_p
     saved = json.loads((out / "statistics.json").read_text())
     assert saved == doc["statistics"]  # the one document, NaN written as null in both
     perf = doc["statistics"]["performance"]
+    assert set(doc["statistics"]) <= set(GROUPS) and set(perf) <= set(MEASURES)  # one name, one definition
+    counts = [n for n in perf if MEASURES[n].kind is Kind.COUNT]
+    assert counts and all(isinstance(perf[n], int) for n in counts)
     # Hikyuu's Performance figures by hand, from the trades written
     pnl = trades["pnl"].to_list()
     wins = [p for p in pnl if p > 0]
