@@ -196,11 +196,13 @@ class ResearchContext:
     def resolve_model(self, prefix: str) -> str:
         return self.registry.resolve(prefix)
 
-    def predict(self, model_id: str, universe: str, dates: DateRange) -> pl.DataFrame:
-        """``datetime, code, score`` of a registered model over each date's members of ``universe``."""
-        return self.predictor.predict(
-            model_id, self.features, self.universe(universe, dates), dates, cache=self.cache
-        )
+    def predict(
+        self, model_id: str, universe: str, dates: DateRange, *, universe_file: Path | None = None
+    ) -> pl.DataFrame:
+        """``datetime, code, score`` of a registered model over each date's members of ``universe`` (or
+        of the instruments file ``universe_file``)."""
+        members = self.universe(universe, dates, file=universe_file)
+        return self.predictor.predict(model_id, self.features, members, dates, cache=self.cache)
 
     def record_backtest(self, model_id: str, summary: dict[str, Any]) -> None:
         """Store a backtest summary in the model's registry record (``metrics["backtest"]``)."""

@@ -3,6 +3,7 @@ JSON document on stdout, clear refusals."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -136,3 +137,23 @@ def test_signals_of_a_registered_model_on_the_hikyuu_store(hikyuu_dir: Path, tmp
     got = pl.read_csv(out, try_parse_dates=True).with_columns(pl.col("datetime").cast(pl.Datetime("ms")))
     assert got.equals(expected)
     assert doc["signals"]["BUY"] > 0 and doc["rows"] == expected.height
+    # the model's predictions limited to an instruments file: signals, and a backtest
+    mine = tmp_path / "mine.txt"
+    mine.write_text("SH600000\t2009-01-05\t2010-12-31\nSZ000002\t2009-01-05\t2010-03-31\n")
+    proc = hq(
+        "signals", "--model", model_id, "--universe-file", str(mine), "--start", "2010-01-01",
+        "--end", "2010-06-30", "--k", "1", "--out", str(out), "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["universe"] == "mine"
+    shown = pl.read_csv(out, try_parse_dates=True)
+    assert set(shown["code"]) == {"SH600000", "SZ000002"}
+    assert shown.filter(pl.col("code") == "SZ000002")["datetime"].max() <= dt.datetime(2010, 4, 1)  # its span
+    proc = hq(
+        "backtest", "run", "--model", model_id, "--source", f"hikyuu:{hikyuu_dir}", "--universe-file", str(mine),
+        "--start", "2010-01-01",
+        "--end", "2010-06-30", "--topk", "1", "--n-drop", "1", "--benchmark", "SH000001",
+        "--out", str(tmp_path / "bt"), "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(pl.read_parquet(tmp_path / "bt" / "trades.parquet")["code"]) <= {"SH600000", "SZ000002"}

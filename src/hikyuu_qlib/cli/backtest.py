@@ -51,6 +51,10 @@ def run(
     ] = None,
     source: SourceOption = None,
     universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
+    universe_file: Annotated[
+        Path | None,
+        typer.Option("--universe-file", help="with --model: a Qlib instruments file as the universe"),
+    ] = None,
     start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
     end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
     topk: Annotated[int | None, typer.Option(min=1, help=f"stocks held {_default('topk')}")] = None,
@@ -107,6 +111,8 @@ def run(
         )
     if predictions is None and model is None:
         raise InvalidInputError("give --predictions FILE or --model ID")
+    if predictions is not None and universe_file is not None:
+        raise InvalidInputError("--universe-file chooses what --model predicts: not with --predictions")
     check_out_dir(out)
     given: dict[str, Any] = {
         "topk": topk,
@@ -133,7 +139,7 @@ def run(
             assert model_id is not None
             if start is None or end is None:
                 raise InvalidInputError("--model needs --start and --end")
-            preds = ctx.predict(model_id, universe, DateRange.of(start, end))
+            preds = ctx.predict(model_id, universe, DateRange.of(start, end), universe_file=universe_file)
         if start or end:
             span = DateRange.of(start, end)
             preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))

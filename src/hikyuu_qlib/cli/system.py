@@ -122,7 +122,14 @@ def run(
     universe_file: UniverseFileOption = None,
     start: Annotated[str | None, typer.Option(help="first date (default: the calendar's first)")] = None,
     end: Annotated[str | None, typer.Option(help="last date (default: the calendar's last)")] = None,
-    mm: Annotated[str, typer.Option("--mm", help=MM_FORMS)] = "fixed-count:1000",
+    mm: Annotated[
+        str,
+        typer.Option(
+            "--mm",
+            help="fixed-count:SHARES; fixed-percent:P (Hikyuu's: cash × P / the risk a share, the price "
+            "or, with --stop-loss, the distance to the stop); fixed-risk:YUAN (needs --stop-loss)",
+        ),
+    ] = "fixed-count:1000",
     stop_loss: Annotated[
         float | None, typer.Option("--stop-loss", help="exit at a close <= entry × (1 − X)")
     ] = None,
@@ -157,9 +164,7 @@ def run(
 ) -> None:
     """Run a trading system over codes and write trades.csv, statistics.json and report.html into --out.
 
-    With --signal predictions:FILE, scores become signals by --method (default topk, k 50): a code buys
-    when it enters the selection and sells when it leaves (see hq signals); without --codes or
-    --universe the codes are the file's.
+    With --signal predictions:FILE, scores become signals by --method (default topk, k 50): a code buys when it enters the selection and sells when it leaves (see hq signals); without --codes or --universe the codes are the file's.
     """
     from hikyuu_qlib.backtest.report import run_report
     from hikyuu_qlib.cli.telemetry import current
