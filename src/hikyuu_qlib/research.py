@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -131,10 +132,14 @@ class ResearchContext:
     def source(self) -> str:
         return self.store.source
 
-    def universe(self, name: str, dates: DateRange) -> Universe:
-        """A universe name of the source (its spans overlapping ``dates``) or a list ``CODE,CODE,…``."""
+    def universe(self, name: str, dates: DateRange, *, file: Path | None = None) -> Universe:
+        """A universe name of the source (its spans overlapping ``dates``; on a Hikyuu store also its
+        blocks, such as 沪深300) or a list ``CODE,CODE,…``; with ``file``, the Qlib instruments file
+        instead (``--universe-file``)."""
         from hikyuu_qlib.factors.universe import Universe
 
+        if file is not None:
+            return Universe.from_file(file)
         if "," in name:
             codes = [c.strip() for c in name.split(",") if c.strip()]
             if not codes:
@@ -191,11 +196,13 @@ class ResearchContext:
     def resolve_model(self, prefix: str) -> str:
         return self.registry.resolve(prefix)
 
-    def predict(self, model_id: str, universe: str, dates: DateRange) -> pl.DataFrame:
-        """``datetime, code, score`` of a registered model over each date's members of ``universe``."""
-        return self.predictor.predict(
-            model_id, self.features, self.universe(universe, dates), dates, cache=self.cache
-        )
+    def predict(
+        self, model_id: str, universe: str, dates: DateRange, *, universe_file: Path | None = None
+    ) -> pl.DataFrame:
+        """``datetime, code, score`` of a registered model over each date's members of ``universe`` (or
+        of the instruments file ``universe_file``)."""
+        members = self.universe(universe, dates, file=universe_file)
+        return self.predictor.predict(model_id, self.features, members, dates, cache=self.cache)
 
     def record_backtest(self, model_id: str, summary: dict[str, Any]) -> None:
         """Store a backtest summary in the model's registry record (``metrics["backtest"]``)."""

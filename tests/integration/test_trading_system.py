@@ -336,3 +336,12 @@ def test_open_position_at_the_end(store: HikyuuStore, bars: pl.DataFrame) -> Non
     last = result.daily.row(-1, named=True)
     assert last["stock_value"] == pytest.approx(1000 * bars["close"][-1])
     assert last["cash"] == pytest.approx(100_000.0 - 1000 * entry - max(1000 * entry * 0.0018, 5.0))
+
+
+def test_fixed_percent_with_a_stop_risks_that_part_of_the_cash(store: HikyuuStore) -> None:
+    """Hikyuu's MM_FixedPercent: cash × p / (entry − stop price) shares, so with a stop it risks p of
+    the cash (the whole price is the risk without one, see the test above)."""
+    system = TradingSystem(MACross(5, 20), FixedPercent(0.02), stop_loss=StopLoss(0.05), init_cash=100_000.0)
+    first = system.run(store, CODE, Y2010_2011).trades.row(0, named=True)
+    # 100 000 yuan × 0.02 / (21.00 × 0.05 a share) = 1904.8 shares → 1900
+    assert first["entry_price"] == pytest.approx(21.00) and first["shares"] == 1900.0

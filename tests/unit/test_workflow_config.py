@@ -78,6 +78,7 @@ def test_strategy_and_backtest_sections_are_one_backtest_config(tmp_path: Path) 
         "risk_degree": 0.95,
         "hold_thresh": 1,
         "only_tradable": False,
+        "rebalance": "day",
     }
     assert "topk" not in document["backtest"]
     written.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from hikyuu_qlib.backtest.rebalance import Rebalance, check_rebalance
 from hikyuu_qlib.domain.errors import InvalidInputError
 
 DealPrice = Literal["close", "open"]
 
 #: The fields that describe the TopkDropout strategy (a workflow file's ``strategy`` section); the others
 #: are the market's rules, the costs and the account (its ``backtest`` section).
-STRATEGY_FIELDS = ("topk", "n_drop", "risk_degree", "hold_thresh", "only_tradable")
+STRATEGY_FIELDS = ("topk", "n_drop", "risk_degree", "hold_thresh", "only_tradable", "rebalance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +25,11 @@ class BacktestConfig:
     topk 50 / n_drop 5 as in Qlib's benchmark workflows. Unknown keys are refused when it is validated
     from a document (the workflow file).
 
-    * ``topk`` stocks are held; each day the ``n_drop`` worst held ones (by the previous day's score)
-      are replaced, ``hold_thresh`` is the minimum number of days held before a sell.
+    * ``topk`` stocks are held; each rebalance day the ``n_drop`` worst held ones (by the previous
+      day's score) are replaced, ``hold_thresh`` is the minimum number of days held before a sell.
+    * ``rebalance``: the days the strategy trades — ``day`` (every day, Qlib's), ``week`` or ``month``
+      (the first trading day of each), or a number N (every N trading days); the holdings are carried
+      between rebalance days (:mod:`~hikyuu_qlib.backtest.rebalance`).
     * ``risk_degree`` of the cash left after the day's sells is split equally over the day's buys.
     * ``only_tradable`` lets the strategy skip untradable stocks when choosing; ``forbid_all_trade_at_limit``
       blocks any trade of a stock at either limit (Qlib's default), else only buys at limit up and sells at
@@ -49,6 +53,7 @@ class BacktestConfig:
     risk_degree: float = 0.95
     hold_thresh: int = 1
     only_tradable: bool = False
+    rebalance: Rebalance = "day"
     forbid_all_trade_at_limit: bool = True
     deal_price: DealPrice = "close"
     open_cost: float = 0.0005
@@ -70,6 +75,7 @@ class BacktestConfig:
             raise InvalidInputError(f"n_drop ({self.n_drop}) cannot exceed topk ({self.topk})")
         if not 0.0 < self.risk_degree <= 1.0:
             raise InvalidInputError(f"risk_degree must be in (0, 1], got {self.risk_degree}")
+        object.__setattr__(self, "rebalance", check_rebalance(self.rebalance))
         if self.hold_thresh < 0:
             raise InvalidInputError(f"hold_thresh must not be negative, got {self.hold_thresh}")
         if self.deal_price not in ("close", "open"):

@@ -34,6 +34,7 @@ import polars as pl
 from hikyuu_qlib.backtest.config import BacktestConfig
 from hikyuu_qlib.backtest.kernel import run_days
 from hikyuu_qlib.backtest.market import MarketArrays, load_market
+from hikyuu_qlib.backtest.rebalance import rebalance_days
 from hikyuu_qlib.backtest.result import BacktestResult
 from hikyuu_qlib.backtest.rules import board_thresholds, close_change, deal_prices, limit_flags, suspended
 from hikyuu_qlib.domain import DateRange, InvalidInputError
@@ -74,7 +75,10 @@ def run_topk_backtest(
 def run_on_grid(
     score: F64, present: Bool, has_signal: Bool, market: MarketArrays, config: BacktestConfig
 ) -> BacktestResult:
-    """Run on scores already laid out as day × stock arrays (see :func:`score_grid`); for sweeps."""
+    """Run on scores already laid out as day × stock arrays (see :func:`score_grid`); for sweeps.
+
+    Only the rebalance days of ``config.rebalance`` trade (:mod:`.rebalance`; every day by default)."""
+    has_signal = has_signal & rebalance_days(market.dates, market.signal_dates, has_signal, config.rebalance)
     no_buy, no_sell = _limits(market, config)
     quoted = market.open if config.deal_price == "open" else market.close
     buy_price = sell_price = deal_prices(quoted, market.close)

@@ -162,6 +162,109 @@ _LIST = (
         "the mean squared error of the score against the raw label (LABEL0, the return itself)",
     ),
     Measure("rows", Kind.COUNT, "rows (stock-days) scored"),
+    # the trading system's performance group: Hikyuu's Performance figures (their Hikyuu names in brackets)
+    Measure("cash", Kind.MONEY, "the cash after the last day (Hikyuu: 现金余额)"),
+    Measure(
+        "market_value",
+        Kind.MONEY,
+        "the open positions at their last close after the last day (未平仓头寸净值)",
+    ),
+    Measure("bonus_income", Kind.MONEY, "the cash bonuses received on the shares held (累计红利)"),
+    Measure("closed_cost", Kind.MONEY, "the costs of the closed round trips, both sides (已平仓交易总成本)"),
+    Measure("closed_return", Kind.RATIO, "realised_pnl / initial_cash (已平仓帐户收益率)"),
+    Measure(
+        "annual_return_calendar",
+        Kind.RATIO,
+        "(final_account / initial_cash − 1) / years, years = calendar days of the run / 365 (帐户平均年收益率)",
+    ),
+    Measure(
+        "cagr_calendar",
+        Kind.RATIO,
+        "(final_account / initial_cash)^(1 / years) − 1, years = calendar days of the run / 365 "
+        "(帐户年复合收益率; cagr counts 238 trading days a year instead)",
+    ),
+    Measure("winning_trades", Kind.COUNT, "closed round trips with a profit > 0 net of costs (赢利交易数)"),
+    Measure("losing_trades", Kind.COUNT, "closed round trips with a profit ≤ 0 net of costs (亏损交易数)"),
+    Measure("gross_profit", Kind.MONEY, "the total profit of the winning round trips (赢利交易赢利总额)"),
+    Measure("gross_loss", Kind.MONEY, "the total profit (≤ 0) of the losing round trips (亏损交易亏损总额)"),
+    Measure(
+        "expectancy",
+        Kind.MONEY,
+        "the expected profit of a round trip: win_rate × avg_win + (1 − win_rate) × avg_loss, "
+        "the mean profit (赢利期望值)",
+    ),
+    Measure("win_loss_ratio", Kind.NUMBER, "avg_win / |avg_loss| (平均赢利/平均亏损比例)"),
+    Measure("max_win", Kind.MONEY, "the largest profit of a round trip (最大单笔赢利)"),
+    Measure(
+        "max_win_pct",
+        Kind.RATIO,
+        "the largest profit of a round trip / its buy value and costs (最大单笔盈利百分比)",
+    ),
+    Measure("max_loss", Kind.MONEY, "the largest loss (most negative profit) of a round trip (最大单笔亏损)"),
+    Measure(
+        "max_loss_pct",
+        Kind.RATIO,
+        "the largest loss of a round trip / its buy value and costs (最大单笔亏损百分比)",
+    ),
+    Measure(
+        "avg_win_holding_days",
+        Kind.NUMBER,
+        "the mean calendar days from entry to exit of the winning round trips (赢利交易平均持仓时间)",
+        unit="days",
+    ),
+    Measure(
+        "max_win_holding_days",
+        Kind.NUMBER,
+        "the most calendar days from entry to exit of a winning round trip (赢利交易最大持仓时间)",
+        unit="days",
+    ),
+    Measure(
+        "avg_loss_holding_days",
+        Kind.NUMBER,
+        "the mean calendar days from entry to exit of the losing round trips (亏损交易平均持仓时间)",
+        unit="days",
+    ),
+    Measure(
+        "max_loss_holding_days",
+        Kind.NUMBER,
+        "the most calendar days from entry to exit of a losing round trip (亏损交易最大持仓时间)",
+        unit="days",
+    ),
+    Measure(
+        "max_consecutive_win_amount",
+        Kind.MONEY,
+        "the largest total profit of a run of winning round trips, in closing order (最大连续赢利金额)",
+    ),
+    Measure(
+        "max_consecutive_loss_amount",
+        Kind.MONEY,
+        "the largest total loss of a run of losing round trips, in closing order (最大连续亏损金额)",
+    ),
+    Measure(
+        "idle_days",
+        Kind.COUNT,
+        "trading days that end without any position (空仓总时间; Hikyuu counts calendar days)",
+    ),
+    Measure("idle_ratio", Kind.RATIO, "idle_days / trading_days (空仓时间/总时间)"),
+    Measure(
+        "avg_idle_days",
+        Kind.NUMBER,
+        "the mean length of a run of idle trading days (平均空仓时间)",
+        unit="days",
+    ),
+    Measure("max_idle_days", Kind.COUNT, "the longest run of idle trading days (最长空仓时间)"),
+    Measure("trades_per_year", Kind.NUMBER, "closed round trips / years of the run (交易机会频率/年)"),
+    Measure(
+        "r_expectancy",
+        Kind.NUMBER,
+        "the mean R multiple of the round trips: profit / the risk at entry, entry price × stop-loss "
+        "fraction × shares (R乘数期望值; NaN without a stop loss)",
+    ),
+    Measure("annual_r", Kind.NUMBER, "r_expectancy × trades_per_year (年度期望R乘数)"),
+    Measure("avg_win_r", Kind.NUMBER, "the mean R multiple of the winning round trips (赢利交易平均R乘数)"),
+    Measure("avg_loss_r", Kind.NUMBER, "the mean R multiple of the losing round trips (亏损交易平均R乘数)"),
+    Measure("max_win_r", Kind.NUMBER, "the largest R multiple of a round trip (最大单笔赢利R乘数)"),
+    Measure("max_loss_r", Kind.NUMBER, "the smallest R multiple of a round trip (最大单笔亏损R乘数)"),
 )
 #: Every statistic by name.
 MEASURES: dict[str, Measure] = {m.name: m for m in _LIST}
@@ -174,6 +277,7 @@ GROUPS: dict[str, str] = {
     "excess_return_without_cost": "Qlib's risk analysis of return − bench_return (before costs)",
     "excess_return_with_cost": "Qlib's risk analysis of return − bench_return − cost (after costs)",
     "trades": "the round trips and fills of the backtest",
+    "performance": "Hikyuu's Performance figures of the trading system's run",
     "ic": f"the predictions against the label ({LABEL_TEXT})",
 }
 

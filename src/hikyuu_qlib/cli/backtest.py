@@ -51,11 +51,22 @@ def run(
     ] = None,
     source: SourceOption = None,
     universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
+    universe_file: Annotated[
+        Path | None,
+        typer.Option("--universe-file", help="with --model: a Qlib instruments file as the universe"),
+    ] = None,
     start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
     end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
     topk: Annotated[int | None, typer.Option(min=1, help=f"stocks held {_default('topk')}")] = None,
     n_drop: Annotated[
         int | None, typer.Option("--n-drop", min=0, help=f"stocks replaced each day {_default('n_drop')}")
+    ] = None,
+    rebalance: Annotated[
+        str | None,
+        typer.Option(
+            help="trade on: day, week or month (the first trading day of each), or every N trading days; "
+            f"holdings are carried in between {_default('rebalance')}"
+        ),
     ] = None,
     benchmark: Annotated[
         str | None, typer.Option(help=f"benchmark code, '' for none {_default('benchmark')}")
@@ -100,10 +111,13 @@ def run(
         )
     if predictions is None and model is None:
         raise InvalidInputError("give --predictions FILE or --model ID")
+    if predictions is not None and universe_file is not None:
+        raise InvalidInputError("--universe-file chooses what --model predicts: not with --predictions")
     check_out_dir(out)
     given: dict[str, Any] = {
         "topk": topk,
         "n_drop": n_drop,
+        "rebalance": rebalance,
         "deal_price": deal_price,
         "limit_threshold": limit_threshold,
         "open_cost": open_cost,
@@ -125,7 +139,7 @@ def run(
             assert model_id is not None
             if start is None or end is None:
                 raise InvalidInputError("--model needs --start and --end")
-            preds = ctx.predict(model_id, universe, DateRange.of(start, end))
+            preds = ctx.predict(model_id, universe, DateRange.of(start, end), universe_file=universe_file)
         if start or end:
             span = DateRange.of(start, end)
             preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))
@@ -134,7 +148,10 @@ def run(
         result = run_topk_backtest(preds, ctx.features, config)
         ic = prediction_ic(preds, ctx.features)
         statistics = result.statistics(ctx.risk_free(), ic=ic)
-        title = f"TopkDropout({config.topk}, {config.n_drop})" + (f" — model {model_id}" if model_id else "")
+        title = f"TopkDropout({config.topk}, {config.n_drop})"
+        if config.rebalance != "day":
+            title += f", rebalance {config.rebalance}"
+        title += f" — model {model_id}" if model_id else ""
         paths = run_report(
             out,
             result,
@@ -146,7 +163,13 @@ def run(
         )
         if model_id is not None:
             ctx.record_backtest(
-                model_id, {"topk": config.topk, "n_drop": config.n_drop, **flatten(statistics)}
+                model_id,
+                {
+                    "topk": config.topk,
+                    "n_drop": config.n_drop,
+                    "rebalance": str(config.rebalance),
+                    **flatten(statistics),
+                },
             )
     doc: dict[str, Any] = {
         "out": str(out),

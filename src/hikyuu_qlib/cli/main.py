@@ -20,7 +20,10 @@ from hikyuu_qlib.cli.research import mount as mount_research
 from hikyuu_qlib.cli.rolling import rolling
 from hikyuu_qlib.cli.run import run
 from hikyuu_qlib.cli.serve import serve, token
+from hikyuu_qlib.cli.signals import signals
 from hikyuu_qlib.cli.sweep import sweep
+from hikyuu_qlib.cli.system import system_app
+from hikyuu_qlib.cli.universe import universe_app
 from hikyuu_qlib.observability.logs import LogFormat, configure_logging
 from hikyuu_qlib.version import PACKAGE, package_version
 
@@ -35,12 +38,15 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(cache_app, name="cache")
+app.add_typer(system_app, name="system")
+data_app.add_typer(universe_app, name="universe")
 app.command("demo")(demo)
 app.command("run")(run)
 app.command("serve")(serve)
 app.command("token")(token)
 app.command("rolling")(rolling)
 app.command("sweep")(sweep)
+app.command("signals")(signals)
 mount_research(app, model_app)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import polars as pl
 
 from hikyuu_qlib.domain import DateRange, StockCode
-from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.errors import InvalidInputError, NotFoundError
 from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA
 
 _FOREVER = DateRange()
@@ -43,6 +44,20 @@ class Universe:
         spans = {"code": canonical, "start": [_FOREVER.start] * count, "end": [_FOREVER.end] * count}
         frame = pl.DataFrame(spans)
         return cls(name or ",".join(canonical), _conform(frame))
+
+    @classmethod
+    def from_file(cls, path: Path, name: str | None = None) -> Universe:
+        """A Qlib instruments file (``CODE<TAB>START<TAB>END`` per span, e.g. ``csi300.txt``), named
+        after its stem."""
+        from hikyuu_qlib.stores.qlib.instruments import read_instruments
+
+        path = Path(path)
+        if not path.is_file():
+            raise NotFoundError(f"instruments file not found: {path}")
+        spans = read_instruments(path)
+        if spans.height == 0:
+            raise InvalidInputError(f"instruments file {path} lists no instrument")
+        return cls(name or path.stem, _conform(spans))
 
     def codes(self) -> list[str]:
         """Every code that is a member at some time, sorted."""

@@ -5,7 +5,7 @@
 * :mod:`.trainer` – LightGBM training fed exactly as Qlib's ``LGBModel`` feeds it;
 * :mod:`.metrics` – daily cross-sectional IC / Rank IC, ICIR, MSE;
 * :mod:`.predictor` – predictions from registered models with an LRU of loaded models;
-* :mod:`.service` – the use cases: train_and_register, predict, evaluate;
+* :mod:`.service` – the use cases: train_and_register, predict, model_signals, evaluate;
 * :mod:`.qlib_form` – to and from Qlib's pandas (datetime, instrument) form;
 * :mod:`.bars_source` – Qlib-style fields from any market data store;
 * :mod:`.qlib_bridge` – a Qlib handler/dataset over our features (extra ``qlib``).

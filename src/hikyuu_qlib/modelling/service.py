@@ -12,6 +12,7 @@ is raised.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -34,6 +35,7 @@ from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matri
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
 from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords, Progress
+from hikyuu_qlib.signals import SignalRule
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +280,26 @@ def predict_partial(
 ) -> PartialFrame:
     """:func:`predict` of the members that load; the failing ones are left out and returned with their errors."""
     return predictor.predict_partial(model_id, store, universe, dates, cache=cache)
+
+
+def model_signals(
+    model_id: str,
+    rule: SignalRule,
+    *,
+    predictor: Predictor,
+    store: FeatureSource,
+    universe: Universe,
+    dates: DateRange,
+    cache: Cache | None = None,
+) -> PartialFrame:
+    """BUY/SELL/HOLD signals (:func:`hikyuu_qlib.signals.to_signals` under ``rule``) of a registered
+    model's predictions for the members that load; the failing ones are left out with their errors."""
+    from hikyuu_qlib.signals import to_signals
+
+    scored = predict_partial(
+        model_id, predictor=predictor, store=store, universe=universe, dates=dates, cache=cache
+    )
+    return dataclasses.replace(scored, frame=to_signals(scored.frame, rule))
 
 
 @dataclass

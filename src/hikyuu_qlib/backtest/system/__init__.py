@@ -20,6 +20,7 @@ from hikyuu_qlib.backtest.system.config import (
     Slippage,
     StopLoss,
     TakeProfit,
+    TradeSignals,
 )
 from hikyuu_qlib.backtest.system.engine import (
     POSITION_SCHEMA,
@@ -45,6 +46,7 @@ __all__ = [
     "StopLoss",
     "SystemResult",
     "TakeProfit",
+    "TradeSignals",
     "TradingSystem",
     "add_signals",
 ]

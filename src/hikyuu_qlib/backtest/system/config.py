@@ -4,7 +4,8 @@ Each component mirrors one of Hikyuu's trade-system parts; the semantics are sta
 kernel (``kernel.py``) implements them on arrays:
 
 * signals (``SG_*``): a buy and a sell flag per bar, evaluated on the bar's close;
-* money managers (``MM_*``): how many shares a buy order takes, rounded down to the stock's lot;
+* money managers (``MM_*``): how many shares a buy order takes, rounded down to the stock's lot (and
+  to what the cash affords);
 * stop loss (``ST_FixedPercent``): exit once a close is at or below ``entry × (1 − pct)``;
 * take profit (the fixed-percent profit goal, ``PG_FixedPercent``): exit once a close is at or above
   ``entry × (1 + pct)``;
@@ -92,6 +93,29 @@ class ScoreThreshold:
 
 
 @dataclass(frozen=True, slots=True)
+class TradeSignals:
+    """BUY/SELL/HOLD signals (:data:`hikyuu_qlib.signals.SIGNAL_SCHEMA`, e.g. from
+    :func:`hikyuu_qlib.signals.to_signals`): a code buys on a BUY dated ``t`` and sells on a SELL dated
+    ``t`` (decided at ``t``'s close, like every signal); HOLD and dates without a row do nothing."""
+
+    signals: pl.DataFrame = field(repr=False)
+
+    def __post_init__(self) -> None:
+        cols = set(self.signals.columns)
+        missing = [c for c in ("datetime", "code", "signal") if c not in cols]
+        if missing:
+            raise InvalidInputError(
+                f"signals frame lacks column(s) {', '.join(missing)} (has: {', '.join(sorted(cols))})"
+            )
+        known = {"BUY", "SELL", "HOLD"}
+        bad = set(self.signals["signal"].cast(pl.String).str.to_uppercase().unique().to_list()) - known
+        if bad:
+            raise InvalidInputError(
+                f"signals frame has signal value(s) {sorted(map(str, bad))}: expected BUY, SELL or HOLD"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class ExprSignal:
     """Any two boolean polars expressions over the bars frame (``code, datetime, open … amount``).
 
@@ -102,7 +126,7 @@ class ExprSignal:
     sell: pl.Expr
 
 
-Signal = MACross | ScoreThreshold | ExprSignal
+Signal = MACross | ScoreThreshold | TradeSignals | ExprSignal
 
 
 # --- money managers -------------------------------------------------------------------------------
@@ -121,7 +145,9 @@ class FixedCount:
 
 @dataclass(frozen=True, slots=True)
 class FixedPercent:
-    """Invest the fraction ``p`` of the cash on hand at the fill, rounded down to whole lots."""
+    """``MM_FixedPercent``: risk the fraction ``p`` of the cash on hand at the fill, rounded down to whole
+    lots: shares = cash × p / risk a share, the risk being the distance to the stop price
+    (entry × stop-loss pct) with a stop loss, else the whole price (then it invests ``p`` of the cash)."""
 
     p: float
 

@@ -77,13 +77,23 @@ class SystemResult:
     positions: pl.DataFrame
     init_cash: float
     bars: pl.DataFrame = field(repr=False)
+    stop_pct: float | None = None
+    benchmark: str | None = None
 
     def trades_of(self, code: str | StockCode) -> pl.DataFrame:
         return self.trades.filter(pl.col("code") == str(StockCode.parse(code)))
 
     def statistics(self, risk_free: pl.DataFrame | None = None) -> dict[str, Any]:
         """The backtest package's statistics document (:mod:`hikyuu_qlib.backtest.measures`)."""
-        return system_statistics(self.daily, self.trades, self.positions, risk_free)
+        return system_statistics(
+            self.daily,
+            self.trades,
+            self.positions,
+            risk_free,
+            init_cash=self.init_cash,
+            stop_pct=self.stop_pct,
+            benchmark=self.benchmark,
+        )
 
     def trade_statistics(self) -> dict[str, Any]:
         """Hikyuu-style round-trip statistics (win rate, average win/loss, runs, holding days …)."""
@@ -180,7 +190,15 @@ class TradingSystem:
             cal.len(),
             trades.height,
         )
-        return SystemResult(daily, trades, positions, float(self.init_cash), bars)
+        return SystemResult(
+            daily,
+            trades,
+            positions,
+            float(self.init_cash),
+            bars,
+            stop_pct=self.stop_loss.pct if self.stop_loss else None,
+            benchmark=None if benchmark is None else str(StockCode.parse(benchmark)),
+        )
 
 
 def _codes(codes: str | StockCode | Sequence[str | StockCode]) -> list[StockCode]:

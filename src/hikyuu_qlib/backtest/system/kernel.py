@@ -57,8 +57,9 @@ def _buy_shares(
 ) -> float:  # pragma: no cover - compiled
     if mm_kind == MM_COUNT:
         want = math.floor(mm_value / lot) * lot
-    elif mm_kind == MM_PERCENT:
-        want = math.floor(cash * mm_value / (price * lot)) * lot
+    elif mm_kind == MM_PERCENT:  # Hikyuu: cash × p / risk a share, the whole price without a stop
+        risk = price * stop_pct if stop_pct > 0 else price
+        want = math.floor(cash * mm_value / (risk * lot)) * lot
     else:
         want = math.floor(mm_value / (price * stop_pct) / lot) * lot
     afford = math.floor(cash / (price * lot)) * lot

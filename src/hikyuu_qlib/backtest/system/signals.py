@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from hikyuu_qlib.backtest.system.config import ExprSignal, MACross, ScoreThreshold, Signal
+from hikyuu_qlib.backtest.system.config import ExprSignal, MACross, ScoreThreshold, Signal, TradeSignals
 from hikyuu_qlib.domain import InvalidInputError
 from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.indicators import ma
@@ -37,6 +37,20 @@ def _scores(signal: ScoreThreshold) -> pl.DataFrame:
     return preds
 
 
+def _flags(signal: TradeSignals) -> pl.DataFrame:
+    try:
+        frame = signal.signals.select(
+            pl.col("code").cast(pl.String).str.to_uppercase(),
+            pl.col("datetime").cast(DATETIME),
+            pl.col("signal").cast(pl.String).str.to_uppercase().alias("_signal"),
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise InvalidInputError(f"signals frame cannot be read as code/datetime/signal: {exc}") from exc
+    if frame.select(pl.struct("code", "datetime").is_duplicated().any()).item():
+        raise InvalidInputError("signals frame has more than one signal for some (code, datetime)")
+    return frame
+
+
 def add_signals(bars: pl.DataFrame, signal: Signal) -> pl.DataFrame:
     """``bars`` (sorted by code, datetime) with boolean ``buy`` and ``sell`` columns (never null)."""
     if isinstance(signal, MACross):
@@ -49,11 +63,18 @@ def add_signals(bars: pl.DataFrame, signal: Signal) -> pl.DataFrame:
         out = joined.with_columns(
             buy=pl.col("_score") > signal.buy_above, sell=pl.col("_score") < signal.sell_below
         ).drop("_score")
+    elif isinstance(signal, TradeSignals):
+        joined = bars.join(_flags(signal), on=["code", "datetime"], how="left", maintain_order="left")
+        out = joined.with_columns(buy=pl.col("_signal") == "BUY", sell=pl.col("_signal") == "SELL").drop(
+            "_signal"
+        )
     elif isinstance(signal, ExprSignal):
         try:
             out = bars.with_columns(buy=signal.buy.cast(pl.Boolean), sell=signal.sell.cast(pl.Boolean))
         except pl.exceptions.PolarsError as exc:
             raise InvalidInputError(f"signal expression fails on the bars frame: {exc}") from exc
     else:
-        raise InvalidInputError(f"unknown signal {signal!r}: expected MACross, ScoreThreshold or ExprSignal")
+        raise InvalidInputError(
+            f"unknown signal {signal!r}: expected MACross, ScoreThreshold, TradeSignals or ExprSignal"
+        )
     return out.with_columns(pl.col("buy").fill_null(False), pl.col("sell").fill_null(False))

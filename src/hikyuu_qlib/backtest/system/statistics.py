@@ -12,6 +12,7 @@ import polars as pl
 
 from hikyuu_qlib.backtest.measures import statistics_document
 from hikyuu_qlib.backtest.stats import trade_statistics
+from hikyuu_qlib.backtest.system.performance import performance_statistics
 
 
 def fills(trades: pl.DataFrame) -> pl.DataFrame:
@@ -49,12 +50,23 @@ def round_trip_statistics(trades: pl.DataFrame) -> dict[str, Any]:
 
 
 def system_statistics(
-    daily: pl.DataFrame, trades: pl.DataFrame, positions: pl.DataFrame, risk_free: pl.DataFrame | None = None
+    daily: pl.DataFrame,
+    trades: pl.DataFrame,
+    positions: pl.DataFrame,
+    risk_free: pl.DataFrame | None = None,
+    *,
+    init_cash: float | None = None,
+    stop_pct: float | None = None,
+    benchmark: str | None = None,
 ) -> dict[str, Any]:
     """The statistics document of the ``daily`` frame (excess-return groups only with a benchmark), with
-    the round ``trades`` (``TRADE_SCHEMA``), the realised profit and the count of open ``positions``."""
-    doc = statistics_document(daily, risk_free=risk_free)
+    the round ``trades`` (``TRADE_SCHEMA``), the realised profit and the count of open ``positions``;
+    with ``init_cash``, Hikyuu's Performance figures (the ``performance`` group, see :mod:`.performance`;
+    ``stop_pct`` gives the R multiples)."""
+    doc = statistics_document(daily, risk_free=risk_free, benchmark=benchmark)
     doc["portfolio"]["realised_pnl"] = float(trades["pnl"].sum())
     doc["portfolio"]["open_positions"] = positions.height
     doc["trades"] = round_trip_statistics(trades)
+    if init_cash is not None:
+        doc["performance"] = performance_statistics(daily, trades, positions, init_cash, stop_pct)
     return doc

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hikyuu_qlib.domain import InvalidSourceError, Market, StoreNotFoundError
+from hikyuu_qlib.stores.hikyuu.blocks import BlockFiles
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,11 @@ class StoreLayout:
     datadir: Path
     db: Path
     files: dict[tuple[Market, str], Path] = field(default_factory=dict)
+    blocks: BlockFiles | None = None
+
+    def block_files(self) -> BlockFiles:
+        """Where the store keeps its blocks (see :mod:`.blocks`)."""
+        return self.blocks or BlockFiles.of_datadir(self.datadir, self.db)
 
     def file(self, market: Market, kind: str) -> Path | None:
         return self.files.get((market, kind))
@@ -56,7 +62,7 @@ def _from_dir(source: Path, datadir: Path) -> StoreLayout:
             candidate = datadir / f"{market.value.lower()}_{suffix}.h5"
             if candidate.is_file():
                 files[(market, kind)] = candidate
-    return StoreLayout(source, datadir, db, files)
+    return StoreLayout(source, datadir, db, files, BlockFiles.of_datadir(datadir, db))
 
 
 def _from_ini(ini: Path) -> StoreLayout:
@@ -88,7 +94,7 @@ def _from_ini(ini: Path) -> StoreLayout:
                 files[(market, kind)] = file
             else:
                 log.warning("Hikyuu config %s: [kdata] %s = %s does not exist; ignored", ini, key, file)
-    return StoreLayout(ini, datadir, db, files)
+    return StoreLayout(ini, datadir, db, files, BlockFiles.of_ini(parser, datadir, db, ini))
 
 
 def _path(text: str, base: Path) -> Path:

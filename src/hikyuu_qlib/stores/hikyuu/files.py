@@ -40,7 +40,8 @@ class StoreFiles:
         """Digest of the resolved path, size and mtime of stock.db and every HDF5 file: the same store
         named in any spelling has one version, and any change to a file changes it."""
         digest = hashlib.sha256()
-        for path in [self.layout.db, *sorted(self.layout.files.values())]:
+        blocks = self.layout.block_files().paths()
+        for path in [self.layout.db, *sorted(self.layout.files.values()), *blocks]:
             real = path.resolve()
             try:
                 st = real.stat()

@@ -38,6 +38,7 @@ from hikyuu_qlib.loadplan import BarQuery, read_each
 from hikyuu_qlib.stores.hikyuu import bulk
 from hikyuu_qlib.stores.hikyuu.adjust import adjust_bars
 from hikyuu_qlib.stores.hikyuu.basedb import StockRow
+from hikyuu_qlib.stores.hikyuu.blocks import block_names, find_block
 from hikyuu_qlib.stores.hikyuu.catalog import Catalog
 from hikyuu_qlib.stores.hikyuu.config import StoreLayout, resolve_layout
 from hikyuu_qlib.stores.hikyuu.files import StoreFiles
@@ -49,6 +50,7 @@ from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND, DAY_GROUPS, DERIVED, ag
 EQUITY_TYPES: tuple[StockType, ...] = (StockType.A_SHARE, StockType.CHINEXT, StockType.STAR)
 UNIVERSES: dict[str, Market | None] = {"all": None, "sh": Market.SH, "sz": Market.SZ, "bj": Market.BJ}
 CALENDAR_CODE = StockCode(Market.SH, "000001")
+_FOREVER = DateRange()
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class HikyuuStore:
         self._calendars: dict[KType, pl.Series] = {}
         self._note_lock = threading.Lock()
         self._weights_noted = False
+        self._blocks: pl.DataFrame | None = None
+        self._blocks_noted: set[str] = set()
 
     @classmethod
     def open(cls, path: Path, *, cache_dir: Path | None = None) -> HikyuuStore:
@@ -167,15 +171,48 @@ class HikyuuStore:
         return cal
 
     def members(self, universe: str, dates: DateRange | None = None) -> pl.DataFrame:
+        """Membership spans of ``all``, ``sh``, ``sz``, ``bj`` (the listed equities of a market) or of a
+        block (:mod:`.blocks`: ``沪深300``, ``指数板块/沪深300``, ``csi300`` …). A block has no dates: its
+        members span their listing (stock.db's dates), or all time for a code stock.db does not date."""
         key = universe.strip().lower()
-        if key not in UNIVERSES:
-            raise NotFoundError(
-                f"unknown universe {universe!r} in {self.source}: known universes are {', '.join(UNIVERSES)}"
-            )
-        spans = self._db.members(UNIVERSES[key], EQUITY_TYPES)
+        if key in UNIVERSES:
+            spans = self._db.members(UNIVERSES[key], EQUITY_TYPES)
+        else:
+            spans = self._block_members(universe)
         if dates is not None:
             spans = spans.filter((pl.col("start") <= dates.end) & (pl.col("end") >= dates.start))
         return spans.select([pl.col(n).cast(t) for n, t in MEMBERSHIP_SCHEMA.items()]).sort("code", "start")
+
+    def blocks(self) -> pl.DataFrame:
+        """Every block's members: ``category, name, code`` (read once; see :mod:`.blocks`)."""
+        if self._blocks is None:
+            self._blocks = self.layout.block_files().read()
+        return self._blocks
+
+    def _block_members(self, universe: str) -> pl.DataFrame:
+        blocks = self.blocks()
+        hit = find_block(blocks, universe)
+        if hit is None:
+            names = block_names(blocks)
+            shown = ", ".join(names[:10]) + (f" … ({len(names)} blocks)" if len(names) > 10 else "")
+            raise NotFoundError(
+                f"unknown universe {universe!r} in {self.source}: known universes are "
+                f"{', '.join(UNIVERSES)}"
+                + (f" and the blocks {shown}" if names else " (the store has no blocks)")
+            )
+        if universe not in self._blocks_noted:
+            self._blocks_noted.add(universe)
+            log.warning(
+                "universe %r is a Hikyuu block: today's members only, so a backtest of the past on it has "
+                "survivorship bias",
+                universe,
+            )
+        listed = self._db.members(None, tuple(StockType))
+        codes = pl.DataFrame({"code": hit["code"].unique().sort()})
+        dated = codes.join(listed, on="code", how="left")
+        return dated.with_columns(
+            pl.col("start").fill_null(_FOREVER.start), pl.col("end").fill_null(_FOREVER.end)
+        )
 
     def read_bars(
         self,
