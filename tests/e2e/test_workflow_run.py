@@ -160,7 +160,7 @@ def test_ctrl_c_leaves_no_half_written_outputs(env: dict[str, str], tmp_path: Pa
     listed = hq(local, "model", "list", "--format", "json")
     document = json.loads(listed.stdout)
     if listed.returncode == 3:  # interrupted before the run opened the registry: it was never created
-        assert "not found" in document["error"]["message"] and not (tmp_path / "reg.db").exists()
+        assert "no registry at" in document["error"]["message"] and not (tmp_path / "reg.db").exists()
         return
     statuses = [m["status"] for m in document["models"]]
     assert statuses in ([], ["failed"])  # an interrupted training is marked failed, never "trained"
