@@ -11,6 +11,7 @@ import typer
 
 from hikyuu_qlib.cli.backtest import backtest_app
 from hikyuu_qlib.cli.cache import cache_app
+from hikyuu_qlib.cli.config import config_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
@@ -35,6 +36,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(cache_app, name="cache")
+app.add_typer(config_app, name="config")
 app.command("demo")(demo)
 app.command("run")(run)
 app.command("serve")(serve)
