@@ -1,4 +1,5 @@
-"""Suite ``research``: Alpha158 and the whole research pipeline, ours vs pyqlib, on the real Qlib store.
+"""Suite ``research``: Alpha158, Alpha360 and the whole research pipeline, ours vs pyqlib, on the real Qlib
+store.
 
 1. Alpha158 + label on CSI300 2010–2020: ours (``compute_features``, no feature cache, then the learn
    processors) vs pyqlib's ``Alpha158`` handler with its default processors (infer none; learn
@@ -8,6 +9,9 @@
    Qlib (``Alpha158`` + ``DatasetH`` + ``LGBModel.fit`` + ``predict``). Test IC / Rank IC of both and
    their differences (goal ±0.003), and how close the two sets of predictions are. Goal ratio ≥ 5.
 3. Alpha158 on every instrument of the store (``all``), 2010–2026: time and peak RSS (goal ≤ 4096 MB).
+4. Alpha360 + label on CSI300 2018–2020: ours (``compute_features``, then Qlib's default processors of
+   the handler) vs pyqlib's ``Alpha360`` handler with those processors (infer ProcessInf, ZScoreNorm,
+   Fillna; learn DropnaLabel, CSZScoreNorm(label)). Goal ratio ≥ 20.
 
 Each measurement runs in its own fresh process (``python research.py worker KIND …``) whose peak RSS
 (with its children: Qlib's joblib workers) is polled with psutil, so the peaks are separate. The
@@ -46,6 +50,7 @@ FULL = {
         "test": ("2017-01-01", "2020-12-31"),
     },
     "all": ("2010-01-01", "2026-12-31"),
+    "alpha360": ("2018-01-01", "2020-12-31"),
 }
 QUICK = {
     "alpha158": ("2019-01-01", "2020-12-31"),
@@ -55,6 +60,7 @@ QUICK = {
         "test": ("2018-07-01", "2019-06-30"),
     },
     "all": ("2024-01-01", "2026-12-31"),
+    "alpha360": ("2020-01-01", "2020-12-31"),
 }
 SEED = 0
 IC_TOLERANCE = 0.003
@@ -140,6 +146,26 @@ def run(quick: bool) -> list[Result]:
                 "codes": ours["codes"],
                 "peak_rss_mb": ours["peak_rss_mb"],
                 "goal_met": ours["peak_rss_mb"] <= RSS_GOAL_MB,
+            },
+        )
+    )
+
+    start, end = cfg["alpha360"]
+    ours = _measure("ours_alpha360", str(qlib_dir), start, end)
+    anchor = _measure("qlib_alpha360", str(qlib_dir), start, end)
+    results.append(
+        Result(
+            f"alpha360+label csi300 {start[:4]}-{end[:4]} (default processors)",
+            ours["seconds"],
+            "pyqlib Alpha360 handler (default processors)",
+            anchor["seconds"],
+            goal_ratio=20,
+            extra={
+                "rows": ours["rows"],
+                "qlib_rows": anchor["rows"],
+                "peak_rss_mb": ours["peak_rss_mb"],
+                "qlib_peak_rss_mb": anchor["peak_rss_mb"],
+                "feature_cache": "off (cold)",
             },
         )
     )
@@ -346,6 +372,40 @@ def _qlib_pipeline(qlib_dir: str, segments: str, tmp: str) -> dict[str, Any]:
     }
 
 
+def _ours_alpha360(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
+    from hikyuu_qlib.domain import DateRange
+    from hikyuu_qlib.factors.alpha360 import DEFAULT_INFER, DEFAULT_LEARN
+    from hikyuu_qlib.factors.pipeline import compute_features
+    from hikyuu_qlib.factors.universe import Universe
+    from hikyuu_qlib.modelling.dataset import prepare_frame
+    from hikyuu_qlib.modelling.presets import ProcessorStep
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    began = time.perf_counter()
+    store = QlibStore.open(qlib_dir)
+    dates = DateRange.of(start, end)
+    raw = compute_features(store, Universe.from_store(store, "csi300"), dates, "alpha360")
+    data = prepare_frame(
+        raw,
+        {"train": dates},
+        infer=[ProcessorStep(n, f) for n, f in DEFAULT_INFER],
+        learn=[ProcessorStep(n, f) for n, f in DEFAULT_LEARN],
+    )
+    return {"seconds": time.perf_counter() - began, "rows": data.infer.height}
+
+
+def _qlib_alpha360(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
+    began = time.perf_counter()
+    import qlib
+    from qlib.contrib.data.handler import Alpha360
+
+    qlib.init(provider_uri=qlib_dir, region="cn")
+    handler = Alpha360(
+        instruments="csi300", start_time=start, end_time=end, fit_start_time=start, fit_end_time=end
+    )
+    return {"seconds": time.perf_counter() - began, "rows": len(handler._data)}
+
+
 def _ours_all(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
     from hikyuu_qlib.domain import DateRange
     from hikyuu_qlib.factors.pipeline import compute_features
@@ -365,6 +425,8 @@ WORKERS = {
     "ours_pipeline": _ours_pipeline,
     "qlib_pipeline": _qlib_pipeline,
     "ours_all": _ours_all,
+    "ours_alpha360": _ours_alpha360,
+    "qlib_alpha360": _qlib_alpha360,
 }
 
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":

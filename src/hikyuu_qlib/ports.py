@@ -38,6 +38,20 @@ class BatchBarReader(Protocol):
 
 
 @runtime_checkable
+class TickSource(Protocol):
+    """Optional capability of a store: intraday time-line (分时) and tick (分笔) tables, as Hikyuu keeps them.
+
+    ``timeline`` gives ``code, datetime, price, volume`` (one row a minute), ``trans`` adds ``direction``
+    (``buy``, ``sell``, ``auction`` or ``unknown``); both sorted by datetime, prices in yuan, volume in
+    the unit of the store's day bars of that code.
+    """
+
+    def timeline(self, code: StockCode, *, dates: DateRange | None = None) -> pl.DataFrame: ...
+
+    def trans(self, code: StockCode, *, dates: DateRange | None = None) -> pl.DataFrame: ...
+
+
+@runtime_checkable
 class RiskFreeSource(Protocol):
     """Optional capability of a store: the risk-free rate that Sharpe ratios subtract."""
 

@@ -1,12 +1,14 @@
 """Settings: environment (``HQ_*``), an optional TOML config file, then defaults.
 
 The config file is ``$HQ_CONFIG`` when set, else ``~/.hikyuu_qlib/config.toml`` when it exists.
-Keys are the field names below, e.g. ``source = "hikyuu:/data/stock"``.
+Keys are the field names below, e.g. ``source = "hikyuu:/data/stock"``. ``hq config show`` prints each
+value with its source, ``hq config set KEY VALUE`` writes the file (:mod:`hikyuu_qlib.settings_file`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +21,13 @@ from pydantic_settings import (
 )
 
 DEFAULT_HOME = Path("~/.hikyuu_qlib").expanduser()
+ENV_PREFIX = "HQ_"
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The config file: ``$HQ_CONFIG`` when set, else ``~/.hikyuu_qlib/config.toml`` (it may not exist)."""
+    config = (os.environ if environ is None else environ).get("HQ_CONFIG")
+    return Path(config).expanduser() if config else DEFAULT_HOME / "config.toml"
 
 
 def _default_workers() -> int:
@@ -42,10 +51,10 @@ class ApiToken(BaseModel):
 class Settings(BaseSettings):
     """Everything the composition root needs to wire adapters."""
 
-    model_config = SettingsConfigDict(env_prefix="HQ_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     source: str = Field(
-        "synthetic", description="market data source spec (hikyuu:PATH, qlib:PATH, synthetic)"
+        "synthetic", description="market data source spec (hikyuu:PATH, qlib:PATH, synthetic, or a directory)"
     )
     home: Path = Field(DEFAULT_HOME, description="where registry, artifacts and caches live by default")
     database_url: str | None = Field(None, description="model registry URL; default sqlite under home")
@@ -156,8 +165,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config = os.environ.get("HQ_CONFIG")
-        path = Path(config).expanduser() if config else DEFAULT_HOME / "config.toml"
+        path = config_path()
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)

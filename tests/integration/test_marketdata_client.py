@@ -224,9 +224,9 @@ async def test_a_query_the_batch_store_cannot_serve_fails_the_call(qlib_dir: Pat
     """Not read code by code: every code would fail the same way."""
     with (
         MarketDataClient(open_store(f"qlib:{qlib_dir}")) as md,
-        pytest.raises(UnsupportedKTypeError, match="quarter"),
+        pytest.raises(UnsupportedKTypeError, match="15min"),
     ):
-        md.load_many(["SH600000", "SH600036"], ktype="quarter")
+        md.load_many(["SH600000", "SH600036"], ktype="min15")  # the store has no 15-minute calendar
     async with AsyncMarketDataClient(open_store(f"qlib:{qlib_dir}")) as amd:
-        with pytest.raises(UnsupportedKTypeError, match="quarter"):
-            await amd.load_many(["SH600000", "SH600036"], ktype="quarter")
+        with pytest.raises(UnsupportedKTypeError, match="15min"):
+            await amd.load_many(["SH600000", "SH600036"], ktype="min15")

@@ -81,7 +81,10 @@ def test_implements_market_data(store: QlibStore, qlib_dir: Path) -> None:
     with open_store(f"qlib:{qlib_dir}") as opened:
         assert isinstance(opened, QlibStore) and opened.source == store.source
     assert store.source == f"qlib:{qlib_dir.resolve()}"  # canonical: absolute, symlinks resolved
-    assert store.ktypes() == frozenset({KType.DAY})
+    # day, and the periods built from it (week … year, by Hikyuu's rules)
+    assert store.ktypes() == frozenset(
+        {KType.DAY, KType.WEEK, KType.MONTH, KType.QUARTER, KType.HALFYEAR, KType.YEAR}
+    )
     assert set(store.markets()) == {Market.SH, Market.SZ}
     assert store.weights(StockCode.parse("SH600000")).schema == pl.Schema(WEIGHT_SCHEMA)
 

@@ -181,7 +181,8 @@ def test_intraday_frequency(tmp_path: Path) -> None:
     QlibWriter(tmp_path, freq="1min", append=True).write_features("SZ000001", bars)
     assert (tmp_path / "calendars" / "1min.txt").read_text().splitlines()[0] == "2024-01-02 09:31:00"
     store = QlibStore.open(tmp_path)
-    assert store.ktypes() == frozenset({KType.DAY, KType.MIN})
+    periods = {k for k in KType if k.is_period_of_day}  # built from the day bars
+    assert store.ktypes() == frozenset({KType.DAY, KType.MIN, *periods})
     got = store.read_bars(StockCode.parse("SZ000001"), ktype=KType.MIN)
     assert got.height == 9 and dt.datetime(2024, 1, 2, 9, 35) not in got["datetime"].to_list()
     np.testing.assert_allclose(

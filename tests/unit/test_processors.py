@@ -21,6 +21,7 @@ from hikyuu_qlib.factors.processors import (
     ProcessInf,
     ProcessorChain,
     RobustZScoreNorm,
+    ZScoreNorm,
 )
 from hikyuu_qlib.factors.universe import Universe
 
@@ -65,6 +66,33 @@ def test_robust_zscore_matches_qlib(pyqlib: object, frame: pl.DataFrame) -> None
     theirs.fit(df)
     ours = ProcessorChain([RobustZScoreNorm(COLUMNS)]).fit(frame, FIT).transform(frame)
     _assert_same(ours, theirs(df.copy()))
+
+
+def test_zscore_matches_qlib(pyqlib: object, frame: pl.DataFrame) -> None:
+    """Alpha360's default normaliser on float32 features (as Qlib loads them): the fit window's mean and
+    population std; a constant column (std 0) stays as it is."""
+    from qlib.data.dataset.processor import ZScoreNorm as QZScore
+
+    columns = [*COLUMNS, "FLAT"]
+    flat = frame.with_columns(pl.lit(2.5).alias("FLAT")).select("code", "datetime", *columns, LABEL)
+    flat = flat.with_columns(pl.col(columns).cast(pl.Float32))
+    theirs = QZScore(fit_start_time=FIT.start, fit_end_time=FIT.end, fields_group="feature")
+    df = _pandas(flat)
+    theirs.fit(df)
+    expected = theirs(df.copy())
+    expected.columns = [c[1] for c in expected.columns]
+    expected_pl = (
+        pl.from_pandas(expected.reset_index()).rename({"instrument": "code"}).sort("code", "datetime")
+    )
+    step = ZScoreNorm(columns)
+    ours = ProcessorChain([step]).fit(flat, FIT).transform(flat).sort("code", "datetime")
+    assert step.mean["FLAT"] == 0.0 and step.std["FLAT"] == 1.0
+    assert (ours["FLAT"] == 2.5).all()
+    for c in columns:
+        assert ours[c].dtype == pl.Float32
+        a = ours[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        b = expected_pl[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, equal_nan=True, err_msg=c)
 
 
 @pytest.mark.parametrize("name", ["CSZScoreNorm", "CSRankNorm", "ProcessInf", "Fillna"])

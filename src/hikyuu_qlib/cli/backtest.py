@@ -83,13 +83,21 @@ def run(
         float | None, typer.Option(min=0.0, help=f"cost rate of buys {_default('open_cost')}")
     ] = None,
     close_cost: Annotated[
-        float | None, typer.Option(min=0.0, help=f"cost rate of sells {_default('close_cost')}")
+        float | None,
+        typer.Option(
+            min=0.0,
+            help=f"cost rate of sells, the stamp tax included as Qlib folds it in {_default('close_cost')}",
+        ),
     ] = None,
     min_cost: Annotated[
         float | None, typer.Option(min=0.0, help=f"minimum cost of a trade, yuan {_default('min_cost')}")
     ] = None,
     stamp_tax: Annotated[
-        float | None, typer.Option(min=0.0, help=f"stamp tax rate on sells {_default('stamp_tax')}")
+        float | None,
+        typer.Option(
+            min=0.0,
+            help=f"stamp tax rate on sells on top of --close-cost, which already holds it {_default('stamp_tax')}",
+        ),
     ] = None,
     account: Annotated[
         float | None, typer.Option(min=0.0, help=f"initial cash, yuan {_default('account')}")
@@ -98,7 +106,13 @@ def run(
     fmt: SummaryFormatOption = OutputFormat.table,
     metrics_file: MetricsFileOption = None,
 ) -> None:
-    """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it."""
+    """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it.
+
+    Costs are Qlib's (cn region; the defaults are shown with each option): a buy pays
+    max(value × open-cost, min-cost); a sell pays max(value × close-cost, min-cost) + value × stamp-tax.
+    Qlib folds the stamp tax into close-cost (its default is the commission plus the stamp tax), so
+    stamp-tax, an extension, is charged on top of it.
+    """
     from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
     from hikyuu_qlib.cli.telemetry import current

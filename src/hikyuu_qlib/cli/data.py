@@ -1,4 +1,4 @@
-"""``hq data …``: stock lists, bars, store info, export to Qlib and TDX import."""
+"""``hq data …``: stock lists, bars, time-lines and ticks, store info, export to Qlib and TDX import."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from hikyuu_qlib.cli.output import (
 )
 from hikyuu_qlib.cli.progress import progress_bar
 from hikyuu_qlib.cli.telemetry import current
-from hikyuu_qlib.domain import Adjust, KType, Market, StockType, parse_codes
+from hikyuu_qlib.domain import Adjust, HQError, KType, Market, NoBarsError, StockType, parse_codes
 from hikyuu_qlib.marketdata import parse_code_list
 from hikyuu_qlib.stores.reports import BatchReport
 
@@ -149,6 +149,83 @@ def bars(
         },
     )
     exit_if_partial(result.errors, loaded)
+
+
+@data_app.command("timeline")
+@guarded
+def timeline(
+    codes: Annotated[list[str], typer.Argument(help="codes such as SH600000")],
+    source: SourceOption = None,
+    start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
+    fmt: FrameFormatOption = None,
+    out: FrameOutOption = None,
+) -> None:
+    """Print or save the time-line (分时: price and volume each minute) of Hikyuu's {market}_time.h5."""
+    _ticks("time", codes, source, start, end, fmt, out)
+
+
+@data_app.command("trans")
+@guarded
+def trans(
+    codes: Annotated[list[str], typer.Argument(help="codes such as SH600000")],
+    source: SourceOption = None,
+    start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
+    fmt: FrameFormatOption = None,
+    out: FrameOutOption = None,
+) -> None:
+    """Print or save the ticks (分笔: price, volume and buy/sell/auction) of Hikyuu's {market}_trans.h5."""
+    _ticks("trans", codes, source, start, end, fmt, out)
+
+
+def _ticks(
+    kind: str,
+    codes: list[str],
+    source: str | None,
+    start: str | None,
+    end: str | None,
+    fmt: OutputFormat | None,
+    out: Path | None,
+) -> None:
+    """Read each code's time-line or ticks; failing codes are reported and the rest written (exit 5)."""
+    import polars as pl
+
+    from hikyuu_qlib.domain import DateRange, StockCode, UnsupportedKTypeError
+    from hikyuu_qlib.ports import TickSource
+    from hikyuu_qlib.stores.hikyuu.ticks import TIMELINE_SCHEMA, TRANS_SCHEMA
+
+    chosen = frame_format(fmt, out)
+    dates = DateRange.of(start, end)
+    parsed = [StockCode.parse(c) for c in codes]
+    what = "time-line" if kind == "time" else "tick"
+    store = open_store(source, settings=current().settings)
+    try:
+        if not isinstance(store, TickSource):
+            raise UnsupportedKTypeError(f"{store.source} has no {what} tables (Hikyuu stores keep them)")
+        frames: list[pl.DataFrame] = []
+        errors: dict[str, Exception] = {}
+        without: list[str] = []  # no table for the code: not a failure, as codes without bars
+        for code in parsed:
+            try:
+                read = store.timeline if kind == "time" else store.trans
+                frames.append(read(code, dates=dates))
+            except NoBarsError as exc:
+                log.info("%s", exc)
+                without.append(str(code))
+            except HQError as exc:
+                log.error("%s", exc)
+                errors[str(code)] = exc
+        name = store.source
+    finally:
+        store.close()
+    loaded = len(parsed) - len(errors)
+    refuse_if_all_failed(errors, loaded)
+    schema = TIMELINE_SCHEMA if kind == "time" else TRANS_SCHEMA
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    extra = {"errors": {c: str(e) for c, e in errors.items()}, "without_data": without, "source": name}
+    write_frame(frame, chosen, out, title=f"{frame.height} {what} rows", extra=extra)
+    exit_if_partial(errors, loaded)
 
 
 @data_app.command("export-qlib")

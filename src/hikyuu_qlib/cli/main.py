@@ -11,6 +11,7 @@ import typer
 
 from hikyuu_qlib.cli.backtest import backtest_app
 from hikyuu_qlib.cli.cache import cache_app
+from hikyuu_qlib.cli.config import config_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
@@ -40,6 +41,7 @@ app.add_typer(backtest_app, name="backtest")
 app.add_typer(cache_app, name="cache")
 app.add_typer(system_app, name="system")
 data_app.add_typer(universe_app, name="universe")
+app.add_typer(config_app, name="config")
 app.command("demo")(demo)
 app.command("run")(run)
 app.command("serve")(serve)

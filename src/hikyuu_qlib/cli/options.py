@@ -53,7 +53,8 @@ SourceOption = Annotated[
     typer.Option(
         "--source",
         "-s",
-        help="hikyuu:PATH, qlib:PATH or synthetic[:SEED] (default: env HQ_SOURCE, the config file)",
+        help="hikyuu:PATH, qlib:PATH, synthetic[:SEED] or a data directory, its kind detected "
+        "(default: env HQ_SOURCE, the config file)",
     ),
 ]
 DbOption = Annotated[

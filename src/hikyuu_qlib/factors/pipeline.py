@@ -1,4 +1,5 @@
-"""From a feature source, a universe and dates to a features frame (Alpha158 + label), optionally cached.
+"""From a feature source, a universe and dates to a features frame (Alpha158 or Alpha360 + label), optionally
+cached.
 
 The source is a :class:`~hikyuu_qlib.ports.FeatureSource` (a Qlib store, or any store's bars through
 :class:`~hikyuu_qlib.modelling.bars_source.BarsFeatureSource`); ``VWAP0`` is computed when every member
@@ -12,6 +13,7 @@ the rest (each failure logged once); a partial frame is never cached.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +24,8 @@ from hikyuu_qlib.cache.keys import features_key
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 from hikyuu_qlib.domain.schema import DATETIME
-from hikyuu_qlib.factors.alpha158 import INPUTS, LOOKAHEAD, LOOKBACK, alpha158, sorted_by_code_date
+from hikyuu_qlib.factors import alpha158, alpha360
+from hikyuu_qlib.factors.alpha158 import sorted_by_code_date
 from hikyuu_qlib.factors.grouped import group_starts
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.factors.universe import Universe
@@ -30,9 +33,51 @@ from hikyuu_qlib.ports import Cache, FeatureSource
 
 log = logging.getLogger(__name__)
 
-FACTOR_SETS = ("alpha158",)
 #: Bump when the definitions or the engine change the numbers, so that cached features recompute.
 ENGINE_VERSION = "alpha158-1"
+
+
+@dataclass(frozen=True, slots=True)
+class FactorSet:
+    """One named feature set: the raw fields it reads, the history it needs and how it is computed."""
+
+    name: str
+    inputs: tuple[str, ...]
+    #: trading days of history loaded before the start date (Qlib's extended window)
+    lookback: int
+    #: ``compute(bars, keep)``: ``code, datetime`` and the features of the kept rows
+    compute: Callable[[pl.DataFrame, pl.Series | None], pl.DataFrame]
+    #: part of the cache key: bump when the numbers change
+    engine: str
+
+
+FACTOR_SETS: dict[str, FactorSet] = {
+    "alpha158": FactorSet(
+        "alpha158",
+        alpha158.INPUTS,
+        alpha158.LOOKBACK,
+        alpha158.alpha158,
+        ENGINE_VERSION,
+    ),
+    "alpha360": FactorSet(
+        "alpha360",
+        alpha360.INPUTS,
+        alpha360.LOOKBACK,
+        alpha360.alpha360,
+        "alpha360-1",
+    ),
+}
+#: The label reads two rows past the end date (``Ref($close, -2)``).
+LOOKAHEAD = alpha158.LOOKAHEAD
+
+
+def get_factor_set(name: str) -> FactorSet:
+    """The feature set called ``name`` (``alpha158``, ``alpha360``)."""
+    try:
+        return FACTOR_SETS[name]
+    except KeyError:
+        known = ", ".join(FACTOR_SETS)
+        raise InvalidInputError(f"unknown factor set {name!r}: expected one of {known}") from None
 
 
 @dataclass(frozen=True)
@@ -57,14 +102,15 @@ class _Uncacheable(Exception):
         self.result = result
 
 
-def extended_dates(calendar: pl.Series, dates: DateRange) -> DateRange:
-    """``dates`` widened by Qlib's extended window: 60 trading days before, 2 after (for the label)."""
+def extended_dates(calendar: pl.Series, dates: DateRange, lookback: int = alpha158.LOOKBACK) -> DateRange:
+    """``dates`` widened by Qlib's extended window: ``lookback`` trading days before (60 for Alpha158), 2
+    after (for the label)."""
     cal = calendar.to_numpy()
     inside = dates.calendar_slice(cal)
     lo, hi = inside.start, inside.stop - 1
     if lo > hi:
         raise InvalidInputError(f"no trading day in {dates}")
-    start = calendar[max(0, lo - LOOKBACK)]
+    start = calendar[max(0, lo - lookback)]
     end = calendar[min(len(cal) - 1, hi + LOOKAHEAD)]
     return DateRange(start, end)
 
@@ -107,10 +153,10 @@ def compute_features(
 ) -> pl.DataFrame:
     """Features of each date's members within ``dates``: ``code, datetime``, the factors and ``LABEL0``.
 
-    Each member's history is loaded from 60 trading days before ``dates.start`` (Qlib's extended
-    window for Alpha158) to two days after ``dates.end`` (for the label, which, like Qlib's, reads
-    past the end date). Features are computed per code over that whole history, then each date keeps
-    only that date's members. With ``cache``, a second call with the same inputs (and the same data
+    ``factor_set`` is ``alpha158`` or ``alpha360``. Each member's history is loaded from 60 (Alpha158) or
+    59 (Alpha360) trading days before ``dates.start`` (Qlib's extended window) to two days after
+    ``dates.end`` (for the label, which, like Qlib's, reads past the end date). Features are computed per
+    code over that whole history, then each date keeps only that date's members. With ``cache``, a second call with the same inputs (and the same data
     version) reads the cached frame (memory, or the disk tier's memory-mapped Arrow file), and
     concurrent identical calls compute it once.
     A member that fails to load raises :class:`LoadErrors` (with every failing member).
@@ -144,12 +190,10 @@ def _features(
     cache: Cache | None,
     skip_failed: bool,
 ) -> PartialFrame:
-    if factor_set not in FACTOR_SETS:
-        known = ", ".join(FACTOR_SETS)
-        raise InvalidInputError(f"unknown factor set {factor_set!r}: expected one of {known}")
+    chosen = get_factor_set(factor_set)
 
     def compute() -> pl.DataFrame:
-        result = _compute(store, universe, dates, label=label, skip_failed=skip_failed)
+        result = _compute(store, universe, dates, chosen, label=label, skip_failed=skip_failed)
         if result.errors:
             raise _Uncacheable(result)
         return result.frame
@@ -162,7 +206,7 @@ def _features(
             store.data_version(),
             universe=universe.fingerprint(),
             factor_set=factor_set,
-            engine=ENGINE_VERSION,
+            engine=chosen.engine,
             dates=dates,
             label=label,
         )
@@ -172,19 +216,25 @@ def _features(
 
 
 def _compute(
-    store: FeatureSource, universe: Universe, dates: DateRange, *, label: bool, skip_failed: bool = False
+    store: FeatureSource,
+    universe: Universe,
+    dates: DateRange,
+    chosen: FactorSet,
+    *,
+    label: bool,
+    skip_failed: bool = False,
 ) -> PartialFrame:
     calendar = store.calendar()
-    span = extended_dates(calendar, dates)
+    span = extended_dates(calendar, dates, chosen.lookback)
     codes = universe.members_between(dates)
-    fields = [*INPUTS, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
+    fields = [*chosen.inputs, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
     bars, errors = _load(store, codes, fields, span, skip_failed)
     if not sorted_by_code_date(bars):
         bars = bars.sort("code", "datetime")
-    log.info("computing alpha158 for %d codes, %d rows", len(codes) - len(errors), bars.height)
+    log.info("computing %s for %d codes, %d rows", chosen.name, len(codes) - len(errors), bars.height)
     in_dates = pl.col("datetime").is_between(dates.start, dates.end)
     keep = bars.select(in_dates).to_series() & member_mask(universe, bars)
-    frame = alpha158(bars, keep=keep)
+    frame = chosen.compute(bars, keep)
     if label:
         labels = bars.select(label_expr()).to_series().filter(keep)
         frame = frame.with_columns(labels.alias(LABEL))

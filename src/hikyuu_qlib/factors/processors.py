@@ -7,10 +7,12 @@ Cross-sectional processors use only the rows of the same date. NaN is missing, a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 
 from hikyuu_qlib.domain import DateRange
@@ -121,6 +123,41 @@ class RobustZScoreNorm:
             if self.clip_outlier:
                 z = pl.when(z.is_nan()).then(z).otherwise(z.clip(-3.0, 3.0))
             exprs.append(z.alias(c))
+        return frame.with_columns(exprs)
+
+
+@dataclass
+class ZScoreNorm:
+    """``(x - mean) / std`` with the fit window's mean and population std (NaN skipped), in float32.
+
+    Qlib's ``ZScoreNorm``: NumPy's ``nanmean`` and ``nanstd`` over each float32 column of the fit window
+    (in the frame's row order), and a column whose std is 0 is left unchanged (mean 0, std 1). A column
+    without any value in the fit window becomes NaN.
+    """
+
+    columns: Sequence[str] | None = None
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+
+    def fit(self, frame: pl.DataFrame) -> None:
+        cols = _columns(frame, self.columns)
+        self.mean, self.std = {}, {}
+        for c in cols:  # column by column: one contiguous float32 array each, as NumPy reduces a column
+            x = frame.get_column(c).cast(pl.Float32).fill_null(float("nan")).to_numpy()
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN, as in Qlib
+                mean, std = np.nanmean(x), np.nanstd(x)
+            if std == 0:
+                mean, std = np.float32(0), np.float32(1)
+            self.mean[c], self.std[c] = float(mean), float(std)
+
+    def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        if not self.mean:
+            raise InvalidInputError("ZScoreNorm is not fitted: call fit (or ProcessorChain.fit) first")
+        exprs = [
+            ((pl.col(c).cast(pl.Float32) - pl.lit(m, pl.Float32)) / pl.lit(self.std[c], pl.Float32)).alias(c)
+            for c, m in self.mean.items()
+        ]
         return frame.with_columns(exprs)
 
 

@@ -33,6 +33,7 @@ from hikyuu_qlib.factors.processors import (
     Processor,
     ProcessorChain,
     RobustZScoreNorm,
+    ZScoreNorm,
     feature_columns,
 )
 from hikyuu_qlib.factors.universe import Universe
@@ -68,6 +69,8 @@ def build_processor(step: ProcessorStep, features: Sequence[str]) -> Processor:
         return RobustZScoreNorm(cols, clip_outlier=step.clip is not None)
     if step.name == "fillna":
         return Fillna(cols, step.fill_value)
+    if step.name == "zscore":
+        return ZScoreNorm(cols)
     return ProcessInf(cols)
 
 
@@ -76,10 +79,17 @@ def build_chain(steps: Sequence[ProcessorStep], features: Sequence[str]) -> Proc
 
 
 def chain_state(chain: ProcessorChain) -> list[dict[str, Any]]:
-    """The fitted state of each step (RobustZScoreNorm's medians and scales; ``{}`` for stateless)."""
-    return [
-        {"median": s.median, "scale": s.scale} if isinstance(s, RobustZScoreNorm) else {} for s in chain.steps
-    ]
+    """The fitted state of each step (RobustZScoreNorm's medians and scales, ZScoreNorm's means and stds;
+    ``{}`` for stateless)."""
+    return [_step_state(s) for s in chain.steps]
+
+
+def _step_state(step: Processor) -> dict[str, Any]:
+    if isinstance(step, RobustZScoreNorm):
+        return {"median": step.median, "scale": step.scale}
+    if isinstance(step, ZScoreNorm):
+        return {"mean": step.mean, "std": step.std}
+    return {}
 
 
 def restore_chain(
@@ -93,6 +103,9 @@ def restore_chain(
         if isinstance(step, RobustZScoreNorm):
             step.median = {k: float(v) for k, v in saved["median"].items()}
             step.scale = {k: float(v) for k, v in saved["scale"].items()}
+        elif isinstance(step, ZScoreNorm):
+            step.mean = {k: float(v) for k, v in saved["mean"].items()}
+            step.std = {k: float(v) for k, v in saved["std"].items()}
     return chain
 
 

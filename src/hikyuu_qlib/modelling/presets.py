@@ -14,7 +14,9 @@ QLIB_LGB_ALPHA158 = "qlib-lgb-alpha158"
 LABEL_EXPRESSION = "Ref($close, -2)/Ref($close, -1) - 1"
 
 #: Processor names understood by :func:`hikyuu_qlib.modelling.dataset.build_chain`.
-PROCESSOR_NAMES = ("dropna_label", "cs_zscore", "cs_rank", "robust_zscore", "fillna", "process_inf")
+PROCESSOR_NAMES = (
+    "dropna_label", "cs_zscore", "cs_rank", "robust_zscore", "fillna", "process_inf", "zscore",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,20 @@ _QLIB_LGB = Preset(
 )
 
 PRESETS: dict[str, Preset] = {_QLIB_LGB.name: _QLIB_LGB}
+
+QLIB_LGB_ALPHA360 = "qlib-lgb-alpha360"
+#: Qlib's examples/benchmarks/LightGBM/workflow_config_lightgbm_Alpha360.yaml: no infer processors, the
+#: label ranked per date (CSRankNorm), learning rate 0.0421 (num_threads: ours).
+PRESETS[QLIB_LGB_ALPHA360] = Preset(
+    name=QLIB_LGB_ALPHA360,
+    model_type=ModelType.LIGHTGBM,
+    feature_set="alpha360",
+    label=LABEL_EXPRESSION,
+    params={**_QLIB_LGB.params, "learning_rate": 0.0421},
+    num_boost_round=1000,
+    early_stopping_rounds=50,
+    learn=(ProcessorStep("dropna_label", "label"), ProcessorStep("cs_rank", "label")),
+)
 
 
 def get_preset(name: str) -> Preset:

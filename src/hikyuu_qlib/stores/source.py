@@ -4,6 +4,8 @@
 ``qlib:PATH``    a Qlib provider directory
 ``synthetic``    the embedded synthetic market, optionally ``synthetic:SEED`` and
                  ``synthetic:SEED?stocks=N&years=Y&start=YYYY-MM-DD``
+``PATH``         a bare directory: Hikyuu when it holds ``stock.db`` or ``hikyuu.ini`` (or is a
+                 ``hikyuu.ini``), Qlib when it holds ``calendars/``; any other layout is refused
 """
 
 from __future__ import annotations
@@ -43,9 +45,14 @@ class SourceSpec:
         raw = text.strip()
         kind, sep, rest = raw.partition(":")
         kind = kind.lower()
-        if kind not in _KINDS:
+        bare_dir = (
+            not sep and kind != "synthetic" and Path(raw).expanduser().is_dir()
+        )  # ``hikyuu`` the folder
+        if kind not in _KINDS or bare_dir:
+            if raw and _looks_like_path(raw):
+                return cls(detect_kind(Path(raw).expanduser(), text), Path(raw).expanduser())
             raise InvalidSourceError(
-                f"invalid source {text!r}: expected hikyuu:PATH, qlib:PATH or synthetic[:SEED]"
+                f"invalid source {text!r}: expected hikyuu:PATH, qlib:PATH, synthetic[:SEED] or a directory"
             )
         if kind == "synthetic":
             return cls("synthetic", None, _parse_synthetic(text, rest))
@@ -71,6 +78,35 @@ class SourceSpec:
                 return f"synthetic:{p.seed}"
             return f"synthetic:{p.seed}?stocks={p.stocks}&years={p.years}&start={p.start:%Y-%m-%d}"
         return f"{self.kind}:{self.path}"
+
+
+def _looks_like_path(text: str) -> bool:
+    """A spec without a known kind is a path when it names something that exists or is spelled like one."""
+    return Path(text).expanduser().exists() or text.startswith((".", "~")) or "/" in text or "\\" in text
+
+
+def detect_kind(path: Path, text: str | None = None) -> Literal["hikyuu", "qlib"]:
+    """The kind of store in the bare directory ``path``: ``hikyuu`` when it holds ``stock.db`` or
+    ``hikyuu.ini`` (or is a ``hikyuu.ini``), ``qlib`` when it holds a ``calendars`` directory; anything else
+    is an :class:`InvalidSourceError` saying what was looked for."""
+    named = text if text is not None else str(path)
+    if path.is_file() and path.name == "hikyuu.ini":
+        return "hikyuu"
+    if not path.is_dir():
+        what = "not a directory" if path.exists() else "no such directory"
+        raise InvalidSourceError(
+            f"invalid source {named!r}: {what} (a bare path must be a Hikyuu or Qlib data directory; "
+            "or name the kind: hikyuu:PATH, qlib:PATH)"
+        )
+    if (path / "stock.db").is_file() or (path / "hikyuu.ini").is_file():
+        return "hikyuu"
+    if (path / "calendars").is_dir():
+        return "qlib"
+    raise InvalidSourceError(
+        f"invalid source {named!r}: cannot tell the kind of store in {path}: looked for stock.db or "
+        "hikyuu.ini (a Hikyuu data directory) and for calendars/ (a Qlib provider directory), found "
+        "neither; name the kind: hikyuu:PATH or qlib:PATH"
+    )
 
 
 def _parse_synthetic(text: str, rest: str) -> SyntheticParams:

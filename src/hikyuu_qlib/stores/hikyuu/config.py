@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 #: HDF5 file kinds: the ini key suffix, the file name suffix in a data directory.
 FILE_KINDS: dict[str, str] = {"day": "day", "min": "1min", "min5": "5min"}
+#: HDF5 files of time-line (分时) and tick (分笔) tables, named the same way (``sh_time.h5``, ``sh_trans.h5``).
+TICK_KINDS: dict[str, str] = {"time": "time", "trans": "trans"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,8 @@ class StoreLayout:
     datadir: Path
     db: Path
     files: dict[tuple[Market, str], Path] = field(default_factory=dict)
+    #: time-line and tick files (``TICK_KINDS``)
+    ticks: dict[tuple[Market, str], Path] = field(default_factory=dict)
     blocks: BlockFiles | None = None
 
     def block_files(self) -> BlockFiles:
@@ -32,6 +36,9 @@ class StoreLayout:
 
     def file(self, market: Market, kind: str) -> Path | None:
         return self.files.get((market, kind))
+
+    def tick_file(self, market: Market, kind: str) -> Path | None:
+        return self.ticks.get((market, kind))
 
 
 def resolve_layout(path: Path) -> StoreLayout:
@@ -57,12 +64,14 @@ def _from_dir(source: Path, datadir: Path) -> StoreLayout:
     if not db.is_file():
         raise StoreNotFoundError(f"Hikyuu store {datadir}: base-info database {db} not found")
     files: dict[tuple[Market, str], Path] = {}
+    ticks: dict[tuple[Market, str], Path] = {}
     for market in Market:
-        for kind, suffix in FILE_KINDS.items():
-            candidate = datadir / f"{market.value.lower()}_{suffix}.h5"
-            if candidate.is_file():
-                files[(market, kind)] = candidate
-    return StoreLayout(source, datadir, db, files, BlockFiles.of_datadir(datadir, db))
+        for kinds, found in ((FILE_KINDS, files), (TICK_KINDS, ticks)):
+            for kind, suffix in kinds.items():
+                candidate = datadir / f"{market.value.lower()}_{suffix}.h5"
+                if candidate.is_file():
+                    found[(market, kind)] = candidate
+    return StoreLayout(source, datadir, db, files, ticks, BlockFiles.of_datadir(datadir, db))
 
 
 def _from_ini(ini: Path) -> StoreLayout:
@@ -83,18 +92,20 @@ def _from_ini(ini: Path) -> StoreLayout:
     if kdata_type != "hdf5":
         raise InvalidSourceError(f"Hikyuu config {ini}: [kdata] type = {kdata_type} unsupported (hdf5 only)")
     files: dict[tuple[Market, str], Path] = {}
+    ticks: dict[tuple[Market, str], Path] = {}
     for market in Market:
-        for kind in FILE_KINDS:
-            key = f"{market.value.lower()}_{kind}"
-            text = parser.get("kdata", key, fallback=None)
-            if not text:
-                continue
-            file = _path(text, datadir)
-            if file.is_file():
-                files[(market, kind)] = file
-            else:
-                log.warning("Hikyuu config %s: [kdata] %s = %s does not exist; ignored", ini, key, file)
-    return StoreLayout(ini, datadir, db, files, BlockFiles.of_ini(parser, datadir, db, ini))
+        for kinds, found in ((FILE_KINDS, files), (TICK_KINDS, ticks)):
+            for kind in kinds:
+                key = f"{market.value.lower()}_{kind}"
+                text = parser.get("kdata", key, fallback=None)
+                if not text:
+                    continue
+                file = _path(text, datadir)
+                if file.is_file():
+                    found[(market, kind)] = file
+                else:
+                    log.warning("Hikyuu config %s: [kdata] %s = %s does not exist; ignored", ini, key, file)
+    return StoreLayout(ini, datadir, db, files, ticks, BlockFiles.of_ini(parser, datadir, db, ini))
 
 
 def _path(text: str, base: Path) -> Path:

@@ -45,6 +45,7 @@ from hikyuu_qlib.stores.hikyuu.files import StoreFiles
 from hikyuu_qlib.stores.hikyuu.frames import LOT, Columns
 from hikyuu_qlib.stores.hikyuu.h5 import INDEX_DTYPE, H5File, ymdhm_to_ms
 from hikyuu_qlib.stores.hikyuu.periods import BASE_KIND, DAY_GROUPS, DERIVED, aggregate, check_starts
+from hikyuu_qlib.stores.hikyuu.ticks import read_timeline, read_trans
 
 #: Universes served by :meth:`HikyuuStore.members` and the stock types they hold.
 EQUITY_TYPES: tuple[StockType, ...] = (StockType.A_SHARE, StockType.CHINEXT, StockType.STAR)
@@ -261,6 +262,26 @@ class HikyuuStore:
         if row is None:
             return pl.DataFrame(schema=WEIGHT_SCHEMA)
         return self._db.weights([row.stockid]).drop("stockid")
+
+    def timeline(self, code: StockCode, *, dates: DateRange | None = None) -> pl.DataFrame:
+        """The time-line (分时, one row a minute) of ``code`` from ``{market}_time.h5``: ``code, datetime,
+        price, volume`` (see :mod:`.ticks`); :class:`NoBarsError` when the store has no such file or table."""
+        return self._ticks(StockCode.parse(code), "time", dates)
+
+    def trans(self, code: StockCode, *, dates: DateRange | None = None) -> pl.DataFrame:
+        """The ticks (分笔) of ``code`` from ``{market}_trans.h5``: ``code, datetime, price, volume,
+        direction`` (see :mod:`.ticks`); :class:`NoBarsError` when the store has no such file or table."""
+        return self._ticks(StockCode.parse(code), "trans", dates)
+
+    def _ticks(self, code: StockCode, kind: str, dates: DateRange | None) -> pl.DataFrame:
+        row = self.files.require_code(code)
+        path = self.layout.tick_file(code.market, kind)
+        if path is None:
+            name = f"{code.market.value.lower()}_{kind}.h5"
+            raise NoBarsError(f"{code}: Hikyuu store {self.layout.datadir} has no {name} file")
+        scale = LOT if row.volume_in_lots else 1.0
+        reader = read_timeline if kind == "time" else read_trans
+        return reader(path, code.hikyuu_table, volume_scale=scale, dates=dates)
 
     def release_files(self) -> None:
         """Close the open HDF5 files (they reopen on next use)."""

@@ -33,6 +33,10 @@ Stocks come from ``instruments/all.txt``: type inferred from the code (SH000xxx 
 STAR, SZ30x ChiNext, else A-share), no names, valid = listed on the calendar's last day, lot 100,
 tick 0.01, ``has_data`` = the code has a ``features/<code>`` folder. Qlib holds adjustment factors, not split/dividend events, so :meth:`weights` is empty.
 
+Week, month, quarter, half-year and year bars (and their calendars) are built from the day bars by
+Hikyuu's rules, over the days that traded (see :mod:`hikyuu_qlib.stores.periods`) unless the store has a calendar of that frequency
+of its own (``calendars/week.txt``, ``calendars/month.txt``), which is then read as it is.
+
 Calendars and instruments files are parsed once and re-parsed when their size or mtime changes; all
 state is behind a lock, so one store serves concurrent readers.
 """
@@ -71,9 +75,10 @@ from hikyuu_qlib.domain import (
 )
 from hikyuu_qlib.domain.errors import InvalidCodeError
 from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, STOCK_SCHEMA, WEIGHT_SCHEMA, empty_bars
+from hikyuu_qlib.stores.periods import aggregate_periods, period_calendar
 from hikyuu_qlib.stores.qlib.bars import frame_to_bars, to_bars
 from hikyuu_qlib.stores.qlib.bins import bin_path
-from hikyuu_qlib.stores.qlib.calendar import KTYPE_OF, calendar_path, freq_of, read_calendar
+from hikyuu_qlib.stores.qlib.calendar import FREQ_OF, KTYPE_OF, calendar_path, freq_of, read_calendar
 from hikyuu_qlib.stores.qlib.change import (
     CHANGE_UNITS,
     DIVISOR,
@@ -203,7 +208,17 @@ class QlibStore:
         return [m for m in Market if m.value in codes]
 
     def ktypes(self) -> frozenset[KType]:
-        return frozenset(KTYPE_OF[f] for f in self._freqs() if f in KTYPE_OF)
+        """The frequencies with a calendar, and the periods built from day bars when there is a day one."""
+        native = {KTYPE_OF[f] for f in self._freqs() if f in KTYPE_OF}
+        if KType.DAY in native:
+            native |= {k for k in KType if k.is_period_of_day}
+        return frozenset(native)
+
+    def _derived(self, ktype: KType) -> bool:
+        """Whether ``ktype`` bars are built from day bars: a period of days without a calendar of its own."""
+        return ktype.is_period_of_day and (
+            ktype not in FREQ_OF or not calendar_path(self._root, FREQ_OF[ktype]).is_file()
+        )
 
     def stocks(
         self,
@@ -244,6 +259,9 @@ class QlibStore:
         return frame.select([pl.col(c).cast(t) for c, t in STOCK_SCHEMA.items()]).sort("code")
 
     def calendar(self, *, ktype: KType = KType.DAY, dates: DateRange | None = None) -> pl.Series:
+        if self._derived(ktype):
+            labels = period_calendar(self.calendar(), ktype)
+            return labels if dates is None else labels.filter(labels.is_between(dates.start, dates.end))
         cal = self._calendar(freq_of(ktype))
         return pl.Series("datetime", cal if dates is None else cal[dates.calendar_slice(cal)]).cast(DATETIME)
 
@@ -265,6 +283,8 @@ class QlibStore:
         dates: DateRange | None = None,
     ) -> pl.DataFrame:
         code = StockCode.parse(code)
+        if self._derived(ktype):
+            return aggregate_periods(self.read_bars(code, adjust=adjust), ktype, dates, traded_only=True)
         freq = freq_of(ktype)
         cal = self._calendar(freq)
         folder = code.qlib_folder
@@ -298,8 +318,13 @@ class QlibStore:
         Reads every code's full history in one :meth:`features` query (forward and backward
         adjustment need the first or last factor). Damaged instruments fail with the error
         :meth:`read_bars` gives them and the others are read again in one pass; an error of the store as
-        a whole (its calendar) fails every code that has data; a ktype Qlib has no frequency for raises.
+        a whole (its calendar) fails every code that has data; a ktype Qlib has no frequency for, or one the
+        store has no calendar for, raises.
+        Periods of days are built from the day bars (see the module doc).
         """
+        if self._derived(ktype):
+            days, failed = self.read_many(codes, adjust=adjust)
+            return aggregate_periods(days, ktype, dates, traded_only=True), failed
         errors: dict[str, HQError] = {}
         present: list[StockCode] = []
         listed: set[str] | None = None
@@ -315,6 +340,8 @@ class QlibStore:
         if not present:
             return empty_bars(with_factor=True), errors
         freq = freq_of(ktype)  # a ktype Qlib has no frequency for fails the call
+        if ktype not in self.ktypes():  # so does one the store has no calendar for: every code would fail
+            self._calendar(freq)  # raises UnsupportedKTypeError naming the missing calendar
         try:
             raw = self._bar_fields(present, freq, errors)
         except LoadErrors:
