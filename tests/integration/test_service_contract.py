@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_support import Server, make_tokens
+from service_support import TRAIN, Server, make_tokens
 from tests.conftest import require
+
+from hikyuu_qlib.client import Client
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
@@ -25,6 +27,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp_path_factory.mktemp("contract"), make_tokens(), source="synthetic:5?stocks=40&years=3"
     ).start()
     try:
+        # a finished train job, so that the stateful phase's chains reach a model and its predictions
+        with Client(running.url, running.tokens.write) as client:
+            client.wait(client.submit("train", TRAIN), timeout=300, poll=0.3)
         yield running
     finally:
         running.stop()

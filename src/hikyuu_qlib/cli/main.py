@@ -14,6 +14,7 @@ from hikyuu_qlib.cli.cache import cache_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
+from hikyuu_qlib.cli.jobs import jobs_app
 from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.cli.output import ExitCode, emit_json
 from hikyuu_qlib.cli.research import mount as mount_research
@@ -35,6 +36,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(cache_app, name="cache")
+app.add_typer(jobs_app, name="jobs")
 app.command("demo")(demo)
 app.command("run")(run)
 app.command("serve")(serve)

@@ -199,12 +199,41 @@ def frame_response(
     }
     extra = dict(headers or {})
     if fmt is not MediaType.JSON:
-        extra["HQ-Meta"] = _header_meta(meta)
-    media = "text/csv; charset=utf-8" if fmt is MediaType.CSV else fmt.value
-    return StreamingResponse(bodies[fmt](), media_type=media, headers=extra)
+        extra["HQ-Meta"] = header_meta(meta)
+    return StreamingResponse(bodies[fmt](), media_type=body_media_type(fmt), headers=extra)
 
 
-def _header_meta(meta: dict[str, Any], limit: int = 16_000) -> str:
+def body_media_type(fmt: MediaType) -> str:
+    """The ``Content-Type`` of a body in ``fmt``."""
+    return "text/csv; charset=utf-8" if fmt is MediaType.CSV else fmt.value
+
+
+def encode_frame(frame: pl.DataFrame, fmt: MediaType, *, key: str, meta: dict[str, Any]) -> bytes:
+    """The whole body of ``frame`` in ``fmt`` (what :func:`frame_response` streams), ``meta`` beside the
+    rows; ``meta`` should hold ``rows``."""
+    meta = {"rows": frame.height, **meta}
+    if fmt is MediaType.JSON:
+        rows = [_json_rows(chunk) for chunk in _chunks(frame, CHUNK_ROWS) if chunk.height]
+        head = _meta_bytes(meta)[:-1] + b',"' + key.encode() + b'":['
+        return head + b",".join(rows) + b"]}"
+    if fmt is MediaType.CSV:
+        return b"".join(_csv_rows(chunk, i == 0) for i, chunk in enumerate(_chunks(frame, CHUNK_ROWS)))
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"hq.meta": _meta_bytes(meta)})
+    if fmt is MediaType.PARQUET:
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        return buffer.getvalue()
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=CHUNK_ROWS)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def header_meta(meta: dict[str, Any], limit: int = 16_000) -> str:
     """``meta`` as ASCII JSON for a response header, its ``errors`` cut short past ``limit`` characters."""
     text = json.dumps(meta, ensure_ascii=True, separators=(",", ":"))
     if len(text) <= limit:

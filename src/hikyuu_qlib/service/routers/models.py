@@ -53,7 +53,12 @@ _MODEL_LINKS = {
     "DeleteModel": {"operationId": "deleteModel", "parameters": {"model_ref": "$response.body#/id"}},
     "Predict": {
         "operationId": "predict",
-        "requestBody": {"model": "$response.body#/id", "start": "2020-01-02", "end": "2020-12-31"},
+        "description": "scores of the model over its train segment",
+        "requestBody": {
+            "model": "$response.body#/id",
+            "start": "$response.body#/segments/train/0",
+            "end": "$response.body#/segments/train/1",
+        },
     },
 }
 
