@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from service_support import SEGMENTS, TRAIN, Server, free_port, make_tokens
 
+from hikyuu_qlib.cli.main import run_hq
 from hikyuu_qlib.client import Client
 
 SOURCE = "synthetic:5?stocks=40&years=3"
@@ -31,6 +32,28 @@ def _hq(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.Com
         timeout=timeout,
         env=env,
     )
+
+
+Run = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def hq(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``hq ARGS`` in this process (as the ``hq`` entry point runs it) with the ``HQ_*`` settings of
+    ``env`` (and no others): what it printed, and its exit code."""
+
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        for name in [n for n in os.environ if n.startswith("HQ_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            if name.startswith("HQ_"):
+                monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = run_hq(["--log-level", "WARNING", *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run
 
 
 def _doc(proc: subprocess.CompletedProcess[str], code: int = 0) -> Any:
@@ -84,69 +107,79 @@ def _remote(server: Server, scope: str = "read") -> list[str]:
 
 
 def test_data_bars_from_a_server_print_what_a_local_run_prints(
-    server: Server, local_env: dict[str, str], remote_env: dict[str, str]
+    hq: Run, server: Server, local_env: dict[str, str], remote_env: dict[str, str]
 ) -> None:
     with Client(server.url, server.tokens.read) as client:
         codes = client.stocks(has_data=True)["code"].to_list()[:3]
     args = ["data", "bars", *codes, "SH999999", "NOT-A-CODE", "--start", "2016-01-01", "--end", "2016-06-30"]
-    local = _doc(_hq(*args, "--format", "json", env=local_env), code=5)  # two codes fail: partial
-    remote = _doc(_hq(*args, "--format", "json", *_remote(server), env=remote_env), code=5)
+    local = _doc(hq(*args, "--format", "json", env=local_env), code=5)  # two codes fail: partial
+    remote = _doc(hq(*args, "--format", "json", *_remote(server), env=remote_env), code=5)
     assert remote == local
     assert local["rows"] > 100 and set(local["errors"]) == {"SH999999", "NOT-A-CODE"}
     assert remote["source"] == local["source"] != ""
     # the environment names the server as well as --server does
     env = {**remote_env, "HQ_SERVER": server.url, "HQ_TOKEN": server.tokens.read}
-    assert _doc(_hq(*args, "--format", "json", env=env), code=5) == local
+    assert _doc(_hq(*args, "--format", "json", env=env), code=5) == local  # a whole process
     # --server '' runs locally whatever the environment says: nothing to read in the empty home
-    proc = _hq("data", "bars", codes[0], "--server", "", "--source", SOURCE, "--format", "json", env=env)
+    proc = hq("data", "bars", codes[0], "--server", "", "--source", SOURCE, "--format", "json", env=env)
     assert _doc(proc)["source"] == local["source"]
 
 
 def test_model_list_and_show_from_a_server_match_the_registry(
-    server: Server, model_id: str, local_env: dict[str, str], remote_env: dict[str, str]
+    hq: Run, server: Server, model_id: str, local_env: dict[str, str], remote_env: dict[str, str]
 ) -> None:
-    local = _doc(_hq("model", "list", "--format", "json", env=local_env))
-    remote = _doc(_hq("model", "list", "--format", "json", *_remote(server), env=remote_env))
+    local = _doc(hq("model", "list", "--format", "json", env=local_env))
+    remote = _doc(hq("model", "list", "--format", "json", *_remote(server), env=remote_env))
     assert remote == local and [m["id"] for m in local["models"]] == [model_id]
     shown = _doc(
-        _hq("model", "show", model_id[:8].lower(), "--format", "json", *_remote(server), env=remote_env)
+        hq("model", "show", model_id[:8].lower(), "--format", "json", *_remote(server), env=remote_env)
     )
-    assert shown == _doc(_hq("model", "show", model_id, "--format", "json", env=local_env))
-    missing = _hq("model", "show", "0000000000", "--format", "json", *_remote(server), env=remote_env)
+    assert shown == _doc(hq("model", "show", model_id, "--format", "json", env=local_env))
+    missing = hq("model", "show", "0000000000", "--format", "json", *_remote(server), env=remote_env)
     assert _doc(missing, code=3)["error"]["type"] == "ModelNotFoundError"  # exit 3, as locally
 
 
 def test_predict_through_a_server_writes_the_local_scores(
-    server: Server, model_id: str, local_env: dict[str, str], remote_env: dict[str, str], tmp_path: Path
+    hq: Run,
+    server: Server,
+    model_id: str,
+    local_env: dict[str, str],
+    remote_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     args = ["predict", model_id, "--start", "2017-01-01", "--end", "2017-03-31", "--format", "json"]
-    local = _doc(_hq(*args, "--out", str(tmp_path / "local.parquet"), env=local_env))
-    remote = _doc(_hq(*args, "--out", str(tmp_path / "remote.parquet"), *_remote(server), env=remote_env))
+    local = _doc(hq(*args, "--out", str(tmp_path / "local.parquet"), env=local_env))
+    remote = _doc(hq(*args, "--out", str(tmp_path / "remote.parquet"), *_remote(server), env=remote_env))
     assert {**remote, "out": None} == {**local, "out": None} and local["rows"] > 0
     here, there = (
         pl.read_parquet(tmp_path / f"{n}.parquet").sort("datetime", "code") for n in ("local", "remote")
     )
     assert there.select("datetime", "code").equals(here.select("datetime", "code"))
     assert there["score"].to_list() == pytest.approx(here["score"].to_list())
-    refused = _hq(*args, "--out", str(tmp_path / "x.parquet"), "--no-cache", *_remote(server), env=remote_env)
+    refused = hq(*args, "--out", str(tmp_path / "x.parquet"), "--no-cache", *_remote(server), env=remote_env)
     assert "--no-cache" in _doc(refused, code=2)["error"]["message"]
 
 
 def test_backtest_run_through_a_server_is_a_job_with_the_local_statistics(
-    server: Server, model_id: str, local_env: dict[str, str], remote_env: dict[str, str], tmp_path: Path
+    hq: Run,
+    server: Server,
+    model_id: str,
+    local_env: dict[str, str],
+    remote_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     args = ["backtest", "run", "--model", model_id, "--start", "2017-01-01", "--end", "2017-06-30"]
     args += ["--benchmark", "", "--topk", "10", "--n-drop", "2", "--format", "json"]
-    refused = _hq(*args, *_remote(server), env=remote_env)  # a read token cannot start a job
+    refused = hq(*args, *_remote(server), env=remote_env)  # a read token cannot start a job
     assert _doc(refused, code=1)["error"]["type"] == "ServiceAuthError"
-    remote = _doc(_hq(*args, *_remote(server, "write"), env=remote_env))
-    local = _doc(_hq(*args, "--out", str(tmp_path / "local"), env=local_env))
+    remote = _doc(hq(*args, *_remote(server, "write"), env=remote_env))
+    local = _doc(hq(*args, "--out", str(tmp_path / "local"), env=local_env))
     assert remote["days"] == local["days"] > 0 and remote["model_id"] == local["model_id"] == model_id
     assert json.dumps(remote["statistics"], sort_keys=True) == json.dumps(local["statistics"], sort_keys=True)
     assert Path(remote["report"]).is_file()  # written by the server under its home
     assert Path(remote["report"]).is_relative_to(server.home / "jobs" / remote["job_id"])
     # the job is the server's: hq jobs shows it as GET /v1/jobs/{id} does
-    shown = _doc(_hq("jobs", "show", remote["job_id"], "--format", "json", *_remote(server), env=remote_env))
+    shown = _doc(hq("jobs", "show", remote["job_id"], "--format", "json", *_remote(server), env=remote_env))
     with Client(server.url, server.tokens.read) as client:
         assert shown["status"] == "succeeded" and shown["result"]["report"] == remote["report"]
         assert shown["links"]["model"] == f"/v1/models/{model_id}"
@@ -158,18 +191,18 @@ def _get_job(client: Client, job_id: str) -> dict[str, Any]:
 
 
 def test_jobs_submit_wait_list_and_cancel(
-    server: Server, model_id: str, remote_env: dict[str, str], tmp_path: Path
+    hq: Run, server: Server, model_id: str, remote_env: dict[str, str], tmp_path: Path
 ) -> None:
     body = tmp_path / "evaluate.json"
     body.write_text(json.dumps({"model": model_id, "start": "2017-01-01", "end": "2017-03-31"}))
     write = _remote(server, "write")
     done = _doc(
-        _hq("jobs", "submit", "evaluate", str(body), "--wait", "--format", "json", *write, env=remote_env)
+        hq("jobs", "submit", "evaluate", str(body), "--wait", "--format", "json", *write, env=remote_env)
     )
     assert done["status"] == "succeeded" and done["result"]["model_id"] == model_id
-    listed = _doc(_hq("jobs", "list", "--limit", "1", "--format", "json", *_remote(server), env=remote_env))
+    listed = _doc(hq("jobs", "list", "--limit", "1", "--format", "json", *_remote(server), env=remote_env))
     assert [j["id"] for j in listed["jobs"]] == [done["id"]] and listed["next_cursor"]
-    following = _hq(
+    following = hq(
         "jobs",
         "list",
         "--cursor",
@@ -182,30 +215,30 @@ def test_jobs_submit_wait_list_and_cancel(
     assert done["id"] not in [j["id"] for j in _doc(following)["jobs"]]
     long = tmp_path / "train.json"
     long.write_text(json.dumps({**TRAIN, "num_boost_round": 5000, "model": {"name": "cli-cancel"}}))
-    queued = _doc(_hq("jobs", "submit", "train", str(long), "--format", "json", *write, env=remote_env))
-    cancelled = _doc(_hq("jobs", "cancel", queued["id"], "--format", "json", *write, env=remote_env))
+    queued = _doc(hq("jobs", "submit", "train", str(long), "--format", "json", *write, env=remote_env))
+    cancelled = _doc(hq("jobs", "cancel", queued["id"], "--format", "json", *write, env=remote_env))
     assert cancelled["cancel_requested"] or cancelled["status"] == "cancelled"
-    waited = _hq(
+    waited = hq(
         "jobs", "wait", queued["id"], "--timeout", "120", "--format", "json", *_remote(server), env=remote_env
     )
     assert _doc(waited, code=1)["status"] == "cancelled"  # a job that did not succeed exits 1
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"model": model_id, "unknown": 1}))
-    refused = _hq("jobs", "submit", "evaluate", str(bad), "--format", "json", *write, env=remote_env)
+    refused = hq("jobs", "submit", "evaluate", str(bad), "--format", "json", *write, env=remote_env)
     assert _doc(refused, code=2)["error"]["type"] == "InvalidInputError"  # 422: nothing queued
-    no_server = _hq("jobs", "list", "--format", "json", env=remote_env)
+    no_server = hq("jobs", "list", "--format", "json", env=remote_env)
     assert "--server" in _doc(no_server, code=2)["error"]["message"]
 
 
 def test_a_server_that_cannot_be_reached_or_refuses_the_token_is_named(
-    server: Server, remote_env: dict[str, str]
+    hq: Run, server: Server, remote_env: dict[str, str]
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
-    proc = _hq("model", "list", "--server", down, "--format", "json", env=remote_env)
+    proc = _hq("model", "list", "--server", down, "--format", "json", env=remote_env)  # a whole process
     error = _doc(proc, code=1)["error"]
     assert error["type"] == "ServiceError" and down in error["message"]
     assert proc.stdout.count("\n") == 1 and "Traceback" not in proc.stderr
-    no_token = _hq("model", "list", "--server", server.url, "--format", "json", env=remote_env)
+    no_token = hq("model", "list", "--server", server.url, "--format", "json", env=remote_env)
     assert _doc(no_token, code=1)["error"]["type"] == "ServiceAuthError"
-    wrong = _hq("model", "list", "--server", "ftp://x", "--format", "json", env=remote_env)
+    wrong = hq("model", "list", "--server", "ftp://x", "--format", "json", env=remote_env)
     assert _doc(wrong, code=2)["error"]["type"] == "InvalidInputError"
