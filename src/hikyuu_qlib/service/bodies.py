@@ -121,12 +121,11 @@ def _start_worker(settings_doc: dict[str, Any]) -> None:
     """Initializer of a body process: die with the server, yield the CPU to it, open the store."""
     from hikyuu_qlib.app import open_cache, open_market
     from hikyuu_qlib.observability.logs import configure_logging
-    from hikyuu_qlib.service.lifecycle import die_with_parent
+    from hikyuu_qlib.service.lifecycle import die_with_parent, lower_priority
     from hikyuu_qlib.settings import Settings
 
     die_with_parent(signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+    lower_priority(os.getpid(), NICENESS)
     settings = Settings(**settings_doc)
     configure_logging(settings.log_level)
     _WORKER["market"] = open_market(settings=settings, cache=open_cache(settings))
@@ -173,6 +172,7 @@ class BarBodies:
         self._market = market
         self._threads = threads
         self._pool: ProcessPoolExecutor | None = None
+        self._lowered: set[int] = set()
         self._lock = threading.Lock()
 
     async def body(
@@ -208,7 +208,9 @@ class BarBodies:
         for attempt in (1, 2):
             pool = self._open()
             try:
-                outcome = await loop.run_in_executor(pool, build_in_worker, ask)
+                pending = loop.run_in_executor(pool, build_in_worker, ask)
+                self._lower(pool)
+                outcome = await pending
             except BrokenProcessPool:
                 self._discard(pool)
                 if attempt == 2:
@@ -240,6 +242,15 @@ class BarBodies:
                     initargs=(self._settings_doc,),
                 )
             return self._pool
+
+    def _lower(self, pool: ProcessPoolExecutor) -> None:
+        """Lower the priority of the pool's new processes from their start (their imports included)."""
+        from hikyuu_qlib.service.lifecycle import lower_priority
+
+        for pid in list(getattr(pool, "_processes", None) or ()):
+            if pid not in self._lowered:
+                self._lowered.add(pid)
+                lower_priority(pid, NICENESS)
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
         with self._lock:
