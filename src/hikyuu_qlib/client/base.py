@@ -26,6 +26,8 @@ from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.loadplan import LoadResult
 
 ARROW = "application/vnd.apache.arrow.stream"
+#: What the clients ask bars in: Arrow IPC with zstd-compressed buffers (pyarrow reads them as they come).
+ARROW_ZSTD = f"{ARROW}; compression=zstd"
 DateLike = str | dt.date | None
 
 

@@ -113,7 +113,9 @@ class Client:
     ) -> tuple[LoadResult, str]:
         """:meth:`load_many`, and the source the server read the bars from."""
         params = b.bars_params(codes, universe, start, end, ktype, adjust)
-        return b.load_result_source(self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW}))
+        return b.load_result_source(
+            self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW_ZSTD})
+        )
 
     def bars(
         self,
@@ -312,7 +314,9 @@ class AsyncClient:
         adjust: str = "none",
     ) -> LoadResult:
         params = b.bars_params(codes, universe, start, end, ktype, adjust)
-        return b.load_result(await self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW}))
+        return b.load_result(
+            await self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW_ZSTD})
+        )
 
     async def bars(
         self,

@@ -67,6 +67,7 @@ class BarsAsk:
     ktype: str
     adjust: str
     media: str
+    compression: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,10 @@ def bars_meta(result: LoadResult, source: str) -> dict[str, Any]:
     }
 
 
-def body_of(result: LoadResult, source: str, media: MediaType) -> Body:
+def body_of(result: LoadResult, source: str, media: MediaType, compression: str | None = None) -> Body:
     meta = bars_meta(result, source)
-    return Body(encode_frame(result.frame, media, key="bars", meta=meta), meta, complete=not result.errors)
+    data = encode_frame(result.frame, media, key="bars", meta=meta, compression=compression)
+    return Body(data, meta, complete=not result.errors)
 
 
 def body_response(body: Body, media: MediaType) -> StreamingResponse:
@@ -150,7 +152,7 @@ def build_in_worker(ask: BarsAsk) -> Body | HQError:
         result = md.load_many(
             list(ask.codes), start=ask.start, end=ask.end, ktype=ask.ktype, adjust=ask.adjust
         )
-        return body_of(result, md.store.source, MediaType(ask.media))
+        return body_of(result, md.store.source, MediaType(ask.media), ask.compression)
     except HQError as exc:
         return _portable(exc)
 
@@ -184,8 +186,9 @@ class BarBodies:
         ktype: str,
         adjust: str,
         media: MediaType,
+        compression: str | None = None,
     ) -> Body:
-        ask = BarsAsk(tuple(codes), start, end, ktype, adjust, media.value)
+        ask = BarsAsk(tuple(codes), start, end, ktype, adjust, media.value, compression)
         query = await self._market.bars_key(codes, start=start, end=end, ktype=ktype, adjust=adjust)
         if query is None:
             return await self._build(ask)
@@ -194,7 +197,7 @@ class BarBodies:
             source=query.source,
             data_version=query.data_version,
             schema=BODY_SCHEMA,
-            params={"query": query.name, "media": media.value},
+            params={"query": query.name, "media": media.value, "compression": compression},
             tiers=MEMORY_ONLY,
         )
         return await self._cache.aget_or_compute(
@@ -229,7 +232,7 @@ class BarBodies:
         source = self._market.store.source
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._threads, lambda: body_of(result, source, MediaType(ask.media))
+            self._threads, lambda: body_of(result, source, MediaType(ask.media), ask.compression)
         )
 
     def _open(self) -> ProcessPoolExecutor:

@@ -20,7 +20,7 @@ from hikyuu_qlib.domain.codes import StockCode
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.service.bodies import body_response
 from hikyuu_qlib.service.deps import READ, json_response, state_of
-from hikyuu_qlib.service.formats import negotiate
+from hikyuu_qlib.service.formats import MediaType, arrow_compression, negotiate
 from hikyuu_qlib.service.problems import problems
 from hikyuu_qlib.service.schemas import CODE_PATTERN, BarsOut, MembersOut, StockPage
 from hikyuu_qlib.settings import Settings
@@ -148,6 +148,7 @@ def router(settings: Settings) -> APIRouter:
             ktype=ktype,
             adjust=adjust,
             media=fmt,
+            compression=arrow_compression(accept) if fmt is MediaType.ARROW else None,
         )
         return body_response(body, fmt)
 
