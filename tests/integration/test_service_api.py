@@ -122,9 +122,20 @@ async def test_a_bars_body_is_built_in_a_body_process_and_kept_whole(
     as_json = await api.get("/v1/bars", params=params)  # another format: another body
     assert as_json.json()["rows"] == pl.from_arrow(ipc.open_stream(first.content).read_all()).height
     assert len([n for n in state.cache.memory._items if n.startswith("bars-body:")]) == 2
+    zstd = await api.get(
+        "/v1/bars", params=params, headers={"Accept": "application/vnd.apache.arrow.stream; compression=zstd"}
+    )
+    plain = ipc.open_stream(first.content).read_all()
+    assert ipc.open_stream(zstd.content).read_all().equals(plain) and len(zstd.content) < len(first.content)
+    unknown = "application/vnd.apache.arrow.stream; compression=snappy"
+    assert (
+        "snappy"
+        in _problem(await api.get("/v1/bars", params=params, headers={"Accept": unknown}), 406)["detail"]
+    )
+    assert len([n for n in state.cache.memory._items if n.startswith("bars-body:")]) == 3
     partial = await api.get("/v1/bars", params={**params, "codes": "SH600000,SZ999999"}, headers=arrow)
     assert "SZ999999" in partial.headers["HQ-Meta"]
-    assert len([n for n in state.cache.memory._items if n.startswith("bars-body:")]) == 2  # not kept
+    assert len([n for n in state.cache.memory._items if n.startswith("bars-body:")]) == 3  # not kept
 
 
 async def test_the_client_reads_frames_and_raises_library_errors(
