@@ -204,7 +204,7 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(
     assert overlapped, f"no burst overlapped the bar stream and the job: {rounds}"
     assert min(overlapped) <= GOAL_P99, f"p99 (s), bar stream in flight, job status, per burst: {rounds}"
     with Client(server.url, server.tokens.read) as client:
-        done = client.wait(job.id, timeout=180, poll=0.3)
+        done = client.wait(job.id, timeout=600, poll=0.3)
     assert done.result is not None and done.result["days"] > 0 and Path(done.result["report"]).is_file()
 
 
@@ -234,7 +234,7 @@ def test_serve_on_postgresql_and_redis(tmp_path: Path, pg_url: str, redis_url: s
         with Client(server.url, server.tokens.write) as client:
             ready = client.ready()
             assert ready["checks"]["cache"]["ok"] and "postgresql" in ready["checks"]["registry"]["detail"]
-            job = client.wait(client.submit("train", TRAIN), timeout=180, poll=0.3)
+            job = client.wait(client.submit("train", TRAIN), timeout=600, poll=0.3)
             assert job.result is not None
             model = client.model(job.result["model_id"])
             assert model.status.value == "trained" and model.tags["job_id"] == job.id
