@@ -409,6 +409,23 @@ class AsyncMarketDataClient(_BaseClient):
         key = self._bars_key(plan, await self._version(cache))
         return await cache.aget_or_compute(key, lambda: self._load(plan), LOAD_RESULT, keep=_ok)
 
+    async def bars_key(
+        self,
+        codes: CodeLike | Iterable[CodeLike],
+        *,
+        start: DateLike = None,
+        end: DateLike = None,
+        ktype: KType | str = KType.DAY,
+        adjust: Adjust | str = Adjust.NONE,
+    ) -> CacheKey | None:
+        """The cache key of a bar query at the store's current data version, what a value derived from
+        its result (a response body) is kept under; None without a cache or when a code does not parse."""
+        plan = self._load_plan(codes, start, end, ktype, adjust, 1)
+        cache = self._cache
+        if cache is None or not self._cacheable(plan):
+            return None
+        return self._bars_key(plan, await self._version(cache))
+
     async def _version(self, cache: Cache) -> str:
         """The store's data version: the cache's fresh one, else asked on the executor (a Qlib store
         stats every file)."""

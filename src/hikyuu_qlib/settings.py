@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -130,16 +130,31 @@ class Settings(BaseSettings):
         120.0, gt=0, description="seconds a request may take before it is answered 504"
     )
     api_compute_workers: int = Field(2, ge=1, le=64, description="threads for predictions per worker")
+    api_body_processes: int = Field(
+        1, ge=0, le=64, description="processes per worker that read and serialise bars (0: threads)"
+    )
     api_job_workers: int = Field(1, ge=1, le=64, description="jobs run at once (one process each)")
     api_shutdown_grace: float = Field(
         20.0, ge=0, description="seconds SIGTERM waits for requests and jobs before it stops them"
     )
     api_cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS (none: CORS off)")
+    # a client of hq serve (the hq commands that take --server)
+    server: str | None = Field(
+        None, description="URL of a hq serve that hq commands ask instead of reading locally (HQ_SERVER)"
+    )
+    token: SecretStr | None = Field(None, description="bearer token of requests to `server` (HQ_TOKEN)")
 
     @field_validator("cache_url", mode="before")
     @classmethod
     def _no_cache_url(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "off"):
+            return None
+        return value
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _no_server(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
             return None
         return value
 

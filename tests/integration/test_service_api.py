@@ -102,6 +102,42 @@ async def test_bars_formats_match_the_in_process_client(api: httpx.AsyncClient, 
     _problem(await api.get("/v1/bars", params=params, headers={"Accept": "image/png"}), 406)
 
 
+async def test_a_bars_body_is_built_in_a_body_process_and_kept_whole(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    import os
+
+    state = api.app.state.hq  # type: ignore[attr-defined]
+    arrow = {"Accept": "application/vnd.apache.arrow.stream"}
+    params = {"codes": ",".join(CODES), "start": "2019-01-01", "end": "2019-12-31"}
+    first = await api.get("/v1/bars", params=params, headers=arrow)
+    assert first.status_code == 200 and int(first.headers["content-length"]) == len(first.content)
+    pool = state.bodies._pool
+    assert pool is not None and all(pid != os.getpid() for pid in pool._processes)  # built elsewhere
+    kept = [n for n in state.cache.memory._items if n.startswith("bars-body:")]
+    assert len(kept) == 1
+    again = await api.get("/v1/bars", params={**params, "codes": ",".join(reversed(CODES))}, headers=arrow)
+    assert again.content == first.content  # the kept body (codes are a set), not a new one
+    assert [n for n in state.cache.memory._items if n.startswith("bars-body:")] == kept
+    as_json = await api.get("/v1/bars", params=params)  # another format: another body
+    assert as_json.json()["rows"] == pl.from_arrow(ipc.open_stream(first.content).read_all()).height
+    assert len([n for n in state.cache.memory._items if n.startswith("bars-body:")]) == 2
+    zstd = await api.get(
+        "/v1/bars", params=params, headers={"Accept": "application/vnd.apache.arrow.stream; compression=zstd"}
+    )
+    plain = ipc.open_stream(first.content).read_all()
+    assert ipc.open_stream(zstd.content).read_all().equals(plain) and len(zstd.content) < len(first.content)
+    unknown = "application/vnd.apache.arrow.stream; compression=snappy"
+    assert (
+        "snappy"
+        in _problem(await api.get("/v1/bars", params=params, headers={"Accept": unknown}), 406)["detail"]
+    )
+    assert len([n for n in state.cache.memory._items if n.startswith("bars-body:")]) == 3
+    partial = await api.get("/v1/bars", params={**params, "codes": "SH600000,SZ999999"}, headers=arrow)
+    assert "SZ999999" in partial.headers["HQ-Meta"]
+    assert len([n for n in state.cache.memory._items if n.startswith("bars-body:")]) == 3  # not kept
+
+
 async def test_the_client_reads_frames_and_raises_library_errors(
     api: httpx.AsyncClient, settings: Settings, tokens
 ) -> None:  # type: ignore[no-untyped-def]

@@ -7,14 +7,17 @@ The run is bounded (a few examples per operation); its settings and the reasons 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_support import Server, make_tokens
+from service_support import TRAIN, Server, make_tokens
 from tests.conftest import require
+
+from hikyuu_qlib.client import Client
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
@@ -25,12 +28,47 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp_path_factory.mktemp("contract"), make_tokens(), source="synthetic:5?stocks=40&years=3"
     ).start()
     try:
+        # a finished train job, so that the stateful phase's chains reach a model and its predictions
+        with Client(running.url, running.tokens.write) as client:
+            client.wait(client.submit("train", TRAIN), timeout=300, poll=0.3)
         yield running
     finally:
         running.stop()
 
 
-def test_the_api_keeps_its_openapi_contract(server: Server) -> None:
+#: The links the stateful phase must walk, each answered 2xx: create a job and poll it; read the job
+#: that trained a model, the model that job registered, and predict with it.
+CHAIN = (
+    "POST /v1/jobs -> [202] GetJob -> GET /v1/jobs/{job_id}",
+    "GET /v1/models/{model_ref} -> [200] GetModelJob -> GET /v1/jobs/{job_id}",
+    "GET /v1/jobs/{job_id} -> [200] GetJobModel -> GET /v1/models/{model_ref}",
+    "GET /v1/models/{model_ref} -> [200] Predict -> POST /v1/predictions",
+)
+
+
+def _walked(events: Path) -> tuple[dict[str, set[int]], list[str]]:
+    """From the run's NDJSON events: the statuses each applied link of the stateful phase was answered
+    with, and every request (of any phase) answered with a server error."""
+    links: dict[str, set[int]] = {}
+    server_errors: list[str] = []
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        finished = event.get("ScenarioFinished")
+        if finished is None:
+            continue
+        recorder = finished["recorder"]
+        for case_id, interaction in (recorder.get("interactions") or {}).items():
+            status = (interaction.get("response") or {}).get("status_code")
+            if status is not None and status >= 500:
+                server_errors.append(f"{interaction['request']['method']} {interaction['request']['uri']}")
+            node = (recorder.get("cases") or {}).get(case_id) or {}
+            transition = node.get("transition")
+            if finished["phase"] == "stateful" and transition and node.get("is_transition_applied"):
+                links.setdefault(transition["id"], set()).add(status)
+    return links, server_errors
+
+
+def test_the_api_keeps_its_openapi_contract(server: Server, tmp_path: Path) -> None:
     command = shutil.which("schemathesis") or shutil.which("st")
     require(command is not None, "schemathesis is not installed (pip install -e '.[test]')")
     assert command is not None
@@ -53,11 +91,19 @@ def test_the_api_keeps_its_openapi_contract(server: Server) -> None:
             "--header",
             f"Authorization: Bearer {server.tokens.write}",
             "--no-color",
+            "--request-timeout",
+            "120",
+            "--report-ndjson-path",
+            str(tmp_path / "events.ndjson"),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]  # no check failed
     assert "Stateful" in proc.stdout and "server error" not in proc.stdout.lower()
+    links, server_errors = _walked(tmp_path / "events.ndjson")
+    assert not server_errors
+    for link in CHAIN:  # the stateful phase really chained them, and the server answered each
+        assert any(200 <= s < 300 for s in links.get(link, set()) if s), (link, links)
     assert "Traceback" not in server.log()  # nothing reached the server's error handler unexpectedly

@@ -39,7 +39,7 @@ def trained(server: Server) -> str:
     """A model trained by a job of the server."""
     with Client(server.url, server.tokens.write) as client:
         job = client.submit("train", TRAIN)
-        done = client.wait(job, timeout=180, poll=0.3)
+        done = client.wait(job, timeout=600, poll=0.3)  # a loaded machine starves the niced job
     assert done.result is not None and done.extra["links"]["model"] == f"/v1/models/{done.result['model_id']}"
     return str(done.result["model_id"])
 
@@ -113,10 +113,10 @@ def test_sigkill_while_a_job_runs_then_restart_marks_it(tmp_path: Path) -> None:
     _registry_ok(tmp_path)
 
 
-#: The issue's goal for the p99 of 100 concurrent model reads under load (seconds).
+#: The issue's goal for the p99 of 100 concurrent model reads while a job runs and bars stream (seconds).
 GOAL_P99 = 0.050
-#: What the test asserts: the best burst's p99 shows the loop was not blocked by the stream (seconds).
-NOT_BLOCKED_P99 = 0.300
+#: Bursts fired at most while the bar stream is in flight.
+BURSTS = 6
 
 LOAD = """
 import asyncio, json, sys, time
@@ -149,14 +149,14 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(
     server: Server, trained: str
 ) -> None:
     """100 concurrent model reads (from a second process, over keep-alive connections opened before the
-    burst) while a backtest job runs and a cold whole-store bars request streams.
+    burst) while a backtest job runs and a cold whole-store bars request streams: p99 <= 50 ms
+    (:data:`GOAL_P99`).
 
-    The issue's goal is p99 <= 50 ms (:data:`GOAL_P99`). It is met when the machine is otherwise idle, but
-    not reliably under this load on a shared 2-core machine: the bar stream's reads and serialisation on
-    executor threads hold the GIL that the loop needs (bursts measured 0.09-0.6 s p99). What this test
-    guards is that the loop is never *blocked*: a whole-store read on the loop would hold every burst for
-    the seconds the stream takes. Up to five bursts are fired while the stream is in flight; the best must
-    stay under :data:`NOT_BLOCKED_P99`, and every burst's p99 is in the message.
+    The bars are read and serialised in the server's body process and the job in its own, both at a lower
+    CPU priority from their start, so the workers' GIL and loop are free for the reads. On a shared 2-core
+    machine one burst can still land on a moment when the OS runs other processes (this suite's own, other
+    tests'): up to :data:`BURSTS` bursts are fired while the stream is in flight and the best one must meet
+    the goal (a blocked loop fails every burst); every burst's p99 is in the message.
     """
     with Client(server.url, server.tokens.write) as client:
         job = client.submit(
@@ -177,7 +177,7 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(
     time.sleep(0.3)
     rounds: list[tuple[float, bool, str]] = []
     try:
-        for _ in range(5):
+        for _ in range(BURSTS):
             load = subprocess.run(
                 [
                     sys.executable,
@@ -202,11 +202,9 @@ def test_the_loop_stays_free_while_a_backtest_runs_and_a_bar_stream_is_served(
     assert bars.returncode == 0 and int(out) > 0
     overlapped = [p for p, streaming, status in rounds if streaming and status == "running"]
     assert overlapped, f"no burst overlapped the bar stream and the job: {rounds}"
-    assert min(overlapped) <= NOT_BLOCKED_P99, (
-        f"p99 (s), bar stream in flight, job status, per burst: {rounds}"
-    )
+    assert min(overlapped) <= GOAL_P99, f"p99 (s), bar stream in flight, job status, per burst: {rounds}"
     with Client(server.url, server.tokens.read) as client:
-        done = client.wait(job.id, timeout=180, poll=0.3)
+        done = client.wait(job.id, timeout=600, poll=0.3)
     assert done.result is not None and done.result["days"] > 0 and Path(done.result["report"]).is_file()
 
 
@@ -236,7 +234,7 @@ def test_serve_on_postgresql_and_redis(tmp_path: Path, pg_url: str, redis_url: s
         with Client(server.url, server.tokens.write) as client:
             ready = client.ready()
             assert ready["checks"]["cache"]["ok"] and "postgresql" in ready["checks"]["registry"]["detail"]
-            job = client.wait(client.submit("train", TRAIN), timeout=180, poll=0.3)
+            job = client.wait(client.submit("train", TRAIN), timeout=600, poll=0.3)
             assert job.result is not None
             model = client.model(job.result["model_id"])
             assert model.status.value == "trained" and model.tags["job_id"] == job.id

@@ -21,6 +21,16 @@ from hikyuu_qlib.cli.options import (
     SummaryFormatOption,
 )
 from hikyuu_qlib.cli.output import check_out_dir, emit_json, guarded, stdout_console
+from hikyuu_qlib.cli.remote import (
+    Remote,
+    ServerOption,
+    TokenOption,
+    day,
+    refuse_local_options,
+    remote_of,
+    run_job,
+)
+from hikyuu_qlib.cli.telemetry import current
 from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
 from hikyuu_qlib.serialization import flatten
 
@@ -41,7 +51,12 @@ backtest_app = typer.Typer(
 @backtest_app.command("run")
 @guarded(job="backtest_run")
 def run(
-    out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.html, PNGs, daily frame")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="directory for report.html, PNGs, daily frame (a local run needs it)"
+        ),
+    ] = None,
     predictions: Annotated[
         Path | None, typer.Option("--predictions", "-p", help="parquet/csv with datetime, code, score")
     ] = None,
@@ -105,6 +120,8 @@ def run(
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
     metrics_file: MetricsFileOption = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Backtest TopkDropout(topk, n_drop) and write the report. With --model the summary is stored with it.
 
@@ -112,10 +129,12 @@ def run(
     max(value × open-cost, min-cost); a sell pays max(value × close-cost, min-cost) + value × stamp-tax.
     Qlib folds the stamp tax into close-cost (its default is the commission plus the stamp tax), so
     stamp-tax, an extension, is charged on top of it.
+
+    With --server (or HQ_SERVER) the server runs it as a backtest job of --model (a write token), writes
+    the report under its home, and the command waits for it (Ctrl-C cancels the job).
     """
     from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
-    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.research import ResearchContext
 
     if predictions is not None and model is not None:
@@ -127,7 +146,11 @@ def run(
         raise InvalidInputError("give --predictions FILE or --model ID")
     if predictions is not None and universe_file is not None:
         raise InvalidInputError("--universe-file chooses what --model predicts: not with --predictions")
-    check_out_dir(out)
+    remote = remote_of(server, token, current().settings)
+    if remote is None:
+        if out is None:
+            raise InvalidInputError("give --out DIR: the directory the report is written to")
+        check_out_dir(out)
     given: dict[str, Any] = {
         "topk": topk,
         "n_drop": n_drop,
@@ -144,6 +167,14 @@ def run(
     config = BacktestConfig(**{name: value for name, value in given.items() if value not in (None, "")})
     if benchmark == "":
         config = dataclasses.replace(config, benchmark=None)
+    if remote is not None:
+        if predictions is not None:
+            raise InvalidInputError("--predictions: only for a local run (a server backtests a --model)")
+        refuse_local_options(source=source, out=out, metrics_file=metrics_file, universe_file=universe_file)
+        assert model is not None
+        _print_backtest(_remote_backtest(remote, model, universe, start, end, config, fmt), fmt)
+        return
+    assert out is not None
     command = current()
     with ResearchContext.open(source, settings=command.settings, db=db, telemetry=command.telemetry) as ctx:
         model_id = ctx.resolve_model(model) if model else None
@@ -193,12 +224,51 @@ def run(
         "days": result.daily.height,
         "statistics": statistics,
     }
+    _print_backtest(doc, fmt)
+
+
+def _print_backtest(doc: dict[str, Any], fmt: OutputFormat) -> None:
     if fmt is OutputFormat.json:
         emit_json(doc)
         return
     console = stdout_console()
-    console.print(f"[bold]report[/bold]: {paths.html}")
-    console.print(statistics_table(statistics))
+    console.print(f"[bold]report[/bold]: {doc['report']}")
+    console.print(statistics_table(doc["statistics"]))
+
+
+def _remote_backtest(
+    remote: Remote,
+    model: str,
+    universe: str,
+    start: str | None,
+    end: str | None,
+    config: BacktestConfig,
+    fmt: OutputFormat,
+) -> dict[str, Any]:
+    """Run a backtest job on the server and wait for it: the local command's document, with the job's
+    id, and the paths of the report on the server. Ctrl-C (or a failure to wait) cancels the job."""
+    if start is None or end is None:
+        raise InvalidInputError("--model needs --start and --end")
+    body = {
+        "model": model,
+        "universe": universe,
+        "start": day(start, "start date"),
+        "end": day(end, "end date"),
+        "backtest": dataclasses.asdict(config),
+    }
+    with remote.client() as hq:
+        done = run_job(hq, "backtest", body, fmt, remote.url)
+    result = done.result or {}
+    report = str(result.get("report", ""))
+    return {
+        "out": str(Path(report).parent) if report else None,
+        "report": report,
+        "daily": result.get("daily"),
+        "model_id": result.get("model_id"),
+        "days": result.get("days"),
+        "statistics": result.get("statistics"),
+        "job_id": done.id,
+    }
 
 
 def statistics_table(statistics: dict[str, Any], title: str = "statistics") -> Table:

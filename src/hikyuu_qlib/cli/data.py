@@ -29,8 +29,11 @@ from hikyuu_qlib.cli.output import (
     write_frame,
 )
 from hikyuu_qlib.cli.progress import progress_bar
+from hikyuu_qlib.cli.remote import Remote, ServerOption, TokenOption, day, refuse_local_options, remote_of
 from hikyuu_qlib.cli.telemetry import current
-from hikyuu_qlib.domain import Adjust, HQError, KType, Market, NoBarsError, StockType, parse_codes
+from hikyuu_qlib.domain import Adjust, DateRange, HQError, KType, Market, NoBarsError, StockType, parse_codes
+from hikyuu_qlib.domain.schema import empty_bars
+from hikyuu_qlib.loadplan import LoadResult, log_without_bars
 from hikyuu_qlib.marketdata import parse_code_list
 from hikyuu_qlib.stores.reports import BatchReport
 
@@ -122,18 +125,30 @@ def bars(
     ] = 4,
     fmt: FrameFormatOption = None,
     out: FrameOutOption = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
-    """Print or save bars of one or more codes. Failing codes are reported; the rest load (exit 5)."""
+    """Print or save bars of one or more codes. Failing codes are reported; the rest load (exit 5).
+
+    With --server (or HQ_SERVER) the server reads them, through its cache."""
     chosen = frame_format(fmt, out)
-    with open_market(source, settings=current().settings, telemetry=current().telemetry) as md:
-        result = md.load_many(
-            codes,
-            start=start,
-            end=end,
-            ktype=KType.parse(ktype),
-            adjust=Adjust.parse(adjust),
-            concurrency=concurrency,
+    remote = remote_of(server, token, current().settings)
+    if remote is not None:
+        refuse_local_options(source=source)
+        result, source_name = _remote_bars(
+            remote, codes, start, end, KType.parse(ktype), Adjust.parse(adjust)
         )
+    else:
+        with open_market(source, settings=current().settings, telemetry=current().telemetry) as md:
+            result = md.load_many(
+                codes,
+                start=start,
+                end=end,
+                ktype=KType.parse(ktype),
+                adjust=Adjust.parse(adjust),
+                concurrency=concurrency,
+            )
+        source_name = md.store.source
     parsed, unparsed = parse_code_list(codes)
     loaded = len(parsed) + len(unparsed) - len(result.errors)
     refuse_if_all_failed(result.errors, loaded)  # each failure was logged once, by the client
@@ -145,7 +160,7 @@ def bars(
         extra={
             "errors": result.error_messages(),
             "without_bars": list(result.without_bars),
-            "source": md.store.source,
+            "source": source_name,
         },
     )
     exit_if_partial(result.errors, loaded)
@@ -226,6 +241,31 @@ def _ticks(
     extra = {"errors": {c: str(e) for c, e in errors.items()}, "without_data": without, "source": name}
     write_frame(frame, chosen, out, title=f"{frame.height} {what} rows", extra=extra)
     exit_if_partial(errors, loaded)
+
+
+def _remote_bars(
+    remote: Remote, codes: list[str], start: str | None, end: str | None, ktype: KType, adjust: Adjust
+) -> tuple[LoadResult, str]:
+    """The bars of ``codes`` from a server, and its source. Codes that do not parse are errors here, as
+    in a local run (the server refuses a request that names one)."""
+    DateRange.of(start, end)  # an inverted range is refused before asking
+    parsed, unparsed = parse_code_list(codes)
+    result, source_name = LoadResult(empty_bars()), ""
+    if parsed:
+        with remote.client() as hq:
+            result, source_name = hq.load_many_from(
+                [str(c) for c in parsed],
+                start=day(start, "start date"),
+                end=day(end, "end date"),
+                ktype=ktype.value,
+                adjust=adjust.value,
+            )
+    if unparsed:
+        result = LoadResult(result.frame, {**result.errors, **unparsed}, result.without_bars)
+    for code, err in sorted(result.errors.items()):  # logged once each, as a local run logs them
+        log.warning("failed to load %s: %s", code, err)
+    log_without_bars(result.without_bars, source_name)
+    return result, source_name
 
 
 @data_app.command("export-qlib")

@@ -15,6 +15,7 @@ from hikyuu_qlib.cli.config import config_app
 from hikyuu_qlib.cli.data import data_app
 from hikyuu_qlib.cli.demo import demo
 from hikyuu_qlib.cli.interrupts import CtrlC, exit_after
+from hikyuu_qlib.cli.jobs import jobs_app
 from hikyuu_qlib.cli.model import model_app
 from hikyuu_qlib.cli.output import ExitCode, emit_json
 from hikyuu_qlib.cli.research import mount as mount_research
@@ -42,6 +43,7 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(system_app, name="system")
 data_app.add_typer(universe_app, name="universe")
 app.add_typer(config_app, name="config")
+app.add_typer(jobs_app, name="jobs")
 app.command("demo")(demo)
 app.command("run")(run)
 app.command("serve")(serve)

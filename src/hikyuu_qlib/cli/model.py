@@ -23,6 +23,7 @@ from hikyuu_qlib.cli.output import (
     stderr_console,
     stdout_console,
 )
+from hikyuu_qlib.cli.remote import Remote, ServerOption, TokenOption, remote_of
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.model import Model, ModelStatus, ModelType
 
@@ -39,6 +40,12 @@ def _registry(db: str | None) -> Any:
     settings = current().settings
     # through the cache: a promote or a removal invalidates the record in every process that caches it
     return open_registry(db, settings=settings, sync=True, create=False, cache=open_cache(settings))
+
+
+def _remote(server: str | None, token: str | None) -> Remote | None:
+    from hikyuu_qlib.cli.telemetry import current
+
+    return remote_of(server, token, current().settings)
 
 
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:
@@ -78,9 +85,11 @@ def list_models(
     ] = None,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """One page of models, newest first; prints the cursor of the next page."""
-    from hikyuu_qlib.domain.queries import ModelFilter
+    from hikyuu_qlib.domain.queries import ModelFilter, Page
 
     flt = ModelFilter(
         status=None if status is None else ModelStatus.parse(status),
@@ -88,8 +97,22 @@ def list_models(
         name=name,
         tags=_parse_tags(tag),
     )
-    with _registry(db) as registry:
-        page = registry.find(flt, order=order, limit=limit, cursor=cursor)
+    remote = _remote(server, token)
+    if remote is not None:
+        with remote.client() as hq:
+            items, following = hq.models_page(
+                status=None if flt.status is None else flt.status.value,
+                model_type=None if flt.model_type is None else flt.model_type.value,
+                name=name,
+                tags=flt.tags,
+                order=order,
+                page_size=limit,
+                page_token=cursor,
+            )
+        page = Page(items, following)
+    else:
+        with _registry(db) as registry:
+            page = registry.find(flt, order=order, limit=limit, cursor=cursor)
     if fmt is OutputFormat.json:
         emit_json(
             {
@@ -128,10 +151,17 @@ def show_model(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Everything the registry holds about one model."""
-    with _registry(db) as registry:
-        model = registry.get(registry.resolve(model_id))
+    remote = _remote(server, token)
+    if remote is not None:
+        with remote.client() as hq:
+            model = hq.model(model_id)
+    else:
+        with _registry(db) as registry:
+            model = registry.get(registry.resolve(model_id))
     doc = model.to_json()
     if fmt is OutputFormat.json:
         emit_json(doc)
@@ -145,11 +175,21 @@ def remove_models(
     model_ids: Annotated[list[str], typer.Argument(help="model ids or unique prefixes")],
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Delete models from the registry (their artifact files are kept)."""
-    with _registry(db) as registry:
-        ids = [registry.resolve(i) for i in model_ids]
-        deleted = registry.delete_many(ids)
+    remote = _remote(server, token)
+    if remote is not None:
+        with remote.client() as hq:
+            ids = list(dict.fromkeys(hq.model(i).id for i in model_ids))
+            for full in ids:
+                hq.delete_model(full)
+        deleted = len(ids)
+    else:
+        with _registry(db) as registry:
+            ids = [registry.resolve(i) for i in model_ids]
+            deleted = registry.delete_many(ids)
     if fmt is OutputFormat.json:
         emit_json({"deleted": deleted, "ids": ids})
         return
@@ -166,12 +206,21 @@ def promote_model(
     ] = "deployed",
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Move a model along its lifecycle (trained → deployed → archived …); illegal moves are refused."""
-    with _registry(db) as registry:
-        full = registry.resolve(model_id)
-        before = registry.get(full).status
-        model = registry.transition(full, ModelStatus.parse(to))
+    target = ModelStatus.parse(to)
+    remote = _remote(server, token)
+    if remote is not None:
+        with remote.client() as hq:
+            was, model = hq.transition(model_id, target.value)
+        before = ModelStatus.parse(was)
+    else:
+        with _registry(db) as registry:
+            full = registry.resolve(model_id)
+            before = registry.get(full).status
+            model = registry.transition(full, target)
     if fmt is OutputFormat.json:
         emit_json({"id": model.id, "from": before.value, "to": model.status.value, "model": model.to_json()})
         return

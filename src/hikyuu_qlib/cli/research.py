@@ -32,6 +32,14 @@ from hikyuu_qlib.cli.output import (
     writing,
 )
 from hikyuu_qlib.cli.progress import progress_bar
+from hikyuu_qlib.cli.remote import (
+    ServerOption,
+    TokenOption,
+    day,
+    refuse_local_options,
+    remote_of,
+    run_job,
+)
 from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 
@@ -124,8 +132,14 @@ def train(
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
     metrics_file: MetricsFileOption = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
-    """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment)."""
+    """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment).
+
+    With --server (or HQ_SERVER) the server trains it as a train job (a write token) and the command
+    waits for it (Ctrl-C cancels the job)."""
+    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.modelling.presets import get_preset
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
@@ -133,6 +147,36 @@ def train(
     if factors != chosen.feature_set:
         raise InvalidInputError(f"preset {preset} trains on {chosen.feature_set}, not {factors!r}")
     segments = Segments.parse(train_span, valid_span, test_span)
+    remote = remote_of(server, token, current().settings)
+    if remote is not None:
+        refuse_local_options(source=source, no_cache=no_cache, metrics_file=metrics_file)
+        body = {
+            "universe": universe,
+            "factors": factors,
+            "model": {"preset": preset, "seed": seed, "num_threads": threads, "name": name},
+            "segments": {
+                k: v for k, v in (("train", train_span), ("valid", valid_span), ("test", test_span)) if v
+            },
+            "num_boost_round": rounds,
+        }
+        with remote.client() as hq:
+            done = run_job(hq, "train", body, fmt, remote.url)
+            result = done.result or {}
+            model = hq.model(str(result["model_id"]))
+        remote_doc = {
+            "model": model.to_json(),
+            "metrics": result.get("metrics"),
+            "best_iteration": result.get("best_iteration"),
+            "rounds": result.get("rounds"),
+            "timings": result.get("timings"),
+            "job_id": done.id,
+        }
+        if fmt is OutputFormat.json:
+            emit_json(remote_doc)
+            return
+        metrics = result.get("metrics") or {}
+        stdout_console().print(_metrics_table(metrics, f"model {model.id} ({model.name} v{model.version})"))
+        return
     with _context(source, db) as ctx:
         members = ctx.universe(universe, segments.span())
         spec = TrainSpec(
@@ -262,11 +306,15 @@ def predict(
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Predict a universe over a date range with a registered model; writes (datetime, code, score).
 
-    Codes that fail to load are left out and reported; the others are predicted (exit 5).
+    Codes that fail to load are left out and reported; the others are predicted (exit 5). With --server
+    (or HQ_SERVER) the server predicts (its model LRU and cache) and the scores are written here.
     """
+    from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.modelling import service
     from hikyuu_qlib.modelling.predictor import write_predictions
     from hikyuu_qlib.modelling.qlib_form import to_qlib
@@ -275,20 +323,32 @@ def predict(
     if qlib_form and kind != "parquet":
         raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
     dates = DateRange.of(start, end)
-    with _context(source, db, create_registry=False) as ctx:
-        full = ctx.resolve_model(model_id)
-        record = ctx.registry.get(full)
-        ctx.use_model_source(record)
-        members = ctx.universe(universe or record.universe, dates)
-        result = service.predict_partial(
-            full,
-            predictor=ctx.predictor,
-            store=ctx.features,
-            universe=members,
-            dates=dates,
-            cache=None if no_cache else ctx.cache,
-        )
-    frame = result.frame
+    remote = remote_of(server, token, current().settings)
+    if remote is not None:
+        refuse_local_options(source=source, no_cache=no_cache)
+        with remote.client() as hq:
+            served = hq.predict(
+                model_id, start=day(start, "start date"), end=day(end, "end date"), universe=universe
+            )
+        full, frame = served.model_id, served.frame
+        errors: dict[str, BaseException] = dict(served.errors)
+        succeeded = frame["code"].n_unique()  # the members the server predicted
+    else:
+        with _context(source, db, create_registry=False) as ctx:
+            full = ctx.resolve_model(model_id)
+            record = ctx.registry.get(full)
+            ctx.use_model_source(record)
+            members = ctx.universe(universe or record.universe, dates)
+            result = service.predict_partial(
+                full,
+                predictor=ctx.predictor,
+                store=ctx.features,
+                universe=members,
+                dates=dates,
+                cache=None if no_cache else ctx.cache,
+            )
+        frame, errors = result.frame, dict(result.errors)
+        succeeded = len(members.members_between(dates)) - len(errors)
     with writing(out):
         if qlib_form:
             to_qlib(frame).to_frame().to_parquet(out)
@@ -302,13 +362,12 @@ def predict(
         "dates": str(dates),
         "out": str(out),
         "format": written,
-        "errors": {code: str(err) for code, err in sorted(result.errors.items())},
+        "errors": {code: str(err) for code, err in sorted(errors.items())},
     }
-    succeeded = len(members.members_between(dates)) - len(result.errors)
     if fmt is OutputFormat.json:
         emit_json(doc)
     else:
         sys.stdout.write(
             f"wrote {frame.height} predictions ({doc['codes']} codes, {dates}) to {out} [{written}]\n"
         )
-    exit_if_partial(result.errors, succeeded)  # each failing code was logged once
+    exit_if_partial(errors, succeeded)  # each failing code was logged once

@@ -26,6 +26,8 @@ from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.loadplan import LoadResult
 
 ARROW = "application/vnd.apache.arrow.stream"
+#: What the clients ask bars in: Arrow IPC with zstd-compressed buffers (pyarrow reads them as they come).
+ARROW_ZSTD = f"{ARROW}; compression=zstd"
 DateLike = str | dt.date | None
 
 
@@ -153,9 +155,15 @@ def bars_params(
 
 
 def load_result(response: httpx.Response) -> LoadResult:
+    return load_result_source(response)[0]
+
+
+def load_result_source(response: httpx.Response) -> tuple[LoadResult, str]:
+    """The load result of a bars response, and the source the server read."""
     raise_for_problem(response)
     frame, meta = read_arrow(response.content)
-    return LoadResult(frame, code_errors(meta.get("errors")), tuple(meta.get("without_bars") or ()))
+    result = LoadResult(frame, code_errors(meta.get("errors")), tuple(meta.get("without_bars") or ()))
+    return result, str(meta.get("source") or "")
 
 
 def predictions(response: httpx.Response) -> Predictions:

@@ -97,8 +97,25 @@ class Client:
         adjust: str = "none",
     ) -> LoadResult:
         """Bars of the codes (or of a universe's members) with the per-code errors, as in process."""
+        return self.load_many_from(
+            codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust
+        )[0]
+
+    def load_many_from(
+        self,
+        codes: str | Iterable[str] | None = None,
+        *,
+        universe: str | None = None,
+        start: b.DateLike = None,
+        end: b.DateLike = None,
+        ktype: str = "day",
+        adjust: str = "none",
+    ) -> tuple[LoadResult, str]:
+        """:meth:`load_many`, and the source the server read the bars from."""
         params = b.bars_params(codes, universe, start, end, ktype, adjust)
-        return b.load_result(self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW}))
+        return b.load_result_source(
+            self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW_ZSTD})
+        )
 
     def bars(
         self,
@@ -135,21 +152,49 @@ class Client:
         page_size: int = 100,
     ) -> Iterator[Model]:
         """Every matching model, following the pages."""
-        params = b.models_params(status, model_type, name, tags, order, page_size)
+        token: str | None = None
         while True:
-            items, token = b.models_page(self._http.get("/v1/models", params=params))
+            items, token = self.models_page(
+                status=status,
+                model_type=model_type,
+                name=name,
+                tags=tags,
+                order=order,
+                page_size=page_size,
+                page_token=token,
+            )
             yield from items
             if not token:
                 return
-            params["page_token"] = token
+
+    def models_page(
+        self,
+        *,
+        status: str | None = None,
+        model_type: str | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        order: str = "-created",
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> tuple[list[Model], str | None]:
+        """One page of models and the token of the next (None on the last page)."""
+        params = b.models_params(status, model_type, name, tags, order, page_size)
+        if page_token:
+            params["page_token"] = page_token
+        return b.models_page(self._http.get("/v1/models", params=params))
 
     def model(self, ref: str) -> Model:
         """A model by id or unique prefix."""
         return Model.from_json(b.json_of(self._http.get(f"/v1/models/{ref}")))
 
     def promote(self, ref: str, to: str = "deployed") -> Model:
+        return self.transition(ref, to)[1]
+
+    def transition(self, ref: str, to: str = "deployed") -> tuple[str, Model]:
+        """Move a model to ``to``: the status it had, and the model as it is now."""
         doc = b.json_of(self._http.post(f"/v1/models/{ref}/promote", json={"to": to}))
-        return Model.from_json(doc["model"])
+        return str(doc["from"]), Model.from_json(doc["model"])
 
     def delete_model(self, model_id: str) -> None:
         b.raise_for_problem(self._http.delete(f"/v1/models/{model_id}"))
@@ -170,13 +215,22 @@ class Client:
         return b.job_of(b.json_of(self._http.get(f"/v1/jobs/{job_id}")))
 
     def jobs(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Job]:
-        params: dict[str, Any] = b._clean({"status": status, "page_size": page_size})
+        token: str | None = None
         while True:
-            doc = b.json_of(self._http.get("/v1/jobs", params=params))
-            yield from (b.job_of(j) for j in doc["jobs"])
-            if not doc.get("next_page_token"):
+            items, token = self.jobs_page(status=status, page_size=page_size, page_token=token)
+            yield from items
+            if not token:
                 return
-            params["page_token"] = doc["next_page_token"]
+
+    def jobs_page(
+        self, *, status: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """One page of jobs (newest first) and the token of the next (None on the last page)."""
+        params: dict[str, Any] = b._clean(
+            {"status": status, "page_size": page_size, "page_token": page_token}
+        )
+        doc = b.json_of(self._http.get("/v1/jobs", params=params))
+        return [b.job_of(j) for j in doc["jobs"]], doc.get("next_page_token") or None
 
     def cancel(self, job_id: str) -> Job:
         return b.job_of(b.json_of(self._http.delete(f"/v1/jobs/{job_id}")))
@@ -260,7 +314,9 @@ class AsyncClient:
         adjust: str = "none",
     ) -> LoadResult:
         params = b.bars_params(codes, universe, start, end, ktype, adjust)
-        return b.load_result(await self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW}))
+        return b.load_result(
+            await self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW_ZSTD})
+        )
 
     async def bars(
         self,

@@ -5,7 +5,8 @@ media type                            body
 ====================================  =====================================================================
 application/json (default)            ``{"rows": N, …meta, "<key>": [{column: value, …}, …]}``
 text/csv                              a header line, then rows; meta in the ``HQ-Meta`` response header
-application/vnd.apache.arrow.stream   an Arrow IPC stream; meta in the schema metadata (``hq.meta``)
+application/vnd.apache.arrow.stream   an Arrow IPC stream; meta in the schema metadata (``hq.meta``);
+                                      ``; compression=zstd`` (or ``lz4``) compresses its buffers
 application/vnd.apache.parquet        a Parquet file; meta in the file's key-value metadata (``hq.meta``)
 ====================================  =====================================================================
 
@@ -82,6 +83,31 @@ def negotiate(accept: str | None) -> MediaType:
         "NotAcceptable",
         f"cannot answer {accept!r}: ask for one of {', '.join(f.value for f in MediaType)}",
     )
+
+
+#: Arrow IPC buffer compressions a client may ask for (``Accept: …arrow.stream; compression=zstd``).
+ARROW_COMPRESSIONS = ("zstd", "lz4")
+
+
+def arrow_compression(accept: str | None) -> str | None:
+    """The buffer compression the ``Accept`` header asks of an Arrow IPC stream (``compression=zstd`` or
+    ``lz4`` on its media range), else None: readers without IPC compression get plain buffers."""
+    for part in (accept or "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() != MediaType.ARROW.value:
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "compression":
+                chosen = value.strip().strip('"').lower()
+                if chosen in ARROW_COMPRESSIONS:
+                    return chosen
+                raise ServiceProblem(
+                    406,
+                    "NotAcceptable",
+                    f"unknown Arrow compression {chosen!r}: ask for one of {', '.join(ARROW_COMPRESSIONS)}",
+                )
+    return None
 
 
 def _json_ready(frame: pl.DataFrame) -> pl.DataFrame:
@@ -199,12 +225,49 @@ def frame_response(
     }
     extra = dict(headers or {})
     if fmt is not MediaType.JSON:
-        extra["HQ-Meta"] = _header_meta(meta)
-    media = "text/csv; charset=utf-8" if fmt is MediaType.CSV else fmt.value
-    return StreamingResponse(bodies[fmt](), media_type=media, headers=extra)
+        extra["HQ-Meta"] = header_meta(meta)
+    return StreamingResponse(bodies[fmt](), media_type=body_media_type(fmt), headers=extra)
 
 
-def _header_meta(meta: dict[str, Any], limit: int = 16_000) -> str:
+def body_media_type(fmt: MediaType) -> str:
+    """The ``Content-Type`` of a body in ``fmt``."""
+    return "text/csv; charset=utf-8" if fmt is MediaType.CSV else fmt.value
+
+
+def encode_frame(
+    frame: pl.DataFrame,
+    fmt: MediaType,
+    *,
+    key: str,
+    meta: dict[str, Any],
+    compression: str | None = None,
+) -> bytes:
+    """The whole body of ``frame`` in ``fmt`` (what :func:`frame_response` streams), ``meta`` beside the
+    rows; ``compression`` compresses an Arrow stream's buffers (see :func:`arrow_compression`)."""
+    meta = {"rows": frame.height, **meta}
+    if fmt is MediaType.JSON:
+        rows = [_json_rows(chunk) for chunk in _chunks(frame, CHUNK_ROWS) if chunk.height]
+        head = _meta_bytes(meta)[:-1] + b',"' + key.encode() + b'":['
+        return head + b",".join(rows) + b"]}"
+    if fmt is MediaType.CSV:
+        return b"".join(_csv_rows(chunk, i == 0) for i, chunk in enumerate(_chunks(frame, CHUNK_ROWS)))
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"hq.meta": _meta_bytes(meta)})
+    if fmt is MediaType.PARQUET:
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        return buffer.getvalue()
+    sink = pa.BufferOutputStream()
+    options = ipc.IpcWriteOptions(compression=compression)
+    with ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=CHUNK_ROWS)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def header_meta(meta: dict[str, Any], limit: int = 16_000) -> str:
     """``meta`` as ASCII JSON for a response header, its ``errors`` cut short past ``limit`` characters."""
     text = json.dumps(meta, ensure_ascii=True, separators=(",", ":"))
     if len(text) <= limit:

@@ -32,6 +32,15 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> bool:
     return True
 
 
+def lower_priority(pid: int, niceness: int) -> None:
+    """Give a child process the CPU priority ``niceness`` from its start (its interpreter's imports
+    included, which it would otherwise run at the server's priority); a failure is only logged."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, max(niceness, os.getpriority(os.PRIO_PROCESS, pid)))
+    except OSError as exc:
+        log.debug("could not lower the priority of process %d: %s", pid, exc)
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process of this host with ``pid`` exists (and is not a zombie we could reap)."""
     if pid <= 0:

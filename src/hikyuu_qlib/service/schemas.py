@@ -105,6 +105,7 @@ class BarsOut(_Doc):
     rows: int
     errors: dict[str, CodeError] = Field(description="codes that failed, with their error (not in bars)")
     without_bars: list[str] = Field(description="codes the store lists but holds no bars for")
+    source: str = Field(description="the store the bars were read from")
     bars: list[BarOut]
 
 

@@ -5,7 +5,8 @@ composition root's factories, and the executors that keep blocking work off the 
 - models: :class:`~hikyuu_qlib.registry.repository.AsyncModelRepository` (async, point reads);
 - jobs: :class:`~hikyuu_qlib.registry.jobs.JobStore` over the sync registry, called on ``blocking``;
 - predictions: a :class:`~hikyuu_qlib.research.ResearchContext` (its predictor keeps an LRU of loaded
-  boosters), called on ``compute`` (``api_compute_workers`` threads).
+  boosters), called on ``compute`` (``api_compute_workers`` threads);
+- bars bodies: :class:`~hikyuu_qlib.service.bodies.BarBodies` (built in its processes, kept in the cache).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from hikyuu_qlib.registry.repository import AsyncModelRepository
     from hikyuu_qlib.registry.sync import ModelRegistry
     from hikyuu_qlib.research import ResearchContext
+    from hikyuu_qlib.service.bodies import BarBodies
     from hikyuu_qlib.service.jobs.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class ServiceState:
     research: ResearchContext
     compute: ThreadPoolExecutor
     blocking: ThreadPoolExecutor
+    bodies: BarBodies
     runner: JobRunner | None = None
     source: str = field(default="")
 
@@ -65,6 +68,7 @@ async def open_state(settings: Settings, telemetry: Telemetry, *, run_jobs: bool
     from hikyuu_qlib.app import open_cache, open_market_async, open_registry
     from hikyuu_qlib.registry.jobs import JobStore
     from hikyuu_qlib.research import ResearchContext
+    from hikyuu_qlib.service.bodies import BarBodies
 
     auth = Authenticator(settings.api_tokens, public_read=settings.api_public_read, metrics=telemetry.metrics)
     cache = open_cache(settings, telemetry=telemetry)
@@ -89,6 +93,7 @@ async def open_state(settings: Settings, telemetry: Telemetry, *, run_jobs: bool
         research=research,
         compute=compute,
         blocking=blocking,
+        bodies=BarBodies(settings, cache=cache, market=market, threads=blocking),
         source=market.store.source,
     )
     if run_jobs:
@@ -104,6 +109,7 @@ async def close_state(state: ServiceState) -> None:
     if state.runner is not None:
         await loop.run_in_executor(None, state.runner.stop, state.settings.api_shutdown_grace)
     state.compute.shutdown(wait=True, cancel_futures=True)
+    await loop.run_in_executor(None, state.bodies.close)
     await loop.run_in_executor(None, state.research.close)
     await state.market.aclose()
     await state.models.close()

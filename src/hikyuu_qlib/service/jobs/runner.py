@@ -26,7 +26,8 @@ from hikyuu_qlib.domain.jobs import JobStatus
 from hikyuu_qlib.observability.recording import Metrics
 from hikyuu_qlib.registry.jobs import JobStore, runner_name
 from hikyuu_qlib.registry.sync import ModelRegistry
-from hikyuu_qlib.service.lifecycle import pid_alive
+from hikyuu_qlib.service.jobs.work import NICENESS
+from hikyuu_qlib.service.lifecycle import lower_priority, pid_alive
 from hikyuu_qlib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class JobRunner:
                 daemon=False,
             )
             process.start()
+            lower_priority(process.pid or 0, NICENESS)  # its imports too, not only its work
             log.info("job %s (%s) started in process %s", job.id, job.kind.value, process.pid)
             self._running[job.id] = _Running(process, ready, job.kind.value, time.monotonic())
             self._metrics.job_started(job.kind.value)

@@ -97,7 +97,18 @@ def router(settings: Settings) -> APIRouter:
         operation_id="listJobs",
         summary="Jobs, newest first, one page at a time",
         dependencies=READ,
-        responses=problems(400, 401, 403, 422),
+        responses={
+            200: {
+                "description": "one page",
+                "links": {
+                    "GetFirstJob": {
+                        "operationId": "getJob",
+                        "parameters": {"job_id": "$response.body#/jobs/0/id"},
+                    }
+                },
+            },
+            **problems(400, 401, 403, 422),
+        },
     )
     async def list_jobs(
         request: Request,
@@ -126,6 +137,7 @@ def router(settings: Settings) -> APIRouter:
                 "links": {
                     "GetJobModel": {
                         "operationId": "getModel",
+                        "description": "the model a train job registered (once it succeeded)",
                         "parameters": {"model_ref": "$response.body#/result/model_id"},
                     }
                 },

@@ -1,6 +1,7 @@
 """Market data: ``/v1/stocks``, ``/v1/bars`` and ``/v1/universes/{name}/members``.
 
-Every read runs on the market data client's bounded executor (never on the event loop). A bars request
+Every read runs off the event loop: bars in the server's body processes (:mod:`..bodies`), the rest on
+the market data client's bounded executor. A bars request
 names its codes (``codes=SH600000,SZ000001``) or a universe (its members within the dates); a code that
 fails is reported in the body's ``errors`` beside the bars of the others (200), a malformed code is a 400.
 """
@@ -17,8 +18,9 @@ from starlette.responses import Response
 from hikyuu_qlib.domain import DateRange, Market, StockType
 from hikyuu_qlib.domain.codes import StockCode
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.service.bodies import body_response
 from hikyuu_qlib.service.deps import READ, json_response, state_of
-from hikyuu_qlib.service.formats import frame_response, negotiate
+from hikyuu_qlib.service.formats import MediaType, arrow_compression, negotiate
 from hikyuu_qlib.service.problems import problems
 from hikyuu_qlib.service.schemas import CODE_PATTERN, BarsOut, MembersOut, StockPage
 from hikyuu_qlib.settings import Settings
@@ -139,11 +141,16 @@ def router(settings: Settings) -> APIRouter:
             raise InvalidInputError("no stock codes given")
         if len(wanted) > max_codes:
             raise InvalidInputError(f"{len(wanted)} codes asked; at most {max_codes} in one request")
-        result = await state.market.load_many(
-            wanted, start=dates.start, end=dates.end, ktype=ktype, adjust=adjust
+        body = await state.bodies.body(
+            [str(c) for c in wanted],
+            start=dates.start,
+            end=dates.end,
+            ktype=ktype,
+            adjust=adjust,
+            media=fmt,
+            compression=arrow_compression(accept) if fmt is MediaType.ARROW else None,
         )
-        meta = {"errors": error_doc(dict(result.errors)), "without_bars": list(result.without_bars)}
-        return frame_response(result.frame, fmt, key="bars", meta=meta, executor=state.blocking)
+        return body_response(body, fmt)
 
     @api.get(
         "/v1/universes/{name}/members",

@@ -50,10 +50,19 @@ ModelId = Annotated[
 _MODEL_LINKS = {
     "GetModel": {"operationId": "getModel", "parameters": {"model_ref": "$response.body#/id"}},
     "PromoteModel": {"operationId": "promoteModel", "parameters": {"model_ref": "$response.body#/id"}},
-    "DeleteModel": {"operationId": "deleteModel", "parameters": {"model_ref": "$response.body#/id"}},
+    "GetModelJob": {
+        "operationId": "getJob",
+        "description": "the job that trained the model (a model trained by a job carries its id)",
+        "parameters": {"job_id": "$response.body#/tags/job_id"},
+    },
     "Predict": {
         "operationId": "predict",
-        "requestBody": {"model": "$response.body#/id", "start": "2020-01-02", "end": "2020-12-31"},
+        "description": "scores of the model over its train segment",
+        "requestBody": {
+            "model": "$response.body#/id",
+            "start": "$response.body#/segments/train/0",
+            "end": "$response.body#/segments/train/1",
+        },
     },
 }
 
