@@ -50,7 +50,10 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     import ray as ray_mod
 
     temp = _short_tmp(tmp_path_factory, "ray")
-    ray_mod.init(num_cpus=2, _temp_dir=str(temp), include_dashboard=False, logging_level="WARNING")
+    from hikyuu_qlib.executors.ray import init_ray
+
+    init_ray(ray_mod, None, {"num_cpus": 2, "_temp_dir": str(temp), "include_dashboard": False,
+                             "logging_level": "WARNING"})  # fmt: skip
     yield temp
     ray_mod.shutdown()
 
@@ -135,7 +138,7 @@ def test_ray_gives_the_local_pool_predictions_and_survives_a_killed_worker(
     assert preds.equals(uninterrupted)
     # the shared features are read from the object store once per worker process, never once per task
     loads = Counter(run["worker_pid"] for run in result.task_runs if run["loaded_shared"])
-    assert loads and max(loads.values()) == 1
+    assert loads and max(loads.values()) == 1, result.task_runs
     assert len({run["worker_pid"] for run in result.task_runs}) == len(loads)
 
 

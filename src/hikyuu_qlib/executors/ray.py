@@ -60,6 +60,25 @@ class ObjectStoreFrame:
         return pl.DataFrame(pl.from_arrow(table, rechunk=False))
 
 
+#: Attempts at starting a local Ray: on a loaded machine its raylet can give up waiting for its agents.
+LOCAL_START_ATTEMPTS = 3
+
+
+def init_ray(ray: Any, address: str | None, options: dict[str, Any]) -> None:
+    """``ray.init``; a local Ray whose start times out (an overloaded machine: the raylet stops waiting
+    for its agents after a few seconds) is started again, up to :data:`LOCAL_START_ATTEMPTS` times."""
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except Exception as exc:
+            if address is not None or attempt == LOCAL_START_ATTEMPTS or "timed out" not in str(exc):
+                raise
+            log.warning("a local Ray did not start (%s); starting it again (attempt %d of %d)", exc,
+                        attempt + 1, LOCAL_START_ATTEMPTS)  # fmt: skip
+            ray.shutdown()
+
+
 class RayExecutor:
     name = "ray"
 
@@ -83,7 +102,7 @@ class RayExecutor:
                 if temp_dir is not None:
                     options["_temp_dir"] = temp_dir
             log.info("starting Ray%s", f" at {address}" if address else " locally")
-            ray.init(address=address, **options)
+            init_ray(ray, address, options)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.threads = max(1, threads)
         self.workers = workers or max(1, cpus // self.threads)

@@ -78,7 +78,7 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
     ctx = _context(task, config.source)
     phases = {"open": time.perf_counter() - started}
     mark = time.perf_counter()
-    frame, loaded = load_shared(shared)
+    frame, read_shared = load_shared(shared)
     phases["load"] = time.perf_counter() - mark
     mark = time.perf_counter()
     model_id = registered_model(ctx.registry, task.task_id)
@@ -113,7 +113,7 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
             phases["fit"] = time.perf_counter() - mark
             return TaskResult(task.task_id, exc.model_id, False, dict(record.metrics), {}, seconds,
                               os.getpid(), failure=record.tags.get("failure") or str(exc),
-                              phases=_rounded(phases), loaded_shared=loaded)  # fmt: skip
+                              phases=_rounded(phases), loaded_shared=read_shared)  # fmt: skip
         model_id = outcome.model.id
     else:
         log.info("task %s: reusing model %s", task.label(), model_id)
@@ -134,7 +134,7 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
         round(time.perf_counter() - started, 3),
         os.getpid(),
         phases=_rounded({**phases, "score": time.perf_counter() - mark}),
-        loaded_shared=loaded,
+        loaded_shared=read_shared,
     )
 
 
