@@ -156,3 +156,13 @@ def test_a_sweep_registers_every_configuration_and_ranks_on_valid(
     assert {m["hyperparameters"]["params"]["num_leaves"] for m in registered} == {16, 64}  # type: ignore[index]
     assert {m["status"] for m in registered} <= {"trained", "failed"}
     assert sorted(m["status"] for m in registered) == sorted(r["status"] for r in board)
+
+
+def test_rolling_options_are_checked_before_any_work(workflow: Path, env: dict[str, str], home: Path) -> None:
+    out = home / "refused"
+    proc = run_hq("rolling", str(workflow), "--train-days", "5", "--out", str(out), "--format", "json",
+                  env=env, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error = json.loads(proc.stdout)["error"]
+    assert error["message"].startswith("--train-days:") and "20" in error["message"]
+    assert not list(out.glob("rolling-*"))

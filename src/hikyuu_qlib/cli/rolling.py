@@ -21,6 +21,17 @@ def rolling(
     workers: WorkersOption = None,
     step: Annotated[int | None, typer.Option("--step", min=1, help="trading days per window")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="expanding or sliding")] = None,
+    train_days: Annotated[
+        int | None,
+        typer.Option("--train-days", help="train length in trading days (default: the workflow's)"),
+    ] = None,
+    valid_days: Annotated[
+        int | None,
+        typer.Option("--valid-days", help="valid length in trading days (default: the workflow's)"),
+    ] = None,
+    test: Annotated[
+        str | None, typer.Option("--test", help="the test span START:END (default: the workflow's test)")
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -37,6 +48,8 @@ def rolling(
     fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Retrain on a rolling window, score each test slice, stitch, backtest and compare with the static model."""
+    from pydantic import ValidationError
+
     from hikyuu_qlib.domain import InvalidInputError
     from hikyuu_qlib.executors import open_executor
     from hikyuu_qlib.research import ResearchContext
@@ -51,13 +64,22 @@ def rolling(
     if out is not None:
         check_out_dir(out)
     config = load_workflow(workflow)
-    overrides = {k: v for k, v in (("step", step), ("mode", mode)) if v is not None}
+    given = (
+        ("step", step),
+        ("mode", mode),
+        ("train_days", train_days),
+        ("valid_days", valid_days),
+        ("test", test),
+    )
+    overrides = {k: v for k, v in given if v is not None}
     if overrides:
         base = (config.rolling or RollingSpec()).model_dump()
         try:
             spec = RollingSpec.model_validate({**base, **overrides})
-        except ValueError as exc:
-            raise InvalidInputError(f"--step/--mode: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a rolling option"
+            raise InvalidInputError(f"{option}: {first['msg']}") from None
         config = config.model_copy(update={"rolling": spec})
     with ResearchContext.open(config.source, settings=load_settings(), db=db) as ctx:
         pool = open_executor(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -80,7 +81,36 @@ def check_registry_for(address: str | None, registry_url: str) -> None:
         )
 
 
-def write_shared(frame: pl.DataFrame, path: Path) -> str:
+class SharedFrame(Protocol):
+    """A handle on the shared features that travels with each task (a few bytes, never the frame): a
+    worker process loads the frame once per ``key`` and keeps it for its next tasks."""
+
+    @property
+    def key(self) -> str: ...
+
+    def load(self) -> pl.DataFrame: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ArrowFile:
+    """The shared features as an uncompressed Arrow IPC file that every worker memory-maps: the frame's
+    buffers are the file's pages, shared by the workers through the OS page cache, never copied."""
+
+    path: str
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+    def load(self) -> pl.DataFrame:
+        import pyarrow as pa
+        import pyarrow.ipc as pa_ipc
+
+        table = pa_ipc.open_file(pa.memory_map(self.path)).read_all()
+        return pl.DataFrame(pl.from_arrow(table, rechunk=False))
+
+
+def write_shared(frame: pl.DataFrame, path: Path) -> ArrowFile:
     """Write ``frame`` once as an uncompressed Arrow IPC file (workers memory-map it); an existing file
     at ``path`` (named by a digest of the frame's inputs) is kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,4 +118,4 @@ def write_shared(frame: pl.DataFrame, path: Path) -> str:
         staging = path.with_name(f".{path.name}.{os.getpid()}")
         frame.write_ipc(staging, compression="uncompressed")
         staging.replace(path)
-    return str(path)
+    return ArrowFile(str(path))

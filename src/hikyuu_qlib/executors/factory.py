@@ -31,7 +31,8 @@ def open_executor(
         return LocalPoolExecutor(count, max_retries=max_retries)
     if spec == "ray" or spec.startswith("ray://"):
         address = None if spec == "ray" else spec
-        check_registry_for(address, registry_url)
+        # a plain ``ray`` joins the cluster named by RAY_ADDRESS when it is set (Ray's own rule)
+        check_registry_for(address or os.environ.get("RAY_ADDRESS") or None, registry_url)
         from hikyuu_qlib.executors.ray import RayExecutor
 
         return RayExecutor(

@@ -53,6 +53,22 @@ class TaskResult:
     seconds: float = 0.0
     worker_pid: int = 0
     failure: str | None = None  # why the model is degenerate (recorded failed; no predictions)
+    #: where the task's seconds went: open (its process's context), load (the shared features), fit
+    #: (train and register, or find the registered model), score
+    phases: dict[str, float] = field(default_factory=dict)
+    loaded_shared: bool = False  # whether this task read the shared features into its process
+
+    def run_doc(self) -> dict[str, Any]:
+        """Where and how the task ran (no scores): for the drivers' outputs."""
+        return {
+            "task_id": self.task_id,
+            "model_id": self.model_id,
+            "reused": self.reused,
+            "worker_pid": self.worker_pid,
+            "seconds": self.seconds,
+            "phases": self.phases,
+            "loaded_shared": self.loaded_shared,
+        }
 
     def frame(self, segment: str) -> pl.DataFrame:
         return frame_from_bytes(self.predictions[segment])

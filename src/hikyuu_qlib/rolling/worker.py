@@ -24,26 +24,21 @@ _CONTEXTS: dict[tuple[str, str], Any] = {}
 _FRAMES: dict[str, pl.DataFrame] = {}
 
 
-def load_shared(shared: Any) -> pl.DataFrame:
-    """The shared features: a path to an Arrow IPC file (memory-mapped, read once per process) or an
-    Arrow table (Ray hands the object-store copy to the task)."""
-    import pyarrow as pa
-
-    if isinstance(shared, str):
-        frame = _FRAMES.get(shared)
-        if frame is None:
-            import pyarrow.ipc as pa_ipc
-
-            _FRAMES.clear()
-            table = pa_ipc.open_file(pa.memory_map(shared)).read_all()  # pages shared by every worker
-            frame = _FRAMES[shared] = pl.DataFrame(pl.from_arrow(table))
-        return frame
-
-    if isinstance(shared, pa.Table):
-        return pl.DataFrame(pl.from_arrow(shared))
+def load_shared(shared: Any) -> tuple[pl.DataFrame, bool]:
+    """The shared features, and whether this call read them: the frame itself (the inline executor),
+    or a handle (:class:`~hikyuu_qlib.executors.base.SharedFrame`: a memory-mapped Arrow file, Ray's
+    object-store copy) read once per process and kept for the process's next tasks."""
     if isinstance(shared, pl.DataFrame):
-        return shared
-    raise TypeError(f"unexpected shared features of type {type(shared).__name__}")
+        return shared, False
+    key = getattr(shared, "key", None)
+    if not isinstance(key, str):
+        raise TypeError(f"unexpected shared features of type {type(shared).__name__}")
+    frame = _FRAMES.get(key)
+    if frame is not None:
+        return frame, False
+    _FRAMES.clear()  # one shared frame per process: the previous run's is released
+    frame = _FRAMES[key] = shared.load()
+    return frame, True
 
 
 def _context(task: TrainTask, source: str) -> Any:
@@ -81,7 +76,11 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
     task.check()
     config = WorkflowConfig.model_validate(task.config)
     ctx = _context(task, config.source)
-    frame = load_shared(shared)
+    phases = {"open": time.perf_counter() - started}
+    mark = time.perf_counter()
+    frame, read_shared = load_shared(shared)
+    phases["load"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     model_id = registered_model(ctx.registry, task.task_id)
     reused = model_id is not None
     if model_id is None:
@@ -111,11 +110,15 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
                 raise
             record = ctx.registry.get(exc.model_id)
             seconds = round(time.perf_counter() - started, 3)
+            phases["fit"] = time.perf_counter() - mark
             return TaskResult(task.task_id, exc.model_id, False, dict(record.metrics), {}, seconds,
-                              os.getpid(), failure=record.tags.get("failure") or str(exc))  # fmt: skip
+                              os.getpid(), failure=record.tags.get("failure") or str(exc),
+                              phases=_rounded(phases), loaded_shared=read_shared)  # fmt: skip
         model_id = outcome.model.id
     else:
         log.info("task %s: reusing model %s", task.label(), model_id)
+    phases["fit"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     loaded = ctx.predictor.load(model_id)
     scores: dict[str, bytes] = {}
     for name in task.score:
@@ -130,7 +133,13 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
         scores,
         round(time.perf_counter() - started, 3),
         os.getpid(),
+        phases=_rounded({**phases, "score": time.perf_counter() - mark}),
+        loaded_shared=read_shared,
     )
+
+
+def _rounded(phases: dict[str, float]) -> dict[str, float]:
+    return {name: round(seconds, 3) for name, seconds in phases.items()}
 
 
 def close_contexts() -> None:

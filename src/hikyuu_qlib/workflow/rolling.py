@@ -53,6 +53,17 @@ class RollingResult:
     statistics: dict[str, Any]  # rolling (and static) backtest statistics documents
     comparison: dict[str, dict[str, Any]]  # figure → {rolling, static}
     timings: dict[str, float] = field(default_factory=dict)
+    #: the tasks run by this invocation, in the order they finished: where and how each ran
+    task_runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def task_seconds(self) -> dict[str, float]:
+        """The tasks' seconds summed: ``seconds`` (each task's whole time) and by the worker's phases."""
+        total: dict[str, float] = {}
+        for run in self.task_runs:
+            for name, seconds in {"seconds": run["seconds"], **run["phases"]}.items():
+                total[name] = round(total.get(name, 0.0) + seconds, 3)
+        return total
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +77,8 @@ class RollingResult:
             "statistics": self.statistics,
             "comparison": self.comparison,
             "timings": self.timings,
+            "task_seconds": self.task_seconds,
+            "task_runs": self.task_runs,
         }
 
 
@@ -130,6 +143,7 @@ def run_rolling(
         log.info("rolling %s: %d task(s) finished earlier are skipped", rid, skipped)
     timings["plan"] = round(time.perf_counter() - started, 3)
     results: dict[str, TaskResult] = {}
+    task_runs: list[dict[str, Any]] = []
     if todo:
         mark = time.perf_counter()
         whole = DateRange(min(w.segments.span().start for w in windows), test_span.end)
@@ -143,6 +157,7 @@ def run_rolling(
         for n, result in enumerate(shared.run_tasks(executor, todo, handle), start=1):
             shared.write_frame(result.frame("test"), done_dir / f"{result.task_id}.test.parquet")
             results[result.task_id] = result
+            task_runs.append(result.run_doc())
             if on_task is not None:
                 on_task(n, len(todo), result.task_id)
             log.info("rolling %s: task %d/%d done (model %s, %.1fs)", rid, n, len(todo), result.model_id,
@@ -173,7 +188,9 @@ def run_rolling(
         _report(out_dir, ctx, config, rid, statistics["rolling"], docs)
     timings["report"] = round(time.perf_counter() - mark, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
-    outcome = RollingResult(rid, out_dir, executor.name, window_docs, skipped, docs, comparison, timings)
+    outcome = RollingResult(
+        rid, out_dir, executor.name, window_docs, skipped, docs, comparison, timings, task_runs
+    )
     _write(out_dir / "windows.json", window_docs)
     _write(out_dir / "metrics.json", {"rolling_id": rid, "statistics": docs, "comparison": comparison,
                                       "timings": timings})  # fmt: skip

@@ -33,6 +33,10 @@ COMPARED = (
 )
 
 
+#: The layout of the shared features file (part of its name): one record batch, one chunk a column.
+SHARED_LAYOUT = "ipc-1-batch"
+
+
 def task_threads(config: WorkflowConfig) -> int:
     """Each task's LightGBM threads: the model's ``num_threads``, else 1 (tasks run side by side). The
     count is part of each task's config, so results never depend on the executor or the worker count."""
@@ -90,13 +94,21 @@ def shared_features(
     ctx: ResearchContext, config: WorkflowConfig, span: DateRange
 ) -> tuple[pl.DataFrame, Path]:
     """The universe's Alpha158 features and label over ``span`` (every task's segments), computed once
-    (through the feature cache), and where a file copy of them goes (named by a digest of the inputs)."""
+    (through the feature cache), and where a file copy of them goes (named by a digest of the inputs).
+
+    The frame is one chunk a column: every executor's tasks then see the same memory layout (the
+    inline run's frame, the pool's memory-mapped file, Ray's object-store table), and a worker's Polars
+    frame is a zero-copy view of the file's or the store's buffers."""
     from hikyuu_qlib.factors.pipeline import ENGINE_VERSION, compute_features
 
     features = ctx.features
     universe = ctx.universe(config.universe, span)
     frame = compute_features(features, universe, span, config.factors, label=True, cache=ctx.cache)
-    parts = f"{features.source}|{features.data_version()}|{universe.fingerprint()}|{span}|{ENGINE_VERSION}"
+    frame = frame.rechunk()
+    parts = (
+        f"{features.source}|{features.data_version()}|{universe.fingerprint()}|{span}|{ENGINE_VERSION}"
+        f"|{SHARED_LAYOUT}"
+    )
     digest = hashlib.sha256(parts.encode()).hexdigest()[:24]
     return frame, ctx.settings.cache_disk_dir / "shared" / f"{digest}.arrow"
 
