@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     cache_redis_retry_s: float = Field(
         2.0, gt=0, description="longest pause between reconnection attempts while Redis is down"
     )
+    memory_budget: str | None = Field(
+        None,
+        description="peak memory of a research run, e.g. 4GB (default: a quarter of the RAM); a run that "
+        "does not fit it in memory computes and trains from date blocks on disk",
+    )
     io_workers: int = Field(default_factory=_default_workers, ge=1, le=64)
     log_level: str = "INFO"
     qlib_change_unit: Literal["auto", "fraction", "percent"] = Field(
@@ -126,6 +131,15 @@ class Settings(BaseSettings):
         20.0, ge=0, description="seconds SIGTERM waits for requests and jobs before it stops them"
     )
     api_cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS (none: CORS off)")
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _memory_budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            from hikyuu_qlib.memory import parse_bytes
+
+            parse_bytes(value)
+        return value
 
     @field_validator("cache_url", mode="before")
     @classmethod

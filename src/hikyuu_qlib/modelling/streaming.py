@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,17 +34,56 @@ from hikyuu_qlib.cache.blocks import BlockSet
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
+from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.processors import KEYS, ProcessorChain, RobustZScoreNorm
+from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.memory import MemoryBudget, PeakRss
 from hikyuu_qlib.modelling import metrics as model_metrics
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, build_chain, encode_state, labels, matrix
 from hikyuu_qlib.modelling.presets import ProcessorStep
-from hikyuu_qlib.ports import Progress
+from hikyuu_qlib.ports import FeatureSource, Progress
 
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
+
+
+@dataclass
+class Bounded:
+    """How a run stays within a memory budget: where feature blocks and scratch files go, and each
+    stage's peak RSS. ``always``: take the bounded path even when the run would fit in memory."""
+
+    budget: MemoryBudget
+    cache_dir: Path
+    scratch: Path | None = None
+    always: bool = False
+    peaks: PeakRss = field(default_factory=PeakRss)
+    used: bool = False  # whether a stage took the bounded path
+
+    def fits(self, store: FeatureSource, universe: Universe, dates: DateRange) -> bool:
+        """Whether the in-memory path fits the budget for ``universe`` over ``dates`` (it is then taken:
+        it is faster, and its results are the same)."""
+        if self.always:
+            return False
+        days = store.calendar(dates=dates).len()
+        need = estimate_in_memory(len(universe.members_between(dates)), days)
+        fits = self.budget.fits(need)
+        if not fits:
+            log.info("the in-memory path needs ~%d MB, over the budget: bounded path", need >> 20)
+        return fits
+
+    def features(
+        self, store: FeatureSource, universe: Universe, dates: DateRange, factor_set: str
+    ) -> BlockSet:
+        self.used = True
+        return build_feature_blocks(
+            store, universe, dates, self.cache_dir, budget=self.budget, factor_set=factor_set
+        )
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        return self.peaks.stage(name)
 
 
 @dataclass
