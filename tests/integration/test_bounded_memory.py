@@ -169,13 +169,20 @@ def test_a_model_trained_from_blocks_is_the_in_memory_model(
     assert stream.state_bytes() == data.state_bytes()
 
 
-def test_robust_zscore_is_refused_on_the_bounded_path(
+def test_robust_zscore_is_fitted_on_train_blocks_as_in_memory(
     store: QlibStore, csi300: Universe, tmp_path: Path
 ) -> None:
-    dates = DateRange.of("2019-01-01", "2019-03-31")
-    blocks = build_feature_blocks(store, csi300, dates, tmp_path, budget=SMALL)
-    with pytest.raises(Exception, match="robust_zscore"):
-        streaming.BlockDataset.prepare(blocks, {"train": dates}, infer=(ProcessorStep("robust_zscore"),))
+    segments = Segments.parse("2018-01-01:2018-12-31", "2019-01-01:2019-03-31", "2019-04-01:2019-06-30")
+    infer = (ProcessorStep("process_inf"), ProcessorStep("robust_zscore"), ProcessorStep("fillna"))
+    learn = (ProcessorStep("dropna_label"), ProcessorStep("robust_zscore", fields="label"))
+    data = prepare_frame(compute_features(store, csi300, segments.span()), segments, infer=infer, learn=learn)
+    blocks = build_feature_blocks(store, csi300, segments.span(), tmp_path, budget=SMALL)
+    assert len(blocks.blocks) > 1
+    stream = streaming.BlockDataset.prepare(blocks, segments, infer=infer, learn=learn)
+    assert stream.state_bytes() == data.state_bytes()
+    for segment in segments:
+        got = pl.concat(list(stream.learn_frames(segment)))
+        assert_frame_equal(got, data.view(segment), check_exact=True)
 
 
 def test_a_budget_too_small_names_the_stage_and_the_need() -> None:

@@ -58,13 +58,14 @@ def _file_crc(path: Path) -> int:
             return crc32(memoryview(data))
 
 
-def _write_durable(path: Path, write: Any) -> int:
-    """``write(tmp_path)``, fsync, rename to ``path``; returns the size."""
+def _write_durable(path: Path, write: Any, *, sync: bool = True) -> int:
+    """``write(tmp_path)``, fsync (with ``sync``), rename to ``path``; returns the size."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
         with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
             size = os.fstat(f.fileno()).st_size
         os.replace(tmp, path)
     except BaseException:
@@ -253,8 +254,8 @@ class BlockWriter:
 
     def part(self, block: int, part: int, frame: pl.DataFrame) -> None:
         """A piece of block ``block`` (the rows of one group of codes), merged at :meth:`block`."""
-        target = self.staging / "parts" / f"{block:05d}-{part:05d}.arrow"
-        _write_durable(target, lambda tmp: frame.write_ipc(tmp, compression="uncompressed"))
+        target = self.staging / "parts" / f"{block:05d}-{part:05d}.arrow"  # discarded with the staging dir
+        _write_durable(target, lambda tmp: frame.write_ipc(tmp, compression="uncompressed"), sync=False)
 
     def parts(self, block: int) -> list[Path]:
         return sorted((self.staging / "parts").glob(f"{block:05d}-*.arrow"))

@@ -195,9 +195,19 @@ def evaluate(
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            help="peak memory, e.g. 4GB (default: setting memory_budget, else a quarter of the RAM); a "
+            "universe that does not fit is evaluated from date blocks on disk",
+        ),
+    ] = None,
 ) -> None:
     """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
+    from hikyuu_qlib.memory import MemoryBudget
     from hikyuu_qlib.modelling import service
+    from hikyuu_qlib.modelling.streaming import Bounded
 
     with _context(source, db, create_registry=False) as ctx:
         full = ctx.resolve_model(model_id)
@@ -216,6 +226,9 @@ def evaluate(
             universe=members,
             dates=dates,
             cache=None if no_cache else ctx.cache,
+            bounded=Bounded(
+                MemoryBudget.of(memory_budget or ctx.settings.memory_budget), ctx.settings.cache_disk_dir
+            ),
         )
     doc: dict[str, Any] = {
         "id": full,

@@ -360,12 +360,28 @@ def evaluate(
     universe: Universe,
     dates: DateRange,
     cache: Cache | None = None,
+    bounded: Bounded | None = None,
 ) -> Evaluation:
     """An IC report of a registered model over ``dates``: summary, per day and per year (raw label).
 
-    Members that fail to load are left out of the report and listed in ``errors``.
+    Members that fail to load are left out of the report and listed in ``errors``. With ``bounded``, a
+    universe that does not fit the budget in memory is evaluated block by block (the same report; every
+    member must load).
     """
     loaded: LoadedModel = predictor.load(model_id)
+    if bounded is not None and not bounded.fits(store, universe, dates):
+        blocks = bounded.features(store, universe, dates, loaded.record.feature_set or "alpha158")
+        acc = streaming.SignalAccumulator()
+        for frame in blocks.iter_frames(dates):
+            scored = loaded.score(frame).join(
+                frame.select("datetime", "code", pl.col(LABEL).alias(model_metrics.LABEL)),
+                on=["datetime", "code"],
+                how="left",
+            )
+            acc.add(scored, (model_metrics.LABEL,))
+        daily = acc.daily_frame()
+        summary = acc.summary({model_metrics.LABEL: "mse_raw_label"})
+        return Evaluation(loaded.record, dates, summary, daily, yearly_ic(daily))
     features = compute_features_partial(
         store, universe, dates, loaded.record.feature_set or "alpha158", label=True, cache=cache
     )
@@ -377,7 +393,12 @@ def evaluate(
     )
     daily = model_metrics.daily_ic(scored)
     summary = model_metrics.signal_metrics(scored)
-    yearly = (
+    return Evaluation(loaded.record, dates, summary, daily, yearly_ic(daily), features.errors)
+
+
+def yearly_ic(daily: pl.DataFrame) -> pl.DataFrame:
+    """``year, ic, rank_ic, icir, rank_icir, days`` from the daily IC of :func:`metrics.daily_ic`."""
+    return (
         daily.with_columns(pl.col("datetime").dt.year().alias("year"))
         .group_by("year")
         .agg(
@@ -390,4 +411,3 @@ def evaluate(
         )
         .sort("year")
     )
-    return Evaluation(loaded.record, dates, summary, daily, yearly, features.errors)

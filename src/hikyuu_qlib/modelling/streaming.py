@@ -4,7 +4,8 @@ The in-memory path (:mod:`hikyuu_qlib.modelling.dataset`) holds the whole featur
 does. A :class:`BlockDataset` gives the same processed views block by block: each block holds whole
 dates in (datetime, code) order, so every per-date processor (``dropna_label``, ``cs_zscore``,
 ``cs_rank``, ``fillna``, ``process_inf``) gives exactly the rows and values it gives on the whole
-frame. ``robust_zscore`` learns from every train row at once and is refused here (use the in-memory path).
+frame. ``robust_zscore`` is fitted on the train rows one column at a time (a column's median and MAD do
+not depend on the other columns).
 
 Training writes each segment's learn view once, block by block, as a float32 row-major file and hands
 LightGBM a :class:`lightgbm.Sequence` over it (positioned reads, no memory map): LightGBM samples its bin
@@ -22,7 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,16 @@ from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory
 from hikyuu_qlib.factors.label import LABEL
-from hikyuu_qlib.factors.processors import KEYS, ProcessorChain, RobustZScoreNorm
+from hikyuu_qlib.factors.processors import (
+    KEYS,
+    CSRankNorm,
+    CSZScoreNorm,
+    Fillna,
+    ProcessInf,
+    Processor,
+    ProcessorChain,
+    RobustZScoreNorm,
+)
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, PeakRss
 from hikyuu_qlib.modelling import metrics as model_metrics
@@ -111,14 +121,11 @@ class BlockDataset:
             raise InvalidInputError("a dataset needs a train segment")
         features = [c for c in blocks.columns if c not in KEYS and c != LABEL]
         infer_chain, learn_chain = build_chain(infer, features), build_chain(learn, features)
-        for chain in (infer_chain, learn_chain):
-            if any(isinstance(step, RobustZScoreNorm) for step in chain.steps):
-                raise InvalidInputError(
-                    "robust_zscore learns from every train row at once: the bounded-memory path does not run it; "
-                    "raise the memory budget so that the run fits in memory, or use cs_zscore"
-                )
-        if (infer_chain.steps or learn_chain.steps) and not blocks.between(segments["train"]):
-            raise InvalidInputError(f"no rows in the fit window {segments['train']}")
+        train = segments["train"]
+        if (infer_chain.steps or learn_chain.steps) and not blocks.between(train):
+            raise InvalidInputError(f"no rows in the fit window {train}")
+        _fit_columnwise(infer_chain, ProcessorChain([]), blocks, train)
+        _fit_columnwise(learn_chain, infer_chain, blocks, train)
         return cls(blocks, segments, features, tuple(infer), infer_chain, learn_chain)
 
     def span(self, segment: str) -> DateRange:
@@ -142,6 +149,54 @@ class BlockDataset:
 
     def state_bytes(self) -> bytes:
         return encode_state(self.infer_steps, self.infer_chain, self.features)
+
+
+class _Identity:
+    def fit(self, frame: pl.DataFrame) -> None:
+        return None
+
+    def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame
+
+
+def _restricted(step: Processor, column: str) -> Processor:
+    """``step`` acting on ``column`` alone (every processor here treats each column on its own)."""
+    if isinstance(step, RobustZScoreNorm):
+        if column not in step.median:
+            return _Identity()
+        return RobustZScoreNorm([column], step.clip_outlier, {column: step.median[column]},
+                                {column: step.scale[column]})  # fmt: skip
+    if isinstance(step, CSZScoreNorm | CSRankNorm | Fillna | ProcessInf) and step.columns is not None:
+        return replace(step, columns=[column] if column in step.columns else [])
+    return step  # dropna_label, or a step on every feature column (here: the one column)
+
+
+def _fit_columnwise(
+    chain: ProcessorChain, before: ProcessorChain, blocks: BlockSet, train: DateRange
+) -> None:
+    """Fit each ``robust_zscore`` step of ``chain`` on the train rows, one column at a time: the column's
+    train rows of every block, through ``before`` and the chain's earlier steps restricted to it. The
+    median and MAD of a column are those of the whole train window (what the in-memory fit computes)."""
+    for k, step in enumerate(chain.steps):
+        if not isinstance(step, RobustZScoreNorm):
+            continue
+        columns = list(step.columns) if step.columns is not None else [c for c in blocks.columns
+                                                                         if c not in KEYS and c != LABEL]  # fmt: skip
+        medians: dict[str, float] = {}
+        scales: dict[str, float] = {}
+        for column in columns:
+            steps = [_restricted(p, column) for p in (*before.steps, *chain.steps[:k])]
+            wanted = list(dict.fromkeys(["datetime", "code", column, LABEL]))
+            parts = []
+            for frame in blocks.iter_frames(train, wanted):
+                for p in steps:
+                    frame = p.transform(frame)
+                parts.append(frame.select(column))
+            one = RobustZScoreNorm([column], step.clip_outlier)
+            one.fit(pl.concat(parts))
+            medians.update(one.median)
+            scales.update(one.scale)
+        step.median, step.scale = medians, scales
 
 
 # --- training from files of rows --------------------------------------------------------------------------
