@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -22,7 +23,7 @@ from polars.testing import assert_frame_equal
 from hikyuu_qlib.cache.blocks import BlockSet
 from hikyuu_qlib.cache.envelope import CorruptValue
 from hikyuu_qlib.domain import DateRange, Segments
-from hikyuu_qlib.factors.chunked import blocks_dir, build_feature_blocks, plan_chunks
+from hikyuu_qlib.factors.chunked import blocks_dir, build_feature_blocks, members_per_day, plan_chunks
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, MemoryBudgetError
@@ -186,10 +187,21 @@ def test_robust_zscore_is_fitted_on_train_blocks_as_in_memory(
 
 
 def test_a_budget_too_small_names_the_stage_and_the_need() -> None:
+    busy = np.full(3900, 5000, dtype=np.int64)
     with pytest.raises(
         MemoryBudgetError, match=r"stage 'factors \(a group of codes\)' needs at least .* MB"
     ) as err:
-        plan_chunks(MemoryBudget.of("601MB"), codes=5000, loaded_days=4000, days=3900)
+        plan_chunks(MemoryBudget.of("601MB"), codes=5000, loaded_days=4000, rows_per_day=busy)
     assert err.value.needed > err.value.budget
-    plan = plan_chunks(MemoryBudget.of("4GB"), codes=5800, loaded_days=4000, days=3900)
-    assert plan.groups > 1 and plan.codes * plan.groups >= 5800 and plan.days * plan.blocks >= 3900
+    with pytest.raises(MemoryBudgetError, match=r"stage 'factors \(a date block\)'"):
+        plan_chunks(MemoryBudget.of("610MB"), codes=5000, loaded_days=100, rows_per_day=busy)
+    plan = plan_chunks(MemoryBudget.of("4GB"), codes=5800, loaded_days=4000, rows_per_day=busy)
+    assert plan.groups > 1 and plan.codes * plan.groups >= 5800 and plan.blocks > 1
+    assert plan.block_starts[0] == 0 and np.all(np.diff(plan.block_starts) > 0)
+
+
+def test_members_per_day_counts_the_spans(store: QlibStore, csi300: Universe) -> None:
+    days = store.calendar(dates=THREE_YEARS)
+    counts = members_per_day(csi300, days)
+    assert len(counts) == days.len() and counts.min() >= 290 and counts.max() <= 310  # CSI300: ~300 a day
+    assert int(counts[0]) == len(csi300.members_on(days[0].strftime("%Y-%m-%d")))

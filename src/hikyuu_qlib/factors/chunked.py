@@ -10,7 +10,7 @@ features frame (:func:`~hikyuu_qlib.cache.keys.features_key`): a second call rea
 
 The group and block sizes come from the :class:`~hikyuu_qlib.memory.MemoryBudget`: a group's working
 set is its loaded rows times :data:`GROUP_ROW_BYTES`, a block's is its rows times :data:`MERGE_ROW_BYTES`
-(the upper bound of its rows: every member on every day).
+(an upper bound of its rows: each day's members, from the universe's spans).
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from hikyuu_qlib.cache.blocks import BlockSet, BlockWriter, read_mapped
 from hikyuu_qlib.cache.keys import features_key
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.alpha158 import INPUTS, alpha158, sorted_by_code_date
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.factors.pipeline import ENGINE_VERSION, FACTOR_SETS, extended_dates, member_mask
@@ -51,9 +53,12 @@ class ChunkPlan:
 
     codes: int
     groups: int
-    days: int
-    blocks: int
-    rows_upper: int  # members × trading days: an upper bound of the rows
+    block_starts: list[int]  # index of each block's first trading day
+    rows_upper: int  # member-days: an upper bound of the rows
+
+    @property
+    def blocks(self) -> int:
+        return len(self.block_starts)
 
 
 def blocks_dir(cache_dir: Path) -> Path:
@@ -61,18 +66,50 @@ def blocks_dir(cache_dir: Path) -> Path:
     return Path(cache_dir).expanduser() / "features-blocks"
 
 
-def estimate_in_memory(codes: int, days: int) -> int:
-    """Bytes the in-memory path needs for ``codes`` × ``days`` (an upper bound of its rows)."""
-    return codes * days * IN_MEMORY_ROW_BYTES
+def members_per_day(universe: Universe, days: pl.Series) -> npt.NDArray[np.int64]:
+    """How many codes are members on each of ``days`` (an upper bound of that day's rows)."""
+    when = days.cast(DATETIME).to_numpy().astype("datetime64[ms]")
+    spans = universe.membership.drop_nulls()
+    lo = np.searchsorted(when, spans["start"].to_numpy().astype("datetime64[ms]"), side="left")
+    hi = np.searchsorted(when, spans["end"].to_numpy().astype("datetime64[ms]"), side="right")
+    edges = np.zeros(len(when) + 1, dtype=np.int64)
+    np.add.at(edges, lo, 1)
+    np.add.at(edges, hi, -1)
+    return np.cumsum(edges[:-1])
 
 
-def plan_chunks(budget: MemoryBudget, codes: int, loaded_days: int, days: int) -> ChunkPlan:
-    """The largest groups and blocks that fit ``budget``; :class:`MemoryBudgetError` when none does."""
+def estimate_in_memory(rows: int) -> int:
+    """Bytes the in-memory path needs for ``rows`` feature rows (features, processors, the matrices)."""
+    return rows * IN_MEMORY_ROW_BYTES
+
+
+def plan_chunks(
+    budget: MemoryBudget, codes: int, loaded_days: int, rows_per_day: npt.NDArray[np.int64]
+) -> ChunkPlan:
+    """The largest groups and blocks that fit ``budget``; :class:`MemoryBudgetError` when none does.
+
+    A group's working set is its codes' loaded rows; a block's is its days' member rows (the busiest day
+    must fit on its own)."""
     per_code = max(1, loaded_days) * GROUP_ROW_BYTES
     group = budget.plan("factors (a group of codes)", per_code, max(1, codes))
-    per_day = max(1, codes) * MERGE_ROW_BYTES
-    span = budget.plan("factors (a date block)", per_day, max(1, days))
-    return ChunkPlan(group, -(-codes // group), span, -(-days // span), codes * days)
+    busiest = int(rows_per_day.max()) if len(rows_per_day) else 1
+    budget.plan("factors (a date block)", max(1, busiest) * MERGE_ROW_BYTES, 1)
+    per_block = budget.plan("factors (a date block)", MERGE_ROW_BYTES, max(1, int(rows_per_day.sum())))
+    return ChunkPlan(
+        group, -(-codes // group), block_starts(rows_per_day, per_block), int(rows_per_day.sum())
+    )
+
+
+def block_starts(rows_per_day: npt.NDArray[np.int64], per_block: int) -> list[int]:
+    """Day indices where each block starts: days join a block while its rows stay within ``per_block``."""
+    starts = [0]
+    total = 0
+    for i, rows in enumerate(rows_per_day.tolist()):
+        if total and total + rows > per_block:
+            starts.append(i)
+            total = 0
+        total += rows
+    return starts
 
 
 def build_feature_blocks(
@@ -111,14 +148,12 @@ def build_feature_blocks(
     days = calendar.filter(calendar.is_between(dates.start, dates.end))
     loaded_days = int(calendar.is_between(span.start, span.end).sum())
     codes = universe.members_between(dates)
-    plan = plan_chunks(budget, len(codes), loaded_days, days.len())
+    plan = plan_chunks(budget, len(codes), loaded_days, members_per_day(universe, days))
     fields = [*INPUTS, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
-    edges = (
-        days.gather(np.arange(0, days.len(), plan.days)).to_numpy().astype("datetime64[ms]").astype(np.int64)
-    )
+    edges = days.gather(plan.block_starts).to_numpy().astype("datetime64[ms]").astype(np.int64)
     log.info(
-        "features: %d codes in %d group(s) of %d, %d days in %d block(s) of %d (budget %d MB)",
-        len(codes), plan.groups, plan.codes, days.len(), plan.blocks, plan.days, budget.bytes >> 20,
+        "features: %d codes in %d group(s) of %d, %d days in %d block(s), at most %d rows (budget %d MB)",
+        len(codes), plan.groups, plan.codes, days.len(), plan.blocks, plan.rows_upper, budget.bytes >> 20,
     )  # fmt: skip
     started = time.perf_counter()
     with BlockWriter(path) as writer:

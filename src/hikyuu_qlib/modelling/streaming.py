@@ -35,7 +35,7 @@ from hikyuu_qlib.cache.blocks import BlockSet
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
-from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory
+from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory, members_per_day
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.processors import (
     KEYS,
@@ -77,8 +77,7 @@ class Bounded:
         it is faster, and its results are the same)."""
         if self.always:
             return False
-        days = store.calendar(dates=dates).len()
-        need = estimate_in_memory(len(universe.members_between(dates)), days)
+        need = estimate_in_memory(int(members_per_day(universe, store.calendar(dates=dates)).sum()))
         fits = self.budget.fits(need)
         if not fits:
             log.info("the in-memory path needs ~%d MB, over the budget: bounded path", need >> 20)
