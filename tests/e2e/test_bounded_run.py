@@ -83,18 +83,28 @@ def _env(tmp: Path, source: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def test_a_whole_market_run_stays_within_its_budget(market_store: Path, tmp_path: Path) -> None:
-    params = json.loads((market_store / "params.json").read_text())
-    assert params["rows"] >= 1_800_000 and params["delisted"] > 0
-    workflow = tmp_path / "all.yaml"
+@pytest.fixture(scope="module")
+def market_run(market_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """``hq run`` over every instrument of the generated store within the budget."""
+    tmp = tmp_path_factory.mktemp("market-run")
+    workflow = tmp / "all.yaml"
     workflow.write_text(EXAMPLE.read_text().replace("universe: csi300", "universe: all"))
-    env = _env(tmp_path, market_store, HQ_TRAIN="2012-01-01:2014-12-31", HQ_VALID="2015-01-01:2015-12-31",
+    env = _env(tmp, market_store, HQ_TRAIN="2012-01-01:2014-12-31", HQ_VALID="2015-01-01:2015-12-31",
                HQ_TEST="2016-01-01:2017-12-31")  # fmt: skip
     code, out, err, peak = _run_polled(
         ["run", str(workflow), "--format", "json", "--memory-budget", f"{BUDGET_MB}MB"], env
     )
     assert code == 0, err[-3000:]
-    doc = json.loads(out)
+    return {"doc": json.loads(out), "peak": peak, "env": env}
+
+
+def test_a_whole_market_run_stays_within_its_budget(
+    market_store: Path, market_run: dict[str, object]
+) -> None:
+    params = json.loads((market_store / "params.json").read_text())
+    assert params["rows"] >= 1_800_000 and params["delisted"] > 0
+    doc, peak = market_run["doc"], market_run["peak"]
+    assert isinstance(doc, dict) and isinstance(peak, int)
     metrics = json.loads((Path(doc["out_dir"]) / "metrics.json").read_text())
     assert metrics["memory"]["path"] == "bounded"
     assert metrics["memory"]["budget_mb"] == BUDGET_MB
@@ -105,6 +115,22 @@ def test_a_whole_market_run_stays_within_its_budget(market_store: Path, tmp_path
     preds = pl.read_parquet(Path(doc["out_dir"]) / "predictions.parquet")
     assert preds["code"].n_unique() > 300 and preds["datetime"].min().year == 2016
     assert metrics["model"]["test"]["days"] > 400
+
+
+def test_hq_predict_streams_the_same_scores(market_run: dict[str, object], tmp_path: Path) -> None:
+    doc, env = market_run["doc"], market_run["env"]
+    assert isinstance(doc, dict) and isinstance(env, dict)
+    out = tmp_path / "preds.parquet"
+    code, stdout, err, peak = _run_polled(
+        ["predict", str(doc["model_id"]), "--start", "2016-01-01", "--end", "2017-12-31", "--universe", "all",
+         "--out", str(out), "--format", "json", "--memory-budget", f"{BUDGET_MB}MB"],
+        {**env, "HQ_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert code == 0, err[-3000:]
+    assert json.loads(stdout)["rows"] == pl.read_parquet(out).height
+    expected = pl.read_parquet(Path(doc["out_dir"]) / "predictions.parquet")
+    assert pl.read_parquet(out).equals(expected)
+    assert peak <= BUDGET_MB * 2**20
 
 
 def test_bounded_and_in_memory_runs_agree(qlib_dir: Path, tmp_path: Path) -> None:

@@ -84,11 +84,17 @@ class Bounded:
         return fits
 
     def features(
-        self, store: FeatureSource, universe: Universe, dates: DateRange, factor_set: str
+        self,
+        store: FeatureSource,
+        universe: Universe,
+        dates: DateRange,
+        factor_set: str,
+        *,
+        label: bool = True,
     ) -> BlockSet:
         self.used = True
         return build_feature_blocks(
-            store, universe, dates, self.cache_dir, budget=self.budget, factor_set=factor_set
+            store, universe, dates, self.cache_dir, budget=self.budget, factor_set=factor_set, label=label
         )
 
     def stage(self, name: str) -> AbstractContextManager[None]:
