@@ -124,7 +124,7 @@ def test_hq_predict_streams_the_same_scores(market_run: dict[str, object], tmp_p
     code, stdout, err, peak = _run_polled(
         ["predict", str(doc["model_id"]), "--start", "2016-01-01", "--end", "2017-12-31", "--universe", "all",
          "--out", str(out), "--format", "json", "--memory-budget", f"{BUDGET_MB}MB"],
-        {**env, "HQ_HOME": str(tmp_path / "home")},
+        env,
     )  # fmt: skip
     assert code == 0, err[-3000:]
     assert json.loads(stdout)["rows"] == pl.read_parquet(out).height
