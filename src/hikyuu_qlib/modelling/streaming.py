@@ -242,6 +242,8 @@ def row_sequence(rows: RowFile) -> Any:
         def __init__(self) -> None:
             self.fd = os.open(rows.path, os.O_RDONLY)
             self.width = rows.ncol * 4
+            self.window_start = 0
+            self.window = np.empty((0, rows.ncol), dtype=np.float32)
 
         def __len__(self) -> int:
             return rows.rows
@@ -258,8 +260,13 @@ def row_sequence(rows: RowFile) -> Any:
 
         def __getitem__(self, idx: Any) -> Any:
             if isinstance(idx, int | np.integer):
-                # one sampled row: LightGBM samples bin boundaries from float64 rows
-                return self._read(int(idx), 1)[0].astype(np.float64)
+                # one sampled row (LightGBM samples bin boundaries from float64 rows, in increasing
+                # order): served from a window of rows read at once, so sampling reads the file in order
+                i = int(idx)
+                if not self.window_start <= i < self.window_start + len(self.window):
+                    self.window_start = i
+                    self.window = self._read(i, min(self.batch_size, rows.rows - i))
+                return self.window[i - self.window_start].astype(np.float64)
             if isinstance(idx, slice):
                 start, stop, step = idx.indices(rows.rows)
                 if step != 1:
@@ -268,6 +275,7 @@ def row_sequence(rows: RowFile) -> Any:
             return np.stack([self[int(i)] for i in idx])
 
         def close(self) -> None:
+            self.window = np.empty((0, rows.ncol), dtype=np.float32)
             os.close(self.fd)
 
     return RowSequence()
