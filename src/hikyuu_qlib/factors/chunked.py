@@ -9,7 +9,7 @@ into (datetime, code) order, the order Qlib's datasets (and LightGBM) read, and 
 features frame (:func:`~hikyuu_qlib.cache.keys.features_key`): a second call reads it.
 
 The group and block sizes come from the :class:`~hikyuu_qlib.memory.MemoryBudget`: a group's working
-set is its loaded rows times :data:`GROUP_ROW_BYTES`, a block's is its rows times :data:`MERGE_ROW_BYTES`
+set is its loaded rows times :data:`GROUP_ROW_BYTES`, a block's is its rows times :data:`BLOCK_ROW_BYTES`
 (an upper bound of its rows: each day's members, from the universe's spans).
 """
 
@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Working set of one loaded row while a group is computed (inputs, kernel scratch, 158 outputs, parts).
 GROUP_ROW_BYTES = 2400
-#: Working set of one row while a block is merged (parts mapped, concatenated, sorted, written).
-MERGE_ROW_BYTES = 2200
+#: Working set of one row of a date block: merged here, then read by the training, metrics and prediction
+#: stages, which hold the mapped block, its processed copy and slices of its matrix next to LightGBM's data.
+BLOCK_ROW_BYTES = 5000
 #: The in-memory path holds the whole frame a few times over (load, compute, sort, processors).
 IN_MEMORY_ROW_BYTES = 3200
 
@@ -55,6 +56,7 @@ class ChunkPlan:
     groups: int
     block_starts: list[int]  # index of each block's first trading day
     rows_upper: int  # member-days: an upper bound of the rows
+    block_rows: int  # the most rows a block may hold
 
     @property
     def blocks(self) -> int:
@@ -93,11 +95,10 @@ def plan_chunks(
     per_code = max(1, loaded_days) * GROUP_ROW_BYTES
     group = budget.plan("factors (a group of codes)", per_code, max(1, codes))
     busiest = int(rows_per_day.max()) if len(rows_per_day) else 1
-    budget.plan("factors (a date block)", max(1, busiest) * MERGE_ROW_BYTES, 1)
-    per_block = budget.plan("factors (a date block)", MERGE_ROW_BYTES, max(1, int(rows_per_day.sum())))
-    return ChunkPlan(
-        group, -(-codes // group), block_starts(rows_per_day, per_block), int(rows_per_day.sum())
-    )
+    budget.plan("factors (a date block)", max(1, busiest) * BLOCK_ROW_BYTES, 1)
+    per_block = budget.plan("factors (a date block)", BLOCK_ROW_BYTES, max(1, int(rows_per_day.sum())))
+    starts = block_starts(rows_per_day, per_block)
+    return ChunkPlan(group, -(-codes // group), starts, int(rows_per_day.sum()), max(per_block, busiest))
 
 
 def block_starts(rows_per_day: npt.NDArray[np.int64], per_block: int) -> list[int]:
@@ -139,16 +140,19 @@ def build_feature_blocks(
         label=label,
     )
     path = blocks_dir(cache_dir) / key.digest
-    found = BlockSet.open(path)
-    if found is not None:
-        log.info("features: %d rows in %d blocks from %s", found.rows, len(found.blocks), path)
-        return found
     calendar = store.calendar()
     span = extended_dates(calendar, dates)
     days = calendar.filter(calendar.is_between(dates.start, dates.end))
     loaded_days = int(calendar.is_between(span.start, span.end).sum())
     codes = universe.members_between(dates)
     plan = plan_chunks(budget, len(codes), loaded_days, members_per_day(universe, days))
+    found = BlockSet.open(path)
+    if found is not None:
+        largest = max((b.rows for b in found.blocks), default=0)
+        if largest <= plan.block_rows:
+            log.info("features: %d rows in %d blocks from %s", found.rows, len(found.blocks), path)
+            return found
+        log.info("features: the blocks of %s were cut for a larger memory budget; cutting them again", path)
     fields = [*INPUTS, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
     edges = days.gather(plan.block_starts).to_numpy().astype("datetime64[ms]").astype(np.int64)
     log.info(

@@ -58,6 +58,8 @@ from hikyuu_qlib.ports import FeatureSource, Progress
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
+#: Rows turned into one float matrix at a time (about 125 MB of Alpha158).
+SLICE_ROWS = 200_000
 
 
 @dataclass
@@ -223,9 +225,8 @@ def write_rows(frames: Iterator[pl.DataFrame], features: Sequence[str], path: Pa
     found: list[F32] = []
     with path.open("wb") as out:
         for frame in frames:
-            if frame.height == 0:
-                continue
-            np.ascontiguousarray(matrix(frame, features)).tofile(out)
+            for part in frame.iter_slices(SLICE_ROWS):  # a slice's matrix at a time, not the block's
+                np.ascontiguousarray(matrix(part, features)).tofile(out)
             found.append(labels(frame))
             rows += frame.height
     y = np.concatenate(found) if found else np.empty(0, dtype=np.float32)
@@ -379,14 +380,11 @@ def segment_metrics_blocks(
     for name in data.segments:
         acc = SignalAccumulator()
         for inferred, learned in data.both_frames(name):
+            scores = [trainer.predict(booster, matrix(part, data.features), num_threads)
+                      for part in inferred.iter_slices(SLICE_ROWS)]  # fmt: skip
             scored = inferred.select(
                 "datetime", "code", pl.col(RAW_LABEL).alias(model_metrics.LABEL)
-            ).with_columns(
-                pl.Series(
-                    model_metrics.SCORE,
-                    trainer.predict(booster, matrix(inferred, data.features), num_threads),
-                )
-            )
+            ).with_columns(pl.Series(model_metrics.SCORE, np.concatenate(scores) if scores else np.empty(0)))
             learn = learned.select("datetime", "code", pl.col(LABEL).alias("learn_label"))
             acc.add(
                 scored.join(learn, on=["datetime", "code"], how="left"), (model_metrics.LABEL, "learn_label")
