@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     cache_redis_retry_s: float = Field(
         2.0, gt=0, description="longest pause between reconnection attempts while Redis is down"
     )
+    memory_budget: str | None = Field(
+        None,
+        description="peak memory of a research run, e.g. 4GB (default: a quarter of the RAM); a run that "
+        "does not fit it in memory computes and trains from date blocks on disk",
+    )
     io_workers: int = Field(default_factory=_default_workers, ge=1, le=64)
     log_level: str = "INFO"
     qlib_change_unit: Literal["auto", "fraction", "percent"] = Field(
@@ -143,6 +148,15 @@ class Settings(BaseSettings):
         None, description="URL of a hq serve that hq commands ask instead of reading locally (HQ_SERVER)"
     )
     token: SecretStr | None = Field(None, description="bearer token of requests to `server` (HQ_TOKEN)")
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _memory_budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            from hikyuu_qlib.memory import parse_bytes
+
+            parse_bytes(value)
+        return value
 
     @field_validator("cache_url", mode="before")
     @classmethod

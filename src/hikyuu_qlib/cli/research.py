@@ -239,9 +239,19 @@ def evaluate(
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            help="peak memory, e.g. 4GB (default: setting memory_budget, else a quarter of the RAM); a "
+            "universe that does not fit is evaluated from date blocks on disk",
+        ),
+    ] = None,
 ) -> None:
     """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
+    from hikyuu_qlib.memory import MemoryBudget
     from hikyuu_qlib.modelling import service
+    from hikyuu_qlib.modelling.streaming import Bounded
 
     with _context(source, db, create_registry=False) as ctx:
         full = ctx.resolve_model(model_id)
@@ -260,6 +270,9 @@ def evaluate(
             universe=members,
             dates=dates,
             cache=None if no_cache else ctx.cache,
+            bounded=Bounded(
+                MemoryBudget.of(memory_budget or ctx.settings.memory_budget), ctx.settings.cache_disk_dir
+            ),
         )
     doc: dict[str, Any] = {
         "id": full,
@@ -308,16 +321,27 @@ def predict(
     fmt: SummaryFormatOption = OutputFormat.table,
     server: ServerOption = None,
     token: TokenOption = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            help="peak memory, e.g. 4GB (default: setting memory_budget, else a quarter of the RAM); a "
+            "universe that does not fit is predicted block by block, appended to the Parquet file",
+        ),
+    ] = None,
 ) -> None:
     """Predict a universe over a date range with a registered model; writes (datetime, code, score).
 
-    Codes that fail to load are left out and reported; the others are predicted (exit 5). With --server
+    Codes that fail to load are left out and reported; the others are predicted (exit 5). Over the
+    memory budget every code must load, and the scores are written block by block. With --server
     (or HQ_SERVER) the server predicts (its model LRU and cache) and the scores are written here.
     """
     from hikyuu_qlib.cli.telemetry import current
+    from hikyuu_qlib.memory import MemoryBudget
     from hikyuu_qlib.modelling import service
     from hikyuu_qlib.modelling.predictor import write_predictions
     from hikyuu_qlib.modelling.qlib_form import to_qlib
+    from hikyuu_qlib.modelling.streaming import Bounded, write_predictions_blocks
 
     kind = check_out_file(out, PREDICTION_SUFFIXES)
     if qlib_form and kind != "parquet":
@@ -325,7 +349,7 @@ def predict(
     dates = DateRange.of(start, end)
     remote = remote_of(server, token, current().settings)
     if remote is not None:
-        refuse_local_options(source=source, no_cache=no_cache)
+        refuse_local_options(source=source, no_cache=no_cache, memory_budget=memory_budget)
         with remote.client() as hq:
             served = hq.predict(
                 model_id, start=day(start, "start date"), end=day(end, "end date"), universe=universe
@@ -339,6 +363,28 @@ def predict(
             record = ctx.registry.get(full)
             ctx.use_model_source(record)
             members = ctx.universe(universe or record.universe, dates)
+            bounded = Bounded(
+                MemoryBudget.of(memory_budget or ctx.settings.memory_budget), ctx.settings.cache_disk_dir
+            )
+            if kind == "parquet" and not qlib_form and not bounded.fits(ctx.features, members, dates):
+                loaded = ctx.predictor.load(full)
+                blocks = bounded.features(
+                    ctx.features, members, dates, record.feature_set or "alpha158", label=False
+                )
+                with writing(out):
+                    rows = write_predictions_blocks(loaded.score, blocks, dates, out)
+                import polars as pl
+
+                codes = pl.scan_parquet(out).select(pl.col("code").n_unique()).collect().item()
+                doc = {"id": full, "rows": rows, "codes": codes, "dates": str(dates), "out": str(out),
+                       "format": "parquet", "errors": {}}  # fmt: skip
+                if fmt is OutputFormat.json:
+                    emit_json(doc)
+                else:
+                    sys.stdout.write(
+                        f"wrote {rows} predictions ({codes} codes, {dates}) to {out} [parquet]\n"
+                    )
+                return
             result = service.predict_partial(
                 full,
                 predictor=ctx.predictor,
@@ -347,7 +393,7 @@ def predict(
                 dates=dates,
                 cache=None if no_cache else ctx.cache,
             )
-        frame, errors = result.frame, dict(result.errors)
+            frame, errors = result.frame, dict(result.errors)
         succeeded = len(members.members_between(dates)) - len(errors)
     with writing(out):
         if qlib_form:

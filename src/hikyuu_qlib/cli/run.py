@@ -39,6 +39,14 @@ def run(
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
     metrics_file: MetricsFileOption = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            help="peak memory of the run, e.g. 4GB (default: setting memory_budget, else a quarter of the "
+            "RAM); a universe that does not fit is computed and trained from date blocks on disk",
+        ),
+    ] = None,
 ) -> None:
     """Features → train and register → predict → backtest → report, from one validated workflow file."""
     from hikyuu_qlib.cli.telemetry import current
@@ -53,7 +61,9 @@ def run(
     with ResearchContext.open(
         config.source, settings=command.settings, db=db, telemetry=command.telemetry
     ) as ctx:
-        result = run_workflow(config, ctx, force=force, out_root=out, progress=stage_bars(fmt))
+        result = run_workflow(
+            config, ctx, force=force, out_root=out, progress=stage_bars(fmt), memory_budget=memory_budget
+        )
     show_run(result.to_json(), fmt)
 
 

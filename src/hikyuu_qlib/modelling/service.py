@@ -30,10 +30,11 @@ from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as model_metrics
-from hikyuu_qlib.modelling import trainer
+from hikyuu_qlib.modelling import streaming, trainer
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare, prepare_frame
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
 from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
+from hikyuu_qlib.modelling.streaming import Bounded
 from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords, Progress
 from hikyuu_qlib.signals import SignalRule
 
@@ -80,7 +81,7 @@ class TrainOutcome:
     metrics: dict[str, Any]
     result: trainer.TrainResult
     timings: dict[str, float]
-    data: PreparedData
+    data: PreparedData | streaming.BlockDataset
 
 
 def train_and_register(
@@ -93,12 +94,15 @@ def train_and_register(
     cache: Cache | None = None,
     progress: Progress | None = None,
     frame: pl.DataFrame | None = None,
+    bounded: Bounded | None = None,
 ) -> TrainOutcome:
     """Features → dataset → LightGBM → metrics, recorded in the registry with its artifacts.
 
     The spec is checked first (see :func:`check_spec`): invalid input creates no registry record.
     ``frame``: the universe's features (Alpha158 and label) already computed over at least the spec's
     segments (rolling windows share one); without it they are computed (or read from ``cache``).
+    ``bounded``: a memory budget; when the universe does not fit it in memory, the features are built as
+    date blocks on disk and the model is trained from them (:mod:`.streaming`; the same model).
     """
     check_spec(spec, store)
     preset = get_preset(spec.preset)
@@ -135,40 +139,13 @@ def train_and_register(
     record = registry.transition(record.id, ModelStatus.TRAINING)
     try:
         timings: dict[str, float] = {}
-        started = time.perf_counter()
-        if frame is None:
-            data = prepare(
-                store,
-                universe,
-                spec.segments,
-                factor_set=preset.feature_set,
-                infer=infer,
-                learn=learn,
-                cache=cache,
-            )
+        data: PreparedData | streaming.BlockDataset
+        if frame is None and bounded is not None and not bounded.fits(store, universe, spec.segments.span()):
+            data, result, found = _fit_bounded(spec, store, universe, bounded, preset.feature_set,
+                                               (infer, learn), params, (rounds, stopping), progress, timings)  # fmt: skip
         else:
-            span = spec.segments.span()
-            rows = frame.filter(pl.col("datetime").is_between(span.start, span.end))
-            data = prepare_frame(rows, spec.segments, infer=infer, learn=learn)
-        timings["features_s"] = time.perf_counter() - started
-        train_rows = data.view("train")
-        valid = None
-        if "valid" in data.segments:
-            valid_rows = data.view("valid")
-            valid = (matrix(valid_rows, data.features), labels(valid_rows))
-        result = trainer.train_lightgbm(
-            (matrix(train_rows, data.features), labels(train_rows)),
-            valid,
-            params,
-            num_boost_round=rounds,
-            early_stopping_rounds=stopping,
-            progress=progress,
-        )
-        del train_rows, valid
-        timings["train_s"] = result.seconds
-        started = time.perf_counter()
-        found = segment_metrics(result.booster, data, params.get("num_threads"))
-        timings["metrics_s"] = time.perf_counter() - started
+            data, result, found = _fit_in_memory(spec, store, universe, cache, frame, preset.feature_set,
+                                                 (infer, learn), params, (rounds, stopping), progress, timings)  # fmt: skip
         found["best_iteration"] = result.best_iteration
         found["rounds"] = result.rounds
         reason = degenerate(found)
@@ -203,6 +180,91 @@ def train_and_register(
         )
     log.info("model %s (%s v%s) trained: test ic %s", saved.id, saved.name, saved.version, found.get("ic"))
     return TrainOutcome(saved, found, result, timings, data)
+
+
+def _fit_in_memory(
+    spec: TrainSpec,
+    store: FeatureSource,
+    universe: Universe,
+    cache: Cache | None,
+    frame: pl.DataFrame | None,
+    feature_set: str,
+    steps: tuple[tuple[ProcessorStep, ...], tuple[ProcessorStep, ...]],
+    params: Mapping[str, Any],
+    boosting: tuple[int, int],
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> tuple[PreparedData, trainer.TrainResult, dict[str, Any]]:
+    """The features frame in memory, the model trained from it and each segment's metrics."""
+    infer, learn = steps
+    rounds, stopping = boosting
+    started = time.perf_counter()
+    if frame is None:
+        data = prepare(
+            store,
+            universe,
+            spec.segments,
+            factor_set=feature_set,
+            infer=infer,
+            learn=learn,
+            cache=cache,
+        )
+    else:
+        span = spec.segments.span()
+        rows = frame.filter(pl.col("datetime").is_between(span.start, span.end))
+        data = prepare_frame(rows, spec.segments, infer=infer, learn=learn)
+    timings["features_s"] = time.perf_counter() - started
+    train_rows = data.view("train")
+    valid = None
+    if "valid" in data.segments:
+        valid_rows = data.view("valid")
+        valid = (matrix(valid_rows, data.features), labels(valid_rows))
+    result = trainer.train_lightgbm(
+        (matrix(train_rows, data.features), labels(train_rows)),
+        valid,
+        params,
+        num_boost_round=rounds,
+        early_stopping_rounds=stopping,
+        progress=progress,
+    )
+    del train_rows, valid
+    timings["train_s"] = result.seconds
+    started = time.perf_counter()
+    found = segment_metrics(result.booster, data, params.get("num_threads"))
+    timings["metrics_s"] = time.perf_counter() - started
+    return data, result, found
+
+
+def _fit_bounded(
+    spec: TrainSpec,
+    store: FeatureSource,
+    universe: Universe,
+    bounded: Bounded,
+    feature_set: str,
+    steps: tuple[tuple[ProcessorStep, ...], tuple[ProcessorStep, ...]],
+    params: Mapping[str, Any],
+    boosting: tuple[int, int],
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> tuple[streaming.BlockDataset, trainer.TrainResult, dict[str, Any]]:
+    """The features as date blocks on disk, the model trained from them and each segment's metrics."""
+    infer, learn = steps
+    rounds, stopping = boosting
+    started = time.perf_counter()
+    with bounded.stage("factors"):
+        blocks = bounded.features(store, universe, spec.segments.span(), feature_set)
+    timings["features_s"] = time.perf_counter() - started
+    with bounded.stage("train"):
+        data = streaming.BlockDataset.prepare(blocks, spec.segments, infer=infer, learn=learn)
+        result = streaming.train_blocks(data, params, num_boost_round=rounds, early_stopping_rounds=stopping,
+                                        scratch=bounded.scratch, progress=progress)  # fmt: skip
+        timings["train_s"] = result.seconds
+        started = time.perf_counter()
+        found = streaming.segment_metrics_blocks(result.booster, data, params.get("num_threads"))
+        if "test" in found:
+            found.update({k: found["test"][k] for k in TOP_LEVEL})
+        timings["metrics_s"] = time.perf_counter() - started
+    return data, result, found
 
 
 def degenerate(metrics: Mapping[str, Any]) -> str | None:
@@ -320,12 +382,28 @@ def evaluate(
     universe: Universe,
     dates: DateRange,
     cache: Cache | None = None,
+    bounded: Bounded | None = None,
 ) -> Evaluation:
     """An IC report of a registered model over ``dates``: summary, per day and per year (raw label).
 
-    Members that fail to load are left out of the report and listed in ``errors``.
+    Members that fail to load are left out of the report and listed in ``errors``. With ``bounded``, a
+    universe that does not fit the budget in memory is evaluated block by block (the same report; every
+    member must load).
     """
     loaded: LoadedModel = predictor.load(model_id)
+    if bounded is not None and not bounded.fits(store, universe, dates):
+        blocks = bounded.features(store, universe, dates, loaded.record.feature_set or "alpha158")
+        acc = streaming.SignalAccumulator()
+        for frame in blocks.iter_frames(dates):
+            scored = loaded.score(frame).join(
+                frame.select("datetime", "code", pl.col(LABEL).alias(model_metrics.LABEL)),
+                on=["datetime", "code"],
+                how="left",
+            )
+            acc.add(scored, (model_metrics.LABEL,))
+        daily = acc.daily_frame()
+        summary = acc.summary({model_metrics.LABEL: "mse_raw_label"})
+        return Evaluation(loaded.record, dates, summary, daily, yearly_ic(daily))
     features = compute_features_partial(
         store, universe, dates, loaded.record.feature_set or "alpha158", label=True, cache=cache
     )
@@ -337,7 +415,12 @@ def evaluate(
     )
     daily = model_metrics.daily_ic(scored)
     summary = model_metrics.signal_metrics(scored)
-    yearly = (
+    return Evaluation(loaded.record, dates, summary, daily, yearly_ic(daily), features.errors)
+
+
+def yearly_ic(daily: pl.DataFrame) -> pl.DataFrame:
+    """``year, ic, rank_ic, icir, rank_icir, days`` from the daily IC of :func:`metrics.daily_ic`."""
+    return (
         daily.with_columns(pl.col("datetime").dt.year().alias("year"))
         .group_by("year")
         .agg(
@@ -350,4 +433,3 @@ def evaluate(
         )
         .sort("year")
     )
-    return Evaluation(loaded.record, dates, summary, daily, yearly, features.errors)

@@ -37,8 +37,8 @@ class TrainResult:
 
 
 def train_lightgbm(
-    train: tuple[F32, F32],
-    valid: tuple[F32, F32] | None,
+    train: tuple[F32 | Any, F32],
+    valid: tuple[F32 | Any, F32] | None,
     params: Mapping[str, Any],
     *,
     num_boost_round: int = 1000,
@@ -46,16 +46,17 @@ def train_lightgbm(
     log_period: int = 20,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train a booster on ``(x, y)`` pairs; early stopping on ``valid`` when given."""
+    """Train a booster on ``(x, y)`` pairs; early stopping on ``valid`` when given. ``x`` is a float32
+    matrix or a :class:`lightgbm.Sequence` of its rows."""
     import lightgbm as lgb
 
     x, y = train
-    if x.shape[0] == 0:
+    if len(x) == 0:
         raise InvalidInputError("empty training data: check the universe and the train segment")
     sets = [lgb.Dataset(x, label=y)]
     names = ["train"]
     if valid is not None:
-        if valid[0].shape[0] == 0:
+        if len(valid[0]) == 0:
             raise InvalidInputError("empty validation data: check the valid segment")
         sets.append(lgb.Dataset(valid[0], label=valid[1]))
         names.append("valid")

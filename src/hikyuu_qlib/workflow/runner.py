@@ -32,8 +32,11 @@ from typing import Any
 import polars as pl
 import yaml
 
-from hikyuu_qlib.domain import Segments
+from hikyuu_qlib.domain import DateRange, Segments
+from hikyuu_qlib.factors.chunked import build_feature_blocks
 from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.memory import MemoryBudget, PeakRss
+from hikyuu_qlib.modelling.streaming import Bounded
 from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import FeatureSource, Progress
 from hikyuu_qlib.research import ResearchContext
@@ -81,9 +84,11 @@ def _silent(_: str) -> Iterator[Progress]:
 
 
 class _Stages:
-    """Times each stage, logs it, records it (``hq_stage_duration_seconds``) and traces it."""
+    """Times each stage, logs it, records it (``hq_stage_duration_seconds``), traces it and samples its
+    peak RSS."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: Telemetry, peaks: PeakRss) -> None:
+        self.peaks = peaks
         self.timings: dict[str, float] = {}
         self._telemetry = telemetry
         self._parts: dict[str, float] = {}
@@ -91,7 +96,7 @@ class _Stages:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         log.info("stage %s …", name)
-        with self._telemetry.span(f"stage.{name}", {"hq.stage": name}):
+        with self._telemetry.span(f"stage.{name}", {"hq.stage": name}), self.peaks.stage(name):
             started = time.perf_counter()
             yield
             seconds = time.perf_counter() - started
@@ -118,13 +123,20 @@ def run_workflow(
     force: bool = False,
     out_root: Path | None = None,
     progress: StageProgress = _silent,
+    memory_budget: str | int | None = None,
 ) -> RunResult:
     """Run ``config`` end to end in ``ctx`` (the caller opens it over ``config.source`` and closes it);
-    see the module docstring for the outputs. Every stage reads the context's one feature source."""
+    see the module docstring for the outputs. Every stage reads the context's one feature source.
+
+    ``memory_budget`` (default: the settings' ``memory_budget``, else a share of the RAM) bounds the
+    run: when the universe does not fit it in memory, features, training, metrics and predictions go
+    through date blocks on disk (:mod:`hikyuu_qlib.modelling.streaming`), with the same results."""
     from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
 
-    stages = _Stages(ctx.telemetry)
+    budget = MemoryBudget.of(memory_budget if memory_budget is not None else ctx.settings.memory_budget)
+    bounded = Bounded(budget, ctx.settings.cache_disk_dir)
+    stages = _Stages(ctx.telemetry, bounded.peaks)
     cache_before = ctx.cache.counters()
     segments = config.segments
     whole = segments.span()
@@ -142,16 +154,19 @@ def run_workflow(
             factors_seconds = 0.0
             if model_id is None:
                 model_id, factors_seconds = _train(
-                    ctx, config, features, universe, segments, run_id, progress
+                    ctx, config, features, universe, segments, run_id, progress, bounded
                 )
             stages.part("factors", factors_seconds)
         model = ctx.registry.get(model_id)
         with stages.stage("predict"):
             test = segments["test"]
-            preds = ctx.predictor.predict(
-                model_id, features, ctx.universe(config.universe, test), test, cache=ctx.cache
-            )
-            _write_predictions(preds, staging, config.outputs.predictions)
+            test_universe = ctx.universe(config.universe, test)
+            if bounded.fits(features, test_universe, test):
+                preds = ctx.predictor.predict(model_id, features, test_universe, test, cache=ctx.cache)
+                _write_predictions(preds, staging, config.outputs.predictions)
+            else:
+                preds = _predict_bounded(ctx, model_id, features, test_universe, test, bounded, staging,
+                                         config.outputs.predictions)  # fmt: skip
         bt = config.backtest
         with stages.stage("backtest"):
             result = run_topk_backtest(
@@ -174,7 +189,15 @@ def run_workflow(
                 )
             ctx.record_backtest(model_id, flatten(statistics))
         metrics = {"model": ctx.registry.get(model_id).metrics, "backtest": statistics}
-        _write_json(staging / "metrics.json", {**metrics, "timings": stages.timings, "run_id": run_id})
+        memory = {
+            "budget_mb": round(budget.bytes / 2**20, 1),
+            "path": "bounded" if bounded.used else "in_memory",
+            "peak_rss_mb": bounded.peaks.to_json(),
+        }
+        _write_json(
+            staging / "metrics.json",
+            {**metrics, "timings": stages.timings, "memory": memory, "run_id": run_id},
+        )
         _write_json(staging / "model.json", ctx.registry.get(model_id).to_json())
         (staging / "config.yaml").write_text(
             yaml.safe_dump(config.document(), sort_keys=False, allow_unicode=True)
@@ -209,6 +232,7 @@ def _train(
     segments: Segments,
     run_id: str,
     progress: StageProgress,
+    bounded: Bounded | None = None,
 ) -> tuple[str, float]:
     """The id of the model trained and registered, and the seconds its features took."""
     from hikyuu_qlib.modelling.presets import ProcessorStep
@@ -234,8 +258,39 @@ def _train(
             artifacts=ctx.artifacts,
             cache=ctx.cache,
             progress=bar,
+            bounded=bounded,
         )
     return outcome.model.id, outcome.timings.get("features_s", 0.0)
+
+
+def _predict_bounded(
+    ctx: ResearchContext,
+    model_id: str,
+    features: FeatureSource,
+    universe: Universe,
+    test: DateRange,
+    bounded: Bounded,
+    out: Path,
+    fmt: str,
+) -> pl.DataFrame:
+    """Predictions of the test segment block by block, written to Parquet as they come, then read back
+    (``datetime, code, score``: small next to the features)."""
+    from hikyuu_qlib.modelling.streaming import write_predictions_blocks
+
+    model = ctx.predictor.load(model_id)
+    blocks = build_feature_blocks(
+        features, universe, test, bounded.cache_dir, budget=bounded.budget,
+        factor_set=model.record.feature_set or "alpha158", label=False,
+    )  # fmt: skip
+    bounded.used = True
+    path = out / "predictions.parquet"
+    rows = write_predictions_blocks(model.score, blocks, test, path)
+    log.info("predicted %d rows block by block", rows)
+    preds = pl.read_parquet(path)
+    if fmt == "csv":
+        path.unlink()
+        preds.write_csv(out / "predictions.csv")
+    return preds
 
 
 def _write_predictions(preds: pl.DataFrame, out: Path, fmt: str) -> None:

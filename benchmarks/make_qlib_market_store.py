@@ -1,0 +1,236 @@
+"""Generate a whole-market Qlib store from the real histories of ../shared/data/qlib_cn.
+
+    python benchmarks/make_qlib_market_store.py [--stocks N] [--out DIR] [--seed S] [--force]
+
+The store has the properties of real downloaded data sets: the real calendar (2010-01-04 to the last
+day of qlib_cn), adjusted prices (``$close`` = traded close × ``$factor``), ``$change`` in **percent**,
+no ``vwap`` or ``amount`` field, codes that list late and codes delisted before the end (their bins
+end early), and suspensions (NaN days, as the real histories have them).
+
+Each synthetic stock replays real daily histories: the adjusted close-to-close returns, the
+open/high/low shape of each day relative to its close, the volume and the ``$factor`` jumps of one
+real stock from a random point of its history, continued with another one when it runs out (the seam
+is not a return), rescaled to a random start price and volume. The indices of qlib_cn (SH000300 the
+benchmark, SH000905, SH000001, SZ399001, SZ399006) are copied as they are. ``instruments/all.txt``
+lists every code with its first and last day; ``instruments/csi300.txt`` is qlib_cn's real one.
+
+The default location is ``$HQ_BENCH_STORE`` or ``~/.cache/hikyuu_qlib/bench/qlib_market`` (outside
+the repository); a ``params.json`` written last makes the script idempotent: a store whose marker
+matches is reused, anything else (an interrupted build included) is rebuilt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import data_root
+from hikyuu_qlib.stores.qlib.bins import write_bin
+
+log = logging.getLogger("make_qlib_market_store")
+VERSION = 1
+DEFAULT_STOCKS = 5800
+FIELDS = ("open", "high", "low", "close", "volume", "factor")
+INDICES = ("sh000300", "sh000905", "sh000001", "sz399001", "sz399006")
+#: Share of codes listed before the calendar starts, and of codes delisted before it ends.
+EARLY = 0.55
+DELISTED = 0.15
+
+
+def default_out() -> Path:
+    env = os.environ.get("HQ_BENCH_STORE")
+    return Path(env).expanduser() if env else Path("~/.cache/hikyuu_qlib/bench/qlib_market").expanduser()
+
+
+def _read(path: Path, n_cal: int) -> np.ndarray:
+    raw = np.fromfile(path, dtype="<f4")
+    out = np.full(n_cal, np.nan, dtype=np.float64)
+    if raw.size > 1:
+        start = int(raw[0])
+        values = raw[1:].astype(np.float64)[: max(0, n_cal - start)]
+        out[start : start + values.size] = values
+    return out
+
+
+def load_sources(qlib_dir: Path, n_cal: int) -> list[dict[str, np.ndarray]]:
+    """Each real stock as relative series over its traded span: return, day shape, volume, factor jump."""
+    sources: list[dict[str, np.ndarray]] = []
+    for folder in sorted((qlib_dir / "features").iterdir()):
+        if folder.name.startswith(("sh000", "sz399")):
+            continue
+        f = {name: _read(folder / f"{name}.day.bin", n_cal) for name in FIELDS}
+        ok = np.isfinite(f["close"]) & (f["close"] > 0) & np.isfinite(f["factor"]) & (f["factor"] > 0)
+        if ok.sum() < 250:
+            continue
+        first, last = int(np.argmax(ok)), int(n_cal - 1 - np.argmax(ok[::-1]))
+        sl = slice(first, last + 1)
+        close, factor, traded = f["close"][sl], f["factor"][sl], ok[sl]
+        prev = _last_valid(np.where(traded, close, np.nan))
+        fprev = _last_valid(np.where(traded, factor, np.nan))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sources.append(
+                {
+                    "ret": np.where(traded, close / prev, np.nan),
+                    "open": f["open"][sl] / close,
+                    "high": f["high"][sl] / close,
+                    "low": f["low"][sl] / close,
+                    "volume": np.where(traded, f["volume"][sl], np.nan),
+                    "fjump": np.where(traded, factor / fprev, np.nan),
+                }
+            )
+    return sources
+
+
+def _last_valid(x: np.ndarray) -> np.ndarray:
+    """The previous finite value of each position (NaN before the first)."""
+    idx = np.where(np.isfinite(x), np.arange(x.size), -1)
+    np.maximum.accumulate(idx, out=idx)
+    prev_idx = np.concatenate([[-1], idx[:-1]])
+    out = np.full(x.size, np.nan)
+    has = prev_idx >= 0
+    out[has] = x[prev_idx[has]]
+    return out
+
+
+def synth_codes(n: int) -> list[str]:
+    sh = [f"SH{600000 + i:06d}" for i in range(3000)] + [f"SH{688000 + i:06d}" for i in range(900)]
+    sz = [f"SZ{1 + i:06d}" for i in range(2500)] + [f"SZ{300000 + i:06d}" for i in range(1500)]
+    if n > min(len(sh), len(sz)) * 2:
+        raise SystemExit(f"at most {min(len(sh), len(sz)) * 2} stocks")
+    return [sh[i // 2] if i % 2 == 0 else sz[i // 2] for i in range(n)]
+
+
+def build_stock(
+    rng: np.random.Generator, sources: list[dict[str, np.ndarray]], length: int
+) -> dict[str, np.ndarray]:
+    """One stock of ``length`` calendar days: real relative series stitched from random points."""
+    parts: list[dict[str, np.ndarray]] = []
+    need = length
+    while need > 0:
+        src = sources[int(rng.integers(len(sources)))]
+        n = src["ret"].size
+        start = int(rng.integers(0, max(1, n - 250))) if not parts else 0
+        take = min(need, n - start)
+        piece = {k: v[start : start + take].copy() for k, v in src.items()}
+        valid = np.flatnonzero(np.isfinite(piece["ret"]) | np.isfinite(piece["volume"]))
+        if valid.size:  # the first traded day of a piece (and of the stock) is no return, no jump
+            piece["ret"][valid[0]] = 1.0
+            piece["fjump"][valid[0]] = 1.0
+        parts.append(piece)
+        need -= take
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    traded = np.isfinite(cat["ret"]) & np.isfinite(cat["volume"]) & (cat["volume"] > 0)
+    traded[0] = True  # the listing day trades
+    ret = np.where(traded, np.nan_to_num(cat["ret"], nan=1.0), 1.0)
+    fjump = np.where(traded, np.nan_to_num(cat["fjump"], nan=1.0), 1.0)
+    factor = float(np.exp(rng.uniform(np.log(0.5), np.log(20.0)))) * np.cumprod(fjump)
+    price = float(np.exp(rng.uniform(np.log(3.0), np.log(60.0))))
+    close = price * factor[0] * np.cumprod(ret)
+    vol_scale = float(np.exp(rng.uniform(np.log(0.2), np.log(5.0))))
+    volume = np.nan_to_num(cat["volume"], nan=np.nanmedian(cat["volume"])) * vol_scale
+    out = {
+        "close": close,
+        "open": close * np.nan_to_num(cat["open"], nan=1.0),
+        "high": close * np.nan_to_num(cat["high"], nan=1.0),
+        "low": close * np.nan_to_num(cat["low"], nan=1.0),
+        "volume": volume,
+        "factor": factor,
+    }
+    out["high"] = np.maximum.reduce([out["high"], out["open"], close])
+    out["low"] = np.minimum.reduce([out["low"], out["open"], close])
+    prev = _last_valid(np.where(traded, close, np.nan))
+    out["change"] = (close / prev - 1.0) * 100.0  # percent, as many downloaded data sets keep it
+    for key in out:
+        out[key] = np.where(traded, out[key], np.nan)
+    return out
+
+
+def ensure_store(
+    stocks: int = DEFAULT_STOCKS, out: Path | None = None, seed: int = 20260601, force: bool = False
+) -> Path:
+    """Build the store (or reuse it when its marker matches) and return its directory."""
+    out = Path(out) if out is not None else default_out()
+    params = {"version": VERSION, "stocks": stocks, "seed": seed}
+    marker = out / "params.json"
+    if not force and marker.is_file() and json.loads(marker.read_text()).get("params") == params:
+        log.info("qlib market store %s is up to date", out)
+        return out
+    started = time.perf_counter()
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "calendars").mkdir(parents=True)
+    (out / "instruments").mkdir()
+    qlib_dir = data_root() / "qlib_cn"
+    days = (qlib_dir / "calendars" / "day.txt").read_text().split()
+    n_cal = len(days)
+    (out / "calendars" / "day.txt").write_text("\n".join(days) + "\n")
+    shutil.copyfile(qlib_dir / "instruments" / "csi300.txt", out / "instruments" / "csi300.txt")
+    sources = load_sources(qlib_dir, n_cal)
+    rng = np.random.default_rng(seed)
+    lines: list[str] = []
+    rows = 0
+    delisted = 0
+    for name in INDICES:
+        src = qlib_dir / "features" / name
+        if src.is_dir():
+            shutil.copytree(src, out / "features" / name)
+            close = _read(src / "close.day.bin", n_cal)
+            ok = np.flatnonzero(np.isfinite(close))
+            lines.append(f"{name.upper()}\t{days[ok[0]]}\t{days[ok[-1]]}")
+    for code in synth_codes(stocks):
+        first = 0 if rng.random() < EARLY else int(rng.integers(1, n_cal - 300))
+        last = n_cal - 1
+        if rng.random() < DELISTED:
+            last = int(rng.integers(first + 250, n_cal - 20))
+            delisted += 1
+        bars = build_stock(rng, sources, last - first + 1)
+        folder = out / "features" / code.lower()
+        for field, values in bars.items():
+            write_bin(folder / f"{field}.day.bin", first, values.astype(np.float32))
+        rows += last - first + 1
+        lines.append(f"{code}\t{days[first]}\t{days[last]}")
+    (out / "instruments" / "all.txt").write_text("\n".join(lines) + "\n")
+    seconds = round(time.perf_counter() - started, 1)
+    doc = {
+        "params": params,
+        "instruments": len(lines),
+        "rows": rows,
+        "delisted": delisted,
+        "seconds": seconds,
+    }
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(marker)
+    log.info(
+        "wrote %s: %d instruments, %d rows (%d delisted) in %.1fs", out, len(lines), rows, delisted, seconds
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stocks", type=int, default=DEFAULT_STOCKS)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=20260601)
+    parser.add_argument("--force", action="store_true", help="rebuild even when the marker matches")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    path = ensure_store(args.stocks, args.out, args.seed, args.force)
+    sys.stdout.write(f"{path}\n{(path / 'params.json').read_text()}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

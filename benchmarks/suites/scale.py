@@ -1,0 +1,308 @@
+"""Suite ``scale``: the whole market in bounded memory, on a generated whole-market Qlib store.
+
+The store comes from ``benchmarks/make_qlib_market_store.py`` (built once, reused: ``$HQ_BENCH_STORE``
+or ``~/.cache/hikyuu_qlib/bench/qlib_market``): ≥ 5,000 instruments, 2010–2026, ≥ 15 M rows, ``$change``
+in percent, no vwap, delisted codes, suspensions.
+
+1. Alpha158 + label over every instrument, 2010–2026, as date blocks on disk (budget 2 GB): time, rows,
+   peak RSS (goal ≤ 2048 MB).
+2. The whole pipeline, ``hq run`` on every instrument with train 2010–2014 / valid 2015–2016 / test
+   2017–2020 and ``--memory-budget 4GB``: total time, each stage's time and peak RSS, test IC and Rank
+   IC (goal: peak RSS ≤ 4096 MB).
+3. pyqlib's Alpha158 handler over every instrument of the same store, in a child process under an RSS
+   watchdog (killed above ``HQ_BENCH_QLIB_CAP_MB``, default 8192, or after ``HQ_BENCH_QLIB_TIMEOUT_S``,
+   default 1800 s): its peak RSS, or the RSS and time at which it was stopped.
+4. In memory against bounded on CSI300 of the real store, 2010–2020: ``compute_features`` against
+   block sets built with a budget that forces several groups and blocks (goal: bounded at most 2× the
+   time, ratio ≥ 0.5).
+
+Each measurement runs in a fresh process whose peak RSS (with its children) is polled with psutil.
+``--quick``: shorter spans, 1,500 instruments, no pyqlib run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import REPO, Result, data_root
+from make_qlib_market_store import DEFAULT_STOCKS, default_out, ensure_store
+
+log = logging.getLogger("bench.scale")
+
+FULL = {
+    "stocks": DEFAULT_STOCKS,
+    "all": ("2010-01-01", "2026-12-31"),
+    "segments": {
+        "train": "2010-01-01:2014-12-31",
+        "valid": "2015-01-01:2016-12-31",
+        "test": "2017-01-01:2020-12-31",
+    },
+    "csi300": ("2010-01-01", "2020-12-31"),
+    "qlib": True,
+}
+QUICK = {
+    "stocks": 1500,
+    "all": ("2020-01-01", "2026-12-31"),
+    "segments": {
+        "train": "2018-01-01:2019-12-31",
+        "valid": "2020-01-01:2020-06-30",
+        "test": "2020-07-01:2021-06-30",
+    },
+    "csi300": ("2018-01-01", "2020-12-31"),
+    "qlib": False,
+}
+FEATURES_GOAL_MB = 2048
+PIPELINE_GOAL_MB = 4096
+
+
+def run(quick: bool) -> list[Result]:
+    cfg = QUICK if quick else FULL
+    store = ensure_store(
+        cfg["stocks"], default_out() if not quick else default_out().with_name("qlib_market_quick")
+    )
+    params = json.loads((store / "params.json").read_text())
+    results: list[Result] = []
+    start, end = cfg["all"]
+    with tempfile.TemporaryDirectory(prefix="hq-bench-scale-") as tmp:
+        ours = _measure("ours_blocks", str(store), start, end, "2GB", tmp)
+    results.append(
+        Result(
+            f"alpha158+label all instruments {start[:4]}-{end[:4]} (bounded, budget 2GB)",
+            ours["seconds"],
+            f"goal peak RSS <= {FEATURES_GOAL_MB} MB",
+            extra={**ours, "store": params, "goal_met": ours["peak_rss_mb"] <= FEATURES_GOAL_MB},
+        )
+    )
+
+    with tempfile.TemporaryDirectory(prefix="hq-bench-scale-run-") as tmp:
+        ours = _measure("ours_run", str(store), json.dumps(cfg["segments"]), "4GB", tmp)
+    results.append(
+        Result(
+            f"pipeline all instruments hq run (test {cfg['segments']['test'][:4]}-{cfg['segments']['test'][-10:-6]}, budget 4GB)",
+            ours["seconds"],
+            f"goal peak RSS <= {PIPELINE_GOAL_MB} MB",
+            extra={**ours, "goal_met": ours["peak_rss_mb"] <= PIPELINE_GOAL_MB},
+        )
+    )
+
+    if cfg["qlib"]:
+        cap = int(os.environ.get("HQ_BENCH_QLIB_CAP_MB", "8192"))
+        timeout = float(os.environ.get("HQ_BENCH_QLIB_TIMEOUT_S", "1800"))
+        anchor = _measure(
+            "qlib_alpha158", str(store), start, end, cap_mb=cap, timeout_s=timeout, allow_fail=True
+        )
+        results.append(
+            Result(
+                f"pyqlib Alpha158 handler all instruments {start[:4]}-{end[:4]} (RSS cap {cap} MB)",
+                anchor["seconds"],
+                "pyqlib under an RSS watchdog",
+                extra=anchor,
+            )
+        )
+
+    start, end = cfg["csi300"]
+    qlib_dir = str(data_root() / "qlib_cn")
+    memory = _measure("ours_memory", qlib_dir, start, end)
+    with tempfile.TemporaryDirectory(prefix="hq-bench-scale-csi-") as tmp:
+        bounded = _measure("ours_blocks_csi300", qlib_dir, start, end, "1GB", tmp)
+    results.append(
+        Result(
+            f"alpha158+label csi300 {start[:4]}-{end[:4]} bounded (budget 1GB) vs in memory",
+            bounded["seconds"],
+            "in memory (compute_features)",
+            memory["seconds"],
+            goal_ratio=0.5,
+            extra={"bounded": bounded, "in_memory": memory},
+        )
+    )
+    return results
+
+
+# --- the parent: fresh processes, peak RSS, a watchdog ---------------------------------------------------
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def _kill_tree(proc: psutil.Process) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        proc.kill()
+
+
+def _measure(
+    kind: str, *args: str, cap_mb: int | None = None, timeout_s: float | None = None, allow_fail: bool = False
+) -> dict[str, Any]:
+    """Run one worker; its JSON (last stdout line) plus the peak RSS of its process tree. With ``cap_mb``
+    the worker is killed when its tree's RSS passes the cap (and after ``timeout_s``)."""
+    began = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        popen = subprocess.Popen(
+            [sys.executable, __file__, "worker", kind, *args],
+            stdout=out,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        )
+        proc = psutil.Process(popen.pid)
+        peak = 0
+        stopped: str | None = None
+        while popen.poll() is None:
+            rss = _tree_rss(proc)
+            peak = max(peak, rss)
+            if cap_mb is not None and rss > cap_mb * 2**20:
+                stopped = f"RSS {rss / 2**20:.0f} MB over the {cap_mb} MB cap"
+                _kill_tree(proc)
+            elif timeout_s is not None and time.perf_counter() - began > timeout_s:
+                stopped = f"still running after {timeout_s:.0f}s"
+                _kill_tree(proc)
+            time.sleep(0.02)
+        out.seek(0)
+        text = out.read().decode()
+    seconds = time.perf_counter() - began
+    if popen.returncode != 0 or stopped:
+        if not allow_fail:
+            raise RuntimeError(f"worker {kind} failed with exit code {popen.returncode}")
+        doc = {"completed": False, "stopped": stopped or f"exit code {popen.returncode}", "seconds": seconds}
+    else:
+        doc = json.loads(text.strip().splitlines()[-1])
+        doc["completed"] = True
+    doc["peak_rss_mb"] = round(peak / 2**20, 1)
+    log.info("%s: %s", kind, doc)
+    return doc
+
+
+# --- the workers ---------------------------------------------------------------------------------------
+
+
+def _emit(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _ours_blocks(
+    qlib_dir: str, start: str, end: str, budget: str, tmp: str, universe: str = "all"
+) -> dict[str, Any]:
+    from hikyuu_qlib.domain import DateRange
+    from hikyuu_qlib.factors.chunked import build_feature_blocks
+    from hikyuu_qlib.factors.universe import Universe
+    from hikyuu_qlib.memory import MemoryBudget
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    began = time.perf_counter()
+    store = QlibStore.open(qlib_dir)
+    blocks = build_feature_blocks(
+        store,
+        Universe.from_store(store, universe),
+        DateRange.of(start, end),
+        Path(tmp),
+        budget=MemoryBudget.of(budget),
+    )
+    return {
+        "seconds": time.perf_counter() - began,
+        "rows": blocks.rows,
+        "codes": blocks.meta["codes"],
+        "groups": blocks.meta["groups"],
+        "blocks": len(blocks.blocks),
+        "disk_mb": round(blocks.bytes / 2**20, 1),
+    }
+
+
+def _ours_blocks_csi300(qlib_dir: str, start: str, end: str, budget: str, tmp: str) -> dict[str, Any]:
+    return _ours_blocks(qlib_dir, start, end, budget, tmp, "csi300")
+
+
+def _ours_memory(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
+    from hikyuu_qlib.domain import DateRange
+    from hikyuu_qlib.factors.pipeline import compute_features
+    from hikyuu_qlib.factors.universe import Universe
+    from hikyuu_qlib.stores.qlib import QlibStore
+
+    began = time.perf_counter()
+    store = QlibStore.open(qlib_dir)
+    frame = compute_features(store, Universe.from_store(store, "csi300"), DateRange.of(start, end))
+    return {"seconds": time.perf_counter() - began, "rows": frame.height}
+
+
+def _ours_run(qlib_dir: str, segments: str, budget: str, tmp: str) -> dict[str, Any]:
+    spans = json.loads(segments)
+    workflow = Path(tmp) / "all.yaml"
+    text = (REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml").read_text()
+    workflow.write_text(text.replace("universe: csi300", "universe: all"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
+    env.update(
+        HQ_QLIB_DIR=qlib_dir, HQ_TRAIN=spans["train"], HQ_VALID=spans["valid"], HQ_TEST=spans["test"],
+        HQ_RUNS_DIR=str(Path(tmp) / "runs"), HQ_HOME=str(Path(tmp) / "home"),
+        HQ_DATABASE_URL=f"sqlite:///{Path(tmp) / 'registry.db'}",
+    )  # fmt: skip
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "hikyuu_qlib", "run", str(workflow), "--format", "json", "--memory-budget", budget],
+        capture_output=True, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-5000:])
+        raise SystemExit(proc.returncode)
+    doc = json.loads(proc.stdout)
+    metrics = json.loads((Path(doc["out_dir"]) / "metrics.json").read_text())
+    test = metrics["model"]["test"]
+    return {
+        "seconds": seconds,
+        "test_ic": test["ic"],
+        "test_rank_ic": test["rank_ic"],
+        "test_rows": test["rows"],
+        "best_iteration": metrics["model"]["best_iteration"],
+        "stages_s": metrics["timings"],
+        "stages_peak_rss_mb": metrics["memory"]["peak_rss_mb"],
+        "path": metrics["memory"]["path"],
+        "segments": spans,
+    }
+
+
+def _qlib_alpha158(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
+    began = time.perf_counter()
+    import qlib
+    from qlib.contrib.data.handler import Alpha158
+
+    qlib.init(provider_uri=qlib_dir, region="cn")
+    handler = Alpha158(
+        instruments="all", start_time=start, end_time=end, fit_start_time=start, fit_end_time=end
+    )
+    return {"seconds": time.perf_counter() - began, "rows": len(handler._data)}
+
+
+WORKERS = {
+    "ours_blocks": _ours_blocks,
+    "ours_blocks_csi300": _ours_blocks_csi300,
+    "ours_memory": _ours_memory,
+    "ours_run": _ours_run,
+    "qlib_alpha158": _qlib_alpha158,
+}
+
+if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    _emit(WORKERS[sys.argv[2]](*sys.argv[3:]))

@@ -1,0 +1,215 @@
+"""Alpha158 + label of any universe in bounded memory: computed by groups of codes, kept as date blocks.
+
+Alpha158 is a per-code time series, so a group of codes gives exactly the rows that the whole universe
+gives for those codes (:func:`~hikyuu_qlib.factors.pipeline.compute_features` computes code by code
+too). Each group's rows are cut by date block and written as parts; then each block's parts are merged
+into (datetime, code) order, the order Qlib's datasets (and LightGBM) read, and every per-date processor
+(CSZScoreNorm, CSRankNorm, ProcessInf) finds a whole date inside one block. The result is a
+:class:`~hikyuu_qlib.cache.blocks.BlockSet` in the disk cache, under the same key as the in-memory
+features frame (:func:`~hikyuu_qlib.cache.keys.features_key`): a second call reads it.
+
+The group and block sizes come from the :class:`~hikyuu_qlib.memory.MemoryBudget`: a group's working
+set is its loaded rows times :data:`GROUP_ROW_BYTES`, a block's is its rows times :data:`BLOCK_ROW_BYTES`
+(an upper bound of its rows: each day's members, from the universe's spans).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from hikyuu_qlib.cache.blocks import BlockSet, BlockWriter, read_mapped
+from hikyuu_qlib.cache.keys import features_key
+from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.schema import DATETIME
+from hikyuu_qlib.factors.alpha158 import INPUTS, alpha158, sorted_by_code_date
+from hikyuu_qlib.factors.label import LABEL, label_expr
+from hikyuu_qlib.factors.pipeline import ENGINE_VERSION, FACTOR_SETS, extended_dates, member_mask
+from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.memory import MemoryBudget
+from hikyuu_qlib.ports import FeatureSource
+
+log = logging.getLogger(__name__)
+
+#: Working set of one loaded row while a group is computed (inputs, kernel scratch, 158 outputs, parts).
+GROUP_ROW_BYTES = 2400
+#: Working set of one row of a date block: merged here, then read by the training, metrics and prediction
+#: stages, which hold the mapped block, its processed copy and slices of its matrix next to LightGBM's data.
+BLOCK_ROW_BYTES = 5000
+#: The in-memory path holds the whole frame a few times over (load, compute, sort, processors).
+IN_MEMORY_ROW_BYTES = 3200
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlan:
+    """How a build is cut: codes per group and trading days per date block."""
+
+    codes: int
+    groups: int
+    block_starts: list[int]  # index of each block's first trading day
+    rows_upper: int  # member-days: an upper bound of the rows
+    block_rows: int  # the most rows a block may hold
+
+    @property
+    def blocks(self) -> int:
+        return len(self.block_starts)
+
+
+def blocks_dir(cache_dir: Path) -> Path:
+    """Where feature block sets live in a disk cache directory."""
+    return Path(cache_dir).expanduser() / "features-blocks"
+
+
+def members_per_day(universe: Universe, days: pl.Series) -> npt.NDArray[np.int64]:
+    """How many codes are members on each of ``days`` (an upper bound of that day's rows)."""
+    when = days.cast(DATETIME).to_numpy().astype("datetime64[ms]")
+    spans = universe.membership.drop_nulls()
+    lo = np.searchsorted(when, spans["start"].to_numpy().astype("datetime64[ms]"), side="left")
+    hi = np.searchsorted(when, spans["end"].to_numpy().astype("datetime64[ms]"), side="right")
+    edges = np.zeros(len(when) + 1, dtype=np.int64)
+    np.add.at(edges, lo, 1)
+    np.add.at(edges, hi, -1)
+    return np.cumsum(edges[:-1])
+
+
+def estimate_in_memory(rows: int) -> int:
+    """Bytes the in-memory path needs for ``rows`` feature rows (features, processors, the matrices)."""
+    return rows * IN_MEMORY_ROW_BYTES
+
+
+def plan_chunks(
+    budget: MemoryBudget, codes: int, loaded_days: int, rows_per_day: npt.NDArray[np.int64]
+) -> ChunkPlan:
+    """The largest groups and blocks that fit ``budget``; :class:`MemoryBudgetError` when none does.
+
+    A group's working set is its codes' loaded rows; a block's is its days' member rows (the busiest day
+    must fit on its own)."""
+    per_code = max(1, loaded_days) * GROUP_ROW_BYTES
+    group = budget.plan("factors (a group of codes)", per_code, max(1, codes))
+    busiest = int(rows_per_day.max()) if len(rows_per_day) else 1
+    budget.plan("factors (a date block)", max(1, busiest) * BLOCK_ROW_BYTES, 1)
+    per_block = budget.plan("factors (a date block)", BLOCK_ROW_BYTES, max(1, int(rows_per_day.sum())))
+    starts = block_starts(rows_per_day, per_block)
+    return ChunkPlan(group, -(-codes // group), starts, int(rows_per_day.sum()), max(per_block, busiest))
+
+
+def block_starts(rows_per_day: npt.NDArray[np.int64], per_block: int) -> list[int]:
+    """Day indices where each block starts: days join a block while its rows stay within ``per_block``."""
+    starts = [0]
+    total = 0
+    for i, rows in enumerate(rows_per_day.tolist()):
+        if total and total + rows > per_block:
+            starts.append(i)
+            total = 0
+        total += rows
+    return starts
+
+
+def build_feature_blocks(
+    store: FeatureSource,
+    universe: Universe,
+    dates: DateRange,
+    cache_dir: Path,
+    *,
+    budget: MemoryBudget | None = None,
+    factor_set: str = "alpha158",
+    label: bool = True,
+) -> BlockSet:
+    """Features of each date's members within ``dates`` (as :func:`compute_features` gives them) as a block
+    set under ``cache_dir``; an existing set with the same key is reused."""
+    if factor_set not in FACTOR_SETS:
+        raise InvalidInputError(
+            f"unknown factor set {factor_set!r}: expected one of {', '.join(FACTOR_SETS)}"
+        )
+    budget = MemoryBudget.of(budget)
+    key = features_key(
+        store.source,
+        store.data_version(),
+        universe=universe.fingerprint(),
+        factor_set=factor_set,
+        engine=ENGINE_VERSION,
+        dates=dates,
+        label=label,
+    )
+    path = blocks_dir(cache_dir) / key.digest
+    calendar = store.calendar()
+    span = extended_dates(calendar, dates)
+    days = calendar.filter(calendar.is_between(dates.start, dates.end))
+    loaded_days = int(calendar.is_between(span.start, span.end).sum())
+    codes = universe.members_between(dates)
+    plan = plan_chunks(budget, len(codes), loaded_days, members_per_day(universe, days))
+    found = BlockSet.open(path)
+    if found is not None:
+        largest = max((b.rows for b in found.blocks), default=0)
+        if largest <= plan.block_rows:
+            log.info("features: %d rows in %d blocks from %s", found.rows, len(found.blocks), path)
+            return found
+        log.info("features: the blocks of %s were cut for a larger memory budget; cutting them again", path)
+    fields = [*INPUTS, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
+    edges = days.gather(plan.block_starts).to_numpy().astype("datetime64[ms]").astype(np.int64)
+    log.info(
+        "features: %d codes in %d group(s) of %d, %d days in %d block(s), at most %d rows (budget %d MB)",
+        len(codes), plan.groups, plan.codes, days.len(), plan.blocks, plan.rows_upper, budget.bytes >> 20,
+    )  # fmt: skip
+    started = time.perf_counter()
+    with BlockWriter(path) as writer:
+        for g in range(plan.groups):
+            group = codes[g * plan.codes : (g + 1) * plan.codes]
+            frame = compute_group(store, universe, group, fields, span, dates, label=label)
+            if frame.height == 0:
+                continue
+            when = frame.get_column("datetime").to_numpy().astype("datetime64[ms]").astype(np.int64)
+            block = np.searchsorted(edges, when, side="right") - 1
+            parts = frame.with_columns(pl.Series("_block", block)).partition_by("_block", maintain_order=True)
+            del frame
+            for part in parts:
+                b = int(part.get_column("_block")[0])
+                writer.part(b, g, part.drop("_block"))
+            del parts
+            log.debug("features: group %d/%d done", g + 1, plan.groups)
+        for b in range(plan.blocks):
+            pieces = writer.parts(b)
+            if not pieces:
+                continue
+            merged = pl.concat([read_mapped(p) for p in pieces]).sort("datetime", "code")
+            writer.block(b, merged)
+            del merged
+        meta = {"codes": len(codes), "dates": str(dates), "factor_set": factor_set, "label": label,
+                "groups": plan.groups, "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+        built = writer.commit(meta)
+    log.info("features: %d rows in %d blocks written to %s", built.rows, len(built.blocks), path)
+    return built
+
+
+def compute_group(
+    store: FeatureSource,
+    universe: Universe,
+    codes: Sequence[str],
+    fields: Sequence[str],
+    span: DateRange,
+    dates: DateRange,
+    *,
+    label: bool = True,
+) -> pl.DataFrame:
+    """The features of ``codes`` (part of ``universe``), sorted by (code, datetime): the rows
+    :func:`compute_features` gives for them, with the fields chosen for the whole universe."""
+    bars = store.features(list(codes), list(fields), span)
+    if bars.height == 0:
+        return pl.DataFrame()
+    if not sorted_by_code_date(bars):
+        bars = bars.sort("code", "datetime")
+    keep = bars.select(pl.col("datetime").is_between(dates.start, dates.end)).to_series() & member_mask(
+        universe, bars
+    )
+    frame = alpha158(bars, keep=keep)
+    if label:
+        frame = frame.with_columns(bars.select(label_expr()).to_series().filter(keep).alias(LABEL))
+    return frame

@@ -1,0 +1,164 @@
+"""``hq run`` within a small memory budget, as a user runs it: a child process whose peak RSS is polled.
+
+The store is generated from the real histories of qlib_cn (``benchmarks/make_qlib_market_store.py``:
+percent ``$change``, no vwap, delisted codes, suspensions), about 2 M rows over every instrument. With
+a 1.5 GB budget the run cannot hold the features in memory, so every stage goes through date blocks on
+disk; its peak RSS (the process and its children) must stay within the budget. The same workflow on
+CSI300 of the real store, in memory and bounded, must give the same model and the same predictions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml"
+BUDGET_MB = 1536
+#: 60 boosting rounds at most (``num_iterations`` overrides the preset's 1000): the test is about memory
+#: and equality, not about the model.
+SHORT = "  params: {num_iterations: 60}"
+
+
+def workflow(tmp: Path, universe: str) -> Path:
+    path = tmp / f"{universe}.yaml"
+    text = EXAMPLE.read_text().replace("universe: csi300", f"universe: {universe}")
+    path.write_text(text.replace("  params: {}", SHORT))
+    return path
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def _run_polled(args: list[str], env: dict[str, str]) -> tuple[int, str, str, int]:
+    """Run ``hq ARGS``; its exit code, stdout, stderr and the peak RSS of its process tree."""
+    out_path = Path(env["HQ_HOME"]) / "stdout.txt"
+    err_path = Path(env["HQ_HOME"]) / "stderr.txt"
+    Path(env["HQ_HOME"]).mkdir(parents=True, exist_ok=True)
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        popen = subprocess.Popen([sys.executable, "-m", "hikyuu_qlib", *args], stdout=out, stderr=err, env=env,
+                                 cwd=REPO)  # fmt: skip
+        proc = psutil.Process(popen.pid)
+        peak = 0
+        deadline = time.monotonic() + 1200
+        while popen.poll() is None:
+            peak = max(peak, _tree_rss(proc))
+            if time.monotonic() > deadline:
+                popen.kill()
+            time.sleep(0.02)
+    return popen.returncode, out_path.read_text(), err_path.read_text(), peak
+
+
+@pytest.fixture(scope="module")
+def market_store(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    out = tmp_path_factory.mktemp("market") / "qlib"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "make_qlib_market_store.py"), "--stocks", "700",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "HQ_TEST_DATA": str(data_root)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def _env(tmp: Path, source: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
+    return {
+        **env,
+        "PYTHONPATH": str(REPO / "src"),
+        "HQ_QLIB_DIR": str(source),
+        "HQ_RUNS_DIR": str(tmp / "runs"),
+        "HQ_HOME": str(tmp / "home"),
+        "HQ_DATABASE_URL": f"sqlite:///{tmp / 'registry.db'}",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def market_run(market_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """``hq run`` over every instrument of the generated store within the budget."""
+    tmp = tmp_path_factory.mktemp("market-run")
+    path = workflow(tmp, "all")
+    env = _env(tmp, market_store, HQ_TRAIN="2012-01-01:2014-12-31", HQ_VALID="2015-01-01:2015-12-31",
+               HQ_TEST="2016-01-01:2017-12-31")  # fmt: skip
+    code, out, err, peak = _run_polled(
+        ["run", str(path), "--format", "json", "--memory-budget", f"{BUDGET_MB}MB"], env
+    )
+    assert code == 0, err[-3000:]
+    return {"doc": json.loads(out), "peak": peak, "env": env}
+
+
+def test_a_whole_market_run_stays_within_its_budget(
+    market_store: Path, market_run: dict[str, object]
+) -> None:
+    params = json.loads((market_store / "params.json").read_text())
+    assert params["rows"] >= 1_800_000 and params["delisted"] > 0
+    doc, peak = market_run["doc"], market_run["peak"]
+    assert isinstance(doc, dict) and isinstance(peak, int)
+    metrics = json.loads((Path(doc["out_dir"]) / "metrics.json").read_text())
+    assert metrics["memory"]["path"] == "bounded"
+    assert metrics["memory"]["budget_mb"] == BUDGET_MB
+    stages = metrics["memory"]["peak_rss_mb"]
+    assert {"load", "train", "factors", "predict", "backtest", "report"} <= set(stages)
+    assert max(stages.values()) <= BUDGET_MB
+    assert peak <= BUDGET_MB * 2**20, f"peak RSS {peak / 2**20:.0f} MB over the {BUDGET_MB} MB budget"
+    preds = pl.read_parquet(Path(doc["out_dir"]) / "predictions.parquet")
+    assert preds["code"].n_unique() > 300 and preds["datetime"].min().year == 2016
+    assert metrics["model"]["test"]["days"] > 400
+
+
+def test_hq_predict_streams_the_same_scores(market_run: dict[str, object], tmp_path: Path) -> None:
+    doc, env = market_run["doc"], market_run["env"]
+    assert isinstance(doc, dict) and isinstance(env, dict)
+    out = tmp_path / "preds.parquet"
+    code, stdout, err, peak = _run_polled(
+        ["predict", str(doc["model_id"]), "--start", "2016-01-01", "--end", "2017-12-31", "--universe", "all",
+         "--out", str(out), "--format", "json", "--memory-budget", f"{BUDGET_MB}MB"],
+        env,
+    )  # fmt: skip
+    assert code == 0, err[-3000:]
+    assert json.loads(stdout)["rows"] == pl.read_parquet(out).height
+    expected = pl.read_parquet(Path(doc["out_dir"]) / "predictions.parquet")
+    assert pl.read_parquet(out).equals(expected)
+    assert peak <= BUDGET_MB * 2**20
+
+
+def test_bounded_and_in_memory_runs_agree(qlib_dir: Path, tmp_path: Path) -> None:
+    spans = {"HQ_TRAIN": "2016-01-01:2016-12-31", "HQ_VALID": "2017-01-01:2017-06-30",
+             "HQ_TEST": "2017-07-01:2017-12-31"}  # fmt: skip
+    results = {}
+    path = workflow(tmp_path, "csi300")
+    for name, budget in (("memory", "16GB"), ("bounded", "700MB")):
+        env = _env(tmp_path / name, qlib_dir, **spans)
+        code, out, err, _ = _run_polled(
+            ["run", str(path), "--format", "json", "--memory-budget", budget], env
+        )
+        assert code == 0, err[-3000:]
+        results[name] = Path(json.loads(out)["out_dir"])
+    memory, bounded = (json.loads((results[n] / "metrics.json").read_text()) for n in ("memory", "bounded"))
+    assert memory["memory"]["path"] == "in_memory" and bounded["memory"]["path"] == "bounded"
+    a = pl.read_parquet(results["memory"] / "predictions.parquet")
+    b = pl.read_parquet(results["bounded"] / "predictions.parquet")
+    assert a.equals(b)
+    for key in ("ic", "rank_ic", "best_iteration", "rounds"):
+        assert bounded["model"][key] == pytest.approx(memory["model"][key], rel=1e-12), key
+    assert bounded["backtest"] == memory["backtest"]

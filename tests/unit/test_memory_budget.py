@@ -1,0 +1,69 @@
+"""The memory budget: sizes, the default, chunk planning and its error, per-stage peak RSS, the setting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.memory import (
+    BASELINE_BYTES,
+    DEFAULT_FRACTION,
+    MemoryBudget,
+    MemoryBudgetError,
+    PeakRss,
+    machine_bytes,
+    parse_bytes,
+)
+from hikyuu_qlib.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4GB", 4 << 30), ("4g", 4 << 30), ("512MiB", 512 << 20), ("2.5G", int(2.5 * (1 << 30))), ("1000", 1000),
+     ("64 kb", 64 << 10), (123, 123)],
+)  # fmt: skip
+def test_sizes_parse(text: str | int, expected: int) -> None:
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "four GB", "4XB", "-1GB", "0"])
+def test_bad_sizes_are_refused_clearly(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="memory size"):
+        parse_bytes(text)
+
+
+def test_the_default_is_a_share_of_the_ram() -> None:
+    assert MemoryBudget.of(None).bytes == int(machine_bytes() * DEFAULT_FRACTION)
+    assert MemoryBudget.of("4GB") == MemoryBudget(4 << 30) == MemoryBudget.of(MemoryBudget(4 << 30))
+
+
+def test_plan_fits_the_budget_or_names_the_stage() -> None:
+    budget = MemoryBudget.of("1GB")
+    room = (1 << 30) - BASELINE_BYTES
+    assert budget.plan("x", per_unit=room // 10, units=100) == 10
+    assert budget.plan("x", per_unit=1, units=7) == 7  # never more than there is
+    with pytest.raises(MemoryBudgetError) as err:
+        budget.plan("train (one block)", per_unit=room + 1, units=3)
+    assert err.value.stage == "train (one block)" and err.value.needed == BASELINE_BYTES + room + 1
+    assert "stage 'train (one block)' needs at least" in str(err.value) and "--memory-budget" in str(
+        err.value
+    )
+
+
+def test_peak_rss_is_recorded_per_stage() -> None:
+    peaks = PeakRss(interval=0.005)
+    with peaks.stage("small"):
+        pass
+    with peaks.stage("big"):
+        block = np.ones(200 << 20, dtype=np.uint8)  # touched: resident
+        assert block.sum() > 0
+        del block
+    assert peaks.peaks["big"] >= peaks.peaks["small"] + (150 << 20)
+    assert set(peaks.to_json()) == {"small", "big"}
+
+
+def test_the_setting_is_checked() -> None:
+    assert Settings(memory_budget="3GB").memory_budget == "3GB"
+    with pytest.raises(ValueError, match="memory size"):
+        Settings(memory_budget="lots")
