@@ -1,8 +1,9 @@
 """Use cases: train and register a model, predict with one, evaluate one. Plain functions, dependencies in.
 
 ``train_and_register`` records the model (created → training → trained; failed on error), stores the
-LightGBM text model and a small JSON of the processors (steps, fitted state, feature names) in the
-artifact store (the record's ``model`` and ``processors`` artifacts), and the metrics of every segment
+model in its library's own format (:mod:`hikyuu_qlib.modelling.families`), a small JSON of the
+processors (steps, fitted state, feature names) and one of the feature importance in the artifact store
+(the record's ``model``, ``processors`` and ``importance`` artifacts), and the metrics of every segment
 in the record (the test segment's also at the top level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``,
 ``mse_learn_label``, ``mse_raw_label``).
 A degenerate model (one boosting round, or a test IC that is NaN or zero) is never recorded
@@ -23,16 +24,23 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
-from hikyuu_qlib.domain.model import MODEL_ARTIFACT, PROCESSORS_ARTIFACT, Model, ModelStatus
+from hikyuu_qlib.domain.model import (
+    IMPORTANCE_ARTIFACT,
+    MODEL_ARTIFACT,
+    PROCESSORS_ARTIFACT,
+    Model,
+    ModelStatus,
+)
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as model_metrics
-from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare, prepare_frame
+from hikyuu_qlib.modelling.families import FitInput, FitResult, Fitted, family
+from hikyuu_qlib.modelling.importance import encode_importance
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
-from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
+from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, default_threads, get_preset
 from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords, Progress
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,8 @@ class TrainSpec:
     infer: tuple[ProcessorStep, ...] | None = None
     learn: tuple[ProcessorStep, ...] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: The features' name when they are not the preset's (a user's features file: ``file:NAME``).
+    feature_set: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "segments", Segments.of(self.segments))
@@ -76,7 +86,7 @@ class TrainSpec:
 class TrainOutcome:
     model: Model
     metrics: dict[str, Any]
-    result: trainer.TrainResult
+    result: FitResult
     timings: dict[str, float]
     data: PreparedData
 
@@ -84,7 +94,7 @@ class TrainOutcome:
 def train_and_register(
     spec: TrainSpec,
     *,
-    store: FeatureSource,
+    store: FeatureSource | None,
     universe: Universe,
     registry: ModelRecords,
     artifacts: ModelFiles,
@@ -96,26 +106,39 @@ def train_and_register(
 
     The spec is checked first (see :func:`check_spec`): invalid input creates no registry record.
     ``frame``: the universe's features (Alpha158 and label) already computed over at least the spec's
-    segments (rolling windows share one); without it they are computed (or read from ``cache``).
+    segments (rolling windows share one); without it they are computed (or read from ``cache``). With a
+    ``frame`` the ``store`` may be ``None`` (a user's features file): the segments are checked against
+    the frame's days and the record's ``source`` tag comes from ``spec.tags``.
     """
-    check_spec(spec, store)
+    if store is None:
+        if frame is None:
+            raise InvalidInputError("training needs a feature source or a features frame")
+        check_frame_spec(spec, frame)
+    else:
+        check_spec(spec, store)
     preset = get_preset(spec.preset)
     infer = preset.infer if spec.infer is None else spec.infer
     learn = preset.learn if spec.learn is None else spec.learn
-    params = preset.lgb_params(seed=spec.seed, num_threads=spec.num_threads, overrides=spec.params)
-    rounds = spec.num_boost_round or preset.num_boost_round
-    stopping = spec.early_stopping_rounds or preset.early_stopping_rounds
-    hyper = {
+    threads = int(spec.num_threads or default_threads())
+    params = preset.family_params(seed=spec.seed, num_threads=threads, overrides=spec.params)
+    rounds = int(spec.num_boost_round or spec.params.get("num_boost_round") or preset.num_boost_round)
+    stopping = int(
+        spec.early_stopping_rounds or spec.params.get("early_stopping_rounds") or preset.early_stopping_rounds
+    )
+    hyper: dict[str, Any] = {
         "preset": preset.name,
-        "params": {k: v for k, v in params.items() if k != "num_threads"},
-        "num_boost_round": rounds,
-        "early_stopping_rounds": stopping,
+        "params": {k: v for k, v in params.items() if k not in THREAD_PARAMS},
         "processors": {"infer": [s.to_json() for s in infer], "learn": [s.to_json() for s in learn]},
     }
+    if preset.rounds:
+        hyper.update(num_boost_round=rounds, early_stopping_rounds=stopping)
+    if preset.process != "append":
+        hyper["process"] = preset.process
+    if preset.drop:
+        hyper["drop"] = list(preset.drop)
     tags = {
-        "source": store.source,
-        "data_version": store.data_version(),
-        "num_threads": str(params["num_threads"]),
+        **({} if store is None else {"source": store.source, "data_version": store.data_version()}),
+        "num_threads": str(threads),
         **spec.tags,
     }
     record = registry.save(
@@ -123,7 +146,7 @@ def train_and_register(
             spec.name,
             preset.model_type,
             hyperparameters=hyper,
-            feature_set=preset.feature_set,
+            feature_set=spec.feature_set or preset.feature_set,
             universe=universe.name,
             segments=spec.segments,
             label=preset.label,
@@ -135,6 +158,7 @@ def train_and_register(
         timings: dict[str, float] = {}
         started = time.perf_counter()
         if frame is None:
+            assert store is not None
             data = prepare(
                 store,
                 universe,
@@ -143,39 +167,35 @@ def train_and_register(
                 infer=infer,
                 learn=learn,
                 cache=cache,
+                process=preset.process,
+                drop=preset.drop,
             )
         else:
             span = spec.segments.span()
             rows = frame.filter(pl.col("datetime").is_between(span.start, span.end))
-            data = prepare_frame(rows, spec.segments, infer=infer, learn=learn)
+            data = prepare_frame(
+                rows, spec.segments, infer=infer, learn=learn, process=preset.process, drop=preset.drop
+            )
         timings["features_s"] = time.perf_counter() - started
-        train_rows = data.view("train")
-        valid = None
-        if "valid" in data.segments:
-            valid_rows = data.view("valid")
-            valid = (matrix(valid_rows, data.features), labels(valid_rows))
-        result = trainer.train_lightgbm(
-            (matrix(train_rows, data.features), labels(train_rows)),
-            valid,
-            params,
-            num_boost_round=rounds,
-            early_stopping_rounds=stopping,
-            progress=progress,
-        )
-        del train_rows, valid
+        result = fit_prepared(preset.model_type, data, params, spec.seed, threads, rounds, stopping, progress)
         timings["train_s"] = result.seconds
         started = time.perf_counter()
-        found = segment_metrics(result.booster, data, params.get("num_threads"))
+        found = segment_metrics(result.model, data, threads)
         timings["metrics_s"] = time.perf_counter() - started
-        found["best_iteration"] = result.best_iteration
-        found["rounds"] = result.rounds
+        if result.best_iteration is not None:
+            found["best_iteration"] = result.best_iteration
+        if result.rounds is not None:
+            found["rounds"] = result.rounds
         reason = degenerate(found)
         current = registry.get(record.id).with_metrics(model_metrics.finite_only(found))
         if reason is None:
             files = {
-                MODEL_ARTIFACT: artifacts.save_lightgbm(result.booster),
+                MODEL_ARTIFACT: artifacts.put_bytes(result.model.to_bytes()),
                 PROCESSORS_ARTIFACT: artifacts.put_bytes(data.state_bytes()),
             }
+            importance = result.model.importance()
+            if importance:
+                files[IMPORTANCE_ARTIFACT] = artifacts.put_bytes(encode_importance(importance))
             done = current.with_artifacts(files).transition(ModelStatus.TRAINED)
         else:
             done = current.with_tags({"failure": reason}).transition(ModelStatus.FAILED)
@@ -201,6 +221,41 @@ def train_and_register(
         )
     log.info("model %s (%s v%s) trained: test ic %s", saved.id, saved.name, saved.version, found.get("ic"))
     return TrainOutcome(saved, found, result, timings, data)
+
+
+#: Thread counts: how a run was executed, not what it trained (kept out of the recorded parameters).
+THREAD_PARAMS = frozenset({"num_threads", "nthread", "thread_count"})
+
+
+def fit_prepared(
+    model_type: Any,
+    data: PreparedData,
+    params: Mapping[str, Any],
+    seed: int,
+    threads: int,
+    rounds: int,
+    stopping: int,
+    progress: Progress | None = None,
+) -> FitResult:
+    """Fit a family's model on a prepared dataset's learn view (train; valid for early stopping)."""
+    train_rows = data.view("train")
+    valid = None
+    if "valid" in data.segments:
+        valid_rows = data.view("valid")
+        valid = (matrix(valid_rows, data.features), labels(valid_rows))
+    inputs = FitInput(
+        (matrix(train_rows, data.features), labels(train_rows)),
+        valid,
+        list(data.features),
+        params,
+        num_boost_round=rounds,
+        early_stopping_rounds=stopping,
+        seed=seed,
+        num_threads=threads,
+        progress=progress,
+    )
+    del train_rows, valid
+    return family(model_type).fit(inputs)
 
 
 def degenerate(metrics: Mapping[str, Any]) -> str | None:
@@ -237,14 +292,27 @@ def check_spec(spec: TrainSpec, store: FeatureSource) -> None:
             raise InvalidInputError(f"the {name} segment {span} has no trading day in {store.source}")
 
 
-def segment_metrics(booster: Any, data: PreparedData, num_threads: int | None = None) -> dict[str, Any]:
+def check_frame_spec(spec: TrainSpec, frame: pl.DataFrame) -> None:
+    """:func:`check_spec` against a features frame: each segment must hold at least one of its days."""
+    for name, value, least in (("seed", spec.seed, 0), ("num_threads", spec.num_threads, 1)):
+        if value is not None and value < least:
+            raise InvalidInputError(f"{name} must be at least {least}, got {value}")
+    if "train" not in spec.segments:
+        raise InvalidInputError("a training run needs a train segment")
+    days = frame.get_column("datetime")
+    for name, span in spec.segments.items():
+        if not days.is_between(span.start, span.end).any():
+            raise InvalidInputError(f"the {name} segment {span} has no day in the features frame")
+
+
+def segment_metrics(model: Fitted, data: PreparedData, num_threads: int | None = None) -> dict[str, Any]:
     """Per segment: IC/ICIR/Rank IC/Rank ICIR against the raw label, ``mse_raw_label`` against the raw label
     and ``mse_learn_label`` against the learning label (the learn processors' output)."""
     out: dict[str, Any] = {}
     for name in data.segments:
         rows = data.view(name, "infer")
         scored = rows.select("datetime", "code", pl.col(RAW_LABEL).alias(model_metrics.LABEL)).with_columns(
-            pl.Series(model_metrics.SCORE, trainer.predict(booster, matrix(rows, data.features), num_threads))
+            pl.Series(model_metrics.SCORE, model.predict(matrix(rows, data.features), num_threads))
         )
         learn = data.view(name, "learn").select("datetime", "code", pl.col(LABEL).alias("learn_label"))
         scored = scored.join(learn, on=["datetime", "code"], how="left")
