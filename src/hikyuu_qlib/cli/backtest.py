@@ -135,6 +135,11 @@ def run(
         ic = prediction_ic(preds, ctx.features)
         statistics = result.statistics(ctx.risk_free(), ic=ic)
         title = f"TopkDropout({config.topk}, {config.n_drop})" + (f" — model {model_id}" if model_id else "")
+        importance = None
+        if model_id is not None:
+            from hikyuu_qlib.modelling.importance import load_importance
+
+            importance = load_importance(ctx.registry.get(model_id), ctx.artifacts)
         paths = run_report(
             out,
             result,
@@ -143,6 +148,7 @@ def run(
             title=title,
             subtitle=ctx.source,
             statistics=statistics,
+            importance=importance,
         )
         if model_id is not None:
             ctx.record_backtest(
