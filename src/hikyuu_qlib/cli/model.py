@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption, format_choice
+from hikyuu_qlib.cli.options import DbOption, ListFormatOption, OutputFormat, SummaryFormatOption
 from hikyuu_qlib.cli.output import (
     emit_json,
     guarded,
@@ -72,17 +72,6 @@ def _metric(model: Model, name: str) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else ""
 
 
-LIST_FORMATS = (OutputFormat.table, OutputFormat.json, OutputFormat.csv)
-ListFormatOption = Annotated[
-    OutputFormat,
-    typer.Option(
-        "--format",
-        "-f",
-        parser=format_choice(*LIST_FORMATS),
-        metavar="<table|json|csv>",
-        help="a table, one JSON document, or CSV (one row per model) on stdout",
-    ),
-]
 #: The columns of ``hq model list`` (table and CSV).
 LIST_COLUMNS = ("id", "name", "version", "type", "status", "created", "ic", "rank_ic")
 
