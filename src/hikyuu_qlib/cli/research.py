@@ -218,7 +218,8 @@ def train(
                 f"training {spec.name} on {members.name} ({where}), seed {spec.seed}", highlight=False
             )
             with progress_bar(
-                "training", enabled=fmt is OutputFormat.table or sys.stderr.isatty()
+                "boosting" if chosen.rounds else "training",
+                enabled=fmt is OutputFormat.table or sys.stderr.isatty(),
             ) as progress:
                 try:
                     outcomes.append(
