@@ -74,7 +74,8 @@ def test_record_holds_metrics_artifact_and_config(first, env) -> None:  # type: 
     assert model.metrics["ic"] == model.metrics["test"]["ic"]
     assert model.metrics["train"]["ic"] > model.metrics["test"]["ic"]  # in-sample fit is better
     assert 1 <= model.metrics["best_iteration"] <= ROUNDS
-    assert set(model.artifacts) == {"model", "processors"} and model.artifact == model.artifacts["model"]
+    assert set(model.artifacts) == {"model", "processors", "importance"}
+    assert model.artifact == model.artifacts["model"]
     text = artifacts.get_bytes(model.artifacts["model"]).decode()
     assert text.startswith("tree") and "[num_leaves: 210]" in text
     assert not {

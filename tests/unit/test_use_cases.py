@@ -126,7 +126,7 @@ class FakeModelFiles:
 
 
 class FilesThatFail(FakeModelFiles):
-    def save_lightgbm(self, booster: Any) -> ArtifactRef:
+    def put_bytes(self, data: bytes) -> ArtifactRef:
         raise OSError(28, "No space left on device")
 
 
@@ -190,8 +190,9 @@ def test_training_records_the_lifecycle_and_stores_the_model_and_processors(mark
     assert model.metrics["rounds"] == model.metrics["best_iteration"] == 10
     assert model.metrics["ic"] == model.metrics["test"]["ic"] != 0
     assert model.tags["source"] == market[0].store.source and model.tags["data_version"]
-    # both files are in the files port, under the roles the record names
-    assert set(model.artifacts) == {"model", "processors"} and model.artifact == model.artifacts["model"]
+    # the files are in the files port, under the roles the record names
+    assert set(model.artifacts) == {"model", "processors", "importance"}
+    assert model.artifact == model.artifacts["model"]
     assert set(files.files) == {ref.sha256 for ref in model.artifacts.values()}
     booster = files.load_lightgbm(model.artifacts["model"])
     assert booster.model_to_string() == outcome.result.booster.model_to_string()

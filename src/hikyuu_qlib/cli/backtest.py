@@ -197,6 +197,11 @@ def run(
         if config.rebalance != "day":
             title += f", rebalance {config.rebalance}"
         title += f" — model {model_id}" if model_id else ""
+        importance = None
+        if model_id is not None:
+            from hikyuu_qlib.modelling.importance import load_importance
+
+            importance = load_importance(ctx.registry.get(model_id), ctx.artifacts)
         paths = run_report(
             out,
             result,
@@ -205,6 +210,7 @@ def run(
             title=title,
             subtitle=ctx.source,
             statistics=statistics,
+            importance=importance,
         )
         if model_id is not None:
             ctx.record_backtest(

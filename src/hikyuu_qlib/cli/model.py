@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hikyuu_qlib.cli.options import DbOption, OutputFormat, SummaryFormatOption
+from hikyuu_qlib.cli.options import DbOption, ListFormatOption, OutputFormat, SummaryFormatOption
 from hikyuu_qlib.cli.output import (
     emit_json,
     guarded,
@@ -48,6 +48,13 @@ def _remote(server: str | None, token: str | None) -> Remote | None:
     return remote_of(server, token, current().settings)
 
 
+def _artifacts() -> Any:
+    from hikyuu_qlib.app import open_artifacts
+    from hikyuu_qlib.cli.telemetry import current
+
+    return open_artifacts(current().settings)
+
+
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in tags or []:
@@ -62,9 +69,18 @@ def _when(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _number(model: Model, name: str) -> float | None:
+    value = model.metrics.get(name)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _metric(model: Model, name: str) -> str:
     value = model.metrics.get(name)
     return f"{value:.4f}" if isinstance(value, int | float) else ""
+
+
+#: The columns of ``hq model list`` (table and CSV).
+LIST_COLUMNS = ("id", "name", "version", "type", "status", "created", "ic", "rank_ic")
 
 
 @model_app.command("list")
@@ -84,11 +100,11 @@ def list_models(
         str | None, typer.Option("--cursor", help="the next cursor printed by the last page")
     ] = None,
     db: DbOption = None,
-    fmt: SummaryFormatOption = OutputFormat.table,
+    fmt: ListFormatOption = OutputFormat.table,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """One page of models, newest first; prints the cursor of the next page."""
+    """One page of models, newest first; prints the cursor of the next page (on stderr)."""
     from hikyuu_qlib.domain.queries import ModelFilter, Page
 
     flt = ModelFilter(
@@ -122,8 +138,27 @@ def list_models(
             }
         )
         return
+    if fmt is OutputFormat.csv:
+        import polars as pl
+
+        rows = {
+            "id": [m.id for m in page.items],
+            "name": [m.name for m in page.items],
+            "version": [m.version for m in page.items],
+            "type": [m.model_type.value for m in page.items],
+            "status": [m.status.value for m in page.items],
+            "created": [m.created_at.isoformat() for m in page.items],
+            "ic": [_number(m, "ic") for m in page.items],
+            "rank_ic": [_number(m, "rank_ic") for m in page.items],
+        }
+        schema = {c: (pl.Float64 if c in ("ic", "rank_ic") else pl.Int64 if c == "version" else pl.String)
+                  for c in LIST_COLUMNS}  # fmt: skip
+        sys.stdout.write(pl.DataFrame(rows, schema=schema).write_csv())
+        if page.next_cursor:
+            stderr_console().print(f"next cursor: {page.next_cursor}", highlight=False, soft_wrap=True)
+        return
     table = Table(title=None)
-    for column in ("id", "name", "version", "type", "status", "created", "ic", "rank_ic"):
+    for column in LIST_COLUMNS:
         table.add_column(
             column,
             justify="right" if column in {"version", "ic", "rank_ic"} else "left",
@@ -149,24 +184,39 @@ def list_models(
 @guarded
 def show_model(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
+    top: Annotated[int, typer.Option("--top", min=1, help="features shown per importance kind")] = 20,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Everything the registry holds about one model."""
+    """Everything the registry holds about one model, and its feature importance (the top features of
+    each kind)."""
+    from hikyuu_qlib.modelling.importance import KINDS, load_importance, summary
+
     remote = _remote(server, token)
     if remote is not None:
         with remote.client() as hq:
             model = hq.model(model_id)
+        importance = None  # the artifacts are the server's
     else:
         with _registry(db) as registry:
             model = registry.get(registry.resolve(model_id))
+        importance = load_importance(model, _artifacts())
     doc = model.to_json()
+    doc["importance"] = None if importance is None else summary(importance, top)
     if fmt is OutputFormat.json:
         emit_json(doc)
         return
-    print_fields(doc)
+    print_fields({k: v for k, v in doc.items() if k != "importance"})
+    if importance:
+        for kind, rows in summary(importance, top).items():
+            table = Table(title=f"importance: {kind} ({KINDS.get(kind, kind)}), top {len(rows)}")
+            table.add_column("feature")
+            table.add_column(kind, justify="right")
+            for row in rows:
+                table.add_row(row["feature"], f"{row['value']:.6g}")
+            stdout_console().print(table)
 
 
 @model_app.command("rm")
@@ -225,3 +275,60 @@ def promote_model(
         emit_json({"id": model.id, "from": before.value, "to": model.status.value, "model": model.to_json()})
         return
     sys.stdout.write(f"{model.id}: {before.value} -> {model.status.value}\n")
+
+
+@model_app.command("compare")
+@guarded
+def compare_models(
+    model_ids: Annotated[list[str], typer.Argument(help="two or more model ids (or unique prefixes)")],
+    db: DbOption = None,
+    fmt: SummaryFormatOption = OutputFormat.table,
+) -> None:
+    """Models side by side: each segment's IC, ICIR, Rank IC, Rank ICIR and MSE, and the statistics of
+    their last backtest (hq backtest run --model)."""
+    from hikyuu_qlib.modelling.compare import comparison, comparison_rows
+
+    with _registry(db) as registry:
+        models = [registry.get(registry.resolve(i)) for i in model_ids]
+    doc = comparison(models)
+    if fmt is OutputFormat.json:
+        emit_json(doc)
+        return
+    table = Table(title="model comparison")
+    table.add_column("measure")
+    for m in models:
+        table.add_column(f"{m.id[-8:]}\n{m.name} v{m.version}", justify="right")
+    for label, values in comparison_rows(doc):
+        table.add_row(label, *values)
+    stdout_console().print(table)
+
+
+@model_app.command("presets")
+@guarded
+def list_presets(fmt: SummaryFormatOption = OutputFormat.table) -> None:
+    """The training presets: family, features, parameters and the parameters --param may set."""
+    from hikyuu_qlib.modelling.presets import PRESETS
+
+    docs: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "model_type": p.model_type.value,
+            "feature_set": p.feature_set,
+            "description": p.description,
+            "params": dict(p.params),
+            "num_boost_round": p.num_boost_round if p.rounds else None,
+            "early_stopping_rounds": p.early_stopping_rounds if p.rounds else None,
+            "known_params": sorted(p.known_params()),
+        }
+        for p in PRESETS.values()
+    ]
+    if fmt is OutputFormat.json:
+        emit_json({"presets": docs})
+        return
+    table = Table(title="presets")
+    for column in ("name", "type", "description", "params"):
+        table.add_column(column)
+    for d in docs:
+        params = ", ".join(f"{k}={v}" for k, v in d["params"].items())
+        table.add_row(d["name"], d["model_type"], d["description"], params)
+    stdout_console().print(table)

@@ -76,6 +76,18 @@ SummaryFormatOption = Annotated[
         help="a table, or one JSON document on stdout",
     ),
 ]
+#: The formats a listing of records can be printed in (one row per record).
+LIST_FORMATS = (OutputFormat.table, OutputFormat.json, OutputFormat.csv)
+ListFormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        parser=format_choice(*LIST_FORMATS),
+        metavar=_metavar(*LIST_FORMATS),
+        help="a table, one JSON document, or CSV (one row per record) on stdout",
+    ),
+]
 FrameFormatOption = Annotated[
     OutputFormat | None,
     typer.Option(

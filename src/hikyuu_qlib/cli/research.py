@@ -44,6 +44,7 @@ from hikyuu_qlib.domain import DateRange, Segments
 from hikyuu_qlib.domain.errors import InvalidInputError, LoadErrors
 
 if TYPE_CHECKING:
+    from hikyuu_qlib.ports import FeatureSource
     from hikyuu_qlib.research import ResearchContext
 
 log = logging.getLogger("hikyuu_qlib.cli.research")
@@ -109,6 +110,17 @@ def _num(value: Any) -> str:
 # --- commands ------------------------------------------------------------------------------------------
 
 
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        help="override a preset parameter, KEY=VALUE (repeatable); unknown keys are refused "
+        "(hq model presets lists each preset's)",
+    ),
+]
+
+
 @guarded(job="model_train")
 def train(
     train_span: Annotated[str, typer.Option("--train", help="train segment START:END")],
@@ -119,11 +131,31 @@ def train(
         str, typer.Option("--universe", "-u", help="universe name or CODE,CODE,…")
     ] = "csi300",
     factors: Annotated[str, typer.Option("--factors", help="factor set")] = "alpha158",
-    preset: Annotated[str, typer.Option("--preset", help="training preset")] = "qlib-lgb-alpha158",
+    preset: Annotated[
+        str, typer.Option("--preset", help="training preset (hq model presets)")
+    ] = "qlib-lgb-alpha158",
     name: Annotated[str | None, typer.Option("--name", help="model name (default: PRESET-UNIVERSE)")] = None,
     seed: Annotated[
         int, typer.Option("--seed", min=0, help="random seed (training is deterministic for it)")
     ] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            min=1,
+            help="train with N seeds (SEED … SEED+N-1), register each, report each metric as mean ± std",
+        ),
+    ] = 1,
+    param: ParamOption = None,
+    features_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--features",
+            help="train on your own FILE.parquet (datetime, code, features…, the --label column) "
+            "instead of a source's factors",
+        ),
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="the label column of --features")] = None,
     threads: ThreadsOption = None,
     rounds: Annotated[
         int | None, typer.Option("--num-boost-round", min=1, help="override the preset's rounds")
@@ -137,23 +169,36 @@ def train(
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment).
 
-    With --server (or HQ_SERVER) the server trains it as a train job (a write token) and the command
-    waits for it (Ctrl-C cancels the job)."""
+    With --seeds N, N models are trained and registered (tag seed_group) and the quality is the mean ±
+    std of each metric over them. With --server (or HQ_SERVER) the server trains it as a train job (a
+    write token) and the command waits for it (Ctrl-C cancels the job).
+    """
     from hikyuu_qlib.cli.telemetry import current
-    from hikyuu_qlib.modelling.presets import get_preset
+    from hikyuu_qlib.modelling.presets import get_preset, parse_param
+    from hikyuu_qlib.modelling.quality import over_seeds
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
     chosen = get_preset(preset)
-    if factors != chosen.feature_set:
+    params = dict(parse_param(item) for item in param or [])
+    chosen.check_params(params)
+    if features_file is None and label is not None:
+        raise InvalidInputError("--label names the label column of --features FILE.parquet")
+    if features_file is not None and label is None:
+        raise InvalidInputError("--features needs --label COL (the label column of the file)")
+    if features_file is None and factors != chosen.feature_set:
         raise InvalidInputError(f"preset {preset} trains on {chosen.feature_set}, not {factors!r}")
     segments = Segments.parse(train_span, valid_span, test_span)
     remote = remote_of(server, token, current().settings)
     if remote is not None:
-        refuse_local_options(source=source, no_cache=no_cache, metrics_file=metrics_file)
+        refuse_local_options(
+            source=source, no_cache=no_cache, metrics_file=metrics_file, features_file=features_file
+        )
+        if seeds != 1:
+            raise InvalidInputError("--seeds: only for a local run (a server job trains one model)")
         body = {
             "universe": universe,
             "factors": factors,
-            "model": {"preset": preset, "seed": seed, "num_threads": threads, "name": name},
+            "model": {"preset": preset, "seed": seed, "num_threads": threads, "name": name, "params": params},
             "segments": {
                 k: v for k, v in (("train", train_span), ("valid", valid_span), ("test", test_span)) if v
             },
@@ -177,55 +222,129 @@ def train(
         metrics = result.get("metrics") or {}
         stdout_console().print(_metrics_table(metrics, f"model {model.id} ({model.name} v{model.version})"))
         return
+    frame = None
+    if features_file is not None:
+        from hikyuu_qlib.modelling.features_file import read_features_file
+
+        assert label is not None
+        frame = read_features_file(features_file, label)
+    outcomes: list[Any] = []
+    store: FeatureSource | None = None
     with _context(source, db) as ctx:
-        members = ctx.universe(universe, segments.span())
-        spec = TrainSpec(
-            name or f"{preset}-{members.name}",
-            segments,
-            preset=preset,
-            seed=seed,
-            num_threads=threads,
-            num_boost_round=rounds,
-        )
-        stderr_console().print(f"training {spec.name} on {members.name} ({ctx.source})", highlight=False)
-        registry = ctx.registry
-        with progress_bar("boosting", enabled=fmt is OutputFormat.table or sys.stderr.isatty()) as progress:
-            try:
-                outcome = train_and_register(
-                    spec,
-                    store=ctx.features,
-                    universe=members,
-                    registry=registry,
-                    artifacts=ctx.artifacts,
-                    cache=None if no_cache else ctx.cache,
-                    progress=progress,
-                )
-            except LoadErrors:
-                stderr_console().print(
-                    "training needs every member of the universe: repair the failing codes, or name the "
-                    "others with --universe CODE,CODE,…",
-                    highlight=False,
-                )
-                raise
-    doc = {
-        "model": outcome.model.to_json(),
-        "metrics": outcome.metrics,
-        "best_iteration": outcome.result.best_iteration,
-        "rounds": outcome.result.rounds,
-        "timings": outcome.timings,
-    }
+        if frame is not None:
+            from hikyuu_qlib.factors.universe import Universe
+
+            assert features_file is not None
+            members = Universe.from_codes(
+                frame.get_column("code").unique().to_list(), name=f"file:{features_file.name}"
+            )
+            store = None
+            where = str(features_file)
+            extra_tags = {"source": f"file:{features_file.resolve()}", "label_column": str(label)}
+            feature_set: str | None = f"file:{features_file.name}"
+        else:
+            members = ctx.universe(universe, segments.span())
+            store = ctx.features
+            where = ctx.source
+            extra_tags, feature_set = {}, None
+        group = _seed_group() if seeds > 1 else None
+        for k in range(seeds):
+            spec = TrainSpec(
+                name or f"{preset}-{members.name}",
+                segments,
+                preset=preset,
+                seed=seed + k,
+                num_threads=threads,
+                num_boost_round=rounds,
+                params=params,
+                tags={**extra_tags, **({"seed_group": group} if group else {})},
+                feature_set=feature_set,
+            )
+            stderr_console().print(
+                f"training {spec.name} on {members.name} ({where}), seed {spec.seed}", highlight=False
+            )
+            with progress_bar(
+                "boosting" if chosen.rounds else "training",
+                enabled=fmt is OutputFormat.table or sys.stderr.isatty(),
+            ) as progress:
+                try:
+                    outcomes.append(
+                        train_and_register(
+                            spec,
+                            store=store,
+                            universe=members,
+                            registry=ctx.registry,
+                            artifacts=ctx.artifacts,
+                            cache=None if no_cache else ctx.cache,
+                            progress=progress,
+                            frame=frame,
+                        )
+                    )
+                except LoadErrors:
+                    stderr_console().print(
+                        "training needs every member of the universe: repair the failing codes, or name the "
+                        "others with --universe CODE,CODE,…",
+                        highlight=False,
+                    )
+                    raise
+    docs = [
+        {
+            "model": o.model.to_json(),
+            "metrics": o.metrics,
+            "best_iteration": o.result.best_iteration,
+            "rounds": o.result.rounds,
+            "timings": o.timings,
+        }
+        for o in outcomes
+    ]
+    quality = over_seeds([o.metrics for o in outcomes]) if seeds > 1 else None
     if fmt is OutputFormat.json:
-        emit_json(doc)
+        if quality is None:
+            emit_json(docs[0])
+        else:
+            emit_json(
+                {
+                    "seeds": [seed + k for k in range(seeds)],
+                    "seed_group": group,
+                    "quality": quality,
+                    "models": docs,
+                }
+            )
         return
-    stdout_console().print(
-        _metrics_table(
-            outcome.metrics, f"model {outcome.model.id} ({outcome.model.name} v{outcome.model.version})"
+    for outcome in outcomes:
+        stdout_console().print(
+            _metrics_table(
+                outcome.metrics, f"model {outcome.model.id} ({outcome.model.name} v{outcome.model.version})"
+            )
         )
-    )
-    sys.stdout.write(
-        f"{outcome.result.rounds} rounds run, best iteration {outcome.result.best_iteration}; "
-        f"features {outcome.timings['features_s']:.1f}s, train {outcome.timings['train_s']:.1f}s\n"
-    )
+        rounds_text = (
+            f"{outcome.result.rounds} rounds run, best iteration {outcome.result.best_iteration}; "
+            if outcome.result.rounds is not None
+            else ""
+        )
+        sys.stdout.write(
+            f"{rounds_text}features {outcome.timings['features_s']:.1f}s, train {outcome.timings['train_s']:.1f}s\n"
+        )
+    if quality is not None:
+        stdout_console().print(_quality_table(quality, f"quality over {seeds} seeds (mean ± std)"))
+
+
+def _seed_group() -> str:
+    from ulid import ULID
+
+    return str(ULID())
+
+
+def _quality_table(quality: dict[str, Any], title: str) -> Table:
+    from hikyuu_qlib.modelling.quality import SEED_METRICS, format_mean_std
+
+    table = Table(title=title)
+    table.add_column("segment")
+    for metric in SEED_METRICS:
+        table.add_column(metric, justify="right")
+    for segment, cells in quality.items():
+        table.add_row(segment, *(format_mean_std(cells[m]) for m in SEED_METRICS))
+    return table
 
 
 @guarded
@@ -256,6 +375,7 @@ def evaluate(
     with _context(source, db, create_registry=False) as ctx:
         full = ctx.resolve_model(model_id)
         record = ctx.registry.get(full)
+        _refuse_file_model(record, "evaluate")
         spans = record.segments
         default = spans.get("test") or next(iter(spans.values()), None)
         if (start is None or end is None) and default is None:
@@ -301,6 +421,14 @@ def evaluate(
     exit_if_partial(report.errors, succeeded)
 
 
+def _refuse_file_model(record: Any, what: str) -> None:
+    if record.feature_set.startswith("file:"):
+        raise InvalidInputError(
+            f"model {record.id} was trained on a features file ({record.feature_set[5:]}), not on a source's "
+            f"factors: {what} it with --features FILE.parquet holding the same feature columns"
+        )
+
+
 @guarded
 def predict(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
@@ -316,6 +444,10 @@ def predict(
             help="Parquet of Qlib's pandas form: MultiIndex (datetime, instrument), column score",
         ),
     ] = False,
+    features_file: Annotated[
+        Path | None,
+        typer.Option("--features", help="score the rows of your FILE.parquet (a features-file model)"),
+    ] = None,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
@@ -348,6 +480,11 @@ def predict(
         raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
     dates = DateRange.of(start, end)
     remote = remote_of(server, token, current().settings)
+    if features_file is not None:
+        if remote is not None:
+            refuse_local_options(features_file=features_file)
+        _predict_file(model_id, features_file, dates, out, kind, db, fmt)
+        return
     if remote is not None:
         refuse_local_options(source=source, no_cache=no_cache, memory_budget=memory_budget)
         with remote.client() as hq:
@@ -361,6 +498,7 @@ def predict(
         with _context(source, db, create_registry=False) as ctx:
             full = ctx.resolve_model(model_id)
             record = ctx.registry.get(full)
+            _refuse_file_model(record, "predict")
             ctx.use_model_source(record)
             members = ctx.universe(universe or record.universe, dates)
             bounded = Bounded(
@@ -417,3 +555,38 @@ def predict(
             f"wrote {frame.height} predictions ({doc['codes']} codes, {dates}) to {out} [{written}]\n"
         )
     exit_if_partial(errors, succeeded)  # each failing code was logged once
+
+
+def _predict_file(
+    model_id: str,
+    path: Path,
+    dates: DateRange,
+    out: Path,
+    kind: str | None,
+    db: str | None,
+    fmt: OutputFormat,
+) -> None:
+    """``hq predict --features FILE``: the model's scores for the file's rows within ``dates``."""
+    import polars as pl
+
+    from hikyuu_qlib.modelling.features_file import read_features_file
+    from hikyuu_qlib.modelling.predictor import write_predictions
+
+    with _context(None, db, create_registry=False) as ctx:
+        full = ctx.resolve_model(model_id)
+        label = ctx.registry.get(full).tags.get("label_column")
+        if label is not None and label not in pl.read_parquet_schema(path):
+            label = None  # rows to score, without the label
+        frame = read_features_file(path, label)
+        frame = frame.filter(pl.col("datetime").is_between(dates.start, dates.end))
+        scores = ctx.predictor.predict_frame(full, frame)
+    with writing(out):
+        written = write_predictions(scores, str(out), kind)
+    doc = {"id": full, "rows": scores.height, "codes": scores["code"].n_unique(), "dates": str(dates),
+           "out": str(out), "format": written, "errors": {}}  # fmt: skip
+    if fmt is OutputFormat.json:
+        emit_json(doc)
+    else:
+        sys.stdout.write(
+            f"wrote {scores.height} predictions ({doc['codes']} codes, {dates}) to {out} [{written}]\n"
+        )

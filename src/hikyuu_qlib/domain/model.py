@@ -17,7 +17,8 @@ or an unpaired surrogate; JSON holds only objects, arrays, strings, finite float
 
 A model's files are its ``artifacts``, by role: :data:`MODEL_ARTIFACT` (the trained model itself, e.g. the
 LightGBM booster; also :attr:`Model.artifact`) and :data:`PROCESSORS_ARTIFACT` (the processors' fitted
-state); other roles may be added. Each is an :class:`ArtifactRef` (URI, sha256, size) into the artifact store.
+state), :data:`IMPORTANCE_ARTIFACT` (the feature importance); other roles may be added. Each is an
+:class:`ArtifactRef` (URI, sha256, size) into the artifact store.
 
 The id is a ULID: unique and sortable by creation time. ``version`` counts models of the same name
 (1, 2, …) and is assigned by the registry on first save, so a new record has ``version=None``.
@@ -184,6 +185,8 @@ def _walk_json(value: Any, path: str, depth: int, error: type[InvalidInputError]
 MODEL_ARTIFACT = "model"
 #: The role of the processors' file: their steps, fitted state and the feature names, as JSON.
 PROCESSORS_ARTIFACT = "processors"
+#: The role of the feature importance file: by kind (``gain``, ``split`` …), each feature's value, as JSON.
+IMPORTANCE_ARTIFACT = "importance"
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,45 @@ class Fillna:
 
 
 @dataclass
+class CSZFillna:
+    """Per date, replace missing values (NaN and null) by the mean of that column's values on that date."""
+
+    columns: Sequence[str] | None = None
+
+    def fit(self, frame: pl.DataFrame) -> None:
+        return None
+
+    def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        exprs = [
+            pl.col(c)
+            .fill_nan(None)
+            .fill_null(_missing(c).mean().over("datetime"))
+            .fill_null(float("nan"))
+            .alias(c)
+            for c in _columns(frame, self.columns)
+        ]
+        return frame.with_columns(exprs)
+
+
+@dataclass
+class DropnaFeature:
+    """Drop the rows with a missing value (NaN or null) in any of the columns (for learning only)."""
+
+    columns: Sequence[str] | None = None
+
+    def fit(self, frame: pl.DataFrame) -> None:
+        return None
+
+    def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        cols = _columns(frame, self.columns)
+        if not cols:
+            return frame
+        return frame.filter(
+            pl.all_horizontal([pl.col(c).is_not_null() & pl.col(c).is_not_nan() for c in cols])
+        )
+
+
+@dataclass
 class ProcessInf:
     """Per date, replace ±inf by the mean of that column's finite values on that date."""
 

@@ -26,7 +26,9 @@ from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.processors import (
     CSRankNorm,
+    CSZFillna,
     CSZScoreNorm,
+    DropnaFeature,
     DropnaLabel,
     Fillna,
     ProcessInf,
@@ -71,6 +73,10 @@ def build_processor(step: ProcessorStep, features: Sequence[str]) -> Processor:
         return Fillna(cols, step.fill_value)
     if step.name == "zscore":
         return ZScoreNorm(cols)
+    if step.name == "cs_zfillna":
+        return CSZFillna(cols)
+    if step.name == "dropna_feature":
+        return DropnaFeature(cols)
     return ProcessInf(cols)
 
 
@@ -170,6 +176,8 @@ def prepare(
     infer: Sequence[ProcessorStep] = (),
     learn: Sequence[ProcessorStep] = (),
     cache: Cache | None = None,
+    process: str = "append",
+    drop: Sequence[str] = (),
 ) -> PreparedData:
     """Features over all segments, processors fitted on the train segment, both views built."""
     segments = Segments.of(segments)
@@ -177,7 +185,12 @@ def prepare(
         raise InvalidInputError("a dataset needs a train segment")
     span = segments.span()
     raw = compute_features(store, universe, span, factor_set, label=True, cache=cache)
-    return prepare_frame(raw, segments, infer=infer, learn=learn)
+    return prepare_frame(raw, segments, infer=infer, learn=learn, process=process, drop=drop)
+
+
+#: How the learn view is made: ``append`` (Qlib's default) runs the learn processors on the infer view;
+#: ``independent`` runs them on the raw features (Qlib's ``process_type: independent``).
+PROCESS_TYPES = ("append", "independent")
 
 
 def prepare_frame(
@@ -186,20 +199,28 @@ def prepare_frame(
     *,
     infer: Sequence[ProcessorStep] = (),
     learn: Sequence[ProcessorStep] = (),
+    process: str = "append",
+    drop: Sequence[str] = (),
 ) -> PreparedData:
-    """:func:`prepare` from an already computed features frame."""
+    """:func:`prepare` from an already computed features frame; ``drop`` names feature columns left out
+    of both views (Qlib's ``DropCol`` in both processor lists)."""
+    if process not in PROCESS_TYPES:
+        raise InvalidInputError(f"unknown process type {process!r}: expected {' or '.join(PROCESS_TYPES)}")
     segments = Segments.of(segments)
     raw = qlib_order(raw)
+    if drop:
+        raw = raw.drop([c for c in drop if c in raw.columns])
     features = feature_columns(raw)
     train = segments["train"]
     infer_chain = build_chain(infer, features)
     if infer_chain.steps:
         infer_chain.fit(raw, train)
     inferred = infer_chain.transform(raw).with_columns(raw.get_column(LABEL).alias(RAW_LABEL))
+    base = inferred if process == "append" else raw.with_columns(raw.get_column(LABEL).alias(RAW_LABEL))
     learn_chain = build_chain(learn, features)
     if learn_chain.steps:
-        learn_chain.fit(inferred, train)
-    learned = learn_chain.transform(inferred)
+        learn_chain.fit(base, train)
+    learned = learn_chain.transform(base)
     log.info(
         "dataset: %d rows (%d for learning), %d features", inferred.height, learned.height, len(features)
     )

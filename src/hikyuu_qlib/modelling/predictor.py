@@ -17,7 +17,6 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
@@ -31,8 +30,8 @@ from hikyuu_qlib.domain.model import PROCESSORS_ARTIFACT, Model
 from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features, compute_features_partial
 from hikyuu_qlib.factors.processors import ProcessorChain
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import decode_state, matrix, qlib_order
+from hikyuu_qlib.modelling.families import Fitted, family
 from hikyuu_qlib.modelling.presets import ProcessorStep
 from hikyuu_qlib.modelling.qlib_form import PREDICTION_SCHEMA
 from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords
@@ -44,10 +43,11 @@ LoadedKey = tuple[str, str, str]
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A booster with what it needs to score raw features: feature names and fitted infer processors."""
+    """A fitted model with what it needs to score raw features: feature names and fitted infer processors.
+    ``booster`` is the family's model (:class:`~hikyuu_qlib.modelling.families.Fitted`)."""
 
     record: Model
-    booster: Any
+    booster: Fitted
     features: list[str]
     infer_steps: list[ProcessorStep]
     infer_chain: ProcessorChain
@@ -61,7 +61,7 @@ class LoadedModel:
             )
         ordered = qlib_order(frame)
         processed = self.infer_chain.transform(ordered) if self.infer_chain.steps else ordered
-        scores = trainer.predict(self.booster, matrix(processed, self.features), num_threads)
+        scores = self.booster.predict(matrix(processed, self.features), num_threads)
         return ordered.select(
             pl.col("datetime").cast(PREDICTION_SCHEMA["datetime"]),
             pl.col("code"),
@@ -143,15 +143,16 @@ class Predictor:
 
     def _load(self, record: Model) -> LoadedModel:
         assert record.artifact is not None
-        booster = self._artifacts.load_lightgbm(record.artifact)
         ref = record.artifacts.get(PROCESSORS_ARTIFACT)
-        if ref is None:
-            features = list(booster.feature_name())
-            steps: list[ProcessorStep] = []
-            chain = ProcessorChain([])
-        else:
+        features: list[str] = []
+        steps: list[ProcessorStep] = []
+        chain = ProcessorChain([])
+        if ref is not None:
             steps, features, chain = decode_state(self._artifacts.get_bytes(ref))
-        log.info("loaded model %s (%d features)", record.id, len(features))
+        booster = family(record.model_type).load(self._artifacts.get_bytes(record.artifact), features)
+        if not features:  # a LightGBM model stored without its processors names its features itself
+            features = list(booster.native.feature_name())
+        log.info("loaded model %s (%s, %d features)", record.id, record.model_type.value, len(features))
         return LoadedModel(record, booster, features, steps, chain)
 
     def cached(self) -> list[LoadedKey]:

@@ -1,8 +1,9 @@
 """Use cases: train and register a model, predict with one, evaluate one. Plain functions, dependencies in.
 
 ``train_and_register`` records the model (created → training → trained; failed on error), stores the
-LightGBM text model and a small JSON of the processors (steps, fitted state, feature names) in the
-artifact store (the record's ``model`` and ``processors`` artifacts), and the metrics of every segment
+model in its library's own format (:mod:`hikyuu_qlib.modelling.families`), a small JSON of the
+processors (steps, fitted state, feature names) and one of the feature importance in the artifact store
+(the record's ``model``, ``processors`` and ``importance`` artifacts), and the metrics of every segment
 in the record (the test segment's also at the top level: ``ic``, ``icir``, ``rank_ic``, ``rank_icir``,
 ``mse_learn_label``, ``mse_raw_label``).
 A degenerate model (one boosting round, or a test IC that is NaN or zero) is never recorded
@@ -24,16 +25,26 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import HQError, InvalidInputError
-from hikyuu_qlib.domain.model import MODEL_ARTIFACT, PROCESSORS_ARTIFACT, Model, ModelStatus
+from hikyuu_qlib.domain.model import (
+    IMPORTANCE_ARTIFACT,
+    MODEL_ARTIFACT,
+    PROCESSORS_ARTIFACT,
+    Model,
+    ModelStatus,
+    ModelType,
+)
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.pipeline import PartialFrame, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling import metrics as model_metrics
-from hikyuu_qlib.modelling import streaming, trainer
+from hikyuu_qlib.modelling import streaming
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, PreparedData, labels, matrix, prepare, prepare_frame
+from hikyuu_qlib.modelling.families import FitInput, FitResult, Fitted, family
+from hikyuu_qlib.modelling.families.lightgbm import LightGBMModel
+from hikyuu_qlib.modelling.importance import encode_importance
 from hikyuu_qlib.modelling.predictor import LoadedModel, Predictor
-from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, get_preset
+from hikyuu_qlib.modelling.presets import QLIB_LGB_ALPHA158, ProcessorStep, default_threads, get_preset
 from hikyuu_qlib.modelling.streaming import Bounded
 from hikyuu_qlib.ports import Cache, FeatureSource, ModelFiles, ModelRecords, Progress
 from hikyuu_qlib.signals import SignalRule
@@ -70,6 +81,8 @@ class TrainSpec:
     infer: tuple[ProcessorStep, ...] | None = None
     learn: tuple[ProcessorStep, ...] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: The features' name when they are not the preset's (a user's features file: ``file:NAME``).
+    feature_set: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "segments", Segments.of(self.segments))
@@ -79,7 +92,7 @@ class TrainSpec:
 class TrainOutcome:
     model: Model
     metrics: dict[str, Any]
-    result: trainer.TrainResult
+    result: FitResult
     timings: dict[str, float]
     data: PreparedData | streaming.BlockDataset
 
@@ -87,7 +100,7 @@ class TrainOutcome:
 def train_and_register(
     spec: TrainSpec,
     *,
-    store: FeatureSource,
+    store: FeatureSource | None,
     universe: Universe,
     registry: ModelRecords,
     artifacts: ModelFiles,
@@ -100,28 +113,54 @@ def train_and_register(
 
     The spec is checked first (see :func:`check_spec`): invalid input creates no registry record.
     ``frame``: the universe's features (Alpha158 and label) already computed over at least the spec's
-    segments (rolling windows share one); without it they are computed (or read from ``cache``).
+    segments (rolling windows share one); without it they are computed (or read from ``cache``). With a
+    ``frame`` the ``store`` may be ``None`` (a user's features file): the segments are checked against
+    the frame's days and the record's ``source`` tag comes from ``spec.tags``.
     ``bounded``: a memory budget; when the universe does not fit it in memory, the features are built as
-    date blocks on disk and the model is trained from them (:mod:`.streaming`; the same model).
+    date blocks on disk and the model is trained from them (:mod:`.streaming`; the same model). Only
+    LightGBM trains from blocks; another family over the budget is refused before any record is made.
     """
-    check_spec(spec, store)
+    if store is None:
+        if frame is None:
+            raise InvalidInputError("training needs a feature source or a features frame")
+        check_frame_spec(spec, frame)
+    else:
+        check_spec(spec, store)
     preset = get_preset(spec.preset)
     infer = preset.infer if spec.infer is None else spec.infer
     learn = preset.learn if spec.learn is None else spec.learn
-    params = preset.lgb_params(seed=spec.seed, num_threads=spec.num_threads, overrides=spec.params)
-    rounds = spec.num_boost_round or preset.num_boost_round
-    stopping = spec.early_stopping_rounds or preset.early_stopping_rounds
-    hyper = {
+    threads = int(spec.num_threads or default_threads())
+    params = preset.family_params(seed=spec.seed, num_threads=threads, overrides=spec.params)
+    rounds = int(spec.num_boost_round or spec.params.get("num_boost_round") or preset.num_boost_round)
+    stopping = int(
+        spec.early_stopping_rounds or spec.params.get("early_stopping_rounds") or preset.early_stopping_rounds
+    )
+    hyper: dict[str, Any] = {
         "preset": preset.name,
-        "params": {k: v for k, v in params.items() if k != "num_threads"},
-        "num_boost_round": rounds,
-        "early_stopping_rounds": stopping,
+        "params": {k: v for k, v in params.items() if k not in THREAD_PARAMS},
         "processors": {"infer": [s.to_json() for s in infer], "learn": [s.to_json() for s in learn]},
     }
+    over_budget = (
+        frame is None
+        and store is not None
+        and bounded is not None
+        and not bounded.fits(store, universe, spec.segments.span())
+    )
+    if over_budget and preset.model_type is not ModelType.LIGHTGBM:
+        raise InvalidInputError(
+            f"{universe.name} over {spec.segments.span()} does not fit the memory budget in memory, and only "
+            f"LightGBM trains from feature blocks on disk ({preset.name} is {preset.model_type.value}): "
+            "raise --memory-budget or choose a smaller universe"
+        )
+    if preset.rounds:
+        hyper.update(num_boost_round=rounds, early_stopping_rounds=stopping)
+    if preset.process != "append":
+        hyper["process"] = preset.process
+    if preset.drop:
+        hyper["drop"] = list(preset.drop)
     tags = {
-        "source": store.source,
-        "data_version": store.data_version(),
-        "num_threads": str(params["num_threads"]),
+        **({} if store is None else {"source": store.source, "data_version": store.data_version()}),
+        "num_threads": str(threads),
         **spec.tags,
     }
     record = registry.save(
@@ -129,7 +168,7 @@ def train_and_register(
             spec.name,
             preset.model_type,
             hyperparameters=hyper,
-            feature_set=preset.feature_set,
+            feature_set=spec.feature_set or preset.feature_set,
             universe=universe.name,
             segments=spec.segments,
             label=preset.label,
@@ -140,21 +179,53 @@ def train_and_register(
     try:
         timings: dict[str, float] = {}
         data: PreparedData | streaming.BlockDataset
-        if frame is None and bounded is not None and not bounded.fits(store, universe, spec.segments.span()):
+        if over_budget:
+            assert store is not None and bounded is not None
             data, result, found = _fit_bounded(spec, store, universe, bounded, preset.feature_set,
                                                (infer, learn), params, (rounds, stopping), progress, timings)  # fmt: skip
         else:
-            data, result, found = _fit_in_memory(spec, store, universe, cache, frame, preset.feature_set,
-                                                 (infer, learn), params, (rounds, stopping), progress, timings)  # fmt: skip
-        found["best_iteration"] = result.best_iteration
-        found["rounds"] = result.rounds
+            started = time.perf_counter()
+            if frame is None:
+                assert store is not None
+                data = prepare(
+                    store,
+                    universe,
+                    spec.segments,
+                    factor_set=preset.feature_set,
+                    infer=infer,
+                    learn=learn,
+                    cache=cache,
+                    process=preset.process,
+                    drop=preset.drop,
+                )
+            else:
+                span = spec.segments.span()
+                rows = frame.filter(pl.col("datetime").is_between(span.start, span.end))
+                data = prepare_frame(
+                    rows, spec.segments, infer=infer, learn=learn, process=preset.process, drop=preset.drop
+                )
+            timings["features_s"] = time.perf_counter() - started
+            result = fit_prepared(
+                preset.model_type, data, params, spec.seed, threads, rounds, stopping, progress
+            )
+            timings["train_s"] = result.seconds
+            started = time.perf_counter()
+            found = segment_metrics(result.model, data, threads)
+            timings["metrics_s"] = time.perf_counter() - started
+        if result.best_iteration is not None:
+            found["best_iteration"] = result.best_iteration
+        if result.rounds is not None:
+            found["rounds"] = result.rounds
         reason = degenerate(found)
         current = registry.get(record.id).with_metrics(model_metrics.finite_only(found))
         if reason is None:
             files = {
-                MODEL_ARTIFACT: artifacts.save_lightgbm(result.booster),
+                MODEL_ARTIFACT: artifacts.put_bytes(result.model.to_bytes()),
                 PROCESSORS_ARTIFACT: artifacts.put_bytes(data.state_bytes()),
             }
+            importance = result.model.importance()
+            if importance:
+                files[IMPORTANCE_ARTIFACT] = artifacts.put_bytes(encode_importance(importance))
             done = current.with_artifacts(files).transition(ModelStatus.TRAINED)
         else:
             done = current.with_tags({"failure": reason}).transition(ModelStatus.FAILED)
@@ -182,57 +253,39 @@ def train_and_register(
     return TrainOutcome(saved, found, result, timings, data)
 
 
-def _fit_in_memory(
-    spec: TrainSpec,
-    store: FeatureSource,
-    universe: Universe,
-    cache: Cache | None,
-    frame: pl.DataFrame | None,
-    feature_set: str,
-    steps: tuple[tuple[ProcessorStep, ...], tuple[ProcessorStep, ...]],
+#: Thread counts: how a run was executed, not what it trained (kept out of the recorded parameters).
+THREAD_PARAMS = frozenset({"num_threads", "nthread", "thread_count"})
+
+
+def fit_prepared(
+    model_type: Any,
+    data: PreparedData,
     params: Mapping[str, Any],
-    boosting: tuple[int, int],
-    progress: Progress | None,
-    timings: dict[str, float],
-) -> tuple[PreparedData, trainer.TrainResult, dict[str, Any]]:
-    """The features frame in memory, the model trained from it and each segment's metrics."""
-    infer, learn = steps
-    rounds, stopping = boosting
-    started = time.perf_counter()
-    if frame is None:
-        data = prepare(
-            store,
-            universe,
-            spec.segments,
-            factor_set=feature_set,
-            infer=infer,
-            learn=learn,
-            cache=cache,
-        )
-    else:
-        span = spec.segments.span()
-        rows = frame.filter(pl.col("datetime").is_between(span.start, span.end))
-        data = prepare_frame(rows, spec.segments, infer=infer, learn=learn)
-    timings["features_s"] = time.perf_counter() - started
+    seed: int,
+    threads: int,
+    rounds: int,
+    stopping: int,
+    progress: Progress | None = None,
+) -> FitResult:
+    """Fit a family's model on a prepared dataset's learn view (train; valid for early stopping)."""
     train_rows = data.view("train")
     valid = None
     if "valid" in data.segments:
         valid_rows = data.view("valid")
         valid = (matrix(valid_rows, data.features), labels(valid_rows))
-    result = trainer.train_lightgbm(
+    inputs = FitInput(
         (matrix(train_rows, data.features), labels(train_rows)),
         valid,
+        list(data.features),
         params,
         num_boost_round=rounds,
         early_stopping_rounds=stopping,
+        seed=seed,
+        num_threads=threads,
         progress=progress,
     )
     del train_rows, valid
-    timings["train_s"] = result.seconds
-    started = time.perf_counter()
-    found = segment_metrics(result.booster, data, params.get("num_threads"))
-    timings["metrics_s"] = time.perf_counter() - started
-    return data, result, found
+    return family(model_type).fit(inputs)
 
 
 def _fit_bounded(
@@ -246,7 +299,7 @@ def _fit_bounded(
     boosting: tuple[int, int],
     progress: Progress | None,
     timings: dict[str, float],
-) -> tuple[streaming.BlockDataset, trainer.TrainResult, dict[str, Any]]:
+) -> tuple[streaming.BlockDataset, FitResult, dict[str, Any]]:
     """The features as date blocks on disk, the model trained from them and each segment's metrics."""
     infer, learn = steps
     rounds, stopping = boosting
@@ -264,7 +317,8 @@ def _fit_bounded(
         if "test" in found:
             found.update({k: found["test"][k] for k in TOP_LEVEL})
         timings["metrics_s"] = time.perf_counter() - started
-    return data, result, found
+    fitted = LightGBMModel(result.booster, list(data.features))
+    return data, FitResult(fitted, result.best_iteration, result.rounds, result.seconds, result.evals), found
 
 
 def degenerate(metrics: Mapping[str, Any]) -> str | None:
@@ -301,14 +355,27 @@ def check_spec(spec: TrainSpec, store: FeatureSource) -> None:
             raise InvalidInputError(f"the {name} segment {span} has no trading day in {store.source}")
 
 
-def segment_metrics(booster: Any, data: PreparedData, num_threads: int | None = None) -> dict[str, Any]:
+def check_frame_spec(spec: TrainSpec, frame: pl.DataFrame) -> None:
+    """:func:`check_spec` against a features frame: each segment must hold at least one of its days."""
+    for name, value, least in (("seed", spec.seed, 0), ("num_threads", spec.num_threads, 1)):
+        if value is not None and value < least:
+            raise InvalidInputError(f"{name} must be at least {least}, got {value}")
+    if "train" not in spec.segments:
+        raise InvalidInputError("a training run needs a train segment")
+    days = frame.get_column("datetime")
+    for name, span in spec.segments.items():
+        if not days.is_between(span.start, span.end).any():
+            raise InvalidInputError(f"the {name} segment {span} has no day in the features frame")
+
+
+def segment_metrics(model: Fitted, data: PreparedData, num_threads: int | None = None) -> dict[str, Any]:
     """Per segment: IC/ICIR/Rank IC/Rank ICIR against the raw label, ``mse_raw_label`` against the raw label
     and ``mse_learn_label`` against the learning label (the learn processors' output)."""
     out: dict[str, Any] = {}
     for name in data.segments:
         rows = data.view(name, "infer")
         scored = rows.select("datetime", "code", pl.col(RAW_LABEL).alias(model_metrics.LABEL)).with_columns(
-            pl.Series(model_metrics.SCORE, trainer.predict(booster, matrix(rows, data.features), num_threads))
+            pl.Series(model_metrics.SCORE, model.predict(matrix(rows, data.features), num_threads))
         )
         learn = data.view(name, "learn").select("datetime", "code", pl.col(LABEL).alias("learn_label"))
         scored = scored.join(learn, on=["datetime", "code"], how="left")

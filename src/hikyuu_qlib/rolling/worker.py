@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.rolling.tasks import TaskResult, TrainTask, frame_to_bytes
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,12 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
     model_id = registered_model(ctx.registry, task.task_id)
     reused = model_id is not None
     if model_id is None:
+        if config.model.selecting():
+            raise InvalidInputError(
+                "model candidates and seeds (selection on valid) run in hq run, not hq rolling"
+            )
         segments = config.segments
+        explicit = "processors" in config.model_fields_set  # else the preset's own processors
         spec = TrainSpec(
             config.model.name or f"{config.model.preset}-{config.universe}",
             segments,
@@ -92,8 +98,8 @@ def run_task(payload: dict[str, Any], shared: Any) -> TaskResult:
             seed=config.model.seed,
             num_threads=config.model.num_threads,
             params=dict(config.model.params),
-            infer=tuple(ProcessorStep.of(p) for p in config.processors.infer),
-            learn=tuple(ProcessorStep.of(p) for p in config.processors.learn),
+            infer=tuple(ProcessorStep.of(p) for p in config.processors.infer) if explicit else None,
+            learn=tuple(ProcessorStep.of(p) for p in config.processors.learn) if explicit else None,
             tags={"run_id": task.task_id, "config_hash": config.config_hash(), **task.tags},
         )
         try:

@@ -71,7 +71,16 @@ WorkflowSegments = Annotated[
 class ProcessorSpec(_Strict):
     """One processor, by name; ``fields`` says which columns it touches."""
 
-    name: Literal["dropna_label", "cs_zscore", "cs_rank", "robust_zscore", "fillna", "process_inf"]
+    name: Literal[
+        "dropna_label",
+        "cs_zscore",
+        "cs_rank",
+        "robust_zscore",
+        "fillna",
+        "process_inf",
+        "cs_zfillna",
+        "dropna_feature",
+    ]
     fields: Literal["feature", "label", "all"] = "feature"
     clip: float | None = Field(3.0, description="robust_zscore: clip at ± this many MADs")
     fill_value: float = 0.0
@@ -90,13 +99,41 @@ class Processors(_Strict):
 
 
 class ModelSpec(_Strict):
-    preset: Literal["qlib-lgb-alpha158"] = "qlib-lgb-alpha158"
-    params: dict[str, float | int | str | bool] = Field(
+    """The model: a preset (``hq model presets``), its parameter overrides, the seed.
+
+    Selection (``select_on: valid``): with ``candidates`` (parameter sets, each over ``params``) and/or
+    ``seeds`` > 1, every candidate is trained with each seed, and the one whose mean ``select_metric`` on
+    the valid segment is highest is chosen (and, of its seeds, the best on valid). The test segment is
+    reported for every candidate and never used to choose.
+    """
+
+    preset: str = "qlib-lgb-alpha158"
+    params: dict[str, float | int | str | bool | list[float]] = Field(
         default_factory=dict, description="override preset params"
     )
     seed: Annotated[int, Field(ge=0)] = 0
     num_threads: Annotated[int | None, Field(ge=1)] = None
     name: str | None = None
+    select_on: Literal["valid"] = Field(
+        "valid", description="the segment that chooses among candidates and seeds (only valid: never test)"
+    )
+    select_metric: Literal["ic", "rank_ic", "icir", "rank_icir"] = "ic"
+    candidates: list[dict[str, float | int | str | bool | list[float]]] = Field(
+        default_factory=list, description="parameter sets to choose from (each over params)"
+    )
+    seeds: Annotated[int, Field(ge=1, description="seeds per candidate (seed, seed+1, …)")] = 1
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        from hikyuu_qlib.modelling.presets import PRESETS
+
+        if value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}: expected one of {', '.join(PRESETS)}")
+        return value
+
+    def selecting(self) -> bool:
+        return bool(self.candidates) or self.seeds > 1
 
 
 class Outputs(_Strict):

@@ -32,10 +32,11 @@ from typing import Any
 import polars as pl
 import yaml
 
-from hikyuu_qlib.domain import DateRange, Segments
+from hikyuu_qlib.domain import DateRange, InvalidInputError, Segments
 from hikyuu_qlib.factors.chunked import build_feature_blocks
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, PeakRss
+from hikyuu_qlib.modelling.importance import load_importance
 from hikyuu_qlib.modelling.streaming import Bounded
 from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import FeatureSource, Progress
@@ -186,6 +187,8 @@ def run_workflow(
                     title=f"{model.name} v{model.version} — TopkDropout({bt.topk}, {bt.n_drop})",
                     subtitle=f"run {run_id} on {ctx.source}",
                     statistics=statistics,
+                    importance=load_importance(model, ctx.artifacts),
+                    comparison=selection_table(model.metrics.get("selection")),
                 )
             ctx.record_backtest(model_id, flatten(statistics))
         metrics = {"model": ctx.registry.get(model_id).metrics, "backtest": statistics}
@@ -238,29 +241,176 @@ def _train(
     from hikyuu_qlib.modelling.presets import ProcessorStep
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
-    spec = TrainSpec(
+    explicit = "processors" in config.model_fields_set  # else the preset's own processors
+    base = TrainSpec(
         config.model.name or f"{config.model.preset}-{config.universe}",
         segments,
         preset=config.model.preset,
         seed=config.model.seed,
         num_threads=config.model.num_threads,
         params=dict(config.model.params),
-        infer=tuple(ProcessorStep.of(p) for p in config.processors.infer),
-        learn=tuple(ProcessorStep.of(p) for p in config.processors.learn),
+        infer=tuple(ProcessorStep.of(p) for p in config.processors.infer) if explicit else None,
+        learn=tuple(ProcessorStep.of(p) for p in config.processors.learn) if explicit else None,
         tags={"run_id": run_id, "config_hash": config.config_hash()},
     )
-    with progress("boosting") as bar:
-        outcome = train_and_register(
-            spec,
-            store=features,
-            universe=universe,
-            registry=ctx.registry,
-            artifacts=ctx.artifacts,
-            cache=ctx.cache,
-            progress=bar,
-            bounded=bounded,
+    if not config.model.selecting():
+        with progress("boosting") as bar:
+            outcome = train_and_register(
+                base,
+                store=features,
+                universe=universe,
+                registry=ctx.registry,
+                artifacts=ctx.artifacts,
+                cache=ctx.cache,
+                progress=bar,
+                bounded=bounded,
+            )
+        return outcome.model.id, outcome.timings.get("features_s", 0.0)
+    return _select(ctx, config, base, features, universe, progress)
+
+
+def _select(
+    ctx: ResearchContext,
+    config: WorkflowConfig,
+    base: Any,
+    features: FeatureSource,
+    universe: Universe,
+    progress: StageProgress,
+) -> tuple[str, float]:
+    """Train every candidate with every seed; choose on the valid segment only (``model.select_on``).
+
+    Only the chosen model keeps the run's ``run_id`` tag (so a rerun reuses it); the others are tagged
+    ``selection_of``. The selection document (every configuration tried, its valid and test metrics as
+    mean ± std over the seeds, the choice) is stored in the chosen model's ``metrics["selection"]``.
+    """
+    import dataclasses
+
+    from hikyuu_qlib.factors.pipeline import compute_features
+    from hikyuu_qlib.modelling.quality import mean_std, over_seeds
+    from hikyuu_qlib.modelling.service import DegenerateModelError, train_and_register
+
+    spec_model = config.model
+    if "valid" not in base.segments:
+        raise InvalidInputError("model.select_on: valid needs a valid segment")
+    metric = spec_model.select_metric
+    candidates = spec_model.candidates or [{}]
+    started = time.perf_counter()
+    from hikyuu_qlib.modelling.presets import get_preset
+
+    preset = get_preset(spec_model.preset)
+    frame = compute_features(
+        features, universe, base.segments.span(), preset.feature_set, label=True, cache=ctx.cache
+    )
+    factors_seconds = time.perf_counter() - started
+    tried: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    runs: list[list[tuple[str, dict[str, Any]]]] = []
+    for index, overrides in enumerate(candidates):
+        params = {**spec_model.params, **overrides}
+        get_preset(spec_model.preset).check_params(params)
+        seeded: list[tuple[str, dict[str, Any]]] = []
+        for k in range(spec_model.seeds):
+            tags = {k2: v for k2, v in base.tags.items() if k2 != "run_id"}
+            spec = dataclasses.replace(
+                base,
+                seed=base.seed + k,
+                params=params,
+                tags={**tags, "selection_of": base.tags["run_id"], "candidate": str(index)},
+            )
+            with progress(f"candidate {index + 1}/{len(candidates)} seed {spec.seed}") as bar:
+                try:
+                    outcome = train_and_register(
+                        spec,
+                        store=features,
+                        universe=universe,
+                        registry=ctx.registry,
+                        artifacts=ctx.artifacts,
+                        cache=ctx.cache,
+                        progress=bar,
+                        frame=frame,
+                    )
+                except DegenerateModelError as exc:  # recorded failed; the candidate is reported, not chosen
+                    failures.append(
+                        {"candidate": index, "seed": spec.seed, "model": exc.model_id, "reason": str(exc)}
+                    )
+                    continue
+            seeded.append((outcome.model.id, outcome.metrics))
+        runs.append(seeded)
+        quality = over_seeds([m for _, m in seeded])
+        tried.append(
+            {
+                "candidate": index,
+                "params": overrides,
+                "models": [model_id for model_id, _ in seeded],
+                "seeds": [base.seed + k for k in range(spec_model.seeds)],
+                "valid": quality.get("valid", {}),
+                "test": quality.get("test", {}),
+                "select_value": mean_std([m["valid"].get(metric) for _, m in seeded])["mean"]
+                if len(seeded) == spec_model.seeds
+                else None,  # a candidate with a degenerate seed is not chosen
+            }
         )
-    return outcome.model.id, outcome.timings.get("features_s", 0.0)
+    scored = [t for t in tried if t["select_value"] is not None]
+    if not scored:
+        raise InvalidInputError(
+            f"no candidate has a valid {metric} over all its seeds ({len(failures)} degenerate runs): widen the "
+            "segments or the universe, or lighten the regularisation"
+        )
+    best = max(scored, key=lambda t: t["select_value"])
+    seeded = runs[best["candidate"]]
+    chosen_id = max(seeded, key=lambda r: r[1]["valid"].get(metric, float("-inf")))[0]
+    selection = {
+        "select_on": spec_model.select_on,
+        "select_metric": metric,
+        "chosen_candidate": best["candidate"],
+        "chosen_model": chosen_id,
+        "tried": tried,
+        "failed": failures,
+    }
+    chosen = ctx.registry.get(chosen_id)
+    from hikyuu_qlib.modelling.metrics import finite_only
+
+    ctx.registry.save(
+        chosen.with_tags({"run_id": base.tags["run_id"]}).with_metrics(
+            {"selection": finite_only(_nulls_out(selection))}
+        )
+    )
+    log.info(
+        "selected candidate %d (valid %s %.4f), model %s",
+        best["candidate"],
+        metric,
+        best["select_value"],
+        chosen_id,
+    )
+    return chosen_id, factors_seconds
+
+
+def selection_table(selection: Any) -> pl.DataFrame | None:
+    """The configurations a selection tried, side by side: valid and test metrics as mean ± std."""
+    if not isinstance(selection, dict) or not selection.get("tried"):
+        return None
+    from hikyuu_qlib.modelling.quality import SEED_METRICS, format_mean_std
+
+    tried = selection["tried"]
+    columns: dict[str, list[str]] = {"measure": ["params", "chosen"]}
+    for segment in ("valid", "test"):
+        columns["measure"] += [f"{segment} {m}" for m in SEED_METRICS]
+    for t in tried:
+        cells = [", ".join(f"{k}={v}" for k, v in t.get("params", {}).items()) or "(preset)"]
+        cells.append("yes" if t.get("candidate") == selection.get("chosen_candidate") else "")
+        for segment in ("valid", "test"):
+            cells += [format_mean_std(t.get(segment, {}).get(m, {})) for m in SEED_METRICS]
+        columns[f"candidate {t.get('candidate')}"] = cells
+    return pl.DataFrame(columns)
+
+
+def _nulls_out(doc: Any) -> Any:
+    """The document with ``None`` values dropped from mappings (the registry keeps finite numbers)."""
+    if isinstance(doc, dict):
+        return {k: _nulls_out(v) for k, v in doc.items() if v is not None}
+    if isinstance(doc, list):
+        return [_nulls_out(v) for v in doc]
+    return doc
 
 
 def _predict_bounded(

@@ -7,6 +7,7 @@ writer can save them.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -136,6 +137,19 @@ def ic_chart(ic: pl.DataFrame, window: int = 20) -> bytes:
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_title("Rolling information coefficient")
     ax.legend(loc="upper left", fontsize=9)
+    return _png(fig)
+
+
+def importance_chart(values: Sequence[tuple[str, float]], kind: str) -> bytes:
+    """Horizontal bars of a model's top features for one importance kind, largest at the top."""
+    fig, axes = _figure(max(2.5, 0.25 * len(values) + 1.0))
+    names = [name for name, _ in reversed(values)]
+    numbers = [value for _, value in reversed(values)]
+    colors = [_PALETTE["strategy"] if v >= 0 else _PALETTE["dd"] for v in numbers]
+    axes.barh(range(len(values)), numbers, color=colors)
+    axes.set_yticks(range(len(values)))
+    axes.set_yticklabels(names, fontsize=8)
+    axes.set_title(f"Feature importance: {kind} (top {len(values)})")
     return _png(fig)
 
 

@@ -85,13 +85,16 @@ def run_report(
     subtitle: str = "",
     statistics: Mapping[str, Any] | None = None,
     risk_free: pl.DataFrame | None = None,
+    importance: Mapping[str, Mapping[str, float]] | None = None,
+    comparison: pl.DataFrame | None = None,
 ) -> ReportPaths:
     """Write ``report.html``, the PNGs, ``daily.parquet``/``daily.csv`` and the tables into ``out_dir``.
 
     ``ic`` is the daily IC (:func:`prediction_ic`); without it, ``predictions`` and ``store`` give it.
     ``statistics`` is the statistics document to show (the one the caller printed and saved); without
     it, the result's own (:func:`collect_statistics`, with ``risk_free`` — ``datetime, rate``, e.g.
-    a store's ``risk_free()`` — for the Sharpe ratio).
+    a store's ``risk_free()`` — for the Sharpe ratio). ``importance`` and ``comparison``: see
+    :func:`~hikyuu_qlib.backtest.report.writer.write_report`.
     """
     if ic is None and predictions is not None:
         if store is None:
@@ -110,4 +113,6 @@ def run_report(
         title=title,
         subtitle=subtitle,
         benchmark=benchmark,
+        importance=importance,
+        comparison=comparison,
     )

@@ -25,6 +25,7 @@ from hikyuu_qlib.backtest.report import charts
 from hikyuu_qlib.backtest.report import html as report_html
 from hikyuu_qlib.domain import InvalidInputError
 from hikyuu_qlib.domain.schema import DATETIME
+from hikyuu_qlib.modelling.importance import KINDS, top
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,13 @@ def write_report(
     title: str = "Backtest report",
     subtitle: str = "",
     benchmark: str | None = None,
+    importance: Mapping[str, Mapping[str, float]] | None = None,
+    comparison: pl.DataFrame | None = None,
 ) -> ReportPaths:
     """Write the report into ``out_dir`` (created if needed) and return the paths written.
+
+    ``importance`` (the model's feature importance by kind) adds a chart of each kind's top features;
+    ``comparison`` (measure, then one column per model: ``hq model compare``) adds its table.
 
     ``daily`` needs ``datetime, return`` (before costs), ``cost, turnover`` (fractions of the previous
     account) and may carry ``bench_return`` and any account columns; ``ic`` has ``datetime, ic`` and
@@ -192,6 +198,9 @@ def write_report(
     }
     if ic is not None:
         pngs["rolling_ic"] = charts.ic_chart(ic)
+    for kind in importance or {}:
+        assert importance is not None
+        pngs[f"importance_{kind}"] = charts.importance_chart(top(importance, kind, 20), kind)
     png_paths = {}
     for name, data in pngs.items():
         png_paths[name] = out / f"{name}.png"
@@ -234,6 +243,19 @@ def write_report(
             + report_html.definitions_table(used_measures(statistics)),
         ),
     ]
+    if importance:
+        body = "".join(
+            report_html.image(pngs[f"importance_{kind}"], f"importance {kind}")
+            + f'<p class="note">{html.escape(kind)}: {html.escape(KINDS.get(kind, kind))}.</p>'
+            for kind in importance
+        )
+        sections.append(report_html.section("importance", "Feature importance", body))
+    if comparison is not None and comparison.height:
+        sections.append(
+            report_html.section(
+                "comparison", "Model comparison", report_html.frame_table("Models side by side", comparison)
+            )
+        )
     if positions is not None and positions.height:
         last = positions
         if "datetime" in positions.columns:

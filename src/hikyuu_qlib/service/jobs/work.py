@@ -158,8 +158,13 @@ def _train(body: TrainJob, ctx: ResearchContext, report: Report, job_id: str) ->
     from hikyuu_qlib.modelling.presets import ProcessorStep
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
 
+    if body.model.selecting():
+        raise InvalidInputError(
+            "model candidates and seeds (selection on valid) run in hq run, not a train job"
+        )
     report(0.0, "features")
     members = ctx.universe(body.universe, body.segments.span())
+    explicit = "processors" in body.model_fields_set  # else the preset's own processors
     spec = TrainSpec(
         body.model.name or f"{body.model.preset}-{members.name}",
         body.segments,
@@ -168,8 +173,8 @@ def _train(body: TrainJob, ctx: ResearchContext, report: Report, job_id: str) ->
         num_threads=body.model.num_threads,
         params=dict(body.model.params),
         num_boost_round=body.num_boost_round,
-        infer=tuple(ProcessorStep.of(p) for p in body.processors.infer),
-        learn=tuple(ProcessorStep.of(p) for p in body.processors.learn),
+        infer=tuple(ProcessorStep.of(p) for p in body.processors.infer) if explicit else None,
+        learn=tuple(ProcessorStep.of(p) for p in body.processors.learn) if explicit else None,
         tags={JOB_TAG: job_id},
     )
     outcome = train_and_register(
