@@ -83,7 +83,7 @@ BODY: MemoryOnly[Body] = MemoryOnly("bars-body", lambda body: len(body.data) + 1
 
 
 def bars_meta(result: LoadResult, source: str) -> dict[str, Any]:
-    from hikyuu_qlib.service.routers.market import error_doc
+    from hikyuu_qlib.service.problems import error_doc
 
     return {
         "rows": result.frame.height,

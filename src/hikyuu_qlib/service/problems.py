@@ -215,3 +215,8 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def error_doc(errors: dict[str, BaseException]) -> dict[str, dict[str, str]]:
+    """Per-code errors of a partial result, as the body carries them beside the data (type and message)."""
+    return {code: {"type": type(err).__name__, "message": str(err)} for code, err in sorted(errors.items())}

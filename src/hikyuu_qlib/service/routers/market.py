@@ -43,10 +43,6 @@ StockTypeName = Literal[
 ]
 
 
-def error_doc(errors: dict[str, BaseException]) -> dict[str, dict[str, str]]:
-    return {code: {"type": type(err).__name__, "message": str(err)} for code, err in sorted(errors.items())}
-
-
 def _page_fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 

@@ -14,8 +14,8 @@ from hikyuu_qlib.domain.model import ModelStatus, ModelType
 from hikyuu_qlib.domain.queries import ModelFilter
 from hikyuu_qlib.service.deps import READ, WRITE, json_response, state_of
 from hikyuu_qlib.service.formats import frame_response, negotiate
-from hikyuu_qlib.service.problems import problems
-from hikyuu_qlib.service.routers.market import FRAME_RESPONSE, error_doc
+from hikyuu_qlib.service.problems import error_doc, problems
+from hikyuu_qlib.service.routers.market import FRAME_RESPONSE
 from hikyuu_qlib.service.schemas import (
     MODEL_ID_PATTERN,
     MODEL_REF_PATTERN,
