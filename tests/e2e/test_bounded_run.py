@@ -24,9 +24,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml"
 BUDGET_MB = 1536
-#: 60 boosting rounds at most (``num_iterations`` overrides the preset's 1000): the test is about memory
+#: 60 boosting rounds at most (``num_boost_round`` overrides the preset's 1000): the test is about memory
 #: and equality, not about the model.
-SHORT = "  params: {num_iterations: 60}"
+SHORT = "  params: {num_boost_round: 60}"
 
 
 def workflow(tmp: Path, universe: str) -> Path:
