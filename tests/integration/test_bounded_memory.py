@@ -29,6 +29,7 @@ from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, MemoryBudgetError
 from hikyuu_qlib.modelling import streaming, trainer
 from hikyuu_qlib.modelling.dataset import labels, matrix, prepare_frame
+from hikyuu_qlib.modelling.families.lightgbm import LightGBMModel
 from hikyuu_qlib.modelling.presets import ProcessorStep, get_preset, qlib_default_learn
 from hikyuu_qlib.modelling.service import segment_metrics
 from hikyuu_qlib.stores.qlib import QlibStore
@@ -162,7 +163,7 @@ def test_a_model_trained_from_blocks_is_the_in_memory_model(
     assert bounded.booster.model_to_string() == memory.booster.model_to_string()
     assert bounded.best_iteration == memory.best_iteration
     assert not list((tmp_path / "scratch").iterdir())  # the row files are gone
-    expected = segment_metrics(memory.booster, data, 2)
+    expected = segment_metrics(LightGBMModel(memory.booster, list(data.features)), data, 2)
     got = streaming.segment_metrics_blocks(bounded.booster, stream, 2)
     for segment in segments:
         for key, value in expected[segment].items():

@@ -24,7 +24,6 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -133,19 +132,31 @@ def _start_worker(settings_doc: dict[str, Any]) -> None:
     _WORKER["market"] = open_market(settings=settings, cache=open_cache(settings))
 
 
-def _portable(exc: HQError) -> HQError:
-    """``exc`` if it crosses a process boundary intact, else the nearest kind of it that does."""
-    for kind in type(exc).__mro__:
-        if not (isinstance(kind, type) and issubclass(kind, HQError)):
-            continue
-        candidate = exc if kind is type(exc) else kind(str(exc))
-        with contextlib.suppress(Exception):
-            pickle.loads(pickle.dumps(candidate))
-            return candidate
-    return HQError(str(exc))
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """An expected error of a body process, as data (its kind and message) rather than an object."""
+
+    kind: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: HQError) -> Failed:
+        return cls(type(exc).__name__, str(exc))
+
+    def error(self) -> HQError:
+        """The error again, as the nearest kind of :class:`HQError` that takes a message."""
+        kinds = [HQError]
+        while kinds:
+            kind = kinds.pop()
+            if kind.__name__ == self.kind:
+                with contextlib.suppress(Exception):
+                    return kind(self.message)
+                break
+            kinds.extend(kind.__subclasses__())
+        return HQError(self.message)
 
 
-def build_in_worker(ask: BarsAsk) -> Body | HQError:
+def build_in_worker(ask: BarsAsk) -> Body | Failed:
     """Read and serialise one bars request in a body process (an expected error is returned)."""
     md = _WORKER["market"]
     try:
@@ -154,7 +165,7 @@ def build_in_worker(ask: BarsAsk) -> Body | HQError:
         )
         return body_of(result, md.store.source, MediaType(ask.media), ask.compression)
     except HQError as exc:
-        return _portable(exc)
+        return Failed.of(exc)
 
 
 class BarBodies:
@@ -220,8 +231,8 @@ class BarBodies:
                     raise
                 log.warning("a bars body process died: starting another")
                 continue
-            if isinstance(outcome, HQError):
-                raise outcome
+            if isinstance(outcome, Failed):
+                raise outcome.error()
             return outcome
         raise AssertionError("unreachable")
 
