@@ -111,7 +111,10 @@ def _train(store, universe, env, frame, preset: str, **kw: Any):  # type: ignore
 
 
 def test_every_preset_has_a_case() -> None:
-    assert set(PRESETS) == set(CASES)
+    # the Alpha360 presets train on their own features: tests/e2e/test_cli_alpha360.py round-trips them
+    on_alpha158 = {name for name, preset in PRESETS.items() if preset.feature_set == "alpha158"}
+    assert on_alpha158 == set(CASES)
+    assert set(PRESETS) - on_alpha158 == {"qlib-lgb-alpha360"}
 
 
 @pytest.mark.parametrize("preset", list(CASES))
