@@ -134,7 +134,11 @@ def test_model_list_and_show_from_a_server_match_the_registry(
     shown = _doc(
         hq("model", "show", model_id[:8].lower(), "--format", "json", *_remote(server), env=remote_env)
     )
-    assert shown == _doc(hq("model", "show", model_id, "--format", "json", env=local_env))
+    local = _doc(hq("model", "show", model_id, "--format", "json", env=local_env))
+    # the feature importance is an artifact of the server's store, not served by the API yet: a remote
+    # show says so with null, and everything else is the record as the registry holds it
+    assert shown.pop("importance") is None and local.pop("importance") is not None
+    assert shown == local
     missing = hq("model", "show", "0000000000", "--format", "json", *_remote(server), env=remote_env)
     assert _doc(missing, code=3)["error"]["type"] == "ModelNotFoundError"  # exit 3, as locally
 
