@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,7 +47,7 @@ class SourceSpec:
         kind, sep, rest = raw.partition(":")
         kind = kind.lower()
         bare_dir = (
-            not sep and kind != "synthetic" and Path(raw).expanduser().is_dir()
+            not sep and kind != "synthetic" and _holds(Path(raw).expanduser().is_dir)
         )  # ``hikyuu`` the folder
         if kind not in _KINDS or bare_dir:
             if raw and _looks_like_path(raw):
@@ -80,9 +81,19 @@ class SourceSpec:
         return f"{self.kind}:{self.path}"
 
 
+def _holds(check: Callable[[], bool]) -> bool:
+    """A file-system check that is false, not an error, for a name the OS refuses (too long, bad bytes)."""
+    try:
+        return check()
+    except (OSError, ValueError):
+        return False
+
+
 def _looks_like_path(text: str) -> bool:
     """A spec without a known kind is a path when it names something that exists or is spelled like one."""
-    return Path(text).expanduser().exists() or text.startswith((".", "~")) or "/" in text or "\\" in text
+    return (
+        _holds(Path(text).expanduser().exists) or text.startswith((".", "~")) or "/" in text or "\\" in text
+    )
 
 
 def detect_kind(path: Path, text: str | None = None) -> Literal["hikyuu", "qlib"]:
@@ -90,10 +101,10 @@ def detect_kind(path: Path, text: str | None = None) -> Literal["hikyuu", "qlib"
     ``hikyuu.ini`` (or is a ``hikyuu.ini``), ``qlib`` when it holds a ``calendars`` directory; anything else
     is an :class:`InvalidSourceError` saying what was looked for."""
     named = text if text is not None else str(path)
-    if path.is_file() and path.name == "hikyuu.ini":
+    if _holds(path.is_file) and path.name == "hikyuu.ini":
         return "hikyuu"
-    if not path.is_dir():
-        what = "not a directory" if path.exists() else "no such directory"
+    if not _holds(path.is_dir):
+        what = "not a directory" if _holds(path.exists) else "no such directory"
         raise InvalidSourceError(
             f"invalid source {named!r}: {what} (a bare path must be a Hikyuu or Qlib data directory; "
             "or name the kind: hikyuu:PATH, qlib:PATH)"
