@@ -7,6 +7,7 @@ Remote runs get an empty ``HQ_HOME`` and no ``HQ_SOURCE``: whatever they print c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -38,9 +39,12 @@ Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 @pytest.fixture
-def hq(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+def hq(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
     """``hq ARGS`` in this process (as the ``hq`` entry point runs it) with the ``HQ_*`` settings of
-    ``env`` (and no others): what it printed, and its exit code."""
+    ``env`` (and no others): what it printed, and its exit code. The package logger is given back as it
+    was (the command sets its own handler on it), so later tests' log capture sees the records."""
+    logger = logging.getLogger("hikyuu_qlib")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
 
     def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         for name in [n for n in os.environ if n.startswith("HQ_")]:
@@ -53,7 +57,14 @@ def hq(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> R
         out = capsys.readouterr()
         return subprocess.CompletedProcess(list(args), code, out.out, out.err)
 
-    return run
+    yield run
+    for handler in list(logger.handlers):
+        if handler not in saved[0]:
+            logger.removeHandler(handler)
+            handler.close()
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 def _doc(proc: subprocess.CompletedProcess[str], code: int = 0) -> Any:
