@@ -77,7 +77,25 @@ def market_store(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> P
         env={**os.environ, "PYTHONPATH": str(REPO / "src"), "HQ_TEST_DATA": str(data_root)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # numba compiles the factor kernels once per install (LLVM's memory in the first process that uses
+    # them): compile them here, so the budget below is the run's, not a one-off compilation's
+    warm = subprocess.run(
+        [sys.executable, "-c", WARM_KERNELS, str(out)], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    assert warm.returncode == 0, warm.stderr[-3000:]
     return out
+
+
+WARM_KERNELS = """
+import sys
+from hikyuu_qlib.domain import DateRange
+from hikyuu_qlib.factors.pipeline import compute_features
+from hikyuu_qlib.factors.universe import Universe
+from hikyuu_qlib.stores.qlib import QlibStore
+store = QlibStore.open(sys.argv[1])
+compute_features(store, Universe.from_store(store, "csi300"), DateRange.of("2017-01-01", "2017-03-31"))
+"""
 
 
 def _env(tmp: Path, source: Path, **extra: str) -> dict[str, str]:
