@@ -210,12 +210,12 @@ class HikyuuStore:
         if hit is None:
             names = block_names(blocks)
             shown = ", ".join(names[:10]) + (f" … ({len(names)} blocks)" if len(names) > 10 else "")
-            codes = ", ".join(index["index_code"].unique().sort().head(10).to_list())
+            known = ", ".join(index["index_code"].unique().sort().head(10).to_list())
             raise NotFoundError(
                 f"unknown universe {universe!r} in {self.source}: known universes are "
                 f"{', '.join(UNIVERSES)}"
                 + (f" and the blocks {shown}" if names else " (the store has no blocks)")
-                + (f", or a block's index code ({codes})" if codes else "")
+                + (f", or a block's index code ({known})" if known else "")
             )
         if universe not in self._blocks_noted:
             self._blocks_noted.add(universe)
