@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 import polars as pl
 
 from hikyuu_qlib.app import open_artifacts, open_cache, open_feature_source, open_registry, open_store
-from hikyuu_qlib.domain import DateRange, InvalidInputError
+from hikyuu_qlib.domain import DateRange, InvalidInputError, NotFoundError
 from hikyuu_qlib.observability.telemetry import Telemetry
 from hikyuu_qlib.ports import Cache, FeatureSource, MarketData, ModelFiles, ModelRecords, RiskFreeSource
 from hikyuu_qlib.settings import Settings
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from hikyuu_qlib.stores.source import SourceSpec
 
 log = logging.getLogger(__name__)
+
+#: The tag of a model trained on a Qlib instruments file (``--universe-file``): the file's absolute path.
+UNIVERSE_FILE_TAG = "universe_file"
 
 
 class ResearchContext:
@@ -146,6 +149,27 @@ class ResearchContext:
                 raise InvalidInputError(f"no code in the universe {name!r}")
             return Universe.from_codes(codes)
         return Universe.from_store(self.features, name, dates)
+
+    def model_universe(
+        self, model: Model, name: str | None, dates: DateRange, *, file: Path | None = None
+    ) -> Universe:
+        """The universe a command runs a registered ``model`` on: ``name`` or the instruments ``file``
+        when given (not both), else the model's own — the instruments file it was trained on (its
+        ``universe_file`` tag) or its universe name."""
+        if name and file is not None:
+            raise InvalidInputError("--universe and --universe-file are mutually exclusive: give one")
+        if name or file is not None:
+            return self.universe(name or "", dates, file=file)
+        saved = model.tags.get(UNIVERSE_FILE_TAG)
+        if saved:
+            path = Path(saved)
+            if not path.is_file():
+                raise NotFoundError(
+                    f"model {model.id} was trained on the instruments file {path}, which is not found: "
+                    "give --universe or --universe-file"
+                )
+            return self.universe("", dates, file=path)
+        return self.universe(model.universe, dates)
 
     def risk_free(self) -> pl.DataFrame | None:
         """The store's risk-free rates (``datetime, rate``) when it has them (a RiskFreeSource)."""

@@ -80,8 +80,18 @@ def test_system_run_writes_trades_performance_and_report(hikyuu_dir: Path, tmp_p
     assert math.isclose(perf["cash"], daily["cash"][-1]) and math.isclose(
         perf["market_value"], daily["stock_value"][-1]
     )
+    # the account figures: total assets, the return on the invested cash, the cash each buy took
+    assert math.isclose(perf["total_assets"], perf["cash"] + perf["market_value"])
+    assert math.isclose(perf["total_assets"], doc["statistics"]["portfolio"]["final_account"])
+    assert math.isclose(perf["account_return"], perf["total_assets"] / perf["invested_cash"] - 1.0)
+    assert math.isclose(perf["closed_return"], sum(pnl) / 100_000.0)
+    assert perf["max_cash_share"] >= max(trades["cash_share"]) and 0.0 < perf["mean_cash_share"] < 1.0
+    if doc["open_positions"] == 0:
+        assert math.isclose(perf["max_cash_share"], max(trades["cash_share"]))
+        assert math.isclose(perf["mean_cash_share"], trades["cash_share"].mean())  # type: ignore[arg-type]
     page = (out / "report.html").read_text()
     assert "max_consecutive_win_amount" in page and "赢利交易数" in page  # the figure and its Hikyuu name
+    assert "max_cash_share" in page and "单笔交易最大占用现金比例" in page
 
 
 def test_an_expression_signal_trades_as_the_ma_cross(hikyuu_dir: Path, tmp_path: Path) -> None:

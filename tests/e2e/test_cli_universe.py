@@ -83,3 +83,63 @@ def test_universe_list_of_a_qlib_store(qlib_dir: Path) -> None:
     proc = run_hq("data", "universe", "list", "--source", f"qlib:{qlib_dir}", "--format", "json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["universes"] == ["all", "csi300"]
+
+
+def test_a_block_s_index_code_listed_and_used_as_its_name(
+    hikyuu_dir: Path, qlib_dir: Path, tmp_path: Path
+) -> None:
+    """stock.db's BlockIndex table (a generated copy in Hikyuu's layout): ``universe list`` shows each
+    block's index code, ``--universe SH000300`` names the block, ``import --index`` writes the row."""
+    root = store_copy(hikyuu_dir, tmp_path / "store")
+    source = f"hikyuu:{root}"
+    with sqlite3.connect(root / "stock.db") as conn:  # rows as Hikyuu's block importers write them
+        conn.executemany(
+            "INSERT INTO Block (category, name, market_code) VALUES (?, ?, ?)",
+            [("指数板块", "中证500", c) for c in ("SZ000004", "SZ000005")]
+            + [("行业板块", "银行", "SH600000")],
+        )
+        conn.execute(
+            'CREATE TABLE `BlockIndex` ("id" INTEGER, `category` VARCHAR(100) NOT NULL, `name` VARCHAR(100) '
+            'NOT NULL, `market_code` VARCHAR(30) NOT NULL, PRIMARY KEY("id" AUTOINCREMENT))'
+        )
+        conn.execute(
+            "INSERT INTO BlockIndex (category, name, market_code) VALUES ('指数板块', '中证500', 'SH000905')"
+        )
+    csi300 = qlib_dir / "instruments" / "csi300.txt"
+    proc = run_hq(
+        "data", "universe", "import", str(csi300), "--name", "沪深300", "--category", "指数板块",
+        "--index", "000300.SH", "--into", source, "--on", "2011-06-01", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["index_code"] == "SH000300"
+    with sqlite3.connect(root / "stock.db") as conn:
+        rows = conn.execute("SELECT category, name, market_code FROM BlockIndex ORDER BY id").fetchall()
+    assert rows == [("指数板块", "中证500", "SH000905"), ("指数板块", "沪深300", "SH000300")]
+    listed = json.loads(run_hq("data", "universe", "list", "--source", source, "--format", "json").stdout)
+    assert listed["index_codes"] == {"指数板块/中证500": "SH000905", "指数板块/沪深300": "SH000300"}
+    assert set(listed["blocks"]) == {"指数板块/中证500", "指数板块/沪深300", "行业板块/银行"}  # 银行 has none
+    table = run_hq("data", "universe", "list", "--source", source)
+    assert table.returncode == 0 and "SH000905" in table.stdout
+    # the block named by its index's code: the same codes as by its name
+    runs = {}
+    for name in ("SH000300", "沪深300"):
+        proc = run_hq(
+            "system", "run", "--source", source, "--universe", name, "--start", "2010-01-01", "--end",
+            "2011-12-31", "--signal", "ma-cross:5,20", "--out", str(tmp_path / name), "--format", "json",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[name] = json.loads(proc.stdout)["codes"]
+    assert runs["SH000300"] == runs["沪深300"] == ["SH600000", "SH600004", "SH600005", "SZ000001", "SZ000002"]
+    # an index stock.db does not list is refused, as Hikyuu would ignore it; so is one for an ini file
+    proc = run_hq(
+        "data", "universe", "import", str(csi300), "--name", "x", "--category", "指数板块", "--index", "SH009999",
+        "--into", source, "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "SH009999" in json.loads(proc.stdout)["error"]["message"]
+    (root / "block").mkdir()
+    (root / "block" / "zsbk.ini").write_text("[上证50]\n0,600000\n", encoding="utf-8")
+    proc = run_hq(
+        "data", "universe", "import", str(csi300), "--name", "上证50", "--category", "指数板块",
+        "--index", "SH000016", "--into", source, "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "qianlong" in json.loads(proc.stdout)["error"]["message"]

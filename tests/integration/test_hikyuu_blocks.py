@@ -134,3 +134,65 @@ def test_universe_from_a_qlib_instruments_file(qlib_dir: Path) -> None:
     assert len(by_hand) > 250
     with pytest.raises(NotFoundError, match="instruments file"):
         Universe.from_file(qlib_dir / "instruments" / "nope.txt")
+
+
+def add_block_index(db: Path, rows: list[tuple[str, str, str]]) -> None:
+    """The BlockIndex table in the layout of Hikyuu's stock.db (schema version 17: the columns of Block,
+    ``market_code`` holding the index's code), with rows as Hikyuu's block importers write them."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            'CREATE TABLE IF NOT EXISTS `BlockIndex` ("id" INTEGER, `category` VARCHAR(100) NOT NULL, '
+            '`name` VARCHAR(100) NOT NULL, `market_code` VARCHAR(30) NOT NULL, PRIMARY KEY("id" AUTOINCREMENT))'
+        )
+        conn.executemany("INSERT INTO BlockIndex (category, name, market_code) VALUES (?, ?, ?)", rows)
+
+
+def test_block_index_table_names_each_block_s_index(hikyuu_dir: Path, tmp_path: Path) -> None:
+    root = store_copy(hikyuu_dir, tmp_path / "store")
+    assert HikyuuStore.open(root).block_index().height == 0  # no BlockIndex table: no index
+    members = {
+        ("指数板块", "沪深300"): ["SH600000", "SH600004", "SZ000001"],
+        ("指数板块", "中证500"): ["SZ000004", "SZ000005"],
+        ("行业板块", "银行"): ["SH600000", "SZ000001"],
+        ("行业板块", "大盘"): ["SH600000"],
+    }
+    for (category, name), codes in members.items():
+        write_block_table(root / "stock.db", category, name, codes)
+    add_block_index(
+        root / "stock.db",
+        [
+            ("指数板块", "沪深300", "SH000300"),
+            ("指数板块", "中证500", "SH000905"),
+            ("指数板块", "沪深300", "SZ399300"),  # a second row for a block: Hikyuu keeps the first
+            ("指数板块", "上证50", "SH000016"),  # an index without a block: no block
+            ("行业板块", "银行", "SZ399986"),  # not in stock.db's stock list: Hikyuu ignores it
+            ("行业板块", "大盘", "SH000300"),  # the same index as an index block
+        ],
+    )
+    store = HikyuuStore.open(root)
+    assert store.block_index().rows() == [
+        ("指数板块", "中证500", "SH000905"),
+        ("指数板块", "沪深300", "SH000300"),
+        ("行业板块", "大盘", "SH000300"),
+    ]
+    # a block named by its index's code, in any spelling; the index block first when two share it
+    assert store.members("SH000300")["code"].to_list() == ["SH600000", "SH600004", "SZ000001"]
+    assert store.members("000905.SH")["code"].to_list() == ["SZ000004", "SZ000005"]
+    assert Universe.from_store(store, "sh000300").members_on("2011-06-01") == members[("指数板块", "沪深300")]
+    for unknown in ("SH000016", "SZ399986", "SZ399300"):
+        with pytest.raises(NotFoundError, match=unknown):
+            store.members(unknown)
+    # rewriting a block replaces its index row, as Hikyuu's block save does (none given: none kept)
+    write_block_table(root / "stock.db", "指数板块", "中证500", ["SZ000004"])
+    assert ("指数板块", "中证500", "SH000905") not in HikyuuStore.open(root).block_index().rows()
+    # two blocks outside the index category with one index: name one
+    write_block_table(root / "stock.db", "行业板块", "大盘", ["SH600000"], "SH000905")
+    write_block_table(root / "stock.db", "行业板块", "券商", ["SZ000002"], "sh000905")
+    assert HikyuuStore.open(root).block_index().filter(pl.col("index_code") == "SH000905").height == 2
+    with pytest.raises(InvalidInputError, match="CATEGORY/NAME"):
+        HikyuuStore.open(root).members("SH000905")
+    # a first row whose code is no stock code leaves the block without an index (Hikyuu ignores it)
+    add_block_index(
+        root / "stock.db", [("指数板块", "中证500", "not a code"), ("指数板块", "中证500", "SH000905")]
+    )
+    assert HikyuuStore.open(root).block_index().filter(pl.col("name") == "中证500").height == 0

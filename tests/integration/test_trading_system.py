@@ -272,7 +272,8 @@ def test_score_threshold_and_shared_cash_across_codes(store: HikyuuStore) -> Non
     # with cash to spare, each code trades exactly as it does alone
     for code in codes:
         alone = system.run(store, code, Y2010_2011).trades
-        assert many.trades_of(code).equals(alone)
+        # the same trades; only the share of the (shared) cash each buy took differs
+        assert many.trades_of(code).drop("cash_share").equals(alone.drop("cash_share"))
         assert alone.height > 0
     # the first buy of SZ000001: the first bar with a 5-day return above 5 %, filled at the next open
     sz = frames[1]
@@ -345,3 +346,58 @@ def test_fixed_percent_with_a_stop_risks_that_part_of_the_cash(store: HikyuuStor
     first = system.run(store, CODE, Y2010_2011).trades.row(0, named=True)
     # 100 000 yuan × 0.02 / (21.00 × 0.05 a share) = 1904.8 shares → 1900
     assert first["entry_price"] == pytest.approx(21.00) and first["shares"] == 1900.0
+
+
+def test_cash_use_and_account_figures_by_hand(store: HikyuuStore, bars: pl.DataFrame) -> None:
+    """Hikyuu's Performance account figures: a buy's cash share is (amount + costs) / the cash just
+    before it (单笔交易最大/交易平均占用现金比例); the account return is total assets / invested cash − 1."""
+    result = TradingSystem(MACross(5, 20), FixedCount(1000)).run(store, CODE, Y2010_2011)
+    trades = result.trades
+    expected = _loop_cross_trades(bars, 5, 20)
+    assert len(expected) == trades.height == 14 and result.positions.height == 0
+    # one code, one position at a time: the cash before the k-th buy is the initial cash plus the
+    # profits of the k − 1 trips closed before it
+    pnl = trades["pnl"].to_list()
+    cash_before = [100_000.0 + sum(pnl[:k]) for k in range(len(pnl))]
+    spent = [e * 1000 + _fixed_a(e * 1000, sell=False) for _, e, _, _ in expected]
+    shares = [s / c for s, c in zip(spent, cash_before, strict=True)]
+    assert trades["cash_share"].to_list() == pytest.approx(shares)
+    # pinned: the first buy, 1000 × 21.00 + 37.80 commission out of 100 000 yuan
+    assert trades["cash_share"][0] == pytest.approx(21_037.80 / 100_000.0)
+    perf = result.statistics()["performance"]
+    assert perf["max_cash_share"] == pytest.approx(max(shares))
+    assert perf["mean_cash_share"] == pytest.approx(sum(shares) / len(shares))
+    assert perf["invested_cash"] == 100_000.0
+    assert perf["invested_assets"] == perf["borrowed_cash"] == perf["borrowed_assets"] == 0.0
+    assert perf["cash"] == pytest.approx(100_000.0 + sum(pnl)) and perf["market_value"] == 0.0
+    assert perf["total_assets"] == pytest.approx(100_000.0 + sum(pnl))
+    assert perf["account_return"] == pytest.approx(sum(pnl) / 100_000.0)
+    assert perf["closed_return"] == pytest.approx(sum(pnl) / 100_000.0)  # flat at the end: the same
+    days = (result.daily["datetime"][-1] - result.daily["datetime"][0]).days + 1
+    growth = (100_000.0 + sum(pnl)) / 100_000.0
+    assert perf["cagr_calendar"] == pytest.approx(growth ** (365.0 / days) - 1.0)
+    assert perf["annual_return_calendar"] == pytest.approx((growth - 1.0) / (days / 365.0))
+
+
+def test_cash_use_of_an_open_position_and_of_all_in_buys(store: HikyuuStore, bars: pl.DataFrame) -> None:
+    signal = ExprSignal(buy=pl.col("datetime") == D(2011, 11, 1), sell=pl.lit(False))
+    result = TradingSystem(signal, FixedCount(1000)).run(store, CODE, Y2010_2011)
+    entry, last = _bar(bars, D(2011, 11, 2))["open"], bars["close"][-1]
+    spent = 1000 * entry + _fixed_a(1000 * entry, sell=False)
+    assert result.positions["cash_share"].to_list() == pytest.approx([spent / 100_000.0])
+    perf = result.statistics()["performance"]
+    # the open position's buy is a buy: it counts in the cash shares, as in Hikyuu's trade list
+    assert perf["max_cash_share"] == perf["mean_cash_share"] == pytest.approx(spent / 100_000.0)
+    assert perf["total_assets"] == pytest.approx(100_000.0 - spent + 1000 * last)
+    assert perf["account_return"] == pytest.approx((100_000.0 - spent + 1000 * last) / 100_000.0 - 1.0)
+    assert perf["closed_return"] == 0.0  # nothing closed
+    # all-in sizing: each buy takes all the cash it can in whole lots, so its share is below 1 by less
+    # than one lot (and its commission) over the cash
+    allin = TradingSystem(MACross(5, 20), FixedPercent(1.0), init_cash=50_000.0).run(store, CODE, Y2010_2011)
+    trades = allin.trades
+    pnl = trades["pnl"].to_list()
+    cash_before = [50_000.0 + sum(pnl[:k]) for k in range(len(pnl))]
+    for share, price, cash in zip(trades["cash_share"], trades["entry_price"], cash_before, strict=True):
+        lot = 100 * price
+        assert 1.0 - (lot + max(lot * 0.0018, 5.0)) / cash < share <= 1.0
+    assert allin.statistics()["performance"]["max_cash_share"] == pytest.approx(max(trades["cash_share"]))

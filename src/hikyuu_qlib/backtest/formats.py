@@ -86,7 +86,7 @@ def column_kind(column: str) -> Kind | None:
         return Kind.COUNT
     if column.endswith("_yuan"):
         return Kind.MONEY
-    if column == "weight":
+    if column in ("weight", "cash_share"):
         return Kind.RATIO
     return None
 

@@ -100,10 +100,14 @@ _LIST = (
         "the mean annual risk-free rate that sharpe uses (Hikyuu's "
         "10-year government bond yield; 0 without one)",
     ),
-    Measure("initial_cash", Kind.MONEY, "the account's value before the first day"),
+    Measure("initial_cash", Kind.MONEY, "the account's value before the first day (Hikyuu: 帐户初始金额)"),
     Measure("final_account", Kind.MONEY, "cash plus positions at their last price after the last day"),
     Measure("total_cost", Kind.MONEY, "the sum of every trade's costs (commissions, stamp tax)"),
-    Measure("realised_pnl", Kind.MONEY, "the sum of the closed round trips' profits, net of costs"),
+    Measure(
+        "realised_pnl",
+        Kind.MONEY,
+        "the sum of the closed round trips' profits, net of costs (Hikyuu: 已平仓净利润总额)",
+    ),
     Measure("open_positions", Kind.COUNT, "positions still held after the last day"),
     Measure("code", Kind.TEXT, "the benchmark's code"),
     Measure("mean", Kind.RATIO, "the mean daily return"),
@@ -163,25 +167,62 @@ _LIST = (
     ),
     Measure("rows", Kind.COUNT, "rows (stock-days) scored"),
     # the trading system's performance group: Hikyuu's Performance figures (their Hikyuu names in brackets)
-    Measure("cash", Kind.MONEY, "the cash after the last day (Hikyuu: 现金余额)"),
+    Measure(
+        "invested_cash",
+        Kind.MONEY,
+        "the cash put into the account: initial_cash, as the system deposits no more (Hikyuu: 累计投入本金)",
+    ),
+    Measure(
+        "invested_assets",
+        Kind.MONEY,
+        "the value of assets (shares) put into the account: 0, the system starts from cash (累计投入资产)",
+    ),
+    Measure("borrowed_cash", Kind.MONEY, "the cash borrowed: 0, the system does not borrow (累计借入现金)"),
+    Measure(
+        "borrowed_assets", Kind.MONEY, "the assets borrowed: 0, the system does not sell short (累计借入资产)"
+    ),
+    Measure("bonus_income", Kind.MONEY, "the cash bonuses received on the shares held (累计红利)"),
+    Measure("cash", Kind.MONEY, "the cash after the last day (现金余额)"),
     Measure(
         "market_value",
         Kind.MONEY,
         "the open positions at their last close after the last day (未平仓头寸净值)",
     ),
-    Measure("bonus_income", Kind.MONEY, "the cash bonuses received on the shares held (累计红利)"),
-    Measure("closed_cost", Kind.MONEY, "the costs of the closed round trips, both sides (已平仓交易总成本)"),
-    Measure("closed_return", Kind.RATIO, "realised_pnl / initial_cash (已平仓帐户收益率)"),
     Measure(
-        "annual_return_calendar",
-        Kind.RATIO,
-        "(final_account / initial_cash − 1) / years, years = calendar days of the run / 365 (帐户平均年收益率)",
+        "total_assets",
+        Kind.MONEY,
+        "cash + market_value − borrowed_cash − borrowed_assets after the last day (当前总资产)",
     ),
+    Measure("closed_cost", Kind.MONEY, "the costs of the closed round trips, both sides (已平仓交易总成本)"),
+    Measure(
+        "max_cash_share",
+        Kind.RATIO,
+        "the largest share of the cash that one buy took: (its amount + its costs) / the cash just before "
+        "it, over every buy, open positions' included (单笔交易最大占用现金比例)",
+    ),
+    Measure(
+        "mean_cash_share",
+        Kind.RATIO,
+        "the mean over every buy of (its amount + its costs) / the cash just before it (交易平均占用现金比例)",
+    ),
+    Measure(
+        "account_return",
+        Kind.RATIO,
+        "total_assets / invested_cash − 1: the return of the account, open positions included "
+        "(未平仓帐户收益率)",
+    ),
+    Measure("closed_return", Kind.RATIO, "realised_pnl / invested_cash (已平仓帐户收益率)"),
     Measure(
         "cagr_calendar",
         Kind.RATIO,
-        "(final_account / initial_cash)^(1 / years) − 1, years = calendar days of the run / 365 "
-        "(帐户年复合收益率; cagr counts 238 trading days a year instead)",
+        "(total_assets / (invested_cash + invested_assets))^(1 / years) − 1, years = calendar days of the "
+        "run / 365 (帐户年复合收益率; cagr counts 238 trading days a year instead)",
+    ),
+    Measure(
+        "annual_return_calendar",
+        Kind.RATIO,
+        "(total_assets / (invested_cash + invested_assets) − 1) / years, years = calendar days of the run "
+        "/ 365 (帐户平均年收益率)",
     ),
     Measure("winning_trades", Kind.COUNT, "closed round trips with a profit > 0 net of costs (赢利交易数)"),
     Measure("losing_trades", Kind.COUNT, "closed round trips with a profit ≤ 0 net of costs (亏损交易数)"),

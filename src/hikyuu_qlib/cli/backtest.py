@@ -19,6 +19,7 @@ from hikyuu_qlib.cli.options import (
     OutputFormat,
     SourceOption,
     SummaryFormatOption,
+    UniverseFileOption,
 )
 from hikyuu_qlib.cli.output import check_out_dir, emit_json, guarded, stdout_console
 from hikyuu_qlib.cli.remote import (
@@ -66,10 +67,7 @@ def run(
     ] = None,
     source: SourceOption = None,
     universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
-    universe_file: Annotated[
-        Path | None,
-        typer.Option("--universe-file", help="with --model: a Qlib instruments file as the universe"),
-    ] = None,
+    universe_file: UniverseFileOption = None,
     start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
     end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
     topk: Annotated[int | None, typer.Option(min=1, help=f"stocks held {_default('topk')}")] = None,

@@ -1,5 +1,5 @@
 """The options that several commands share, defined once: the source, the registry, the output format,
-the metrics file of batch commands.
+the metrics file of batch commands, the instruments file as a universe.
 
 One :class:`OutputFormat` names every format. Commands that print a frame accept all of them; commands
 that print a summary accept ``table`` and ``json`` (:data:`SummaryFormatOption`).
@@ -123,5 +123,13 @@ MetricsFileOption = Annotated[
         "--metrics-file",
         help="write the command's Prometheus metrics to FILE.prom when it ends (node_exporter textfile "
         "format, atomically)",
+    ),
+]
+UniverseFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--universe-file",
+        help="a Qlib instruments file (CODE<TAB>START<TAB>END per span) as the universe, each code a member "
+        "over its spans only",
     ),
 ]

@@ -21,6 +21,7 @@ from hikyuu_qlib.cli.options import (
     OutputFormat,
     SourceOption,
     SummaryFormatOption,
+    UniverseFileOption,
 )
 from hikyuu_qlib.cli.output import (
     check_out_file,
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hikyuu_qlib.cli.research")
 
+
+#: The universe ``hq model train`` trains on without --universe or --universe-file.
+DEFAULT_UNIVERSE = "csi300"
 
 #: Prediction files: extension → format.
 PREDICTION_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -128,8 +132,9 @@ def train(
     test_span: Annotated[str | None, typer.Option("--test", help="test segment")] = None,
     source: SourceOption = None,
     universe: Annotated[
-        str, typer.Option("--universe", "-u", help="universe name or CODE,CODE,…")
-    ] = "csi300",
+        str | None, typer.Option("--universe", "-u", help="universe name or CODE,CODE,… (default csi300)")
+    ] = None,
+    universe_file: UniverseFileOption = None,
     factors: Annotated[str, typer.Option("--factors", help="factor set")] = "alpha158",
     preset: Annotated[
         str, typer.Option("--preset", help="training preset (hq model presets)")
@@ -177,6 +182,7 @@ def train(
     from hikyuu_qlib.modelling.presets import get_preset, parse_param
     from hikyuu_qlib.modelling.quality import over_seeds
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
+    from hikyuu_qlib.research import UNIVERSE_FILE_TAG
 
     chosen = get_preset(preset)
     params = dict(parse_param(item) for item in param or [])
@@ -185,18 +191,28 @@ def train(
         raise InvalidInputError("--label names the label column of --features FILE.parquet")
     if features_file is not None and label is None:
         raise InvalidInputError("--features needs --label COL (the label column of the file)")
+    if universe and universe_file is not None:
+        raise InvalidInputError("--universe and --universe-file are mutually exclusive: give one")
+    if features_file is not None and (universe or universe_file is not None):
+        raise InvalidInputError(
+            "--features trains on the file's rows: not with --universe or --universe-file"
+        )
     if features_file is None and factors != chosen.feature_set:
         raise InvalidInputError(f"preset {preset} trains on {chosen.feature_set}, not {factors!r}")
     segments = Segments.parse(train_span, valid_span, test_span)
     remote = remote_of(server, token, current().settings)
     if remote is not None:
         refuse_local_options(
-            source=source, no_cache=no_cache, metrics_file=metrics_file, features_file=features_file
+            source=source,
+            no_cache=no_cache,
+            metrics_file=metrics_file,
+            features_file=features_file,
+            universe_file=universe_file,
         )
         if seeds != 1:
             raise InvalidInputError("--seeds: only for a local run (a server job trains one model)")
         body = {
-            "universe": universe,
+            "universe": universe or DEFAULT_UNIVERSE,
             "factors": factors,
             "model": {"preset": preset, "seed": seed, "num_threads": threads, "name": name, "params": params},
             "segments": {
@@ -243,10 +259,12 @@ def train(
             extra_tags = {"source": f"file:{features_file.resolve()}", "label_column": str(label)}
             feature_set: str | None = f"file:{features_file.name}"
         else:
-            members = ctx.universe(universe, segments.span())
+            members = ctx.universe(universe or DEFAULT_UNIVERSE, segments.span(), file=universe_file)
             store = ctx.features
             where = ctx.source
-            extra_tags, feature_set = {}, None
+            feature_set = None
+            # predict and evaluate default to the model's universe: the file, found again by its path
+            extra_tags = {} if universe_file is None else {UNIVERSE_FILE_TAG: str(universe_file.resolve())}
         group = _seed_group() if seeds > 1 else None
         for k in range(seeds):
             spec = TrainSpec(
@@ -352,6 +370,7 @@ def evaluate(
     model_id: Annotated[str, typer.Argument(help="a model id or a unique prefix of one")],
     source: SourceOption = None,
     universe: Annotated[str | None, typer.Option("--universe", "-u", help="default: the model's")] = None,
+    universe_file: UniverseFileOption = None,
     start: Annotated[str | None, typer.Option("--start", help="default: the model's test segment")] = None,
     end: Annotated[str | None, typer.Option("--end", help="default: the model's test segment")] = None,
     daily: Annotated[bool, typer.Option("--daily", help="include the IC of every day")] = False,
@@ -382,7 +401,7 @@ def evaluate(
             raise InvalidInputError("the model has no segments: give --start and --end")
         dates = DateRange.of(start or default.start, end or default.end)  # type: ignore[union-attr]
         ctx.use_model_source(record)
-        members = ctx.universe(universe or record.universe, dates)
+        members = ctx.model_universe(record, universe, dates, file=universe_file)
         report = service.evaluate(
             full,
             predictor=ctx.predictor,
@@ -437,6 +456,7 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="FILE.parquet (or .pq) or FILE.csv")],
     source: SourceOption = None,
     universe: Annotated[str | None, typer.Option("--universe", "-u", help="default: the model's")] = None,
+    universe_file: UniverseFileOption = None,
     qlib_form: Annotated[
         bool,
         typer.Option(
@@ -480,13 +500,17 @@ def predict(
         raise InvalidInputError("--qlib-form writes Parquet: use an --out FILE.parquet")
     dates = DateRange.of(start, end)
     remote = remote_of(server, token, current().settings)
+    if features_file is not None and (universe or universe_file is not None):
+        raise InvalidInputError("--features scores the file's rows: not with --universe or --universe-file")
     if features_file is not None:
         if remote is not None:
             refuse_local_options(features_file=features_file)
         _predict_file(model_id, features_file, dates, out, kind, db, fmt)
         return
     if remote is not None:
-        refuse_local_options(source=source, no_cache=no_cache, memory_budget=memory_budget)
+        refuse_local_options(
+            source=source, no_cache=no_cache, memory_budget=memory_budget, universe_file=universe_file
+        )
         with remote.client() as hq:
             served = hq.predict(
                 model_id, start=day(start, "start date"), end=day(end, "end date"), universe=universe
@@ -500,7 +524,7 @@ def predict(
             record = ctx.registry.get(full)
             _refuse_file_model(record, "predict")
             ctx.use_model_source(record)
-            members = ctx.universe(universe or record.universe, dates)
+            members = ctx.model_universe(record, universe, dates, file=universe_file)
             bounded = Bounded(
                 MemoryBudget.of(memory_budget or ctx.settings.memory_budget), ctx.settings.cache_disk_dir
             )

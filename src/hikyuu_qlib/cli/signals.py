@@ -12,7 +12,13 @@ from typing import Annotated, Any
 import polars as pl
 import typer
 
-from hikyuu_qlib.cli.options import DbOption, OutputFormat, SourceOption, SummaryFormatOption
+from hikyuu_qlib.cli.options import (
+    DbOption,
+    OutputFormat,
+    SourceOption,
+    SummaryFormatOption,
+    UniverseFileOption,
+)
 from hikyuu_qlib.cli.output import (
     SUFFIX_FORMATS,
     check_out_file,
@@ -50,10 +56,6 @@ PctOption = Annotated[
     typer.Option(
         "--pct", help="percentile: the best fraction P of each date's codes, 0 < P <= 1 (default 0.1)"
     ),
-]
-UniverseFileOption = Annotated[
-    Path | None,
-    typer.Option("--universe-file", help="a Qlib instruments file (CODE<TAB>START<TAB>END) as the universe"),
 ]
 
 
@@ -171,7 +173,7 @@ def _model_signals(
         model_id = ctx.resolve_model(model)
         record = ctx.registry.get(model_id)
         ctx.use_model_source(record)
-        members = ctx.universe(universe or record.universe, dates, file=universe_file)
+        members = ctx.model_universe(record, universe, dates, file=universe_file)
         result = model_signals(
             model_id, rule, predictor=ctx.predictor, store=ctx.features, universe=members, dates=dates,
             cache=ctx.cache,

@@ -28,14 +28,19 @@ from hikyuu_qlib.backtest.system import (
     TradeSignals,
     TradingSystem,
 )
-from hikyuu_qlib.cli.options import MetricsFileOption, OutputFormat, SourceOption, SummaryFormatOption
+from hikyuu_qlib.cli.options import (
+    MetricsFileOption,
+    OutputFormat,
+    SourceOption,
+    SummaryFormatOption,
+    UniverseFileOption,
+)
 from hikyuu_qlib.cli.output import check_out_dir, emit_json, guarded, stdout_console, writing
 from hikyuu_qlib.cli.signals import (
     KOption,
     MethodOption,
     PctOption,
     ThresholdOption,
-    UniverseFileOption,
     signal_rule,
 )
 from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, NotFoundError, StockCode

@@ -12,7 +12,7 @@ import typer
 
 from hikyuu_qlib.cli.options import OutputFormat, SourceOption, SummaryFormatOption
 from hikyuu_qlib.cli.output import emit_json, guarded, print_fields
-from hikyuu_qlib.domain import DateRange, InvalidInputError
+from hikyuu_qlib.domain import DateRange, InvalidInputError, StockCode
 from hikyuu_qlib.domain.dates import parse_datetime
 
 log = logging.getLogger("hikyuu_qlib.cli")
@@ -26,7 +26,9 @@ universe_app = typer.Typer(
 @universe_app.command("list")
 @guarded
 def list_universes(source: SourceOption = None, fmt: SummaryFormatOption = OutputFormat.table) -> None:
-    """The universe names a store serves: Qlib instruments files, or Hikyuu's markets and blocks."""
+    """The universe names a store serves: Qlib instruments files, or Hikyuu's markets and blocks (with
+    their members' count, and the code of a block's index when stock.db's BlockIndex table gives one: the
+    block can be named by it, e.g. --universe SH000300)."""
     from hikyuu_qlib.app import open_store
     from hikyuu_qlib.cli.telemetry import current
     from hikyuu_qlib.stores.hikyuu import HikyuuStore
@@ -46,6 +48,7 @@ def list_universes(source: SourceOption = None, fmt: SummaryFormatOption = Outpu
                 f"{c}/{n}": int(size) for c, n, size in sizes.sort("category", "name").iter_rows()
             }
             assert set(doc["blocks"]) == set(block_names(blocks))
+            doc["index_codes"] = {f"{c}/{n}": code for c, n, code in store.block_index().iter_rows()}
         elif isinstance(store, QlibStore):
             doc["universes"] = universes(store.root)
         else:
@@ -71,13 +74,20 @@ def import_universe(
         str | None,
         typer.Option("--on", help="take the members on this date (default: the file's last date)"),
     ] = None,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index", help="the code of the block's index, e.g. SH000300 (stock.db's BlockIndex table)"
+        ),
+    ] = None,
     fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Write the members of an instruments file into a Hikyuu store as the block CATEGORY/NAME.
 
     Hikyuu's blocks have no dates: the block holds the members on --on. It goes where the store keeps
     its blocks: the category's ini file when its hikyuu.ini says [block] type = qianlong, else stock.db's
-    Block table (Hikyuu's default). A block of that name is replaced.
+    Block table (Hikyuu's default). A block of that name is replaced, and with it its index code in the
+    BlockIndex table (--index; the ini files hold none).
     """
     from hikyuu_qlib.factors.universe import Universe
     from hikyuu_qlib.stores.hikyuu.blocks import write_block_ini, write_block_table
@@ -89,6 +99,17 @@ def import_universe(
     if spec.kind != "hikyuu" or spec.path is None:
         raise InvalidInputError(f"--into {into!r}: a universe is imported into a Hikyuu store (hikyuu:DIR)")
     layout = resolve_layout(spec.path)
+    index_code = None if index is None else str(StockCode.parse(index))
+    if index_code is not None:
+        from hikyuu_qlib.stores.hikyuu import HikyuuStore
+
+        with HikyuuStore(layout) as store:
+            listed = index_code in set(store.stocks(valid=None)["code"].to_list())
+        if not listed:
+            raise InvalidInputError(
+                f"--index {index}: {index_code} is not in the stock list of {layout.db} (Hikyuu ignores an "
+                "index it does not list)"
+            )
     universe = Universe.from_file(file, name)
     last = universe.membership["end"].max()
     assert isinstance(last, dt.datetime)
@@ -98,15 +119,20 @@ def import_universe(
         raise InvalidInputError(f"{file}: no instrument is a member on {day:%Y-%m-%d}")
     blocks = layout.block_files()
     if category in blocks.files:
+        if index_code is not None:
+            raise InvalidInputError(
+                f"--index: the category {category} is a qianlong block file, which holds no index code"
+            )
         target = blocks.files[category]
         written = write_block_ini(target, name, codes)
     else:
         target = blocks.db or layout.db
-        written = write_block_table(target, category, name, codes)
+        written = write_block_table(target, category, name, codes, index_code)
     doc = {
         "file": str(file),
         "into": f"hikyuu:{layout.source_path}",
         "block": f"{category}/{name}",
+        "index_code": index_code,
         "on": f"{day:%Y-%m-%d}",
         "members": written,
         "written_to": str(target),

@@ -44,9 +44,13 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
     "cost": pl.Float64(),
     "income": pl.Float64(),
     "reason": pl.String(),
+    "cash_share": pl.Float64(),
 }
 """Closed round trips. ``pnl`` is net of both sides' costs and includes cash bonuses (``income``)
-received while held; ``shares`` is the number sold (gift shares included); prices include slippage."""
+received while held; ``shares`` is the number sold (gift shares included); prices include slippage.
+``cash_share`` is the share of the account's cash just before the buy that the buy took: (its amount +
+its costs) / that cash (Hikyuu's 占用现金比例 of a buy; it depends on the whole account, not on the
+code alone)."""
 
 POSITION_SCHEMA: dict[str, pl.DataType] = {
     "code": pl.String(),
@@ -58,7 +62,9 @@ POSITION_SCHEMA: dict[str, pl.DataType] = {
     "target_price": pl.Float64(),
     "cost": pl.Float64(),
     "income": pl.Float64(),
+    "cash_share": pl.Float64(),
 }
+"""Positions still open at the end; ``cost`` is the buy's, ``cash_share`` as in ``TRADE_SCHEMA``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +352,7 @@ def _trades(grid: _Grid, t_int: Any, t_flt: Any) -> pl.DataFrame:
             "cost": t_flt[:, 4],
             "income": t_flt[:, 5],
             "reason": np.array(kernel.REASONS, dtype=object)[t_int[:, 3]].tolist(),
+            "cash_share": t_flt[:, 6],
         }
     )
     return frame.select([pl.col(k).cast(v) for k, v in TRADE_SCHEMA.items()]).sort("entry_date", "code")
@@ -368,6 +375,7 @@ def _positions(grid: _Grid, st: Any, ints: Any, close: Any) -> pl.DataFrame:
             "target_price": st[held, 4],
             "cost": st[held, 5],
             "income": st[held, 6],
+            "cash_share": st[held, 7],
         }
     )
     return frame.select([pl.col(k).cast(v) for k, v in POSITION_SCHEMA.items()])

@@ -93,8 +93,9 @@ def _fill(
 ) -> None:  # pragma: no cover - compiled
     """Fill the pending orders of date ``t`` at ``prices[t]``: every sell, then every buy.
 
-    st[c] = [shares, entry_px, entry_amt, stop, target, pos_cost, income]; ints[c] = [pending, reason,
-    entry_t]; acct = [cash, trade count].
+    st[c] = [shares, entry_px, entry_amt, stop, target, pos_cost, income, cash_share]; ints[c] = [pending,
+    reason, entry_t]; acct = [cash, trade count]. ``cash_share`` is the share of the cash before the buy
+    that the buy took: (its amount + its costs) / that cash (Hikyuu's 占用现金比例).
     """
     n_c = prices.shape[1]
     for side in (_SELL, _BUY):
@@ -113,7 +114,7 @@ def _fill(
                 t_int[k, 0], t_int[k, 1], t_int[k, 2], t_int[k, 3] = c, ints[c, 2], t, ints[c, 1]
                 t_flt[k, 0], t_flt[k, 1], t_flt[k, 2] = st[c, 1], px, n
                 t_flt[k, 3] = amt - st[c, 2] + st[c, 6] - total_cost
-                t_flt[k, 4], t_flt[k, 5] = total_cost, st[c, 6]
+                t_flt[k, 4], t_flt[k, 5], t_flt[k, 6] = total_cost, st[c, 6], st[c, 7]
                 acct[1] += 1.0
                 st[c, 0] = 0.0
                 ints[c, 2] = -1
@@ -124,6 +125,7 @@ def _fill(
                     continue
                 amt = px * n
                 fee = order_cost(amt, n, False, is_sh[c], costs)
+                st[c, 7] = (amt + fee) / acct[0]
                 acct[0] -= amt + fee
                 st[c, 0], st[c, 1], st[c, 2] = n, px, amt
                 st[c, 3], st[c, 4] = px * (1.0 - stop_pct), px * (1.0 + profit_pct)
@@ -157,11 +159,12 @@ def run_grid(
     """Run the system over the grid (NaN prices where a code has no bar).
 
     Returns the daily cash, value, cost, traded amount and number of codes held; the closed trades as ints
-    [code, entry_t, exit_t, reason] and floats [entry_price, exit_price, shares, pnl, cost, income];
+    [code, entry_t, exit_t, reason] and floats [entry_price, exit_price, shares, pnl, cost, income,
+    cash_share];
     and the final state per code (floats as ``st`` in ``_fill``, ints [pending, reason, entry_t]).
     """
     n_t, n_c = close.shape
-    st = np.zeros((n_c, 7))
+    st = np.zeros((n_c, 8))
     ints = np.zeros((n_c, 3), dtype=np.int64)
     ints[:, 2] = -1
     acct = np.array([init_cash, 0.0])
@@ -173,7 +176,7 @@ def run_grid(
     d_held = np.zeros(n_t)
     cap = n_c * (n_t // 2 + 1) + 1
     t_int = np.empty((cap, 4), dtype=np.int64)
-    t_flt = np.empty((cap, 6))
+    t_flt = np.empty((cap, 7))
     for t in range(n_t):
         for c in range(n_c):
             g, b = gift[t, c], bonus[t, c]

@@ -6,6 +6,12 @@ of costs, every other trip is a loss (as Hikyuu counts them). Holding times are 
 entry to the exit date; idle time counts the trading days that end without any position. Years are
 calendar days from the first to the last date of the run, plus one, over 365.
 
+The account figures follow Hikyuu's funds record: the system deposits ``init_cash`` once and neither
+deposits more nor borrows, so the invested cash is ``init_cash``, the invested assets and the borrowed
+cash and assets are 0, and the total assets are the cash plus the open positions at their last close.
+The cash shares are over every buy (the closed round trips' and the open positions'), each the buy's
+amount and costs over the cash just before it (``cash_share`` of ``TRADE_SCHEMA``).
+
 R multiples need the risk taken at entry: with a stop loss of ``stop_pct``, a trip risks
 ``entry_price × stop_pct × shares``; without a stop loss they are NaN.
 """
@@ -38,7 +44,6 @@ def performance_statistics(
     days = (trades["exit_date"] - trades["entry_date"]).dt.total_days().cast(pl.Float64).to_numpy()
     invested = (trades["entry_price"] * trades["shares"]).cast(pl.Float64).to_numpy()
     cost = trades["cost"].cast(pl.Float64).to_numpy()
-    final = float(daily["account"][-1]) if daily.height else init_cash
     first, last = (daily["datetime"][0], daily["datetime"][-1]) if daily.height else (None, None)
     years = ((last - first).days + 1) / 365.0 if first is not None and last is not None else NAN
     n = len(pnl)
@@ -51,14 +56,33 @@ def performance_statistics(
     r = _r_multiples(trades, pnl, stop_pct)
     trades_per_year = n / years if years and years > 0 else NAN
     income = float(trades["income"].sum()) + (float(positions["income"].sum()) if positions.height else 0.0)
+    cash = float(daily["cash"][-1]) if daily.height else init_cash
+    market_value = float(daily["stock_value"][-1]) if daily.height else 0.0
+    invested_cash, invested_assets, borrowed_cash, borrowed_assets = init_cash, 0.0, 0.0, 0.0
+    total_assets = cash + market_value - borrowed_cash - borrowed_assets
+    growth = total_assets / (invested_cash + invested_assets)
+    shares = np.concatenate(
+        [
+            trades["cash_share"].cast(pl.Float64).to_numpy(),
+            positions["cash_share"].cast(pl.Float64).to_numpy(),
+        ]
+    )
     out: dict[str, Any] = {
-        "cash": float(daily["cash"][-1]) if daily.height else init_cash,
-        "market_value": float(daily["stock_value"][-1]) if daily.height else 0.0,
+        "invested_cash": invested_cash,
+        "invested_assets": invested_assets,
+        "borrowed_cash": borrowed_cash,
+        "borrowed_assets": borrowed_assets,
         "bonus_income": income,
+        "cash": cash,
+        "market_value": market_value,
+        "total_assets": total_assets,
         "closed_cost": float(np.sum(cost)),
-        "closed_return": float(np.sum(pnl) / init_cash),
-        "annual_return_calendar": (final / init_cash - 1.0) / years if years > 0 else NAN,
-        "cagr_calendar": (final / init_cash) ** (1.0 / years) - 1.0 if years > 0 and final > 0 else NAN,
+        "max_cash_share": float(np.max(shares)) if len(shares) else NAN,
+        "mean_cash_share": float(np.mean(shares)) if len(shares) else NAN,
+        "account_return": growth - 1.0,
+        "closed_return": float(np.sum(pnl) / invested_cash),
+        "cagr_calendar": growth ** (1.0 / years) - 1.0 if years > 0 and growth > 0 else NAN,
+        "annual_return_calendar": (growth - 1.0) / years if years > 0 else NAN,
         "winning_trades": len(wins),
         "losing_trades": len(losses),
         "gross_profit": float(np.sum(wins)),

@@ -12,6 +12,13 @@ Hikyuu keeps them in one of two layouts, chosen by ``hikyuu.ini``'s ``[block]`` 
 * ``type = sqlite3`` (Hikyuu's default): the ``Block`` table of ``stock.db`` — ``category, name,
   market_code`` (``SH600000``), one row per member.
 
+A block may have an index (沪深300 → SH000300): the ``BlockIndex`` table of ``stock.db`` (Hikyuu's
+schema version 17; the same columns as ``Block``, ``market_code`` being the index's code). Hikyuu joins
+it to the blocks by category and name (``Block.index_stock``; a block without a row has none), ignores
+an index code its stock list does not hold, and finds the blocks of an index with
+``get_block_list_by_index_stock``. Here :meth:`HikyuuStore.block_index` reads it the same way, and a
+block can be named by its index code (``--universe SH000300``). The qianlong files hold no index.
+
 Both are read when present (the ini files first). A block has no dates: it holds today's members, so a
 backtest of the past on a block universe has survivorship bias (members that left the index are absent).
 """
@@ -55,6 +62,18 @@ INDEX_ALIASES: dict[str, str] = {
 }
 #: The columns of a blocks frame: one row per member.
 BLOCK_SCHEMA: dict[str, pl.DataType] = {"category": pl.String(), "name": pl.String(), "code": pl.String()}
+
+#: The columns of a block index frame: one row per block that has an index.
+BLOCK_INDEX_SCHEMA: dict[str, pl.DataType] = {
+    "category": pl.String(),
+    "name": pl.String(),
+    "index_code": pl.String(),
+}
+#: The category of index blocks, preferred when a name or an index code is in several categories.
+INDEX_CATEGORY = "指数板块"
+
+BLOCK_INDEX_DDL = """CREATE TABLE IF NOT EXISTS `BlockIndex` ("id" INTEGER, `category` VARCHAR(100) NOT NULL,
+    `name` VARCHAR(100) NOT NULL, `market_code` VARCHAR(30) NOT NULL, PRIMARY KEY("id" AUTOINCREMENT))"""
 
 BLOCK_DDL = (
     """CREATE TABLE IF NOT EXISTS `Block` ("id" INTEGER, `category` VARCHAR(100) NOT NULL,
@@ -109,6 +128,12 @@ class BlockFiles:
     def paths(self) -> list[Path]:
         """The block files (for the store's data version; the db is counted with stock.db)."""
         return sorted(self.files.values())
+
+    def read_index(self) -> pl.DataFrame:
+        """The ``BlockIndex`` table of the db (``BLOCK_INDEX_SCHEMA``; empty without one)."""
+        if self.db is not None and self.db.is_file():
+            return read_block_index(self.db)
+        return pl.DataFrame(schema=BLOCK_INDEX_SCHEMA)
 
     def read(self) -> pl.DataFrame:
         """Every block's members (``BLOCK_SCHEMA``), the ini files' then the table's, sorted."""
@@ -184,20 +209,61 @@ def read_block_table(db: Path) -> pl.DataFrame:
     return _frame(out)
 
 
-def write_block_table(db: Path, category: str, name: str, codes: Iterable[str]) -> int:
+def read_block_index(db: Path) -> pl.DataFrame:
+    """The ``BlockIndex`` table of a ``stock.db`` (``BLOCK_INDEX_SCHEMA``; empty when the table does not
+    exist). A block listed twice keeps its first row (by id), as Hikyuu's loader does, and has no index
+    when that row's code is no stock code (warned; Hikyuu ignores an index it cannot find)."""
+    uri = f"file:{db.resolve().as_posix()}?mode=ro"
+    try:
+        with sqlite3.connect(uri, uri=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND lower(name) = 'blockindex'"
+            ).fetchone()
+            rows = (
+                conn.execute("SELECT category, name, market_code FROM BlockIndex ORDER BY id").fetchall()
+                if exists
+                else []
+            )
+    except sqlite3.Error as exc:
+        raise DataFormatError(f"{db}: cannot read the BlockIndex table ({exc})") from None
+    out: list[tuple[str, str, str | None]] = []
+    for category, name, market_code in rows:
+        try:
+            out.append((str(category), str(name), str(StockCode.parse(str(market_code)))))
+        except InvalidCodeError:
+            log.warning(
+                "%s: BlockIndex row %s/%s has a bad index code %r; ignored", db, category, name, market_code
+            )
+            out.append((str(category), str(name), None))
+    frame = pl.DataFrame(out, schema=BLOCK_INDEX_SCHEMA, orient="row")
+    return frame.unique(["category", "name"], keep="first", maintain_order=True).drop_nulls("index_code")
+
+
+def write_block_table(
+    db: Path, category: str, name: str, codes: Iterable[str], index_code: str | None = None
+) -> int:
     """Replace the block ``category``/``name`` in ``db``'s Block table (created as Hikyuu creates it)
-    with ``codes``; returns the number of members written."""
+    with ``codes``, and its row of the BlockIndex table with ``index_code`` (none without one), as
+    Hikyuu's block save does; returns the number of members written."""
     members = sorted({str(StockCode.parse(c)) for c in codes})
+    index = None if index_code is None else str(StockCode.parse(index_code))
     if not category.strip() or not name.strip():
         raise InvalidInputError("a block needs a category and a name")
     with sqlite3.connect(db, timeout=60.0) as conn:
         for ddl in BLOCK_DDL:
             conn.execute(ddl)
+        conn.execute(BLOCK_INDEX_DDL)
         conn.execute("DELETE FROM Block WHERE category = ? AND name = ?", (category, name))
+        conn.execute("DELETE FROM BlockIndex WHERE category = ? AND name = ?", (category, name))
         conn.executemany(
             "INSERT INTO Block (category, name, market_code) VALUES (?, ?, ?)",
             [(category, name, code) for code in members],
         )
+        if index is not None:
+            conn.execute(
+                "INSERT INTO BlockIndex (category, name, market_code) VALUES (?, ?, ?)",
+                (category, name, index),
+            )
     return len(members)
 
 
@@ -225,10 +291,12 @@ def write_block_ini(path: Path, name: str, codes: Iterable[str]) -> int:
     return len(members)
 
 
-def find_block(blocks: pl.DataFrame, universe: str) -> pl.DataFrame | None:
+def find_block(blocks: pl.DataFrame, universe: str, index: pl.DataFrame | None = None) -> pl.DataFrame | None:
     """The members of the block that ``universe`` names: ``category/name``, a name (when one category
-    holds it; index blocks first), or an alias (``csi300`` = 指数板块/沪深300). None when none matches;
-    :class:`InvalidInputError` when a bare name is in several categories."""
+    holds it; index blocks first), an alias (``csi300`` = 指数板块/沪深300), or the code of its index in
+    ``index`` (``BLOCK_INDEX_SCHEMA``: ``SH000300`` = the block whose index it is; index blocks first).
+    None when none matches; :class:`InvalidInputError` when a bare name or an index code is in several
+    categories."""
     text = universe.strip()
     if "/" in text:
         category, _, name = text.partition("/")
@@ -241,7 +309,7 @@ def find_block(blocks: pl.DataFrame, universe: str) -> pl.DataFrame | None:
             return hit
     hit = blocks.filter(pl.col("name") == text)
     if hit.height == 0:
-        return None
+        return _by_index_code(blocks, text, index)
     categories = hit["category"].unique().sort().to_list()
     if len(categories) > 1:
         if "指数板块" in categories:
@@ -260,3 +328,32 @@ def block_names(blocks: pl.DataFrame) -> list[str]:
 
 def _frame(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=BLOCK_SCHEMA, orient="row")
+
+
+def _by_index_code(blocks: pl.DataFrame, text: str, index: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The members of the block whose index is the code ``text`` (None when it is no code or no block's
+    index)."""
+    if index is None or index.height == 0:
+        return None
+    try:
+        code = str(StockCode.parse(text))
+    except InvalidCodeError:
+        return None
+    owners = (
+        index.filter(pl.col("index_code") == code)
+        .select("category", "name")
+        .unique()
+        .sort("category", "name")
+    )
+    if owners.height > 1:
+        preferred = owners.filter(pl.col("category") == INDEX_CATEGORY)
+        if preferred.height != 1:
+            names = ", ".join(f"{c}/{n}" for c, n in owners.iter_rows())
+            raise InvalidInputError(
+                f"{code} is the index of several blocks ({names}): name one as CATEGORY/NAME"
+            )
+        owners = preferred
+    if owners.height == 0:
+        return None
+    hit = blocks.join(owners, on=["category", "name"], how="semi")
+    return hit if hit.height else None

@@ -80,6 +80,7 @@ class HikyuuStore:
         self._note_lock = threading.Lock()
         self._weights_noted = False
         self._blocks: pl.DataFrame | None = None
+        self._block_index: pl.DataFrame | None = None
         self._blocks_noted: set[str] = set()
 
     @classmethod
@@ -173,7 +174,7 @@ class HikyuuStore:
 
     def members(self, universe: str, dates: DateRange | None = None) -> pl.DataFrame:
         """Membership spans of ``all``, ``sh``, ``sz``, ``bj`` (the listed equities of a market) or of a
-        block (:mod:`.blocks`: ``沪深300``, ``指数板块/沪深300``, ``csi300`` …). A block has no dates: its
+        block (:mod:`.blocks`: ``沪深300``, ``指数板块/沪深300``, ``csi300``, its index's code ``SH000300`` …). A block has no dates: its
         members span their listing (stock.db's dates), or all time for a code stock.db does not date."""
         key = universe.strip().lower()
         if key in UNIVERSES:
@@ -190,16 +191,31 @@ class HikyuuStore:
             self._blocks = self.layout.block_files().read()
         return self._blocks
 
+    def block_index(self) -> pl.DataFrame:
+        """The index of each block that has one: ``category, name, index_code`` (stock.db's BlockIndex
+        table, read once), kept as Hikyuu keeps ``Block.index_stock``: only for a block the store has,
+        and only an index code stock.db lists."""
+        if self._block_index is None:
+            index = self.layout.block_files().read_index()
+            pairs = self.blocks().select("category", "name").unique()
+            listed = self._db.stocks(valid=None).select(pl.col("code").alias("index_code"))
+            index = index.join(pairs, on=["category", "name"], how="semi")
+            self._block_index = index.join(listed, on="index_code", how="semi").sort("category", "name")
+        return self._block_index
+
     def _block_members(self, universe: str) -> pl.DataFrame:
         blocks = self.blocks()
-        hit = find_block(blocks, universe)
+        index = self.block_index()
+        hit = find_block(blocks, universe, index)
         if hit is None:
             names = block_names(blocks)
             shown = ", ".join(names[:10]) + (f" … ({len(names)} blocks)" if len(names) > 10 else "")
+            known = ", ".join(index["index_code"].unique().sort().head(10).to_list())
             raise NotFoundError(
                 f"unknown universe {universe!r} in {self.source}: known universes are "
                 f"{', '.join(UNIVERSES)}"
                 + (f" and the blocks {shown}" if names else " (the store has no blocks)")
+                + (f", or a block's index code ({known})" if known else "")
             )
         if universe not in self._blocks_noted:
             self._blocks_noted.add(universe)
