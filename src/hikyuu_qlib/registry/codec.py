@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
-from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType
+from hikyuu_qlib.domain.model import ArtifactRef, Deferred, Model, ModelStatus, ModelType, field_slot
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.registry.tables import COLUMNS
 
@@ -35,6 +34,7 @@ def from_micros(micros: int) -> dt.datetime:
 
 
 _fromtimestamp = dt.datetime.fromtimestamp
+_UTC = dt.UTC
 
 
 # The columns a save binds, in table order (``version`` is left to the database).
@@ -115,10 +115,11 @@ def stored_segments(data: Any) -> Segments:
     return Segments.from_json(data, ordered=False)
 
 
-def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_segments) -> Model:
+def from_row(row: Sequence[Any], json_fields: Callable[[Sequence[Any]], tuple[Any, ...]]) -> Model:
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
     record is rebuilt without re-running the checks (reads are the hot path: one setter call per field,
-    written out, no loop)."""
+    written out, no loop). ``json_fields(row)`` gives the :data:`~hikyuu_qlib.domain.model.DEFERRABLE`
+    values; when the driver hands JSON over as text, it runs on the record's first read of one of them."""
     (
         id_,
         name,
@@ -128,17 +129,23 @@ def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_se
         hyper,
         feature_set,
         universe,
-        segs,
+        _segments,
         label,
-        metrics,
-        tags,
+        _metrics,
+        _tags,
         chash,
         created,
         updated,
-        artifacts,
+        _artifacts,
     ) = row
-    created_at = from_micros(created)
     model = _new(Model)
+    if type(hyper) is str:  # text, as sqlite3 and asyncpg give it: decoded when first read
+        deferred = _new(Deferred)
+        _set_load(deferred, json_fields)
+        _set_source(deferred, row)
+        hyper = segs = metrics = artifacts = tags = deferred
+    else:
+        hyper, segs, metrics, artifacts, tags = json_fields(row)
     _set_id(model, id_)
     _set_name(model, name)
     _set_model_type(model, _TYPES.get(model_type) or ModelType.parse(model_type))
@@ -147,25 +154,29 @@ def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_se
     _set_hyperparameters(model, hyper)
     _set_feature_set(model, feature_set)
     _set_universe(model, universe)
-    _set_segments(model, segments(segs) if segs else _NO_SEGMENTS)
+    _set_segments(model, segs)
     _set_label(model, label)
     _set_metrics(model, metrics)
-    _set_artifacts(model, stored_artifacts(artifacts) if artifacts else {})
+    _set_artifacts(model, artifacts)
     _set_tags(model, tags)
     _set_config_hash(model, chash)
+    if 0 <= created < _FLOAT_EXACT_BELOW:  # from_micros, written out
+        created_at = _fromtimestamp(created / 1e6, _UTC)
+    else:
+        created_at = from_micros(created)
     _set_created_at(model, created_at)
     _set_updated_at(model, created_at if updated == created else from_micros(updated))
     return model
 
 
-_NO_SEGMENTS = Segments()
+NO_SEGMENTS = Segments()
 
 
 def with_version(model: Model, version: int) -> Model:
     """The same record with the version the database assigned (no re-validation)."""
     if model.version == version:
         return model
-    values = list(_slot_values(model))
+    values = [get(model) for get in _SLOT_GETTERS]  # as stored: deferred fields stay deferred
     values[_VERSION_AT] = version
     return _assemble(values)
 
@@ -179,7 +190,9 @@ def _assemble(values: Sequence[Any]) -> Model:
     return model
 
 
-_SLOT_SETTERS = tuple(getattr(Model, name).__set__ for name in Model.__slots__)
+_SLOTS = tuple(field_slot(name) for name in Model.__slots__)
+_SLOT_SETTERS = tuple(slot.__set__ for slot in _SLOTS)
+_SLOT_GETTERS = tuple(slot.__get__ for slot in _SLOTS)
 _new = object.__new__
 # from_row names each field's setter (the slots are the dataclass fields, in this order)
 if Model.__slots__ != (
@@ -220,5 +233,5 @@ if Model.__slots__ != (
     _set_updated_at,
 ) = _SLOT_SETTERS
 _set_uri, _set_sha256, _set_size = (getattr(ArtifactRef, name).__set__ for name in ArtifactRef.__slots__)
-_slot_values = operator.attrgetter(*Model.__slots__)
+_set_load, _set_source = (getattr(Deferred, name).__set__ for name in ("load", "source"))
 _VERSION_AT = Model.__slots__.index("version")
