@@ -115,11 +115,21 @@ def stored_segments(data: Any) -> Segments:
     return Segments.from_json(data, ordered=False)
 
 
+class _Building:
+    """A record being built: :class:`Model`'s slots without its frozen ``__setattr__``. :func:`from_row`
+    fills each slot with a plain attribute store (the cheapest way CPython has to set a slot: several times
+    cheaper than calling the slot's setter, and a frozen dataclass refuses plain stores), then makes the
+    object the Model it is by ``__class__`` assignment, which CPython allows between classes of one slot
+    layout (checked below, at import)."""
+
+    __slots__ = Model.__slots__
+
+
 def from_row(row: Sequence[Any], json_fields: Callable[[Sequence[Any]], tuple[Any, ...]]) -> Model:
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
-    record is rebuilt without re-running the checks (reads are the hot path: one setter call per field,
-    written out, no loop). ``json_fields(row)`` gives the :data:`~hikyuu_qlib.domain.model.DEFERRABLE`
-    values; when the driver hands JSON over as text, it runs on the record's first read of one of them."""
+    record is rebuilt without re-running the checks (reads are the hot path: one store per field, written
+    out, no loop). ``json_fields(row)`` gives the :data:`~hikyuu_qlib.domain.model.DEFERRABLE` values;
+    when the driver hands JSON over as text, it runs on the record's first read of one of them."""
     (
         id_,
         name,
@@ -138,35 +148,31 @@ def from_row(row: Sequence[Any], json_fields: Callable[[Sequence[Any]], tuple[An
         updated,
         _artifacts,
     ) = row
-    model = _new(Model)
+    model: Any = _new(_Building)
     if type(hyper) is str:  # text, as sqlite3 and asyncpg give it: decoded when first read
         deferred = _new(Deferred)
-        _set_load(deferred, json_fields)
-        _set_source(deferred, row)
-        hyper = segs = metrics = artifacts = tags = deferred
+        deferred.load = json_fields
+        deferred.source = row
+        model.hyperparameters = model.segments = model.metrics = model.artifacts = model.tags = deferred
     else:
-        hyper, segs, metrics, artifacts, tags = json_fields(row)
-    _set_id(model, id_)
-    _set_name(model, name)
-    _set_model_type(model, _TYPES.get(model_type) or ModelType.parse(model_type))
-    _set_version(model, version)
-    _set_status(model, _STATUSES.get(status) or ModelStatus.parse(status))
-    _set_hyperparameters(model, hyper)
-    _set_feature_set(model, feature_set)
-    _set_universe(model, universe)
-    _set_segments(model, segs)
-    _set_label(model, label)
-    _set_metrics(model, metrics)
-    _set_artifacts(model, artifacts)
-    _set_tags(model, tags)
-    _set_config_hash(model, chash)
+        model.hyperparameters, model.segments, model.metrics, model.artifacts, model.tags = json_fields(row)
+    model.id = id_
+    model.name = name
+    model.model_type = _TYPES.get(model_type) or ModelType.parse(model_type)
+    model.version = version
+    model.status = _STATUSES.get(status) or ModelStatus.parse(status)
+    model.feature_set = feature_set
+    model.universe = universe
+    model.label = label
+    model.config_hash = chash
     if 0 <= created < _FLOAT_EXACT_BELOW:  # from_micros, written out
         created_at = _fromtimestamp(created / 1e6, _UTC)
     else:
         created_at = from_micros(created)
-    _set_created_at(model, created_at)
-    _set_updated_at(model, created_at if updated == created else from_micros(updated))
-    return model
+    model.created_at = created_at
+    model.updated_at = created_at if updated == created else from_micros(updated)
+    model.__class__ = Model
+    return model  # type: ignore[no-any-return]
 
 
 NO_SEGMENTS = Segments()
@@ -194,44 +200,9 @@ _SLOTS = tuple(field_slot(name) for name in Model.__slots__)
 _SLOT_SETTERS = tuple(slot.__set__ for slot in _SLOTS)
 _SLOT_GETTERS = tuple(slot.__get__ for slot in _SLOTS)
 _new = object.__new__
-# from_row names each field's setter (the slots are the dataclass fields, in this order)
-if Model.__slots__ != (
-    "id",
-    "name",
-    "model_type",
-    "version",
-    "status",
-    "hyperparameters",
-    "feature_set",
-    "universe",
-    "segments",
-    "label",
-    "metrics",
-    "artifacts",
-    "tags",
-    "config_hash",
-    "created_at",
-    "updated_at",
-):
-    raise RuntimeError("Model's fields changed: update hikyuu_qlib.registry.codec.from_row")
-(
-    _set_id,
-    _set_name,
-    _set_model_type,
-    _set_version,
-    _set_status,
-    _set_hyperparameters,
-    _set_feature_set,
-    _set_universe,
-    _set_segments,
-    _set_label,
-    _set_metrics,
-    _set_artifacts,
-    _set_tags,
-    _set_config_hash,
-    _set_created_at,
-    _set_updated_at,
-) = _SLOT_SETTERS
+# from_row's records become Models by __class__ assignment: one slot layout, or it fails here, at import
+_probe: Any = _new(_Building)
+_probe.__class__ = Model
+del _probe
 _set_uri, _set_sha256, _set_size = (getattr(ArtifactRef, name).__set__ for name in ArtifactRef.__slots__)
-_set_load, _set_source = (getattr(Deferred, name).__set__ for name in ("load", "source"))
 _VERSION_AT = Model.__slots__.index("version")
