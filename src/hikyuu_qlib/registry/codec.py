@@ -200,6 +200,26 @@ _SLOTS = tuple(field_slot(name) for name in Model.__slots__)
 _SLOT_SETTERS = tuple(slot.__set__ for slot in _SLOTS)
 _SLOT_GETTERS = tuple(slot.__get__ for slot in _SLOTS)
 _new = object.__new__
+# from_row stores each of these fields by name
+if Model.__slots__ != (
+    "id",
+    "name",
+    "model_type",
+    "version",
+    "status",
+    "hyperparameters",
+    "feature_set",
+    "universe",
+    "segments",
+    "label",
+    "metrics",
+    "artifacts",
+    "tags",
+    "config_hash",
+    "created_at",
+    "updated_at",
+):
+    raise RuntimeError("Model's fields changed: update hikyuu_qlib.registry.codec.from_row")
 # from_row's records become Models by __class__ assignment: one slot layout, or it fails here, at import
 _probe: Any = _new(_Building)
 _probe.__class__ = Model
