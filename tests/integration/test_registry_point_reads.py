@@ -111,3 +111,33 @@ def test_stored_times_decode_exactly() -> None:
         when = from_micros(micros)
         assert when == epoch + dt.timedelta(microseconds=micros) and to_micros(when) == micros, micros
         assert when.tzinfo is dt.UTC
+
+
+@pytest.mark.postgres
+async def test_pg_point_reads_run_asyncpg_protocol_call(pg_target: Target) -> None:
+    """With the installed asyncpg, a point read runs the prepared statement through the protocol call
+    beneath ``PreparedStatement.fetchrow`` (not the public fallback), and answers as ``fetchrow`` does."""
+    import functools
+
+    import asyncpg
+
+    from hikyuu_qlib.registry.point_reads import statement_call
+
+    target = pg_target
+    assert target.pg_url is not None
+    async with AsyncModelRepository(target.url, target.options) as repo:
+        models = await repo.save_many([sample("proto", i) for i in range(3)])
+        conn = await asyncpg.connect(
+            target.pg_url, server_settings={"search_path": str(target.options.schema)}
+        )
+        try:
+            stmt = await conn.prepare("SELECT * FROM models WHERE id = $1")
+            call = statement_call(conn, stmt)
+            assert isinstance(call, functools.partial), "asyncpg has no bind_execute: reads take fetchrow"
+            for model_id in [m.id for m in models] + ["01ARZ3NDEKTSV4RRFFQ69G5FAV"]:
+                rows = await call((model_id,), "", 1, False, None)
+                row = await stmt.fetchrow(model_id)
+                assert (rows[0] if rows else None) == row
+        finally:
+            await conn.close()
+        assert [await repo.get(m.id) for m in models] == models

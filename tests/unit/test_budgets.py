@@ -34,6 +34,10 @@ def test_budgets_name_known_suites_and_apply_by_pattern() -> None:
     assert run.check("registry", record("get p50 among 1000k [sqlite]", 5e-5, ratio=3.0), budgets)[0] is True
     assert run.check("registry", record("get p50 among 1000k [sqlite]", 2e-4, ratio=3.0), budgets)[0] is False
     assert run.check("registry", record("get p50 among 1000k [postgresql]", 2e-4), budgets) == (None, [])
+    for backend in ("sqlite", "postgresql"):  # a single awaited get against the bare driver: both backends
+        single = f"async get p50 among 10k [{backend}]"
+        assert run.check("registry", record(single, 1e-4, ratio=1.02), budgets) == (True, [])
+        assert run.check("registry", record(single, 1e-4, ratio=0.95), budgets)[0] is False
     assert (
         run.check("data", record("qlib 100 stocks x 1 year RSS growth", 0, rss_growth_mb=12), budgets)[0]
         is False

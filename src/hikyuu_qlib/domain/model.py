@@ -22,6 +22,11 @@ state), :data:`IMPORTANCE_ARTIFACT` (the feature importance); other roles may be
 
 The id is a ULID: unique and sortable by creation time. ``version`` counts models of the same name
 (1, 2, …) and is assigned by the registry on first save, so a new record has ``version=None``.
+
+A record read back from the registry may leave its :data:`DEFERRABLE` fields (the JSON ones) undecoded
+until one of them is first read (see :class:`Deferred`): a lookup then pays only for what the caller reads.
+Nothing else changes: the fields read as always, and equality, ``repr``, ``replace`` and pickling see the
+decoded values.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -500,3 +505,71 @@ class Model:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+
+
+# --- stored records: JSON fields decoded on first read ----------------------------------------------------
+
+#: The fields a stored record may leave undecoded until one of them is read, in the order of the values
+#: a :class:`Deferred` loads.
+DEFERRABLE: tuple[str, ...] = ("hyperparameters", "segments", "metrics", "artifacts", "tags")
+
+
+class Deferred:
+    """The :data:`DEFERRABLE` field values of a stored record, not decoded yet: ``load(source)`` gives them
+    in that order (trusted values: the record was checked when it was saved).
+
+    A trusted builder (the registry's codec) puts one Deferred in each of those fields' slots (see
+    :func:`field_slot`); the first read of any of them decodes all of them at once and keeps the values.
+    Only the builder makes them: a Deferred given to ``Model(...)`` is refused like any other non-JSON value.
+    """
+
+    __slots__ = ("load", "source")
+
+    load: Callable[[Any], tuple[Any, ...]]
+    source: Any
+
+
+class _DeferrableField:
+    """The descriptor of one :data:`DEFERRABLE` field of :class:`Model`, over the field's own slot: reads
+    resolve a :class:`Deferred` (all such fields at once), writes store as the slot does."""
+
+    __slots__ = ("_at", "_get", "_set", "slot")
+
+    def __init__(self, slot: Any, at: int) -> None:
+        self.slot = slot
+        self._get, self._set, self._at = slot.__get__, slot.__set__, at
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = self._get(obj)
+        if type(value) is Deferred:
+            value = _undefer(obj, value)[self._at]
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if type(value) is Deferred:  # only the builder defers, through the slot itself
+            raise InvalidInputError("a deferred value is not a field value")
+        self._set(obj, value)
+
+
+def _undefer(model: Model, deferred: Deferred) -> tuple[Any, ...]:
+    """Decode a stored record's deferred fields and keep the values (a frozen record's cache: reading
+    twice gives the same objects)."""
+    values = deferred.load(deferred.source)
+    for put, value in zip(_DEFERRABLE_SETTERS, values, strict=True):
+        put(model, value)
+    return values
+
+
+def field_slot(name: str) -> Any:
+    """The member descriptor of :class:`Model`'s slot for field ``name``: what a trusted builder (the
+    registry's codec) sets directly, bypassing validation (and, for a :data:`DEFERRABLE` field, decoding)."""
+    attribute = Model.__dict__[name]
+    return attribute.slot if isinstance(attribute, _DeferrableField) else attribute
+
+
+_DEFERRABLE_SETTERS = tuple(Model.__dict__[name].__set__ for name in DEFERRABLE)
+for _at, _name in enumerate(DEFERRABLE):
+    setattr(Model, _name, _DeferrableField(Model.__dict__[_name], _at))
+del _at, _name

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
-from hikyuu_qlib.domain.model import ArtifactRef, Model, ModelStatus, ModelType
+from hikyuu_qlib.domain.model import ArtifactRef, Deferred, Model, ModelStatus, ModelType, field_slot
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.registry.tables import COLUMNS
 
@@ -35,6 +34,7 @@ def from_micros(micros: int) -> dt.datetime:
 
 
 _fromtimestamp = dt.datetime.fromtimestamp
+_UTC = dt.UTC
 
 
 # The columns a save binds, in table order (``version`` is left to the database).
@@ -115,10 +115,21 @@ def stored_segments(data: Any) -> Segments:
     return Segments.from_json(data, ordered=False)
 
 
-def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_segments) -> Model:
+class _Building:
+    """A record being built: :class:`Model`'s slots without its frozen ``__setattr__``. :func:`from_row`
+    fills each slot with a plain attribute store (the cheapest way CPython has to set a slot: several times
+    cheaper than calling the slot's setter, and a frozen dataclass refuses plain stores), then makes the
+    object the Model it is by ``__class__`` assignment, which CPython allows between classes of one slot
+    layout (checked below, at import)."""
+
+    __slots__ = Model.__slots__
+
+
+def from_row(row: Sequence[Any], json_fields: Callable[[Sequence[Any]], tuple[Any, ...]]) -> Model:
     """A model from a row in ``tables.COLUMNS`` order. Rows were validated on the way in, so the
-    record is rebuilt without re-running the checks (reads are the hot path: one setter call per field,
-    written out, no loop)."""
+    record is rebuilt without re-running the checks (reads are the hot path: one store per field, written
+    out, no loop). ``json_fields(row)`` gives the :data:`~hikyuu_qlib.domain.model.DEFERRABLE` values;
+    when the driver hands JSON over as text, it runs on the record's first read of one of them."""
     (
         id_,
         name,
@@ -128,44 +139,50 @@ def from_row(row: Sequence[Any], segments: Callable[[Any], Segments] = stored_se
         hyper,
         feature_set,
         universe,
-        segs,
+        _segments,
         label,
-        metrics,
-        tags,
+        _metrics,
+        _tags,
         chash,
         created,
         updated,
-        artifacts,
+        _artifacts,
     ) = row
-    created_at = from_micros(created)
-    model = _new(Model)
-    _set_id(model, id_)
-    _set_name(model, name)
-    _set_model_type(model, _TYPES.get(model_type) or ModelType.parse(model_type))
-    _set_version(model, version)
-    _set_status(model, _STATUSES.get(status) or ModelStatus.parse(status))
-    _set_hyperparameters(model, hyper)
-    _set_feature_set(model, feature_set)
-    _set_universe(model, universe)
-    _set_segments(model, segments(segs) if segs else _NO_SEGMENTS)
-    _set_label(model, label)
-    _set_metrics(model, metrics)
-    _set_artifacts(model, stored_artifacts(artifacts) if artifacts else {})
-    _set_tags(model, tags)
-    _set_config_hash(model, chash)
-    _set_created_at(model, created_at)
-    _set_updated_at(model, created_at if updated == created else from_micros(updated))
-    return model
+    model: Any = _new(_Building)
+    if type(hyper) is str:  # text, as sqlite3 and asyncpg give it: decoded when first read
+        deferred = _new(Deferred)
+        deferred.load = json_fields
+        deferred.source = row
+        model.hyperparameters = model.segments = model.metrics = model.artifacts = model.tags = deferred
+    else:
+        model.hyperparameters, model.segments, model.metrics, model.artifacts, model.tags = json_fields(row)
+    model.id = id_
+    model.name = name
+    model.model_type = _TYPES.get(model_type) or ModelType.parse(model_type)
+    model.version = version
+    model.status = _STATUSES.get(status) or ModelStatus.parse(status)
+    model.feature_set = feature_set
+    model.universe = universe
+    model.label = label
+    model.config_hash = chash
+    if 0 <= created < _FLOAT_EXACT_BELOW:  # from_micros, written out
+        created_at = _fromtimestamp(created / 1e6, _UTC)
+    else:
+        created_at = from_micros(created)
+    model.created_at = created_at
+    model.updated_at = created_at if updated == created else from_micros(updated)
+    model.__class__ = Model
+    return model  # type: ignore[no-any-return]
 
 
-_NO_SEGMENTS = Segments()
+NO_SEGMENTS = Segments()
 
 
 def with_version(model: Model, version: int) -> Model:
     """The same record with the version the database assigned (no re-validation)."""
     if model.version == version:
         return model
-    values = list(_slot_values(model))
+    values = [get(model) for get in _SLOT_GETTERS]  # as stored: deferred fields stay deferred
     values[_VERSION_AT] = version
     return _assemble(values)
 
@@ -179,9 +196,11 @@ def _assemble(values: Sequence[Any]) -> Model:
     return model
 
 
-_SLOT_SETTERS = tuple(getattr(Model, name).__set__ for name in Model.__slots__)
+_SLOTS = tuple(field_slot(name) for name in Model.__slots__)
+_SLOT_SETTERS = tuple(slot.__set__ for slot in _SLOTS)
+_SLOT_GETTERS = tuple(slot.__get__ for slot in _SLOTS)
 _new = object.__new__
-# from_row names each field's setter (the slots are the dataclass fields, in this order)
+# from_row stores each of these fields by name
 if Model.__slots__ != (
     "id",
     "name",
@@ -201,24 +220,9 @@ if Model.__slots__ != (
     "updated_at",
 ):
     raise RuntimeError("Model's fields changed: update hikyuu_qlib.registry.codec.from_row")
-(
-    _set_id,
-    _set_name,
-    _set_model_type,
-    _set_version,
-    _set_status,
-    _set_hyperparameters,
-    _set_feature_set,
-    _set_universe,
-    _set_segments,
-    _set_label,
-    _set_metrics,
-    _set_artifacts,
-    _set_tags,
-    _set_config_hash,
-    _set_created_at,
-    _set_updated_at,
-) = _SLOT_SETTERS
+# from_row's records become Models by __class__ assignment: one slot layout, or it fails here, at import
+_probe: Any = _new(_Building)
+_probe.__class__ = Model
+del _probe
 _set_uri, _set_sha256, _set_size = (getattr(ArtifactRef, name).__set__ for name in ArtifactRef.__slots__)
-_slot_values = operator.attrgetter(*Model.__slots__)
 _VERSION_AT = Model.__slots__.index("version")

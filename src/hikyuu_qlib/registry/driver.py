@@ -17,12 +17,14 @@ import orjson
 import sqlalchemy as sa
 
 from hikyuu_qlib.domain.model import Model
-from hikyuu_qlib.registry.codec import SegmentsMemo, from_row, to_row
+from hikyuu_qlib.registry.codec import NO_SEGMENTS, SegmentsMemo, from_row, stored_artifacts, to_row
 from hikyuu_qlib.registry.tables import COLUMNS
 from hikyuu_qlib.registry.writes import json_text
 
 JSON_COLUMNS = ("hyperparameters", "segments", "metrics", "artifacts", "tags")
-_H, _M, _A, _T = (COLUMNS.index(c) for c in ("hyperparameters", "metrics", "artifacts", "tags"))
+_H, _S, _M, _A, _T = (
+    COLUMNS.index(c) for c in ("hyperparameters", "segments", "metrics", "artifacts", "tags")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class RowCodec:
     def __init__(self, backend: str) -> None:
         self.backend = backend
         self.segments = SegmentsMemo()
+        self._json_fields = self.json_fields  # bound once: every record read carries it
 
     @staticmethod
     def params(model: Model) -> dict[str, Any]:
@@ -52,20 +55,25 @@ class RowCodec:
         return row
 
     def model(self, row: Sequence[Any]) -> Model:
-        return from_row(self.decoded(row), self.segments)
+        """The record of a row; JSON the driver gives as text is decoded on the record's first read of
+        one of those fields (see :class:`~hikyuu_qlib.domain.model.Deferred`)."""
+        return from_row(row, self._json_fields)
 
-    @staticmethod
-    def decoded(row: Sequence[Any]) -> Sequence[Any]:
-        """The row with its JSON texts decoded in one parse (one ``loads`` call, not four); the segments
-        stay text, which :meth:`model` parses once per distinct text (:class:`~.codec.SegmentsMemo`).
-
-        sqlite3 and asyncpg hand JSON over as text; psycopg decodes it already."""
+    def json_fields(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        """The row's :data:`~hikyuu_qlib.domain.model.DEFERRABLE` values: its JSON texts decoded in one
+        parse (one ``loads`` call, not four); the segments parsed once per distinct text
+        (:class:`~.codec.SegmentsMemo`). sqlite3 and asyncpg hand JSON over as text; psycopg decodes it."""
         h, m, a, t = row[_H], row[_M], row[_A], row[_T]
-        if not isinstance(h, str):
-            return row
-        values = list(row)
-        values[_H], values[_M], values[_A], values[_T] = orjson.loads(f"[{h},{m},{a},{t}]")
-        return values
+        if isinstance(h, str):
+            h, m, a, t = orjson.loads(f"[{h},{m},{a},{t}]")
+        segments = row[_S]
+        return (
+            h,
+            self.segments(segments) if segments else NO_SEGMENTS,
+            m,
+            stored_artifacts(a) if a else {},
+            t,
+        )
 
 
 def ids_condition(backend: str) -> str:
