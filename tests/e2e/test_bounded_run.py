@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -77,25 +79,7 @@ def market_store(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> P
         env={**os.environ, "PYTHONPATH": str(REPO / "src"), "HQ_TEST_DATA": str(data_root)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # numba compiles the factor kernels once per install (LLVM's memory in the first process that uses
-    # them): compile them here, so the budget below is the run's, not a one-off compilation's
-    warm = subprocess.run(
-        [sys.executable, "-c", WARM_KERNELS, str(out)], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-    )  # fmt: skip
-    assert warm.returncode == 0, warm.stderr[-3000:]
     return out
-
-
-WARM_KERNELS = """
-import sys
-from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.factors.pipeline import compute_features
-from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.stores.qlib import QlibStore
-store = QlibStore.open(sys.argv[1])
-compute_features(store, Universe.from_store(store, "csi300"), DateRange.of("2017-01-01", "2017-03-31"))
-"""
 
 
 def _env(tmp: Path, source: Path, **extra: str) -> dict[str, str]:
@@ -113,15 +97,20 @@ def _env(tmp: Path, source: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def market_run(market_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """``hq run`` over every instrument of the generated store within the budget."""
+    """``hq run`` over every instrument of the generated store within the budget, as the first run after an
+    install: numba's cache is empty (``NUMBA_CACHE_DIR``), so the run has its kernels compiled first."""
     tmp = tmp_path_factory.mktemp("market-run")
     path = workflow(tmp, "all")
+    numba_cache = tmp / "numba-cache"
     env = _env(tmp, market_store, HQ_TRAIN="2012-01-01:2014-12-31", HQ_VALID="2015-01-01:2015-12-31",
-               HQ_TEST="2016-01-01:2017-12-31")  # fmt: skip
+               HQ_TEST="2016-01-01:2017-12-31", NUMBA_CACHE_DIR=str(numba_cache))  # fmt: skip
     code, out, err, peak = _run_polled(
         ["run", str(path), "--format", "json", "--memory-budget", f"{BUDGET_MB}MB"], env
     )
     assert code == 0, err[-3000:]
+    assert list(numba_cache.rglob("*rolling_features*.nbi")), (
+        "the factor kernels were not compiled into the cache"
+    )
     return {"doc": json.loads(out), "peak": peak, "env": env}
 
 
@@ -165,7 +154,7 @@ def test_bounded_and_in_memory_runs_agree(qlib_dir: Path, tmp_path: Path) -> Non
              "HQ_TEST": "2017-07-01:2017-12-31"}  # fmt: skip
     results = {}
     path = workflow(tmp_path, "csi300")
-    for name, budget in (("memory", "16GB"), ("bounded", "700MB")):
+    for name, budget in (("memory", "16GB"), ("bounded", TRAIN_BUDGET)):
         env = _env(tmp_path / name, qlib_dir, **spans)
         code, out, err, _ = _run_polled(
             ["run", str(path), "--format", "json", "--memory-budget", budget], env
@@ -180,3 +169,78 @@ def test_bounded_and_in_memory_runs_agree(qlib_dir: Path, tmp_path: Path) -> Non
     for key in ("ic", "rank_ic", "best_iteration", "rounds"):
         assert bounded["model"][key] == pytest.approx(memory["model"][key], rel=1e-12), key
     assert bounded["backtest"] == memory["backtest"]
+
+
+TRAIN_SPANS = ["--train", "2016-01-01:2016-12-31", "--valid", "2017-01-01:2017-06-30", "--test",
+               "2017-07-01:2017-12-31"]  # fmt: skip
+#: Over CSI300's ~146 k member-days of 2016–2017 the in-memory path needs ~470 MB: 1000 MB (400 MB for data)
+#: takes the bounded path, and holds LightGBM's data for one year of training rows.
+TRAIN_BUDGET = "1000MB"
+
+
+def _train_args(qlib_dir: Path, rounds: int, budget: str) -> list[str]:
+    return ["model", "train", "--source", f"qlib:{qlib_dir}", "--universe", "csi300", *TRAIN_SPANS,
+            "--num-boost-round", str(rounds), "--threads", "2", "--memory-budget", budget, "--format", "json"]  # fmt: skip
+
+
+def test_model_train_within_a_budget_removes_the_scratch_of_a_killed_run(
+    qlib_dir: Path, tmp_path: Path
+) -> None:
+    env = _env(tmp_path / "bounded", qlib_dir)
+    scratch = Path(env["HQ_HOME"]) / "cache" / "scratch"
+    Path(env["HQ_HOME"]).mkdir(parents=True)
+    with (tmp_path / "killed.err").open("wb") as err:
+        killed = subprocess.Popen([sys.executable, "-m", "hikyuu_qlib", *_train_args(qlib_dir, 1000, TRAIN_BUDGET)],
+                                  stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=REPO)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while not list(scratch.glob("hq-rows-*/valid.f32")):  # the row files written: LightGBM is next
+                assert killed.poll() is None, (tmp_path / "killed.err").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the training wrote no row files in time"
+                time.sleep(0.02)
+            time.sleep(0.5)
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(60)
+        finally:
+            if killed.poll() is None:
+                killed.kill()
+    left = [p.name for p in scratch.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f"hq-rows-{killed.pid}-")  # what SIGKILL leaves behind
+    assert (scratch / left[0] / "train.f32").stat().st_size > 0
+
+    code, out, err_text, _ = _run_polled(_train_args(qlib_dir, 30, TRAIN_BUDGET), env)
+    assert code == 0, err_text[-3000:]
+    bounded = json.loads(out)
+    assert bounded["memory"]["path"] == "bounded" and bounded["memory"]["budget_mb"] == 1000
+    assert {"factors", "train"} <= set(bounded["memory"]["peak_rss_mb"])
+    assert list(scratch.iterdir()) == []  # the dead run's scratch is gone, and this run's own
+
+    code, out, err_text, _ = _run_polled(
+        _train_args(qlib_dir, 30, "16GB"), _env(tmp_path / "memory", qlib_dir)
+    )
+    assert code == 0, err_text[-3000:]
+    memory = json.loads(out)
+    assert memory["memory"]["path"] == "in_memory"
+    assert bounded["best_iteration"] == memory["best_iteration"]
+    for segment in ("train", "valid", "test"):
+        for key, value in memory["metrics"][segment].items():
+            assert bounded["metrics"][segment][key] == pytest.approx(value, rel=1e-12, nan_ok=True), (
+                segment,
+                key,
+            )
+
+
+def test_model_train_refuses_a_budget_that_cannot_hold_lightgbm(qlib_dir: Path, tmp_path: Path) -> None:
+    """700 MB leaves 100 MB for data: enough for the factors by groups of codes, not for LightGBM's bins,
+    sample and histograms (num_leaves 210). Refused before any work, naming the stage and the need."""
+    env = _env(tmp_path, qlib_dir)
+    code, out, _, _ = _run_polled(_train_args(qlib_dir, 30, "700MB"), env)
+    assert code == 1
+    error = json.loads(out)["error"]
+    assert error["type"] == "MemoryBudgetError"
+    assert re.search(r"stage 'train' needs at least \d+\.\d\d MB but the memory budget is 700\.00 MB",
+                     error["message"]), error["message"]  # fmt: skip
+    assert not (Path(env["HQ_HOME"]) / "cache" / "features-blocks").exists()  # no factor was computed
+    code, out, _, _ = _run_polled(["model", "train", "--source", f"qlib:{qlib_dir}", *TRAIN_SPANS,
+                                   "--memory-budget", "lots", "--format", "json"], env)  # fmt: skip
+    assert code == 2 and "invalid memory size 'lots'" in json.loads(out)["error"]["message"]

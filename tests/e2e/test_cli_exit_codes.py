@@ -240,3 +240,37 @@ def test_rejected_training_leaves_no_registry_row(tmp_path: Path) -> None:
         assert proc.returncode == 2, (bad, proc.stderr)
         assert "Traceback" not in proc.stderr, bad
     assert rows() == before
+
+
+def test_bounded_predict_and_evaluate_leave_out_and_report_the_codes_that_fail(
+    damaged: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """Over the memory budget (603 MB leaves 3 MB for data: six codes over 15 months do not fit in memory),
+    predictions and the IC report go through date blocks: the damaged code is reported as in memory, the
+    others are predicted with the same scores."""
+    home, store, model_id = damaged
+    common = ["--source", f"qlib:{store}", "--universe", "all", "--start", "2020-01-02", "--end", "2021-03-31",
+              "--format", "json"]  # fmt: skip
+    blocks = home / "cache" / "features-blocks"
+    preds, reports = {}, {}
+    for name, budget in (("memory", "16GB"), ("bounded", "603MB")):
+        out = tmp_path / f"{name}.parquet"
+        proc = hq(home, "predict", model_id, *common, "--out", str(out), "--memory-budget", budget)
+        assert proc.returncode == 5, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert list(doc["errors"]) == [DAMAGED] and "close.day.bin" in doc["errors"][DAMAGED]
+        assert mentions(proc.stderr, DAMAGED) == 1 and "Traceback" not in proc.stderr
+        preds[name] = pl.read_parquet(out).sort("datetime", "code")
+        assert doc["rows"] == preds[name].height > 0
+        proc = hq(home, "model", "evaluate", model_id, *common, "--memory-budget", budget)
+        assert proc.returncode == 5, proc.stderr
+        reports[name] = json.loads(proc.stdout)
+        assert list(reports[name]["errors"]) == [DAMAGED]
+        # only the bounded runs write date blocks
+        assert (blocks.is_dir() and any(blocks.iterdir())) == (name == "bounded")
+    assert sorted(preds["bounded"]["code"].unique()) == sorted(
+        c.upper() for c in CODES if c.upper() != DAMAGED
+    )
+    assert preds["bounded"].equals(preds["memory"])
+    for key, value in reports["memory"]["summary"].items():
+        assert reports["bounded"]["summary"][key] == pytest.approx(value, rel=1e-9, nan_ok=True), key

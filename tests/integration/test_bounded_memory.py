@@ -7,7 +7,9 @@ damaged block must never be served.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,9 +24,9 @@ from polars.testing import assert_frame_equal
 
 from hikyuu_qlib.cache.blocks import BlockSet
 from hikyuu_qlib.cache.envelope import CorruptValue
-from hikyuu_qlib.domain import DateRange, Segments
+from hikyuu_qlib.domain import DataFormatError, DateRange, LoadErrors, Segments
 from hikyuu_qlib.factors.chunked import blocks_dir, build_feature_blocks, members_per_day, plan_chunks
-from hikyuu_qlib.factors.pipeline import compute_features
+from hikyuu_qlib.factors.pipeline import compute_features, compute_features_partial
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, MemoryBudgetError
 from hikyuu_qlib.modelling import streaming, trainer
@@ -207,3 +209,107 @@ def test_members_per_day_counts_the_spans(store: QlibStore, csi300: Universe) ->
     assert len(counts) == days.len() and 250 <= counts.min() <= counts.max() <= 310  # CSI300: ~300 a day
     for i in (0, 100, 365, days.len() - 1):
         assert int(counts[i]) == len(csi300.members_on(days[i].strftime("%Y-%m-%d")))
+
+
+# --- codes that fail to load -------------------------------------------------------------------------------
+
+FAIL_DATES = DateRange.of("2019-01-01", "2019-06-30")
+
+
+@pytest.fixture()
+def damaged_store(qlib_dir: Path, csi300: Universe, tmp_path: Path) -> tuple[QlibStore, list[str]]:
+    """A copy of the shared store (never the store itself) with one bin of three CSI300 members damaged: the
+    first, the middle and the last member of 2019H1, so that they fall in different groups of codes."""
+    root = tmp_path / "qlib"
+    shutil.copytree(qlib_dir, root)
+    members = csi300.members_between(FAIL_DATES)  # the order a build cuts its groups in
+    damaged = [members[0], members[len(members) // 2], members[-1]]
+    for code, field in zip(damaged, ("close", "volume", "open"), strict=True):
+        path = root / "features" / code.lower() / f"{field}.day.bin"
+        os.truncate(path, path.stat().st_size - 2)  # no longer a multiple of 4 bytes: DataFormatError
+    return QlibStore.open(root), damaged
+
+
+def test_a_bounded_build_names_every_code_that_fails(
+    damaged_store: tuple[QlibStore, list[str]], csi300: Universe, tmp_path: Path
+) -> None:
+    store, damaged = damaged_store
+    with pytest.raises(LoadErrors) as failed:
+        compute_features(store, csi300, FAIL_DATES)
+    assert sorted(failed.value.errors) == sorted(damaged)  # the in-memory path names all three
+    cache = tmp_path / "cache"
+    with pytest.raises(LoadErrors) as bounded:
+        build_feature_blocks(store, csi300, FAIL_DATES, cache, budget=SMALL)
+    assert sorted(bounded.value.errors) == sorted(damaged)  # from every group, not the first failing one
+    assert all(isinstance(e, DataFormatError) for e in bounded.value.errors.values())
+    assert list(blocks_dir(cache).iterdir()) == []  # nothing committed, no staging left
+
+
+def test_a_bounded_build_leaves_out_and_reports_the_codes_that_fail(
+    damaged_store: tuple[QlibStore, list[str]], csi300: Universe, tmp_path: Path
+) -> None:
+    store, damaged = damaged_store
+    expected = compute_features_partial(store, csi300, FAIL_DATES)
+    assert sorted(expected.errors) == sorted(damaged)
+    blocks = build_feature_blocks(store, csi300, FAIL_DATES, tmp_path, budget=SMALL, skip_failed=True)
+    assert blocks.meta["groups"] > 1
+    assert sorted(blocks.errors) == sorted(damaged) and sorted(blocks.meta["failed"]) == sorted(damaged)
+    assert "day.bin" in blocks.meta["failed"][damaged[0]]
+    got = blocks.frame()
+    assert not got["code"].is_in(damaged).any()
+    assert_frame_equal(got.sort("code", "datetime"), expected.frame, check_exact=True)
+    # a set that left codes out is never reused as if it were whole: the next build reads them again
+    again = build_feature_blocks(store, csi300, FAIL_DATES, tmp_path, budget=SMALL, skip_failed=True)
+    assert sorted(again.errors) == sorted(damaged)
+
+
+# --- LightGBM's own data in the budget ---------------------------------------------------------------------
+
+
+def test_lightgbm_data_is_counted_in_the_train_plan() -> None:
+    params = get_preset("qlib-lgb-alpha158").lgb_params(seed=0, num_threads=2)
+    # 4 M training rows × 158 features: 632 MB of bins alone
+    need = streaming.lightgbm_bytes(4_000_000, 1_000_000, 158, params)
+    assert need >= 5_000_000 * 158 + 4_000_000 * 40
+    assert streaming.lightgbm_bytes(8_000_000, 1_000_000, 158, params) > need  # grows with the rows
+    with pytest.raises(MemoryBudgetError, match=r"stage 'train' needs at least .* GB") as err:
+        streaming.plan_training(MemoryBudget.of("1GB"), 4_000_000, 1_000_000, 158, params)
+    assert err.value.stage == "train" and err.value.needed > need > err.value.budget - (600 << 20)
+    plan = streaming.plan_training(MemoryBudget.of("4GB"), 4_000_000, 1_000_000, 158, params)
+    assert plan.lightgbm_bytes == need
+    assert plan.batch_rows == streaming.BATCH_ROWS and plan.slice_rows == streaming.SLICE_ROWS
+    # a budget that just holds LightGBM's data leaves small batches, never none
+    tight = MemoryBudget(600 * 2**20 + need + 100 * 158 * 12)
+    assert 1 <= streaming.plan_training(tight, 4_000_000, 1_000_000, 158, params).batch_rows < 200
+
+
+# --- numba's cache ---------------------------------------------------------------------------------------
+
+_KERNELS = textwrap.dedent(
+    """
+    import json
+    from hikyuu_qlib.factors import kernel_cache
+    from hikyuu_qlib.factors.alpha158_kernel import rolling_features
+
+    before = kernel_cache.cold_kernels("alpha158")
+    ran = kernel_cache.warm_kernels("alpha158")
+    after = kernel_cache.cold_kernels("alpha158")
+    again = kernel_cache.warm_kernels("alpha158")
+    print(json.dumps({"before": before, "ran": ran, "after": after, "again": again,
+                      "compiled_here": len(rolling_features.overloads)}))
+    """
+)
+
+
+def test_cold_kernels_are_compiled_in_a_child_process(tmp_path: Path) -> None:
+    """With an empty numba cache the factor kernels are compiled by a child (its memory is not the run's);
+    the run then finds them in the cache and compiles nothing itself."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KERNELS], env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "rolling_features" in doc["before"] and doc["ran"] is True
+    assert doc["after"] == [] and doc["again"] is False
+    assert doc["compiled_here"] == 0  # the parent loaded nothing and compiled nothing

@@ -98,13 +98,15 @@ class BlockInfo:
 
 
 class BlockSet:
-    """A committed block set: read block by block, memory-mapped, checked before first use."""
+    """A committed block set: read block by block, memory-mapped, checked before first use. ``errors``:
+    the codes its build left out because they failed to load (their messages are ``meta["failed"]``)."""
 
     def __init__(self, path: Path, columns: list[str], blocks: list[BlockInfo], meta: dict[str, Any]) -> None:
         self.path = path
         self.columns = columns
         self.blocks = blocks
         self.meta = meta
+        self.errors: dict[str, BaseException] = {}
         self._checked: set[int] = set()
 
     @classmethod

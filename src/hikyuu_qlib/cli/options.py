@@ -133,3 +133,12 @@ UniverseFileOption = Annotated[
         "over its spans only",
     ),
 ]
+MemoryBudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-budget",
+        help="peak memory, e.g. 4GB (default: setting memory_budget, env HQ_MEMORY_BUDGET, else a quarter of "
+        "the RAM); a universe that does not fit it in memory goes through date blocks on disk (the same "
+        "results)",
+    ),
+]

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from hikyuu_qlib.cli.options import (
     DbOption,
+    MemoryBudgetOption,
     MetricsFileOption,
     OutputFormat,
     SourceOption,
@@ -171,17 +172,21 @@ def train(
     metrics_file: MetricsFileOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
+    memory_budget: MemoryBudgetOption = None,
 ) -> None:
     """Train a model on a universe and register it with its metrics (IC, ICIR, Rank IC, MSE per segment).
 
     With --seeds N, N models are trained and registered (tag seed_group) and the quality is the mean ±
     std of each metric over them. With --server (or HQ_SERVER) the server trains it as a train job (a
-    write token) and the command waits for it (Ctrl-C cancels the job).
+    write token) and the command waits for it (Ctrl-C cancels the job). A universe that does not fit the
+    memory budget in memory is computed and trained from date blocks on disk (the same model).
     """
     from hikyuu_qlib.cli.telemetry import current
+    from hikyuu_qlib.memory import MemoryBudget
     from hikyuu_qlib.modelling.presets import get_preset, parse_param
     from hikyuu_qlib.modelling.quality import over_seeds
     from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
+    from hikyuu_qlib.modelling.streaming import Bounded
     from hikyuu_qlib.research import UNIVERSE_FILE_TAG
 
     chosen = get_preset(preset)
@@ -208,6 +213,7 @@ def train(
             metrics_file=metrics_file,
             features_file=features_file,
             universe_file=universe_file,
+            memory_budget=memory_budget,
         )
         if seeds != 1:
             raise InvalidInputError("--seeds: only for a local run (a server job trains one model)")
@@ -238,6 +244,7 @@ def train(
         metrics = result.get("metrics") or {}
         stdout_console().print(_metrics_table(metrics, f"model {model.id} ({model.name} v{model.version})"))
         return
+    budget = MemoryBudget.of(memory_budget if memory_budget is not None else current().settings.memory_budget)
     frame = None
     if features_file is not None:
         from hikyuu_qlib.modelling.features_file import read_features_file
@@ -247,6 +254,7 @@ def train(
     outcomes: list[Any] = []
     store: FeatureSource | None = None
     with _context(source, db) as ctx:
+        bounded = Bounded(budget, ctx.settings.cache_disk_dir)
         if frame is not None:
             from hikyuu_qlib.factors.universe import Universe
 
@@ -296,6 +304,7 @@ def train(
                             cache=None if no_cache else ctx.cache,
                             progress=progress,
                             frame=frame,
+                            bounded=bounded,
                         )
                     )
                 except LoadErrors:
@@ -305,6 +314,11 @@ def train(
                         highlight=False,
                     )
                     raise
+    memory = {
+        "budget_mb": round(budget.bytes / 2**20, 1),
+        "path": "bounded" if bounded.used else "in_memory",
+        "peak_rss_mb": bounded.peaks.to_json(),
+    }
     docs = [
         {
             "model": o.model.to_json(),
@@ -312,6 +326,7 @@ def train(
             "best_iteration": o.result.best_iteration,
             "rounds": o.result.rounds,
             "timings": o.timings,
+            "memory": memory,
         }
         for o in outcomes
     ]
@@ -377,14 +392,7 @@ def evaluate(
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
-    memory_budget: Annotated[
-        str | None,
-        typer.Option(
-            "--memory-budget",
-            help="peak memory, e.g. 4GB (default: setting memory_budget, else a quarter of the RAM); a "
-            "universe that does not fit is evaluated from date blocks on disk",
-        ),
-    ] = None,
+    memory_budget: MemoryBudgetOption = None,
 ) -> None:
     """An IC report of a registered model: IC, ICIR, Rank IC, Rank ICIR overall and per year."""
     from hikyuu_qlib.memory import MemoryBudget
@@ -473,19 +481,12 @@ def predict(
     fmt: SummaryFormatOption = OutputFormat.table,
     server: ServerOption = None,
     token: TokenOption = None,
-    memory_budget: Annotated[
-        str | None,
-        typer.Option(
-            "--memory-budget",
-            help="peak memory, e.g. 4GB (default: setting memory_budget, else a quarter of the RAM); a "
-            "universe that does not fit is predicted block by block, appended to the Parquet file",
-        ),
-    ] = None,
+    memory_budget: MemoryBudgetOption = None,
 ) -> None:
     """Predict a universe over a date range with a registered model; writes (datetime, code, score).
 
     Codes that fail to load are left out and reported; the others are predicted (exit 5). Over the
-    memory budget every code must load, and the scores are written block by block. With --server
+    memory budget the scores are written block by block (the same codes left out). With --server
     (or HQ_SERVER) the server predicts (its model LRU and cache) and the scores are written here.
     """
     from hikyuu_qlib.cli.telemetry import current
@@ -531,21 +532,25 @@ def predict(
             if kind == "parquet" and not qlib_form and not bounded.fits(ctx.features, members, dates):
                 loaded = ctx.predictor.load(full)
                 blocks = bounded.features(
-                    ctx.features, members, dates, record.feature_set or "alpha158", label=False
-                )
+                    ctx.features, members, dates, record.feature_set or "alpha158", label=False,
+                    skip_failed=True,
+                )  # fmt: skip
                 with writing(out):
                     rows = write_predictions_blocks(loaded.score, blocks, dates, out)
                 import polars as pl
 
                 codes = pl.scan_parquet(out).select(pl.col("code").n_unique()).collect().item()
+                failed = dict(blocks.errors)
                 doc = {"id": full, "rows": rows, "codes": codes, "dates": str(dates), "out": str(out),
-                       "format": "parquet", "errors": {}}  # fmt: skip
+                       "format": "parquet",
+                       "errors": {code: str(err) for code, err in sorted(failed.items())}}  # fmt: skip
                 if fmt is OutputFormat.json:
                     emit_json(doc)
                 else:
                     sys.stdout.write(
                         f"wrote {rows} predictions ({codes} codes, {dates}) to {out} [parquet]\n"
                     )
+                exit_if_partial(failed, len(members.members_between(dates)) - len(failed))
                 return
             result = service.predict_partial(
                 full,

@@ -12,7 +12,13 @@ from rich.table import Table
 
 from hikyuu_qlib.backtest.formats import format_measure
 from hikyuu_qlib.cli.backtest import statistics_table
-from hikyuu_qlib.cli.options import DbOption, MetricsFileOption, OutputFormat, SummaryFormatOption
+from hikyuu_qlib.cli.options import (
+    DbOption,
+    MemoryBudgetOption,
+    MetricsFileOption,
+    OutputFormat,
+    SummaryFormatOption,
+)
 from hikyuu_qlib.cli.output import (
     check_out_dir,
     emit_json,
@@ -39,14 +45,7 @@ def run(
     db: DbOption = None,
     fmt: SummaryFormatOption = OutputFormat.table,
     metrics_file: MetricsFileOption = None,
-    memory_budget: Annotated[
-        str | None,
-        typer.Option(
-            "--memory-budget",
-            help="peak memory of the run, e.g. 4GB (default: setting memory_budget, else a quarter of the "
-            "RAM); a universe that does not fit is computed and trained from date blocks on disk",
-        ),
-    ] = None,
+    memory_budget: MemoryBudgetOption = None,
 ) -> None:
     """Features → train and register → predict → backtest → report, from one validated workflow file."""
     from hikyuu_qlib.cli.telemetry import current

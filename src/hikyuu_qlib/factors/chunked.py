@@ -8,6 +8,14 @@ into (datetime, code) order, the order Qlib's datasets (and LightGBM) read, and 
 :class:`~hikyuu_qlib.cache.blocks.BlockSet` in the disk cache, under the same key as the in-memory
 features frame (:func:`~hikyuu_qlib.cache.keys.features_key`): a second call reads it.
 
+A code whose bars fail to load (a damaged bin: :class:`~hikyuu_qlib.domain.errors.DataFormatError`) is
+never silently missing: without ``skip_failed`` the build loads every group to collect every failing
+code and raises :class:`~hikyuu_qlib.domain.errors.LoadErrors` naming them all, as
+:func:`~hikyuu_qlib.factors.pipeline.compute_features` does; with ``skip_failed`` the other codes go on,
+the set's :attr:`~hikyuu_qlib.cache.blocks.BlockSet.errors` names the failing ones (as
+:func:`~hikyuu_qlib.factors.pipeline.compute_features_partial` does), and the set is never reused by a
+later build (a partial frame is never cached either): its manifest lists them under ``failed``.
+
 The group and block sizes come from the :class:`~hikyuu_qlib.memory.MemoryBudget`: a group's working
 set is its loaded rows times :data:`GROUP_ROW_BYTES`, a block's is its rows times :data:`BLOCK_ROW_BYTES`
 (an upper bound of its rows: each day's members, from the universe's spans).
@@ -28,11 +36,11 @@ import polars as pl
 from hikyuu_qlib.cache.blocks import BlockSet, BlockWriter, read_mapped
 from hikyuu_qlib.cache.keys import features_key
 from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.errors import LoadErrors
 from hikyuu_qlib.domain.schema import DATETIME
-from hikyuu_qlib.factors.alpha158 import INPUTS, alpha158, sorted_by_code_date
+from hikyuu_qlib.factors.alpha158 import sorted_by_code_date
 from hikyuu_qlib.factors.label import LABEL, label_expr
-from hikyuu_qlib.factors.pipeline import ENGINE_VERSION, FACTOR_SETS, extended_dates, member_mask
+from hikyuu_qlib.factors.pipeline import extended_dates, get_factor_set, load_fields, member_mask
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget
 from hikyuu_qlib.ports import FeatureSource
@@ -122,26 +130,26 @@ def build_feature_blocks(
     budget: MemoryBudget | None = None,
     factor_set: str = "alpha158",
     label: bool = True,
+    skip_failed: bool = False,
 ) -> BlockSet:
     """Features of each date's members within ``dates`` (as :func:`compute_features` gives them) as a block
-    set under ``cache_dir``; an existing set with the same key is reused."""
-    if factor_set not in FACTOR_SETS:
-        raise InvalidInputError(
-            f"unknown factor set {factor_set!r}: expected one of {', '.join(FACTOR_SETS)}"
-        )
+    set under ``cache_dir``; an existing complete set with the same key is reused. ``skip_failed``: the
+    codes that fail to load are left out and named in the set's ``errors`` (else :class:`LoadErrors`
+    names every one of them)."""
+    chosen = get_factor_set(factor_set)
     budget = MemoryBudget.of(budget)
     key = features_key(
         store.source,
         store.data_version(),
         universe=universe.fingerprint(),
         factor_set=factor_set,
-        engine=ENGINE_VERSION,
+        engine=chosen.engine,
         dates=dates,
         label=label,
     )
     path = blocks_dir(cache_dir) / key.digest
     calendar = store.calendar()
-    span = extended_dates(calendar, dates)
+    span = extended_dates(calendar, dates, chosen.lookback)
     days = calendar.filter(calendar.is_between(dates.start, dates.end))
     loaded_days = int(calendar.is_between(span.start, span.end).sum())
     codes = universe.members_between(dates)
@@ -149,21 +157,35 @@ def build_feature_blocks(
     found = BlockSet.open(path)
     if found is not None:
         largest = max((b.rows for b in found.blocks), default=0)
-        if largest <= plan.block_rows:
+        if found.meta.get("failed"):
+            log.info("features: %s left out codes that failed to load; computing it again", path)
+        elif largest <= plan.block_rows:
             log.info("features: %d rows in %d blocks from %s", found.rows, len(found.blocks), path)
             return found
-        log.info("features: the blocks of %s were cut for a larger memory budget; cutting them again", path)
-    fields = [*INPUTS, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
+        else:
+            log.info(
+                "features: the blocks of %s were cut for a larger memory budget; cutting them again", path
+            )
+    fields = [*chosen.inputs, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
     edges = days.gather(plan.block_starts).to_numpy().astype("datetime64[ms]").astype(np.int64)
     log.info(
         "features: %d codes in %d group(s) of %d, %d days in %d block(s), at most %d rows (budget %d MB)",
         len(codes), plan.groups, plan.codes, days.len(), plan.blocks, plan.rows_upper, budget.bytes >> 20,
     )  # fmt: skip
     started = time.perf_counter()
+    errors: dict[str, BaseException] = {}
     with BlockWriter(path) as writer:
         for g in range(plan.groups):
             group = codes[g * plan.codes : (g + 1) * plan.codes]
-            frame = compute_group(store, universe, group, fields, span, dates, label=label)
+            if errors and not skip_failed:  # the build fails: only load the rest, to name every failing code
+                errors.update(load_errors(store, group, fields, span))
+                continue
+            try:
+                frame = compute_group(store, universe, group, fields, span, dates, label=label,
+                                      skip_failed=skip_failed, errors=errors, factor_set=factor_set)  # fmt: skip
+            except LoadErrors as exc:
+                errors.update(exc.errors)
+                continue
             if frame.height == 0:
                 continue
             when = frame.get_column("datetime").to_numpy().astype("datetime64[ms]").astype(np.int64)
@@ -175,6 +197,8 @@ def build_feature_blocks(
                 writer.part(b, g, part.drop("_block"))
             del parts
             log.debug("features: group %d/%d done", g + 1, plan.groups)
+        if errors and (not skip_failed or len(errors) == len(codes)):
+            raise LoadErrors(errors)
         for b in range(plan.blocks):
             pieces = writer.parts(b)
             if not pieces:
@@ -184,9 +208,23 @@ def build_feature_blocks(
             del merged
         meta = {"codes": len(codes), "dates": str(dates), "factor_set": factor_set, "label": label,
                 "groups": plan.groups, "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+        if errors:
+            meta["failed"] = {code: str(err) for code, err in sorted(errors.items())}
         built = writer.commit(meta)
+    built.errors = errors
     log.info("features: %d rows in %d blocks written to %s", built.rows, len(built.blocks), path)
     return built
+
+
+def load_errors(
+    store: FeatureSource, codes: Sequence[str], fields: Sequence[str], span: DateRange
+) -> dict[str, BaseException]:
+    """The codes of ``codes`` whose fields fail to load, with their errors."""
+    try:
+        store.features(list(codes), list(fields), span)
+    except LoadErrors as exc:
+        return dict(exc.errors)
+    return {}
 
 
 def compute_group(
@@ -198,10 +236,18 @@ def compute_group(
     dates: DateRange,
     *,
     label: bool = True,
+    skip_failed: bool = False,
+    errors: dict[str, BaseException] | None = None,
+    factor_set: str = "alpha158",
 ) -> pl.DataFrame:
     """The features of ``codes`` (part of ``universe``), sorted by (code, datetime): the rows
-    :func:`compute_features` gives for them, with the fields chosen for the whole universe."""
-    bars = store.features(list(codes), list(fields), span)
+    :func:`compute_features` gives for them, with the fields chosen for the whole universe.
+
+    A code that fails to load raises :class:`LoadErrors`; with ``skip_failed`` it is left out and its
+    error added to ``errors`` (:class:`LoadErrors` only when every code of ``codes`` fails)."""
+    bars, failed = load_fields(store, list(codes), list(fields), span, skip_failed)
+    if errors is not None:
+        errors.update(failed)
     if bars.height == 0:
         return pl.DataFrame()
     if not sorted_by_code_date(bars):
@@ -209,7 +255,7 @@ def compute_group(
     keep = bars.select(pl.col("datetime").is_between(dates.start, dates.end)).to_series() & member_mask(
         universe, bars
     )
-    frame = alpha158(bars, keep=keep)
+    frame = get_factor_set(factor_set).compute(bars, keep)
     if label:
         frame = frame.with_columns(bars.select(label_expr()).to_series().filter(keep).alias(LABEL))
     return frame

@@ -49,6 +49,8 @@ class FactorSet:
     compute: Callable[[pl.DataFrame, pl.Series | None], pl.DataFrame]
     #: part of the cache key: bump when the numbers change
     engine: str
+    #: how many feature columns it computes
+    width: int
 
 
 FACTOR_SETS: dict[str, FactorSet] = {
@@ -58,6 +60,7 @@ FACTOR_SETS: dict[str, FactorSet] = {
         alpha158.LOOKBACK,
         alpha158.alpha158,
         ENGINE_VERSION,
+        len(alpha158.alpha158_names()),
     ),
     "alpha360": FactorSet(
         "alpha360",
@@ -65,6 +68,7 @@ FACTOR_SETS: dict[str, FactorSet] = {
         alpha360.LOOKBACK,
         alpha360.alpha360,
         "alpha360-1",
+        len(alpha360.alpha360_names()),
     ),
 }
 #: The label reads two rows past the end date (``Ref($close, -2)``).
@@ -228,7 +232,7 @@ def _compute(
     span = extended_dates(calendar, dates, chosen.lookback)
     codes = universe.members_between(dates)
     fields = [*chosen.inputs, *(["vwap"] if codes and "vwap" in store.fields(codes) else [])]
-    bars, errors = _load(store, codes, fields, span, skip_failed)
+    bars, errors = load_fields(store, codes, fields, span, skip_failed)
     if not sorted_by_code_date(bars):
         bars = bars.sort("code", "datetime")
     log.info("computing %s for %d codes, %d rows", chosen.name, len(codes) - len(errors), bars.height)
@@ -241,10 +245,11 @@ def _compute(
     return PartialFrame(frame, errors)
 
 
-def _load(
+def load_fields(
     store: FeatureSource, codes: list[str], fields: list[str], span: DateRange, skip_failed: bool
 ) -> tuple[pl.DataFrame, dict[str, BaseException]]:
-    """The raw fields of ``codes``; with ``skip_failed``, read again without the codes that failed."""
+    """The raw fields of ``codes`` and the errors of the codes left out: with ``skip_failed``, read again
+    without the codes that failed (:class:`LoadErrors` when every one fails); else :class:`LoadErrors`."""
     errors: dict[str, BaseException] = {}
     todo = list(codes)
     while True:

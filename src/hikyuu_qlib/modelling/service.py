@@ -118,7 +118,9 @@ def train_and_register(
     the frame's days and the record's ``source`` tag comes from ``spec.tags``.
     ``bounded``: a memory budget; when the universe does not fit it in memory, the features are built as
     date blocks on disk and the model is trained from them (:mod:`.streaming`; the same model). Only
-    LightGBM trains from blocks; another family over the budget is refused before any record is made.
+    LightGBM trains from blocks; another family over the budget is refused before any record is made, and
+    so is a budget that cannot hold LightGBM's own data (:class:`~hikyuu_qlib.memory.MemoryBudgetError`,
+    stage ``train``).
     """
     if store is None:
         if frame is None:
@@ -152,6 +154,9 @@ def train_and_register(
             f"LightGBM trains from feature blocks on disk ({preset.name} is {preset.model_type.value}): "
             "raise --memory-budget or choose a smaller universe"
         )
+    if over_budget:  # LightGBM's own data must fit too: refused before any record is made
+        assert store is not None and bounded is not None
+        bounded.check_training(store, universe, spec.segments, preset.feature_set, params)
     if preset.rounds:
         hyper.update(num_boost_round=rounds, early_stopping_rounds=stopping)
     if preset.process != "append":
@@ -310,7 +315,8 @@ def _fit_bounded(
     with bounded.stage("train"):
         data = streaming.BlockDataset.prepare(blocks, spec.segments, infer=infer, learn=learn)
         result = streaming.train_blocks(data, params, num_boost_round=rounds, early_stopping_rounds=stopping,
-                                        scratch=bounded.scratch, progress=progress)  # fmt: skip
+                                        scratch=bounded.scratch_root, progress=progress,
+                                        budget=bounded.budget)  # fmt: skip
         timings["train_s"] = result.seconds
         started = time.perf_counter()
         found = streaming.segment_metrics_blocks(result.booster, data, params.get("num_threads"))
@@ -454,12 +460,14 @@ def evaluate(
     """An IC report of a registered model over ``dates``: summary, per day and per year (raw label).
 
     Members that fail to load are left out of the report and listed in ``errors``. With ``bounded``, a
-    universe that does not fit the budget in memory is evaluated block by block (the same report; every
-    member must load).
+    universe that does not fit the budget in memory is evaluated block by block (the same report, the
+    same ``errors``).
     """
     loaded: LoadedModel = predictor.load(model_id)
     if bounded is not None and not bounded.fits(store, universe, dates):
-        blocks = bounded.features(store, universe, dates, loaded.record.feature_set or "alpha158")
+        blocks = bounded.features(
+            store, universe, dates, loaded.record.feature_set or "alpha158", skip_failed=True
+        )
         acc = streaming.SignalAccumulator()
         for frame in blocks.iter_frames(dates):
             scored = loaded.score(frame).join(
@@ -470,7 +478,7 @@ def evaluate(
             acc.add(scored, (model_metrics.LABEL,))
         daily = acc.daily_frame()
         summary = acc.summary({model_metrics.LABEL: "mse_raw_label"})
-        return Evaluation(loaded.record, dates, summary, daily, yearly_ic(daily))
+        return Evaluation(loaded.record, dates, summary, daily, yearly_ic(daily), dict(blocks.errors))
     features = compute_features_partial(
         store, universe, dates, loaded.record.feature_set or "alpha158", label=True, cache=cache
     )

@@ -19,10 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from hikyuu_qlib.modelling import metrics as model_metrics
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, build_chain, encode_state, labels, matrix
 from hikyuu_qlib.modelling.presets import ProcessorStep
+from hikyuu_qlib.modelling.scratch import remove_stale_scratch, scratch_dir, scratch_root
 from hikyuu_qlib.ports import FeatureSource, Progress
 
 log = logging.getLogger(__name__)
@@ -60,12 +59,15 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 #: Rows turned into one float matrix at a time (about 125 MB of Alpha158).
 SLICE_ROWS = 200_000
+#: Rows LightGBM reads from a row file at a time (about 5 MB of Alpha158).
+BATCH_ROWS = 8192
 
 
 @dataclass
 class Bounded:
-    """How a run stays within a memory budget: where feature blocks and scratch files go, and each
-    stage's peak RSS. ``always``: take the bounded path even when the run would fit in memory."""
+    """How a run stays within a memory budget: where feature blocks and scratch files go (``scratch``:
+    by default ``<cache_dir>/scratch``, see :mod:`.scratch`), and each stage's peak RSS. ``always``: take
+    the bounded path even when the run would fit in memory."""
 
     budget: MemoryBudget
     cache_dir: Path
@@ -73,6 +75,10 @@ class Bounded:
     always: bool = False
     peaks: PeakRss = field(default_factory=PeakRss)
     used: bool = False  # whether a stage took the bounded path
+
+    @property
+    def scratch_root(self) -> Path:
+        return self.scratch if self.scratch is not None else scratch_root(self.cache_dir)
 
     def fits(self, store: FeatureSource, universe: Universe, dates: DateRange) -> bool:
         """Whether the in-memory path fits the budget for ``universe`` over ``dates`` (it is then taken:
@@ -85,6 +91,26 @@ class Bounded:
             log.info("the in-memory path needs ~%d MB, over the budget: bounded path", need >> 20)
         return fits
 
+    def check_training(
+        self,
+        store: FeatureSource,
+        universe: Universe,
+        segments: Segments,
+        factor_set: str,
+        params: Mapping[str, Any],
+    ) -> None:
+        """Refuse, before any work, a training run whose LightGBM data cannot fit the budget
+        (:class:`MemoryBudgetError` for stage ``train``); its rows are bounded by the member-days."""
+        from hikyuu_qlib.factors.pipeline import get_factor_set
+
+        rows = {
+            name: int(members_per_day(universe, store.calendar(dates=segments[name])).sum())
+            for name in ("train", "valid")
+            if name in segments
+        }
+        width = get_factor_set(factor_set).width
+        plan_training(self.budget, rows.get("train", 0), rows.get("valid", 0), width, params)
+
     def features(
         self,
         store: FeatureSource,
@@ -93,11 +119,19 @@ class Bounded:
         factor_set: str,
         *,
         label: bool = True,
+        skip_failed: bool = False,
     ) -> BlockSet:
+        """The features as a block set (see :func:`build_feature_blocks`; ``skip_failed``: the codes that
+        fail to load are left out and named in its ``errors``, else :class:`LoadErrors` names them)."""
+        from hikyuu_qlib.factors.kernel_cache import warm_kernels
+
         self.used = True
+        remove_stale_scratch(self.scratch_root)  # left by a bounded run that was killed
+        warm_kernels(factor_set)  # compiled in a child when numba's cache is cold: not the run's memory
         return build_feature_blocks(
-            store, universe, dates, self.cache_dir, budget=self.budget, factor_set=factor_set, label=label
-        )
+            store, universe, dates, self.cache_dir, budget=self.budget, factor_set=factor_set, label=label,
+            skip_failed=skip_failed,
+        )  # fmt: skip
 
     def stage(self, name: str) -> AbstractContextManager[None]:
         return self.peaks.stage(name)
@@ -219,13 +253,16 @@ class RowFile:
     labels: F32
 
 
-def write_rows(frames: Iterator[pl.DataFrame], features: Sequence[str], path: Path) -> RowFile:
-    """Append each frame's feature matrix to ``path``; keep the labels."""
+def write_rows(
+    frames: Iterator[pl.DataFrame], features: Sequence[str], path: Path, slice_rows: int = SLICE_ROWS
+) -> RowFile:
+    """Append each frame's feature matrix to ``path`` (``slice_rows`` rows of it at a time); keep the
+    labels."""
     rows = 0
     found: list[F32] = []
     with path.open("wb") as out:
         for frame in frames:
-            for part in frame.iter_slices(SLICE_ROWS):  # a slice's matrix at a time, not the block's
+            for part in frame.iter_slices(slice_rows):  # a slice's matrix at a time, not the block's
                 np.ascontiguousarray(matrix(part, features)).tofile(out)
             found.append(labels(frame))
             rows += frame.height
@@ -233,12 +270,13 @@ def write_rows(frames: Iterator[pl.DataFrame], features: Sequence[str], path: Pa
     return RowFile(path, rows, len(features), y)
 
 
-def row_sequence(rows: RowFile) -> Any:
-    """A :class:`lightgbm.Sequence` over a :class:`RowFile` (positioned reads; close it when done)."""
+def row_sequence(rows: RowFile, batch_rows: int = BATCH_ROWS) -> Any:
+    """A :class:`lightgbm.Sequence` over a :class:`RowFile` (positioned reads of ``batch_rows`` rows; close
+    it when done)."""
     import lightgbm as lgb
 
     class RowSequence(lgb.Sequence):
-        batch_size = 8192
+        batch_size = max(1, batch_rows)
 
         def __init__(self) -> None:
             self.fd = os.open(rows.path, os.O_RDONLY)
@@ -282,16 +320,90 @@ def row_sequence(rows: RowFile) -> Any:
     return RowSequence()
 
 
-@contextmanager
-def scratch_dir(parent: Path | None) -> Iterator[Path]:
-    """A temporary directory (under ``parent`` when given), removed afterwards."""
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="hq-rows-", dir=parent))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+#: LightGBM's bytes per training row besides its bins (label, gradient, hessian, score, partition
+#: indices …) and per validation row besides its bins (label, score); measured (see :func:`lightgbm_bytes`).
+LGB_TRAIN_ROW_BYTES = 40
+LGB_VALID_ROW_BYTES = 16
+#: Bytes per sampled value while LightGBM picks its bin boundaries from a Sequence: each sampled row as a
+#: float64 array in a list, then the same rows as one float64 matrix with each column's values (float64)
+#: and row indices (int32); measured.
+LGB_SAMPLING_BYTES = 21
+#: Bytes per sampled value kept until every row is binned (each column's values and row indices).
+LGB_SAMPLE_KEPT_BYTES = 12
+#: LightGBM's fixed cost (its library state, the booster) besides the histograms; measured.
+LGB_FIXED_BYTES = 32 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class TrainPlan:
+    """How a bounded training run reads its rows: matrix slices written at a time, LightGBM's batches,
+    and the bytes LightGBM's own data takes."""
+
+    lightgbm_bytes: int
+    slice_rows: int = SLICE_ROWS
+    batch_rows: int = BATCH_ROWS
+
+
+def lightgbm_bytes(train_rows: int, valid_rows: int, features: int, params: Mapping[str, Any]) -> int:
+    """What LightGBM holds at its peak while it trains from row files (:class:`lightgbm.Sequence`), in bytes.
+
+    With ``S = min(train_rows, bin_construct_sample_cnt) × features`` sampled values, ``b`` bytes per
+    bin (1 with ``max_bin`` ≤ 255, else 2) and ``T = b × train_rows × features + 40 × train_rows`` (the
+    binned training rows, their labels, gradients, scores and partition indices), the peak of three
+    phases, plus 32 MB:
+
+    - choosing the bin boundaries: ``21 × S`` (the sampled rows as float64 arrays, then as a matrix, then
+      each column's values and row indices);
+    - binning the rows: ``12 × S + T`` (the sample's columns are kept until every row is binned);
+    - training: ``T + b × valid_rows × features + 16 × valid_rows + num_leaves × features × (max_bin + 1)
+      × 16`` (the binned validation rows with their labels and scores, and a float64 gradient and hessian
+      histogram per leaf).
+
+    Measured with LightGBM 4.7 on float32 rows (2% NaN, every feature with its 255 bins) of 158 features
+    and Qlib's parameters (``num_leaves`` 210), a validation set a quarter of the training rows
+    (``benchmarks/lightgbm_memory.py``): peaks of 158, 575, 611, 602 and 747 MB for 50 k, 200 k, 400 k,
+    1 M and 2 M training rows, where this estimate gives 190, 665, 665, 665 and 771 MB."""
+    max_bin = int(params.get("max_bin", 255))
+    bins = 1 if max_bin <= 255 else 2
+    leaves = int(params.get("num_leaves", 31))
+    sample = min(train_rows, int(params.get("bin_construct_sample_cnt", 200_000))) * features
+    train = bins * train_rows * features + LGB_TRAIN_ROW_BYTES * train_rows
+    valid = bins * valid_rows * features + LGB_VALID_ROW_BYTES * valid_rows
+    histograms = leaves * features * (max_bin + 1) * 16
+    sampling = LGB_SAMPLING_BYTES * sample
+    binning = LGB_SAMPLE_KEPT_BYTES * sample + train
+    training = train + valid + histograms
+    return max(sampling, binning, training) + LGB_FIXED_BYTES
+
+
+def plan_training(
+    budget: MemoryBudget | None, train_rows: int, valid_rows: int, features: int, params: Mapping[str, Any]
+) -> TrainPlan:
+    """LightGBM's bytes for these rows, and the slices and batches that fit next to them in ``budget``;
+    :class:`MemoryBudgetError` (stage ``train``) when not even one row does."""
+    need = lightgbm_bytes(train_rows, valid_rows, features, params)
+    if budget is None:
+        return TrainPlan(need)
+    labels = 4 * (train_rows + valid_rows)  # kept in memory while the row files are written
+    # a batch: its bytes read, the float32 rows LightGBM bins (and, while sampling, one row as float64)
+    batch = budget.plan("train", 3 * 4 * features, BATCH_ROWS, fixed=need)
+    # a slice: its float32 matrix, and the contiguous copy written out
+    slices = budget.plan("train", 2 * 4 * features, SLICE_ROWS, fixed=labels)
+    log.info("training: LightGBM needs ~%d MB for %d + %d rows × %d features; batches of %d rows, slices of %d",
+             need >> 20, train_rows, valid_rows, features, batch, slices)  # fmt: skip
+    return TrainPlan(need, slices, batch)
+
+
+def segment_rows(blocks: BlockSet, dates: DateRange) -> int:
+    """The rows of ``blocks`` within ``dates`` (a block across an edge: its dates column is counted)."""
+    total = 0
+    for i in blocks.between(dates):
+        info = blocks.blocks[i]
+        if dates.start <= info.start and info.end <= dates.end:
+            total += info.rows
+        else:
+            total += blocks.read(i, ["datetime"], dates).height
+    return total
 
 
 def train_blocks(
@@ -302,16 +414,25 @@ def train_blocks(
     early_stopping_rounds: int = 50,
     scratch: Path | None = None,
     progress: Progress | None = None,
+    budget: MemoryBudget | None = None,
 ) -> trainer.TrainResult:
     """LightGBM on the learn view of ``train`` (early stopping on ``valid`` when there is one), read from
-    row files through :func:`row_sequence`."""
+    row files through :func:`row_sequence`. With ``budget``, LightGBM's own data (:func:`lightgbm_bytes`)
+    must fit it (:class:`MemoryBudgetError` for stage ``train`` before any row is written), and the row
+    slices and LightGBM's batches are sized to what it leaves."""
+    valid_rows = segment_rows(data.blocks, data.segments["valid"]) if "valid" in data.segments else 0
+    plan = plan_training(
+        budget, segment_rows(data.blocks, data.segments["train"]), valid_rows, len(data.features), params
+    )
     with scratch_dir(scratch) as tmp:
-        train = write_rows(data.learn_frames("train"), data.features, tmp / "train.f32")
+        train = write_rows(data.learn_frames("train"), data.features, tmp / "train.f32", plan.slice_rows)
         valid = None
         if "valid" in data.segments:
-            valid = write_rows(data.learn_frames("valid"), data.features, tmp / "valid.f32")
+            valid = write_rows(data.learn_frames("valid"), data.features, tmp / "valid.f32", plan.slice_rows)
         log.info("training rows written: train %d, valid %d", train.rows, 0 if valid is None else valid.rows)
-        seqs = [row_sequence(train)] + ([] if valid is None else [row_sequence(valid)])
+        seqs = [row_sequence(train, plan.batch_rows)]
+        if valid is not None:
+            seqs.append(row_sequence(valid, plan.batch_rows))
         try:
             return trainer.train_lightgbm(
                 (seqs[0], train.labels),

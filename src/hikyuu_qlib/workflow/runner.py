@@ -33,7 +33,6 @@ import polars as pl
 import yaml
 
 from hikyuu_qlib.domain import DateRange, InvalidInputError, Segments
-from hikyuu_qlib.factors.chunked import build_feature_blocks
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, PeakRss
 from hikyuu_qlib.modelling.importance import load_importance
@@ -428,11 +427,7 @@ def _predict_bounded(
     from hikyuu_qlib.modelling.streaming import write_predictions_blocks
 
     model = ctx.predictor.load(model_id)
-    blocks = build_feature_blocks(
-        features, universe, test, bounded.cache_dir, budget=bounded.budget,
-        factor_set=model.record.feature_set or "alpha158", label=False,
-    )  # fmt: skip
-    bounded.used = True
+    blocks = bounded.features(features, universe, test, model.record.feature_set or "alpha158", label=False)
     path = out / "predictions.parquet"
     rows = write_predictions_blocks(model.score, blocks, test, path)
     log.info("predicted %d rows block by block", rows)
