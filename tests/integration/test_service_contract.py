@@ -30,9 +30,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp_path_factory.mktemp("contract"), make_tokens(), source="synthetic:5?stocks=40&years=3"
     ).start()
     try:
-        # a finished train job, so that the stateful phase's chains reach a model and its predictions
+        # a finished train job, so that the stateful phase's chains reach a model and its predictions;
+        # and one bars request, which starts the server's bars body process (a cold start on a loaded
+        # machine is not the API's response time)
         with Client(running.url, running.tokens.write) as client:
             client.wait(client.submit("train", TRAIN), timeout=300, poll=0.3)
+            client.load_many(["SH000001"], start="2016-01-01", end="2016-01-31")
         yield running
     finally:
         running.stop()
