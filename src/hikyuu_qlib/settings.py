@@ -139,6 +139,9 @@ class Settings(BaseSettings):
         1, ge=0, le=64, description="processes per worker that read and serialise bars (0: threads)"
     )
     api_job_workers: int = Field(1, ge=1, le=64, description="jobs run at once (one process each)")
+    api_max_wait: float = Field(
+        60.0, gt=0, le=3600, description="longest timeout of GET /v1/jobs/{id}/wait, seconds"
+    )
     api_shutdown_grace: float = Field(
         20.0, ge=0, description="seconds SIGTERM waits for requests and jobs before it stops them"
     )

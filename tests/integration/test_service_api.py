@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 import pytest_asyncio
-from service_support import make_tokens
+from service_support import SEGMENTS, make_tokens
 
 from hikyuu_qlib.app import open_market, open_registry
 from hikyuu_qlib.client import AsyncClient, ServiceAuthError
@@ -259,6 +259,11 @@ async def test_bad_input_is_a_problem_and_writes_nothing(api: httpx.AsyncClient,
             json={"kind": "backtest", "model": "01ABCD", "start": "2020-05-01", "end": "2020-01-01"},
         ),
         api.post("/v1/jobs", json={"kind": "evaluate", "model": "01ABCD", "nested": {"x": 1}}),
+        api.post("/v1/jobs", json={"kind": "evaluate", "model": "01ABCD"}),  # no such model: 404
+        api.post(
+            "/v1/jobs",
+            json={"kind": "backtest", "model": "0" * 26, "start": "2020-01-01", "end": "2020-02-01"},
+        ),
         api.post(
             "/v1/jobs",
             json={"kind": "workflow", "config": {"source": "synthetic", "segments": {}, "extra": 1}},
@@ -290,7 +295,109 @@ async def test_bad_input_is_a_problem_and_writes_nothing(api: httpx.AsyncClient,
     ]
     for call in bad:
         response = await call
-        _problem(response, (400, 413, 422))
+        _problem(response, (400, 404, 413, 422))
     with open_registry(settings=settings, sync=True) as registry:
         assert registry.count() == 0
         assert registry.engine.connect().exec_driver_sql("SELECT count(*) FROM jobs").scalar() == 0
+
+
+async def test_a_models_feature_importance_is_served_top_first(
+    api: httpx.AsyncClient, settings: Settings, tokens
+) -> None:  # type: ignore[no-untyped-def]
+    from hikyuu_qlib.app import open_artifacts
+    from hikyuu_qlib.domain.errors import ImportanceNotFoundError
+    from hikyuu_qlib.domain.model import IMPORTANCE_ARTIFACT
+    from hikyuu_qlib.modelling.importance import encode_importance, summary
+
+    importance = {"gain": {"KMID": 3.5, "ROC5": 12.25, "MA10": 0.5}, "split": {"KMID": 4.0, "ROC5": 1.0}}
+    ref = open_artifacts(settings).put_bytes(encode_importance(importance))
+    with_one, without = _saved_models(settings, 2)
+    with open_registry(settings=settings, sync=True) as registry:
+        with_one = registry.save(with_one.with_artifact(ref, role=IMPORTANCE_ARTIFACT))
+    doc = (await api.get(f"/v1/models/{with_one.id[:10].lower()}/importance", params={"top": 2})).json()
+    assert doc == {
+        "model_id": with_one.id,
+        "top": 2,
+        "importance": summary(importance, 2),  # what a local hq model show prints
+        "features": {"gain": 3, "split": 2},
+        "kinds": {"gain": doc["kinds"]["gain"], "split": doc["kinds"]["split"]},
+    }
+    assert [r["feature"] for r in doc["importance"]["gain"]] == ["ROC5", "KMID"]
+    none = _problem(await api.get(f"/v1/models/{without.id}/importance"), 404)
+    assert none["error"] == "ImportanceNotFoundError" and without.id in none["detail"]
+    assert _problem(await api.get(f"/v1/models/{'0' * 26}/importance"), 404)["error"] == "ModelNotFoundError"
+    _problem(await api.get(f"/v1/models/{with_one.id}/importance", params={"top": 0}), 422)
+    transport = httpx.ASGITransport(app=api.app)  # type: ignore[attr-defined]
+    async with AsyncClient("http://hq", tokens.read, transport=transport) as client:
+        assert await client.importance(with_one.id, top=20) == summary(importance, 20)
+        assert await client.importance(without.id) is None  # as load_importance: stored without one
+        with pytest.raises(ModelNotFoundError):
+            await client.importance("0" * 26)
+    assert issubclass(ImportanceNotFoundError, LookupError)
+
+
+async def test_stocks_of_several_types_and_their_source(api: httpx.AsyncClient, settings: Settings) -> None:
+    from hikyuu_qlib.domain import StockType
+
+    doc = (await api.get("/v1/stocks", params={"type": ["a_share", "index"], "page_size": 1000})).json()
+    with open_market(settings=settings) as md:
+        expected = md.stocks(valid=None, types=[StockType.A_SHARE, StockType.INDEX])
+        assert doc["source"] == md.store.source
+    assert [s["code"] for s in doc["stocks"]] == expected["code"].to_list() and doc["total_size"] > 0
+    one = (await api.get("/v1/stocks", params={"type": "index", "page_size": 1000})).json()
+    assert {s["type"] for s in one["stocks"]} <= {int(StockType.INDEX)}
+
+
+async def test_waiting_for_a_job_answers_when_it_ends_or_at_the_timeout(settings: Settings, tokens) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    # no job runner in this app: a queued job stays queued until it is cancelled
+    app = create_app(settings.model_copy(update={"api_max_wait": 1.0}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hq") as api:
+            api.headers["Authorization"] = f"Bearer {tokens.write}"
+            body = {"kind": "train", "segments": SEGMENTS}
+            job = (await api.post("/v1/jobs", json=body)).json()
+            started = time.monotonic()
+            waited = await api.get(f"/v1/jobs/{job['id']}/wait", params={"timeout": 0.3})
+            assert waited.status_code == 200 and waited.json()["status"] == "queued"
+            assert 0.3 <= time.monotonic() - started < 5
+            started = time.monotonic()  # a longer timeout than the server's longest wait is shortened
+            assert (await api.get(f"/v1/jobs/{job['id']}/wait", params={"timeout": 600})).json()[
+                "status"
+            ] == "queued"
+            assert 1.0 <= time.monotonic() - started < 10
+            assert (await api.delete(f"/v1/jobs/{job['id']}")).json()["status"] == "cancelled"
+            started = time.monotonic()  # an ended job is answered at once
+            ended = (await api.get(f"/v1/jobs/{job['id']}/wait", params={"timeout": 60})).json()
+            assert ended["status"] == "cancelled" and time.monotonic() - started < 1.0
+            _problem(await api.get(f"/v1/jobs/{'0' * 26}/wait"), 404)
+            _problem(await api.get(f"/v1/jobs/{job['id']}/wait", params={"timeout": -1}), 422)
+            read = {"Authorization": f"Bearer {tokens.read}"}  # waiting only reads
+            assert (await api.get(f"/v1/jobs/{job['id']}/wait", headers=read)).status_code == 200
+            # the client's wait: long polls until the job ended
+            async with AsyncClient("http://hq", tokens.read, transport=transport) as client:
+                assert (await client.wait(job["id"], raise_on_failure=False)).status.value == "cancelled"
+                queued = (await api.post("/v1/jobs", json=body)).json()
+                with pytest.raises(TimeoutError):
+                    await client.wait(queued["id"], timeout=1.5)
+
+
+async def test_the_openapi_document_has_a_train_job_example_for_the_store(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    from hikyuu_qlib.service.jobs.specs import JOB_BODY
+
+    schema = (await api.get("/openapi.json")).json()
+    content = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    example = content["examples"]["train"]["value"]
+    body = JOB_BODY.validate_python(example)  # a valid body, on a universe and days the store has
+    with open_market(settings=settings) as md:
+        last = md.calendar().max()
+        assert md.members(example["universe"]).height > 0
+    assert body.kind == "train" and example["segments"]["test"].endswith(last.date().isoformat())
+    links = schema["paths"]["/v1/jobs"]["post"]["responses"]["202"]["links"]
+    assert links["WaitJob"]["operationId"] == "waitJob"
+    wait = schema["paths"]["/v1/jobs/{job_id}/wait"]["get"]["responses"]["200"]["links"]
+    assert wait["GetJobModel"]["parameters"] == {"model_ref": "$response.body#/result/model_id"}

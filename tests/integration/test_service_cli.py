@@ -136,6 +136,33 @@ def test_data_bars_from_a_server_print_what_a_local_run_prints(
     assert _doc(proc)["source"] == local["source"]
 
 
+def test_data_stocks_from_a_server_print_what_a_local_run_prints(
+    hq: Run, server: Server, local_env: dict[str, str], remote_env: dict[str, str]
+) -> None:
+    filters: list[list[str]] = [
+        [],
+        ["--all"],
+        ["--market", "sz"],
+        ["--type", "a_share", "--type", "index", "--has-data"],
+        ["--market", "SH", "--no-data", "--all"],
+    ]
+    for chosen in filters:
+        args = ["data", "stocks", *chosen, "--format", "json"]
+        local = _doc(hq(*args, env=local_env))
+        remote = _doc(hq(*args, *_remote(server), env=remote_env))
+        assert remote == local, chosen
+    everything = _doc(hq("data", "stocks", "--all", "--format", "json", *_remote(server), env=remote_env))
+    assert everything["rows"] == 41 and everything["source"] != ""  # 40 stocks and the index
+    # more stocks than the server's page: every page is followed
+    with Client(server.url, server.tokens.read) as client:
+        paged, source = client.stocks_from(valid=None, page_size=7)
+    assert (
+        paged["code"].to_list() == [s["code"] for s in everything["data"]] and source == everything["source"]
+    )
+    refused = hq("data", "stocks", "--source", SOURCE, "--format", "json", *_remote(server), env=remote_env)
+    assert "--source" in _doc(refused, code=2)["error"]["message"]
+
+
 def test_model_list_and_show_from_a_server_match_the_registry(
     hq: Run, server: Server, model_id: str, local_env: dict[str, str], remote_env: dict[str, str]
 ) -> None:
@@ -146,10 +173,14 @@ def test_model_list_and_show_from_a_server_match_the_registry(
         hq("model", "show", model_id[:8].lower(), "--format", "json", *_remote(server), env=remote_env)
     )
     local = _doc(hq("model", "show", model_id, "--format", "json", env=local_env))
-    # the feature importance is an artifact of the server's store, not served by the API yet: a remote
-    # show says so with null, and everything else is the record as the registry holds it
-    assert shown.pop("importance") is None and local.pop("importance") is not None
-    assert shown == local
+    # the record as the registry holds it, and the feature importance the server's store holds with it
+    assert shown == local and set(local["importance"]) >= {"gain", "split"}
+    assert all(len(rows) == 20 for rows in local["importance"].values())
+    top = ["model", "show", model_id, "--top", "3", "--format", "json"]
+    fewer = _doc(hq(*top, *_remote(server), env=remote_env))
+    assert fewer == _doc(hq(*top, env=local_env)) and len(fewer["importance"]["gain"]) == 3
+    table = hq("model", "show", model_id, "--top", "3", *_remote(server), env=remote_env)
+    assert table.returncode == 0 and "importance: gain" in table.stdout
     missing = hq("model", "show", "0000000000", "--format", "json", *_remote(server), env=remote_env)
     assert _doc(missing, code=3)["error"]["type"] == "ModelNotFoundError"  # exit 3, as locally
 

@@ -92,18 +92,32 @@ def stocks(
     ] = None,
     fmt: FrameFormatOption = None,
     out: FrameOutOption = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
-    """List stocks, filtered by market, type, validity and whether the store holds bars for them."""
+    """List stocks, filtered by market, type, validity and whether the store holds bars for them.
+
+    With --server (or HQ_SERVER) the server lists them from its store (every page of its answer)."""
     chosen = frame_format(fmt, out)
-    with open_market(source, settings=current().settings, telemetry=current().telemetry) as md:
-        frame = md.stocks(
-            market=Market.parse(market) if market else None,
-            types=[StockType.parse(t) for t in types] if types else None,
-            valid=None if include_delisted else True,
-            has_data=has_data,
-        )
+    exchange = Market.parse(market) if market else None
+    kinds = [StockType.parse(t) for t in types] if types else None
+    valid = None if include_delisted else True
+    remote = remote_of(server, token, current().settings)
+    if remote is not None:
+        refuse_local_options(source=source)
+        with remote.client() as hq:
+            frame, source_name = hq.stocks_from(
+                market=None if exchange is None else exchange.value,
+                type=None if kinds is None else [k.name.lower() for k in kinds],
+                has_data=has_data,
+                valid=valid,
+            )
+    else:
+        with open_market(source, settings=current().settings, telemetry=current().telemetry) as md:
+            frame = md.stocks(market=exchange, types=kinds, valid=valid, has_data=has_data)
+        source_name = md.store.source
     frame = with_type_names(frame)
-    write_frame(frame, chosen, out, title=f"{frame.height} stocks", extra={"source": md.store.source})
+    write_frame(frame, chosen, out, title=f"{frame.height} stocks", extra={"source": source_name})
 
 
 @data_app.command("bars")

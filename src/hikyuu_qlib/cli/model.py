@@ -198,19 +198,20 @@ def show_model(
     if remote is not None:
         with remote.client() as hq:
             model = hq.model(model_id)
-        importance = None  # the artifacts are the server's
+            shown = hq.importance(model.id, top=top)  # the artifacts are the server's
     else:
         with _registry(db) as registry:
             model = registry.get(registry.resolve(model_id))
         importance = load_importance(model, _artifacts())
+        shown = None if importance is None else summary(importance, top)
     doc = model.to_json()
-    doc["importance"] = None if importance is None else summary(importance, top)
+    doc["importance"] = shown
     if fmt is OutputFormat.json:
         emit_json(doc)
         return
     print_fields({k: v for k, v in doc.items() if k != "importance"})
-    if importance:
-        for kind, rows in summary(importance, top).items():
+    if shown:
+        for kind, rows in shown.items():
             table = Table(title=f"importance: {kind} ({KINDS.get(kind, kind)}), top {len(rows)}")
             table.add_column("feature")
             table.add_column(kind, justify="right")

@@ -231,6 +231,43 @@ def models_page(response: httpx.Response) -> tuple[list[Model], str | None]:
     return [Model.from_json(m) for m in doc["models"]], doc.get("next_page_token")
 
 
+def importance_of(response: httpx.Response) -> dict[str, list[dict[str, Any]]] | None:
+    """Per kind, the top features (``[{"feature", "value"}]``, largest first); None for a model stored
+    without feature importance (as :func:`~hikyuu_qlib.modelling.importance.load_importance`)."""
+    try:
+        doc = json_of(response)
+    except E.ImportanceNotFoundError:
+        return None
+    return {str(kind): list(rows) for kind, rows in doc["importance"].items()}
+
+
+def stocks_params(
+    market: str | None,
+    type: str | Iterable[str] | None,
+    has_data: bool | None,
+    valid: bool | None,
+    page_size: int,
+) -> dict[str, Any]:
+    types = None if type is None else [type] if isinstance(type, str) else list(type) or None
+    return _clean(
+        {"market": market, "type": types, "has_data": has_data, "valid": valid, "page_size": page_size}
+    )
+
+
+#: Seconds one long poll of :meth:`Client.wait` asks the server to wait at most.
+WAIT_CHUNK_S = 60.0
+
+
+def wait_chunk(left: float) -> float:
+    """The timeout of the next long poll: what is left of the caller's, within one chunk."""
+    return max(0.0, min(WAIT_CHUNK_S, left))
+
+
+def wait_http_timeout(wait: float) -> httpx.Timeout:
+    """The HTTP timeout of a long poll: the wait, and time for the answer."""
+    return httpx.Timeout(wait + 30.0, connect=10.0)
+
+
 def check_finished(job: Job, raise_on_failure: bool) -> Job:
     if raise_on_failure and job.status is not JobStatus.SUCCEEDED:
         raise JobFailedError(job)

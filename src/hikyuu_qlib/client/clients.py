@@ -69,21 +69,33 @@ class Client:
         self,
         *,
         market: str | None = None,
-        type: str | None = None,
+        type: str | Iterable[str] | None = None,
         has_data: bool | None = None,
         valid: bool | None = None,
         page_size: int = 1000,
     ) -> pl.DataFrame:
-        """The whole stock list (every page followed)."""
-        params: dict[str, Any] = b._clean(
-            {"market": market, "type": type, "has_data": has_data, "valid": valid, "page_size": page_size}
-        )
+        """The whole stock list (every page followed); ``type`` one stock type or several."""
+        return self.stocks_from(
+            market=market, type=type, has_data=has_data, valid=valid, page_size=page_size
+        )[0]
+
+    def stocks_from(
+        self,
+        *,
+        market: str | None = None,
+        type: str | Iterable[str] | None = None,
+        has_data: bool | None = None,
+        valid: bool | None = None,
+        page_size: int = 1000,
+    ) -> tuple[pl.DataFrame, str]:
+        """:meth:`stocks`, and the source the server listed them from."""
+        params = b.stocks_params(market, type, has_data, valid, page_size)
         rows: list[dict[str, Any]] = []
         while True:
             doc = b.json_of(self._http.get("/v1/stocks", params=params))
             rows.extend(doc["stocks"])
             if not doc.get("next_page_token"):
-                return b.stock_frame(rows)
+                return b.stock_frame(rows), str(doc.get("source") or "")
             params["page_token"] = doc["next_page_token"]
 
     def load_many(
@@ -188,6 +200,11 @@ class Client:
         """A model by id or unique prefix."""
         return Model.from_json(b.json_of(self._http.get(f"/v1/models/{ref}")))
 
+    def importance(self, ref: str, *, top: int = 20) -> dict[str, list[dict[str, Any]]] | None:
+        """A model's feature importance: per kind, its ``top`` features (``[{"feature", "value"}]``,
+        largest first); None for a model stored without one."""
+        return b.importance_of(self._http.get(f"/v1/models/{ref}/importance", params={"top": top}))
+
     def promote(self, ref: str, to: str = "deployed") -> Model:
         return self.transition(ref, to)[1]
 
@@ -235,20 +252,30 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         return b.job_of(b.json_of(self._http.delete(f"/v1/jobs/{job_id}")))
 
+    def wait_once(self, job_id: str, timeout: float = b.WAIT_CHUNK_S) -> Job:
+        """The job once it ended, or as it is after ``timeout`` seconds (the server may wait less):
+        one long poll (``GET /v1/jobs/{id}/wait``)."""
+        response = self._http.get(
+            f"/v1/jobs/{job_id}/wait", params={"timeout": timeout}, timeout=b.wait_http_timeout(timeout)
+        )
+        return b.job_of(b.json_of(response))
+
     def wait(
         self, job: Job | str, *, timeout: float = 3600.0, poll: float = 0.5, raise_on_failure: bool = True
     ) -> Job:
-        """Poll a job until it finished; raises :class:`~.base.JobFailedError` if it failed or was
-        cancelled (unless ``raise_on_failure=False``), :class:`TimeoutError` past ``timeout`` seconds."""
+        """Wait until a job ended (long polls of at most a minute each, at least ``poll`` seconds apart);
+        raises :class:`~.base.JobFailedError` if it failed or was cancelled (unless
+        ``raise_on_failure=False``), :class:`TimeoutError` past ``timeout`` seconds."""
         job_id = job.id if isinstance(job, Job) else job
         deadline = time.monotonic() + timeout
         while True:
-            current = self.job(job_id)
+            asked = time.monotonic()
+            current = self.wait_once(job_id, b.wait_chunk(deadline - asked))
             if current.status.finished:
                 return b.check_finished(current, raise_on_failure)
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} still {current.status.value} after {timeout:g} s")
-            time.sleep(poll)
+            time.sleep(max(0.0, min(poll - (time.monotonic() - asked), deadline - time.monotonic())))
 
 
 class AsyncClient:
@@ -287,14 +314,12 @@ class AsyncClient:
         self,
         *,
         market: str | None = None,
-        type: str | None = None,
+        type: str | Iterable[str] | None = None,
         has_data: bool | None = None,
         valid: bool | None = None,
         page_size: int = 1000,
     ) -> pl.DataFrame:
-        params: dict[str, Any] = b._clean(
-            {"market": market, "type": type, "has_data": has_data, "valid": valid, "page_size": page_size}
-        )
+        params = b.stocks_params(market, type, has_data, valid, page_size)
         rows: list[dict[str, Any]] = []
         while True:
             doc = b.json_of(await self._http.get("/v1/stocks", params=params))
@@ -363,6 +388,9 @@ class AsyncClient:
     async def model(self, ref: str) -> Model:
         return Model.from_json(b.json_of(await self._http.get(f"/v1/models/{ref}")))
 
+    async def importance(self, ref: str, *, top: int = 20) -> dict[str, list[dict[str, Any]]] | None:
+        return b.importance_of(await self._http.get(f"/v1/models/{ref}/importance", params={"top": top}))
+
     async def promote(self, ref: str, to: str = "deployed") -> Model:
         doc = b.json_of(await self._http.post(f"/v1/models/{ref}/promote", json={"to": to}))
         return Model.from_json(doc["model"])
@@ -395,15 +423,22 @@ class AsyncClient:
     async def cancel(self, job_id: str) -> Job:
         return b.job_of(b.json_of(await self._http.delete(f"/v1/jobs/{job_id}")))
 
+    async def wait_once(self, job_id: str, timeout: float = b.WAIT_CHUNK_S) -> Job:
+        response = await self._http.get(
+            f"/v1/jobs/{job_id}/wait", params={"timeout": timeout}, timeout=b.wait_http_timeout(timeout)
+        )
+        return b.job_of(b.json_of(response))
+
     async def wait(
         self, job: Job | str, *, timeout: float = 3600.0, poll: float = 0.5, raise_on_failure: bool = True
     ) -> Job:
         job_id = job.id if isinstance(job, Job) else job
         deadline = time.monotonic() + timeout
         while True:
-            current = await self.job(job_id)
+            asked = time.monotonic()
+            current = await self.wait_once(job_id, b.wait_chunk(deadline - asked))
             if current.status.finished:
                 return b.check_finished(current, raise_on_failure)
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} still {current.status.value} after {timeout:g} s")
-            await asyncio.sleep(poll)
+            await asyncio.sleep(max(0.0, min(poll - (time.monotonic() - asked), deadline - time.monotonic())))

@@ -14,7 +14,8 @@ Every error the library raises on purpose derives from :class:`HQError`::
     │   ├── NoBarsError              a code the store lists but holds no bars for ("without bars")
     │   ├── ModelNotFoundError       a model id (or id prefix) the registry does not hold
     │   ├── RegistryNotFoundError    no registry at that path or in that database
-    │   └── ArtifactNotFoundError    a model artifact file that is missing
+    │   ├── ArtifactNotFoundError    a model artifact file that is missing
+    │   └── ImportanceNotFoundError  a model stored without feature importance
     ├── DataFormatError              a file that exists but cannot be read (corrupt, truncated)
     │   ├── ArtifactIntegrityError   an artifact whose sha256 or size does not match its record
     │   └── ArtifactLocationError    an artifact record whose URI points outside the artifact store
@@ -138,6 +139,11 @@ class RegistryAccessError(InvalidInputError):
 
 class ArtifactNotFoundError(NotFoundError):
     """A model artifact that is missing from the artifact store."""
+
+
+class ImportanceNotFoundError(NotFoundError):
+    """A model stored without feature importance (its family reports none, or it was registered before
+    importance was stored)."""
 
 
 class ArtifactIntegrityError(DataFormatError):

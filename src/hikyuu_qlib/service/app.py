@@ -23,7 +23,7 @@ from hikyuu_qlib.service.bounds import BoundsMiddleware
 from hikyuu_qlib.service.deps import READ
 from hikyuu_qlib.service.problems import Problem, install
 from hikyuu_qlib.service.routers import health, jobs, market, models
-from hikyuu_qlib.service.state import close_state, open_state
+from hikyuu_qlib.service.state import ServiceState, close_state, open_state
 from hikyuu_qlib.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
             die_with_parent(signal.SIGTERM)
         state = await open_state(settings, telemetry, run_jobs=run_jobs)
         app.state.hq = state
+        app.state.train_example = await _train_example(state)
         log.info("serving %s, registry %s", state.source, state.models.backend)
         # the event loop's thread waits at most this long for the GIL that an executor thread holds
         switch = sys.getswitchinterval()
@@ -102,14 +103,30 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
+            from hikyuu_qlib.service.jobs.examples import with_job_examples
+
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-            app.openapi_schema = schema
+            if not hasattr(app.state, "train_example"):
+                return schema  # not started: the examples made for the store come with the start
+            app.openapi_schema = with_job_examples(schema, app.state.train_example)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def _train_example(state: ServiceState) -> dict[str, Any] | None:
+    """The OpenAPI example of a train job, made for the server's store (None: the store has no fitting
+    universe or days; a failure to read it only costs the example)."""
+    from hikyuu_qlib.service.jobs.examples import train_example
+
+    try:
+        return await train_example(state.market)
+    except Exception:
+        log.warning("no example train job in the OpenAPI document", exc_info=True)
+        return None
 
 
 def app_from_env() -> FastAPI:

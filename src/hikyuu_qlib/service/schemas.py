@@ -52,6 +52,21 @@ class ModelPage(_Doc):
     next_page_token: str | None = Field(description="the page_token of the next page; null on the last")
 
 
+class FeatureValue(_Doc):
+    feature: str
+    value: float
+
+
+class ImportanceOut(_Doc):
+    """A model's feature importance: per kind (gain, split, coef …) its largest features."""
+
+    model_id: str
+    top: int = Field(description="features per kind at most (the top ones by magnitude)")
+    importance: dict[str, list[FeatureValue]] = Field(description="per kind, the top features, largest first")
+    features: dict[str, int] = Field(description="per kind, how many features the model holds")
+    kinds: dict[str, str] = Field(description="what each kind measures")
+
+
 class Transition(_Doc):
     to: Literal["created", "training", "trained", "deployed", "archived", "failed"] = "deployed"
 
@@ -81,6 +96,7 @@ class StockPage(_Doc):
     stocks: list[StockOut]
     total_size: int = Field(description="stocks matching the filters, all pages")
     next_page_token: str | None
+    source: str = Field(description="the store the stocks were listed from")
 
 
 class CodeError(_Doc):

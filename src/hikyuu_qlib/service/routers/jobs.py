@@ -1,10 +1,13 @@
-"""Long-running jobs: ``POST /v1/jobs`` (202 + Location), ``GET /v1/jobs[/{id}]``, ``DELETE`` cancels.
+"""Long-running jobs: ``POST /v1/jobs`` (202 + Location), ``GET /v1/jobs[/{id}]``, ``DELETE`` cancels,
+``GET /v1/jobs/{id}/wait`` waits for one to end (a long poll, as Google's ``WaitOperation``).
 
 A body is validated by its kind's schema (:mod:`hikyuu_qlib.service.jobs.specs`) before anything is
-written; an invalid one is a 422 and no job is recorded. Jobs run in worker processes of the server's
-job runner, never on the event loop.
+written; an invalid one is a 422 and no job is recorded, nor is one naming a model the registry does
+not hold (404). Jobs run in worker processes of the server's job runner, never on the event loop.
 """
 
+import asyncio
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
@@ -15,14 +18,29 @@ from hikyuu_qlib.domain.errors import InvalidSourceError
 from hikyuu_qlib.domain.jobs import Job, JobKind, JobStatus
 from hikyuu_qlib.observability.tracing import inject_context
 from hikyuu_qlib.service.deps import READ, WRITE, json_response, state_of
-from hikyuu_qlib.service.jobs.specs import JobBody, body_source
+from hikyuu_qlib.service.jobs.specs import BacktestJob, EvaluateJob, JobBody, body_source
 from hikyuu_qlib.service.problems import problems
+from hikyuu_qlib.service.routers.models import resolve
 from hikyuu_qlib.service.schemas import JobOut, JobPage
 from hikyuu_qlib.service.state import ServiceState
 from hikyuu_qlib.settings import Settings
 from hikyuu_qlib.stores.source import SourceSpec
 
 JobId = Annotated[str, PathParam(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="a job id")]
+#: Seconds between reads of a waited-for job's row (the runner records an outcome within its poll).
+WAIT_POLL_S = 0.2
+#: A wait ends this long before the request timeout, so that it is answered with the job, never a 504.
+WAIT_MARGIN_S = 5.0
+#: The largest ``timeout`` a wait accepts (a longer one than the server's ``api_max_wait`` is shortened).
+MAX_TIMEOUT_S = 86_400.0
+
+_JOB_MODEL_LINK = {
+    "GetJobModel": {
+        "operationId": "getModel",
+        "description": "the model a train job registered (once it succeeded)",
+        "parameters": {"model_ref": "$response.body#/result/model_id"},
+    }
+}
 
 
 def job_doc(job: Job) -> dict[str, Any]:
@@ -62,6 +80,7 @@ def _check_source(state: ServiceState, named: str | None) -> None:
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(tags=["jobs"])
     max_page = settings.api_max_page_size
+    max_wait = settings.api_max_wait
 
     @api.post(
         "/v1/jobs",
@@ -76,15 +95,24 @@ def router(settings: Settings) -> APIRouter:
                 "headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}},
                 "links": {
                     "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
+                    "WaitJob": {
+                        "operationId": "waitJob",
+                        "description": "wait for the job to end (at most the longest wait)",
+                        "parameters": {"job_id": "$response.body#/id", "timeout": max_wait},
+                    },
                     "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
                 },
             },
-            **problems(400, 401, 403, 413, 422),
+            **problems(400, 401, 403, 404, 413, 422),
         },
     )
     async def create_job(request: Request, body: Annotated[JobBody, Body()]) -> Response:
         state = state_of(request)
         _check_source(state, body_source(body))
+        if isinstance(body, EvaluateJob | BacktestJob):
+            # a model the registry does not hold (or a prefix of several) is refused before anything
+            # is written, rather than queued to fail
+            await state.models.get(await resolve(state, body.model))
         doc = body.model_dump(mode="json")
         # traced: the job's process continues this request's trace (its spans are children of this one)
         trace = inject_context() if state.telemetry.tracing.enabled else None
@@ -132,16 +160,7 @@ def router(settings: Settings) -> APIRouter:
         summary="A job's status, progress, timings, result links and error",
         dependencies=READ,
         responses={
-            200: {
-                "description": "the job",
-                "links": {
-                    "GetJobModel": {
-                        "operationId": "getModel",
-                        "description": "the model a train job registered (once it succeeded)",
-                        "parameters": {"model_ref": "$response.body#/result/model_id"},
-                    }
-                },
-            },
+            200: {"description": "the job", "links": _JOB_MODEL_LINK},
             **problems(401, 403, 404, 422),
         },
     )
@@ -149,6 +168,45 @@ def router(settings: Settings) -> APIRouter:
         state = state_of(request)
         job = await state.run_blocking(lambda: state.jobs.get(job_id))
         return json_response(job_doc(job))
+
+    @api.get(
+        "/v1/jobs/{job_id}/wait",
+        response_model=JobOut,
+        operation_id="waitJob",
+        summary="Wait for a job to end: its record once it ended, or as it is when the timeout passed",
+        description=(
+            "A long poll: answers as soon as the job succeeded, failed or was cancelled, else after "
+            f"`timeout` seconds (at most {max_wait:g}: a longer one is shortened) with the job as it is "
+            "then (still queued or running: ask again)."
+        ),
+        dependencies=READ,
+        responses={
+            200: {"description": "the job (ended, or as it is at the timeout)", "links": _JOB_MODEL_LINK},
+            **problems(401, 403, 404, 422),
+        },
+    )
+    async def wait_job(
+        request: Request,
+        job_id: JobId,
+        timeout: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=MAX_TIMEOUT_S,
+                description=f"seconds to wait at most (the server waits {max_wait:g} at most)",
+            ),
+        ] = max_wait,
+    ) -> Response:
+        state = state_of(request)
+        # answered before the request timeout cuts the request (a 504 would lose the job's state)
+        limit = min(timeout, max_wait, max(0.0, state.settings.api_request_timeout - WAIT_MARGIN_S))
+        deadline = time.monotonic() + limit
+        while True:
+            job = await state.run_blocking(lambda: state.jobs.get(job_id))
+            left = deadline - time.monotonic()
+            if job.status.finished or left <= 0:
+                return json_response(job_doc(job))
+            await asyncio.sleep(min(WAIT_POLL_S, left))
 
     @api.delete(
         "/v1/jobs/{job_id}",

@@ -69,19 +69,22 @@ def router(settings: Settings) -> APIRouter:
     async def stocks(
         request: Request,
         market: Annotated[Literal["SH", "SZ", "BJ"] | None, Query(description="exchange")] = None,
-        type: Annotated[StockTypeName | None, Query(description="stock type")] = None,
+        type: Annotated[
+            list[StockTypeName] | None,
+            Query(description="stock type; repeat for several (any of them)", max_length=10),
+        ] = None,
         has_data: Annotated[bool | None, Query(description="only codes with (true) or without bars")] = None,
         valid: Annotated[bool | None, Query(description="only listed (true) or delisted codes")] = None,
         page_size: Annotated[int, Query(ge=1, le=max_page, description=f"1..{max_page}")] = 100,
         page_token: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> Response:
         state = state_of(request)
-        types = None if type is None else [StockType.parse(type)]
+        types = sorted({StockType.parse(t) for t in type}) if type else None
         frame = await state.market.stocks(
             market=None if market is None else Market(market), types=types, valid=valid, has_data=has_data
         )
         codec = state.models.cursors
-        fingerprint = _page_fingerprint("stocks", market, type, has_data, valid, state.source)
+        fingerprint = _page_fingerprint("stocks", market, types, has_data, valid, state.source)
         offset = 0
         if page_token:
             (offset,) = codec.decode(page_token, "stocks", fingerprint)
@@ -93,7 +96,9 @@ def router(settings: Settings) -> APIRouter:
         rows = page.with_columns(
             pl.col(c).cast(pl.String) for c in ("start_date", "end_date") if c in page.columns
         ).to_dicts()
-        return json_response({"stocks": rows, "total_size": frame.height, "next_page_token": token})
+        return json_response(
+            {"stocks": rows, "total_size": frame.height, "next_page_token": token, "source": state.source}
+        )
 
     @api.get(
         "/v1/bars",

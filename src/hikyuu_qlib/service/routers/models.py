@@ -9,7 +9,7 @@ from fastapi import Path as PathParam
 from starlette.responses import Response
 
 from hikyuu_qlib.domain import DateRange
-from hikyuu_qlib.domain.errors import InvalidInputError
+from hikyuu_qlib.domain.errors import ImportanceNotFoundError, InvalidInputError
 from hikyuu_qlib.domain.model import ModelStatus, ModelType
 from hikyuu_qlib.domain.queries import ModelFilter
 from hikyuu_qlib.service.deps import READ, WRITE, json_response, state_of
@@ -19,6 +19,7 @@ from hikyuu_qlib.service.routers.market import FRAME_RESPONSE
 from hikyuu_qlib.service.schemas import (
     MODEL_ID_PATTERN,
     MODEL_REF_PATTERN,
+    ImportanceOut,
     ModelOut,
     ModelPage,
     PredictionRequest,
@@ -54,6 +55,11 @@ _MODEL_LINKS = {
         "operationId": "getJob",
         "description": "the job that trained the model (a model trained by a job carries its id)",
         "parameters": {"job_id": "$response.body#/tags/job_id"},
+    },
+    "GetModelImportance": {
+        "operationId": "getModelImportance",
+        "description": "the model's feature importance (its top features of each kind)",
+        "parameters": {"model_ref": "$response.body#/id"},
     },
     "Predict": {
         "operationId": "predict",
@@ -146,6 +152,44 @@ def router(settings: Settings) -> APIRouter:
         state = state_of(request)
         model = await state.models.get(await resolve(state, model_ref))
         return json_response(model.to_json())
+
+    @api.get(
+        "/v1/models/{model_ref}/importance",
+        response_model=ImportanceOut,
+        operation_id="getModelImportance",
+        summary="A model's feature importance: the top features of each kind (gain, split, coef …)",
+        dependencies=READ,
+        responses=problems(400, 401, 403, 404, 422),
+    )
+    async def get_importance(
+        request: Request,
+        model_ref: ModelRef,
+        top: Annotated[
+            int, Query(ge=1, le=max_page, description=f"features per kind, largest first (1..{max_page})")
+        ] = 20,
+    ) -> Response:
+        from hikyuu_qlib.modelling.importance import KINDS, load_importance, summary
+
+        state = state_of(request)
+        model = await state.models.get(await resolve(state, model_ref))
+        research = state.research
+
+        def read() -> Any:
+            with predict_lock:  # the context opens its artifact store once
+                artifacts = research.artifacts
+            return load_importance(model, artifacts)
+
+        importance = await state.run_blocking(read)
+        if importance is None:
+            raise ImportanceNotFoundError(f"model {model.id} has no feature importance (stored without one)")
+        doc = {
+            "model_id": model.id,
+            "top": top,
+            "importance": summary(importance, top),
+            "features": {kind: len(values) for kind, values in importance.items()},
+            "kinds": {kind: KINDS.get(kind, kind) for kind in importance},
+        }
+        return json_response(doc)
 
     @api.post(
         "/v1/models/{model_ref}/promote",
