@@ -5,8 +5,10 @@ With ``CI=true`` a missing data directory or service fails the test instead of s
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,9 +34,13 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _data_root() -> Path:
+    return Path(os.environ.get("HQ_TEST_DATA", REPO.parent / "shared" / "data")).expanduser()
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    root = Path(os.environ.get("HQ_TEST_DATA", REPO.parent / "shared" / "data")).expanduser()
+    root = _data_root()
     require(root.is_dir(), f"test data not found at {root} (set HQ_TEST_DATA)")
     return root
 
@@ -77,3 +83,43 @@ def pyqlib(qlib_dir: Path):  # type: ignore[no-untyped-def]
         raise
     qlib.init(provider_uri=str(qlib_dir), region="cn", kernels=1)
     return qlib
+
+
+# --- pyqlib's parity references, built in the background while the other tests run -------------------
+
+PARITY_FILES = {"test_alpha158_parity.py", "test_alpha360_parity.py"}
+REFERENCES_KEY = pytest.StashKey["subprocess.Popen[bytes] | None"]()
+
+
+def pyqlib_cache_dir(config: pytest.Config) -> Path:
+    """Where the parity references live (pytest's cache directory; see ``tests/pyqlib_references.py``)."""
+    assert config.cache is not None
+    return Path(config.cache.mkdir("hq-pyqlib"))
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """When a parity test is selected and a reference is missing, start building them in a child process."""
+    from tests.pyqlib_references import start_background
+
+    qlib_dir = _data_root() / "qlib_cn"
+    wanted = any(item.path.name in PARITY_FILES for item in items)
+    ready = qlib_dir.is_dir() and importlib.util.find_spec("qlib") is not None
+    config.stash[REFERENCES_KEY] = (
+        start_background(pyqlib_cache_dir(config), qlib_dir) if wanted and ready and config.cache else None
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the background build if the session ends before it does."""
+    proc = session.config.stash.get(REFERENCES_KEY, None)
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def pyqlib_background(request: pytest.FixtureRequest) -> subprocess.Popen[bytes] | None:
+    """The process building the parity references, if the session started one."""
+    return request.config.stash.get(REFERENCES_KEY, None)
