@@ -14,7 +14,6 @@ market file. A ``params.json`` marker makes the script idempotent.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -30,6 +29,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import data_root, work_dir
+from generated_stores import generator_main, read_whole_bin, up_to_date
 from hikyuu_qlib.domain import Market, StockCode
 from hikyuu_qlib.stores.hikyuu.h5 import ms_to_ymdhm
 from hikyuu_qlib.stores.hikyuu.writer import WRITE_DTYPE, HikyuuWriter
@@ -40,16 +40,6 @@ CAL_START = dt.date(1999, 1, 4)
 DEFAULT_STOCKS = 4600
 
 
-def _read_bin(path: Path, n_cal: int) -> np.ndarray:
-    raw = np.fromfile(path, dtype="<f4")
-    out = np.full(n_cal, np.nan, dtype=np.float64)
-    if raw.size > 1:
-        start = int(raw[0])
-        values = raw[1:].astype(np.float64)[: max(0, n_cal - start)]
-        out[start : start + values.size] = values
-    return out
-
-
 def load_sources(qlib_dir: Path) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Raw daily histories of the Qlib stocks (contiguous, NaN = suspended) and the two indices."""
     n_cal = len((qlib_dir / "calendars" / "day.txt").read_text().split())
@@ -57,7 +47,7 @@ def load_sources(qlib_dir: Path) -> tuple[list[dict[str, np.ndarray]], dict[str,
     index: dict[str, np.ndarray] = {}
     for folder in sorted((qlib_dir / "features").iterdir()):
         fields = {
-            f: _read_bin(folder / f"{f}.day.bin", n_cal)
+            f: read_whole_bin(folder / f"{f}.day.bin", n_cal)
             for f in ("open", "high", "low", "close", "volume", "factor")
         }
         factor = fields["factor"]
@@ -182,7 +172,7 @@ def ensure_market_store(
     out = Path(out) if out is not None else work_dir() / "market_store"
     params = {"version": VERSION, "stocks": stocks, "seed": seed}
     marker = out / "params.json"
-    if not force and marker.is_file() and json.loads(marker.read_text()).get("params") == params:
+    if not force and up_to_date(marker, params):
         log.info("market store %s is up to date", out)
         return out
     started = time.perf_counter()
@@ -269,19 +259,7 @@ def ensure_market_store(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--stocks", type=int, default=DEFAULT_STOCKS)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--force", action="store_true", help="rebuild even when the marker matches")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    path = ensure_market_store(args.stocks, args.out, args.seed, args.force)
-    print(path)
-    print((path / "params.json").read_text())
-    return 0
+    return generator_main(argv, __doc__, DEFAULT_STOCKS, 20240601, ensure_market_store)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ matches is reused, anything else (an interrupted build included) is rebuilt.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import data_root
+from generated_stores import generator_main, read_whole_bin, up_to_date
 from hikyuu_qlib.stores.qlib.bins import write_bin
 
 log = logging.getLogger("make_qlib_market_store")
@@ -52,23 +52,13 @@ def default_out() -> Path:
     return Path(env).expanduser() if env else Path("~/.cache/hikyuu_qlib/bench/qlib_market").expanduser()
 
 
-def _read(path: Path, n_cal: int) -> np.ndarray:
-    raw = np.fromfile(path, dtype="<f4")
-    out = np.full(n_cal, np.nan, dtype=np.float64)
-    if raw.size > 1:
-        start = int(raw[0])
-        values = raw[1:].astype(np.float64)[: max(0, n_cal - start)]
-        out[start : start + values.size] = values
-    return out
-
-
 def load_sources(qlib_dir: Path, n_cal: int) -> list[dict[str, np.ndarray]]:
     """Each real stock as relative series over its traded span: return, day shape, volume, factor jump."""
     sources: list[dict[str, np.ndarray]] = []
     for folder in sorted((qlib_dir / "features").iterdir()):
         if folder.name.startswith(("sh000", "sz399")):
             continue
-        f = {name: _read(folder / f"{name}.day.bin", n_cal) for name in FIELDS}
+        f = {name: read_whole_bin(folder / f"{name}.day.bin", n_cal) for name in FIELDS}
         ok = np.isfinite(f["close"]) & (f["close"] > 0) & np.isfinite(f["factor"]) & (f["factor"] > 0)
         if ok.sum() < 250:
             continue
@@ -162,7 +152,7 @@ def ensure_store(
     out = Path(out) if out is not None else default_out()
     params = {"version": VERSION, "stocks": stocks, "seed": seed}
     marker = out / "params.json"
-    if not force and marker.is_file() and json.loads(marker.read_text()).get("params") == params:
+    if not force and up_to_date(marker, params):
         log.info("qlib market store %s is up to date", out)
         return out
     started = time.perf_counter()
@@ -184,7 +174,7 @@ def ensure_store(
         src = qlib_dir / "features" / name
         if src.is_dir():
             shutil.copytree(src, out / "features" / name)
-            close = _read(src / "close.day.bin", n_cal)
+            close = read_whole_bin(src / "close.day.bin", n_cal)
             ok = np.flatnonzero(np.isfinite(close))
             lines.append(f"{name.upper()}\t{days[ok[0]]}\t{days[ok[-1]]}")
     for code in synth_codes(stocks):
@@ -218,18 +208,7 @@ def ensure_store(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--stocks", type=int, default=DEFAULT_STOCKS)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=20260601)
-    parser.add_argument("--force", action="store_true", help="rebuild even when the marker matches")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    path = ensure_store(args.stocks, args.out, args.seed, args.force)
-    sys.stdout.write(f"{path}\n{(path / 'params.json').read_text()}\n")
-    return 0
+    return generator_main(argv, __doc__, DEFAULT_STOCKS, 20260601, ensure_store)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,13 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _data_root() -> Path:
+    return Path(os.environ.get("HQ_TEST_DATA", REPO.parent / "shared" / "data")).expanduser()
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    root = Path(os.environ.get("HQ_TEST_DATA", REPO.parent / "shared" / "data")).expanduser()
+    root = _data_root()
     require(root.is_dir(), f"test data not found at {root} (set HQ_TEST_DATA)")
     return root
 
@@ -77,3 +81,12 @@ def pyqlib(qlib_dir: Path):  # type: ignore[no-untyped-def]
         raise
     qlib.init(provider_uri=str(qlib_dir), region="cn", kernels=1)
     return qlib
+
+
+# --- pyqlib's parity references ------------------------------------------------------------------------
+
+
+def pyqlib_cache_dir(config: pytest.Config) -> Path:
+    """Where the parity references live (pytest's cache directory; see ``tests/pyqlib_references.py``)."""
+    assert config.cache is not None
+    return Path(config.cache.mkdir("hq-pyqlib"))

@@ -38,20 +38,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import contextlib
 
-from common import REPO, Result, data_root
+from common import Result, data_root
+from workers import measure, serve_worker
 
 log = logging.getLogger("bench.research")
 
@@ -322,40 +319,9 @@ def _warm(qlib_dir: Path) -> None:
                 pass
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
-
-
 def _measure(kind: str, *args: str) -> dict[str, Any]:
-    """Run one worker; its JSON (last stdout line) plus the peak RSS of its process tree."""
-    with tempfile.TemporaryFile() as out:
-        popen = subprocess.Popen(
-            [sys.executable, __file__, "worker", kind, *args],
-            stdout=out,
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        )
-        proc = psutil.Process(popen.pid)
-        peak = 0
-        while popen.poll() is None:
-            peak = max(peak, _tree_rss(proc))
-            time.sleep(0.02)
-        out.seek(0)
-        text = out.read().decode()
-    if popen.returncode != 0:
-        raise RuntimeError(f"worker {kind} failed with exit code {popen.returncode}")
-    doc: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
-    doc["peak_rss_mb"] = round(peak / 2**20, 1)
-    log.info("%s: %s", kind, doc)
-    return doc
+    """Run one worker in a fresh process: its JSON plus the peak RSS of its tree (see :func:`workers.measure`)."""
+    return measure(__file__, kind, *args, log=log, report_completion=False)
 
 
 def _agreement(ours: Path, theirs: Path) -> dict[str, Any]:
@@ -375,11 +341,6 @@ def _agreement(ours: Path, theirs: Path) -> dict[str, Any]:
 
 
 # --- the workers ---------------------------------------------------------------------------------------
-
-
-def _emit(doc: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(doc, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def _ours_alpha158(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
@@ -845,5 +806,4 @@ WORKERS = {
 }
 
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    _emit(WORKERS[sys.argv[2]](*sys.argv[3:]))
+    serve_worker(WORKERS, sys.argv)

@@ -22,7 +22,6 @@ Each measurement runs in a fresh process whose peak RSS (with its children) is p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -33,12 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import REPO, Result, data_root
 from make_qlib_market_store import DEFAULT_STOCKS, default_out, ensure_store
+from workers import measure, serve_worker
 
 log = logging.getLogger("bench.scale")
 
@@ -134,73 +132,14 @@ def run(quick: bool) -> list[Result]:
 # --- the parent: fresh processes, peak RSS, a watchdog ---------------------------------------------------
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
-
-
-def _kill_tree(proc: psutil.Process) -> None:
-    with contextlib.suppress(psutil.NoSuchProcess):
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        proc.kill()
-
-
 def _measure(
     kind: str, *args: str, cap_mb: int | None = None, timeout_s: float | None = None, allow_fail: bool = False
 ) -> dict[str, Any]:
-    """Run one worker; its JSON (last stdout line) plus the peak RSS of its process tree. With ``cap_mb``
-    the worker is killed when its tree's RSS passes the cap (and after ``timeout_s``)."""
-    began = time.perf_counter()
-    with tempfile.TemporaryFile() as out:
-        popen = subprocess.Popen(
-            [sys.executable, __file__, "worker", kind, *args],
-            stdout=out,
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        )
-        proc = psutil.Process(popen.pid)
-        peak = 0
-        stopped: str | None = None
-        while popen.poll() is None:
-            rss = _tree_rss(proc)
-            peak = max(peak, rss)
-            if cap_mb is not None and rss > cap_mb * 2**20:
-                stopped = f"RSS {rss / 2**20:.0f} MB over the {cap_mb} MB cap"
-                _kill_tree(proc)
-            elif timeout_s is not None and time.perf_counter() - began > timeout_s:
-                stopped = f"still running after {timeout_s:.0f}s"
-                _kill_tree(proc)
-            time.sleep(0.02)
-        out.seek(0)
-        text = out.read().decode()
-    seconds = time.perf_counter() - began
-    if popen.returncode != 0 or stopped:
-        if not allow_fail:
-            raise RuntimeError(f"worker {kind} failed with exit code {popen.returncode}")
-        doc = {"completed": False, "stopped": stopped or f"exit code {popen.returncode}", "seconds": seconds}
-    else:
-        doc = json.loads(text.strip().splitlines()[-1])
-        doc["completed"] = True
-    doc["peak_rss_mb"] = round(peak / 2**20, 1)
-    log.info("%s: %s", kind, doc)
-    return doc
+    """Run one worker in a fresh process: its JSON plus the peak RSS of its tree (see :func:`workers.measure`)."""
+    return measure(__file__, kind, *args, log=log, cap_mb=cap_mb, timeout_s=timeout_s, allow_fail=allow_fail)
 
 
 # --- the workers ---------------------------------------------------------------------------------------
-
-
-def _emit(doc: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(doc, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def _ours_blocks(
@@ -304,5 +243,4 @@ WORKERS = {
 }
 
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    _emit(WORKERS[sys.argv[2]](*sys.argv[3:]))
+    serve_worker(WORKERS, sys.argv)

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 def open_store(source: str | SourceSpec | None = None, *, settings: Settings | None = None) -> MarketData:
     """Open the market data adapter that a source spec names (default: the settings' source); Hikyuu
-    caches go under the settings' home, a Qlib store's ``$change`` unit is the settings'."""
+    caches go under the settings' home, a Qlib store's ``$change`` unit and ``$volume`` convention are the
+    settings'."""
     settings = load_settings(settings)
     spec = resolve_source(source, settings)
     if spec.kind == "hikyuu":
@@ -43,7 +44,7 @@ def open_store(source: str | SourceSpec | None = None, *, settings: Settings | N
         from hikyuu_qlib.stores.qlib import QlibStore
 
         assert spec.path is not None
-        return QlibStore.open(spec.path, change_unit=settings.qlib_change_unit)
+        return QlibStore.open(spec.path, change_unit=settings.qlib_change_unit, volume=settings.qlib_volume)
     from hikyuu_qlib.stores.synthetic import SyntheticStore
 
     return SyntheticStore(spec.synthetic)

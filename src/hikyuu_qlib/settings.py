@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     qlib_change_unit: Literal["auto", "fraction", "percent"] = Field(
         "auto", description="unit of a Qlib store's $change: detected from its bins (auto), or said"
     )
+    qlib_volume: Literal["auto", "adjusted", "traded"] = Field(
+        "auto",
+        description="how a Qlib store keeps $volume: adjusted (traded shares / $factor, Qlib's "
+        "convention) or as traded; detected from its bins (auto), or said",
+    )
     # model registry: connection pool and transient-fault retries
     registry_pool_size: int = Field(5, ge=1, le=200, description="connections kept open in the pool")
     registry_max_overflow: int = Field(10, ge=0, le=500, description="extra connections under load")

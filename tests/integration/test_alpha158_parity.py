@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tests.conftest import pyqlib_cache_dir
+from tests.pyqlib_references import ALPHA158, build, load
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.factors.alpha158 import alpha158_names
@@ -17,8 +19,8 @@ from hikyuu_qlib.factors.universe import Universe
 
 pytestmark = pytest.mark.qlib
 
-START, END, FIT_END = "2017-01-01", "2019-12-31", "2018-12-31"
-N_CODES = 30
+START, END, FIT_END = ALPHA158.start, ALPHA158.end, ALPHA158.fit_end
+N_CODES = ALPHA158.n_codes
 
 # Cells where pyqlib's value is not the definition's value, each with its reason.
 # VSTD = Std($volume)/($volume+1e-12) and WVMA = Std(|ret|*$volume)/(Mean(|ret|*$volume)+1e-12).
@@ -38,31 +40,19 @@ EXCLUDED: dict[tuple[str, str], set[str]] = {
 
 
 def _codes(qlib_dir: Path) -> list[str]:
-    lines = (qlib_dir / "instruments" / "csi300.txt").read_text().split("\n")
-    names = sorted({line.split("\t")[0] for line in lines if line.strip()})
-    return names[:: len(names) // N_CODES][:N_CODES]
+    return ALPHA158.codes(qlib_dir)
 
 
 @pytest.fixture(scope="module")
-def reference(request: pytest.FixtureRequest, pyqlib: object, qlib_dir: Path) -> pl.DataFrame:
-    """pyqlib's raw Alpha158 + LABEL0 (no processors), cached in pytest's cache directory."""
-    codes = _codes(qlib_dir)
-    key = f"alpha158-{START}-{END}-{len(codes)}-{abs(hash(tuple(codes))) % 10**8}"
-    path = Path(request.config.cache.mkdir("hq-alpha158")) / f"{key}.parquet"
-    if path.is_file():
-        return pl.read_parquet(path)
-    from qlib.contrib.data.handler import Alpha158
-
-    handler = Alpha158(
-        instruments=codes, start_time=START, end_time=END, fit_start_time=START, fit_end_time=FIT_END,
-        infer_processors=[], learn_processors=[],
-    )  # fmt: skip
-    df = handler.fetch(col_set="__all")
-    df.columns = [c[1] if isinstance(c, tuple) else c for c in df.columns]
-    frame = pl.from_pandas(df.reset_index()).rename({"instrument": "code"})
-    frame = frame.with_columns(pl.col("datetime").cast(pl.Datetime("ms"))).sort("code", "datetime")
-    frame.write_parquet(path)
-    return frame
+def reference(request: pytest.FixtureRequest, qlib_dir: Path) -> pl.DataFrame:
+    """pyqlib's raw Alpha158 + LABEL0 (no processors), cached in pytest's cache directory (see
+    ``tests/pyqlib_references.py``)."""
+    cache = pyqlib_cache_dir(request.config)
+    frames = load(ALPHA158, cache, qlib_dir)
+    if frames is None:
+        request.getfixturevalue("pyqlib")
+        frames = build(ALPHA158, cache, qlib_dir)
+    return frames["raw"]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tests.conftest import pyqlib_cache_dir
+from tests.pyqlib_references import ALPHA360, build, load
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.factors.alpha360 import DEFAULT_INFER, DEFAULT_LEARN, FIELDS, LAGS, alpha360_names
@@ -22,50 +24,25 @@ from hikyuu_qlib.modelling.presets import ProcessorStep
 pytestmark = pytest.mark.qlib
 
 # Smaller than the Alpha158 test (360 expressions make pyqlib's handler slow): 12 codes over 18 months.
-START, END, FIT_END = "2018-01-01", "2019-06-30", "2018-12-31"
-N_CODES = 12
+START, END, FIT_END = ALPHA360.start, ALPHA360.end, ALPHA360.fit_end
+N_CODES = ALPHA360.n_codes
 GROUPS = [*FIELDS, LABEL]
 
 
 def _codes(qlib_dir: Path) -> list[str]:
-    lines = (qlib_dir / "instruments" / "csi300.txt").read_text().split("\n")
-    names = sorted({line.split("\t")[0] for line in lines if line.strip()})
-    return names[:: len(names) // N_CODES][:N_CODES]
-
-
-def _frame(df: object) -> pl.DataFrame:
-    import pandas as pd
-
-    assert isinstance(df, pd.DataFrame)
-    df.columns = [c[1] if isinstance(c, tuple) else c for c in df.columns]
-    frame = pl.from_pandas(df.reset_index()).rename({"instrument": "code"})
-    return frame.with_columns(pl.col("datetime").cast(pl.Datetime("ms"))).sort("code", "datetime")
+    return ALPHA360.codes(qlib_dir)
 
 
 @pytest.fixture(scope="module")
-def reference(request: pytest.FixtureRequest, pyqlib: object, qlib_dir: Path) -> dict[str, pl.DataFrame]:
+def reference(request: pytest.FixtureRequest, qlib_dir: Path) -> dict[str, pl.DataFrame]:
     """pyqlib's Alpha360 + LABEL0: raw (no processors) and its default infer and learn views, cached in
-    pytest's cache directory."""
-    codes = _codes(qlib_dir)
-    key = f"alpha360-{START}-{END}-{FIT_END}-{len(codes)}-{abs(hash(tuple(codes))) % 10**8}"
-    folder = Path(request.config.cache.mkdir("hq-alpha360"))
-    paths = {view: folder / f"{key}-{view}.parquet" for view in ("raw", "infer", "learn")}
-    if all(p.is_file() for p in paths.values()):
-        return {view: pl.read_parquet(p) for view, p in paths.items()}
-    from qlib.contrib.data.handler import Alpha360
-    from qlib.data.dataset.handler import DataHandlerLP
-
-    # Qlib's default processors; the handler keeps the raw data too (DK_R)
-    processed = Alpha360(
-        instruments=codes, start_time=START, end_time=END, fit_start_time=START, fit_end_time=FIT_END
-    )
-    frames = {
-        "raw": _frame(processed.fetch(col_set="__all", data_key=DataHandlerLP.DK_R)),
-        "infer": _frame(processed.fetch(col_set="__all", data_key=DataHandlerLP.DK_I)),
-        "learn": _frame(processed.fetch(col_set="__all", data_key=DataHandlerLP.DK_L)),
-    }
-    for view, frame in frames.items():
-        frame.write_parquet(paths[view])
+    pytest's cache directory (built by the session's background process when it started one: see
+    ``tests/pyqlib_references.py``)."""
+    cache = pyqlib_cache_dir(request.config)
+    frames = load(ALPHA360, cache, qlib_dir)
+    if frames is None:
+        request.getfixturevalue("pyqlib")
+        frames = build(ALPHA360, cache, qlib_dir)
     return frames
 
 

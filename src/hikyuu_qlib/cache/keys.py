@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from hikyuu_qlib.domain import Adjust, DateRange, KType, Market, StockType
 from hikyuu_qlib.domain.cache import ALL_TIERS, CacheKey, Tier
 
-BARS_SCHEMA = 1
+#: 2: a Qlib store that keeps ``$volume`` as traded serves it as the traded shares (it served ``$volume × $factor``).
+BARS_SCHEMA = 2
 STOCKS_SCHEMA = 1
 FEATURES_SCHEMA = 1
 RECORD_SCHEMA = 1

@@ -180,32 +180,34 @@ def bars(
     exit_if_partial(result.errors, loaded)
 
 
-@data_app.command("timeline")
-@guarded
-def timeline(
-    codes: Annotated[list[str], typer.Argument(help="codes such as SH600000")],
-    source: SourceOption = None,
-    start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
-    end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
-    fmt: FrameFormatOption = None,
-    out: FrameOutOption = None,
-) -> None:
-    """Print or save the time-line (分时: price and volume each minute) of Hikyuu's {market}_time.h5."""
-    _ticks("time", codes, source, start, end, fmt, out)
+def _tick_command(kind: str, name: str, doc: str) -> None:
+    """Register ``hq data NAME`` reading Hikyuu's time-line (``kind`` "time") or tick ("trans") tables."""
+
+    def command(
+        codes: Annotated[list[str], typer.Argument(help="codes such as SH600000")],
+        source: SourceOption = None,
+        start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
+        end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
+        fmt: FrameFormatOption = None,
+        out: FrameOutOption = None,
+    ) -> None:
+        _ticks(kind, codes, source, start, end, fmt, out)
+
+    command.__doc__ = doc
+    command.__name__ = command.__qualname__ = name
+    data_app.command(name)(guarded(command))
 
 
-@data_app.command("trans")
-@guarded
-def trans(
-    codes: Annotated[list[str], typer.Argument(help="codes such as SH600000")],
-    source: SourceOption = None,
-    start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
-    end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
-    fmt: FrameFormatOption = None,
-    out: FrameOutOption = None,
-) -> None:
-    """Print or save the ticks (分笔: price, volume and buy/sell/auction) of Hikyuu's {market}_trans.h5."""
-    _ticks("trans", codes, source, start, end, fmt, out)
+_tick_command(
+    "time",
+    "timeline",
+    "Print or save the time-line (分时: price and volume each minute) of Hikyuu's {market}_time.h5.",
+)
+_tick_command(
+    "trans",
+    "trans",
+    "Print or save the ticks (分笔: price, volume and buy/sell/auction) of Hikyuu's {market}_trans.h5.",
+)
 
 
 def _ticks(

@@ -1,5 +1,6 @@
 """What :class:`~.Client` and :class:`~.AsyncClient` share: how each call is asked and how each answer
-is read. A client only sends the requests (blocking or awaited), as httpx's two clients share one base.
+is read (a :class:`Call` per endpoint). A client only sends the requests (blocking or awaited), as httpx's
+two clients share one base.
 
 Frames travel as Arrow IPC streams and come back as polars frames; the per-code errors that travel
 beside them (the stream's ``hq.meta``) come back as the library's own error types, and so do problem
@@ -10,9 +11,9 @@ documents: a 404 for a model is a :class:`ModelNotFoundError`, an invalid page t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 import orjson
@@ -29,6 +30,7 @@ ARROW = "application/vnd.apache.arrow.stream"
 #: What the clients ask bars in: Arrow IPC with zstd-compressed buffers (pyarrow reads them as they come).
 ARROW_ZSTD = f"{ARROW}; compression=zstd"
 DateLike = str | dt.date | None
+T = TypeVar("T")
 
 
 class ServiceError(E.HQError):
@@ -293,3 +295,149 @@ def members_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
     frame = pl.DataFrame(rows, schema={"code": pl.String, "start": pl.String, "end": pl.String})
     return frame.with_columns(pl.col("start", "end").str.to_datetime("%Y-%m-%dT%H:%M:%S").cast(DATETIME))
+
+
+# --- the calls: one request each, and how its answer is read ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request to the service and the reader of its response (raising the library's error for a
+    problem document)."""
+
+    method: str
+    url: str
+    read: Callable[[httpx.Response], T]
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+    #: the HTTP timeout of this call when it is not the client's (a long poll waits longer)
+    timeout: httpx.Timeout | None = None
+
+
+def _document(response: httpx.Response) -> dict[str, Any]:
+    return dict(json_of(response))
+
+
+def health() -> Call[dict[str, Any]]:
+    return Call("GET", "/v1/health", _document)
+
+
+def ready() -> Call[dict[str, Any]]:
+    """The readiness checks (a 503 raises :class:`ServiceError`)."""
+    return Call("GET", "/v1/ready", _document)
+
+
+def _stock_rows(response: httpx.Response) -> tuple[list[dict[str, Any]], str | None, str]:
+    doc = json_of(response)
+    return list(doc["stocks"]), doc.get("next_page_token") or None, str(doc.get("source") or "")
+
+
+def stocks_page(
+    params: Mapping[str, Any], page_token: str | None
+) -> Call[tuple[list[dict[str, Any]], str | None, str]]:
+    """One page of the stock list (rows as the server sends them), the token of the next and the source
+    the server listed them from."""
+    return Call("GET", "/v1/stocks", _stock_rows, params=_clean({**params, "page_token": page_token}))
+
+
+def bars(params: Mapping[str, Any]) -> Call[tuple[LoadResult, str]]:
+    """Bars (``params`` from :func:`bars_params`) in Arrow with zstd buffers, and the source read."""
+    return Call("GET", "/v1/bars", load_result_source, params=params, headers={"Accept": ARROW_ZSTD})
+
+
+def members(universe: str, date: DateLike) -> Call[pl.DataFrame]:
+    return Call(
+        "GET",
+        f"/v1/universes/{universe}/members",
+        lambda response: members_frame(json_of(response)["members"]),
+        params=_clean({"date": _day(date)}),
+    )
+
+
+def models(params: Mapping[str, Any], page_token: str | None) -> Call[tuple[list[Model], str | None]]:
+    """One page of models (``params`` from :func:`models_params`) and the token of the next."""
+    return Call("GET", "/v1/models", models_page, params=_clean({**params, "page_token": page_token}))
+
+
+def model(ref: str) -> Call[Model]:
+    return Call("GET", f"/v1/models/{ref}", lambda response: Model.from_json(json_of(response)))
+
+
+def _transition(response: httpx.Response) -> tuple[str, Model]:
+    doc = json_of(response)
+    return str(doc["from"]), Model.from_json(doc["model"])
+
+
+def importance(ref: str, top: int) -> Call[dict[str, list[dict[str, Any]]] | None]:
+    """A model's feature importance, its ``top`` features per kind (None for a model stored without)."""
+    return Call("GET", f"/v1/models/{ref}/importance", importance_of, params={"top": top})
+
+
+def promote(ref: str, to: str) -> Call[tuple[str, Model]]:
+    """Move a model to ``to``: the status it had, and the model as it is now."""
+    return Call("POST", f"/v1/models/{ref}/promote", _transition, json={"to": to})
+
+
+def delete_model(model_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/models/{model_id}", raise_for_problem)
+
+
+def predict(model: str, start: DateLike, end: DateLike, universe: str | None) -> Call[Predictions]:
+    body = _clean({"model": model, "universe": universe, "start": _day(start), "end": _day(end)})
+    return Call("POST", "/v1/predictions", predictions, json=body, headers={"Accept": ARROW})
+
+
+def _job(response: httpx.Response) -> Job:
+    return job_of(json_of(response))
+
+
+def submit(kind: str | JobKind, spec: Mapping[str, Any]) -> Call[Job]:
+    """Queue a job (``spec`` as the job's schema, without ``kind``)."""
+    return Call("POST", "/v1/jobs", _job, json=job_body(kind, spec))
+
+
+def job(job_id: str) -> Call[Job]:
+    return Call("GET", f"/v1/jobs/{job_id}", _job)
+
+
+def _jobs(response: httpx.Response) -> tuple[list[Job], str | None]:
+    doc = json_of(response)
+    return [job_of(j) for j in doc["jobs"]], doc.get("next_page_token") or None
+
+
+def jobs(status: str | None, page_size: int, page_token: str | None) -> Call[tuple[list[Job], str | None]]:
+    """One page of jobs (newest first) and the token of the next (None on the last page)."""
+    params = _clean({"status": status, "page_size": page_size, "page_token": page_token})
+    return Call("GET", "/v1/jobs", _jobs, params=params)
+
+
+def cancel(job_id: str) -> Call[Job]:
+    return Call("DELETE", f"/v1/jobs/{job_id}", _job)
+
+
+def wait(job_id: str, timeout: float) -> Call[Job]:
+    """One long poll: the job once it ended, or as it is after ``timeout`` seconds (the server may wait
+    less; ``GET /v1/jobs/{id}/wait``)."""
+    return Call(
+        "GET",
+        f"/v1/jobs/{job_id}/wait",
+        _job,
+        params={"timeout": timeout},
+        timeout=wait_http_timeout(timeout),
+    )
+
+
+def still_running(job_id: str, current: Job, deadline: float, timeout: float, now: float) -> bool:
+    """Whether a waited-for job is to be asked for again; past the deadline a :class:`TimeoutError`."""
+    if current.status.finished:
+        return False
+    if now >= deadline:
+        raise TimeoutError(f"job {job_id} still {current.status.value} after {timeout:g} s")
+    return True
+
+
+def pause(poll: float, asked: float, deadline: float, now: float) -> float:
+    """Seconds to sleep before the next long poll: polls at least ``poll`` seconds apart, never past the
+    deadline."""
+    return max(0.0, min(poll - (now - asked), deadline - now))

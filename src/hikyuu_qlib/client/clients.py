@@ -6,6 +6,9 @@ Both mirror the service's endpoints and the in-process clients' vocabulary::
         bars = hq.bars(["SH600000", "SZ000001"], start="2020-01-01", end="2020-12-31")   # polars
         model = hq.model("01J9ZQ")                                                      # a Model
         job = hq.wait(hq.submit("train", {...}))                                        # polls
+
+Each call is built and read by :mod:`.base` (one :class:`~.base.Call` per endpoint); a client sends it on
+its own httpx client, blocking or awaited, and follows the pages.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 import polars as pl
@@ -26,6 +29,14 @@ from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.loadplan import LoadResult
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+T = TypeVar("T")
+
+
+def _frame_of(result: LoadResult) -> pl.DataFrame:
+    """The bars of a load; raises :class:`LoadErrors` if any code failed."""
+    if result.errors:
+        raise LoadErrors(result.errors)
+    return result.frame
 
 
 class Client:
@@ -54,14 +65,25 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    def _send(self, call: b.Call[T]) -> T:
+        response = self._http.request(
+            call.method,
+            call.url,
+            params=call.params,
+            json=call.json,
+            headers=call.headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
+        )
+        return call.read(response)
+
     # --- health ---------------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return dict(b.json_of(self._http.get("/v1/health")))
+        return self._send(b.health())
 
     def ready(self) -> dict[str, Any]:
         """The readiness checks (a 503 raises :class:`~.base.ServiceError`)."""
-        return dict(b.json_of(self._http.get("/v1/ready")))
+        return self._send(b.ready())
 
     # --- market data ----------------------------------------------------------------------------------
 
@@ -90,13 +112,11 @@ class Client:
     ) -> tuple[pl.DataFrame, str]:
         """:meth:`stocks`, and the source the server listed them from."""
         params = b.stocks_params(market, type, has_data, valid, page_size)
-        rows: list[dict[str, Any]] = []
-        while True:
-            doc = b.json_of(self._http.get("/v1/stocks", params=params))
-            rows.extend(doc["stocks"])
-            if not doc.get("next_page_token"):
-                return b.stock_frame(rows), str(doc.get("source") or "")
-            params["page_token"] = doc["next_page_token"]
+        rows, token, source = self._send(b.stocks_page(params, None))
+        while token:
+            more, token, source = self._send(b.stocks_page(params, token))
+            rows.extend(more)
+        return b.stock_frame(rows), source
 
     def load_many(
         self,
@@ -109,9 +129,7 @@ class Client:
         adjust: str = "none",
     ) -> LoadResult:
         """Bars of the codes (or of a universe's members) with the per-code errors, as in process."""
-        return self.load_many_from(
-            codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust
-        )[0]
+        return self._send(b.bars(b.bars_params(codes, universe, start, end, ktype, adjust)))[0]
 
     def load_many_from(
         self,
@@ -124,10 +142,7 @@ class Client:
         adjust: str = "none",
     ) -> tuple[LoadResult, str]:
         """:meth:`load_many`, and the source the server read the bars from."""
-        params = b.bars_params(codes, universe, start, end, ktype, adjust)
-        return b.load_result_source(
-            self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW_ZSTD})
-        )
+        return self._send(b.bars(b.bars_params(codes, universe, start, end, ktype, adjust)))
 
     def bars(
         self,
@@ -140,16 +155,12 @@ class Client:
         adjust: str = "none",
     ) -> pl.DataFrame:
         """Bars in one frame; raises :class:`LoadErrors` if any code failed."""
-        result = self.load_many(codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust)
-        if result.errors:
-            raise LoadErrors(result.errors)
-        return result.frame
+        return _frame_of(
+            self.load_many(codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust)
+        )
 
     def members(self, universe: str, *, date: b.DateLike = None) -> pl.DataFrame:
-        doc = b.json_of(
-            self._http.get(f"/v1/universes/{universe}/members", params=b._clean({"date": b._day(date)}))
-        )
-        return b.members_frame(doc["members"])
+        return self._send(b.members(universe, date))
 
     # --- models ---------------------------------------------------------------------------------------
 
@@ -164,17 +175,10 @@ class Client:
         page_size: int = 100,
     ) -> Iterator[Model]:
         """Every matching model, following the pages."""
+        params = b.models_params(status, model_type, name, tags, order, page_size)
         token: str | None = None
         while True:
-            items, token = self.models_page(
-                status=status,
-                model_type=model_type,
-                name=name,
-                tags=tags,
-                order=order,
-                page_size=page_size,
-                page_token=token,
-            )
+            items, token = self._send(b.models(params, token))
             yield from items
             if not token:
                 return
@@ -192,44 +196,40 @@ class Client:
     ) -> tuple[list[Model], str | None]:
         """One page of models and the token of the next (None on the last page)."""
         params = b.models_params(status, model_type, name, tags, order, page_size)
-        if page_token:
-            params["page_token"] = page_token
-        return b.models_page(self._http.get("/v1/models", params=params))
+        return self._send(b.models(params, page_token))
 
     def model(self, ref: str) -> Model:
         """A model by id or unique prefix."""
-        return Model.from_json(b.json_of(self._http.get(f"/v1/models/{ref}")))
+        return self._send(b.model(ref))
 
     def importance(self, ref: str, *, top: int = 20) -> dict[str, list[dict[str, Any]]] | None:
         """A model's feature importance: per kind, its ``top`` features (``[{"feature", "value"}]``,
         largest first); None for a model stored without one."""
-        return b.importance_of(self._http.get(f"/v1/models/{ref}/importance", params={"top": top}))
+        return self._send(b.importance(ref, top))
 
     def promote(self, ref: str, to: str = "deployed") -> Model:
         return self.transition(ref, to)[1]
 
     def transition(self, ref: str, to: str = "deployed") -> tuple[str, Model]:
         """Move a model to ``to``: the status it had, and the model as it is now."""
-        doc = b.json_of(self._http.post(f"/v1/models/{ref}/promote", json={"to": to}))
-        return str(doc["from"]), Model.from_json(doc["model"])
+        return self._send(b.promote(ref, to))
 
     def delete_model(self, model_id: str) -> None:
-        b.raise_for_problem(self._http.delete(f"/v1/models/{model_id}"))
+        self._send(b.delete_model(model_id))
 
     def predict(
         self, model: str, *, start: b.DateLike, end: b.DateLike, universe: str | None = None
     ) -> b.Predictions:
-        body = b._clean({"model": model, "universe": universe, "start": b._day(start), "end": b._day(end)})
-        return b.predictions(self._http.post("/v1/predictions", json=body, headers={"Accept": b.ARROW}))
+        return self._send(b.predict(model, start, end, universe))
 
     # --- jobs -----------------------------------------------------------------------------------------
 
     def submit(self, kind: str | JobKind, spec: Mapping[str, Any]) -> Job:
         """Queue a job (``spec`` as the job's schema, without ``kind``)."""
-        return b.job_of(b.json_of(self._http.post("/v1/jobs", json=b.job_body(kind, spec))))
+        return self._send(b.submit(kind, spec))
 
     def job(self, job_id: str) -> Job:
-        return b.job_of(b.json_of(self._http.get(f"/v1/jobs/{job_id}")))
+        return self._send(b.job(job_id))
 
     def jobs(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Job]:
         token: str | None = None
@@ -243,22 +243,15 @@ class Client:
         self, *, status: str | None = None, page_size: int = 100, page_token: str | None = None
     ) -> tuple[list[Job], str | None]:
         """One page of jobs (newest first) and the token of the next (None on the last page)."""
-        params: dict[str, Any] = b._clean(
-            {"status": status, "page_size": page_size, "page_token": page_token}
-        )
-        doc = b.json_of(self._http.get("/v1/jobs", params=params))
-        return [b.job_of(j) for j in doc["jobs"]], doc.get("next_page_token") or None
+        return self._send(b.jobs(status, page_size, page_token))
 
     def cancel(self, job_id: str) -> Job:
-        return b.job_of(b.json_of(self._http.delete(f"/v1/jobs/{job_id}")))
+        return self._send(b.cancel(job_id))
 
     def wait_once(self, job_id: str, timeout: float = b.WAIT_CHUNK_S) -> Job:
         """The job once it ended, or as it is after ``timeout`` seconds (the server may wait less):
         one long poll (``GET /v1/jobs/{id}/wait``)."""
-        response = self._http.get(
-            f"/v1/jobs/{job_id}/wait", params={"timeout": timeout}, timeout=b.wait_http_timeout(timeout)
-        )
-        return b.job_of(b.json_of(response))
+        return self._send(b.wait(job_id, timeout))
 
     def wait(
         self, job: Job | str, *, timeout: float = 3600.0, poll: float = 0.5, raise_on_failure: bool = True
@@ -271,11 +264,9 @@ class Client:
         while True:
             asked = time.monotonic()
             current = self.wait_once(job_id, b.wait_chunk(deadline - asked))
-            if current.status.finished:
+            if not b.still_running(job_id, current, deadline, timeout, time.monotonic()):
                 return b.check_finished(current, raise_on_failure)
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {current.status.value} after {timeout:g} s")
-            time.sleep(max(0.0, min(poll - (time.monotonic() - asked), deadline - time.monotonic())))
+            time.sleep(b.pause(poll, asked, deadline, time.monotonic()))
 
 
 class AsyncClient:
@@ -304,11 +295,22 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _send(self, call: b.Call[T]) -> T:
+        response = await self._http.request(
+            call.method,
+            call.url,
+            params=call.params,
+            json=call.json,
+            headers=call.headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
+        )
+        return call.read(response)
+
     async def health(self) -> dict[str, Any]:
-        return dict(b.json_of(await self._http.get("/v1/health")))
+        return await self._send(b.health())
 
     async def ready(self) -> dict[str, Any]:
-        return dict(b.json_of(await self._http.get("/v1/ready")))
+        return await self._send(b.ready())
 
     async def stocks(
         self,
@@ -320,13 +322,11 @@ class AsyncClient:
         page_size: int = 1000,
     ) -> pl.DataFrame:
         params = b.stocks_params(market, type, has_data, valid, page_size)
-        rows: list[dict[str, Any]] = []
-        while True:
-            doc = b.json_of(await self._http.get("/v1/stocks", params=params))
-            rows.extend(doc["stocks"])
-            if not doc.get("next_page_token"):
-                return b.stock_frame(rows)
-            params["page_token"] = doc["next_page_token"]
+        rows, token, _ = await self._send(b.stocks_page(params, None))
+        while token:
+            more, token, _ = await self._send(b.stocks_page(params, token))
+            rows.extend(more)
+        return b.stock_frame(rows)
 
     async def load_many(
         self,
@@ -338,10 +338,7 @@ class AsyncClient:
         ktype: str = "day",
         adjust: str = "none",
     ) -> LoadResult:
-        params = b.bars_params(codes, universe, start, end, ktype, adjust)
-        return b.load_result(
-            await self._http.get("/v1/bars", params=params, headers={"Accept": b.ARROW_ZSTD})
-        )
+        return (await self._send(b.bars(b.bars_params(codes, universe, start, end, ktype, adjust))))[0]
 
     async def bars(
         self,
@@ -353,18 +350,12 @@ class AsyncClient:
         ktype: str = "day",
         adjust: str = "none",
     ) -> pl.DataFrame:
-        result = await self.load_many(
-            codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust
+        return _frame_of(
+            await self.load_many(codes, universe=universe, start=start, end=end, ktype=ktype, adjust=adjust)
         )
-        if result.errors:
-            raise LoadErrors(result.errors)
-        return result.frame
 
     async def members(self, universe: str, *, date: b.DateLike = None) -> pl.DataFrame:
-        response = await self._http.get(
-            f"/v1/universes/{universe}/members", params=b._clean({"date": b._day(date)})
-        )
-        return b.members_frame(b.json_of(response)["members"])
+        return await self._send(b.members(universe, date))
 
     async def models(
         self,
@@ -377,57 +368,51 @@ class AsyncClient:
         page_size: int = 100,
     ) -> AsyncIterator[Model]:
         params = b.models_params(status, model_type, name, tags, order, page_size)
+        token: str | None = None
         while True:
-            items, token = b.models_page(await self._http.get("/v1/models", params=params))
+            items, token = await self._send(b.models(params, token))
             for item in items:
                 yield item
             if not token:
                 return
-            params["page_token"] = token
 
     async def model(self, ref: str) -> Model:
-        return Model.from_json(b.json_of(await self._http.get(f"/v1/models/{ref}")))
+        return await self._send(b.model(ref))
 
     async def importance(self, ref: str, *, top: int = 20) -> dict[str, list[dict[str, Any]]] | None:
-        return b.importance_of(await self._http.get(f"/v1/models/{ref}/importance", params={"top": top}))
+        return await self._send(b.importance(ref, top))
 
     async def promote(self, ref: str, to: str = "deployed") -> Model:
-        doc = b.json_of(await self._http.post(f"/v1/models/{ref}/promote", json={"to": to}))
-        return Model.from_json(doc["model"])
+        return (await self._send(b.promote(ref, to)))[1]
 
     async def delete_model(self, model_id: str) -> None:
-        b.raise_for_problem(await self._http.delete(f"/v1/models/{model_id}"))
+        await self._send(b.delete_model(model_id))
 
     async def predict(
         self, model: str, *, start: b.DateLike, end: b.DateLike, universe: str | None = None
     ) -> b.Predictions:
-        body = b._clean({"model": model, "universe": universe, "start": b._day(start), "end": b._day(end)})
-        return b.predictions(await self._http.post("/v1/predictions", json=body, headers={"Accept": b.ARROW}))
+        return await self._send(b.predict(model, start, end, universe))
 
     async def submit(self, kind: str | JobKind, spec: Mapping[str, Any]) -> Job:
-        return b.job_of(b.json_of(await self._http.post("/v1/jobs", json=b.job_body(kind, spec))))
+        return await self._send(b.submit(kind, spec))
 
     async def job(self, job_id: str) -> Job:
-        return b.job_of(b.json_of(await self._http.get(f"/v1/jobs/{job_id}")))
+        return await self._send(b.job(job_id))
 
     async def jobs(self, *, status: str | None = None, page_size: int = 100) -> AsyncIterator[Job]:
-        params: dict[str, Any] = b._clean({"status": status, "page_size": page_size})
+        token: str | None = None
         while True:
-            doc = b.json_of(await self._http.get("/v1/jobs", params=params))
-            for job in doc["jobs"]:
-                yield b.job_of(job)
-            if not doc.get("next_page_token"):
+            items, token = await self._send(b.jobs(status, page_size, token))
+            for item in items:
+                yield item
+            if not token:
                 return
-            params["page_token"] = doc["next_page_token"]
 
     async def cancel(self, job_id: str) -> Job:
-        return b.job_of(b.json_of(await self._http.delete(f"/v1/jobs/{job_id}")))
+        return await self._send(b.cancel(job_id))
 
     async def wait_once(self, job_id: str, timeout: float = b.WAIT_CHUNK_S) -> Job:
-        response = await self._http.get(
-            f"/v1/jobs/{job_id}/wait", params={"timeout": timeout}, timeout=b.wait_http_timeout(timeout)
-        )
-        return b.job_of(b.json_of(response))
+        return await self._send(b.wait(job_id, timeout))
 
     async def wait(
         self, job: Job | str, *, timeout: float = 3600.0, poll: float = 0.5, raise_on_failure: bool = True
@@ -437,8 +422,6 @@ class AsyncClient:
         while True:
             asked = time.monotonic()
             current = await self.wait_once(job_id, b.wait_chunk(deadline - asked))
-            if current.status.finished:
+            if not b.still_running(job_id, current, deadline, timeout, time.monotonic()):
                 return b.check_finished(current, raise_on_failure)
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {current.status.value} after {timeout:g} s")
-            await asyncio.sleep(max(0.0, min(poll - (time.monotonic() - asked), deadline - time.monotonic())))
+            await asyncio.sleep(b.pause(poll, asked, deadline, time.monotonic()))

@@ -50,7 +50,7 @@ class ChangeUnitFinding:
     reason: str
 
 
-def _spread(names: list[str], count: int) -> list[str]:
+def spread(names: list[str], count: int) -> list[str]:
     """``names`` reordered so that the first ``count`` are spread evenly over the list (deterministic)."""
     if len(names) <= count:
         return names
@@ -92,7 +92,7 @@ def detect_change_unit(
     """The unit of ``$change`` in the store at ``root`` (``folders``: its ``features`` folder names)."""
     ratios: list[npt.NDArray[np.float64]] = []
     sampled = 0
-    for tried, folder in enumerate(_spread(sorted(folders), MAX_SAMPLED)):
+    for tried, folder in enumerate(spread(sorted(folders), MAX_SAMPLED)):
         if sampled >= MAX_SAMPLED or tried >= MAX_TRIED:
             break
         got = _ratios(root, folder, freq, n_calendar)

@@ -19,6 +19,12 @@ Served semantics, on purpose:
   unit the store keeps it in: many downloaded stores keep it in percent. The unit comes from the
   ``change_unit`` given to :meth:`QlibStore.open` (setting ``qlib_change_unit``, env
   ``HQ_QLIB_CHANGE_UNIT``), else it is detected once per store from a sample of bins (see :mod:`.change`).
+* Bars carry traded shares (``Adjust.NONE``) and Qlib's adjusted volume (``shares / factor``, rescaled
+  like the prices) whichever way the store keeps ``$volume``: divided by ``$factor`` (Qlib's convention,
+  ``"adjusted"``) or as traded (``"traded"``, as many downloaded data sets keep it).
+  The convention comes from the ``volume`` given to :meth:`QlibStore.open` (setting ``qlib_volume``, env
+  ``HQ_QLIB_VOLUME``), else it is detected once per store (see :mod:`.volume`). :meth:`QlibStore.features`
+  serves ``$volume`` as stored, as Qlib does.
 * Raw and adjusted prices need ``$factor``: an instrument without a ``factor`` bin, in a store where
   other instruments have one, fails with :class:`DataFormatError` (it is never served as factor 1). A
   store in which no instrument has a ``factor`` bin at all holds unadjusted prices: they are taken as
@@ -95,6 +101,14 @@ from hikyuu_qlib.stores.qlib.reader import (
     read_features,
     read_instrument,
 )
+from hikyuu_qlib.stores.qlib.volume import (
+    EXPONENT,
+    VOLUME_SETTINGS,
+    VolumeConvention,
+    VolumeSetting,
+    detect_volume_convention,
+)
+from hikyuu_qlib.stores.qlib.volume import SETTING_HINT as VOLUME_HINT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,25 +119,35 @@ BAR_FIELDS = ("open", "high", "low", "close", "volume")
 class QlibStore:
     """Market data from a Qlib provider directory (``calendars/``, ``instruments/``, ``features/``)."""
 
-    def __init__(self, root: Path, *, change_unit: ChangeUnitSetting = "auto") -> None:
+    def __init__(
+        self, root: Path, *, change_unit: ChangeUnitSetting = "auto", volume: VolumeSetting = "auto"
+    ) -> None:
         if change_unit not in CHANGE_UNITS:
             raise InvalidInputError(f"change_unit must be one of {list(CHANGE_UNITS)}, got {change_unit!r}")
+        if volume not in VOLUME_SETTINGS:
+            raise InvalidInputError(f"volume must be one of {list(VOLUME_SETTINGS)}, got {volume!r}")
         self._root = Path(root).expanduser().resolve()  # canonical: one source and version per store
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, Path], tuple[tuple[int, int], Any]] = {}
         self._change_setting: ChangeUnitSetting = change_unit
         self._facts_lock = threading.Lock()
         self._change_units: dict[str, ChangeUnit] = {}
+        self._volume_setting: VolumeSetting = volume
+        self._volume_conventions: dict[str, VolumeConvention] = {}
         self._has_factor: dict[str, bool] = {}
 
     @classmethod
-    def open(cls, path: Path | str, *, change_unit: ChangeUnitSetting = "auto") -> QlibStore:
+    def open(
+        cls, path: Path | str, *, change_unit: ChangeUnitSetting = "auto", volume: VolumeSetting = "auto"
+    ) -> QlibStore:
         """Open a provider directory.
 
         ``change_unit`` is the unit ``$change`` is stored in: ``"auto"`` detects it on first use (see
         :mod:`.change`), ``"fraction"`` or ``"percent"`` say it. Either way :meth:`features` serves
-        ``$change`` as a fraction. Raises :class:`StoreNotFoundError` when the directory or its
-        ``calendars/day.txt`` is missing.
+        ``$change`` as a fraction. ``volume`` is how ``$volume`` relates to traded shares: ``"auto"``
+        detects it on first use (see :mod:`.volume`), ``"adjusted"`` (Qlib's ``shares / $factor``) or
+        ``"traded"`` (the shares as traded) say it; bars serve traded shares either way. Raises
+        :class:`StoreNotFoundError` when the directory or its ``calendars/day.txt`` is missing.
         """
         root = Path(path).expanduser()
         if not root.is_dir():
@@ -131,7 +155,7 @@ class QlibStore:
         if not calendar_path(root, "day").is_file():
             missing = calendar_path(root, "day")
             raise StoreNotFoundError(f"not a Qlib provider directory: {missing} is missing")
-        return cls(root, change_unit=change_unit)
+        return cls(root, change_unit=change_unit, volume=volume)
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -300,7 +324,8 @@ class QlibStore:
             columns = [np.empty(0, dtype=np.float32) for _ in fields]
         else:
             index, columns = got
-        bars = to_bars(str(code), cal[index], dict(zip(fields, columns, strict=True)), adjust)
+        exponent = self._volume_exponent(freq, fields)
+        bars = to_bars(str(code), cal[index], dict(zip(fields, columns, strict=True)), adjust, exponent)
         if dates is not None:
             bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
         return bars
@@ -351,9 +376,10 @@ class QlibStore:
             return empty_bars(with_factor=True), errors
         if raw is None:
             return empty_bars(with_factor=True), errors
+        exponent = self._volume_exponent(freq, raw.columns)
         if "factor" not in raw.columns:
             raw = raw.with_columns(pl.lit(1.0, dtype=pl.Float32).alias("factor"))
-        bars, bad = frame_to_bars(raw, adjust)
+        bars, bad = frame_to_bars(raw, adjust, exponent)
         errors.update({code: DataFormatError(message) for code, message in bad.items()})
         if dates is not None:
             bars = bars.filter(pl.col("datetime").is_between(dates.start, dates.end))
@@ -505,6 +531,36 @@ class QlibStore:
                                 "Qlib's convention; %s", self.source, found.reason, SETTING_HINT)  # fmt: skip
             self._change_units[freq] = unit
             return unit
+
+    def volume_convention(self, freq: str = "day") -> VolumeConvention:
+        """How this store's ``$volume`` relates to traded shares (see :mod:`.volume`): the setting given
+        to :meth:`open`, else detected once from a sample of its bins (one log line says which)."""
+        with self._facts_lock:
+            convention = self._volume_conventions.get(freq)
+            if convention is not None:
+                return convention
+            if self._volume_setting != "auto":
+                convention = self._volume_setting
+                log.info("%s keeps $volume %s (setting qlib_volume); bars serve traded shares",
+                         self.source, convention)  # fmt: skip
+            else:
+                cal = self._calendar(freq)
+                found = detect_volume_convention(
+                    self._root, sorted(feature_folders(self._root)), len(cal), freq
+                )
+                convention = found.convention
+                if found.conclusive:
+                    log.info("%s keeps $volume %s (detected: %s); bars serve traded shares",
+                             self.source, convention, found.reason)  # fmt: skip
+                else:
+                    log.info("%s: cannot tell how $volume is scaled (%s); taking Qlib's convention, "
+                             "adjusted (traded shares / $factor); %s", self.source, found.reason, VOLUME_HINT)  # fmt: skip
+            self._volume_conventions[freq] = convention
+            return convention
+
+    def _volume_exponent(self, freq: str, fields: Sequence[str]) -> int:
+        """Traded shares are ``$volume × $factor ** exponent``; without a factor field both are 1."""
+        return EXPONENT[self.volume_convention(freq)] if "factor" in fields else 1
 
     def _factor_field(self, freq: str) -> list[str]:
         """``["factor"]``, or ``[]`` for a store in which no instrument has a factor bin (see module doc)."""

@@ -1,0 +1,88 @@
+"""pyqlib's own Alpha158 and Alpha360 handlers on the real Qlib store: the references of the parity tests.
+
+Each reference is a set of parquet files in pytest's cache directory under a key that names its span and
+codes (a stable digest: the same files serve every later run); a parity test reads the files, or builds its
+reference when they are missing. Files are written to a temporary name and renamed, so a reader never sees
+half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One handler's reference: its codes (``n_codes`` spread over CSI300's members), span and views."""
+
+    name: str
+    start: str
+    end: str
+    fit_end: str
+    n_codes: int
+    views: tuple[str, ...]
+
+    def codes(self, qlib_dir: Path) -> list[str]:
+        lines = (qlib_dir / "instruments" / "csi300.txt").read_text().split("\n")
+        names = sorted({line.split("\t")[0] for line in lines if line.strip()})
+        return names[:: len(names) // self.n_codes][: self.n_codes]
+
+    def paths(self, cache_dir: Path, qlib_dir: Path) -> dict[str, Path]:
+        codes = self.codes(qlib_dir)
+        digest = hashlib.sha256(",".join(codes).encode()).hexdigest()[:10]
+        key = f"{self.name}-{self.start}-{self.end}-{self.fit_end}-{len(codes)}-{digest}"
+        folder = cache_dir / f"hq-{self.name}"
+        return {view: folder / f"{key}-{view}.parquet" for view in self.views}
+
+
+#: Alpha158 without processors (its raw features and label); Alpha360 raw and its default processors' views.
+ALPHA158 = Reference("alpha158", "2017-01-01", "2019-12-31", "2018-12-31", 30, ("raw",))
+#: Smaller than Alpha158 (360 expressions make pyqlib's handler slow): 12 codes over 18 months.
+ALPHA360 = Reference("alpha360", "2018-01-01", "2019-06-30", "2018-12-31", 12, ("raw", "infer", "learn"))
+REFERENCES = (ALPHA158, ALPHA360)
+
+
+def _frame(df: Any) -> pl.DataFrame:
+    df.columns = [c[1] if isinstance(c, tuple) else c for c in df.columns]
+    frame = pl.from_pandas(df.reset_index()).rename({"instrument": "code"})
+    return frame.with_columns(pl.col("datetime").cast(pl.Datetime("ms"))).sort("code", "datetime")
+
+
+def build(ref: Reference, cache_dir: Path, qlib_dir: Path) -> dict[str, pl.DataFrame]:
+    """Run pyqlib's handler (pyqlib initialised on ``qlib_dir``) and write the reference's files."""
+    from qlib.contrib.data.handler import Alpha158, Alpha360
+    from qlib.data.dataset.handler import DataHandlerLP
+
+    span = {
+        "instruments": ref.codes(qlib_dir),
+        "start_time": ref.start,
+        "end_time": ref.end,
+        "fit_start_time": ref.start,
+        "fit_end_time": ref.fit_end,
+    }
+    if ref is ALPHA158:
+        handler = Alpha158(**span, infer_processors=[], learn_processors=[])
+        frames = {"raw": _frame(handler.fetch(col_set="__all"))}
+    else:  # Qlib's default processors; the handler keeps the raw data too (DK_R)
+        handler = Alpha360(**span)
+        keys = {"raw": DataHandlerLP.DK_R, "infer": DataHandlerLP.DK_I, "learn": DataHandlerLP.DK_L}
+        frames = {view: _frame(handler.fetch(col_set="__all", data_key=key)) for view, key in keys.items()}
+    for view, path in ref.paths(cache_dir, qlib_dir).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        frames[view].write_parquet(partial)
+        partial.replace(path)
+    return frames
+
+
+def load(ref: Reference, cache_dir: Path, qlib_dir: Path) -> dict[str, pl.DataFrame] | None:
+    """The reference's frames when its files exist, else None."""
+    paths = ref.paths(cache_dir, qlib_dir)
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    return {view: pl.read_parquet(p) for view, p in paths.items()}
