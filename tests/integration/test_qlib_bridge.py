@@ -102,3 +102,102 @@ def test_double_ensemble_fits_and_predicts_on_bars_source(store, universe, recor
     assert pred.index.names == ["datetime", "instrument"] and len(pred) > 1000
     assert np.isfinite(pred.to_numpy()).all() and pred.nunique() > 10
     assert pred.index.get_level_values("datetime").min() >= DateRange.of("2017-04-01").start
+
+
+# --- the model zoo fed as pyqlib's models are fed ------------------------------------------------------
+
+#: kind → (preset, small-budget overrides of the model's parameters)
+ZOO = {
+    "xgb": ("qlib-xgb-alpha158", {"max_depth": 4}),
+    "catboost": ("qlib-catboost-alpha158", {"max_depth": 4}),
+    "double_ensemble": ("qlib-double-ensemble-alpha158", {"epochs": 5, "num_models": 2}),
+}
+ROUNDS, STOPPING = 30, 5
+
+
+@pytest.fixture(scope="module")
+def zoo_dataset(store, universe, frame, pyqlib):  # type: ignore[no-untyped-def]
+    return make_dataset(store, universe, SEGMENTS, frame=frame)
+
+
+def _pyqlib_model(kind: str, params: dict[str, Any], tmp_path: Path) -> Any:
+    """pyqlib's model of ``kind`` with our preset's parameters (as the research suite builds it)."""
+    if kind == "xgb":
+        from qlib.contrib.model.xgboost import XGBModel
+
+        return XGBModel(**params)
+    if kind == "catboost":
+        from qlib.contrib.model.catboost_model import CatBoostModel
+
+        options = dict(params)
+        return CatBoostModel(loss=options.pop("loss_function"), **options, train_dir=str(tmp_path / "cb"))
+    import pandas as pd
+    from qlib.contrib.model.double_ensemble import DEnsembleModel
+
+    class Ordered(DEnsembleModel):  # type: ignore[misc]
+        """pyqlib's model, its selected features in the frame's column order (it returns a set, whose
+        order follows the string hash): the same draws, a reproducible column order."""
+
+        def feature_selection(self, df_train: Any, loss_values: Any) -> Any:
+            chosen = set(super().feature_selection(df_train, loss_values))
+            return pd.Index([f for f in df_train["feature"].columns if f in chosen])
+
+    options = {k: v for k, v in params.items() if k != "objective"}
+    return Ordered(base_model="gbm", loss="mse", **options)
+
+
+@pytest.mark.parametrize("kind", list(ZOO))
+def test_zoo_fit_is_pyqlibs_model_on_the_same_data(  # type: ignore[no-untyped-def]
+    store, universe, frame, zoo_dataset, recorder, kind, tmp_path
+) -> None:
+    """Our preset's dataset is pyqlib's (same rows, order, features; label within float32 rounding), and
+    our family's fit on pyqlib's own matrices is pyqlib's model: same rounds and scores."""
+    from qlib.data.dataset.handler import DataHandlerLP
+
+    from hikyuu_qlib.modelling.dataset import labels, matrix, prepare_frame
+    from hikyuu_qlib.modelling.families import FitInput, family
+    from hikyuu_qlib.modelling.presets import get_preset
+
+    name, overrides = ZOO[kind]
+    preset = get_preset(name)
+    train, valid = zoo_dataset.prepare(
+        ["train", "valid"], col_set=["feature", "label"], data_key=DataHandlerLP.DK_L
+    )
+    test = zoo_dataset.prepare("test", col_set="feature", data_key=DataHandlerLP.DK_I)
+    ours = prepare_frame(frame, SEGMENTS, infer=preset.infer, learn=preset.learn, process=preset.process)
+    for theirs, view in ((train, ours.view("train")), (valid, ours.view("valid"))):
+        assert view["code"].to_list() == theirs.index.get_level_values("instrument").tolist()
+        assert list(theirs["feature"].columns) == ours.features
+        np.testing.assert_array_equal(matrix(view, ours.features), theirs["feature"].to_numpy(np.float32))
+        np.testing.assert_allclose(
+            labels(view), theirs["label"].to_numpy(np.float32).ravel(), rtol=1e-5, atol=1e-6
+        )
+
+    params = preset.family_params(seed=0, num_threads=2, overrides=overrides)
+    model = _pyqlib_model(kind, params, tmp_path)
+    np.random.seed(0)  # DEnsembleModel shuffles and draws with NumPy's global generator
+    if kind == "double_ensemble":
+        model.fit(zoo_dataset)
+    else:
+        model.fit(zoo_dataset, num_boost_round=ROUNDS, early_stopping_rounds=STOPPING, verbose_eval=0)
+    expected = model.predict(zoo_dataset, "test").to_numpy()
+
+    def xy(df: Any) -> tuple[Any, Any]:
+        return df["feature"].to_numpy(np.float32), df["label"].to_numpy(np.float32).ravel()
+
+    fitted = family(preset.model_type).fit(
+        FitInput(xy(train), xy(valid), ours.features, params, ROUNDS, STOPPING, seed=0, num_threads=2)
+    )
+    if kind == "xgb":
+        assert fitted.best_iteration == model.model.best_iteration + 1
+        assert fitted.model.native.num_boosted_rounds() == model.model.num_boosted_rounds()
+    elif kind == "catboost":
+        assert fitted.best_iteration == model.model.get_best_iteration() + 1
+        mine, theirs = fitted.model.native.get_all_params(), model.model.get_all_params()
+        differ = {k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
+        assert differ <= {"train_dir", "logging_level", "allow_writing_files", "metric_period"}, differ
+    else:
+        assert fitted.model.sub_features == [list(map(str, f)) for f in model.sub_features]
+    np.testing.assert_allclose(
+        fitted.model.predict(test.to_numpy(np.float32)), expected, rtol=1e-6, atol=1e-9
+    )
