@@ -39,6 +39,8 @@ quality); default all of them. ``HQ_BENCH_RESEARCH_PARITY``: a comma list of the
 seed count (default ``QUALITY_SEEDS``, ``QUALITY_SEEDS_QUICK`` with ``--quick``);
 ``HQ_BENCH_QUALITY_CONFIGS``: the labels of the configurations to try, ``;``-separated (default all).
 ``HQ_BENCH_PARITY_KEEP``: a directory where the parity rows copy both sides' test predictions.
+``HQ_BENCH_QLIB_CACHE``: a directory where pyqlib's raw Alpha158 frame is kept and reused by the parity
+rows (pyqlib's processors still run per family; pyqlib's times are then not its whole pipeline's).
 """
 
 from __future__ import annotations
@@ -711,6 +713,9 @@ def _qlib_handler(kind: str, spans: dict[str, Any]) -> Any:
             ],
             "process_type": "independent",
         }
+    cache = os.environ.get("HQ_BENCH_QLIB_CACHE")
+    if cache:
+        return _cached_qlib_handler(Path(cache), spans, options)
     return Alpha158(
         instruments="csi300",
         start_time=spans["train"][0],
@@ -718,6 +723,37 @@ def _qlib_handler(kind: str, spans: dict[str, Any]) -> Any:
         fit_start_time=spans["train"][0],
         fit_end_time=spans["train"][1],
         **options,
+    )
+
+
+def _cached_qlib_handler(cache: Path, spans: dict[str, Any], options: dict[str, Any]) -> Any:
+    """The same handler from pyqlib's raw Alpha158 frame (features and label, no processor) kept in
+    ``cache`` (a scratch file of the bench, computed by pyqlib's own handler the first time): pyqlib's
+    processors of the configuration on pyqlib's data, without recomputing the expressions per family."""
+    import pandas as pd
+    from qlib.contrib.data.handler import Alpha158, check_transform_proc
+    from qlib.data.dataset.handler import DataHandlerLP
+    from qlib.data.dataset.loader import StaticDataLoader
+
+    start, end = spans["train"][0], spans["test"][1]
+    path = cache / f"qlib-alpha158-raw-{start}-{end}.pkl"
+    if path.is_file():
+        raw = pd.read_pickle(path)
+    else:
+        handler = Alpha158(instruments="csi300", start_time=start, end_time=end, learn_processors=[])
+        raw = handler.fetch(col_set="__all", data_key=DataHandlerLP.DK_R)
+        cache.mkdir(parents=True, exist_ok=True)
+        raw.to_pickle(path)
+    fit = (spans["train"][0], spans["train"][1])
+    default_learn = [{"class": "DropnaLabel"}, {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}]
+    return DataHandlerLP(
+        instruments=None,
+        start_time=start,
+        end_time=end,
+        data_loader=StaticDataLoader(config=raw),
+        infer_processors=check_transform_proc(options.get("infer_processors", []), *fit),
+        learn_processors=check_transform_proc(options.get("learn_processors", default_learn), *fit),
+        process_type=options.get("process_type", DataHandlerLP.PTYPE_A),
     )
 
 

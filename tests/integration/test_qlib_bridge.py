@@ -58,11 +58,16 @@ def test_handler_layout_matches_our_frame(frame: pl.DataFrame) -> None:
     np.testing.assert_array_equal(df[("label", LABEL)].to_numpy(), back[LABEL].to_numpy())
 
 
-def test_lgbmodel_fits_and_predicts_on_our_dataset(store, universe, frame, recorder) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def dataset(store, universe, frame, pyqlib):  # type: ignore[no-untyped-def]
+    """Our features as pyqlib's ``DatasetH`` (Alpha158's default processors); models only read it."""
+    return make_dataset(store, universe, SEGMENTS, frame=frame)
+
+
+def test_lgbmodel_fits_and_predicts_on_our_dataset(frame, dataset, recorder) -> None:  # type: ignore[no-untyped-def]
     from qlib.contrib.model.gbdt import LGBModel
     from qlib.data.dataset.handler import DataHandlerLP
 
-    dataset = make_dataset(store, universe, SEGMENTS, frame=frame)
     learn = dataset.prepare("train", col_set="label", data_key=DataHandlerLP.DK_L)
     assert learn.notna().all().all()  # DropnaLabel
     day = learn.xs(learn.index.get_level_values(0)[0], level="datetime").iloc[:, 0]
@@ -110,14 +115,9 @@ def test_double_ensemble_fits_and_predicts_on_bars_source(store, universe, recor
 ZOO = {
     "xgb": ("qlib-xgb-alpha158", {"max_depth": 4}),
     "catboost": ("qlib-catboost-alpha158", {"max_depth": 4}),
-    "double_ensemble": ("qlib-double-ensemble-alpha158", {"epochs": 5, "num_models": 2}),
+    "double_ensemble": ("qlib-double-ensemble-alpha158", {"epochs": 3, "num_models": 2}),
 }
 ROUNDS, STOPPING = 30, 5
-
-
-@pytest.fixture(scope="module")
-def zoo_dataset(store, universe, frame, pyqlib):  # type: ignore[no-untyped-def]
-    return make_dataset(store, universe, SEGMENTS, frame=frame)
 
 
 def _pyqlib_model(kind: str, params: dict[str, Any], tmp_path: Path) -> Any:
@@ -146,58 +146,54 @@ def _pyqlib_model(kind: str, params: dict[str, Any], tmp_path: Path) -> Any:
     return Ordered(base_model="gbm", loss="mse", **options)
 
 
-@pytest.mark.parametrize("kind", list(ZOO))
-def test_zoo_fit_is_pyqlibs_model_on_the_same_data(  # type: ignore[no-untyped-def]
-    store, universe, frame, zoo_dataset, recorder, kind, tmp_path
-) -> None:
-    """Our preset's dataset is pyqlib's (same rows, order, features; label within float32 rounding), and
-    our family's fit on pyqlib's own matrices is pyqlib's model: same rounds and scores."""
+def test_zoo_fit_is_pyqlibs_model_on_the_same_data(frame, dataset, recorder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Our presets' dataset is pyqlib's (same rows, order, features; the label within float32 rounding),
+    and each family's fit on pyqlib's own matrices is pyqlib's model: the parameters as the library sees
+    them, the rounds, the best iteration, the selected features, the scores."""
     from qlib.data.dataset.handler import DataHandlerLP
 
     from hikyuu_qlib.modelling.dataset import labels, matrix, prepare_frame
     from hikyuu_qlib.modelling.families import FitInput, family
-    from hikyuu_qlib.modelling.presets import get_preset
+    from hikyuu_qlib.modelling.presets import get_preset, qlib_default_learn
 
-    name, overrides = ZOO[kind]
-    preset = get_preset(name)
-    train, valid = zoo_dataset.prepare(
+    train, valid = dataset.prepare(
         ["train", "valid"], col_set=["feature", "label"], data_key=DataHandlerLP.DK_L
     )
-    test = zoo_dataset.prepare("test", col_set="feature", data_key=DataHandlerLP.DK_I)
-    ours = prepare_frame(frame, SEGMENTS, infer=preset.infer, learn=preset.learn, process=preset.process)
+    test = dataset.prepare("test", col_set="feature", data_key=DataHandlerLP.DK_I).to_numpy(np.float32)
+    ours = prepare_frame(frame, SEGMENTS, learn=qlib_default_learn())  # the three presets' processors
+    assert list(train["feature"].columns) == ours.features
     for theirs, view in ((train, ours.view("train")), (valid, ours.view("valid"))):
         assert view["code"].to_list() == theirs.index.get_level_values("instrument").tolist()
-        assert list(theirs["feature"].columns) == ours.features
         np.testing.assert_array_equal(matrix(view, ours.features), theirs["feature"].to_numpy(np.float32))
         np.testing.assert_allclose(
             labels(view), theirs["label"].to_numpy(np.float32).ravel(), rtol=1e-5, atol=1e-6
         )
 
-    params = preset.family_params(seed=0, num_threads=2, overrides=overrides)
-    model = _pyqlib_model(kind, params, tmp_path)
-    np.random.seed(0)  # DEnsembleModel shuffles and draws with NumPy's global generator
-    if kind == "double_ensemble":
-        model.fit(zoo_dataset)
-    else:
-        model.fit(zoo_dataset, num_boost_round=ROUNDS, early_stopping_rounds=STOPPING, verbose_eval=0)
-    expected = model.predict(zoo_dataset, "test").to_numpy()
-
     def xy(df: Any) -> tuple[Any, Any]:
         return df["feature"].to_numpy(np.float32), df["label"].to_numpy(np.float32).ravel()
 
-    fitted = family(preset.model_type).fit(
-        FitInput(xy(train), xy(valid), ours.features, params, ROUNDS, STOPPING, seed=0, num_threads=2)
-    )
-    if kind == "xgb":
-        assert fitted.best_iteration == model.model.best_iteration + 1
-        assert fitted.model.native.num_boosted_rounds() == model.model.num_boosted_rounds()
-    elif kind == "catboost":
-        assert fitted.best_iteration == model.model.get_best_iteration() + 1
-        mine, theirs = fitted.model.native.get_all_params(), model.model.get_all_params()
-        differ = {k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
-        assert differ <= {"train_dir", "logging_level", "allow_writing_files", "metric_period"}, differ
-    else:
-        assert fitted.model.sub_features == [list(map(str, f)) for f in model.sub_features]
-    np.testing.assert_allclose(
-        fitted.model.predict(test.to_numpy(np.float32)), expected, rtol=1e-6, atol=1e-9
-    )
+    for kind, (name, overrides) in ZOO.items():
+        preset = get_preset(name)
+        assert preset.infer == () and preset.learn == qlib_default_learn() and preset.process == "append"
+        params = preset.family_params(seed=0, num_threads=2, overrides=overrides)
+        model = _pyqlib_model(kind, params, tmp_path)
+        np.random.seed(0)  # DEnsembleModel shuffles and draws with NumPy's global generator
+        if kind == "double_ensemble":
+            model.fit(dataset)
+        else:
+            model.fit(dataset, num_boost_round=ROUNDS, early_stopping_rounds=STOPPING, verbose_eval=0)
+        fitted = family(preset.model_type).fit(
+            FitInput(xy(train), xy(valid), ours.features, params, ROUNDS, STOPPING, seed=0, num_threads=2)
+        )
+        if kind == "xgb":
+            assert fitted.best_iteration == model.model.best_iteration + 1
+            assert fitted.model.native.num_boosted_rounds() == model.model.num_boosted_rounds()
+        elif kind == "catboost":
+            assert fitted.best_iteration == model.model.get_best_iteration() + 1
+            mine, theirs = fitted.model.native.get_all_params(), model.model.get_all_params()
+            differ = {k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
+            assert differ <= {"train_dir", "logging_level", "allow_writing_files", "metric_period"}, differ
+        else:
+            assert fitted.model.sub_features == [list(map(str, f)) for f in model.sub_features]
+        expected = model.predict(dataset, "test").to_numpy()
+        np.testing.assert_allclose(fitted.model.predict(test), expected, rtol=1e-6, atol=1e-9, err_msg=kind)
