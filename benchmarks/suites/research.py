@@ -741,7 +741,7 @@ def _cached_qlib_handler(cache: Path, spans: dict[str, Any], options: dict[str, 
         raw = pd.read_pickle(path)
     else:
         handler = Alpha158(instruments="csi300", start_time=start, end_time=end, learn_processors=[])
-        raw = handler.fetch(col_set="__all", data_key=DataHandlerLP.DK_R)
+        raw = handler.fetch(col_set=["feature", "label"], data_key=DataHandlerLP.DK_R)
         cache.mkdir(parents=True, exist_ok=True)
         raw.to_pickle(path)
     fit = (spans["train"][0], spans["train"][1])
