@@ -51,18 +51,25 @@ def measure(
     timeout_s: float | None = None,
     allow_fail: bool = False,
     report_completion: bool = True,
+    hash_seed: str | None = None,
 ) -> dict[str, Any]:
     """Run worker ``kind`` of ``script``: its JSON (last stdout line) plus the peak RSS of its process
     tree. With ``cap_mb`` the worker is killed when its tree's RSS passes the cap (and after
     ``timeout_s``); a failed or stopped worker raises, or with ``allow_fail`` gives ``completed: false``
-    (``completed: true`` otherwise, unless ``report_completion`` is false)."""
+    (``completed: true`` otherwise, unless ``report_completion`` is false). ``hash_seed`` fixes the
+    worker's ``PYTHONHASHSEED`` unless the environment sets it: pyqlib's DEnsembleModel keeps the features
+    it selects as a set, so their column order (and LightGBM's column sampling) follows string hashing."""
     began = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         popen = subprocess.Popen(
             [sys.executable, script, "worker", kind, *args],
             stdout=out,
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+            env={
+                **({"PYTHONHASHSEED": hash_seed} if hash_seed is not None else {}),
+                **os.environ,
+                "PYTHONPATH": str(REPO / "src"),
+            },
         )
         proc = psutil.Process(popen.pid)
         peak = 0

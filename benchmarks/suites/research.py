@@ -17,7 +17,11 @@ store.
    model on its own Alpha158 handler with the benchmark configuration's processors, the same segments,
    parameters, seed and thread count: test IC / Rank IC and their differences (goal ±0.003; ±0.006 for
    the MLP — see ``MLP_TOLERANCE``). CatBoost runs the Bernoulli bootstrap on both sides (Qlib's
-   configuration asks for Poisson, which CatBoost runs on GPU only).
+   configuration asks for Poisson, which CatBoost runs on GPU only). pyqlib's DEnsembleModel keeps the
+   features it selects as a set, so their column order (and LightGBM's column sampling with it) follows
+   the string hash: the row also reports pyqlib's model with those features in the frame's order, as ours
+   keeps them (``qlib_feature_order_fixed``), and every worker runs with ``PYTHONHASHSEED=0`` unless set.
+   Each row lists the parameters as each library saw them where they differ (``library_param_diff``).
 6. Quality: every configuration tried (``QUALITY_CONFIGS``), each over ``QUALITY_SEEDS`` seeds (mean ± std
    of every segment metric), the chosen one picked on the valid segment's mean IC alone, then
    backtested on the test segment (TopkDropout(50, 5) against CSI300, with costs): against pyqlib's
@@ -30,7 +34,13 @@ parent reads the bins once first, so both sides find them in the OS page cache, 
 a short span, so numba's on-disk cache holds them compiled (a cost paid once per install, not per run).
 ``--quick``: shorter spans everywhere (and fewer seeds, smaller MLP and ensemble budgets).
 ``HQ_BENCH_RESEARCH_ROWS``: a comma list of the rows to run (alpha158, pipeline, all, alpha360, parity,
-quality); default all of them.
+quality); default all of them. ``HQ_BENCH_RESEARCH_PARITY``: a comma list of the parity rows' pyqlib kinds
+(xgb, catboost, linear, double_ensemble, mlp); default all. ``HQ_BENCH_QUALITY_SEEDS``: the quality row's
+seed count (default ``QUALITY_SEEDS``, ``QUALITY_SEEDS_QUICK`` with ``--quick``);
+``HQ_BENCH_QUALITY_CONFIGS``: the labels of the configurations to try, ``;``-separated (default all).
+``HQ_BENCH_PARITY_KEEP``: a directory where the parity rows copy both sides' test predictions.
+``HQ_BENCH_QLIB_CACHE``: a directory where pyqlib's raw Alpha158 frame is kept and reused by the parity
+rows (pyqlib's processors still run per family; pyqlib's times are then not its whole pipeline's).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -112,6 +123,18 @@ BASELINE = {"test_ic": 0.0387, "test_rank_ic": 0.0400, "source": "pyqlib LGBMode
 QUALITY_GOAL_IC = 0.045
 
 
+def _quality_configs() -> tuple[tuple[str, str, dict[str, Any]], ...]:
+    """``QUALITY_CONFIGS``, or those whose labels ``HQ_BENCH_QUALITY_CONFIGS`` lists (``;``-separated)."""
+    chosen = os.environ.get("HQ_BENCH_QUALITY_CONFIGS")
+    if not chosen:
+        return QUALITY_CONFIGS
+    labels = [c.strip() for c in chosen.split(";") if c.strip()]
+    unknown = set(labels) - {label for label, _, _ in QUALITY_CONFIGS}
+    if unknown:
+        raise ValueError(f"unknown quality configuration(s) {sorted(unknown)} in HQ_BENCH_QUALITY_CONFIGS")
+    return tuple(c for c in QUALITY_CONFIGS if c[0] in labels)
+
+
 def _rows() -> set[str]:
     chosen = os.environ.get("HQ_BENCH_RESEARCH_ROWS", "alpha158,pipeline,all,alpha360,parity,quality")
     return {r.strip() for r in chosen.split(",") if r.strip()}
@@ -132,16 +155,33 @@ def run(quick: bool) -> list[Result]:
     return results
 
 
+def _parity_kinds() -> set[str]:
+    chosen = os.environ.get("HQ_BENCH_RESEARCH_PARITY", ",".join(kind for _, kind in PARITY))
+    kinds = {k.strip() for k in chosen.split(",") if k.strip()}
+    unknown = kinds - {kind for _, kind in PARITY}
+    if unknown:
+        raise ValueError(f"unknown parity kind(s) {', '.join(sorted(unknown))} in HQ_BENCH_RESEARCH_PARITY")
+    return kinds
+
+
 def _parity_rows(cfg: dict[str, Any], qlib_dir: Path, quick: bool) -> list[Result]:
     results = []
     segs = json.dumps(cfg["segments"])
     test = cfg["segments"]["test"]
+    kinds = _parity_kinds()
     for preset, kind in PARITY:
+        if kind not in kinds:
+            continue
         overrides = json.dumps(QUICK_OVERRIDES.get(preset, {}) if quick else {})
         with tempfile.TemporaryDirectory(prefix="hq-bench-parity-") as tmp:
             ours = _measure("ours_preset", str(qlib_dir), segs, tmp, preset, overrides)
             anchor = _measure("qlib_model", str(qlib_dir), segs, tmp, kind, overrides)
             agreement = _agreement(Path(tmp) / "ours.parquet", Path(tmp) / "qlib.parquet")
+            keep = os.environ.get("HQ_BENCH_PARITY_KEEP")
+            if keep:  # both sides' test predictions, for a closer look
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                for side in ("ours", "qlib"):
+                    shutil.copyfile(Path(tmp) / f"{side}.parquet", Path(keep) / f"{kind}-{side}.parquet")
         tolerance = MLP_TOLERANCE if kind == "mlp" else IC_TOLERANCE
         d_ic, d_ric = ours["ic"] - anchor["ic"], ours["rank_ic"] - anchor["rank_ic"]
         results.append(
@@ -162,6 +202,21 @@ def _parity_rows(cfg: dict[str, Any], qlib_dir: Path, quick: bool) -> list[Resul
                     "best_iteration": ours.get("best_iteration"),
                     "qlib_best_iteration": anchor.get("best_iteration"),
                     "overrides": json.loads(overrides),
+                    "params": ours.get("params"),
+                    **(
+                        {
+                            "qlib_feature_order_fixed": {
+                                **anchor["feature_order_fixed"],
+                                "ic_diff": ours["ic"] - anchor["feature_order_fixed"]["ic"],
+                                "rank_ic_diff": ours["rank_ic"] - anchor["feature_order_fixed"]["rank_ic"],
+                            }
+                        }
+                        if "feature_order_fixed" in anchor
+                        else {}
+                    ),
+                    "library_param_diff": _param_diff(
+                        ours.get("library_params"), anchor.get("library_params")
+                    ),
                     "seed": SEED,
                     "segments": cfg["segments"],
                     "peak_rss_mb": ours["peak_rss_mb"],
@@ -175,7 +230,7 @@ def _parity_rows(cfg: dict[str, Any], qlib_dir: Path, quick: bool) -> list[Resul
 
 def _quality_row(cfg: dict[str, Any], qlib_dir: Path, quick: bool) -> Result:
     segs = json.dumps(cfg["segments"])
-    seeds = QUALITY_SEEDS_QUICK if quick else QUALITY_SEEDS
+    seeds = int(os.environ.get("HQ_BENCH_QUALITY_SEEDS", QUALITY_SEEDS_QUICK if quick else QUALITY_SEEDS))
     with tempfile.TemporaryDirectory(prefix="hq-bench-quality-") as tmp:
         doc = _measure("ours_quality", str(qlib_dir), segs, tmp, str(seeds), "1" if quick else "0")
     chosen = doc["chosen"]
@@ -196,6 +251,7 @@ def _quality_row(cfg: dict[str, Any], qlib_dir: Path, quick: bool) -> Result:
             and excess is not None
             and excess > 0,
             "seeds": seeds,
+            "not_tried": [c[0] for c in QUALITY_CONFIGS if c not in _quality_configs()],
             "segments": cfg["segments"],
             "selection": "the configuration with the highest mean valid IC over its seeds; test never used",
         },
@@ -321,7 +377,7 @@ def _warm(qlib_dir: Path) -> None:
 
 def _measure(kind: str, *args: str) -> dict[str, Any]:
     """Run one worker in a fresh process: its JSON plus the peak RSS of its tree (see :func:`workers.measure`)."""
-    return measure(__file__, kind, *args, log=log, report_completion=False)
+    return measure(__file__, kind, *args, log=log, report_completion=False, hash_seed="0")
 
 
 def _agreement(ours: Path, theirs: Path) -> dict[str, Any]:
@@ -554,7 +610,35 @@ def _ours_preset(qlib_dir: str, segments: str, tmp: str, preset: str, overrides:
         "ic": outcome.metrics["test"]["ic"],
         "rank_ic": outcome.metrics["test"]["rank_ic"],
         "best_iteration": outcome.result.best_iteration,
+        "params": outcome.model.hyperparameters.get("params"),
+        "library_params": _library_params(outcome.result.model.native),
     }
+
+
+def _library_params(native: Any) -> dict[str, Any] | None:
+    """The parameters as the library sees them after the fit: XGBoost's saved configuration, CatBoost's
+    ``get_all_params``; ``None`` for the other families."""
+    if hasattr(native, "save_config"):
+        config: dict[str, Any] = json.loads(native.save_config())
+        return config
+    if hasattr(native, "get_all_params"):
+        return dict(native.get_all_params())
+    return None
+
+
+def _param_diff(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> dict[str, Any]:
+    """The library-effective parameters that differ, flattened as dotted keys: ``{key: [ours, pyqlib]}``."""
+
+    def flat(doc: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(doc, dict):
+            return {prefix.rstrip("."): doc}
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            out.update(flat(value, f"{prefix}{key}."))
+        return out
+
+    a, b = flat(ours or {}), flat(theirs or {})
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
 def _qlib_handler(kind: str, spans: dict[str, Any]) -> Any:
@@ -587,6 +671,9 @@ def _qlib_handler(kind: str, spans: dict[str, Any]) -> Any:
             ],
             "process_type": "independent",
         }
+    cache = os.environ.get("HQ_BENCH_QLIB_CACHE")
+    if cache:
+        return _cached_qlib_handler(Path(cache), spans, options)
     return Alpha158(
         instruments="csi300",
         start_time=spans["train"][0],
@@ -594,6 +681,37 @@ def _qlib_handler(kind: str, spans: dict[str, Any]) -> Any:
         fit_start_time=spans["train"][0],
         fit_end_time=spans["train"][1],
         **options,
+    )
+
+
+def _cached_qlib_handler(cache: Path, spans: dict[str, Any], options: dict[str, Any]) -> Any:
+    """The same handler from pyqlib's raw Alpha158 frame (features and label, no processor) kept in
+    ``cache`` (a scratch file of the bench, computed by pyqlib's own handler the first time): pyqlib's
+    processors of the configuration on pyqlib's data, without recomputing the expressions per family."""
+    import pandas as pd
+    from qlib.contrib.data.handler import Alpha158, check_transform_proc
+    from qlib.data.dataset.handler import DataHandlerLP
+    from qlib.data.dataset.loader import StaticDataLoader
+
+    start, end = spans["train"][0], spans["test"][1]
+    path = cache / f"qlib-alpha158-raw-{start}-{end}.pkl"
+    if path.is_file():
+        raw = pd.read_pickle(path)
+    else:
+        handler = Alpha158(instruments="csi300", start_time=start, end_time=end, learn_processors=[])
+        raw = handler.fetch(col_set=["feature", "label"], data_key=DataHandlerLP.DK_R)
+        cache.mkdir(parents=True, exist_ok=True)
+        raw.to_pickle(path)
+    fit = (spans["train"][0], spans["train"][1])
+    default_learn = [{"class": "DropnaLabel"}, {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}]
+    return DataHandlerLP(
+        instruments=None,
+        start_time=start,
+        end_time=end,
+        data_loader=StaticDataLoader(config=raw),
+        infer_processors=check_transform_proc(options.get("infer_processors", []), *fit),
+        learn_processors=check_transform_proc(options.get("learn_processors", default_learn), *fit),
+        process_type=options.get("process_type", DataHandlerLP.PTYPE_A),
     )
 
 
@@ -699,13 +817,45 @@ def _qlib_model(qlib_dir: str, segments: str, tmp: str, kind: str, overrides: st
         best = int(inner.get_best_iteration()) + 1
     elif kind == "mlp":
         best = model.best_step
-    return {
+    doc = {
         "seconds": time.perf_counter() - began,
         "ic": float(ic.mean()),
         "rank_ic": float(ric.mean()),
         "best_iteration": best,
         "model": type(model).__name__,
+        "library_params": None
+        if inner is None or kind not in ("xgb", "catboost")
+        else _library_params(inner),
     }
+    if kind == "double_ensemble":
+        # the same model with its selected features in the frame's column order (as ours keeps them)
+        ordered = _ordered_double_ensemble(model)
+        np.random.seed(SEED)
+        with R.start(experiment_name="bench-parity", uri=f"file:{tmp}/mlruns"):
+            ordered.fit(dataset)
+            ic2, ric2 = calc_ic(ordered.predict(dataset, "test"), label.iloc[:, 0])
+        doc["feature_order_fixed"] = {"ic": float(ic2.mean()), "rank_ic": float(ric2.mean())}
+    return doc
+
+
+def _ordered_double_ensemble(model: Any) -> Any:
+    """A fresh copy of pyqlib's ``DEnsembleModel`` ``model`` (unfitted settings) whose feature selection
+    returns its features in the frame's column order. pyqlib returns them as ``pd.Index(set(...))``: the
+    order of a set of strings, which follows ``PYTHONHASHSEED``; LightGBM's column sampling depends on
+    the column order, so pyqlib's result does too. The draws are pyqlib's own (same shuffles, same
+    picks); only the order of the chosen columns changes."""
+    import pandas as pd
+    from qlib.contrib.model.double_ensemble import DEnsembleModel
+
+    class Ordered(DEnsembleModel):  # type: ignore[misc]
+        def feature_selection(self, df_train: Any, loss_values: Any) -> Any:
+            chosen = set(super().feature_selection(df_train, loss_values))
+            return pd.Index([f for f in df_train["feature"].columns if f in chosen])
+
+    fresh = Ordered.__new__(Ordered)
+    fresh.__dict__.update(model.__dict__)
+    fresh.ensemble, fresh.sub_features = [], []
+    return fresh
 
 
 def _ours_quality(qlib_dir: str, segments: str, tmp: str, seeds: str, quick: str) -> dict[str, Any]:
@@ -734,7 +884,7 @@ def _ours_quality(qlib_dir: str, segments: str, tmp: str, seeds: str, quick: str
     tried: list[dict[str, Any]] = []
     with ModelRegistry(f"sqlite:///{tmp}/registry.db") as registry:
         artifacts = LocalArtifactStore(Path(tmp) / "artifacts")
-        for label, preset, params in QUALITY_CONFIGS:
+        for label, preset, params in _quality_configs():
             budget = {**params, **(QUICK_OVERRIDES.get(preset, {}) if quick == "1" else {})}
             outcomes = []
             for k in range(int(seeds)):

@@ -58,11 +58,16 @@ def test_handler_layout_matches_our_frame(frame: pl.DataFrame) -> None:
     np.testing.assert_array_equal(df[("label", LABEL)].to_numpy(), back[LABEL].to_numpy())
 
 
-def test_lgbmodel_fits_and_predicts_on_our_dataset(store, universe, frame, recorder) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def dataset(store, universe, frame, pyqlib):  # type: ignore[no-untyped-def]
+    """Our features as pyqlib's ``DatasetH`` (Alpha158's default processors); models only read it."""
+    return make_dataset(store, universe, SEGMENTS, frame=frame)
+
+
+def test_lgbmodel_fits_and_predicts_on_our_dataset(frame, dataset, recorder) -> None:  # type: ignore[no-untyped-def]
     from qlib.contrib.model.gbdt import LGBModel
     from qlib.data.dataset.handler import DataHandlerLP
 
-    dataset = make_dataset(store, universe, SEGMENTS, frame=frame)
     learn = dataset.prepare("train", col_set="label", data_key=DataHandlerLP.DK_L)
     assert learn.notna().all().all()  # DropnaLabel
     day = learn.xs(learn.index.get_level_values(0)[0], level="datetime").iloc[:, 0]
@@ -102,3 +107,93 @@ def test_double_ensemble_fits_and_predicts_on_bars_source(store, universe, recor
     assert pred.index.names == ["datetime", "instrument"] and len(pred) > 1000
     assert np.isfinite(pred.to_numpy()).all() and pred.nunique() > 10
     assert pred.index.get_level_values("datetime").min() >= DateRange.of("2017-04-01").start
+
+
+# --- the model zoo fed as pyqlib's models are fed ------------------------------------------------------
+
+#: kind → (preset, small-budget overrides of the model's parameters)
+ZOO = {
+    "xgb": ("qlib-xgb-alpha158", {"max_depth": 4}),
+    "catboost": ("qlib-catboost-alpha158", {"max_depth": 4}),
+    "double_ensemble": ("qlib-double-ensemble-alpha158", {"epochs": 3, "num_models": 2}),
+}
+ROUNDS, STOPPING = 30, 5
+
+
+def _pyqlib_model(kind: str, params: dict[str, Any], tmp_path: Path) -> Any:
+    """pyqlib's model of ``kind`` with our preset's parameters (as the research suite builds it)."""
+    if kind == "xgb":
+        from qlib.contrib.model.xgboost import XGBModel
+
+        return XGBModel(**params)
+    if kind == "catboost":
+        from qlib.contrib.model.catboost_model import CatBoostModel
+
+        options = dict(params)
+        return CatBoostModel(loss=options.pop("loss_function"), **options, train_dir=str(tmp_path / "cb"))
+    import pandas as pd
+    from qlib.contrib.model.double_ensemble import DEnsembleModel
+
+    class Ordered(DEnsembleModel):  # type: ignore[misc]
+        """pyqlib's model, its selected features in the frame's column order (it returns a set, whose
+        order follows the string hash): the same draws, a reproducible column order."""
+
+        def feature_selection(self, df_train: Any, loss_values: Any) -> Any:
+            chosen = set(super().feature_selection(df_train, loss_values))
+            return pd.Index([f for f in df_train["feature"].columns if f in chosen])
+
+    options = {k: v for k, v in params.items() if k != "objective"}
+    return Ordered(base_model="gbm", loss="mse", **options)
+
+
+def test_zoo_fit_is_pyqlibs_model_on_the_same_data(frame, dataset, recorder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Our presets' dataset is pyqlib's (same rows, order, features; the label within float32 rounding),
+    and each family's fit on pyqlib's own matrices is pyqlib's model: the parameters as the library sees
+    them, the rounds, the best iteration, the selected features, the scores."""
+    from qlib.data.dataset.handler import DataHandlerLP
+
+    from hikyuu_qlib.modelling.dataset import labels, matrix, prepare_frame
+    from hikyuu_qlib.modelling.families import FitInput, family
+    from hikyuu_qlib.modelling.presets import get_preset, qlib_default_learn
+
+    train, valid = dataset.prepare(
+        ["train", "valid"], col_set=["feature", "label"], data_key=DataHandlerLP.DK_L
+    )
+    test = dataset.prepare("test", col_set="feature", data_key=DataHandlerLP.DK_I).to_numpy(np.float32)
+    ours = prepare_frame(frame, SEGMENTS, learn=qlib_default_learn())  # the three presets' processors
+    assert list(train["feature"].columns) == ours.features
+    for theirs, view in ((train, ours.view("train")), (valid, ours.view("valid"))):
+        assert view["code"].to_list() == theirs.index.get_level_values("instrument").tolist()
+        np.testing.assert_array_equal(matrix(view, ours.features), theirs["feature"].to_numpy(np.float32))
+        np.testing.assert_allclose(
+            labels(view), theirs["label"].to_numpy(np.float32).ravel(), rtol=1e-5, atol=1e-6
+        )
+
+    def xy(df: Any) -> tuple[Any, Any]:
+        return df["feature"].to_numpy(np.float32), df["label"].to_numpy(np.float32).ravel()
+
+    for kind, (name, overrides) in ZOO.items():
+        preset = get_preset(name)
+        assert preset.infer == () and preset.learn == qlib_default_learn() and preset.process == "append"
+        params = preset.family_params(seed=0, num_threads=2, overrides=overrides)
+        model = _pyqlib_model(kind, params, tmp_path)
+        np.random.seed(0)  # DEnsembleModel shuffles and draws with NumPy's global generator
+        if kind == "double_ensemble":
+            model.fit(dataset)
+        else:
+            model.fit(dataset, num_boost_round=ROUNDS, early_stopping_rounds=STOPPING, verbose_eval=0)
+        fitted = family(preset.model_type).fit(
+            FitInput(xy(train), xy(valid), ours.features, params, ROUNDS, STOPPING, seed=0, num_threads=2)
+        )
+        if kind == "xgb":
+            assert fitted.best_iteration == model.model.best_iteration + 1
+            assert fitted.model.native.num_boosted_rounds() == model.model.num_boosted_rounds()
+        elif kind == "catboost":
+            assert fitted.best_iteration == model.model.get_best_iteration() + 1
+            mine, theirs = fitted.model.native.get_all_params(), model.model.get_all_params()
+            differ = {k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
+            assert differ <= {"train_dir", "logging_level", "allow_writing_files", "metric_period"}, differ
+        else:
+            assert fitted.model.sub_features == [list(map(str, f)) for f in model.sub_features]
+        expected = model.predict(dataset, "test").to_numpy()
+        np.testing.assert_allclose(fitted.model.predict(test), expected, rtol=1e-6, atol=1e-9, err_msg=kind)
