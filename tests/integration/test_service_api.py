@@ -314,7 +314,9 @@ async def test_a_models_feature_importance_is_served_top_first(
     with_one, without = _saved_models(settings, 2)
     with open_registry(settings=settings, sync=True) as registry:
         with_one = registry.save(with_one.with_artifact(ref, role=IMPORTANCE_ARTIFACT))
-    doc = (await api.get(f"/v1/models/{with_one.id[:10].lower()}/importance", params={"top": 2})).json()
+    # the whole id, in lower case: ids made in one millisecond share all but their last characters (monotonic
+    # ULIDs), so no shorter prefix is sure to be unique here
+    doc = (await api.get(f"/v1/models/{with_one.id.lower()}/importance", params={"top": 2})).json()
     assert doc == {
         "model_id": with_one.id,
         "top": 2,
