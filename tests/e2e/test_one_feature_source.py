@@ -209,6 +209,9 @@ def test_every_research_command_reads_the_one_feature_source_of_its_context(
     code, doc = hq(
         seen, capsys, "model", "train", "--source", kind.source, "--universe", kind.universe, "--train",
         train, "--valid", valid, "--test", test, "--num-boost-round", "10", "--threads", "2", "--no-cache", "--name", f"seam-{name}",
+        # the in-memory seam: the estimate counts the Hikyuu universe's listed codes without bars (~8.5 GB),
+        # which would send this run through feature blocks, a path whose reads this spy does not see
+        "--memory-budget", "16GB",
     )  # fmt: skip
     assert type(seen.sources[0]) is expected
     # Qlib's regularisation on a handful of stocks grows no tree: the model is recorded failed (exit 1)

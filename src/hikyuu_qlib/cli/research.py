@@ -254,7 +254,7 @@ def train(
     outcomes: list[Any] = []
     store: FeatureSource | None = None
     with _context(source, db) as ctx:
-        bounded = Bounded(budget, ctx.settings.cache_disk_dir)
+        bounded = Bounded(budget, ctx.settings.cache_disk_dir, reuse=not no_cache)
         if frame is not None:
             from hikyuu_qlib.factors.universe import Universe
 
@@ -418,7 +418,9 @@ def evaluate(
             dates=dates,
             cache=None if no_cache else ctx.cache,
             bounded=Bounded(
-                MemoryBudget.of(memory_budget or ctx.settings.memory_budget), ctx.settings.cache_disk_dir
+                MemoryBudget.of(memory_budget or ctx.settings.memory_budget),
+                ctx.settings.cache_disk_dir,
+                reuse=not no_cache,
             ),
         )
     doc: dict[str, Any] = {
@@ -527,7 +529,9 @@ def predict(
             ctx.use_model_source(record)
             members = ctx.model_universe(record, universe, dates, file=universe_file)
             bounded = Bounded(
-                MemoryBudget.of(memory_budget or ctx.settings.memory_budget), ctx.settings.cache_disk_dir
+                MemoryBudget.of(memory_budget or ctx.settings.memory_budget),
+                ctx.settings.cache_disk_dir,
+                reuse=not no_cache,
             )
             if kind == "parquet" and not qlib_form and not bounded.fits(ctx.features, members, dates):
                 loaded = ctx.predictor.load(full)

@@ -24,6 +24,7 @@ set is its loaded rows times :data:`GROUP_ROW_BYTES`, a block's is its rows time
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,9 +132,11 @@ def build_feature_blocks(
     factor_set: str = "alpha158",
     label: bool = True,
     skip_failed: bool = False,
+    reuse: bool = True,
 ) -> BlockSet:
     """Features of each date's members within ``dates`` (as :func:`compute_features` gives them) as a block
-    set under ``cache_dir``; an existing complete set with the same key is reused. ``skip_failed``: the
+    set under ``cache_dir``; an existing complete set with the same key is reused (with ``reuse=False``,
+    as ``--no-cache`` asks, it is removed and computed again). ``skip_failed``: the
     codes that fail to load are left out and named in the set's ``errors`` (else :class:`LoadErrors`
     names every one of them)."""
     chosen = get_factor_set(factor_set)
@@ -154,6 +157,8 @@ def build_feature_blocks(
     loaded_days = int(calendar.is_between(span.start, span.end).sum())
     codes = universe.members_between(dates)
     plan = plan_chunks(budget, len(codes), loaded_days, members_per_day(universe, days))
+    if not reuse and path.exists():
+        shutil.rmtree(path)
     found = BlockSet.open(path)
     if found is not None:
         largest = max((b.rows for b in found.blocks), default=0)

@@ -67,12 +67,14 @@ BATCH_ROWS = 8192
 class Bounded:
     """How a run stays within a memory budget: where feature blocks and scratch files go (``scratch``:
     by default ``<cache_dir>/scratch``, see :mod:`.scratch`), and each stage's peak RSS. ``always``: take
-    the bounded path even when the run would fit in memory."""
+    the bounded path even when the run would fit in memory. ``reuse``: reuse a block set built before
+    (False under ``--no-cache``: it is computed again)."""
 
     budget: MemoryBudget
     cache_dir: Path
     scratch: Path | None = None
     always: bool = False
+    reuse: bool = True
     peaks: PeakRss = field(default_factory=PeakRss)
     used: bool = False  # whether a stage took the bounded path
 
@@ -130,7 +132,7 @@ class Bounded:
         warm_kernels(factor_set)  # compiled in a child when numba's cache is cold: not the run's memory
         return build_feature_blocks(
             store, universe, dates, self.cache_dir, budget=self.budget, factor_set=factor_set, label=label,
-            skip_failed=skip_failed,
+            skip_failed=skip_failed, reuse=self.reuse,
         )  # fmt: skip
 
     def stage(self, name: str) -> AbstractContextManager[None]:
