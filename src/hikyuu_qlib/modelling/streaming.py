@@ -57,8 +57,8 @@ from hikyuu_qlib.ports import FeatureSource, Progress
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
-#: Rows turned into one float matrix at a time (about 125 MB of Alpha158).
-SLICE_ROWS = 200_000
+#: Rows turned into one float matrix at a time (about 32 MB of Alpha158, twice that with its copy).
+SLICE_ROWS = 50_000
 #: Rows LightGBM reads from a row file at a time (about 5 MB of Alpha158).
 BATCH_ROWS = 8192
 
