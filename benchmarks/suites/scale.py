@@ -17,7 +17,9 @@ in percent, no vwap, delisted codes, suspensions.
    time, ratio ≥ 0.5).
 
 Each measurement runs in a fresh process whose peak RSS (with its children) is polled with psutil.
-``--quick``: shorter spans, 1,500 instruments, no pyqlib run.
+``--quick``: shorter spans, 1,500 instruments, no pyqlib run. ``HQ_BENCH_SCALE_ROWS`` picks the rows to run
+(comma-separated, in any order: ``features,pipeline,qlib,csi300,csi300-pipeline``; all by default): each
+row stands alone.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ QUICK = {
     "qlib": False,
 }
 FEATURES_GOAL_MB = 2048
+# under the in-memory estimate of CSI300 2010–2020 (~0.8 M member-days), so ``hq run`` takes the bounded path
+CSI300_BOUNDED_BUDGET = "2GB"
 PIPELINE_GOAL_MB = 4096
 
 
@@ -73,60 +77,101 @@ def run(quick: bool) -> list[Result]:
     )
     params = json.loads((store / "params.json").read_text())
     results: list[Result] = []
+    rows = _rows()
     start, end = cfg["all"]
+    if "features" in rows:
+        results.append(_features_row(store, start, end, params))
+    if "pipeline" in rows:
+        results.append(_pipeline_row(store, cfg["segments"]))
+    if cfg["qlib"] and "qlib" in rows:
+        results.append(_qlib_row(store, start, end))
+    if "csi300" in rows:
+        results.append(_csi300_row(*cfg["csi300"]))
+    if "csi300-pipeline" in rows:
+        results.append(_csi300_pipeline_row(cfg["segments"]))
+    return results
+
+
+ROWS = ("features", "pipeline", "qlib", "csi300", "csi300-pipeline")
+
+
+def _rows() -> set[str]:
+    picked = {
+        r.strip() for r in os.environ.get("HQ_BENCH_SCALE_ROWS", ",".join(ROWS)).split(",") if r.strip()
+    }
+    unknown = picked - set(ROWS)
+    if unknown:
+        raise SystemExit(f"HQ_BENCH_SCALE_ROWS: unknown rows {sorted(unknown)} (known: {', '.join(ROWS)})")
+    return picked
+
+
+def _features_row(store: Path, start: str, end: str, params: dict[str, Any]) -> Result:
     with tempfile.TemporaryDirectory(prefix="hq-bench-scale-") as tmp:
         ours = _measure("ours_blocks", str(store), start, end, "2GB", tmp)
-    results.append(
-        Result(
-            f"alpha158+label all instruments {start[:4]}-{end[:4]} (bounded, budget 2GB)",
-            ours["seconds"],
-            f"goal peak RSS <= {FEATURES_GOAL_MB} MB",
-            extra={**ours, "store": params, "goal_met": ours["peak_rss_mb"] <= FEATURES_GOAL_MB},
-        )
+    return Result(
+        f"alpha158+label all instruments {start[:4]}-{end[:4]} (bounded, budget 2GB)",
+        ours["seconds"],
+        f"goal peak RSS <= {FEATURES_GOAL_MB} MB",
+        extra={**ours, "store": params, "goal_met": ours["peak_rss_mb"] <= FEATURES_GOAL_MB},
     )
 
+
+def _pipeline_row(store: Path, segments: dict[str, str]) -> Result:
     with tempfile.TemporaryDirectory(prefix="hq-bench-scale-run-") as tmp:
-        ours = _measure("ours_run", str(store), json.dumps(cfg["segments"]), "4GB", tmp)
-    results.append(
-        Result(
-            f"pipeline all instruments hq run (test {cfg['segments']['test'][:4]}-{cfg['segments']['test'][-10:-6]}, budget 4GB)",
-            ours["seconds"],
-            f"goal peak RSS <= {PIPELINE_GOAL_MB} MB",
-            extra={**ours, "goal_met": ours["peak_rss_mb"] <= PIPELINE_GOAL_MB},
-        )
+        ours = _measure("ours_run", str(store), json.dumps(segments), "4GB", tmp)
+    return Result(
+        f"pipeline all instruments hq run (test {segments['test'][:4]}-{segments['test'][-10:-6]}, budget 4GB)",
+        ours["seconds"],
+        f"goal peak RSS <= {PIPELINE_GOAL_MB} MB",
+        extra={**ours, "goal_met": ours["peak_rss_mb"] <= PIPELINE_GOAL_MB},
     )
 
-    if cfg["qlib"]:
-        cap = int(os.environ.get("HQ_BENCH_QLIB_CAP_MB", "8192"))
-        timeout = float(os.environ.get("HQ_BENCH_QLIB_TIMEOUT_S", "1800"))
-        anchor = _measure(
-            "qlib_alpha158", str(store), start, end, cap_mb=cap, timeout_s=timeout, allow_fail=True
-        )
-        results.append(
-            Result(
-                f"pyqlib Alpha158 handler all instruments {start[:4]}-{end[:4]} (RSS cap {cap} MB)",
-                anchor["seconds"],
-                "pyqlib under an RSS watchdog",
-                extra=anchor,
-            )
-        )
 
-    start, end = cfg["csi300"]
+def _qlib_row(store: Path, start: str, end: str) -> Result:
+    cap = int(os.environ.get("HQ_BENCH_QLIB_CAP_MB", "8192"))
+    timeout = float(os.environ.get("HQ_BENCH_QLIB_TIMEOUT_S", "1800"))
+    anchor = _measure("qlib_alpha158", str(store), start, end, cap_mb=cap, timeout_s=timeout, allow_fail=True)
+    return Result(
+        f"pyqlib Alpha158 handler all instruments {start[:4]}-{end[:4]} (RSS cap {cap} MB)",
+        anchor["seconds"],
+        "pyqlib under an RSS watchdog",
+        extra=anchor,
+    )
+
+
+def _csi300_pipeline_row(segments: dict[str, str]) -> Result:
+    """The whole pipeline (``hq run``) on CSI300 of the real store, in memory (a budget it fits) and on the
+    bounded path (a budget under the in-memory estimate): the time ratio, and the same model and figures."""
+    qlib_dir = str(data_root() / "qlib_cn")
+    runs = {}
+    for label, budget in (("in_memory", "16GB"), ("bounded", CSI300_BOUNDED_BUDGET)):
+        with tempfile.TemporaryDirectory(prefix=f"hq-bench-scale-csi-run-{label}-") as tmp:
+            runs[label] = _measure("ours_run_csi300", qlib_dir, json.dumps(segments), budget, tmp)
+    memory, bounded = runs["in_memory"], runs["bounded"]
+    same = all(memory[k] == bounded[k] for k in ("test_ic", "test_rank_ic", "test_rows", "best_iteration"))
+    return Result(
+        f"pipeline csi300 hq run bounded (budget {CSI300_BOUNDED_BUDGET}) vs in memory",
+        bounded["seconds"],
+        "hq run in memory (budget 16GB)",
+        memory["seconds"],
+        goal_ratio=0.5,
+        extra={"bounded": bounded, "in_memory": memory, "same_model_and_figures": same},
+    )
+
+
+def _csi300_row(start: str, end: str) -> Result:
     qlib_dir = str(data_root() / "qlib_cn")
     memory = _measure("ours_memory", qlib_dir, start, end)
     with tempfile.TemporaryDirectory(prefix="hq-bench-scale-csi-") as tmp:
         bounded = _measure("ours_blocks_csi300", qlib_dir, start, end, "1GB", tmp)
-    results.append(
-        Result(
-            f"alpha158+label csi300 {start[:4]}-{end[:4]} bounded (budget 1GB) vs in memory",
-            bounded["seconds"],
-            "in memory (compute_features)",
-            memory["seconds"],
-            goal_ratio=0.5,
-            extra={"bounded": bounded, "in_memory": memory},
-        )
+    return Result(
+        f"alpha158+label csi300 {start[:4]}-{end[:4]} bounded (budget 1GB) vs in memory",
+        bounded["seconds"],
+        "in memory (compute_features)",
+        memory["seconds"],
+        goal_ratio=0.5,
+        extra={"bounded": bounded, "in_memory": memory},
     )
-    return results
 
 
 # --- the parent: fresh processes, peak RSS, a watchdog ---------------------------------------------------
@@ -186,11 +231,11 @@ def _ours_memory(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - began, "rows": frame.height}
 
 
-def _ours_run(qlib_dir: str, segments: str, budget: str, tmp: str) -> dict[str, Any]:
+def _ours_run(qlib_dir: str, segments: str, budget: str, tmp: str, universe: str = "all") -> dict[str, Any]:
     spans = json.loads(segments)
-    workflow = Path(tmp) / "all.yaml"
+    workflow = Path(tmp) / f"{universe}.yaml"
     text = (REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml").read_text()
-    workflow.write_text(text.replace("universe: csi300", "universe: all"))
+    workflow.write_text(text.replace("universe: csi300", f"universe: {universe}"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
     env.update(
         HQ_QLIB_DIR=qlib_dir, HQ_TRAIN=spans["train"], HQ_VALID=spans["valid"], HQ_TEST=spans["test"],
@@ -222,6 +267,10 @@ def _ours_run(qlib_dir: str, segments: str, budget: str, tmp: str) -> dict[str, 
     }
 
 
+def _ours_run_csi300(qlib_dir: str, segments: str, budget: str, tmp: str) -> dict[str, Any]:
+    return _ours_run(qlib_dir, segments, budget, tmp, "csi300")
+
+
 def _qlib_alpha158(qlib_dir: str, start: str, end: str) -> dict[str, Any]:
     began = time.perf_counter()
     import qlib
@@ -239,6 +288,7 @@ WORKERS = {
     "ours_blocks_csi300": _ours_blocks_csi300,
     "ours_memory": _ours_memory,
     "ours_run": _ours_run,
+    "ours_run_csi300": _ours_run_csi300,
     "qlib_alpha158": _qlib_alpha158,
 }
 
