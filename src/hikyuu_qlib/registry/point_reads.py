@@ -123,6 +123,7 @@ class PgPointReader:
         return self._model(rows[0]) if rows else None
 
     async def _get_otherwise(self, model_id: str) -> Model | None:
+        """No connection (or busy): connect and read unless busy, closed or paused; else the ordinary path."""
         if not self.busy:
             served, row = await self._first_read(model_id)
             if served:
@@ -158,6 +159,7 @@ class PgPointReader:
             self.busy = False
 
     def _statement_call(self, conn: Any, stmt: Any) -> StatementCall:
+        """How ``get`` runs the prepared statement (the traced reader wraps it in a span)."""
         return statement_call(conn, stmt)
 
     def _failed(self) -> None:
