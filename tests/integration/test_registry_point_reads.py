@@ -101,7 +101,8 @@ def test_stored_times_decode_exactly() -> None:
     import datetime as dt
     import random
 
-    from hikyuu_qlib.registry.codec import _FLOAT_EXACT_BELOW, from_micros, to_micros
+    from hikyuu_qlib.domain.model import _FLOAT_EXACT_BELOW, from_micros
+    from hikyuu_qlib.registry.codec import to_micros
 
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     rng = random.Random(7)

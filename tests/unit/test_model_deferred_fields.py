@@ -5,6 +5,7 @@ give them)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import pickle
 from collections.abc import Sequence
 from typing import Any
@@ -13,8 +14,8 @@ import orjson
 import pytest
 
 from hikyuu_qlib.domain import errors
-from hikyuu_qlib.domain.model import DEFERRABLE, ArtifactRef, Deferred, Model, field_slot
-from hikyuu_qlib.registry.codec import from_row, with_version
+from hikyuu_qlib.domain.model import DEFERRABLE, STAMPS, ArtifactRef, Deferred, Model, field_slot
+from hikyuu_qlib.registry.codec import from_row, to_values, with_version
 from hikyuu_qlib.registry.driver import JSON_COLUMNS, RowCodec
 from hikyuu_qlib.registry.tables import COLUMNS
 
@@ -117,3 +118,27 @@ def test_empty_json_fields_and_decoded_rows() -> None:
     read = RowCodec("postgresql").model(decoded)
     assert not any(type(raw(read, name)) is Deferred for name in DEFERRABLE)
     assert read == model
+
+
+def test_timestamps_stay_stored_micros_until_each_is_read() -> None:
+    first = saved()
+    model = dataclasses.replace(first, updated_at=first.created_at + dt.timedelta(microseconds=1))
+    row = text_row(model)
+    read = RowCodec("sqlite").model(row)
+    assert [raw(read, name) for name in STAMPS] == [row[COLUMNS.index(name)] for name in STAMPS]
+    assert to_values(read) == to_values(model)  # saved back as stored, nothing decoded
+    assert type(raw(read, "updated_at")) is int
+    assert read.created_at == model.created_at and read.created_at.tzinfo is dt.UTC
+    assert type(raw(read, "created_at")) is dt.datetime and type(raw(read, "updated_at")) is int
+    assert read.created_at is read.created_at  # decoded once, kept
+    assert read == model and repr(read) == repr(model)
+    assert pickle.loads(pickle.dumps(RowCodec("sqlite").model(row))) == model
+    assert with_version(RowCodec("sqlite").model(row), 4) == dataclasses.replace(model, version=4)
+
+
+def test_timestamps_refuse_integers_from_callers() -> None:
+    read = RowCodec("sqlite").model(text_row(saved()))
+    with pytest.raises(errors.InvalidInputError, match="invalid created_at 5: expected a datetime"):
+        Model(id=read.id, name="x", model_type=read.model_type, created_at=5)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidInputError, match="invalid updated_at 7: expected a datetime"):
+        dataclasses.replace(read, updated_at=7)  # type: ignore[arg-type]

@@ -25,8 +25,9 @@ The id is a ULID: unique and sortable by creation time. ``version`` counts model
 
 A record read back from the registry may leave its :data:`DEFERRABLE` fields (the JSON ones) undecoded
 until one of them is first read (see :class:`Deferred`): a lookup then pays only for what the caller reads.
-Nothing else changes: the fields read as always, and equality, ``repr``, ``replace`` and pickling see the
-decoded values.
+Its timestamps (:data:`STAMPS`) may likewise stay stored microseconds until each is first read. Nothing
+else changes: the fields read as always, and equality, ``repr``, ``replace`` and pickling see the decoded
+values.
 """
 
 from __future__ import annotations
@@ -564,12 +565,61 @@ def _undefer(model: Model, deferred: Deferred) -> tuple[Any, ...]:
 
 def field_slot(name: str) -> Any:
     """The member descriptor of :class:`Model`'s slot for field ``name``: what a trusted builder (the
-    registry's codec) sets directly, bypassing validation (and, for a :data:`DEFERRABLE` field, decoding)."""
+    registry's codec) sets directly, bypassing validation (and, for a :data:`DEFERRABLE` or :data:`STAMPS`
+    field, decoding)."""
     attribute = Model.__dict__[name]
-    return attribute.slot if isinstance(attribute, _DeferrableField) else attribute
+    return attribute.slot if isinstance(attribute, _DeferrableField | _StampField) else attribute
+
+
+# --- stored records: timestamps turned into datetimes on first read ---------------------------------------
+
+#: The fields a stored record may hold as whole microseconds since the epoch (UTC, as the registry stores
+#: them) until each is first read.
+STAMPS: tuple[str, ...] = ("created_at", "updated_at")
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Below this, ``micros / 1e6`` is within 0.48 µs of the exact time (one rounding of a double under
+#: 2**32 s), so ``fromtimestamp``, which rounds to the nearest microsecond, gives the exact datetime.
+_FLOAT_EXACT_BELOW = 2**32 * 1_000_000  # µs: the year 2106
+_fromtimestamp = dt.datetime.fromtimestamp
+
+
+def from_micros(micros: int) -> dt.datetime:
+    """The UTC datetime of whole microseconds since the epoch (exact at any value)."""
+    if 0 <= micros < _FLOAT_EXACT_BELOW:
+        return _fromtimestamp(micros / 1e6, dt.UTC)  # one C call: the common case
+    return _EPOCH + dt.timedelta(0, 0, micros)
+
+
+class _StampField:
+    """The descriptor of one :data:`STAMPS` field of :class:`Model`, over the field's own slot: a trusted
+    builder (the registry's codec) may store the stored microseconds (an ``int``) in the slot; the first
+    read turns them into the datetime and keeps it. Writes store as the slot does, datetimes only."""
+
+    __slots__ = ("_get", "_name", "_set", "slot")
+
+    def __init__(self, slot: Any, name: str) -> None:
+        self.slot, self._name = slot, name
+        self._get, self._set = slot.__get__, slot.__set__
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = self._get(obj)
+        if type(value) is int:
+            value = from_micros(value)
+            self._set(obj, value)  # a frozen record's cache: reading twice gives the same object
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if type(value) is int:  # only the builder stores microseconds, through the slot itself
+            raise InvalidInputError(f"invalid {self._name} {value!r}: expected a datetime")
+        self._set(obj, value)
 
 
 _DEFERRABLE_SETTERS = tuple(Model.__dict__[name].__set__ for name in DEFERRABLE)
 for _at, _name in enumerate(DEFERRABLE):
     setattr(Model, _name, _DeferrableField(Model.__dict__[_name], _at))
+for _name in STAMPS:
+    setattr(Model, _name, _StampField(Model.__dict__[_name], _name))
 del _at, _name

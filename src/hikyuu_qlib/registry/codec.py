@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from hikyuu_qlib.domain.model import ArtifactRef, Deferred, Model, ModelStatus, ModelType, field_slot
+from hikyuu_qlib.domain.model import STAMPS, ArtifactRef, Deferred, Model, ModelStatus, ModelType, field_slot
 from hikyuu_qlib.domain.segments import Segments
 from hikyuu_qlib.registry.tables import COLUMNS
 
@@ -22,19 +22,9 @@ def to_micros(when: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-#: Below this, ``micros / 1e6`` is within 0.48 µs of the exact time (one rounding of a double under
-#: 2**32 s), so ``fromtimestamp``, which rounds to the nearest microsecond, gives the exact datetime.
-_FLOAT_EXACT_BELOW = 2**32 * 1_000_000  # µs: the year 2106
-
-
-def from_micros(micros: int) -> dt.datetime:
-    if 0 <= micros < _FLOAT_EXACT_BELOW:
-        return _fromtimestamp(micros / 1e6, dt.UTC)  # one C call: the hot path of every read
-    return _EPOCH + dt.timedelta(0, 0, micros)
-
-
-_fromtimestamp = dt.datetime.fromtimestamp
-_UTC = dt.UTC
+def stored_micros(when: Any) -> int:
+    """A timestamp slot's value as stored: a read-back record may still hold the stored microseconds."""
+    return when if type(when) is int else to_micros(when)
 
 
 # The columns a save binds, in table order (``version`` is left to the database).
@@ -57,8 +47,8 @@ def to_values(model: Model) -> tuple[Any, ...]:
         model.metrics,
         model.tags,
         model.config_hash,
-        to_micros(model.created_at),
-        to_micros(model.updated_at),
+        stored_micros(_get_created(model)),  # the slots: a record read back keeps its stored micros
+        stored_micros(_get_updated(model)),
         {role: ref.to_json() for role, ref in artifacts.items()} if artifacts else {},
     )
 
@@ -165,12 +155,8 @@ def from_row(row: Sequence[Any], json_fields: Callable[[Sequence[Any]], tuple[An
     model.universe = universe
     model.label = label
     model.config_hash = chash
-    if 0 <= created < _FLOAT_EXACT_BELOW:  # from_micros, written out
-        created_at = _fromtimestamp(created / 1e6, _UTC)
-    else:
-        created_at = from_micros(created)
-    model.created_at = created_at
-    model.updated_at = created_at if updated == created else from_micros(updated)
+    model.created_at = created  # stored microseconds: a datetime on first read (see STAMPS)
+    model.updated_at = updated
     model.__class__ = Model
     return model  # type: ignore[no-any-return]
 
@@ -224,5 +210,6 @@ if Model.__slots__ != (
 _probe: Any = _new(_Building)
 _probe.__class__ = Model
 del _probe
+_get_created, _get_updated = (field_slot(name).__get__ for name in STAMPS)
 _set_uri, _set_sha256, _set_size = (getattr(ArtifactRef, name).__set__ for name in ArtifactRef.__slots__)
 _VERSION_AT = Model.__slots__.index("version")

@@ -21,8 +21,9 @@ from ulid import ULID
 
 from hikyuu_qlib.domain.errors import IllegalTransitionError, InvalidInputError
 from hikyuu_qlib.domain.jobs import Job, JobKind, JobNotFoundError, JobStatus
+from hikyuu_qlib.domain.model import from_micros
 from hikyuu_qlib.domain.queries import Page
-from hikyuu_qlib.registry.codec import from_micros, to_micros
+from hikyuu_qlib.registry.codec import to_micros
 from hikyuu_qlib.registry.engine import WRITE
 from hikyuu_qlib.registry.retry import retry_sync
 from hikyuu_qlib.registry.sync import ModelRegistry

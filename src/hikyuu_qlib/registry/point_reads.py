@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from hikyuu_qlib.domain.model import Model
 from hikyuu_qlib.observability.statements import StatementSpans
 from hikyuu_qlib.registry.engine import MMAP_BYTES
 
@@ -55,24 +56,45 @@ class SqlitePointReader:
 
 
 class PgPointReader:
-    """One asyncpg connection with the get statement prepared; ``read`` returns ``(served, row)``.
+    """One asyncpg connection with the get statement prepared; ``get`` returns the record (``model(row)``)
+    or, when the fast path cannot serve, what the ordinary path (``fallback(id)``) gives.
 
     A read runs the prepared statement through the call asyncpg's own ``PreparedStatement.fetchrow`` makes
     (the protocol's ``bind_execute``: the same messages, the same rows), without the three coroutine
     frames, the lambda and the validity check it wraps it in, which on a ~30 µs round trip are several
-    per cent. What those layers add is covered here: a closed connection or a statement gone stale fails
-    in the protocol (``ConnectionDoesNotExistError``, ``InterfaceError``, ``OutdatedSchemaCacheError``),
-    and any failure discards the connection. With an asyncpg that lacks that call, reads take the public
-    ``fetch`` (:func:`statement_call`)."""
+    per cent; ``get`` awaits that call itself (one frame between the caller and the protocol). What those
+    layers add is covered here: a closed connection or a statement gone stale fails in the protocol
+    (``ConnectionDoesNotExistError``, ``InterfaceError``, ``OutdatedSchemaCacheError``), and any failure
+    discards the connection. With an asyncpg that lacks that call, reads take the public ``fetch``
+    (:func:`statement_call`)."""
 
-    __slots__ = ("_call", "_closed", "_conn", "_connect", "_resume_at", "_sql", "_stmt", "busy")
+    __slots__ = (
+        "_call",
+        "_closed",
+        "_conn",
+        "_connect",
+        "_fallback",
+        "_model",
+        "_resume_at",
+        "_sql",
+        "_stmt",
+        "busy",
+    )
 
     #: after a failure, gets take the ordinary path for this long before the fast path is tried again
     PAUSE_S = 1.0
 
-    def __init__(self, connect_kwargs: dict[str, Any], sql: str) -> None:
+    def __init__(
+        self,
+        connect_kwargs: dict[str, Any],
+        sql: str,
+        model: Callable[[Any], Model],
+        fallback: Callable[[str], Awaitable[Model | None]],
+    ) -> None:
         self._connect = connect_kwargs
         self._sql = sql
+        self._model = model
+        self._fallback = fallback
         self._conn: Any = None
         self._stmt: Any = None  # held: a prepared statement no object refers to is closed by asyncpg
         self._call: StatementCall | None = None
@@ -80,27 +102,37 @@ class PgPointReader:
         self._closed = False
         self.busy = False
 
-    async def read(self, model_id: str) -> tuple[bool, Any]:
-        """``(True, row or None)``, or ``(False, None)`` when the caller must take the ordinary path."""
+    async def get(self, model_id: str) -> Model | None:
+        """The record with this id, or ``None``; while the connection serves another get, or when it is
+        not there (not connected yet, discarded after a failure, closed), or fails, the ordinary path."""
         call = self._call
-        if call is None:  # not connected yet, or discarded after a failure, or closed
-            return await self._first_read(model_id)
+        if call is None or self.busy:
+            return await self._get_otherwise(model_id)
         self.busy = True
         try:
             rows = await call((model_id,), "", 1, False, None)
         except Exception:
             self.busy = False
             self._failed()
-            return False, None
+            return await self._fallback(model_id)
         except BaseException:  # cancelled in the middle of a query: the connection's state is unknown
             self.busy = False
             self.discard()
             raise
         self.busy = False
-        return True, rows[0] if rows else None
+        return self._model(rows[0]) if rows else None
+
+    async def _get_otherwise(self, model_id: str) -> Model | None:
+        """No connection (or busy): connect and read unless busy, closed or paused; else the ordinary path."""
+        if not self.busy:
+            served, row = await self._first_read(model_id)
+            if served:
+                return None if row is None else self._model(row)
+        return await self._fallback(model_id)
 
     async def _first_read(self, model_id: str) -> tuple[bool, Any]:
-        """Connect and prepare (unless closed, or paused after a failure), then read."""
+        """Connect and prepare (unless closed, or paused after a failure), then read: ``(True, row or
+        None)``, or ``(False, None)`` when the get must take the ordinary path."""
         if self._closed or time.monotonic() < self._resume_at:
             return False, None
         self.busy = True
@@ -112,7 +144,7 @@ class PgPointReader:
                 self.discard()
                 return False, None
             stmt = await conn.prepare(self._sql)
-            call = statement_call(conn, stmt)
+            call = self._statement_call(conn, stmt)
             rows = await call((model_id,), "", 1, False, None)
             if self._conn is conn:  # neither closed nor discarded meanwhile
                 self._stmt, self._call = stmt, call
@@ -125,6 +157,10 @@ class PgPointReader:
             raise
         finally:
             self.busy = False
+
+    def _statement_call(self, conn: Any, stmt: Any) -> StatementCall:
+        """How ``get`` runs the prepared statement (the traced reader wraps it in a span)."""
+        return statement_call(conn, stmt)
 
     def _failed(self) -> None:
         self.discard()
@@ -184,18 +220,36 @@ class TracedSqlitePointReader(SqlitePointReader):
 
 
 class TracedPgPointReader(PgPointReader):
-    """:class:`PgPointReader` whose reads are each one statement span (tracing on); a read the fast path
-    could not serve (the get then takes the ordinary path, with a span of its own) says so in
+    """:class:`PgPointReader` whose statement runs are each one statement span (tracing on); a run that
+    fails (the get then takes the ordinary path, with a span of its own) says so in
     ``hq.point_read.served``."""
 
     __slots__ = ("_spans",)
 
-    def __init__(self, connect_kwargs: dict[str, Any], sql: str, spans: StatementSpans) -> None:
-        super().__init__(connect_kwargs, sql)
+    def __init__(
+        self,
+        connect_kwargs: dict[str, Any],
+        sql: str,
+        model: Callable[[Any], Model],
+        fallback: Callable[[str], Awaitable[Model | None]],
+        spans: StatementSpans,
+    ) -> None:
+        super().__init__(connect_kwargs, sql, model, fallback)
         self._spans = spans
 
-    async def read(self, model_id: str) -> tuple[bool, Any]:
-        with self._spans.span(self._sql) as span:
-            served, row = await super().read(model_id)
-            span.set_attribute("hq.point_read.served", served)
-            return served, row
+    def _statement_call(self, conn: Any, stmt: Any) -> StatementCall:
+        call, span_of, sql = statement_call(conn, stmt), self._spans.span, self._sql
+
+        async def traced(
+            args: tuple[Any, ...], portal: str, limit: int, extra: bool, timeout: float | None
+        ) -> list[Any] | None:
+            with span_of(sql) as span:
+                try:
+                    rows = await call(args, portal, limit, extra, timeout)
+                except Exception:
+                    span.set_attribute("hq.point_read.served", False)
+                    raise
+                span.set_attribute("hq.point_read.served", True)
+                return rows
+
+        return traced

@@ -114,6 +114,8 @@ class AsyncModelRepository:
         self._batcher = GetBatcher(self._fetch_many)
         self._sqlite_reader: SqlitePointReader | None = None
         self._pg_reader: PgPointReader | None = None
+        # how a single get looks a record up: straight to the database once open (_open_point_reader)
+        self._lookup: Callable[[str], Awaitable[Model | None]] = self._batcher.load
         # the get's recorder, bound once (metrics without tracing; else None: see find_by_id)
         observer = self._observer
         self._get_timer = None if observer is None or observer.traced else observer.timer("get")
@@ -175,13 +177,15 @@ class AsyncModelRepository:
                 if spans is None
                 else TracedSqlitePointReader(uri, get_sql, spans)
             )
+            self._lookup = self._sqlite_lookup
         else:
-            kwargs = asyncpg_connect_kwargs(engine, self._core.options)
-            self._pg_reader = (
-                PgPointReader(kwargs, get_sql)
+            kwargs, model = asyncpg_connect_kwargs(engine, self._core.options), self._rows.model
+            pg_reader = self._pg_reader = (
+                PgPointReader(kwargs, get_sql, model, self._batcher.load)
                 if spans is None
-                else TracedPgPointReader(kwargs, get_sql, spans)
+                else TracedPgPointReader(kwargs, get_sql, model, self._batcher.load, spans)
             )
+            self._lookup = pg_reader.get  # awaits the protocol call itself: one frame less per get
 
     def _compile(self, dialect: sa.Dialect) -> None:
         backend = self._core.backend
@@ -207,6 +211,7 @@ class AsyncModelRepository:
             self._sql["upsert_many"] = Positional.compile(self._core.upsert_many, dialect)
 
     async def close(self) -> None:
+        self._lookup = self._batcher.load
         sqlite_reader, self._sqlite_reader = self._sqlite_reader, None
         if sqlite_reader is not None:
             sqlite_reader.close()
@@ -426,22 +431,17 @@ class AsyncModelRepository:
         timer.ok(perf_counter() - started)
         return found
 
-    async def _lookup(self, model_id: str) -> Model | None:
+    async def _sqlite_lookup(self, model_id: str) -> Model | None:
         sqlite_reader = self._sqlite_reader
-        if sqlite_reader is not None:
-            try:
-                row = sqlite_reader.read(model_id)
-            except sqlite3.Error:
-                return await self._batcher.load(model_id)
-            if sqlite_reader.reads % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a loop of awaited gets lets other tasks run
-            return None if row is None else self._rows.model(row)
-        pg_reader = self._pg_reader
-        if pg_reader is not None and not pg_reader.busy:
-            served, row = await pg_reader.read(model_id)
-            if served:
-                return None if row is None else self._rows.model(row)
-        return await self._batcher.load(model_id)
+        if sqlite_reader is None:  # closed
+            return await self._batcher.load(model_id)
+        try:
+            row = sqlite_reader.read(model_id)
+        except sqlite3.Error:
+            return await self._batcher.load(model_id)
+        if sqlite_reader.reads % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a loop of awaited gets lets other tasks run
+        return None if row is None else self._rows.model(row)
 
     async def get(self, model_id: str) -> Model:
         """The model with this id, or :class:`ModelNotFoundError`."""
