@@ -33,7 +33,7 @@ from hikyuu_qlib.cache.blocks import BlockSet
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
-from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory, members_per_day
+from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.processors import (
     KEYS,
@@ -45,6 +45,7 @@ from hikyuu_qlib.factors.processors import (
     ProcessorChain,
     RobustZScoreNorm,
 )
+from hikyuu_qlib.factors.sizing import feature_rows
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, PeakRss
 from hikyuu_qlib.modelling import metrics as model_metrics
@@ -87,10 +88,11 @@ class Bounded:
         it is faster, and its results are the same)."""
         if self.always:
             return False
-        need = estimate_in_memory(int(members_per_day(universe, store.calendar(dates=dates)).sum()))
+        rows = feature_rows(universe, store, store.calendar(dates=dates))
+        need = estimate_in_memory(rows)
         fits = self.budget.fits(need)
-        if not fits:
-            log.info("the in-memory path needs ~%d MB, over the budget: bounded path", need >> 20)
+        log.info("the in-memory path needs ~%d MB for at most %d rows (budget %d MB): %s path", need >> 20, rows,
+                 self.budget.bytes >> 20, "in-memory" if fits else "bounded")  # fmt: skip
         return fits
 
     def check_training(
@@ -102,11 +104,11 @@ class Bounded:
         params: Mapping[str, Any],
     ) -> None:
         """Refuse, before any work, a training run whose LightGBM data cannot fit the budget
-        (:class:`MemoryBudgetError` for stage ``train``); its rows are bounded by the member-days."""
+        (:class:`MemoryBudgetError` for stage ``train``); its rows are bounded by the member-days with data."""
         from hikyuu_qlib.factors.pipeline import get_factor_set
 
         rows = {
-            name: int(members_per_day(universe, store.calendar(dates=segments[name])).sum())
+            name: feature_rows(universe, store, store.calendar(dates=segments[name]))
             for name in ("train", "valid")
             if name in segments
         }
