@@ -16,11 +16,12 @@ predictions stream by block too: IC and Rank IC are per date, the mean squared e
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class Bounded:
     reuse: bool = True
     peaks: PeakRss = field(default_factory=PeakRss)
     used: bool = False  # whether a stage took the bounded path
+    rows: RowCache | None = None  # row files shared by trainings (see :meth:`sharing_rows`)
 
     @property
     def scratch_root(self) -> Path:
@@ -140,6 +142,17 @@ class Bounded:
     def stage(self, name: str) -> AbstractContextManager[None]:
         return self.peaks.stage(name)
 
+    @contextmanager
+    def sharing_rows(self) -> Iterator[None]:
+        """Within it, the trainings on one dataset (a model selection's candidates and seeds) write its
+        row files once and read them again; they are removed at its end."""
+        with scratch_dir(self.scratch_root) as directory:
+            self.rows = RowCache(directory)
+            try:
+                yield
+            finally:
+                self.rows = None
+
 
 @dataclass
 class BlockDataset:
@@ -151,6 +164,7 @@ class BlockDataset:
     infer_steps: tuple[ProcessorStep, ...]
     infer_chain: ProcessorChain
     learn_chain: ProcessorChain
+    learn_steps: tuple[ProcessorStep, ...] = ()
 
     @classmethod
     def prepare(
@@ -171,7 +185,7 @@ class BlockDataset:
             raise InvalidInputError(f"no rows in the fit window {train}")
         _fit_columnwise(infer_chain, ProcessorChain([]), blocks, train)
         _fit_columnwise(learn_chain, infer_chain, blocks, train)
-        return cls(blocks, segments, features, tuple(infer), infer_chain, learn_chain)
+        return cls(blocks, segments, features, tuple(infer), infer_chain, learn_chain, tuple(learn))
 
     def span(self, segment: str) -> DateRange:
         if segment not in self.segments:
@@ -194,6 +208,15 @@ class BlockDataset:
 
     def state_bytes(self) -> bytes:
         return encode_state(self.infer_steps, self.infer_chain, self.features)
+
+    def views_key(self) -> str:
+        """What the learn views depend on: the block set, the segments, both fitted processor chains."""
+        digest = hashlib.sha256(str(self.blocks.path).encode())
+        for name, span in self.segments.items():
+            digest.update(f"|{name}={span}".encode())
+        digest.update(self.state_bytes())
+        digest.update(encode_state(self.learn_steps, self.learn_chain, self.features))
+        return digest.hexdigest()
 
 
 class _Identity:
@@ -255,6 +278,14 @@ class RowFile:
     rows: int
     ncol: int
     labels: F32
+
+
+@dataclass
+class RowCache:
+    """Row files kept in ``directory`` for several trainings, by :meth:`BlockDataset.views_key`."""
+
+    directory: Path
+    files: dict[str, tuple[RowFile, RowFile | None]] = field(default_factory=dict)
 
 
 def write_rows(
@@ -419,21 +450,31 @@ def train_blocks(
     scratch: Path | None = None,
     progress: Progress | None = None,
     budget: MemoryBudget | None = None,
+    rows: RowCache | None = None,
 ) -> trainer.TrainResult:
     """LightGBM on the learn view of ``train`` (early stopping on ``valid`` when there is one), read from
     row files through :func:`row_sequence`. With ``budget``, LightGBM's own data (:func:`lightgbm_bytes`)
     must fit it (:class:`MemoryBudgetError` for stage ``train`` before any row is written), and the row
-    slices and LightGBM's batches are sized to what it leaves."""
+    slices and LightGBM's batches are sized to what it leaves. With ``rows``, the row files of these
+    views are taken from it when an earlier training wrote them, else written there and kept."""
     valid_rows = segment_rows(data.blocks, data.segments["valid"]) if "valid" in data.segments else 0
     plan = plan_training(
         budget, segment_rows(data.blocks, data.segments["train"]), valid_rows, len(data.features), params
     )
-    with scratch_dir(scratch) as tmp:
-        train = write_rows(data.learn_frames("train"), data.features, tmp / "train.f32", plan.slice_rows)
-        valid = None
-        if "valid" in data.segments:
-            valid = write_rows(data.learn_frames("valid"), data.features, tmp / "valid.f32", plan.slice_rows)
-        log.info("training rows written: train %d, valid %d", train.rows, 0 if valid is None else valid.rows)
+    key = data.views_key()
+    where: AbstractContextManager[Path] = (
+        scratch_dir(scratch) if rows is None else nullcontext(rows.directory)
+    )
+    with where as tmp:
+        found = None if rows is None else rows.files.get(key)
+        if found is None:
+            prefix = "" if rows is None else f"{key[:16]}-"
+            found = write_row_files(data, tmp, prefix, plan.slice_rows)
+            if rows is not None:
+                rows.files[key] = found
+        else:
+            log.info("training rows: the row files written for an earlier training")
+        train, valid = found
         seqs = [row_sequence(train, plan.batch_rows)]
         if valid is not None:
             seqs.append(row_sequence(valid, plan.batch_rows))
@@ -449,6 +490,22 @@ def train_blocks(
         finally:
             for seq in seqs:
                 seq.close()
+
+
+def write_row_files(
+    data: BlockDataset, directory: Path, prefix: str, slice_rows: int
+) -> tuple[RowFile, RowFile | None]:
+    """The learn views of ``train`` and ``valid`` (when there is one) as row files in ``directory``."""
+    train = write_rows(
+        data.learn_frames("train"), data.features, directory / f"{prefix}train.f32", slice_rows
+    )
+    valid = None
+    if "valid" in data.segments:
+        valid = write_rows(
+            data.learn_frames("valid"), data.features, directory / f"{prefix}valid.f32", slice_rows
+        )
+    log.info("training rows written: train %d, valid %d", train.rows, 0 if valid is None else valid.rows)
+    return train, valid
 
 
 # --- metrics and predictions, block by block -------------------------------------------------------------
