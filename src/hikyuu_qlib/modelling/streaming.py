@@ -129,7 +129,7 @@ class Bounded:
     ) -> BlockSet:
         """The features as a block set (see :func:`build_feature_blocks`; ``skip_failed``: the codes that
         fail to load are left out and named in its ``errors``, else :class:`LoadErrors` names them)."""
-        from hikyuu_qlib.factors.kernel_cache import warm_kernels
+        from hikyuu_qlib.kernel_cache import warm_kernels
 
         self.used = True
         remove_stale_scratch(self.scratch_root)  # left by a bounded run that was killed

@@ -14,7 +14,9 @@ Re-running an identical run (same config, same data version) reuses the register
 Stages, timed in ``metrics.json``'s ``timings`` and as ``hq_stage_duration_seconds`` (and traced as spans
 ``stage.<name>`` when tracing is on): ``load`` (open the feature source, its data version), ``factors``
 (the training segments' features), ``train`` (the rest of training: fitting, segment metrics, registering;
-with a reused model only the lookup, and ``factors`` is 0), ``predict``, ``backtest``, ``report``.
+with a reused model only the lookup, and ``factors`` is 0), ``predict``, ``backtest``, ``report``; and
+``compile`` when numba's cache lacked the backtest's kernels (compiled in a child process before the
+backtest: see :mod:`hikyuu_qlib.kernel_cache`).
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def run_workflow(
     through date blocks on disk (:mod:`hikyuu_qlib.modelling.streaming`), with the same results."""
     from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
+    from hikyuu_qlib.kernel_cache import warm_kernels
 
     budget = MemoryBudget.of(memory_budget if memory_budget is not None else ctx.settings.memory_budget)
     bounded = Bounded(budget, ctx.settings.cache_disk_dir)
@@ -169,6 +172,9 @@ def run_workflow(
                                          config.outputs.predictions)  # fmt: skip
         bt = config.backtest
         with stages.stage("backtest"):
+            started = time.perf_counter()
+            if warm_kernels("topk"):  # numba's cache was cold: compiled in a child, timed on its own
+                stages.part("compile", time.perf_counter() - started)
             result = run_topk_backtest(
                 preds,
                 features,
