@@ -62,6 +62,18 @@ class RiskFreeSource(Protocol):
 
 
 @runtime_checkable
+class DataSpans(Protocol):
+    """Optional capability of a feature source: which codes have data, and where it knows them, the first
+    and last day of each code's data (what bounds the rows :meth:`FeatureSource.features` gives it)."""
+
+    def data_spans(self) -> pl.DataFrame | None:
+        """``code, start, end`` (``MEMBERSHIP_SCHEMA``): one row per code with data; ``start`` and ``end``
+        its first and last day with data, null where the source does not know them cheaply. ``None`` when
+        the source cannot tell (a wrapper over a source without the capability)."""
+        ...
+
+
+@runtime_checkable
 class FeatureSource(Protocol):
     """Raw fields of a market in Qlib's model, for research: factors, labels and the portfolio backtest.
 

@@ -90,7 +90,8 @@ def test_a_run_puts_every_output_in_one_directory(first_run: dict[str, object], 
     assert preds.columns == ["datetime", "code", "score"]
     assert preds["datetime"].min().strftime("%Y-%m") == "2017-07"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["timings"]) == {"load", "factors", "train", "predict", "backtest", "report"}
+    stages = {"load", "factors", "train", "predict", "backtest", "report"}
+    assert stages <= set(metrics["timings"]) <= stages | {"compile"}  # compile: numba's cache was cold
     assert -0.2 < metrics["model"]["ic"] < 0.2 and metrics["model"]["test"]["days"] > 100
     model = json.loads((out / "model.json").read_text())
     assert model["id"] == first_run["model_id"] and model["status"] == "trained"

@@ -288,7 +288,7 @@ def test_lightgbm_data_is_counted_in_the_train_plan() -> None:
 _KERNELS = textwrap.dedent(
     """
     import json
-    from hikyuu_qlib.factors import kernel_cache
+    from hikyuu_qlib import kernel_cache
     from hikyuu_qlib.factors.alpha158_kernel import rolling_features
 
     before = kernel_cache.cold_kernels("alpha158")

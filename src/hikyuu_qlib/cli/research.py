@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -274,46 +275,48 @@ def train(
             # predict and evaluate default to the model's universe: the file, found again by its path
             extra_tags = {} if universe_file is None else {UNIVERSE_FILE_TAG: str(universe_file.resolve())}
         group = _seed_group() if seeds > 1 else None
-        for k in range(seeds):
-            spec = TrainSpec(
-                name or f"{preset}-{members.name}",
-                segments,
-                preset=preset,
-                seed=seed + k,
-                num_threads=threads,
-                num_boost_round=rounds,
-                params=params,
-                tags={**extra_tags, **({"seed_group": group} if group else {})},
-                feature_set=feature_set,
-            )
-            stderr_console().print(
-                f"training {spec.name} on {members.name} ({where}), seed {spec.seed}", highlight=False
-            )
-            with progress_bar(
-                "boosting" if chosen.rounds else "training",
-                enabled=fmt is OutputFormat.table or sys.stderr.isatty(),
-            ) as progress:
-                try:
-                    outcomes.append(
-                        train_and_register(
-                            spec,
-                            store=store,
-                            universe=members,
-                            registry=ctx.registry,
-                            artifacts=ctx.artifacts,
-                            cache=None if no_cache else ctx.cache,
-                            progress=progress,
-                            frame=frame,
-                            bounded=bounded,
+        sharing: AbstractContextManager[None] = bounded.sharing_rows() if seeds > 1 else nullcontext()
+        with sharing:  # bounded: the seeds' trainings write the row files once
+            for k in range(seeds):
+                spec = TrainSpec(
+                    name or f"{preset}-{members.name}",
+                    segments,
+                    preset=preset,
+                    seed=seed + k,
+                    num_threads=threads,
+                    num_boost_round=rounds,
+                    params=params,
+                    tags={**extra_tags, **({"seed_group": group} if group else {})},
+                    feature_set=feature_set,
+                )
+                stderr_console().print(
+                    f"training {spec.name} on {members.name} ({where}), seed {spec.seed}", highlight=False
+                )
+                with progress_bar(
+                    "boosting" if chosen.rounds else "training",
+                    enabled=fmt is OutputFormat.table or sys.stderr.isatty(),
+                ) as progress:
+                    try:
+                        outcomes.append(
+                            train_and_register(
+                                spec,
+                                store=store,
+                                universe=members,
+                                registry=ctx.registry,
+                                artifacts=ctx.artifacts,
+                                cache=None if no_cache else ctx.cache,
+                                progress=progress,
+                                frame=frame,
+                                bounded=bounded,
+                            )
                         )
-                    )
-                except LoadErrors:
-                    stderr_console().print(
-                        "training needs every member of the universe: repair the failing codes, or name the "
-                        "others with --universe CODE,CODE,…",
-                        highlight=False,
-                    )
-                    raise
+                    except LoadErrors:
+                        stderr_console().print(
+                            "training needs every member of the universe: repair the failing codes, or name the "
+                            "others with --universe CODE,CODE,…",
+                            highlight=False,
+                        )
+                        raise
     memory = {
         "budget_mb": round(budget.bytes / 2**20, 1),
         "path": "bounded" if bounded.used else "in_memory",

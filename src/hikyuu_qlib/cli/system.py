@@ -173,6 +173,7 @@ def run(
     """
     from hikyuu_qlib.backtest.report import run_report
     from hikyuu_qlib.cli.telemetry import current
+    from hikyuu_qlib.kernel_cache import warm_kernels
     from hikyuu_qlib.research import ResearchContext
 
     check_out_dir(out)
@@ -205,6 +206,7 @@ def run(
             raise InvalidInputError(f"{store.source} has no trading dates")
         dates = DateRange.of(start or cal.min(), end or cal.max())  # type: ignore[arg-type]
         names = _codes(ctx, system, codes, universe, universe_file, dates)
+        warm_kernels("system")  # when numba's cache is cold: compiled in a child, not in this process
         result = system.run(store, names, dates, adjust=Adjust.parse(adjust), benchmark=benchmark)
         statistics = result.statistics(ctx.risk_free())
         title = f"Trading system — {signal}, {mm}"

@@ -18,7 +18,7 @@ later build (a partial frame is never cached either): its manifest lists them un
 
 The group and block sizes come from the :class:`~hikyuu_qlib.memory.MemoryBudget`: a group's working
 set is its loaded rows times :data:`GROUP_ROW_BYTES`, a block's is its rows times :data:`BLOCK_ROW_BYTES`
-(an upper bound of its rows: each day's members, from the universe's spans).
+(an upper bound of its rows: each day's members with data, see :mod:`.sizing`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from hikyuu_qlib.cache.blocks import BlockSet, BlockWriter, read_mapped
 from hikyuu_qlib.cache.keys import features_key
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import LoadErrors
-from hikyuu_qlib.domain.schema import DATETIME
 from hikyuu_qlib.factors.alpha158 import sorted_by_code_date
 from hikyuu_qlib.factors.label import LABEL, label_expr
 from hikyuu_qlib.factors.pipeline import extended_dates, get_factor_set, load_fields, member_mask
+from hikyuu_qlib.factors.sizing import members_per_day, with_data
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget
 from hikyuu_qlib.ports import FeatureSource
@@ -75,18 +75,6 @@ class ChunkPlan:
 def blocks_dir(cache_dir: Path) -> Path:
     """Where feature block sets live in a disk cache directory."""
     return Path(cache_dir).expanduser() / "features-blocks"
-
-
-def members_per_day(universe: Universe, days: pl.Series) -> npt.NDArray[np.int64]:
-    """How many codes are members on each of ``days`` (an upper bound of that day's rows)."""
-    when = days.cast(DATETIME).to_numpy().astype("datetime64[ms]")
-    spans = universe.membership.drop_nulls()
-    lo = np.searchsorted(when, spans["start"].to_numpy().astype("datetime64[ms]"), side="left")
-    hi = np.searchsorted(when, spans["end"].to_numpy().astype("datetime64[ms]"), side="right")
-    edges = np.zeros(len(when) + 1, dtype=np.int64)
-    np.add.at(edges, lo, 1)
-    np.add.at(edges, hi, -1)
-    return np.cumsum(edges[:-1])
 
 
 def estimate_in_memory(rows: int) -> int:
@@ -155,8 +143,9 @@ def build_feature_blocks(
     span = extended_dates(calendar, dates, chosen.lookback)
     days = calendar.filter(calendar.is_between(dates.start, dates.end))
     loaded_days = int(calendar.is_between(span.start, span.end).sum())
-    codes = universe.members_between(dates)
-    plan = plan_chunks(budget, len(codes), loaded_days, members_per_day(universe, days))
+    sized = with_data(universe, store)  # the members with data: codes without any give no row
+    codes = sized.members_between(dates)
+    plan = plan_chunks(budget, len(codes), loaded_days, members_per_day(sized, days))
     if not reuse and path.exists():
         shutil.rmtree(path)
     found = BlockSet.open(path)

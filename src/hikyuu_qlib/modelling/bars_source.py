@@ -112,6 +112,14 @@ class BarsFeatureSource:
             names |= TURNOVER_FIELDS
         return frozenset(names)
 
+    def data_spans(self) -> pl.DataFrame:
+        """The codes the store holds bars for (:class:`~hikyuu_qlib.ports.DataSpans`); their first and last
+        bars are not read (null spans)."""
+        codes = self.store.stocks(valid=None).filter(pl.col("has_data")).get_column("code")
+        return pl.DataFrame({"code": codes}).select(
+            pl.col("code").cast(pl.String), *[pl.lit(None, DATETIME).alias(c) for c in ("start", "end")]
+        )
+
     def features(
         self, codes: Sequence[str], fields: Sequence[str], dates: DateRange | None = None
     ) -> pl.DataFrame:

@@ -316,7 +316,7 @@ def _fit_bounded(
         data = streaming.BlockDataset.prepare(blocks, spec.segments, infer=infer, learn=learn)
         result = streaming.train_blocks(data, params, num_boost_round=rounds, early_stopping_rounds=stopping,
                                         scratch=bounded.scratch_root, progress=progress,
-                                        budget=bounded.budget)  # fmt: skip
+                                        budget=bounded.budget, rows=bounded.rows)  # fmt: skip
         timings["train_s"] = result.seconds
         started = time.perf_counter()
         found = streaming.segment_metrics_blocks(result.booster, data, params.get("num_threads"))

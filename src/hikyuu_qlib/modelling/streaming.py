@@ -16,11 +16,12 @@ predictions stream by block too: IC and Rank IC are per date, the mean squared e
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from hikyuu_qlib.cache.blocks import BlockSet
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.segments import Segments
-from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory, members_per_day
+from hikyuu_qlib.factors.chunked import build_feature_blocks, estimate_in_memory
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.processors import (
     KEYS,
@@ -45,6 +46,7 @@ from hikyuu_qlib.factors.processors import (
     ProcessorChain,
     RobustZScoreNorm,
 )
+from hikyuu_qlib.factors.sizing import feature_rows
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.memory import MemoryBudget, PeakRss
 from hikyuu_qlib.modelling import metrics as model_metrics
@@ -77,6 +79,7 @@ class Bounded:
     reuse: bool = True
     peaks: PeakRss = field(default_factory=PeakRss)
     used: bool = False  # whether a stage took the bounded path
+    rows: RowCache | None = None  # row files shared by trainings (see :meth:`sharing_rows`)
 
     @property
     def scratch_root(self) -> Path:
@@ -87,10 +90,11 @@ class Bounded:
         it is faster, and its results are the same)."""
         if self.always:
             return False
-        need = estimate_in_memory(int(members_per_day(universe, store.calendar(dates=dates)).sum()))
+        rows = feature_rows(universe, store, store.calendar(dates=dates))
+        need = estimate_in_memory(rows)
         fits = self.budget.fits(need)
-        if not fits:
-            log.info("the in-memory path needs ~%d MB, over the budget: bounded path", need >> 20)
+        log.info("the in-memory path needs ~%d MB for at most %d rows (budget %d MB): %s path", need >> 20, rows,
+                 self.budget.bytes >> 20, "in-memory" if fits else "bounded")  # fmt: skip
         return fits
 
     def check_training(
@@ -102,11 +106,11 @@ class Bounded:
         params: Mapping[str, Any],
     ) -> None:
         """Refuse, before any work, a training run whose LightGBM data cannot fit the budget
-        (:class:`MemoryBudgetError` for stage ``train``); its rows are bounded by the member-days."""
+        (:class:`MemoryBudgetError` for stage ``train``); its rows are bounded by the member-days with data."""
         from hikyuu_qlib.factors.pipeline import get_factor_set
 
         rows = {
-            name: int(members_per_day(universe, store.calendar(dates=segments[name])).sum())
+            name: feature_rows(universe, store, store.calendar(dates=segments[name]))
             for name in ("train", "valid")
             if name in segments
         }
@@ -125,7 +129,7 @@ class Bounded:
     ) -> BlockSet:
         """The features as a block set (see :func:`build_feature_blocks`; ``skip_failed``: the codes that
         fail to load are left out and named in its ``errors``, else :class:`LoadErrors` names them)."""
-        from hikyuu_qlib.factors.kernel_cache import warm_kernels
+        from hikyuu_qlib.kernel_cache import warm_kernels
 
         self.used = True
         remove_stale_scratch(self.scratch_root)  # left by a bounded run that was killed
@@ -138,6 +142,17 @@ class Bounded:
     def stage(self, name: str) -> AbstractContextManager[None]:
         return self.peaks.stage(name)
 
+    @contextmanager
+    def sharing_rows(self) -> Iterator[None]:
+        """Within it, the trainings on one dataset (a model selection's candidates and seeds) write its
+        row files once and read them again; they are removed at its end."""
+        with scratch_dir(self.scratch_root) as directory:
+            self.rows = RowCache(directory)
+            try:
+                yield
+            finally:
+                self.rows = None
+
 
 @dataclass
 class BlockDataset:
@@ -149,6 +164,7 @@ class BlockDataset:
     infer_steps: tuple[ProcessorStep, ...]
     infer_chain: ProcessorChain
     learn_chain: ProcessorChain
+    learn_steps: tuple[ProcessorStep, ...] = ()
 
     @classmethod
     def prepare(
@@ -169,7 +185,7 @@ class BlockDataset:
             raise InvalidInputError(f"no rows in the fit window {train}")
         _fit_columnwise(infer_chain, ProcessorChain([]), blocks, train)
         _fit_columnwise(learn_chain, infer_chain, blocks, train)
-        return cls(blocks, segments, features, tuple(infer), infer_chain, learn_chain)
+        return cls(blocks, segments, features, tuple(infer), infer_chain, learn_chain, tuple(learn))
 
     def span(self, segment: str) -> DateRange:
         if segment not in self.segments:
@@ -192,6 +208,15 @@ class BlockDataset:
 
     def state_bytes(self) -> bytes:
         return encode_state(self.infer_steps, self.infer_chain, self.features)
+
+    def views_key(self) -> str:
+        """What the learn views depend on: the block set, the segments, both fitted processor chains."""
+        digest = hashlib.sha256(str(self.blocks.path).encode())
+        for name, span in self.segments.items():
+            digest.update(f"|{name}={span}".encode())
+        digest.update(self.state_bytes())
+        digest.update(encode_state(self.learn_steps, self.learn_chain, self.features))
+        return digest.hexdigest()
 
 
 class _Identity:
@@ -253,6 +278,14 @@ class RowFile:
     rows: int
     ncol: int
     labels: F32
+
+
+@dataclass
+class RowCache:
+    """Row files kept in ``directory`` for several trainings, by :meth:`BlockDataset.views_key`."""
+
+    directory: Path
+    files: dict[str, tuple[RowFile, RowFile | None]] = field(default_factory=dict)
 
 
 def write_rows(
@@ -417,21 +450,31 @@ def train_blocks(
     scratch: Path | None = None,
     progress: Progress | None = None,
     budget: MemoryBudget | None = None,
+    rows: RowCache | None = None,
 ) -> trainer.TrainResult:
     """LightGBM on the learn view of ``train`` (early stopping on ``valid`` when there is one), read from
     row files through :func:`row_sequence`. With ``budget``, LightGBM's own data (:func:`lightgbm_bytes`)
     must fit it (:class:`MemoryBudgetError` for stage ``train`` before any row is written), and the row
-    slices and LightGBM's batches are sized to what it leaves."""
+    slices and LightGBM's batches are sized to what it leaves. With ``rows``, the row files of these
+    views are taken from it when an earlier training wrote them, else written there and kept."""
     valid_rows = segment_rows(data.blocks, data.segments["valid"]) if "valid" in data.segments else 0
     plan = plan_training(
         budget, segment_rows(data.blocks, data.segments["train"]), valid_rows, len(data.features), params
     )
-    with scratch_dir(scratch) as tmp:
-        train = write_rows(data.learn_frames("train"), data.features, tmp / "train.f32", plan.slice_rows)
-        valid = None
-        if "valid" in data.segments:
-            valid = write_rows(data.learn_frames("valid"), data.features, tmp / "valid.f32", plan.slice_rows)
-        log.info("training rows written: train %d, valid %d", train.rows, 0 if valid is None else valid.rows)
+    key = data.views_key()
+    where: AbstractContextManager[Path] = (
+        scratch_dir(scratch) if rows is None else nullcontext(rows.directory)
+    )
+    with where as tmp:
+        found = None if rows is None else rows.files.get(key)
+        if found is None:
+            prefix = "" if rows is None else f"{key[:16]}-"
+            found = write_row_files(data, tmp, prefix, plan.slice_rows)
+            if rows is not None:
+                rows.files[key] = found
+        else:
+            log.info("training rows: the row files written for an earlier training")
+        train, valid = found
         seqs = [row_sequence(train, plan.batch_rows)]
         if valid is not None:
             seqs.append(row_sequence(valid, plan.batch_rows))
@@ -447,6 +490,22 @@ def train_blocks(
         finally:
             for seq in seqs:
                 seq.close()
+
+
+def write_row_files(
+    data: BlockDataset, directory: Path, prefix: str, slice_rows: int
+) -> tuple[RowFile, RowFile | None]:
+    """The learn views of ``train`` and ``valid`` (when there is one) as row files in ``directory``."""
+    train = write_rows(
+        data.learn_frames("train"), data.features, directory / f"{prefix}train.f32", slice_rows
+    )
+    valid = None
+    if "valid" in data.segments:
+        valid = write_rows(
+            data.learn_frames("valid"), data.features, directory / f"{prefix}valid.f32", slice_rows
+        )
+    log.info("training rows written: train %d, valid %d", train.rows, 0 if valid is None else valid.rows)
+    return train, valid
 
 
 # --- metrics and predictions, block by block -------------------------------------------------------------

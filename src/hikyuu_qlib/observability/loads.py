@@ -18,7 +18,7 @@ import polars as pl
 
 from hikyuu_qlib.domain import DateRange, HQError, LoadErrors
 from hikyuu_qlib.observability.telemetry import Telemetry
-from hikyuu_qlib.ports import FeatureSource
+from hikyuu_qlib.ports import DataSpans, FeatureSource
 
 R = TypeVar("R")
 
@@ -174,6 +174,9 @@ class ObservedFeatureSource:
 
     def fields(self, codes: Sequence[str] | None = None) -> frozenset[str]:
         return self.wrapped.fields(codes)
+
+    def data_spans(self) -> pl.DataFrame | None:
+        return self.wrapped.data_spans() if isinstance(self.wrapped, DataSpans) else None
 
     def features(
         self, codes: Sequence[str], fields: Sequence[str], dates: DateRange | None = None, /

@@ -14,7 +14,9 @@ Re-running an identical run (same config, same data version) reuses the register
 Stages, timed in ``metrics.json``'s ``timings`` and as ``hq_stage_duration_seconds`` (and traced as spans
 ``stage.<name>`` when tracing is on): ``load`` (open the feature source, its data version), ``factors``
 (the training segments' features), ``train`` (the rest of training: fitting, segment metrics, registering;
-with a reused model only the lookup, and ``factors`` is 0), ``predict``, ``backtest``, ``report``.
+with a reused model only the lookup, and ``factors`` is 0), ``predict``, ``backtest``, ``report``; and
+``compile`` when numba's cache lacked the backtest's kernels (compiled in a child process before the
+backtest: see :mod:`hikyuu_qlib.kernel_cache`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,7 @@ def run_workflow(
     through date blocks on disk (:mod:`hikyuu_qlib.modelling.streaming`), with the same results."""
     from hikyuu_qlib.backtest import run_topk_backtest
     from hikyuu_qlib.backtest.report import prediction_ic, run_report
+    from hikyuu_qlib.kernel_cache import warm_kernels
 
     budget = MemoryBudget.of(memory_budget if memory_budget is not None else ctx.settings.memory_budget)
     bounded = Bounded(budget, ctx.settings.cache_disk_dir)
@@ -169,6 +172,9 @@ def run_workflow(
                                          config.outputs.predictions)  # fmt: skip
         bt = config.backtest
         with stages.stage("backtest"):
+            started = time.perf_counter()
+            if warm_kernels("topk"):  # numba's cache was cold: compiled in a child, timed on its own
+                stages.part("compile", time.perf_counter() - started)
             result = run_topk_backtest(
                 preds,
                 features,
@@ -265,7 +271,7 @@ def _train(
                 bounded=bounded,
             )
         return outcome.model.id, outcome.timings.get("features_s", 0.0)
-    return _select(ctx, config, base, features, universe, progress)
+    return _select(ctx, config, base, features, universe, progress, bounded)
 
 
 def _select(
@@ -275,8 +281,13 @@ def _select(
     features: FeatureSource,
     universe: Universe,
     progress: StageProgress,
+    bounded: Bounded | None = None,
 ) -> tuple[str, float]:
     """Train every candidate with every seed; choose on the valid segment only (``model.select_on``).
+
+    The features are computed once: in memory when they fit ``bounded``'s budget (or without one), else
+    as a block set on disk that every candidate and seed trains from (built by the first, read by the
+    others), so the selection stays within the budget as one training does.
 
     Only the chosen model keeps the run's ``run_id`` tag (so a rerun reuses it); the others are tagged
     ``selection_of``. The selection document (every configuration tried, its valid and test metrics as
@@ -294,61 +305,81 @@ def _select(
     metric = spec_model.select_metric
     candidates = spec_model.candidates or [{}]
     started = time.perf_counter()
-    from hikyuu_qlib.modelling.presets import get_preset
+    from hikyuu_qlib.domain.model import ModelType
+    from hikyuu_qlib.modelling.presets import default_threads, get_preset
 
     preset = get_preset(spec_model.preset)
-    frame = compute_features(
-        features, universe, base.segments.span(), preset.feature_set, label=True, cache=ctx.cache
-    )
+    in_memory = bounded is None or bounded.fits(features, universe, base.segments.span())
+    for overrides in candidates:  # every candidate is checked before the first one trains
+        params = {**spec_model.params, **overrides}
+        preset.check_params(params)
+        if not in_memory and preset.model_type is ModelType.LIGHTGBM:
+            assert bounded is not None  # LightGBM's data for these parameters must fit the budget
+            threads = int(base.num_threads or default_threads())
+            lgb = preset.family_params(seed=base.seed, num_threads=threads, overrides=params)
+            bounded.check_training(features, universe, base.segments, preset.feature_set, lgb)
+    frame = None
+    if in_memory:
+        frame = compute_features(
+            features, universe, base.segments.span(), preset.feature_set, label=True, cache=ctx.cache
+        )
     factors_seconds = time.perf_counter() - started
     tried: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     runs: list[list[tuple[str, dict[str, Any]]]] = []
-    for index, overrides in enumerate(candidates):
-        params = {**spec_model.params, **overrides}
-        get_preset(spec_model.preset).check_params(params)
-        seeded: list[tuple[str, dict[str, Any]]] = []
-        for k in range(spec_model.seeds):
-            tags = {k2: v for k2, v in base.tags.items() if k2 != "run_id"}
-            spec = dataclasses.replace(
-                base,
-                seed=base.seed + k,
-                params=params,
-                tags={**tags, "selection_of": base.tags["run_id"], "candidate": str(index)},
+    sharing: AbstractContextManager[None] = (
+        nullcontext() if bounded is None or in_memory else bounded.sharing_rows()
+    )
+    with sharing:  # bounded: the row files are written by the first training, read by the others
+        for index, overrides in enumerate(candidates):
+            params = {**spec_model.params, **overrides}
+            seeded: list[tuple[str, dict[str, Any]]] = []
+            for k in range(spec_model.seeds):
+                tags = {k2: v for k2, v in base.tags.items() if k2 != "run_id"}
+                spec = dataclasses.replace(
+                    base,
+                    seed=base.seed + k,
+                    params=params,
+                    tags={**tags, "selection_of": base.tags["run_id"], "candidate": str(index)},
+                )
+                with progress(f"candidate {index + 1}/{len(candidates)} seed {spec.seed}") as bar:
+                    try:
+                        outcome = train_and_register(
+                            spec,
+                            store=features,
+                            universe=universe,
+                            registry=ctx.registry,
+                            artifacts=ctx.artifacts,
+                            cache=ctx.cache,
+                            progress=bar,
+                            frame=frame,
+                            bounded=None if in_memory else bounded,
+                        )
+                    except (
+                        DegenerateModelError
+                    ) as exc:  # recorded failed; the candidate is reported, not chosen
+                        failures.append(
+                            {"candidate": index, "seed": spec.seed, "model": exc.model_id, "reason": str(exc)}
+                        )
+                        continue
+                if frame is None:  # the block set: built by the first run, read by the others
+                    factors_seconds += outcome.timings.get("features_s", 0.0)
+                seeded.append((outcome.model.id, outcome.metrics))
+            runs.append(seeded)
+            quality = over_seeds([m for _, m in seeded])
+            tried.append(
+                {
+                    "candidate": index,
+                    "params": overrides,
+                    "models": [model_id for model_id, _ in seeded],
+                    "seeds": [base.seed + k for k in range(spec_model.seeds)],
+                    "valid": quality.get("valid", {}),
+                    "test": quality.get("test", {}),
+                    "select_value": mean_std([m["valid"].get(metric) for _, m in seeded])["mean"]
+                    if len(seeded) == spec_model.seeds
+                    else None,  # a candidate with a degenerate seed is not chosen
+                }
             )
-            with progress(f"candidate {index + 1}/{len(candidates)} seed {spec.seed}") as bar:
-                try:
-                    outcome = train_and_register(
-                        spec,
-                        store=features,
-                        universe=universe,
-                        registry=ctx.registry,
-                        artifacts=ctx.artifacts,
-                        cache=ctx.cache,
-                        progress=bar,
-                        frame=frame,
-                    )
-                except DegenerateModelError as exc:  # recorded failed; the candidate is reported, not chosen
-                    failures.append(
-                        {"candidate": index, "seed": spec.seed, "model": exc.model_id, "reason": str(exc)}
-                    )
-                    continue
-            seeded.append((outcome.model.id, outcome.metrics))
-        runs.append(seeded)
-        quality = over_seeds([m for _, m in seeded])
-        tried.append(
-            {
-                "candidate": index,
-                "params": overrides,
-                "models": [model_id for model_id, _ in seeded],
-                "seeds": [base.seed + k for k in range(spec_model.seeds)],
-                "valid": quality.get("valid", {}),
-                "test": quality.get("test", {}),
-                "select_value": mean_std([m["valid"].get(metric) for _, m in seeded])["mean"]
-                if len(seeded) == spec_model.seeds
-                else None,  # a candidate with a degenerate seed is not chosen
-            }
-        )
     scored = [t for t in tried if t["select_value"] is not None]
     if not scored:
         raise InvalidInputError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,25 @@ def read_span(
     if len(head) < offset + 4 * count:
         raise DataFormatError(f"corrupt bin {path} (field {field!r}): truncated while reading")
     return start, length, first, np.frombuffer(head, dtype=F32, count=count, offset=offset)
+
+
+def data_extents(
+    root: Path, folders: Sequence[str], field: str, freq: str, n_calendar: int
+) -> tuple[list[int], list[int]]:
+    """The calendar indices of the first and last value of ``field`` in each of ``folders`` (their bins'
+    headers and sizes: nothing else is read); ``-1`` for both where the bin is missing or corrupt (the
+    caller does not know its span) and ``last < first`` where it is empty."""
+    firsts: list[int] = []
+    lasts: list[int] = []
+    for folder in folders:
+        path = bin_path(root, folder, field, freq)
+        try:
+            start, length, _, _ = read_span(path, field, n_calendar, 0, -1)
+        except (OSError, DataFormatError):
+            start, length = -1, 0
+        firsts.append(start)
+        lasts.append(start + length - 1 if start >= 0 else -1)
+    return firsts, lasts
 
 
 def encode_bin(start: int, values: npt.ArrayLike) -> bytes:

@@ -83,7 +83,7 @@ from hikyuu_qlib.domain.errors import InvalidCodeError
 from hikyuu_qlib.domain.schema import DATETIME, MEMBERSHIP_SCHEMA, STOCK_SCHEMA, WEIGHT_SCHEMA, empty_bars
 from hikyuu_qlib.stores.periods import aggregate_periods, period_calendar
 from hikyuu_qlib.stores.qlib.bars import frame_to_bars, to_bars
-from hikyuu_qlib.stores.qlib.bins import bin_path
+from hikyuu_qlib.stores.qlib.bins import bin_path, data_extents
 from hikyuu_qlib.stores.qlib.calendar import FREQ_OF, KTYPE_OF, calendar_path, freq_of, read_calendar
 from hikyuu_qlib.stores.qlib.change import (
     CHANGE_UNITS,
@@ -476,6 +476,29 @@ class QlibStore:
             if not common:
                 break
         return frozenset(common or ())
+
+    def data_spans(self, freq: str = "day") -> pl.DataFrame:
+        """``code, start, end``: every instrument with a ``features`` folder and the first and last day of
+        its ``close`` bin (the span of all its bins; null where that bin is missing or corrupt), from the
+        bins' headers (:class:`~hikyuu_qlib.ports.DataSpans`: what sizes a run's memory plan)."""
+        folders = sorted(feature_folders(self._root))
+        calendar = self._calendar(freq)
+        firsts, lasts = data_extents(self._root, folders, "close", freq, len(calendar))
+        first, last = np.asarray(firsts, dtype=np.int64), np.asarray(lasts, dtype=np.int64)
+        when = calendar.astype("datetime64[ms]")
+        top = len(when) - 1
+        frame = pl.DataFrame(
+            {
+                "code": [f.upper() for f in folders],
+                "start": when[np.clip(first, 0, top)],
+                "end": when[np.clip(last, 0, top)],
+                "known": (first >= 0) & (first <= top),
+            }
+        )
+        return frame.select(
+            pl.col("code"),
+            *[pl.when("known").then(pl.col(c).cast(DATETIME)).alias(c) for c in ("start", "end")],
+        )
 
     def features(
         self,
