@@ -245,58 +245,88 @@ def gain_sums(
 def corr(
     x: F32, y: F32, s: int, e: int, windows: I64, begins: I64, live: I64, out: F64
 ) -> None:  # pragma: no cover - compiled
-    """Per window: Pearson correlation over the pairs where both values are valid (NaN below two),
-    each window's running state from its first row ``begins[k]``."""
-    nw = windows.shape[0]
-    cnt = np.zeros(nw, dtype=np.int64)
-    mx = np.zeros(nw)
-    my = np.zeros(nw)
-    sxx = np.zeros(nw)
-    syy = np.zeros(nw)
-    sxy = np.zeros(nw)
-    for i in range(s, e):
-        a = np.float64(x[i])
-        b = np.float64(y[i])
-        fresh = np.isfinite(a) and np.isfinite(b)
-        j = i - s
-        for k in range(nw):
-            w = windows[k]
-            if i < begins[k]:
-                continue
-            if fresh:
-                cnt[k] += 1
-                dx = a - mx[k]
-                dy = b - my[k]
-                mx[k] += dx / cnt[k]
-                my[k] += dy / cnt[k]
-                sxx[k] += dx * (a - mx[k])
-                syy[k] += dy * (b - my[k])
-                sxy[k] += dx * (b - my[k])
+    """Per window: Pearson correlation over the pairs where both values are finite (NaN below two, or
+    where either side's co-moment is not positive), as pandas 3's rolling ``corr``: running co-moments
+    (Welford's update, the leaving pair removed before the arriving pair is added) from the window's
+    first row ``begins[k]``, recomputed over the window when one of them falls below a thousandth of
+    the machine epsilon times the largest value it held since the last recomputation (the rounding
+    left by a large value that left the window would otherwise dominate it: a window of equal values
+    then has exactly zero variance, hence NaN)."""
+    tol = 1000.0 * np.finfo(np.float64).eps
+    for k in range(windows.shape[0]):
+        w = windows[k]
+        cnt = 0
+        mx = 0.0
+        my = 0.0
+        sxx = 0.0
+        syy = 0.0
+        sxy = 0.0
+        pxx = 0.0
+        pyy = 0.0
+        pxy = 0.0
+        for i in range(begins[k], e):
             if i - w >= begins[k]:
                 oa = np.float64(x[i - w])
                 ob = np.float64(y[i - w])
                 if np.isfinite(oa) and np.isfinite(ob):
-                    cnt[k] -= 1
-                    if cnt[k] == 0:
-                        mx[k] = 0.0
-                        my[k] = 0.0
-                        sxx[k] = 0.0
-                        syy[k] = 0.0
-                        sxy[k] = 0.0
+                    cnt -= 1
+                    if cnt == 0:
+                        mx = 0.0
+                        my = 0.0
+                        sxx = 0.0
+                        syy = 0.0
+                        sxy = 0.0
                     else:
-                        dx = oa - mx[k]
-                        dy = ob - my[k]
-                        mx[k] -= dx / cnt[k]
-                        my[k] -= dy / cnt[k]
-                        sxx[k] -= dx * (oa - mx[k])
-                        syy[k] -= dy * (ob - my[k])
-                        sxy[k] -= dx * (ob - my[k])
+                        dx = oa - mx
+                        dy = ob - my
+                        mx -= dx / cnt
+                        my -= dy / cnt
+                        sxx -= dx * (oa - mx)
+                        syy -= dy * (ob - my)
+                        sxy -= dx * (ob - my)
+            a = np.float64(x[i])
+            b = np.float64(y[i])
+            if np.isfinite(a) and np.isfinite(b):
+                cnt += 1
+                dx = a - mx
+                dy = b - my
+                mx += dx / cnt
+                my += dy / cnt
+                sxx += dx * (a - mx)
+                syy += dy * (b - my)
+                sxy += dx * (b - my)
+            pxx = max(pxx, sxx)
+            pyy = max(pyy, syy)
+            pxy = max(pxy, abs(sxy))
+            if pxx * tol > sxx or pyy * tol > syy or pxy * tol > abs(sxy):
+                cnt = 0
+                mx = 0.0
+                my = 0.0
+                sxx = 0.0
+                syy = 0.0
+                sxy = 0.0
+                for r in range(max(begins[k], i - w + 1), i + 1):
+                    a = np.float64(x[r])
+                    b = np.float64(y[r])
+                    if np.isfinite(a) and np.isfinite(b):
+                        cnt += 1
+                        dx = a - mx
+                        dy = b - my
+                        mx += dx / cnt
+                        my += dy / cnt
+                        sxx += dx * (a - mx)
+                        syy += dy * (b - my)
+                        sxy += dx * (b - my)
+                pxx = sxx
+                pyy = syy
+                pxy = abs(sxy)
             if live[i] < 0:
                 continue
-            if cnt[k] < 2 or sxx[k] <= 0.0 or syy[k] <= 0.0:
+            j = i - s
+            if cnt < 2 or sxx <= 0.0 or syy <= 0.0:
                 out[k, j] = np.nan
             else:
-                out[k, j] = sxy[k] / np.sqrt(sxx[k] * syy[k])
+                out[k, j] = sxy / np.sqrt(sxx * syy)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
