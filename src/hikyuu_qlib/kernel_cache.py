@@ -160,7 +160,7 @@ def _compile_factors(factor_set: str) -> None:
     bars = pl.DataFrame(columns).with_columns(pl.col("datetime").cast(DATETIME))
     universe = Universe.from_codes(codes)
     keep = bars.select(pl.col("datetime") >= when[70]).to_series() & member_mask(universe, bars)
-    frame = chosen.compute(bars, keep)
+    frame = chosen.compute(bars, keep, when[70])
     frame.with_columns(bars.select(label_expr()).to_series().filter(keep).alias("LABEL0"))
 
 

@@ -15,6 +15,7 @@ the kept rows straight into the float32 output, whose rows become the polars col
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -130,13 +131,34 @@ def sorted_by_code_date(bars: pl.DataFrame) -> bool:
     return bool(bars.select(later.fill_null(True).all()).item())
 
 
-def alpha158(bars: pl.DataFrame, keep: pl.Series | None = None) -> pl.DataFrame:
+def origins(bars: pl.DataFrame, starts: I64, start: dt.datetime | None) -> I64:
+    """Per code (group ``g`` of ``starts``): its first row on or after ``start`` (its first row without
+    ``start``; its end when every row is before it)."""
+    first = starts[:-1].copy()
+    if start is None or bars.height == 0:
+        return first
+    when = bars["datetime"].cast(pl.Datetime("us")).to_numpy().view(np.int64)
+    at = np.datetime64(start, "us").astype(np.int64)
+    for g in range(first.shape[0]):
+        s, e = int(starts[g]), int(starts[g + 1])
+        first[g] = s + int(np.searchsorted(when[s:e], at, side="left"))
+    return first
+
+
+def alpha158(
+    bars: pl.DataFrame, keep: pl.Series | None = None, start: dt.datetime | None = None
+) -> pl.DataFrame:
     """Alpha158 over a bars frame sorted by (code, datetime).
 
     ``bars`` holds ``code, datetime, open, high, low, close, volume`` (and ``vwap`` when the store has
     it) as Qlib's adjusted float32 values. Each code's rows are one continuous history: rolling
     windows start at its first row. Returns ``code, datetime`` and the 158 Float32 columns for every
     row, or only for the rows where the boolean series ``keep`` is true.
+
+    ``start`` is the start date of the request (Qlib's ``start_time``): a rolling feature over ``w`` rows
+    then keeps its running sums from ``w - 1`` rows before it, where Qlib's query of that expression
+    starts, so that the rounding of those sums is Qlib's (see :func:`origins`); without it, from each
+    code's first row.
     """
     fields = _fields(bars)
     if not sorted_by_code_date(bars):
@@ -159,5 +181,5 @@ def alpha158(bars: pl.DataFrame, keep: pl.Series | None = None) -> pl.DataFrame:
     _kbar(fields, take, out)
     starts = group_starts(bars["code"])
     windows = np.asarray(WINDOWS, dtype=np.int64)
-    rolling_features(_inputs(fields, starts), starts, windows, rows, out)
+    rolling_features(_inputs(fields, starts), starts, origins(bars, starts, start), windows, rows, out)
     return index.with_columns([pl.Series(name, out[j]) for j, name in enumerate(names)])

@@ -51,15 +51,15 @@ def _flat(std: float) -> bool:  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _close_families(
-    c: F32, lv: F32, s: int, e: int, windows: I64, rows: I64, out: OUT, t: F64
+    c: F32, lv: F32, s: int, e: int, windows: I64, begins: I64, rows: I64, out: OUT, t: F64
 ) -> None:  # pragma: no cover - compiled
     """ROC, MA, STD, BETA, RSQR, RESI and CORR (which shares the close's std)."""
     n = e - s
-    sums, counts, stds, slope, rsq, resi = t[0, :, :n], t[1, :, :n], t[2, :, :n], t[3], t[4], t[5]
-    rolling.sum_std(c, s, e, windows, rows, sums, counts, stds, True)
+    means, sums, stds, slope, rsq, resi = t[0, :, :n], t[1, :, :n], t[2, :, :n], t[3], t[4], t[5]
+    rolling.moments(c, s, e, windows, begins, rows, means, sums, stds, True)
     for k in range(windows.shape[0]):
         w = windows[k]
-        rolling.regression(c, s, e, w, rows, slope[k, :n], rsq[k, :n], resi[k, :n])
+        rolling.regression(c, s, begins[k], e, w, rows, slope[k, :n], rsq[k, :n], resi[k, :n])
         for i in range(s, e):
             r = rows[i]
             if r < 0:
@@ -68,12 +68,12 @@ def _close_families(
             cf = c[i]
             cd = np.float64(cf)
             out[_col(ROC, k), r] = c[i - w] / cf if j >= w else np.float32(np.nan)
-            out[_col(MA, k), r] = (sums[k, j] / counts[k, j]) / cd
+            out[_col(MA, k), r] = means[k, j] / cd
             out[_col(STD, k), r] = stds[k, j] / cd
             out[_col(BETA, k), r] = slope[k, j] / cd
             out[_col(RSQR, k), r] = np.nan if _flat(stds[k, j]) else rsq[k, j]
             out[_col(RESI, k), r] = resi[k, j] / cd
-    _correlation(c, lv, stds, CORR, s, e, windows, rows, out, t)
+    _correlation(c, lv, stds, CORR, s, e, windows, begins, rows, out, t)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -108,19 +108,29 @@ def _extremes(
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _correlation(
-    x: F32, y: F32, sx: F64, family: int, s: int, e: int, windows: I64, rows: I64, out: OUT, t: F64
+    x: F32,
+    y: F32,
+    sx: F64,
+    family: int,
+    s: int,
+    e: int,
+    windows: I64,
+    begins: I64,
+    rows: I64,
+    out: OUT,
+    t: F64,
 ) -> None:  # pragma: no cover - compiled
     """CORR or CORD: the correlation, NaN where either side's std is near zero.
 
     ``sx`` is the std of ``x`` per window, or an empty array to compute it here.
     """
     n = e - s
-    value, tmp, cnt, sy = t[6, :, :n], t[7, :, :n], t[8, :, :n], t[9, :, :n]
-    rolling.corr(x, y, s, e, windows, rows, value)
-    rolling.sum_std(y, s, e, windows, rows, tmp, cnt, sy, True)
+    value, mean, total, sy = t[6, :, :n], t[7, :, :n], t[8, :, :n], t[9, :, :n]
+    rolling.corr(x, y, s, e, windows, begins, rows, value)
+    rolling.moments(y, s, e, windows, begins, rows, mean, total, sy, True)
     if sx.shape[1] == 0:
         sx = t[10, :, :n]
-        rolling.sum_std(x, s, e, windows, rows, tmp, cnt, sx, True)
+        rolling.moments(x, s, e, windows, begins, rows, mean, total, sx, True)
     for k in range(windows.shape[0]):
         col = _col(family, k)
         for i in range(s, e):
@@ -156,12 +166,12 @@ def _counts(c: F32, s: int, e: int, k: int, w: int, rows: I64, out: OUT) -> None
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _gains(
-    x: F32, family: int, s: int, e: int, windows: I64, rows: I64, out: OUT, t: F64
+    x: F32, family: int, s: int, e: int, windows: I64, begins: I64, rows: I64, out: OUT, t: F64
 ) -> None:  # pragma: no cover - compiled
     """SUMP, SUMN, SUMD (or the volume's): rolling gains and losses over the rolling total move."""
     n = e - s
     gain, loss, total = t[0, :, :n], t[1, :, :n], t[2, :, :n]
-    rolling.gain_sums(x, s, e, windows, rows, gain, loss, total)
+    rolling.gain_sums(x, s, e, windows, begins, rows, gain, loss, total)
     for k in range(windows.shape[0]):
         for i in range(s, e):
             r = rows[i]
@@ -175,30 +185,35 @@ def _gains(
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _volumes(
-    v: F32, wv: F32, s: int, e: int, windows: I64, rows: I64, out: OUT, t: F64
+    v: F32, wv: F32, s: int, e: int, windows: I64, begins: I64, rows: I64, out: OUT, t: F64
 ) -> None:  # pragma: no cover
     """VMA, VSTD, WVMA."""
     n = e - s
-    sums, counts, stds = t[0, :, :n], t[1, :, :n], t[2, :, :n]
-    wsum, wcount, wstd = t[3, :, :n], t[4, :, :n], t[5, :, :n]
-    rolling.sum_std(v, s, e, windows, rows, sums, counts, stds, True)
-    rolling.sum_std(wv, s, e, windows, rows, wsum, wcount, wstd, True)
+    means, sums, stds = t[0, :, :n], t[1, :, :n], t[2, :, :n]
+    wmean, wsum, wstd = t[3, :, :n], t[4, :, :n], t[5, :, :n]
+    rolling.moments(v, s, e, windows, begins, rows, means, sums, stds, True)
+    rolling.moments(wv, s, e, windows, begins, rows, wmean, wsum, wstd, True)
     for k in range(windows.shape[0]):
         for i in range(s, e):
             r = rows[i]
             if r >= 0:
                 j = i - s
                 ve = np.float64(v[i] + np.float32(EPS))
-                out[_col(VMA, k), r] = (sums[k, j] / counts[k, j]) / ve
+                out[_col(VMA, k), r] = means[k, j] / ve
                 out[_col(VSTD, k), r] = stds[k, j] / ve
-                out[_col(WVMA, k), r] = wstd[k, j] / (wsum[k, j] / wcount[k, j] + EPS)
+                out[_col(WVMA, k), r] = wstd[k, j] / (wmean[k, j] + EPS)
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def rolling_features(
-    fields: F32, starts: I64, windows: I64, rows: I64, out: OUT
+    fields: F32, starts: I64, origins: I64, windows: I64, rows: I64, out: OUT
 ) -> None:  # pragma: no cover - compiled
     """All 145 rolling features of the kept rows (``rows[i]``: output column of row ``i``, or -1).
+
+    ``origins[g]``: code ``g``'s first row on or after the start date. A feature over window ``w``
+    keeps its running state from ``origins[g] - w + 1`` (or the code's first row), where Qlib's query
+    of its expression starts (the start date less the expression's extended window); the order
+    statistics depend on the window's values only.
 
     ``fields`` rows: close, high, low, volume, log(volume+1), close/Ref(close,1),
     log(volume/Ref(volume,1)+1), |close/Ref(close,1)-1|*volume (float32, computed as Qlib does).
@@ -210,12 +225,12 @@ def rolling_features(
         s = starts[grp]
         e = starts[grp + 1]
         n = e - s
-        keep = False
+        first = e
         for i in range(s, e):
             if rows[i] >= 0:
-                keep = True
+                first = i
                 break
-        if not keep:
+        if first == e:
             continue
         t = np.empty((11, nw, max(n, windows[-1])))
         q = np.empty((3, n), dtype=np.int64)
@@ -224,11 +239,14 @@ def rolling_features(
         for i in range(e - 1, s - 1, -1):
             gap = 0 if rows[i] >= 0 else gap + 1
             q[2, i - s] = gap
-        _close_families(c, lv, s, e, windows, rows, out, t)
+        begins = np.empty(nw, dtype=np.int64)
+        for k in range(nw):
+            begins[k] = max(s, min(origins[grp], first) - windows[k] + 1)
+        _close_families(c, lv, s, e, windows, begins, rows, out, t)
         _extremes(c, h, lo, s, e, windows, rows, out, t, q)
-        _correlation(cx, cy, t[0, :, :0], CORD, s, e, windows, rows, out, t)
+        _correlation(cx, cy, t[0, :, :0], CORD, s, e, windows, begins, rows, out, t)
         for k in range(nw):
             _counts(c, s, e, k, windows[k], rows, out)
-        _gains(c, SUMP, s, e, windows, rows, out, t)
-        _volumes(v, wv, s, e, windows, rows, out, t)
-        _gains(v, VSUMP, s, e, windows, rows, out, t)
+        _gains(c, SUMP, s, e, windows, begins, rows, out, t)
+        _volumes(v, wv, s, e, windows, begins, rows, out, t)
+        _gains(v, VSUMP, s, e, windows, begins, rows, out, t)

@@ -19,6 +19,8 @@ name that chain for :func:`hikyuu_qlib.modelling.dataset.prepare`.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -85,13 +87,16 @@ def _fields(bars: pl.DataFrame) -> F32:
     return out
 
 
-def alpha360(bars: pl.DataFrame, keep: pl.Series | None = None) -> pl.DataFrame:
+def alpha360(
+    bars: pl.DataFrame, keep: pl.Series | None = None, start: dt.datetime | None = None
+) -> pl.DataFrame:
     """Alpha360 over a bars frame sorted by (code, datetime).
 
     ``bars`` holds ``code, datetime, open, high, low, close, volume`` (and ``vwap`` when the store has
     it) as Qlib's adjusted float32 values, each code's rows one continuous history. Returns ``code,
     datetime`` and the 360 Float32 columns for every row, or only for the rows where the boolean series
-    ``keep`` is true.
+    ``keep`` is true. ``start`` (the request's start date) changes nothing: no Alpha360 feature keeps
+    running sums.
     """
     fields = _fields(bars)
     if not sorted_by_code_date(bars):

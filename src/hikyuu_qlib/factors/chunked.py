@@ -249,7 +249,7 @@ def compute_group(
     keep = bars.select(pl.col("datetime").is_between(dates.start, dates.end)).to_series() & member_mask(
         universe, bars
     )
-    frame = get_factor_set(factor_set).compute(bars, keep)
+    frame = get_factor_set(factor_set).compute(bars, keep, dates.start)
     if label:
         frame = frame.with_columns(bars.select(label_expr()).to_series().filter(keep).alias(LABEL))
     return frame

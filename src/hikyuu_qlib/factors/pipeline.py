@@ -12,6 +12,7 @@ the rest (each failure logged once); a partial frame is never cached.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from hikyuu_qlib.ports import Cache, FeatureSource
 log = logging.getLogger(__name__)
 
 #: Bump when the definitions or the engine change the numbers, so that cached features recompute.
-ENGINE_VERSION = "alpha158-1"
+ENGINE_VERSION = "alpha158-2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +46,9 @@ class FactorSet:
     inputs: tuple[str, ...]
     #: trading days of history loaded before the start date (Qlib's extended window)
     lookback: int
-    #: ``compute(bars, keep)``: ``code, datetime`` and the features of the kept rows
-    compute: Callable[[pl.DataFrame, pl.Series | None], pl.DataFrame]
+    #: ``compute(bars, keep, start)``: ``code, datetime`` and the features of the kept rows; ``start`` is the
+    #: request's start date (where Qlib's queries of rolling expressions begin, less their windows)
+    compute: Callable[[pl.DataFrame, pl.Series | None, dt.datetime | None], pl.DataFrame]
     #: part of the cache key: bump when the numbers change
     engine: str
     #: how many feature columns it computes
@@ -238,7 +240,7 @@ def _compute(
     log.info("computing %s for %d codes, %d rows", chosen.name, len(codes) - len(errors), bars.height)
     in_dates = pl.col("datetime").is_between(dates.start, dates.end)
     keep = bars.select(in_dates).to_series() & member_mask(universe, bars)
-    frame = chosen.compute(bars, keep)
+    frame = chosen.compute(bars, keep, dates.start)
     if label:
         labels = bars.select(label_expr()).to_series().filter(keep)
         frame = frame.with_columns(labels.alias(LABEL))
