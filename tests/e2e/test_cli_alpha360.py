@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq_here
 
 # no valid segment: no early stopping, so the few rounds all count (a short valid segment stops at one)
 SEGMENTS = ["--train", "2016-01-01:2016-12-31", "--test", "2017-01-01:2017-06-30"]
@@ -24,7 +24,7 @@ def _json(proc: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-
 def trained(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict]:  # type: ignore[type-arg]
     env = hq_env(tmp_path_factory.mktemp("hq-home"))
     doc = _json(
-        run_hq(
+        run_hq_here(
             "--log-level",
             "WARNING",
             "model",
@@ -64,7 +64,7 @@ def test_predict_and_evaluate_read_alpha360(trained, qlib_dir: Path, tmp_path: P
     env, doc = trained
     out = tmp_path / "preds.parquet"
     _json(
-        run_hq(
+        run_hq_here(
             "--log-level",
             "WARNING",
             "predict",
@@ -88,7 +88,7 @@ def test_predict_and_evaluate_read_alpha360(trained, qlib_dir: Path, tmp_path: P
     assert preds["datetime"].n_unique() >= 20 and preds.height >= 250 * preds["datetime"].n_unique()
     assert preds["score"].n_unique() > 250
     report = _json(
-        run_hq(
+        run_hq_here(
             "--log-level",
             "WARNING",
             "model",
@@ -105,7 +105,7 @@ def test_predict_and_evaluate_read_alpha360(trained, qlib_dir: Path, tmp_path: P
 
 
 def test_factors_and_preset_must_agree(qlib_dir: Path, tmp_path: Path) -> None:
-    proc = run_hq(
+    proc = run_hq_here(
         "model", "train", "--source", f"qlib:{qlib_dir}", "--universe", "csi300",
         "--factors", "alpha360", "--preset", "qlib-lgb-alpha158", *SEGMENTS, env=hq_env(tmp_path),
     )  # fmt: skip

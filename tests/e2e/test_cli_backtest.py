@@ -9,14 +9,14 @@ import subprocess
 from pathlib import Path
 
 import polars as pl
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.stores.qlib import QlibStore
 
 
 def hq(*args: str) -> subprocess.CompletedProcess[str]:
-    return run_hq(*args)
+    return run_hq_here(*args)
 
 
 def _predictions(qlib_dir: Path, out: Path) -> Path:
@@ -99,7 +99,7 @@ def test_backtest_of_a_registered_model_stores_its_summary(qlib_dir: Path, tmp_p
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_hq(*args, env=env)
+        return run_hq_here(*args, env=env)
 
     trained = run(
         "model",
@@ -175,7 +175,7 @@ def test_summary_json_and_report_show_the_same_statistics(qlib_dir: Path, tmp_pa
     preds = _predictions(qlib_dir, tmp_path / "preds.parquet")
     args = ["backtest", "run", "--predictions", str(preds), "--source", f"qlib:{qlib_dir}", "--topk", "20",
             "--n-drop", "2", "--limit-threshold", "9.5"]  # fmt: skip
-    table = run_hq(*args, "--out", str(tmp_path / "a"), env={**os.environ, "COLUMNS": "200"})
+    table = run_hq_here(*args, "--out", str(tmp_path / "a"), env={**os.environ, "COLUMNS": "200"})
     assert table.returncode == 0, table.stderr[-2000:]
     as_json = hq(*args, "--out", str(tmp_path / "b"), "--format", "json")
     assert as_json.returncode == 0, as_json.stderr[-2000:]
@@ -209,7 +209,7 @@ def test_summary_json_and_report_show_the_same_statistics(qlib_dir: Path, tmp_pa
 def test_without_a_benchmark_the_summary_and_report_say_so(qlib_dir: Path, tmp_path: Path) -> None:
     preds = _predictions(qlib_dir, tmp_path / "preds.parquet")
     out = tmp_path / "bt"
-    proc = run_hq(
+    proc = run_hq_here(
         "backtest", "run", "--predictions", str(preds), "--source", f"qlib:{qlib_dir}", "--topk", "20",
         "--n-drop", "2", "--limit-threshold", "9.5", "--benchmark", "", "--out", str(out),
         env={**os.environ, "COLUMNS": "200"},

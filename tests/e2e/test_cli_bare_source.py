@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq_here
 
 from hikyuu_qlib.app import open_store
 from hikyuu_qlib.domain.errors import InvalidSourceError
@@ -61,12 +61,12 @@ def test_unknown_layouts_are_refused_saying_what_was_looked_for(hikyuu_dir: Path
 def test_cli_with_bare_directories(hikyuu_dir: Path, qlib_dir: Path, tmp_path: Path) -> None:
     env = hq_env(tmp_path / "home")
     for folder, kind in ((hikyuu_dir, "hikyuu"), (qlib_dir, "qlib")):
-        proc = run_hq("data", "info", "--source", str(folder), "--format", "json", env=env)
+        proc = run_hq_here("data", "info", "--source", str(folder), "--format", "json", env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads(proc.stdout)["source"] == f"{kind}:{folder.resolve()}"
     odd = tmp_path / "odd"
     shutil.copytree(hikyuu_dir / "vipdoc", odd)
-    proc = run_hq("data", "info", "--source", str(odd), "--format", "json", env=env)
+    proc = run_hq_here("data", "info", "--source", str(odd), "--format", "json", env=env)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     said = " ".join(proc.stderr.split())

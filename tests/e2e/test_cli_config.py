@@ -6,7 +6,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq_here
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -17,7 +17,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _show(env: dict[str, str]) -> dict[str, dict[str, object]]:
-    proc = run_hq("config", "show", "--format", "json", env=env)
+    proc = run_hq_here("config", "show", "--format", "json", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     assert doc["config_file"] == env["HQ_CONFIG"]
@@ -40,7 +40,7 @@ def test_show_names_each_source(tmp_path: Path) -> None:
     }
     assert shown["cache_ttl_s"] == {"value": 86400, "source": "default", "env": "HQ_CACHE_TTL_S"}
     assert shown["home"]["value"] == str(tmp_path / "home") and shown["home"]["source"] == "env"
-    table = run_hq("config", "show", env=env)
+    table = run_hq_here("config", "show", env=env)
     assert table.returncode == 0 and "s3cret" not in table.stdout
     assert "cache_ttl_s" in table.stdout and str(config) in " ".join(table.stdout.split())
 
@@ -48,16 +48,18 @@ def test_show_names_each_source(tmp_path: Path) -> None:
 def test_set_writes_the_file_keeping_its_other_lines(tmp_path: Path) -> None:
     env = _env(tmp_path)
     config = Path(env["HQ_CONFIG"])
-    proc = run_hq("config", "set", "io_workers", "6", "--format", "json", env=env)  # creates the file
+    proc = run_hq_here("config", "set", "io_workers", "6", "--format", "json", env=env)  # creates the file
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout) == {
         "config_file": str(config), "key": "io_workers", "value": 6, "removed": False, "overridden_by": None,
     }  # fmt: skip
     config.write_text("# my settings\n" + config.read_text() + "log_level = 'DEBUG'  # chatty\n")
     for key, value in (("source", "qlib:/data/qlib"), ("cache_lock_wait_s", "60"), ("io_workers", "2")):
-        proc = run_hq("config", "set", key, value, env=env)
+        proc = run_hq_here("config", "set", key, value, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = run_hq("config", "set", "api_cors_origins", '["https://a.example", "https://b.example"]', env=env)
+    proc = run_hq_here(
+        "config", "set", "api_cors_origins", '["https://a.example", "https://b.example"]', env=env
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = config.read_text()
     assert text.startswith("# my settings\nio_workers = 2\nlog_level = 'DEBUG'  # chatty\n")
@@ -68,7 +70,7 @@ def test_set_writes_the_file_keeping_its_other_lines(tmp_path: Path) -> None:
     shown = _show(env)
     assert shown["io_workers"]["source"] == "file" and shown["cache_lock_wait_s"]["value"] == 60.0
     # null removes the key: the default applies again
-    assert run_hq("config", "set", "source", "null", env=env).returncode == 0
+    assert run_hq_here("config", "set", "source", "null", env=env).returncode == 0
     assert "source" not in tomllib.loads(config.read_text())
     assert _show(env)["source"] == {"value": "synthetic", "source": "default", "env": "HQ_SOURCE"}
 
@@ -86,7 +88,7 @@ def test_set_refuses_bad_keys_and_values_and_leaves_the_file(tmp_path: Path) -> 
         (("cache_lock_ttl_ms", "900000"), "must be shorter than cache_lock_wait_s"),
     ]
     for args, said in cases:
-        proc = run_hq("config", "set", *args, "--format", "json", env=env)
+        proc = run_hq_here("config", "set", *args, "--format", "json", env=env)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert said in json.loads(proc.stdout)["error"]["message"], args
         assert config.read_text() == "io_workers = 4\n"
@@ -97,12 +99,12 @@ def test_set_mends_a_bad_file_and_notes_an_env_override(tmp_path: Path) -> None:
     config = Path(env["HQ_CONFIG"])
     config.parent.mkdir()
     config.write_text("io_workers = 0\n")
-    broken = run_hq("config", "show", env=env)
+    broken = run_hq_here("config", "show", env=env)
     assert broken.returncode == 2 and "io_workers" in broken.stderr
-    mended = run_hq("config", "set", "io_workers", "4", env=env)
+    mended = run_hq_here("config", "set", "io_workers", "4", env=env)
     assert mended.returncode == 0, mended.stderr[-2000:]
     assert _show(env)["io_workers"]["value"] == 4
-    proc = run_hq("config", "set", "log_level", "DEBUG", "--format", "json", env=env)
+    proc = run_hq_here("config", "set", "log_level", "DEBUG", "--format", "json", env=env)
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["overridden_by"] == "HQ_LOG_LEVEL"
     assert "HQ_LOG_LEVEL is set in the environment" in " ".join(proc.stderr.split())

@@ -1,4 +1,5 @@
-"""``hq data …`` through the real entrypoint: JSON on stdout only, errors naming the input, exit codes."""
+"""``hq data …`` through the real entrypoint (in this process: :func:`cli_support.run_hq_here`): JSON on
+stdout only, errors naming the input, exit codes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import run_hq
+from cli_support import run_hq_here
 
-hq = run_hq
+hq = run_hq_here
 
 
 def test_stocks_json_is_one_document(hikyuu_dir: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 from hikyuu_qlib.domain import StockCode
 from hikyuu_qlib.stores.qlib import QlibStore
@@ -23,7 +23,7 @@ ODD = "odd #1?x=2&y=%41 d 数据 é"
 def hq(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
     env["HQ_HOME"] = str(home)
-    return run_hq(*args, env=env)
+    return run_hq_here(*args, env=env)
 
 
 # -- point 7: unusual paths, and read-only commands create nothing ----------------------------------------

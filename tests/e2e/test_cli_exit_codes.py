@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import copy_qlib, hq_env, run_hq, truncate_bin
+from cli_support import copy_qlib, hq_env, run_hq, run_hq_here, truncate_bin
 
 CODES = ["sh600000", "sh600004", "sh600009", "sh600010", "sh600011", "sh600015"]
 DAMAGED = "SH600004"
@@ -33,8 +33,9 @@ def damaged(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     root = tmp_path_factory.mktemp("exit-codes")
     home = root / "home"
     store = copy_qlib(qlib_dir, root / "qlib", CODES)
-    proc = hq(
-        home,
+    proc = run_hq_here(  # the setup, not under test: in this process
+        "--log-format",
+        "json",
         "model",
         "train",
         "--source",
@@ -49,6 +50,7 @@ def damaged(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
         "1",
         "--format",
         "json",
+        env=hq_env(home),
     )
     assert proc.returncode == 0, proc.stderr
     model_id = json.loads(proc.stdout)["model"]["id"]

@@ -1,4 +1,5 @@
-"""``hq model …`` through the real entrypoint, on a SQLite file and on PostgreSQL (``--db``)."""
+"""``hq model …`` through the real entrypoint (in this process: :func:`cli_support.run_hq_here`), on a
+SQLite file and on PostgreSQL (``--db``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from cli_support import run_hq
+from cli_support import run_hq_here
 from ulid import ULID
 
 from hikyuu_qlib.app import open_registry
 from hikyuu_qlib.domain.model import Model
 
-hq = run_hq
+hq = run_hq_here
 
 
 def seed(db: str) -> list[Model]:

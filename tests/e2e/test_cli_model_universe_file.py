@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 from hikyuu_qlib.domain import DateRange, StockCode
 from hikyuu_qlib.stores.hikyuu import HikyuuStore
@@ -54,7 +54,7 @@ def test_train_predict_and_evaluate_on_an_instruments_file(hikyuu_dir: Path, tmp
     source = ("--source", f"hikyuu:{hikyuu_dir}")
 
     def hq(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_hq(*args, env=env)
+        return run_hq_here(*args, env=env)
 
     def ok(*args: str) -> dict[str, Any]:
         proc = hq(*args, "--format", "json")

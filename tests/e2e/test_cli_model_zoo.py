@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq_here
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.factors.label import LABEL
@@ -34,7 +34,7 @@ def setup(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 
 def hq(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_hq("--log-level", "WARNING", *args, env=hq_env(home))
+    return run_hq_here("--log-level", "WARNING", *args, env=hq_env(home))
 
 
 def one_json(proc: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]

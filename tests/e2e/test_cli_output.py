@@ -18,11 +18,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq_here
 
 
 def hq(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_hq(*args, env=hq_env(home))
+    return run_hq_here(*args, env=hq_env(home))
 
 
 def on_terminal(home: Path, *args: str, columns: int = 160) -> str:
@@ -181,7 +181,7 @@ def test_export_report_has_no_python_reprs(hikyuu_dir: Path, tmp_path: Path) -> 
 
 
 def test_the_training_bar_ends_at_the_rounds_run(tmp_path: Path) -> None:
-    proc = run_hq(
+    proc = run_hq_here(
         "--log-format",
         "json",
         "model",

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import polars as pl
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.stores.qlib import QlibStore
@@ -40,7 +40,7 @@ def test_backtest_with_default_options_trades_like_the_workflow(qlib_dir: Path, 
     out = tmp_path / "bt"
     env = {**os.environ, "HQ_HOME": str(tmp_path / "home")}
     env.pop("HQ_QLIB_CHANGE_UNIT", None)
-    proc = run_hq(
+    proc = run_hq_here(
         "backtest", "run", "--predictions", str(preds), "--source", f"qlib:{qlib_dir}",
         "--out", str(out), "--format", "json", env=env,
     )  # fmt: skip
@@ -61,7 +61,7 @@ def test_universe_name_with_a_path_is_invalid_input(qlib_dir: Path, tmp_path: Pa
         "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
     }
     for name in ("../calendars/day", "../instruments/csi300"):
-        proc = run_hq(
+        proc = run_hq_here(
             "model", "train", "--source", f"qlib:{qlib_dir}", "--universe", name,
             "--train", "2016-01-01:2016-03-31", "--num-boost-round", "2", "--format", "json", env=env,
         )  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 from hikyuu_qlib.app import open_store
 from hikyuu_qlib.domain import DateRange
@@ -58,7 +58,7 @@ def test_rebalance_trades_only_on_the_first_day_of_each_period(
     fills = {}
     for rebalance in ("day", period):
         out = tmp_path / rebalance
-        proc = run_hq(
+        proc = run_hq_here(
             "backtest", "run", "--predictions", str(tmp_path / "preds.parquet"), "--source", source,
             "--rebalance", rebalance, *extra, "--out", str(out), "--format", "json",
         )  # fmt: skip
@@ -67,6 +67,6 @@ def test_rebalance_trades_only_on_the_first_day_of_each_period(
     first = min(fills[period])
     assert fills[period] - {first} <= starts(calendar, period)
     assert len(fills[period]) >= 6 and len(fills["day"]) > 2 * len(fills[period])
-    proc = run_hq("backtest", "run", "--predictions", str(tmp_path / "preds.parquet"), "--source", source,
+    proc = run_hq_here("backtest", "run", "--predictions", str(tmp_path / "preds.parquet"), "--source", source,
                   "--rebalance", "fortnight", "--out", str(tmp_path / "bad"), "--format", "json")  # fmt: skip
     assert proc.returncode == 2 and "rebalance" in json.loads(proc.stdout)["error"]["message"]

@@ -1,5 +1,6 @@
-"""``hq model train``, ``hq predict``, ``hq model evaluate`` end to end, in subprocesses, on a synthetic
-market (SQLite registry, artifacts and feature cache under a temporary HQ_HOME)."""
+"""``hq model train``, ``hq predict``, ``hq model evaluate`` end to end through the ``hq`` entrypoint, in
+this process (:func:`cli_support.run_hq_here`), on a synthetic market (SQLite registry, artifacts and
+feature cache under a temporary HQ_HOME)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 SOURCE = "synthetic:5?stocks=40&years=3"
 SEGMENTS = [
@@ -26,7 +27,7 @@ SEGMENTS = [
 def hq(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
     env["HQ_HOME"] = str(home)
-    return run_hq("--log-level", "WARNING", *args, env=env)
+    return run_hq_here("--log-level", "WARNING", *args, env=env)
 
 
 def one_json(proc: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 from hikyuu_qlib import SignalRule, to_signals
 from hikyuu_qlib.domain import DateRange
@@ -40,7 +40,7 @@ def test_signals_of_a_predictions_file_in_every_format(qlib_dir: Path, tmp_path:
     expected = to_signals(preds, SignalRule.topk(10))
     for suffix in ("csv", "json", "parquet"):
         out = tmp_path / f"signals.{suffix}"
-        proc = run_hq(
+        proc = run_hq_here(
             "signals", str(tmp_path / "preds.parquet"), "--method", "topk", "--k", "10", "--out", str(out),
             "--format", "json",
         )  # fmt: skip
@@ -69,11 +69,11 @@ def test_signals_of_a_predictions_file_in_every_format(qlib_dir: Path, tmp_path:
 def test_threshold_and_percentile_and_their_options(qlib_dir: Path, tmp_path: Path) -> None:
     preds = reversal_predictions(qlib_dir, tmp_path / "preds.parquet")
     out = tmp_path / "s.parquet"
-    proc = run_hq("signals", str(tmp_path / "preds.parquet"), "--method", "percentile", "--pct", "0.05",
+    proc = run_hq_here("signals", str(tmp_path / "preds.parquet"), "--method", "percentile", "--pct", "0.05",
                   "--out", str(out), "--format", "json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert pl.read_parquet(out).equals(to_signals(preds, SignalRule.percentile(0.05)))
-    proc = run_hq("signals", str(tmp_path / "preds.parquet"), "--method", "threshold", "--threshold", "0.05",
+    proc = run_hq_here("signals", str(tmp_path / "preds.parquet"), "--method", "threshold", "--threshold", "0.05",
                   "--out", str(out), "--format", "json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert pl.read_parquet(out).equals(to_signals(preds, SignalRule.above(0.05)))
@@ -83,12 +83,12 @@ def test_threshold_and_percentile_and_their_options(qlib_dir: Path, tmp_path: Pa
         (["--model", "abc"], "one of them"),
     ]
     for extra, words in refused:
-        proc = run_hq(
+        proc = run_hq_here(
             "signals", str(tmp_path / "preds.parquet"), "--out", str(out), "--format", "json", *extra
         )
         assert proc.returncode == 2, (extra, proc.stderr[-2000:])
         assert words in json.loads(proc.stdout)["error"]["message"]
-    proc = run_hq("signals", str(tmp_path / "preds.parquet"), "--out", str(tmp_path / "s.txt"))
+    proc = run_hq_here("signals", str(tmp_path / "preds.parquet"), "--out", str(tmp_path / "s.txt"))
     assert proc.returncode == 2 and ".csv" in proc.stderr
 
 
@@ -100,7 +100,7 @@ def test_signals_of_a_registered_model_on_the_hikyuu_store(hikyuu_dir: Path, tmp
     }
 
     def hq(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_hq(*args, env=env)
+        return run_hq_here(*args, env=env)
 
     workflow = tmp_path / "run.yaml"
     workflow.write_text(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 from hikyuu_qlib.backtest.measures import GROUPS, MEASURES, Kind
 from hikyuu_qlib.backtest.system import (
@@ -35,7 +35,7 @@ def read_trades(path: Path) -> pl.DataFrame:
 
 def test_system_run_writes_trades_performance_and_report(hikyuu_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = run_hq(
+    proc = run_hq_here(
         "system", "run", "--source", f"hikyuu:{hikyuu_dir}", "--codes", "SH600000,SZ000001", *SPAN,
         "--signal", "ma-cross:5,20", "--mm", "fixed-count:1000", "--stop-loss", "0.08", "--take-profit", "0.2",
         "--slippage", "0.001", "--cost", "a-share", "--out", str(out), "--format", "json",
@@ -97,14 +97,14 @@ def test_system_run_writes_trades_performance_and_report(hikyuu_dir: Path, tmp_p
 def test_an_expression_signal_trades_as_the_ma_cross(hikyuu_dir: Path, tmp_path: Path) -> None:
     runs = {}
     for name, spec in (("ma", "ma-cross:5,20"), ("expr", "expr:CROSS(MA(5), MA(20)) ; CROSS(MA(20), MA(5))")):
-        proc = run_hq(
+        proc = run_hq_here(
             "system", "run", "--source", f"hikyuu:{hikyuu_dir}", "--codes", "SH600000,SH600004", *SPAN,
             "--signal", spec, "--mm", "fixed-percent:0.4", "--out", str(tmp_path / name), "--format", "json",
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[name] = read_trades(tmp_path / name / "trades.csv")
     assert runs["ma"].height > 5 and runs["ma"].equals(runs["expr"])
-    proc = run_hq(
+    proc = run_hq_here(
         "system", "run", "--source", f"hikyuu:{hikyuu_dir}", "--codes", "SH600000", *SPAN,
         "--signal", "expr:close > MA(20) and REF(close, 1) < 10 ; close < LLV(low, 10) * 1.01",
         "--out", str(tmp_path / "e2"), "--format", "json",
@@ -125,10 +125,10 @@ def test_predictions_drive_the_system_on_the_qlib_store(qlib_dir: Path, tmp_path
     instruments = tmp_path / "mine.txt"
     instruments.write_text("".join(f"{c}\t2010-01-04\t2026-05-08\n" for c in codes))
     signals = tmp_path / "signals.parquet"
-    made = run_hq("signals", str(tmp_path / "preds.parquet"), "--k", "3", "--out", str(signals))
+    made = run_hq_here("signals", str(tmp_path / "preds.parquet"), "--k", "3", "--out", str(signals))
     assert made.returncode == 0, made.stderr[-2000:]
     out = tmp_path / "run"
-    proc = run_hq(
+    proc = run_hq_here(
         "system", "run", "--source", f"qlib:{qlib_dir}", "--universe-file", str(instruments),
         "--start", "2020-01-01", "--end", "2020-06-30", "--signal", f"predictions:{tmp_path / 'preds.parquet'}",
         "--method", "topk", "--k", "3", "--mm", "fixed-percent:0.3", "--cost", "none", "--benchmark", "SH000300",
@@ -148,7 +148,7 @@ def test_predictions_drive_the_system_on_the_qlib_store(qlib_dir: Path, tmp_path
             before = moves.filter((pl.col("code") == code) & (pl.col("datetime") < exit_))
             assert before["signal"][-1] == "SELL", (code, exit_)
     # the signals file itself drives the same run
-    again = run_hq(
+    again = run_hq_here(
         "system", "run", "--source", f"qlib:{qlib_dir}", "--universe-file", str(instruments),
         "--start", "2020-01-01", "--end", "2020-06-30", "--signal", f"signals:{signals}",
         "--mm", "fixed-percent:0.3", "--cost", "none", "--out", str(tmp_path / "again"), "--format", "json",
@@ -181,7 +181,7 @@ def test_bad_system_options_are_refused_before_any_work(hikyuu_dir: Path, tmp_pa
         (("--signal", "ma-cross:5,20"), "--codes"),
     ]
     for args, words in cases:
-        proc = run_hq(*base, *args)
+        proc = run_hq_here(*base, *args)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert words in json.loads(proc.stdout)["error"]["message"], args
     assert not (tmp_path / "x").exists()

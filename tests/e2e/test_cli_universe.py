@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 
 def store_copy(hikyuu_dir: Path, dest: Path) -> Path:
@@ -31,7 +31,7 @@ def test_import_a_qlib_universe_into_the_block_table_and_trade_it(
 ) -> None:
     root = store_copy(hikyuu_dir, tmp_path / "store")
     csi300 = qlib_dir / "instruments" / "csi300.txt"
-    proc = run_hq(
+    proc = run_hq_here(
         "data", "universe", "import", str(csi300), "--name", "沪深300", "--category", "指数板块",
         "--into", f"hikyuu:{root}", "--on", "2011-06-01", "--format", "json",
     )  # fmt: skip
@@ -43,10 +43,12 @@ def test_import_a_qlib_universe_into_the_block_table_and_trade_it(
         rows = conn.execute("SELECT market_code FROM Block WHERE name = '沪深300'").fetchall()
     assert sorted(r[0] for r in rows) == members_on(csi300, "2011-06-01")  # Hikyuu's form: SH600000
     source = f"hikyuu:{root}"
-    listed = json.loads(run_hq("data", "universe", "list", "--source", source, "--format", "json").stdout)
+    listed = json.loads(
+        run_hq_here("data", "universe", "list", "--source", source, "--format", "json").stdout
+    )
     assert listed["blocks"] == {"指数板块/沪深300": doc["members"]} and "all" in listed["universes"]
     out = tmp_path / "run"
-    proc = run_hq(
+    proc = run_hq_here(
         "system", "run", "--source", f"hikyuu:{root}", "--universe", "csi300", "--start", "2010-01-01",
         "--end", "2011-12-31", "--signal", "ma-cross:5,20", "--mm", "fixed-count:100", "--out", str(out),
         "--format", "json",
@@ -61,7 +63,7 @@ def test_import_into_a_qianlong_block_file(hikyuu_dir: Path, qlib_dir: Path, tmp
     root = store_copy(hikyuu_dir, tmp_path / "store")
     (root / "block").mkdir()
     (root / "block" / "zsbk.ini").write_text("[上证50]\n0,600000\n", encoding="utf-8")
-    proc = run_hq(
+    proc = run_hq_here(
         "data", "universe", "import", str(qlib_dir / "instruments" / "csi300.txt"), "--name", "沪深300",
         "--category", "指数板块", "--into", str(root), "--format", "json",
     )  # fmt: skip
@@ -72,7 +74,7 @@ def test_import_into_a_qianlong_block_file(hikyuu_dir: Path, qlib_dir: Path, tmp
     assert text.startswith("[上证50]\n0,600000\n[沪深300]\n") and "\n0,600000\n" in text.split("[沪深300]")[1]
     csi300 = qlib_dir / "instruments" / "csi300.txt"
     assert len(text.split("[沪深300]")[1].split()) == doc["members"] == len(members_on(csi300, "2026-05-08"))
-    refused = run_hq(
+    refused = run_hq_here(
         "data", "universe", "import", str(qlib_dir / "instruments" / "csi300.txt"), "--name", "x",
         "--into", f"qlib:{qlib_dir}", "--format", "json",
     )  # fmt: skip
@@ -80,7 +82,7 @@ def test_import_into_a_qianlong_block_file(hikyuu_dir: Path, qlib_dir: Path, tmp
 
 
 def test_universe_list_of_a_qlib_store(qlib_dir: Path) -> None:
-    proc = run_hq("data", "universe", "list", "--source", f"qlib:{qlib_dir}", "--format", "json")
+    proc = run_hq_here("data", "universe", "list", "--source", f"qlib:{qlib_dir}", "--format", "json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["universes"] == ["all", "csi300"]
 
@@ -106,7 +108,7 @@ def test_a_block_s_index_code_listed_and_used_as_its_name(
             "INSERT INTO BlockIndex (category, name, market_code) VALUES ('指数板块', '中证500', 'SH000905')"
         )
     csi300 = qlib_dir / "instruments" / "csi300.txt"
-    proc = run_hq(
+    proc = run_hq_here(
         "data", "universe", "import", str(csi300), "--name", "沪深300", "--category", "指数板块",
         "--index", "000300.SH", "--into", source, "--on", "2011-06-01", "--format", "json",
     )  # fmt: skip
@@ -115,15 +117,17 @@ def test_a_block_s_index_code_listed_and_used_as_its_name(
     with sqlite3.connect(root / "stock.db") as conn:
         rows = conn.execute("SELECT category, name, market_code FROM BlockIndex ORDER BY id").fetchall()
     assert rows == [("指数板块", "中证500", "SH000905"), ("指数板块", "沪深300", "SH000300")]
-    listed = json.loads(run_hq("data", "universe", "list", "--source", source, "--format", "json").stdout)
+    listed = json.loads(
+        run_hq_here("data", "universe", "list", "--source", source, "--format", "json").stdout
+    )
     assert listed["index_codes"] == {"指数板块/中证500": "SH000905", "指数板块/沪深300": "SH000300"}
     assert set(listed["blocks"]) == {"指数板块/中证500", "指数板块/沪深300", "行业板块/银行"}  # 银行 has none
-    table = run_hq("data", "universe", "list", "--source", source)
+    table = run_hq_here("data", "universe", "list", "--source", source)
     assert table.returncode == 0 and "SH000905" in table.stdout
     # the block named by its index's code: the same codes as by its name
     runs = {}
     for name in ("SH000300", "沪深300"):
-        proc = run_hq(
+        proc = run_hq_here(
             "system", "run", "--source", source, "--universe", name, "--start", "2010-01-01", "--end",
             "2011-12-31", "--signal", "ma-cross:5,20", "--out", str(tmp_path / name), "--format", "json",
         )  # fmt: skip
@@ -131,14 +135,14 @@ def test_a_block_s_index_code_listed_and_used_as_its_name(
         runs[name] = json.loads(proc.stdout)["codes"]
     assert runs["SH000300"] == runs["沪深300"] == ["SH600000", "SH600004", "SH600005", "SZ000001", "SZ000002"]
     # an index stock.db does not list is refused, as Hikyuu would ignore it; so is one for an ini file
-    proc = run_hq(
+    proc = run_hq_here(
         "data", "universe", "import", str(csi300), "--name", "x", "--category", "指数板块", "--index", "SH009999",
         "--into", source, "--format", "json",
     )  # fmt: skip
     assert proc.returncode == 2 and "SH009999" in json.loads(proc.stdout)["error"]["message"]
     (root / "block").mkdir()
     (root / "block" / "zsbk.ini").write_text("[上证50]\n0,600000\n", encoding="utf-8")
-    proc = run_hq(
+    proc = run_hq_here(
         "data", "universe", "import", str(csi300), "--name", "上证50", "--category", "指数板块",
         "--index", "SH000016", "--into", source, "--format", "json",
     )  # fmt: skip

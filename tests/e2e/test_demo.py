@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -19,12 +20,22 @@ def hq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return run_hq(*args, env={**os.environ, **env})
 
 
-def test_demo_runs_the_whole_job_and_reuses_it(tmp_path: Path) -> None:
-    env = {"HQ_HOME": str(tmp_path / "home"), "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}"}
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def first_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path, dict[str, Any]]:
+    """The first ``hq demo --format json`` on :data:`SOURCE` under a new HQ_HOME: (its environment, its
+    ``--out`` directory, its document). Both synthetic-source tests read it (one demo run instead of two)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {"HQ_HOME": str(tmp / "home"), "HQ_DATABASE_URL": f"sqlite:///{tmp / 'registry.db'}"}
+    out = tmp / "demo"
     proc = hq(env, "demo", "--source", SOURCE, "--out", str(out), "--format", "json")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(proc.stdout)
+    return env, out, json.loads(proc.stdout)
+
+
+def test_demo_runs_the_whole_job_and_reuses_it(
+    first_demo: tuple[dict[str, str], Path, dict[str, Any]],
+) -> None:
+    env, out, doc = first_demo
     run_dir = Path(doc["out_dir"])
     assert run_dir.parent == out and Path(doc["report"]).is_file()
     html = Path(doc["report"]).read_text()
@@ -35,7 +46,7 @@ def test_demo_runs_the_whole_job_and_reuses_it(tmp_path: Path) -> None:
     assert doc["metrics"]["backtest"]["portfolio"]["total_return"] is not None
     # the synthetic market is read through its feature source, directly: no hidden export of the store,
     # only the computed features are cached under HQ_HOME
-    cache = tmp_path / "home" / "cache"
+    cache = Path(env["HQ_HOME"]) / "cache"
     assert not (cache / "qlib-views").exists() and list(cache.glob("features/*.hqc"))
     again = hq(env, "demo", "--source", SOURCE, "--out", str(out), "--format", "json")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -43,14 +54,12 @@ def test_demo_runs_the_whole_job_and_reuses_it(tmp_path: Path) -> None:
     assert second["reused_model"] is True and second["model_id"] == doc["model_id"]
 
 
-def test_demo_benchmarks_on_the_synthetic_index_and_shows_one_set_of_statistics(tmp_path: Path) -> None:
+def test_demo_benchmarks_on_the_synthetic_index_and_shows_one_set_of_statistics(
+    first_demo: tuple[dict[str, str], Path, dict[str, Any]],
+) -> None:
     """The synthetic market's equal-weight index is the benchmark; the printed summary, metrics.json and
     report.html show the same figures under the same names; the report's IC is the model's test IC."""
-    env = {"HQ_HOME": str(tmp_path / "home"), "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}",
-           "COLUMNS": "200"}  # fmt: skip
-    proc = hq(env, "demo", "--source", SOURCE, "--out", str(tmp_path / "demo"), "--format", "json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(proc.stdout)
+    env, out, doc = first_demo
     backtest = doc["metrics"]["backtest"]
     assert backtest["benchmark"]["code"] == "SH000001" and doc["notes"] == []
     assert "excess_return_with_cost" in backtest
@@ -68,7 +77,7 @@ def test_demo_benchmarks_on_the_synthetic_index_and_shows_one_set_of_statistics(
         assert body is not None, group
         shown = dict(re.findall(r"<tr><th>([^<]+)</th><td[^>]*>([^<]*)</td></tr>", body.group(1)))
         assert shown == {k: format_measure(k, v) for k, v in values.items()}, group
-    table = hq(env, "demo", "--source", SOURCE, "--out", str(tmp_path / "demo"))
+    table = hq({**env, "COLUMNS": "200"}, "demo", "--source", SOURCE, "--out", str(out))
     assert table.returncode == 0, table.stderr[-3000:]
     lines = [re.split(r"\s*[│\t]\s*", line.strip().strip("│").strip()) for line in table.stdout.splitlines()]
     printed = {(cells[0], cells[1]): cells[2] for cells in lines if len(cells) == 3}

@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cli_support import run_hq
+from cli_support import run_hq_here
 
 UNIVERSE = "csi300"  # enough rows for Qlib's strongly regularised trees to split in five rounds
 
@@ -16,7 +16,7 @@ UNIVERSE = "csi300"  # enough rows for Qlib's strongly regularised trees to spli
 def hq(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
     env["HQ_HOME"] = str(home)
-    return run_hq("--log-level", "WARNING", *args, env=env, cwd=cwd)
+    return run_hq_here("--log-level", "WARNING", *args, env=env, cwd=cwd)
 
 
 def test_evaluate_from_another_directory(qlib_dir: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq, run_hq_here
 from rolling_support import assert_tiles, small_store, write_workflow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def first(workflow: Path, env: dict[str, str]) -> dict[str, object]:
 
 def models(env: dict[str, str], db: str | None = None) -> list[dict[str, object]]:
     args = ["model", "list", "--format", "json", "--limit", "200"] + (["--db", db] if db else [])
-    proc = run_hq(*args, env=env, cwd=REPO)
+    proc = run_hq_here(*args, env=env, cwd=REPO)  # a read: no new interpreter needed
     assert proc.returncode == 0, proc.stderr[-2000:]
     return list(json.loads(proc.stdout)["models"])
 
@@ -123,7 +123,7 @@ def test_a_remote_cluster_with_a_sqlite_registry_is_refused_before_any_task(
     workflow: Path, env: dict[str, str], home: Path
 ) -> None:
     db = home / "remote.db"
-    proc = run_hq("rolling", str(workflow), "--executor", "ray://10.1.2.3:10001", "--db", f"sqlite:///{db}",
+    proc = run_hq_here("rolling", str(workflow), "--executor", "ray://10.1.2.3:10001", "--db", f"sqlite:///{db}",
                   "--format", "json", env=env, cwd=REPO)  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     error = json.loads(proc.stdout)["error"]
@@ -160,7 +160,7 @@ def test_a_sweep_registers_every_configuration_and_ranks_on_valid(
 
 def test_rolling_options_are_checked_before_any_work(workflow: Path, env: dict[str, str], home: Path) -> None:
     out = home / "refused"
-    proc = run_hq("rolling", str(workflow), "--train-days", "5", "--out", str(out), "--format", "json",
+    proc = run_hq_here("rolling", str(workflow), "--train-days", "5", "--out", str(out), "--format", "json",
                   env=env, cwd=REPO)  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     error = json.loads(proc.stdout)["error"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq, run_hq_here
 from rolling_support import assert_tiles, small_store, write_workflow
 from tests.conftest import require
 
@@ -198,7 +198,7 @@ def test_a_killed_ray_driver_resumes_to_the_same_predictions(
     again = pl.read_parquet(doc["predictions"])
     assert again.equals(uninterrupted)  # bit for bit: same seeds, same thread counts
     assert again["score"].to_numpy().tobytes() == uninterrupted["score"].to_numpy().tobytes()
-    listed = run_hq("model", "list", "--format", "json", "--limit", "200", env=env, cwd=REPO)
+    listed = run_hq_here("model", "list", "--format", "json", "--limit", "200", env=env, cwd=REPO)
     assert listed.returncode == 0, listed.stderr[-2000:]
     mine = [
         m for m in json.loads(listed.stdout)["models"] if m["tags"].get("rolling_id") == doc["rolling_id"]

@@ -11,14 +11,20 @@ from typing import IO
 
 import polars as pl
 import pytest
-from cli_support import run_hq
+from cli_support import run_hq, run_hq_here
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml"
 
 
 def hq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``hq ARGS`` in a new interpreter, as a user runs it."""
     return run_hq(*args, env={**os.environ, **env}, cwd=REPO)
+
+
+def hq_here(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``hq ARGS`` through the same entrypoint in this process (no interpreter to start)."""
+    return run_hq_here(*args, env={**os.environ, **env}, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -102,23 +108,23 @@ def test_a_run_puts_every_output_in_one_directory(first_run: dict[str, object], 
 def test_an_identical_run_reuses_the_model_and_force_retrains(
     first_run: dict[str, object], env: dict[str, str]
 ) -> None:
-    again = hq(env, "run", str(EXAMPLE), "--format", "json")
+    again = hq_here(env, "run", str(EXAMPLE), "--format", "json")
     assert again.returncode == 0, again.stderr[-3000:]
     doc = json.loads(again.stdout)
     assert doc["reused_model"] is True and doc["model_id"] == first_run["model_id"]
     assert doc["run_id"] == first_run["run_id"]
-    forced = hq(env, "run", str(EXAMPLE), "--force", "--format", "json")
+    forced = hq_here(env, "run", str(EXAMPLE), "--force", "--format", "json")
     assert forced.returncode == 0, forced.stderr[-3000:]
     doc = json.loads(forced.stdout)
     assert doc["reused_model"] is False and doc["model_id"] != first_run["model_id"]
-    listed = hq(env, "model", "list", "--format", "json")
+    listed = hq_here(env, "model", "list", "--format", "json")
     assert len(json.loads(listed.stdout)["models"]) == 2
 
 
 def test_a_bad_workflow_file_fails_clearly(env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace("universe: csi300", "universe: csi300\nuniverze: csi500"))
-    proc = hq(env, "run", str(bad))
+    proc = hq_here(env, "run", str(bad))
     assert proc.returncode == 2
     assert "univerze" in proc.stderr and str(bad) in proc.stderr
 
@@ -158,7 +164,7 @@ def test_ctrl_c_leaves_no_half_written_outputs(env: dict[str, str], tmp_path: Pa
     assert proc.returncode == 130, "".join(seen[-40:])
     leftovers = list(runs.iterdir()) if runs.exists() else []
     assert leftovers == []  # neither a run directory nor a staging directory
-    listed = hq(local, "model", "list", "--format", "json")
+    listed = hq_here(local, "model", "list", "--format", "json")
     document = json.loads(listed.stdout)
     if listed.returncode == 3:  # interrupted before the run opened the registry: it was never created
         assert "no registry at" in document["error"]["message"] and not (tmp_path / "reg.db").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_support import hq_env, run_hq
+from cli_support import hq_env, run_hq_here
 
 
 def _config(qlib_dir: Path, tmp: Path, **model: object) -> Path:
@@ -35,7 +35,7 @@ def _config(qlib_dir: Path, tmp: Path, **model: object) -> Path:
 def test_selection_on_valid_reports_every_candidate(qlib_dir: Path, tmp_path: Path) -> None:
     config = _config(qlib_dir, tmp_path, select_on="valid", seeds=2,
                      candidates=[{"num_leaves": 31}, {"num_leaves": 63, "learning_rate": 0.1}])  # fmt: skip
-    proc = run_hq(
+    proc = run_hq_here(
         "--log-level", "WARNING", "run", str(config), "--format", "json", env=hq_env(tmp_path / "home")
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -57,12 +57,12 @@ def test_unknown_preset_is_refused(qlib_dir: Path, tmp_path: Path) -> None:
     doc = yaml.safe_load(config.read_text())
     doc["model"]["preset"] = "qlib-nope"
     config.write_text(yaml.safe_dump(doc))
-    proc = run_hq("run", str(config), env=hq_env(tmp_path / "home"))
+    proc = run_hq_here("run", str(config), env=hq_env(tmp_path / "home"))
     assert proc.returncode == 2 and "unknown preset 'qlib-nope'" in proc.stderr
 
 
 @pytest.mark.parametrize("segment", ["test"])
 def test_select_on_only_valid(qlib_dir: Path, tmp_path: Path, segment: str) -> None:
     config = _config(qlib_dir, tmp_path, select_on=segment)
-    proc = run_hq("run", str(config), env=hq_env(tmp_path / "home"))
+    proc = run_hq_here("run", str(config), env=hq_env(tmp_path / "home"))
     assert proc.returncode == 2 and "select_on" in proc.stderr
