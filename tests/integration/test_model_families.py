@@ -37,7 +37,7 @@ TEST = SEGMENTS["test"]
 #: preset → (model type, small-budget overrides, importance kinds, how the artifact begins)
 CASES: dict[str, tuple[ModelType, dict[str, Any], set[str], bytes]] = {
     "qlib-lgb-alpha158": (ModelType.LIGHTGBM, {"num_boost_round": 12}, {"gain", "split"}, b"tree\n"),
-    "qlib-xgb-alpha158": (ModelType.XGBOOST, {"n_estimators": 15, "max_depth": 4}, {"gain", "split"}, b"{"),
+    "qlib-xgb-alpha158": (ModelType.XGBOOST, {"n_estimators": 15, "max_depth": 3}, {"gain", "split"}, b"{"),
     "qlib-catboost-alpha158": (
         ModelType.CATBOOST,
         {"num_boost_round": 25, "max_depth": 4},
