@@ -241,6 +241,19 @@ def gain_sums(
                     dest[k, j] = tot[m]
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _add_pair(
+    a: float, b: float, cnt: int, mx: float, my: float, sxx: float, syy: float, sxy: float
+) -> tuple[int, float, float, float, float, float]:  # pragma: no cover - compiled
+    """Welford's update of the running co-moments with the pair ``(a, b)`` added."""
+    cnt += 1
+    dx = a - mx
+    dy = b - my
+    mx += dx / cnt
+    my += dy / cnt
+    return cnt, mx, my, sxx + dx * (a - mx), syy + dy * (b - my), sxy + dx * (b - my)
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def corr(
     x: F32, y: F32, s: int, e: int, windows: I64, begins: I64, live: I64, out: F64
@@ -287,14 +300,7 @@ def corr(
             a = np.float64(x[i])
             b = np.float64(y[i])
             if np.isfinite(a) and np.isfinite(b):
-                cnt += 1
-                dx = a - mx
-                dy = b - my
-                mx += dx / cnt
-                my += dy / cnt
-                sxx += dx * (a - mx)
-                syy += dy * (b - my)
-                sxy += dx * (b - my)
+                cnt, mx, my, sxx, syy, sxy = _add_pair(a, b, cnt, mx, my, sxx, syy, sxy)
             pxx = max(pxx, sxx)
             pyy = max(pyy, syy)
             pxy = max(pxy, abs(sxy))
@@ -309,14 +315,7 @@ def corr(
                     a = np.float64(x[r])
                     b = np.float64(y[r])
                     if np.isfinite(a) and np.isfinite(b):
-                        cnt += 1
-                        dx = a - mx
-                        dy = b - my
-                        mx += dx / cnt
-                        my += dy / cnt
-                        sxx += dx * (a - mx)
-                        syy += dy * (b - my)
-                        sxy += dx * (b - my)
+                        cnt, mx, my, sxx, syy, sxy = _add_pair(a, b, cnt, mx, my, sxx, syy, sxy)
                 pxx = sxx
                 pyy = syy
                 pxy = abs(sxy)
