@@ -243,13 +243,13 @@ def _ours_run(qlib_dir: str, segments: str, budget: str, tmp: str, universe: str
         HQ_DATABASE_URL=f"sqlite:///{Path(tmp) / 'registry.db'}",
     )  # fmt: skip
     began = time.perf_counter()
+    # stderr passes through: a long run's log (stages, boosting rounds) shows while it runs
     proc = subprocess.run(
         [sys.executable, "-m", "hikyuu_qlib", "run", str(workflow), "--format", "json", "--memory-budget", budget],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        stdout=subprocess.PIPE, text=True, env=env, cwd=REPO,
     )  # fmt: skip
     seconds = time.perf_counter() - began
     if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-5000:])
         raise SystemExit(proc.returncode)
     doc = json.loads(proc.stdout)
     metrics = json.loads((Path(doc["out_dir"]) / "metrics.json").read_text())
