@@ -11,7 +11,10 @@ stage's peak is reported on its own (``metrics.json``'s ``memory``).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,6 +108,24 @@ class MemoryBudget:
 
 def rss_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``); nothing elsewhere.
+
+    glibc keeps what LightGBM frees (its bins, gradients and histograms: blocks of a few MB, taken from
+    the heap once its mmap threshold has grown) for later allocations, so after a training the process's
+    RSS stays at LightGBM's peak, and the next stages' peaks are counted on top of it. Measured: 1 M rows
+    × 158 features, RSS 755 MB after the booster was rebuilt and the dataset freed, 198 MB after the trim.
+    Called by the bounded path after each stage that freed a large working set."""
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)  # absent from musl
+    if trim is not None:
+        trim(0)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from hikyuu_qlib.factors.processors import (
 )
 from hikyuu_qlib.factors.sizing import feature_rows
 from hikyuu_qlib.factors.universe import Universe
-from hikyuu_qlib.memory import MemoryBudget, PeakRss
+from hikyuu_qlib.memory import MemoryBudget, PeakRss, release_freed_memory
 from hikyuu_qlib.modelling import metrics as model_metrics
 from hikyuu_qlib.modelling import trainer
 from hikyuu_qlib.modelling.dataset import RAW_LABEL, build_chain, encode_state, labels, matrix
@@ -490,6 +490,7 @@ def train_blocks(
         finally:
             for seq in seqs:
                 seq.close()
+            release_freed_memory()  # LightGBM's datasets are freed: hand their pages back
 
 
 def write_row_files(
@@ -572,6 +573,7 @@ def segment_metrics_blocks(
                 scored.join(learn, on=["datetime", "code"], how="left"), (model_metrics.LABEL, "learn_label")
             )
         out[name] = acc.summary({model_metrics.LABEL: "mse_raw_label", "learn_label": "mse_learn_label"})
+    release_freed_memory()
     return out
 
 
@@ -594,6 +596,7 @@ def write_predictions_blocks(
     finally:
         if writer is not None:
             writer.close()
+        release_freed_memory()
     if writer is None:
         raise InvalidInputError(f"no features to predict in {dates}")
     return rows
