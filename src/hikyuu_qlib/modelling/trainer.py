@@ -53,12 +53,13 @@ def train_lightgbm(
     x, y = train
     if len(x) == 0:
         raise InvalidInputError("empty training data: check the universe and the train segment")
-    sets = [lgb.Dataset(x, label=y)]
+    own = {} if isinstance(x, np.ndarray) else sampling_params(params)
+    sets = [lgb.Dataset(x, label=y, params=own or None)]
     names = ["train"]
     if valid is not None:
         if len(valid[0]) == 0:
             raise InvalidInputError("empty validation data: check the valid segment")
-        sets.append(lgb.Dataset(valid[0], label=valid[1]))
+        sets.append(lgb.Dataset(valid[0], label=valid[1], params=own or None))
         names.append("valid")
     evals: dict[str, Any] = {}
     callbacks: list[Any] = [lgb.record_evaluation(evals), _log_callback(log_period)]
@@ -92,6 +93,28 @@ def train_lightgbm(
     if progress is not None:
         progress(rounds, rounds, f"best iteration {best}")  # the bar ends at the rounds run
     return TrainResult(booster, best, rounds, seconds, evals)
+
+
+#: LightGBM's names for ``seed`` and for the seed its bin sample is drawn with.
+SEED_ALIASES = ("seed", "random_seed", "random_state")
+DATA_SEED_ALIASES = ("data_random_seed", "data_seed")
+
+
+def sampling_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset parameter a :class:`lightgbm.Sequence` needs to sample its bin rows as a matrix does.
+
+    LightGBM derives ``data_random_seed`` from ``seed`` in its C++ config, which a matrix is binned
+    with; a Sequence draws its sample rows in Python with the dataset's own parameters, where ``seed`` is
+    not one, so past ``bin_construct_sample_cnt`` rows (200,000 by default) it drew other rows, other bin
+    boundaries and another model. Given the derived seed, the trees are the same. The derivation is
+    LightGBM's ``Random(seed).NextShort(0, 32767)``: one step of its linear congruential generator."""
+    if any(k in params for k in DATA_SEED_ALIASES):
+        return {}
+    seed = next((params[k] for k in SEED_ALIASES if k in params), None)
+    if seed is None:
+        return {}
+    state = (214013 * (int(seed) & 0xFFFFFFFF) + 2531011) & 0xFFFFFFFF
+    return {"data_random_seed": ((state >> 16) & 0x7FFF) % 32767}
 
 
 def rounds_run(evals: Mapping[str, Mapping[str, Sequence[float]]], booster: lightgbm.Booster) -> int:
