@@ -239,8 +239,8 @@ def _check_statistics(torch: Any, net: Any, x: F32) -> None:
                 raise InvalidInputError(
                     f"the MLP degenerated: the running variance of its BatchNorm layer {name} is not "
                     f"finite (float32 overflow; the train inputs reach {top:.3g} in magnitude), so it would "
-                    "score every row the same; normalise the features first (e.g. infer processors "
-                    "robust_zscore and fillna)"
+                    "score every row the same; normalise the features it learns from and predicts on "
+                    "(e.g. robust_zscore and fillna in both the infer and the learn processors)"
                 )
 
 
