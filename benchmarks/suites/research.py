@@ -22,6 +22,11 @@ store.
    the string hash: the row also reports pyqlib's model with those features in the frame's order, as ours
    keeps them (``qlib_feature_order_fixed``), and every worker runs with ``PYTHONHASHSEED=0`` unless set.
    Each row lists the parameters as each library saw them where they differ (``library_param_diff``).
+   A fit our family refuses (the MLP on raw Alpha158: zero-volume days put VMA/VSTD near 1e20 and
+   overflow BatchNorm's variance, so the network scores every row alike) gives a row with the reason,
+   pyqlib's figures and whether pyqlib's model is degenerate too (its BatchNorm running variance, its
+   count of distinct test scores): parity then means both degenerate, the ICs (rounding noise) are not
+   compared.
 6. Quality: every configuration tried (``QUALITY_CONFIGS``), each over ``QUALITY_SEEDS`` seeds (mean ± std
    of every segment metric), the chosen one picked on the valid segment's mean IC alone, then
    backtested on the test segment (TopkDropout(50, 5) against CSI300, with costs): against pyqlib's
@@ -176,6 +181,9 @@ def _parity_rows(cfg: dict[str, Any], qlib_dir: Path, quick: bool) -> list[Resul
         with tempfile.TemporaryDirectory(prefix="hq-bench-parity-") as tmp:
             ours = _measure("ours_preset", str(qlib_dir), segs, tmp, preset, overrides)
             anchor = _measure("qlib_model", str(qlib_dir), segs, tmp, kind, overrides)
+            if "refused" in ours:
+                results.append(_refused_row(preset, kind, test, ours, anchor, overrides, cfg))
+                continue
             agreement = _agreement(Path(tmp) / "ours.parquet", Path(tmp) / "qlib.parquet")
             keep = os.environ.get("HQ_BENCH_PARITY_KEEP")
             if keep:  # both sides' test predictions, for a closer look
@@ -381,6 +389,42 @@ def _measure(kind: str, *args: str) -> dict[str, Any]:
     return measure(__file__, kind, *args, log=log, report_completion=False, hash_seed="0")
 
 
+def _refused_row(
+    preset: str,
+    kind: str,
+    test: tuple[str, str],
+    ours: dict[str, Any],
+    anchor: dict[str, Any],
+    overrides: str,
+    cfg: dict[str, Any],
+) -> Result:
+    """A parity row whose fit ours refuses: pyqlib's figures, and whether pyqlib's model is degenerate too
+    (the MLP: BatchNorm running variance not finite, a handful of distinct test scores). Parity then means
+    both sides degenerate; the ICs of a constant predictor are rounding noise and are not compared."""
+    both = anchor.get("batchnorm_finite") is False
+    return Result(
+        f"parity {preset} csi300 (test {test[0][:4]}-{test[1][:4]})",
+        ours["seconds"],
+        f"pyqlib {anchor['model']}",
+        anchor["seconds"],
+        extra={
+            "refused": ours["refused"],
+            "qlib_batchnorm_finite": anchor.get("batchnorm_finite"),
+            "qlib_distinct_scores": anchor.get("distinct_scores"),
+            "qlib_test_ic": anchor["ic"],
+            "qlib_test_rank_ic": anchor["rank_ic"],
+            "qlib_best_iteration": anchor.get("best_iteration"),
+            "degenerate_both": both,
+            "goal_met": both,
+            "overrides": json.loads(overrides),
+            "seed": SEED,
+            "segments": cfg["segments"],
+            "peak_rss_mb": ours["peak_rss_mb"],
+            "qlib_peak_rss_mb": anchor["peak_rss_mb"],
+        },
+    )
+
+
 def _agreement(ours: Path, theirs: Path) -> dict[str, Any]:
     import polars as pl
 
@@ -394,6 +438,8 @@ def _agreement(ours: Path, theirs: Path) -> dict[str, Any]:
         "pred_rows_matched": both.height,
         "pred_max_abs_diff": float(diff.max()),  # type: ignore[arg-type]
         "pred_corr": float(both.select(pl.corr("score", "score_qlib")).item()),
+        "distinct_scores": a["score"].n_unique(),
+        "qlib_distinct_scores": b["score"].n_unique(),
     }
 
 
@@ -592,15 +638,20 @@ def _ours_preset(qlib_dir: str, segments: str, tmp: str, preset: str, overrides:
     store = QlibStore.open(qlib_dir)
     segs = Segments.parse(spans["train"], spans["valid"], spans["test"])
     universe = Universe.from_store(store, "csi300")
+    from hikyuu_qlib.domain.errors import InvalidInputError
+
     with ModelRegistry(f"sqlite:///{tmp}/registry.db") as registry:
         artifacts = LocalArtifactStore(Path(tmp) / "artifacts")
-        outcome = train_and_register(
-            TrainSpec("bench", segs, preset=preset, seed=SEED, params=json.loads(overrides)),
-            store=store,
-            universe=universe,
-            registry=registry,
-            artifacts=artifacts,
-        )
+        try:
+            outcome = train_and_register(
+                TrainSpec("bench", segs, preset=preset, seed=SEED, params=json.loads(overrides)),
+                store=store,
+                universe=universe,
+                registry=registry,
+                artifacts=artifacts,
+            )
+        except InvalidInputError as exc:  # a fit our family refuses (the MLP's degenerate BatchNorm)
+            return {"seconds": time.perf_counter() - began, "refused": str(exc)}
         test = outcome.data.view("test", "infer")  # already through the infer processors
         scores = test.select("datetime", "code").with_columns(
             pl.Series("score", outcome.result.model.predict(matrix(test, outcome.data.features)))
@@ -858,7 +909,14 @@ def _qlib_model(qlib_dir: str, segments: str, tmp: str, kind: str, overrides: st
         else _library_params(inner),
     }
     if kind == "mlp":
+        import torch
+
         doc["qlib_processors"] = CS_FILL_NOTE
+        norms = [m for m in model.dnn_model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+        doc["batchnorm_finite"] = all(
+            m.running_var is not None and bool(torch.isfinite(m.running_var).all()) for m in norms
+        )
+        doc["distinct_scores"] = int(pred.nunique())
     if kind == "double_ensemble":
         # the same model with its selected features in the frame's column order (as ours keeps them)
         ordered = _ordered_double_ensemble(model)

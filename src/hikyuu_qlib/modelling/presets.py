@@ -234,7 +234,9 @@ _QLIB_RIDGE = _linear("qlib-linear-ridge-alpha158", "ridge", 1000.0, "ridge regr
 _QLIB_LASSO = _linear("qlib-linear-lasso-alpha158", "lasso", 0.001, "lasso regression, alpha 0.001")
 
 #: Qlib's examples/benchmarks/MLP/workflow_config_mlp_Alpha158.yaml: VWAP0 dropped; infer CSZFillna;
-#: learn (independent of infer) DropnaProcessor(feature), DropnaLabel, CSZScoreNorm(label).
+#: learn (independent of infer) DropnaProcessor(feature), DropnaLabel, CSZScoreNorm(label). The network
+#: learns from raw features: on a store with zero-volume days (VMA/VSTD ~1e20) BatchNorm overflows and the
+#: family refuses the fit (pyqlib trains a constant predictor there); normalise both views to train it.
 _QLIB_MLP = Preset(
     name=QLIB_MLP_ALPHA158,
     model_type=ModelType.MLP,

@@ -218,9 +218,30 @@ def fit(data: FitInput) -> FitResult:
         if best_state is not None:
             net.load_state_dict(best_state)
         seconds = time.perf_counter() - started
+        _check_statistics(torch, net, x)
     if data.progress is not None:
         data.progress(step, step, f"best step {best_step or step}")
     return FitResult(MLPModel(net, input_dim, layers), best_step or step, step, seconds, evals)
+
+
+def _check_statistics(torch: Any, net: Any, x: F32) -> None:
+    """Refuse a network whose BatchNorm running statistics are not finite: in evaluation mode such a layer
+    outputs its bias alone, so every row gets the same score (up to float rounding) and any IC measured on
+    it is rounding noise. It happens on raw inputs so large that a batch's variance overflows float32
+    (Alpha158's VMA/VSTD reach 1e20 on a day of zero volume: ``volume + 1e-12`` in the denominator);
+    Qlib's ``DNNModelPytorch`` trains such a network without a word."""
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            stats = (module.running_mean, module.running_var)
+            if not all(bool(torch.isfinite(t).all()) for t in stats):
+                with np.errstate(invalid="ignore"):
+                    top = float(np.nanmax(np.abs(x))) if x.size else float("nan")
+                raise InvalidInputError(
+                    f"the MLP degenerated: the running variance of its BatchNorm layer {name} is not "
+                    f"finite (float32 overflow; the train inputs reach {top:.3g} in magnitude), so it would "
+                    "score every row the same; normalise the features it learns from and predicts on "
+                    "(e.g. robust_zscore and fillna in both the infer and the learn processors)"
+                )
 
 
 def load(data: bytes, features: list[str]) -> MLPModel:
