@@ -95,8 +95,8 @@ def test_predictions_and_model_are_mutually_exclusive(qlib_dir: Path, tmp_path: 
 def test_backtest_of_a_registered_model_stores_its_summary(
     qlib_dir: Path, tmp_path: Path, csi300_selection: SelectionRun
 ) -> None:
-    """A model registered by a CSI300 run (the session's selection run: tests/conftest.py), backtested by its id's
-    prefix: its record then holds this backtest's summary."""
+    """A model registered by a CSI300 run (the session's selection run: tests/conftest.py), backtested by
+    its id's prefix: its record then holds this backtest's summary."""
     model_id = csi300_selection.doc["model_id"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

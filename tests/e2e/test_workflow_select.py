@@ -33,7 +33,8 @@ def _config(qlib_dir: Path, tmp: Path, **model: object) -> Path:
 
 
 def test_selection_on_valid_reports_every_candidate(csi300_selection: SelectionRun) -> None:
-    """The example workflow with two candidates × two seeds (the session's selection run: tests/conftest.py)."""
+    """The example workflow with two candidates × two seeds (the session's selection run:
+    tests/conftest.py)."""
     run = csi300_selection.doc
     selection = run["metrics"]["model"]["selection"]
     assert selection["select_on"] == "valid" and selection["select_metric"] == "ic"
