@@ -136,26 +136,6 @@ def test_hq_predict_streams_the_same_scores(market_run: dict[str, object], tmp_p
     assert peak <= BUDGET_MB * 2**20
 
 
-def test_bounded_and_in_memory_runs_agree(qlib_dir: Path, tmp_path: Path) -> None:
-    results = {}
-    path = workflow(tmp_path, "csi300")
-    for name, budget in (("memory", "16GB"), ("bounded", TRAIN_BUDGET)):
-        env = workflow_env(tmp_path / name, qlib_dir, **SPANS)
-        code, out, err, _ = _run_polled(
-            ["run", str(path), "--format", "json", "--memory-budget", budget], env
-        )
-        assert code == 0, err[-3000:]
-        results[name] = Path(json.loads(out)["out_dir"])
-    memory, bounded = (json.loads((results[n] / "metrics.json").read_text()) for n in ("memory", "bounded"))
-    assert memory["memory"]["path"] == "in_memory" and bounded["memory"]["path"] == "bounded"
-    a = pl.read_parquet(results["memory"] / "predictions.parquet")
-    b = pl.read_parquet(results["bounded"] / "predictions.parquet")
-    assert a.equals(b)
-    for key in ("ic", "rank_ic", "best_iteration", "rounds"):
-        assert bounded["model"][key] == pytest.approx(memory["model"][key], rel=1e-12), key
-    assert bounded["backtest"] == memory["backtest"]
-
-
 TRAIN_SPANS = ["--train", "2016-01-01:2016-12-31", "--valid", "2017-01-01:2017-06-30", "--test",
                "2017-07-01:2017-12-31"]  # fmt: skip
 #: CSI300's members have data on 126 k of their ~146 k member-days of 2016–2017: the in-memory path needs
@@ -237,7 +217,10 @@ def test_a_selection_within_a_budget_trains_every_run_from_the_block_set(
 ) -> None:
     """Each candidate and seed of a selection over the budget trains from the one block set, as a single
     training does, and from one set of row files (written by the first training): the run stays within the
-    budget and chooses the model the in-memory selection (the session's: tests/conftest.py) chooses."""
+    budget, chooses the model the in-memory selection (the session's: tests/conftest.py) chooses, and
+    predicts and backtests as it does: the stages after training are those of a run of one model, whose
+    bounded training is ``hq model train``'s (train_and_register with a budget), compared to the in-memory
+    training in test_model_train_within_a_budget_removes_the_scratch_of_a_killed_run."""
     memory = csi300_selection.metrics
     env = workflow_env(tmp_path / "bounded", qlib_dir, **SPANS)
     code, out, log, peak = _run_polled(
@@ -245,7 +228,8 @@ def test_a_selection_within_a_budget_trains_every_run_from_the_block_set(
          TRAIN_BUDGET], env,
     )  # fmt: skip
     assert code == 0, log[-3000:]
-    bounded = json.loads((Path(json.loads(out)["out_dir"]) / "metrics.json").read_text())
+    out_dir = Path(json.loads(out)["out_dir"])
+    bounded = json.loads((out_dir / "metrics.json").read_text())
     assert log.count("training rows written") == 1  # four trainings, one set of row files
     assert log.count("the row files written for an earlier training") == 3
     assert list((tmp_path / "bounded" / "home" / "cache" / "scratch").iterdir()) == []
@@ -260,3 +244,7 @@ def test_a_selection_within_a_budget_trains_every_run_from_the_block_set(
         assert got["select_value"] == pytest.approx(want["select_value"], rel=1e-12)
     for key in ("ic", "rank_ic", "best_iteration"):
         assert bounded["model"][key] == pytest.approx(memory["model"][key], rel=1e-12), key
+    # the run's later stages within the budget too: the same predictions, the same backtest
+    a = pl.read_parquet(csi300_selection.out_dir / "predictions.parquet")
+    assert a.height > 10_000 and a.equals(pl.read_parquet(out_dir / "predictions.parquet"))
+    assert bounded["backtest"] == memory["backtest"]
