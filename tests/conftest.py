@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data in ../shared/data and the real services.
+"""Shared fixtures: the real data in ../shared/data and the real services, and runs costly enough to be
+shared by several test modules.
 
 With ``CI=true`` a missing data directory or service fails the test instead of skipping it.
 """
@@ -8,8 +9,12 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from selection_support import SelectionRun
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -90,3 +95,30 @@ def pyqlib_cache_dir(config: pytest.Config) -> Path:
     """Where the parity references live (pytest's cache directory; see ``tests/pyqlib_references.py``)."""
     assert config.cache is not None
     return Path(config.cache.mkdir("hq-pyqlib"))
+
+
+# --- runs shared by several end-to-end modules -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def csi300_selection(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SelectionRun:
+    """One selection run of the example workflow on CSI300 for the session (four trainings; see
+    ``tests/e2e/selection_support.py``): test_workflow_select.py checks what it reports, test_bounded_run.py
+    compares the same selection within a memory budget to it, and test_cli_backtest.py backtests its
+    registered model. No test changes its outputs; a backtest of its model adds that backtest's summary to
+    the model's record.
+
+    Defined here, not in a conftest.py of tests/e2e: test modules import ``require`` from the module named
+    ``conftest``, which a second conftest.py would replace."""
+    import json
+
+    from cli_support import run_hq_here  # tests/e2e, on the path once its modules are collected
+    from selection_support import EXAMPLE, REPO, SELECT, SPANS, SelectionRun, workflow_env
+
+    tmp = tmp_path_factory.mktemp("csi300-selection")
+    config = tmp / "select.yaml"
+    config.write_text(EXAMPLE.read_text().replace("  params: {}", SELECT))
+    env = workflow_env(tmp, qlib_dir, **SPANS)
+    proc = run_hq_here("run", str(config), "--format", "json", "--memory-budget", "16GB", env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return SelectionRun(config, env, json.loads(proc.stdout))

@@ -22,9 +22,8 @@ from pathlib import Path
 import polars as pl
 import psutil
 import pytest
+from selection_support import EXAMPLE, REPO, SPANS, SelectionRun, workflow_env
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "workflow_lightgbm_alpha158_csi300.yaml"
 BUDGET_MB = 1536
 #: 60 boosting rounds at most (``num_boost_round`` overrides the preset's 1000): the test is about memory
 #: and equality, not about the model.
@@ -82,19 +81,6 @@ def market_store(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> P
     return out
 
 
-def _env(tmp: Path, source: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HQ_")}
-    return {
-        **env,
-        "PYTHONPATH": str(REPO / "src"),
-        "HQ_QLIB_DIR": str(source),
-        "HQ_RUNS_DIR": str(tmp / "runs"),
-        "HQ_HOME": str(tmp / "home"),
-        "HQ_DATABASE_URL": f"sqlite:///{tmp / 'registry.db'}",
-        **extra,
-    }
-
-
 @pytest.fixture(scope="module")
 def market_run(market_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """``hq run`` over every instrument of the generated store within the budget, as the first run after an
@@ -102,8 +88,8 @@ def market_run(market_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     tmp = tmp_path_factory.mktemp("market-run")
     path = workflow(tmp, "all")
     numba_cache = tmp / "numba-cache"
-    env = _env(tmp, market_store, HQ_TRAIN="2012-01-01:2014-12-31", HQ_VALID="2015-01-01:2015-12-31",
-               HQ_TEST="2016-01-01:2017-12-31", NUMBA_CACHE_DIR=str(numba_cache))  # fmt: skip
+    env = workflow_env(tmp, market_store, HQ_TRAIN="2012-01-01:2014-12-31", HQ_VALID="2015-01-01:2015-12-31",
+                       HQ_TEST="2016-01-01:2017-12-31", NUMBA_CACHE_DIR=str(numba_cache))  # fmt: skip
     code, out, err, peak = _run_polled(
         ["run", str(path), "--format", "json", "--memory-budget", f"{BUDGET_MB}MB"], env
     )
@@ -150,28 +136,6 @@ def test_hq_predict_streams_the_same_scores(market_run: dict[str, object], tmp_p
     assert peak <= BUDGET_MB * 2**20
 
 
-def test_bounded_and_in_memory_runs_agree(qlib_dir: Path, tmp_path: Path) -> None:
-    spans = {"HQ_TRAIN": "2016-01-01:2016-12-31", "HQ_VALID": "2017-01-01:2017-06-30",
-             "HQ_TEST": "2017-07-01:2017-12-31"}  # fmt: skip
-    results = {}
-    path = workflow(tmp_path, "csi300")
-    for name, budget in (("memory", "16GB"), ("bounded", TRAIN_BUDGET)):
-        env = _env(tmp_path / name, qlib_dir, **spans)
-        code, out, err, _ = _run_polled(
-            ["run", str(path), "--format", "json", "--memory-budget", budget], env
-        )
-        assert code == 0, err[-3000:]
-        results[name] = Path(json.loads(out)["out_dir"])
-    memory, bounded = (json.loads((results[n] / "metrics.json").read_text()) for n in ("memory", "bounded"))
-    assert memory["memory"]["path"] == "in_memory" and bounded["memory"]["path"] == "bounded"
-    a = pl.read_parquet(results["memory"] / "predictions.parquet")
-    b = pl.read_parquet(results["bounded"] / "predictions.parquet")
-    assert a.equals(b)
-    for key in ("ic", "rank_ic", "best_iteration", "rounds"):
-        assert bounded["model"][key] == pytest.approx(memory["model"][key], rel=1e-12), key
-    assert bounded["backtest"] == memory["backtest"]
-
-
 TRAIN_SPANS = ["--train", "2016-01-01:2016-12-31", "--valid", "2017-01-01:2017-06-30", "--test",
                "2017-07-01:2017-12-31"]  # fmt: skip
 #: CSI300's members have data on 126 k of their ~146 k member-days of 2016–2017: the in-memory path needs
@@ -188,7 +152,7 @@ def _train_args(qlib_dir: Path, rounds: int, budget: str) -> list[str]:
 def test_model_train_within_a_budget_removes_the_scratch_of_a_killed_run(
     qlib_dir: Path, tmp_path: Path
 ) -> None:
-    env = _env(tmp_path / "bounded", qlib_dir)
+    env = workflow_env(tmp_path / "bounded", qlib_dir)
     scratch = Path(env["HQ_HOME"]) / "cache" / "scratch"
     Path(env["HQ_HOME"]).mkdir(parents=True)
     with (tmp_path / "killed.err").open("wb") as err:
@@ -218,7 +182,7 @@ def test_model_train_within_a_budget_removes_the_scratch_of_a_killed_run(
     assert list(scratch.iterdir()) == []  # the dead run's scratch is gone, and this run's own
 
     code, out, err_text, _ = _run_polled(
-        _train_args(qlib_dir, 30, "16GB"), _env(tmp_path / "memory", qlib_dir)
+        _train_args(qlib_dir, 30, "16GB"), workflow_env(tmp_path / "memory", qlib_dir)
     )
     assert code == 0, err_text[-3000:]
     memory = json.loads(out)
@@ -235,7 +199,7 @@ def test_model_train_within_a_budget_removes_the_scratch_of_a_killed_run(
 def test_model_train_refuses_a_budget_that_cannot_hold_lightgbm(qlib_dir: Path, tmp_path: Path) -> None:
     """700 MB leaves 100 MB for data: enough for the factors by groups of codes, not for LightGBM's bins,
     sample and histograms (num_leaves 210). Refused before any work, naming the stage and the need."""
-    env = _env(tmp_path, qlib_dir)
+    env = workflow_env(tmp_path, qlib_dir)
     code, out, _, _ = _run_polled(_train_args(qlib_dir, 30, "700MB"), env)
     assert code == 1
     error = json.loads(out)["error"]
@@ -248,32 +212,24 @@ def test_model_train_refuses_a_budget_that_cannot_hold_lightgbm(qlib_dir: Path, 
     assert code == 2 and "invalid memory size 'lots'" in json.loads(out)["error"]["message"]
 
 
-#: Model selection (``model.select_on``) with two seeds and two candidates, 20 rounds each.
-SELECT = (
-    "  params: {num_boost_round: 20}\n  select_on: valid\n  seeds: 2\n  candidates: [{num_leaves: 31}, {}]"
-)
-
-
 def test_a_selection_within_a_budget_trains_every_run_from_the_block_set(
-    qlib_dir: Path, tmp_path: Path
+    csi300_selection: SelectionRun, qlib_dir: Path, tmp_path: Path
 ) -> None:
     """Each candidate and seed of a selection over the budget trains from the one block set, as a single
     training does, and from one set of row files (written by the first training): the run stays within the
-    budget and chooses the model the in-memory selection chooses."""
-    spans = {"HQ_TRAIN": "2016-01-01:2016-12-31", "HQ_VALID": "2017-01-01:2017-06-30",
-             "HQ_TEST": "2017-07-01:2017-12-31"}  # fmt: skip
-    path = tmp_path / "select.yaml"
-    path.write_text(EXAMPLE.read_text().replace("  params: {}", SELECT))
-    runs = {}
-    for name, budget in (("memory", "16GB"), ("bounded", TRAIN_BUDGET)):
-        env = _env(tmp_path / name, qlib_dir, **spans)
-        code, out, err, peak = _run_polled(
-            ["--log-level", "INFO", "run", str(path), "--format", "json", "--memory-budget", budget], env
-        )
-        assert code == 0, err[-3000:]
-        metrics = json.loads((Path(json.loads(out)["out_dir"]) / "metrics.json").read_text())
-        runs[name] = (metrics, peak, err)
-    (memory, _, _), (bounded, peak, log) = runs["memory"], runs["bounded"]
+    budget, chooses the model the in-memory selection (the session's: tests/conftest.py) chooses, and
+    predicts and backtests as it does: the stages after training are those of a run of one model, whose
+    bounded training is ``hq model train``'s (train_and_register with a budget), compared to the in-memory
+    training in test_model_train_within_a_budget_removes_the_scratch_of_a_killed_run."""
+    memory = csi300_selection.metrics
+    env = workflow_env(tmp_path / "bounded", qlib_dir, **SPANS)
+    code, out, log, peak = _run_polled(
+        ["--log-level", "INFO", "run", str(csi300_selection.config), "--format", "json", "--memory-budget",
+         TRAIN_BUDGET], env,
+    )  # fmt: skip
+    assert code == 0, log[-3000:]
+    out_dir = Path(json.loads(out)["out_dir"])
+    bounded = json.loads((out_dir / "metrics.json").read_text())
     assert log.count("training rows written") == 1  # four trainings, one set of row files
     assert log.count("the row files written for an earlier training") == 3
     assert list((tmp_path / "bounded" / "home" / "cache" / "scratch").iterdir()) == []
@@ -288,3 +244,7 @@ def test_a_selection_within_a_budget_trains_every_run_from_the_block_set(
         assert got["select_value"] == pytest.approx(want["select_value"], rel=1e-12)
     for key in ("ic", "rank_ic", "best_iteration"):
         assert bounded["model"][key] == pytest.approx(memory["model"][key], rel=1e-12), key
+    # the run's later stages within the budget too: the same predictions, the same backtest
+    a = pl.read_parquet(csi300_selection.out_dir / "predictions.parquet")
+    assert a.height > 10_000 and a.equals(pl.read_parquet(out_dir / "predictions.parquet"))
+    assert bounded["backtest"] == memory["backtest"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 from cli_support import run_hq_here
+from selection_support import SelectionRun
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.stores.qlib import QlibStore
@@ -91,34 +92,16 @@ def test_predictions_and_model_are_mutually_exclusive(qlib_dir: Path, tmp_path: 
     assert not out.exists()  # refused before any work
 
 
-def test_backtest_of_a_registered_model_stores_its_summary(qlib_dir: Path, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "HQ_HOME": str(tmp_path / "home"),
-        "HQ_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
-    }
+def test_backtest_of_a_registered_model_stores_its_summary(
+    qlib_dir: Path, tmp_path: Path, csi300_selection: SelectionRun
+) -> None:
+    """A model registered by a CSI300 run (the session's selection run: tests/conftest.py), backtested by
+    its id's prefix: its record then holds this backtest's summary."""
+    model_id = csi300_selection.doc["model_id"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_hq_here(*args, env=env)
+        return run_hq_here(*args, env=csi300_selection.env)
 
-    trained = run(
-        "model",
-        "train",
-        "--source",
-        f"qlib:{qlib_dir}",
-        "--universe",
-        "csi300",
-        "--train",
-        "2016-01-01:2016-12-31",
-        "--valid",
-        "2017-01-01:2017-06-30",
-        "--num-boost-round",
-        "20",
-        "--format",
-        "json",
-    )
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    model_id = json.loads(trained.stdout)["model"]["id"]
     proc = run(
         "backtest",
         "run",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 from cli_support import hq_env, run_hq_here
+from selection_support import SelectionRun
 
 
 def _config(qlib_dir: Path, tmp: Path, **model: object) -> Path:
@@ -32,18 +32,14 @@ def _config(qlib_dir: Path, tmp: Path, **model: object) -> Path:
     return path
 
 
-def test_selection_on_valid_reports_every_candidate(qlib_dir: Path, tmp_path: Path) -> None:
-    config = _config(qlib_dir, tmp_path, select_on="valid", seeds=2,
-                     candidates=[{"num_leaves": 31}, {"num_leaves": 63, "learning_rate": 0.1}])  # fmt: skip
-    proc = run_hq_here(
-        "--log-level", "WARNING", "run", str(config), "--format", "json", env=hq_env(tmp_path / "home")
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = json.loads(proc.stdout)
+def test_selection_on_valid_reports_every_candidate(csi300_selection: SelectionRun) -> None:
+    """The example workflow with two candidates × two seeds (the session's selection run:
+    tests/conftest.py)."""
+    run = csi300_selection.doc
     selection = run["metrics"]["model"]["selection"]
     assert selection["select_on"] == "valid" and selection["select_metric"] == "ic"
     tried = selection["tried"]
-    assert [t["params"] for t in tried] == [{"num_leaves": 31}, {"num_leaves": 63, "learning_rate": 0.1}]
+    assert [t["params"] for t in tried] == [{"num_leaves": 31}, {"num_leaves": 210, "learning_rate": 0.1}]
     assert all(len(t["models"]) == 2 and t["valid"]["ic"]["n"] == 2 and "test" in t for t in tried)
     best = max(tried, key=lambda t: t["select_value"])  # the valid mean, never the test
     assert selection["chosen_candidate"] == best["candidate"]
