@@ -44,7 +44,11 @@ class Reference:
 ALPHA158 = Reference("alpha158", "2017-01-01", "2019-12-31", "2018-12-31", 30, ("raw",))
 #: Smaller than Alpha158 (360 expressions make pyqlib's handler slow): 12 codes over 18 months.
 ALPHA360 = Reference("alpha360", "2018-01-01", "2019-06-30", "2018-12-31", 12, ("raw", "infer", "learn"))
-REFERENCES = (ALPHA158, ALPHA360)
+#: The label alone (no features: cheap) on 300 of CSI300's codes over three years, raw and after the
+#: Alpha158 handler's learn processors (DropnaLabel, CSZScoreNorm of the label): dates hold over 128
+#: codes, so pandas' sums take NumPy's pairwise path beyond one block.
+LABEL = Reference("label", "2016-01-01", "2018-12-31", "2018-12-31", 300, ("raw", "learn"))
+REFERENCES = (ALPHA158, ALPHA360, LABEL)
 
 
 def _frame(df: Any) -> pl.DataFrame:
@@ -68,6 +72,19 @@ def build(ref: Reference, cache_dir: Path, qlib_dir: Path) -> dict[str, pl.DataF
     if ref is ALPHA158:
         handler = Alpha158(**span, infer_processors=[], learn_processors=[])
         frames = {"raw": _frame(handler.fetch(col_set="__all"))}
+    elif ref is LABEL:  # Alpha158's label expression and default learn processors, without the features
+        from qlib.data.dataset.processor import CSZScoreNorm, DropnaLabel
+
+        config = {"label": (["Ref($close, -2)/Ref($close, -1) - 1"], ["LABEL0"])}
+        label = DataHandlerLP(
+            instruments=span["instruments"],
+            start_time=ref.start,
+            end_time=ref.end,
+            data_loader={"class": "QlibDataLoader", "kwargs": {"config": config}},
+            learn_processors=[DropnaLabel(), CSZScoreNorm(fields_group="label")],
+        )
+        keys = {"raw": DataHandlerLP.DK_R, "learn": DataHandlerLP.DK_L}
+        frames = {view: _frame(label.fetch(col_set="__all", data_key=key)) for view, key in keys.items()}
     else:  # Qlib's default processors; the handler keeps the raw data too (DK_R)
         handler = Alpha360(**span)
         keys = {"raw": DataHandlerLP.DK_R, "infer": DataHandlerLP.DK_I, "learn": DataHandlerLP.DK_L}

@@ -147,7 +147,7 @@ def _pyqlib_model(kind: str, params: dict[str, Any], tmp_path: Path) -> Any:
 
 
 def test_zoo_fit_is_pyqlibs_model_on_the_same_data(frame, dataset, recorder, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Our presets' dataset is pyqlib's (same rows, order, features; the label within float32 rounding),
+    """Our presets' dataset is pyqlib's (same rows, order, features and labels, bit for bit),
     and each family's fit on pyqlib's own matrices is pyqlib's model: the parameters as the library sees
     them, the rounds, the best iteration, the selected features, the scores."""
     from qlib.data.dataset.handler import DataHandlerLP
@@ -165,9 +165,7 @@ def test_zoo_fit_is_pyqlibs_model_on_the_same_data(frame, dataset, recorder, tmp
     for theirs, view in ((train, ours.view("train")), (valid, ours.view("valid"))):
         assert view["code"].to_list() == theirs.index.get_level_values("instrument").tolist()
         np.testing.assert_array_equal(matrix(view, ours.features), theirs["feature"].to_numpy(np.float32))
-        np.testing.assert_allclose(
-            labels(view), theirs["label"].to_numpy(np.float32).ravel(), rtol=1e-5, atol=1e-6
-        )
+        np.testing.assert_array_equal(labels(view), theirs["label"].to_numpy(np.float32).ravel())
 
     def xy(df: Any) -> tuple[Any, Any]:
         return df["feature"].to_numpy(np.float32), df["label"].to_numpy(np.float32).ravel()

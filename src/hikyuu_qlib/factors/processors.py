@@ -18,6 +18,7 @@ import polars as pl
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.domain.errors import InvalidInputError
 from hikyuu_qlib.domain.numeric import EPS
+from hikyuu_qlib.factors.cs_zscore import cs_zscore, date_order
 from hikyuu_qlib.factors.label import LABEL
 
 KEYS = ("code", "datetime")
@@ -60,7 +61,8 @@ class DropnaLabel:
 
 @dataclass
 class CSZScoreNorm:
-    """Per date: ``(x - mean) / std`` (sample std) over the codes of that date."""
+    """Per date: ``(x - mean) / std`` (sample std) over the codes of that date, with pandas' arithmetic
+    in the column's dtype (a float32 label stays float32, as Qlib's): see :mod:`.cs_zscore`."""
 
     columns: Sequence[str] | None = None
 
@@ -68,13 +70,11 @@ class CSZScoreNorm:
         return None
 
     def transform(self, frame: pl.DataFrame) -> pl.DataFrame:
-        exprs = [
-            ((pl.col(c) - _missing(c).mean().over("datetime")) / _missing(c).std().over("datetime"))
-            .fill_null(float("nan"))
-            .alias(c)
-            for c in _columns(frame, self.columns)
-        ]
-        return frame.with_columns(exprs)
+        columns = _columns(frame, self.columns)
+        if not columns:
+            return frame
+        order, starts = date_order(frame)
+        return frame.with_columns([cs_zscore(frame.get_column(c), order, starts) for c in columns])
 
 
 @dataclass
