@@ -40,7 +40,7 @@ a short span, so numba's on-disk cache holds them compiled (a cost paid once per
 ``--quick``: shorter spans everywhere (and fewer seeds, smaller MLP and ensemble budgets).
 ``HQ_BENCH_RESEARCH_ROWS``: a comma list of the rows to run (alpha158, pipeline, all, alpha360, parity,
 quality); default all of them. ``HQ_BENCH_RESEARCH_PARITY``: a comma list of the parity rows' pyqlib kinds
-(xgb, catboost, linear, double_ensemble, mlp); default all. ``HQ_BENCH_QUALITY_SEEDS``: the quality row's
+(xgb, catboost, linear, double_ensemble, mlp, mlp_norm); default all. ``HQ_BENCH_QUALITY_SEEDS``: the quality row's
 seed count (default ``QUALITY_SEEDS``, ``QUALITY_SEEDS_QUICK`` with ``--quick``);
 ``HQ_BENCH_QUALITY_CONFIGS``: the labels of the configurations to try, ``;``-separated (default all).
 ``HQ_BENCH_PARITY_KEEP``: a directory where the parity rows copy both sides' test predictions.
@@ -94,6 +94,7 @@ IC_TOLERANCE = 0.003
 #: generators match pyqlib's draw for draw, but PyTorch's float sums (BatchNorm, Adam) over 8000 steps of
 #: 8192 rows drift apart at float32 rounding, and early stopping may then pick a neighbouring step.
 MLP_TOLERANCE = 0.006
+MLP_KINDS = ("mlp", "mlp_norm")
 RSS_GOAL_MB = 4096
 #: Presets with a pyqlib model, as (preset, pyqlib kind).
 PARITY = (
@@ -102,10 +103,12 @@ PARITY = (
     ("qlib-linear-alpha158", "linear"),
     ("qlib-double-ensemble-alpha158", "double_ensemble"),
     ("qlib-mlp-alpha158", "mlp"),
+    ("qlib-mlp-alpha158-norm", "mlp_norm"),
 )
 #: --quick budgets (the parity of a budget holds as well as the full one's; both sides get the same).
 QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
     "qlib-mlp-alpha158": {"max_steps": 400},
+    "qlib-mlp-alpha158-norm": {"max_steps": 400},
     "qlib-double-ensemble-alpha158": {"epochs": 10},
 }
 #: The quality row's configurations: (label, preset, parameter overrides).
@@ -190,7 +193,7 @@ def _parity_rows(cfg: dict[str, Any], qlib_dir: Path, quick: bool) -> list[Resul
                 Path(keep).mkdir(parents=True, exist_ok=True)
                 for side in ("ours", "qlib"):
                     shutil.copyfile(Path(tmp) / f"{side}.parquet", Path(keep) / f"{kind}-{side}.parquet")
-        tolerance = MLP_TOLERANCE if kind == "mlp" else IC_TOLERANCE
+        tolerance = MLP_TOLERANCE if kind in MLP_KINDS else IC_TOLERANCE
         d_ic, d_ric = ours["ic"] - anchor["ic"], ours["rank_ic"] - anchor["rank_ic"]
         results.append(
             Result(
@@ -723,6 +726,18 @@ def _qlib_handler(kind: str, spans: dict[str, Any]) -> Any:
             ],
             "process_type": "independent",
         }
+    elif kind == "mlp_norm":  # the NN benchmarks' normalisation (LSTM/GRU/ALSTM Alpha158), VWAP0 dropped
+        options = {
+            "infer_processors": [
+                {"class": "DropCol", "kwargs": {"col_list": ["VWAP0"]}},
+                {"class": "RobustZScoreNorm", "kwargs": {"fields_group": "feature", "clip_outlier": True}},
+                {"class": "Fillna", "kwargs": {"fields_group": "feature"}},
+            ],
+            "learn_processors": [
+                {"class": "DropnaLabel"},
+                {"class": "CSRankNorm", "kwargs": {"fields_group": "label"}},
+            ],
+        }
     cache = os.environ.get("HQ_BENCH_QLIB_CACHE")
     if cache:
         return _cached_qlib_handler(Path(cache), spans, options)
@@ -831,10 +846,11 @@ def _qlib_model_of(kind: str, overrides: dict[str, Any], train_dir: str) -> Any:
             num_threads=threads,
             verbosity=-1,
         )
-    if kind == "mlp":
+    if kind in MLP_KINDS:
         from qlib.contrib.model.pytorch_nn import DNNModelPytorch
 
-        params = {**get_preset("qlib-mlp-alpha158").params, **overrides}
+        preset = "qlib-mlp-alpha158" if kind == "mlp" else "qlib-mlp-alpha158-norm"
+        params = {**get_preset(preset).params, **overrides}
         import torch
 
         torch.set_num_threads(threads)
@@ -896,7 +912,7 @@ def _qlib_model(qlib_dir: str, segments: str, tmp: str, kind: str, overrides: st
         best = int(inner.best_iteration) + 1
     elif kind == "catboost" and inner is not None:
         best = int(inner.get_best_iteration()) + 1
-    elif kind == "mlp":
+    elif kind in MLP_KINDS:
         best = model.best_step
     doc = {
         "seconds": time.perf_counter() - began,
@@ -908,10 +924,11 @@ def _qlib_model(qlib_dir: str, segments: str, tmp: str, kind: str, overrides: st
         if inner is None or kind not in ("xgb", "catboost")
         else _library_params(inner),
     }
-    if kind == "mlp":
+    if kind in MLP_KINDS:
         import torch
 
-        doc["qlib_processors"] = CS_FILL_NOTE
+        if kind == "mlp":
+            doc["qlib_processors"] = CS_FILL_NOTE
         norms = [m for m in model.dnn_model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
         doc["batchnorm_finite"] = all(
             m.running_var is not None and bool(torch.isfinite(m.running_var).all()) for m in norms

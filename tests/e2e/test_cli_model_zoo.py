@@ -80,6 +80,29 @@ def test_xgb_round_trips_predict_evaluate_backtest(setup, xgb, tmp_path: Path) -
     assert "Feature importance" in html and (tmp_path / "bt" / "importance_gain.png").is_file()
 
 
+def test_mlp_norm_round_trips_predict_evaluate_backtest(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Qlib's MLP network on robust z-scored features: it trains where qlib-mlp-alpha158 is refused
+    pytest.importorskip("torch")
+    home, source, codes = setup
+    model = one_json(hq(home, "model", "train", "--source", source, "--universe", codes, *SEGMENTS,
+                        "--preset", "qlib-mlp-alpha158-norm", "--param", "max_steps=60",
+                        "--param", "batch_size=512", "--threads", "2", "--format", "json"))["model"]  # fmt: skip
+    assert model["model_type"] == "mlp" and model["status"] == "trained"
+    assert model["hyperparameters"]["preset"] == "qlib-mlp-alpha158-norm"
+    assert model["hyperparameters"]["params"]["max_steps"] == 60
+    out = tmp_path / "preds.parquet"
+    pred = one_json(hq(home, "predict", model["id"], "--start", "2017-10-01", "--end", "2017-12-31",
+                       "--out", str(out), "--format", "json"))  # fmt: skip
+    scores = pl.read_parquet(out)
+    assert pred["rows"] == scores.height > 0 and scores["score"].n_unique() > scores.height // 2
+    report = one_json(hq(home, "model", "evaluate", model["id"], "--format", "json"))
+    assert abs(report["summary"]["ic"] - model["metrics"]["test"]["ic"]) < 1e-6
+    bt = one_json(hq(home, "backtest", "run", "--model", model["id"], "--source", source, "--universe", codes,
+                     "--start", "2017-10-01", "--end", "2017-12-31", "--topk", "10", "--n-drop", "2",
+                     "--out", str(tmp_path / "bt"), "--format", "json"))  # fmt: skip
+    assert Path(bt["report"]).is_file()
+
+
 def test_show_prints_importance(setup, xgb) -> None:  # type: ignore[no-untyped-def]
     home, _, _ = setup
     shown = one_json(hq(home, "model", "show", xgb["model"]["id"], "--top", "5", "--format", "json"))

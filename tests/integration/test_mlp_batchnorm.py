@@ -4,7 +4,8 @@ On the real store some rows have zero volume, so VMA/VSTD (``/ (volume + 1e-12)`
 holding one of them overflows BatchNorm's float32 variance, the running variance becomes infinite and the
 network scores every row the same (up to float rounding: the "IC" of such a model is rounding noise, which
 is how the quick parity row got −0.04 against pyqlib's +0.03 from two constant predictors). The family
-refuses such a fit; the same data normalised first trains a network whose scores vary.
+refuses such a fit and names ``qlib-mlp-alpha158-norm``, whose robust z-scored features train a network
+whose scores vary on the same data.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from hikyuu_qlib.domain.model import ModelType
 from hikyuu_qlib.factors.pipeline import compute_features
 from hikyuu_qlib.factors.universe import Universe
 from hikyuu_qlib.modelling.dataset import matrix, prepare_frame
-from hikyuu_qlib.modelling.presets import ProcessorStep, get_preset
+from hikyuu_qlib.modelling.presets import get_preset
 from hikyuu_qlib.modelling.service import fit_prepared
 from hikyuu_qlib.stores.qlib import QlibStore
 
 SEGMENTS = Segments.parse("2016-01-01:2017-12-31", "2018-01-01:2018-06-30", "2018-07-01:2019-06-30")
 PRESET = get_preset("qlib-mlp-alpha158")
+NORM = get_preset("qlib-mlp-alpha158-norm")
 PARAMS = {**PRESET.params, "max_steps": 40, "seed": 0, "num_threads": 2}
 
 
@@ -47,15 +49,18 @@ def test_raw_alpha158_overflows_batchnorm_and_is_refused(raw: pl.DataFrame) -> N
     )
     train = matrix(data.view("train"), data.features)
     assert np.nanmax(np.abs(train)) > 1e19  # the cause is in the data: zero-volume days
-    with pytest.raises(InvalidInputError, match="BatchNorm"):
+    with pytest.raises(InvalidInputError, match=r"BatchNorm.*preset qlib-mlp-alpha158-norm"):
         fit_prepared(ModelType.MLP, data, PARAMS, 0, 2, 1, 1)
 
 
-def test_normalised_features_train_a_network_whose_scores_vary(raw: pl.DataFrame) -> None:
-    # learn on top of the normalised view (process "append")
-    infer = (ProcessorStep("robust_zscore", "feature"), ProcessorStep("fillna", "feature"))
-    learn = (ProcessorStep("dropna_label", "label"), ProcessorStep("cs_zscore", "label"))
-    data = prepare_frame(raw, SEGMENTS, infer=infer, learn=learn, process="append", drop=PRESET.drop)
+def test_norm_preset_trains_a_network_whose_scores_vary(raw: pl.DataFrame) -> None:
+    assert NORM.params == PRESET.params and NORM.drop == PRESET.drop  # the same network, other processors
+    assert NORM.process == "append"  # the learn view comes from the normalised features
+    data = prepare_frame(
+        raw, SEGMENTS, infer=NORM.infer, learn=NORM.learn, process=NORM.process, drop=NORM.drop
+    )
+    train = matrix(data.view("train"), data.features)
+    assert np.nanmax(np.abs(train)) <= 3.0  # clipped robust z-scores: the zero-volume days are bounded
     result = fit_prepared(ModelType.MLP, data, PARAMS, 0, 2, 1, 1)
     scores = result.model.predict(matrix(data.view("test", "infer"), data.features))
     assert np.isfinite(scores).all()

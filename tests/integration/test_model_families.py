@@ -58,6 +58,12 @@ CASES: dict[str, tuple[ModelType, dict[str, Any], set[str], bytes]] = {
         set(),
         b"",  # safetensors: an 8-byte header length, then its JSON header
     ),
+    "qlib-mlp-alpha158-norm": (
+        ModelType.MLP,
+        {"max_steps": 60, "batch_size": 512, "eval_steps": 20},
+        set(),
+        b"",
+    ),
     "qlib-double-ensemble-alpha158": (
         ModelType.DOUBLE_ENSEMBLE,
         {"epochs": 6, "num_models": 2},
@@ -69,7 +75,8 @@ CASES: dict[str, tuple[ModelType, dict[str, Any], set[str], bytes]] = {
 
 #: Spec overrides: the MLP preset feeds the network raw Alpha158, whose zero-volume days (VMA/VSTD ~1e20)
 #: overflow BatchNorm and are refused (tests/integration/test_mlp_batchnorm.py); the round trip needs a
-#: network that scores rows differently, so its features are normalised on both views.
+#: network that scores rows differently, so its features are normalised on both views (the processors of
+#: qlib-mlp-alpha158-norm, which trains as it is, but with a z-scored label as Qlib's MLP configuration).
 _NORMALISED = (ProcessorStep("robust_zscore", "feature"), ProcessorStep("fillna", "feature"))
 SPEC: dict[str, dict[str, Any]] = {
     "qlib-mlp-alpha158": {
@@ -132,7 +139,7 @@ def test_every_preset_has_a_case() -> None:
 @pytest.mark.parametrize("preset", list(CASES))
 def test_preset_trains_registers_and_round_trips(store, universe, env, frame, preset) -> None:  # type: ignore[no-untyped-def]
     _library({"qlib-xgb-alpha158": "xgboost", "qlib-catboost-alpha158": "catboost",
-              "qlib-mlp-alpha158": "torch"}.get(preset, "numpy"))  # fmt: skip
+              "qlib-mlp-alpha158": "torch", "qlib-mlp-alpha158-norm": "torch"}.get(preset, "numpy"))  # fmt: skip
     registry, artifacts = env
     kind, _, kinds, head = CASES[preset]
     outcome = _train(store, universe, env, frame, preset, **SPEC.get(preset, {}))
@@ -143,7 +150,7 @@ def test_preset_trains_registers_and_round_trips(store, universe, env, frame, pr
         assert np.isfinite(model.metrics[segment]["ic"]) and model.metrics[segment]["days"] > 0
     data = artifacts.get_bytes(model.artifacts["model"])
     assert not data.startswith(b"\x80"), "a pickle"
-    if preset == "qlib-mlp-alpha158":
+    if kind is ModelType.MLP:
         size = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + size])
         assert header["__metadata__"]["format"] == "hikyuu-qlib.mlp/1"

@@ -21,6 +21,7 @@ QLIB_XGB_ALPHA158 = "qlib-xgb-alpha158"
 QLIB_CATBOOST_ALPHA158 = "qlib-catboost-alpha158"
 QLIB_LINEAR_ALPHA158 = "qlib-linear-alpha158"
 QLIB_MLP_ALPHA158 = "qlib-mlp-alpha158"
+QLIB_MLP_NORM_ALPHA158 = "qlib-mlp-alpha158-norm"
 QLIB_DOUBLE_ENSEMBLE_ALPHA158 = "qlib-double-ensemble-alpha158"
 LABEL_EXPRESSION = "Ref($close, -2)/Ref($close, -1) - 1"
 
@@ -236,7 +237,7 @@ _QLIB_LASSO = _linear("qlib-linear-lasso-alpha158", "lasso", 0.001, "lasso regre
 #: Qlib's examples/benchmarks/MLP/workflow_config_mlp_Alpha158.yaml: VWAP0 dropped; infer CSZFillna;
 #: learn (independent of infer) DropnaProcessor(feature), DropnaLabel, CSZScoreNorm(label). The network
 #: learns from raw features: on a store with zero-volume days (VMA/VSTD ~1e20) BatchNorm overflows and the
-#: family refuses the fit (pyqlib trains a constant predictor there); normalise both views to train it.
+#: family refuses the fit (pyqlib trains a constant predictor there); ``qlib-mlp-alpha158-norm`` trains it.
 _QLIB_MLP = Preset(
     name=QLIB_MLP_ALPHA158,
     model_type=ModelType.MLP,
@@ -264,6 +265,29 @@ _QLIB_MLP = Preset(
     drop=("VWAP0",),
     rounds=False,
     description="PyTorch MLP (extra torch), one hidden layer of 256",
+)
+
+#: The same network and parameters on features normalised as Qlib's own neural-network benchmarks on
+#: Alpha158 normalise them (examples/benchmarks/{LSTM,GRU,ALSTM}/workflow_config_*_Alpha158.yaml, also
+#: Linear/workflow_config_linear_Alpha158.yaml): infer RobustZScoreNorm(clip_outlier: true, fitted on the
+#: train segment) and Fillna on the features; learn DropnaLabel and CSRankNorm on the label; the default
+#: process type (append: the learn view comes from the normalised features). Those configurations'
+#: FilterCol (20 features for their d_feat 20 recurrent networks) is not taken: this network reads all of
+#: Alpha158 but VWAP0, as the MLP configuration. The clipped robust z-score bounds every input to [-3, 3],
+#: so the zero-volume days that overflow ``qlib-mlp-alpha158``'s BatchNorm train here.
+_QLIB_MLP_NORM = Preset(
+    name=QLIB_MLP_NORM_ALPHA158,
+    model_type=ModelType.MLP,
+    feature_set="alpha158",
+    label=LABEL_EXPRESSION,
+    params=dict(_QLIB_MLP.params),
+    num_boost_round=1,
+    early_stopping_rounds=1,
+    infer=(ProcessorStep("robust_zscore", "feature"), ProcessorStep("fillna", "feature")),
+    learn=(ProcessorStep("dropna_label", "label"), ProcessorStep("cs_rank", "label")),
+    drop=("VWAP0",),
+    rounds=False,
+    description="PyTorch MLP (extra torch) on robust z-scored features (Qlib's NN normalisation)",
 )
 
 #: Qlib's examples/benchmarks/DoubleEnsemble/workflow_config_doubleensemble_Alpha158.yaml (num_threads:
@@ -325,6 +349,7 @@ PRESETS: dict[str, Preset] = {
         _QLIB_RIDGE,
         _QLIB_LASSO,
         _QLIB_MLP,
+        _QLIB_MLP_NORM,
         _QLIB_DOUBLE_ENSEMBLE,
         _QLIB_LGB_360,
     )

@@ -239,8 +239,10 @@ def _check_statistics(torch: Any, net: Any, x: F32) -> None:
                 raise InvalidInputError(
                     f"the MLP degenerated: the running variance of its BatchNorm layer {name} is not "
                     f"finite (float32 overflow; the train inputs reach {top:.3g} in magnitude), so it would "
-                    "score every row the same; normalise the features it learns from and predicts on "
-                    "(e.g. robust_zscore and fillna in both the infer and the learn processors)"
+                    "score every row the same; train preset qlib-mlp-alpha158-norm (the same network on "
+                    "features robust z-scored and clipped, as Qlib's neural-network benchmarks), or "
+                    "normalise the features it learns from and predicts on (e.g. robust_zscore and fillna "
+                    "in both the infer and the learn processors)"
                 )
 
 
