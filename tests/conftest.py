@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -95,6 +95,19 @@ def pyqlib_cache_dir(config: pytest.Config) -> Path:
     """Where the parity references live (pytest's cache directory; see ``tests/pyqlib_references.py``)."""
     assert config.cache is not None
     return Path(config.cache.mkdir("hq-pyqlib"))
+
+
+def pyqlib_reference(request: pytest.FixtureRequest, qlib_dir: Path, ref: Any) -> dict[str, Any]:
+    """A parity reference's frames (``tests/pyqlib_references.py``): from the cache, else built with
+    pyqlib (the test is skipped, or fails under CI, without it)."""
+    from tests.pyqlib_references import build, load
+
+    cache = pyqlib_cache_dir(request.config)
+    frames = load(ref, cache, qlib_dir)
+    if frames is None:
+        request.getfixturevalue("pyqlib")
+        frames = build(ref, cache, qlib_dir)
+    return frames
 
 
 # --- runs shared by several end-to-end modules -----------------------------------------------------------

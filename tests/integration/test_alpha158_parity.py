@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tests.conftest import pyqlib_cache_dir
-from tests.pyqlib_references import ALPHA158, build, load
+from tests.conftest import pyqlib_reference
+from tests.pyqlib_references import ALPHA158
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.factors.alpha158 import alpha158_names
@@ -49,11 +49,7 @@ def _codes(qlib_dir: Path) -> list[str]:
 def reference(request: pytest.FixtureRequest, qlib_dir: Path) -> pl.DataFrame:
     """pyqlib's raw Alpha158 + LABEL0 (no processors), cached in pytest's cache directory (see
     ``tests/pyqlib_references.py``)."""
-    cache = pyqlib_cache_dir(request.config)
-    frames = load(ALPHA158, cache, qlib_dir)
-    if frames is None:
-        request.getfixturevalue("pyqlib")
-        frames = build(ALPHA158, cache, qlib_dir)
+    frames = pyqlib_reference(request, qlib_dir, ALPHA158)
     return frames["raw"]
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tests.conftest import pyqlib_cache_dir
-from tests.pyqlib_references import ALPHA360, build, load
+from tests.conftest import pyqlib_reference
+from tests.pyqlib_references import ALPHA360
 
 from hikyuu_qlib.domain import DateRange
 from hikyuu_qlib.factors.alpha360 import DEFAULT_INFER, DEFAULT_LEARN, FIELDS, LAGS, alpha360_names
@@ -38,11 +38,7 @@ def reference(request: pytest.FixtureRequest, qlib_dir: Path) -> dict[str, pl.Da
     """pyqlib's Alpha360 + LABEL0: raw (no processors) and its default infer and learn views, cached in
     pytest's cache directory (built by the session's background process when it started one: see
     ``tests/pyqlib_references.py``)."""
-    cache = pyqlib_cache_dir(request.config)
-    frames = load(ALPHA360, cache, qlib_dir)
-    if frames is None:
-        request.getfixturevalue("pyqlib")
-        frames = build(ALPHA360, cache, qlib_dir)
+    frames = pyqlib_reference(request, qlib_dir, ALPHA360)
     return frames
 
 

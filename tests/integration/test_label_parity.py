@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tests.conftest import pyqlib_cache_dir
+from tests.conftest import pyqlib_reference
 from tests.pyqlib_references import LABEL as REFERENCE
-from tests.pyqlib_references import build, load
 
 from hikyuu_qlib.factors.label import LABEL
 from hikyuu_qlib.factors.processors import CSZScoreNorm, DropnaLabel, ProcessorChain
@@ -22,11 +21,7 @@ pytestmark = pytest.mark.qlib
 @pytest.fixture(scope="module")
 def reference(request: pytest.FixtureRequest, qlib_dir: Path) -> dict[str, pl.DataFrame]:
     """pyqlib's label, raw and after its learn processors (cached: see ``tests/pyqlib_references.py``)."""
-    cache = pyqlib_cache_dir(request.config)
-    frames = load(REFERENCE, cache, qlib_dir)
-    if frames is None:
-        request.getfixturevalue("pyqlib")
-        frames = build(REFERENCE, cache, qlib_dir)
+    frames = pyqlib_reference(request, qlib_dir, REFERENCE)
     return frames
 
 
