@@ -21,6 +21,7 @@ backtest: see :mod:`hikyuu_qlib.kernel_cache`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -244,7 +245,7 @@ def _train(
 ) -> tuple[str, float]:
     """The id of the model trained and registered, and the seconds its features took."""
     from hikyuu_qlib.modelling.presets import ProcessorStep
-    from hikyuu_qlib.modelling.service import TrainSpec, train_and_register
+    from hikyuu_qlib.modelling.service import TrainSpec
 
     explicit = "processors" in config.model_fields_set  # else the preset's own processors
     base = TrainSpec(
@@ -260,18 +261,24 @@ def _train(
     )
     if not config.model.selecting():
         with progress("boosting") as bar:
-            outcome = train_and_register(
-                base,
-                store=features,
-                universe=universe,
-                registry=ctx.registry,
-                artifacts=ctx.artifacts,
-                cache=ctx.cache,
-                progress=bar,
-                bounded=bounded,
-            )
+            outcome = _register(ctx, features, universe)(base, progress=bar, bounded=bounded)
         return outcome.model.id, outcome.timings.get("features_s", 0.0)
     return _select(ctx, config, base, features, universe, progress, bounded)
+
+
+def _register(ctx: ResearchContext, features: FeatureSource, universe: Universe) -> Callable[..., Any]:
+    """``train_and_register`` bound to this run's feature source, universe, registry, artifacts and
+    cache (a training and every selection candidate register the same way)."""
+    from hikyuu_qlib.modelling.service import train_and_register
+
+    return functools.partial(
+        train_and_register,
+        store=features,
+        universe=universe,
+        registry=ctx.registry,
+        artifacts=ctx.artifacts,
+        cache=ctx.cache,
+    )
 
 
 def _select(
@@ -297,7 +304,9 @@ def _select(
 
     from hikyuu_qlib.factors.pipeline import compute_features
     from hikyuu_qlib.modelling.quality import mean_std, over_seeds
-    from hikyuu_qlib.modelling.service import DegenerateModelError, train_and_register
+    from hikyuu_qlib.modelling.service import DegenerateModelError
+
+    register = _register(ctx, features, universe)
 
     spec_model = config.model
     if "valid" not in base.segments:
@@ -344,16 +353,8 @@ def _select(
                 )
                 with progress(f"candidate {index + 1}/{len(candidates)} seed {spec.seed}") as bar:
                     try:
-                        outcome = train_and_register(
-                            spec,
-                            store=features,
-                            universe=universe,
-                            registry=ctx.registry,
-                            artifacts=ctx.artifacts,
-                            cache=ctx.cache,
-                            progress=bar,
-                            frame=frame,
-                            bounded=None if in_memory else bounded,
+                        outcome = register(
+                            spec, progress=bar, frame=frame, bounded=None if in_memory else bounded
                         )
                     except (
                         DegenerateModelError
