@@ -24,7 +24,6 @@ from hikyuu_qlib.workflow.config import (
     Outputs,
     WorkflowConfig,
 )
-from hikyuu_qlib.workflow.runner import run_workflow
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
@@ -46,6 +45,8 @@ def demo(
     fmt: SummaryFormatOption = OutputFormat.table,
 ) -> None:
     """Build Alpha158, train LightGBM, register, predict, backtest TopkDropout and write report.html."""
+    from hikyuu_qlib.workflow.runner import run_workflow  # the research stack, loaded when a run starts
+
     check_out_dir(out)
     command = current()
     with ResearchContext.open(source, settings=command.settings, db=db, telemetry=command.telemetry) as ctx:

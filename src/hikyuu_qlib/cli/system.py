@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
 
-from hikyuu_qlib.backtest.system import (
+from hikyuu_qlib.backtest.system.config import (
     CostModel,
     FixedCount,
     FixedPercent,
@@ -26,7 +26,6 @@ from hikyuu_qlib.backtest.system import (
     StopLoss,
     TakeProfit,
     TradeSignals,
-    TradingSystem,
 )
 from hikyuu_qlib.cli.options import (
     MetricsFileOption,
@@ -46,6 +45,9 @@ from hikyuu_qlib.cli.signals import (
 from hikyuu_qlib.domain import Adjust, DateRange, InvalidInputError, NotFoundError, StockCode
 from hikyuu_qlib.serialization import to_json_text
 from hikyuu_qlib.signals import SignalMethod, SignalRule, to_signals
+
+if TYPE_CHECKING:
+    from hikyuu_qlib.backtest.system.engine import TradingSystem
 
 log = logging.getLogger("hikyuu_qlib.cli")
 
@@ -188,6 +190,8 @@ def run(
         raise InvalidInputError(f"--cost {cost!r}: expected {', '.join(COSTS)}")
     if fill not in ("next-open", "close"):
         raise InvalidInputError(f"--fill {fill!r}: expected next-open or close")
+    from hikyuu_qlib.backtest.system.engine import TradingSystem  # its numba kernel, when a system runs
+
     system = TradingSystem(
         parse_signal(signal, signal_rule(method, k, threshold, pct)),
         parse_money_manager(mm),

@@ -12,8 +12,9 @@ Importing this package opens nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hikyuu_qlib.lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from hikyuu_qlib.domain.queries import ModelFilter, ModelOrder, Page
@@ -33,11 +34,7 @@ _WHERE = {
     "RegistryOptions": "hikyuu_qlib.registry.engine",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'hikyuu_qlib.registry' has no attribute {name!r}")
+__getattr__ = _lazy_exports(globals(), _WHERE)
 
 
 __all__ = [

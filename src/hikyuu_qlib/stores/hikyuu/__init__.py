@@ -9,8 +9,9 @@ does not pay for PyTables and the store.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hikyuu_qlib.lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from hikyuu_qlib.stores.hikyuu.adjust import adjust_bars
@@ -25,9 +26,4 @@ _WHERE = {
     "adjust_bars": "hikyuu_qlib.stores.hikyuu.adjust",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = _lazy_exports(globals(), _WHERE)
