@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -202,3 +203,25 @@ def test_without_a_benchmark_the_summary_and_report_say_so(qlib_dir: Path, tmp_p
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "No benchmark" in page and "excess_return" not in page
     assert pl.read_parquet(out / "daily.parquet")["bench_return"].null_count() > 50  # no line of zeros
+
+
+def test_a_model_without_dates_is_backtested_and_signalled_on_its_test_segment(
+    qlib_dir: Path, tmp_path: Path, csi300_selection: SelectionRun
+) -> None:
+    """With --model and no --start/--end, backtest and signals run on the model's test segment (the
+    selection run's is 2017-07-01 – 2017-12-31); a bound given replaces the test segment's."""
+    model_id = csi300_selection.doc["model_id"]
+    common = ["--model", model_id, "--source", f"qlib:{qlib_dir}", "--format", "json"]
+    bt = run_hq_here("backtest", "run", *common, "--out", str(tmp_path / "bt"), env=csi300_selection.env)
+    assert bt.returncode == 0, bt.stderr[-2000:]
+    daily = pl.read_parquet(json.loads(bt.stdout)["daily"])
+    assert daily["datetime"].min().date() == dt.date(2017, 7, 3)  # the first trading day of the segment
+    assert daily["datetime"].max().date() == dt.date(2017, 12, 29)
+
+    out = tmp_path / "signals.parquet"
+    sig = run_hq_here(
+        "signals", *common, "--start", "2017-10-01", "--out", str(out), env=csi300_selection.env
+    )
+    assert sig.returncode == 0, sig.stderr[-2000:]
+    doc = json.loads(sig.stdout)
+    assert doc["first"].startswith("2017-10-09") and doc["last"].startswith("2017-12-29")  # after the holiday

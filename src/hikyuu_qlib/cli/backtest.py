@@ -68,8 +68,14 @@ def run(
     source: SourceOption = None,
     universe: Annotated[str, typer.Option(help="universe to predict for (with --model)")] = "csi300",
     universe_file: UniverseFileOption = None,
-    start: Annotated[str | None, typer.Option(help="first day (default: first predicted day)")] = None,
-    end: Annotated[str | None, typer.Option(help="last day (default: last predicted day)")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="first day (default: the first predicted day; with --model, its test segment's)"),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="last day (default: the last predicted day; with --model, its test segment's)"),
+    ] = None,
     topk: Annotated[int | None, typer.Option(min=1, help=f"stocks held {_default('topk')}")] = None,
     n_drop: Annotated[
         int | None, typer.Option("--n-drop", min=0, help=f"stocks replaced each day {_default('n_drop')}")
@@ -180,9 +186,8 @@ def run(
             preds = read_predictions(predictions)
         else:
             assert model_id is not None
-            if start is None or end is None:
-                raise InvalidInputError("--model needs --start and --end")
-            preds = ctx.predict(model_id, universe, DateRange.of(start, end), universe_file=universe_file)
+            dates = ctx.model_dates(ctx.registry.get(model_id), start, end)
+            preds = ctx.predict(model_id, universe, dates, universe_file=universe_file)
         if start or end:
             span = DateRange.of(start, end)
             preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))
@@ -252,7 +257,7 @@ def _remote_backtest(
     """Run a backtest job on the server and wait for it: the local command's document, with the job's
     id, and the paths of the report on the server. Ctrl-C (or a failure to wait) cancels the job."""
     if start is None or end is None:
-        raise InvalidInputError("--model needs --start and --end")
+        raise InvalidInputError("a backtest job on a server needs --start and --end")
     body = {
         "model": model,
         "universe": universe,

@@ -92,8 +92,10 @@ def signals(
         str | None, typer.Option("--universe", "-u", help="with --model; default: the model's")
     ] = None,
     universe_file: UniverseFileOption = None,
-    start: Annotated[str | None, typer.Option(help="first date (needed with --model)")] = None,
-    end: Annotated[str | None, typer.Option(help="last date (needed with --model)")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="first date (default: the model's test segment's)")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="last date (default: the model's test segment's)")] = None,
     method: MethodOption = SignalMethod.topk,
     k: KOption = None,
     threshold: ThresholdOption = None,
@@ -163,15 +165,13 @@ def _model_signals(
     from hikyuu_qlib.modelling.service import model_signals
     from hikyuu_qlib.research import ResearchContext
 
-    if start is None or end is None:
-        raise InvalidInputError("--model needs --start and --end")
-    dates = DateRange.of(start, end)
     command = current()
     with ResearchContext.open(
         source, settings=command.settings, db=db, create_registry=False, telemetry=command.telemetry
     ) as ctx:
         model_id = ctx.resolve_model(model)
         record = ctx.registry.get(model_id)
+        dates = ctx.model_dates(record, start, end)
         ctx.use_model_source(record)
         members = ctx.model_universe(record, universe, dates, file=universe_file)
         result = model_signals(
