@@ -225,12 +225,11 @@ class ResearchContext:
         """The days a command runs a registered ``model`` on: ``start`` and ``end``, each one not given
         taken from the model's test segment (as Qlib's workflow backtests its test segment)."""
         test = model.segments.test
-        if (start is None or end is None) and test is None:
+        if test is not None:
+            return DateRange.of(start or test.start, end or test.end)
+        if start is None or end is None:
             raise InvalidInputError(f"model {model.id} has no test segment: give --start and --end")
-        return DateRange.of(
-            start if start is not None else test.start if test else None,
-            end if end is not None else test.end if test else None,
-        )
+        return DateRange.of(start, end)
 
     def predict(
         self, model_id: str, universe: str, dates: DateRange, *, universe_file: Path | None = None

@@ -184,13 +184,13 @@ def run(
         model_id = ctx.resolve_model(model) if model else None
         if predictions is not None:
             preds = read_predictions(predictions)
-        else:
+            if start or end:
+                span = DateRange.of(start, end)
+                preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))
+        else:  # predicted over exactly these dates
             assert model_id is not None
             dates = ctx.model_dates(ctx.registry.get(model_id), start, end)
             preds = ctx.predict(model_id, universe, dates, universe_file=universe_file)
-        if start or end:
-            span = DateRange.of(start, end)
-            preds = preds.filter(pl.col("datetime").is_between(span.start, span.end))
         if preds.height == 0:
             raise InvalidInputError("no predictions in the requested dates")
         result = run_topk_backtest(preds, ctx.features, config)
